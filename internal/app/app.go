@@ -1,0 +1,73 @@
+// Package app bundles the shared mechanisms every dialect and endpoint is built from, so each
+// dialect's constructor takes one value instead of a dozen. It holds no logic of its own beyond
+// small conveniences (audit).
+package app
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/posgate/posgate/internal/auth"
+	"github.com/posgate/posgate/internal/clock"
+	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/events"
+	"github.com/posgate/posgate/internal/keys"
+	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/token"
+)
+
+// Services are the shared mechanisms of one running posgate.
+type Services struct {
+	Config   *config.Config
+	Store    store.Store
+	Clock    clock.Clock
+	Log      *slog.Logger
+	Sealer   keys.Sealer
+	Issuer   token.Issuer
+	Verifier token.Verifier
+	Revoker  token.Revoker
+	Events   events.Bus
+	Throttle *auth.Throttle
+	Auth     *auth.Registry
+	// Upstream forwards an authenticated request to a named upstream (the gateway's reverse proxy),
+	// for dialects that forward calls themselves (chef data calls). Set before modules are built.
+	Upstream Forwarder
+}
+
+// Forwarder sends r to the upstream named upstream on behalf of p: credentials stripped, identity
+// headers added. Upstream failures are written with writeErr (an *errs.Error of kind Unavailable
+// with Code "upstream_timeout" → 504, or "upstream_unreachable" → 502) so they take the caller's
+// dialect shape. onSuccess (may be nil) runs after a 2xx upstream answer has been received.
+type Forwarder interface {
+	Forward(w http.ResponseWriter, r *http.Request, upstream string, p *auth.Principal,
+		writeErr func(http.ResponseWriter, *http.Request, error), onSuccess func())
+}
+
+// Mux is where a module mounts handlers (an *http.ServeMux satisfies it). Patterns are Go 1.22
+// ServeMux patterns ("POST /oauth/token").
+type Mux interface {
+	Handle(pattern string, handler http.Handler)
+}
+
+// Module is a dialect or feature that mounts routes and registers authenticators.
+//   - public: the internet-facing mux (dialect endpoints).
+//   - admin: the admin API mux, already behind admin-token authentication; patterns are relative to
+//     /admin/api/v1 (e.g. "POST /doshii/vendors").
+type Module interface {
+	Mount(public, admin Mux) error
+}
+
+// Audit records an audit event in the store and in the log (never a secret). Failures to write the
+// audit trail are logged, not returned: an unavailable store must not turn a refusal into a 500.
+func (s *Services) Audit(ctx context.Context, e store.AuditEvent) {
+	if e.At.IsZero() {
+		e.At = s.Clock.Now()
+	}
+	s.Log.LogAttrs(ctx, slog.LevelInfo, "audit",
+		slog.String("actor", e.Actor), slog.String("action", e.Action), slog.String("target", e.Target),
+		slog.String("address", e.Address), slog.String("outcome", e.Outcome), slog.String("detail", e.Detail))
+	if err := s.Store.AppendAudit(ctx, &e); err != nil {
+		s.Log.LogAttrs(ctx, slog.LevelWarn, "audit write failed", slog.String("action", e.Action), slog.String("error", err.Error()))
+	}
+}

@@ -1,0 +1,81 @@
+// Package events carries small notices between the replicas of one deployment (a revocation, a
+// device decision, later a websocket outbox wake-up). The Local bus serves one process (the SQLite
+// default); the PostgreSQL bus uses LISTEN/NOTIFY so every replica hears every publish, its own
+// included. Delivery is best effort: every consumer also resyncs from the store periodically.
+package events
+
+import (
+	"context"
+	"sync"
+)
+
+// Topics in use. Payloads are small JSON documents (NOTIFY caps them at 8000 bytes).
+const (
+	TopicRevocation = "revocation"  // token.Revocation as JSON
+	TopicChefDevice = "chef_device" // {"id": "...", "state": "..."}
+)
+
+// Bus publishes to and subscribes on topics.
+type Bus interface {
+	// Publish delivers payload to every subscriber of topic on every replica (best effort).
+	Publish(ctx context.Context, topic string, payload []byte) error
+	// Subscribe calls fn for each payload published on topic until cancel is called. fn must not
+	// block for long; it runs on the bus's delivery goroutine.
+	Subscribe(topic string, fn func(payload []byte)) (cancel func())
+	Close() error
+}
+
+// Local is an in-process bus.
+type Local struct {
+	mu   sync.RWMutex
+	next int
+	subs map[string]map[int]func([]byte)
+}
+
+// NewLocal returns an in-process bus.
+func NewLocal() *Local { return &Local{subs: map[string]map[int]func([]byte){}} }
+
+// Publish calls every subscriber of topic synchronously.
+func (b *Local) Publish(_ context.Context, topic string, payload []byte) error {
+	b.Deliver(topic, payload)
+	return nil
+}
+
+// Deliver hands payload to the local subscribers of topic. Other bus implementations call it
+// when a notice arrives from the database.
+func (b *Local) Deliver(topic string, payload []byte) {
+	b.mu.RLock()
+	fns := make([]func([]byte), 0, len(b.subs[topic]))
+	for _, fn := range b.subs[topic] {
+		fns = append(fns, fn)
+	}
+	b.mu.RUnlock()
+	for _, fn := range fns {
+		fn(payload)
+	}
+}
+
+// Subscribe registers fn on topic.
+func (b *Local) Subscribe(topic string, fn func([]byte)) func() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	id := b.next
+	b.next++
+	if b.subs[topic] == nil {
+		b.subs[topic] = map[int]func([]byte){}
+	}
+	b.subs[topic][id] = fn
+	return func() {
+		b.mu.Lock()
+		delete(b.subs[topic], id)
+		b.mu.Unlock()
+	}
+}
+
+// Close drops every subscriber.
+func (b *Local) Close() error {
+	b.mu.Lock()
+	b.subs = map[string]map[int]func([]byte){}
+	b.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,131 @@
+// Package httpx holds the small HTTP helpers every endpoint shares: bounded body reading, strict
+// JSON bodies, JSON responses, and the canonical-path rule.
+package httpx
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/posgate/posgate/internal/errs"
+	"github.com/posgate/posgate/internal/jsonx"
+)
+
+// DefaultMaxBody is the body limit when the caller gives none.
+const DefaultMaxBody = 1 << 20
+
+// ReadBody reads at most max bytes of r's body; a longer body is a BadInput error ("body_too_large").
+func ReadBody(r *http.Request, max int64) ([]byte, error) {
+	if max <= 0 {
+		max = DefaultMaxBody
+	}
+	if r.Body == nil {
+		return nil, nil
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errs.New(errs.BadInput, "body_too_large", "request body is too large")
+		}
+		return nil, errs.Wrap(errs.BadInput, "body_unreadable", "request body could not be read", err)
+	}
+	if int64(len(data)) > max {
+		return nil, errs.New(errs.BadInput, "body_too_large", "request body is too large")
+	}
+	return data, nil
+}
+
+// IsJSON reports whether the request's Content-Type is application/json (parameters allowed).
+func IsJSON(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && mt == "application/json"
+}
+
+// IsForm reports whether the request's Content-Type is application/x-www-form-urlencoded.
+func IsForm(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && mt == "application/x-www-form-urlencoded"
+}
+
+// ReadJSON reads a JSON object body into v: Content-Type must be application/json, the body at most
+// max bytes, exactly one object with no duplicate keys; unknown fields are refused when strict.
+// Every failure is a BadInput *errs.Error whose Message is safe to show.
+func ReadJSON(r *http.Request, max int64, v any, strict bool) error {
+	if !IsJSON(r) {
+		return errs.New(errs.BadInput, "unsupported_content_type", "Content-Type must be application/json")
+	}
+	data, err := ReadBody(r, max)
+	if err != nil {
+		return err
+	}
+	if err := jsonx.Decode(data, v, strict); err != nil {
+		return errs.Wrap(errs.BadInput, "invalid_json", jsonMessage(err), err)
+	}
+	return nil
+}
+
+// jsonMessage turns a decode error into a message safe to show: encoding/json's messages name
+// fields and types but never echo values, except syntax errors, which name only a character.
+func jsonMessage(err error) string {
+	msg := err.Error()
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	return "request body is not valid: " + msg
+}
+
+// WriteJSON writes v as JSON with the given status. Responses carrying credentials should set
+// Cache-Control: no-store before calling.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(true)
+	_ = enc.Encode(v)
+}
+
+// NoStore marks a response as never cacheable (token responses, RFC 6749 §5.1).
+func NoStore(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+}
+
+// CheckPath enforces the canonical-path rule: a path holding dot segments (plain or
+// percent-encoded), an encoded slash or backslash, a backslash, or a NUL (plain or encoded) is
+// refused, so the route that matched is exactly the path the upstream sees. rawPath is the request
+// target's path as sent (r.URL.EscapedPath() or r.RequestURI without the query).
+func CheckPath(rawPath string) error {
+	if rawPath == "" || rawPath[0] != '/' {
+		if rawPath == "*" {
+			return errs.New(errs.BadInput, "non_canonical_path", "request path is not canonical")
+		}
+		return errs.New(errs.BadInput, "non_canonical_path", "request path must start with /")
+	}
+	lower := strings.ToLower(rawPath)
+	if strings.ContainsAny(lower, "\\\x00") ||
+		strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(lower, "%00") ||
+		strings.Contains(lower, "//") {
+		return errs.New(errs.BadInput, "non_canonical_path", "request path is not canonical")
+	}
+	// Dot segments, with '.' possibly percent-encoded (%2e).
+	for _, seg := range strings.Split(lower, "/")[1:] {
+		s := strings.ReplaceAll(seg, "%2e", ".")
+		if s == "." || s == ".." {
+			return errs.New(errs.BadInput, "non_canonical_path", "request path is not canonical")
+		}
+	}
+	return nil
+}
+
+// RequestPath returns the path of r's request target as the client sent it (escaped form).
+func RequestPath(r *http.Request) string {
+	if r.URL.RawPath != "" {
+		return r.URL.RawPath
+	}
+	return r.URL.EscapedPath()
+}
