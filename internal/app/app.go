@@ -71,3 +71,10 @@ func (s *Services) Audit(ctx context.Context, e store.AuditEvent) {
 		s.Log.LogAttrs(ctx, slog.LevelWarn, "audit write failed", slog.String("action", e.Action), slog.String("error", err.Error()))
 	}
 }
+
+// Demoer is implemented by modules that can seed an example credential set for `posgate serve
+// --demo`. Demo creates it (idempotently) and returns ready-to-paste curl lines for baseURL; the
+// secrets in them are shown on the terminal only, never logged.
+type Demoer interface {
+	Demo(ctx context.Context, baseURL string) ([]string, error)
+}
