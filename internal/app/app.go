@@ -33,6 +33,10 @@ type Services struct {
 	// Upstream forwards an authenticated request to a named upstream (the gateway's reverse proxy),
 	// for dialects that forward calls themselves (chef data calls). Set before modules are built.
 	Upstream Forwarder
+	// CheckAdminToken reports, in constant time, whether token is the server's admin token. The web
+	// console (internal/console) signs people in with it. Set by the server before modules are
+	// built; nil means console sign-in is refused.
+	CheckAdminToken func(token string) bool
 }
 
 // Forwarder sends r to the upstream named upstream on behalf of p: credentials stripped, identity
