@@ -1,0 +1,91 @@
+// Package metrics holds posgate's Prometheus collectors. They are package-level so any package can
+// count without plumbing; all are registered on Registry (not the global default registry, so tests
+// and embedders control exactly what /metrics exposes).
+//
+// Labels are bounded by construction: route is the ServeMux pattern that matched (never the raw
+// path, which an attacker controls), dialect/grant/outcome are short fixed vocabularies.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Registry is the registry /metrics serves: posgate's collectors plus the Go runtime and process
+// collectors.
+var Registry = prometheus.NewRegistry()
+
+var (
+	// TokensIssued counts tokens minted, by dialect ("posgate", "chimpy", "jackpot", "chef", …) and
+	// grant ("client_credentials", "password", "refresh_token", "jwt-bearer", "device", …).
+	TokensIssued = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "posgate", Name: "tokens_issued_total",
+		Help: "Tokens issued, by dialect and grant.",
+	}, []string{"dialect", "grant"})
+
+	// TokenVerifications counts credential verifications by dialect and outcome ("ok", "expired",
+	// "revoked", "signature", "malformed", …).
+	TokenVerifications = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "posgate", Name: "token_verifications_total",
+		Help: "Credential verifications, by dialect and outcome.",
+	}, []string{"dialect", "outcome"})
+
+	// Requests counts HTTP requests by route pattern, method and status.
+	Requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "posgate", Name: "http_requests_total",
+		Help: "HTTP requests, by route pattern, method and status code.",
+	}, []string{"route", "method", "status"})
+
+	// RequestDuration is the latency of HTTP requests by route pattern.
+	RequestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "posgate", Name: "http_request_duration_seconds",
+		Help:    "HTTP request latency, by route pattern.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"route"})
+
+	// UpstreamDuration is the latency of calls the gateway forwards upstream, by route pattern.
+	UpstreamDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "posgate", Name: "upstream_duration_seconds",
+		Help:    "Latency of forwarded upstream calls, by route pattern.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"route"})
+)
+
+func init() {
+	Registry.MustRegister(TokensIssued, TokenVerifications, Requests, RequestDuration, UpstreamDuration,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}
+
+// Handler serves Registry in the Prometheus exposition format.
+func Handler() http.Handler {
+	return promhttp.HandlerFor(Registry, promhttp.HandlerOpts{Registry: Registry})
+}
+
+// Unmatched is the route label of requests no pattern matched (404s, refused paths): one label
+// value for all of them, so scanning random paths cannot blow up the series count.
+const Unmatched = "unmatched"
+
+// ObserveRequest records one finished request. route is the matched pattern (r.Pattern) or "".
+func ObserveRequest(route, method string, status int, elapsed time.Duration) {
+	if route == "" {
+		route = Unmatched
+	}
+	Requests.WithLabelValues(route, normaliseMethod(method), strconv.Itoa(status)).Inc()
+	RequestDuration.WithLabelValues(route).Observe(elapsed.Seconds())
+}
+
+// normaliseMethod keeps the method label bounded: unknown methods are counted as "other".
+func normaliseMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
+}
