@@ -1,0 +1,184 @@
+package secret
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// Argon2id parameters for new password hashes.
+//
+// 64 MiB of memory and 2 passes over 2 lanes cost 45–60 ms per login on the reference
+// machine (2 cores; measured with `go test -bench Password ./internal/secret/`), inside the 50–100 ms
+// a login may take, and well above RFC 9106's memory-constrained recommendation (m=64 MiB, t=3,
+// p=4 costs about the same wall time on 4 cores). Every hash is a PHC string that records its own
+// parameters, so these can be raised later: old hashes keep verifying with the parameters they
+// were made with, and NeedsRehash tells the caller to re-hash at the next successful login.
+const (
+	argonMemoryKiB = 64 * 1024
+	argonTime      = 2
+	argonThreads   = 2
+	argonSaltLen   = 16
+	argonKeyLen    = 32
+)
+
+// MaxPasswordBytes bounds a password. Argon2 pre-hashes its input, so a long password is not
+// expensive, but no one types a kilobyte and an unbounded input is an invitation.
+const MaxPasswordBytes = 1024
+
+// Bounds on parameters read back from a stored hash, so a corrupted or hostile row cannot make a
+// login allocate gigabytes or spin for minutes.
+const (
+	maxMemoryKiB = 1 << 20 // 1 GiB
+	maxTime      = 16
+	maxThreads   = 16
+)
+
+var (
+	// ErrEmptyPassword is returned by HashPassword for "".
+	ErrEmptyPassword = errors.New("secret: password is empty")
+	// ErrPasswordTooLong is returned by HashPassword for a password over MaxPasswordBytes.
+	ErrPasswordTooLong = fmt.Errorf("secret: password is longer than %d bytes", MaxPasswordBytes)
+)
+
+// slots bounds how many argon2id computations run at once. Each takes 64 MiB; without a bound a
+// burst of logins (or an attacker) could make the process allocate memory without limit. Callers
+// queue instead; the login throttle in front of this limits how long the queue gets.
+var slots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+
+func argonKey(pw, salt []byte, t, m uint32, p uint8, keyLen uint32) []byte {
+	slots <- struct{}{}
+	defer func() { <-slots }()
+	return argon2.IDKey(pw, salt, t, m, p, keyLen)
+}
+
+// HashPassword returns the argon2id PHC string of pw with a fresh random salt:
+// "$argon2id$v=19$m=65536,t=2,p=2$<salt>$<hash>" (salt and hash unpadded standard base64).
+func HashPassword(pw string) (string, error) {
+	if pw == "" {
+		return "", ErrEmptyPassword
+	}
+	if len(pw) > MaxPasswordBytes {
+		return "", ErrPasswordTooLong
+	}
+	salt := make([]byte, argonSaltLen)
+	rand.Read(salt)
+	key := argonKey([]byte(pw), salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen)
+	return encodePHC(phc{memory: argonMemoryKiB, time: argonTime, threads: argonThreads, salt: salt, key: key}), nil
+}
+
+// CheckPassword reports whether pw matches the argon2id PHC string hash. A malformed hash, an
+// empty or over-long password all answer false after spending the time of a real check, so the
+// answer's timing tells nothing about why it failed.
+func CheckPassword(hash, pw string) bool {
+	p, err := decodePHC(hash)
+	if err != nil || pw == "" || len(pw) > MaxPasswordBytes {
+		DummyCheck()
+		return false
+	}
+	key := argonKey([]byte(pw), p.salt, p.time, p.memory, p.threads, uint32(len(p.key)))
+	return Equal(key, p.key)
+}
+
+// NeedsRehash reports whether hash was made with parameters other than the current ones (or is
+// not a hash this package can read): after a successful CheckPassword the caller should store
+// HashPassword(pw) instead.
+func NeedsRehash(hash string) bool {
+	p, err := decodePHC(hash)
+	if err != nil {
+		return true
+	}
+	return p.memory != argonMemoryKiB || p.time != argonTime || p.threads != argonThreads ||
+		len(p.salt) != argonSaltLen || len(p.key) != argonKeyLen
+}
+
+// dummyHash is the hash of a random password nobody knows, made once with the current
+// parameters (a test keeps it in step with them). DummyCheck computes against it.
+const dummyHash = "$argon2id$v=19$m=65536,t=2,p=2$jAfp6Y5FHofGOZZrYxGFXg$V64l9uOM6v+pR709svzOrpks68JsXXi955uuc0DQOQE"
+
+var dummyParams = func() phc {
+	p, err := decodePHC(dummyHash)
+	if err != nil {
+		panic("secret: dummyHash is malformed: " + err.Error())
+	}
+	return p
+}()
+
+// DummyCheck spends the time of a failed CheckPassword. Call it when the user does not exist, so
+// that "no such user" and "wrong password" take the same time and usernames cannot be enumerated
+// by timing.
+func DummyCheck() {
+	key := argonKey([]byte("posgate dummy password check"), dummyParams.salt, dummyParams.time,
+		dummyParams.memory, dummyParams.threads, uint32(len(dummyParams.key)))
+	Equal(key, dummyParams.key)
+}
+
+// phc is a decoded argon2id PHC string.
+type phc struct {
+	memory  uint32
+	time    uint32
+	threads uint8
+	salt    []byte
+	key     []byte
+}
+
+var phcB64 = base64.RawStdEncoding.Strict()
+
+func encodePHC(p phc) string {
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.memory, p.time, p.threads,
+		phcB64.EncodeToString(p.salt), phcB64.EncodeToString(p.key))
+}
+
+var errBadHash = errors.New("secret: not an argon2id hash this version understands")
+
+// decodePHC parses "$argon2id$v=19$m=…,t=…,p=…$salt$hash" exactly (parameters in that order, no
+// extras), and refuses parameters outside sane bounds.
+func decodePHC(s string) (phc, error) {
+	parts := strings.Split(s, "$")
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" || parts[2] != "v="+strconv.Itoa(argon2.Version) {
+		return phc{}, errBadHash
+	}
+	params := strings.Split(parts[3], ",")
+	if len(params) != 3 {
+		return phc{}, errBadHash
+	}
+	m, ok1 := phcParam(params[0], "m=", maxMemoryKiB)
+	t, ok2 := phcParam(params[1], "t=", maxTime)
+	p, ok3 := phcParam(params[2], "p=", maxThreads)
+	if !ok1 || !ok2 || !ok3 || m < 8*p { // argon2 requires at least 8 KiB per lane
+		return phc{}, errBadHash
+	}
+	salt, err := phcB64.DecodeString(parts[4])
+	if err != nil || len(salt) < 8 || len(salt) > 64 {
+		return phc{}, errBadHash
+	}
+	key, err := phcB64.DecodeString(parts[5])
+	if err != nil || len(key) < 16 || len(key) > 64 {
+		return phc{}, errBadHash
+	}
+	return phc{memory: m, time: t, threads: uint8(p), salt: salt, key: key}, nil
+}
+
+// phcParam parses "name=decimal" with 1 ≤ value ≤ limit and no leading zeros or signs.
+func phcParam(s, name string, limit uint32) (uint32, bool) {
+	v, ok := strings.CutPrefix(s, name)
+	if !ok || v == "" || v[0] == '0' || len(v) > 10 {
+		return 0, false
+	}
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || n == 0 || n > uint64(limit) {
+		return 0, false
+	}
+	return uint32(n), true
+}
