@@ -1,0 +1,141 @@
+// Package jackpot speaks Jackpot API v2's three authentication means (see
+// shared/protocols/jackpot.md and docs/dialects/jackpot.md):
+//
+//   - the API key: header `apikey: <key>`; the key is the client's client_id, stored as SHA-256
+//     (authenticator "jackpot.apikey");
+//   - the client session: POST /v2/token with a jwt-bearer assertion (HS256 with the client's API
+//     signature, single use) → a posgate JWT carrying amount and notificationKey
+//     (authenticator "jackpot.session");
+//   - machine-to-machine: POST /v2/token with client_credentials → a posgate JWT naming the client
+//     only (authenticator "jackpot.m2m").
+//
+// This package holds the wire shapes only; the mechanisms (HS256 front door, issuer, verifier,
+// single-use records, throttle) are the shared ones.
+package jackpot
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/posgate/posgate/internal/app"
+	"github.com/posgate/posgate/internal/config"
+)
+
+// Names other packages and configuration files use.
+const (
+	// Audience of every jackpot token; gty tells session and m2m tokens apart.
+	Audience = "jackpot"
+
+	GrantJWTBearer         = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+	GrantClientCredentials = "client_credentials"
+
+	// gty claim values.
+	GtySession = "jwt-bearer"
+	GtyM2M     = "client_credentials"
+
+	AuthAPIKey  = "jackpot.apikey"
+	AuthSession = "jackpot.session"
+	AuthM2M     = "jackpot.m2m"
+
+	// ThrottleScope counts failed jackpot credential checks (per address first).
+	ThrottleScope = "jackpot.client"
+
+	// TokenPath is the token endpoint of the spec.
+	TokenPath = "/v2/token"
+)
+
+// Tunables that are not configuration keys (the spec fixes them or they are safe defaults).
+const (
+	maxTokenBody   = 16 << 10 // a token request: an 8 KiB assertion and a few short fields
+	maxAPIKeyBytes = 256      // posgate API keys are 49 bytes; anything much longer is not one
+	clientCacheTTL = 3 * time.Second
+	keyCacheTTL    = 60 * time.Second
+	cacheMax       = 10_000
+)
+
+// Module is the jackpot dialect.
+type Module struct {
+	svc     *app.Services
+	cfg     settings
+	clients *clientCache
+	keys    *keyCache
+}
+
+// settings are config.Jackpot as durations, defaults applied.
+type settings struct {
+	sessionLifetime time.Duration
+	m2mLifetime     time.Duration
+	window          AssertionWindow
+	keyOverlap      time.Duration
+}
+
+// New builds the jackpot module from the shared services.
+func New(svc *app.Services) (app.Module, error) {
+	return newModule(svc)
+}
+
+func newModule(svc *app.Services) (*Module, error) {
+	if svc == nil || svc.Store == nil || svc.Clock == nil || svc.Sealer == nil || svc.Issuer == nil ||
+		svc.Verifier == nil || svc.Auth == nil || svc.Log == nil {
+		return nil, fmt.Errorf("jackpot: incomplete services (store, clock, sealer, issuer, verifier, auth registry and log are required)")
+	}
+	var jc config.Jackpot
+	if svc.Config != nil {
+		jc = svc.Config.Jackpot
+	}
+	cfg, err := settingsFrom(jc)
+	if err != nil {
+		return nil, err
+	}
+	return &Module{
+		svc:     svc,
+		cfg:     cfg,
+		clients: newClientCache(svc.Clock, clientCacheTTL, cacheMax),
+		keys:    newKeyCache(svc.Clock, svc.Sealer, keyCacheTTL, cacheMax),
+	}, nil
+}
+
+// settingsFrom applies the documented defaults to unset (zero) keys and refuses negative ones.
+func settingsFrom(jc config.Jackpot) (settings, error) {
+	pick := func(key string, v, def int) (time.Duration, error) {
+		if v < 0 {
+			return 0, fmt.Errorf("jackpot.%s: %d is not allowed (seconds, ≥ 0; 0 means the default %d)", key, v, def)
+		}
+		if v == 0 {
+			v = def
+		}
+		return config.Seconds(v), nil
+	}
+	var s settings
+	var err error
+	if s.sessionLifetime, err = pick("session_lifetime", jc.SessionLifetime, 3600); err != nil {
+		return s, err
+	}
+	if s.m2mLifetime, err = pick("m2m_lifetime", jc.M2MLifetime, 3600); err != nil {
+		return s, err
+	}
+	if s.window.Past, err = pick("iat_past", jc.IatPast, 300); err != nil {
+		return s, err
+	}
+	if s.window.Future, err = pick("iat_future", jc.IatFuture, 60); err != nil {
+		return s, err
+	}
+	if s.keyOverlap, err = pick("key_overlap", jc.KeyOverlap, 86400); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// Mount registers POST /v2/token, the three authenticators, and the admin route rotating a
+// client's API signature.
+func (m *Module) Mount(public, admin app.Mux) error {
+	public.Handle("POST "+TokenPath, m.tokenHandler())
+	m.svc.Auth.Register(AuthAPIKey, &apiKeyAuth{m: m})
+	m.svc.Auth.Register(AuthSession, &bearerAuth{m: m, name: AuthSession, gty: GtySession})
+	m.svc.Auth.Register(AuthM2M, &bearerAuth{m: m, name: AuthM2M, gty: GtyM2M})
+	if admin != nil {
+		admin.Handle("POST /clients/{id}/rotate-assertion-secret", http.HandlerFunc(m.rotateAssertionSecret))
+	}
+	return nil
+}
