@@ -1,0 +1,291 @@
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Limits of the numeric keys, in one table so the documentation and the checks cannot drift.
+// Lifetimes start at 1 second so expiry can be tested for real against a running binary.
+var ranges = map[string][2]int64{
+	"server.read_header_timeout": {1, 600},
+	"server.read_timeout":        {1, 3600},
+	"server.write_timeout":       {1, 3600},
+	"server.idle_timeout":        {1, 3600},
+	"server.shutdown_timeout":    {1, 600},
+	"server.max_body_bytes":      {1 << 10, 1 << 30},
+	"server.max_header_bytes":    {4 << 10, 1 << 20},
+	"keys.rotation_interval":     {0, 10 * 365 * 86400},
+	"keys.revocation_resync":     {1, 300},
+	"oauth.access_lifetime":      {1, 86400},
+	"gateway.upstream_timeout":   {1, 600},
+	"chef.approval_timeout":      {1, 600},
+	"chef.cooldown":              {0, 3600},
+	"chef.token_lifetime":        {1, 86400},
+	"chef.leeway":                {0, 120},
+	"chef.max_pending":           {1, 100000},
+	"chef.max_batch":             {1, 1000},
+	"chef.renew_window":          {0, 365 * 86400},
+	"chimpy.access_lifetime":     {1, 86400},
+	"chimpy.refresh_idle":        {1, 10 * 365 * 86400},
+	"chimpy.refresh_absolute":    {1, 10 * 365 * 86400},
+	"chimpy.refresh_grace":       {0, 300},
+	"jackpot.session_lifetime":   {1, 86400},
+	"jackpot.m2m_lifetime":       {1, 86400},
+	"jackpot.iat_past":           {0, 3600},
+	"jackpot.iat_future":         {0, 3600},
+	"jackpot.key_overlap":        {0, 365 * 86400},
+	"doshii.past_window":         {0, 3600},
+	"doshii.future_window":       {0, 3600},
+	"doshii.key_overlap":         {0, 365 * 86400},
+	"orderpay.ticket_lifetime":   {1, 86400},
+	"orderpay.request_wait":      {1, 600},
+	"orderpay.request_ttl":       {1, 86400},
+	"throttle.window":            {1, 86400},
+	"throttle.per_address":       {1, 1000000},
+	"throttle.per_address_ident": {1, 1000000},
+	"throttle.per_identity":      {1, 1000000},
+	"throttle.identity_backoff":  {1, 3600},
+}
+
+// Range returns the allowed range of a numeric key (for documentation and tests).
+func Range(key string) (min, max int64, ok bool) {
+	r, ok := ranges[key]
+	return r[0], r[1], ok
+}
+
+func unit(key string) string {
+	switch key {
+	case "server.max_body_bytes", "server.max_header_bytes":
+		return "bytes"
+	case "chef.max_pending", "chef.max_batch", "throttle.per_address", "throttle.per_address_ident", "throttle.per_identity":
+		return ""
+	}
+	return "seconds"
+}
+
+var (
+	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+	methodRE  = regexp.MustCompile(`^[A-Z]{1,16}$`)
+	headerRE  = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+	allowedLv = []string{"debug", "info", "warn", "error"}
+)
+
+// Validate checks every key and returns all problems at once, one per line, each naming the key,
+// the value and what is allowed.
+func (c *Config) Validate() error {
+	var p problems
+
+	for _, k := range AllKeys() {
+		r, ok := ranges[k.Name]
+		if !ok {
+			continue
+		}
+		f, _ := field(c, k.Name)
+		n := f.Int()
+		if n < r[0] || n > r[1] {
+			u := unit(k.Name)
+			if u != "" {
+				u = " " + u
+			}
+			p.add("%s: %d is out of range (%d–%d%s)", k.Name, n, r[0], r[1], u)
+		}
+	}
+
+	s := c.Server
+	if strings.TrimSpace(s.DataDir) == "" {
+		p.add("server.data_dir: must not be empty (a directory for the master key, certificate and SQLite file)")
+	}
+	if s.Addr == "" && s.HTTPAddr == "" {
+		p.add("server.addr and server.http_addr: both are empty; set at least one listen address (HOST:PORT)")
+	}
+	p.hostPort("server.addr", s.Addr)
+	p.hostPort("server.http_addr", s.HTTPAddr)
+	if s.Addr != "" && s.Addr == s.HTTPAddr {
+		p.add("server.http_addr: %q is also server.addr; HTTPS and plain HTTP need different addresses", s.HTTPAddr)
+	}
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		p.add("server.tls_cert and server.tls_key: give both (PEM files) or neither (a self-signed certificate is generated)")
+	}
+	if s.Issuer != "" {
+		u, err := url.Parse(s.Issuer)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			p.add("server.issuer: %s is not allowed (an absolute http(s) URL without query, fragment or user info, e.g. https://auth.example.com)", quoteValue(s.Issuer))
+		}
+	}
+	if !contains(allowedLv, s.LogLevel) {
+		p.add("server.log_level: %s is not allowed (%s)", quoteValue(s.LogLevel), strings.Join(allowedLv, ", "))
+	}
+	for i, cidr := range s.TrustedProxies {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			if _, err2 := netip.ParseAddr(cidr); err2 != nil {
+				p.add("server.trusted_proxies[%d]: %s is not an IP address or CIDR (e.g. 10.0.0.0/8)", i, quoteValue(cidr))
+			}
+		}
+	}
+
+	switch c.Store.Driver {
+	case "sqlite":
+		if c.Store.Path == "" {
+			p.add("store.path: must not be empty with store.driver sqlite")
+		}
+		if c.Store.DSN != "" {
+			p.add("store.dsn: is set but store.driver is sqlite (set store.driver: postgres to use it)")
+		}
+	case "postgres":
+		if c.Store.DSN == "" {
+			p.add("store.dsn: must be set with store.driver postgres (postgres://user@host:5432/db)")
+		} else if u, err := url.Parse(c.Store.DSN); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			p.add("store.dsn: (value hidden) is not allowed (a postgres:// or postgresql:// URL)")
+		}
+	default:
+		p.add("store.driver: %s is not allowed (sqlite or postgres)", quoteValue(c.Store.Driver))
+	}
+
+	switch c.Keys.Algorithm {
+	case "EdDSA", "ES256", "RS256":
+	default:
+		p.add("keys.algorithm: %s is not allowed (EdDSA, ES256 or RS256)", quoteValue(c.Keys.Algorithm))
+	}
+	if c.Keys.RotationInterval != 0 && c.Keys.RotationInterval < 3600 {
+		p.add("keys.rotation_interval: %d is not allowed (0 for manual rotation only, or at least 3600 seconds)", c.Keys.RotationInterval)
+	}
+
+	if c.Gateway.SigningSecret != "" {
+		b, err := base64.StdEncoding.DecodeString(c.Gateway.SigningSecret)
+		if err != nil {
+			b, err = base64.RawURLEncoding.DecodeString(c.Gateway.SigningSecret)
+		}
+		if err != nil || len(b) < 32 {
+			p.add("gateway.signing_secret: (value hidden) is not allowed (base64 of at least 32 random bytes)")
+		}
+	}
+
+	upNames := make([]string, 0, len(c.Upstreams))
+	for name := range c.Upstreams {
+		upNames = append(upNames, name)
+	}
+	sort.Strings(upNames)
+	for _, name := range upNames {
+		raw := c.Upstreams[name]
+		if !nameRE.MatchString(name) {
+			p.add("upstreams.%s: the name is not allowed (lower-case letters, digits, _ and -, up to 64)", name)
+		}
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			p.add("upstreams.%s: %s is not allowed (an absolute http(s) URL without query, fragment or user info, e.g. http://127.0.0.1:9000)", name, quoteValue(raw))
+		}
+	}
+
+	for i, r := range c.Routes {
+		key := fmt.Sprintf("routes[%d]", i)
+		if r.Path == "" || r.Path[0] != '/' {
+			p.add("%s.path: %s is not allowed (a path starting with /)", key, quoteValue(r.Path))
+		}
+		for _, m := range r.Methods {
+			if !methodRE.MatchString(m) {
+				p.add("%s.methods: %s is not allowed (upper-case HTTP methods such as GET, POST)", key, quoteValue(m))
+			}
+		}
+		if len(r.Auth) == 0 {
+			p.add("%s.auth: must list at least one authenticator (e.g. [chimpy])", key)
+		}
+		if r.Upstream != "" {
+			if _, ok := c.Upstreams[r.Upstream]; !ok {
+				p.add("%s.upstream: %s is not a defined upstream (defined: %s)", key, quoteValue(r.Upstream), orNone(upNames))
+			}
+		}
+		if r.RateLimit < 0 || math.IsNaN(r.RateLimit) || math.IsInf(r.RateLimit, 0) {
+			p.add("%s.rate_limit: %v is not allowed (requests per second, 0 = unlimited)", key, r.RateLimit)
+		}
+		if r.RateBurst < 0 || r.RateBurst > 1000000 {
+			p.add("%s.rate_burst: %d is out of range (0–1000000)", key, r.RateBurst)
+		}
+		if r.TenantHeader != "" && !headerRE.MatchString(r.TenantHeader) {
+			p.add("%s.tenant_header: %s is not a header name", key, quoteValue(r.TenantHeader))
+		}
+	}
+
+	if c.Chef.ApprovalTimeout >= c.Server.WriteTimeout {
+		p.add("chef.approval_timeout: %d must be below server.write_timeout (%d) or held calls are cut off", c.Chef.ApprovalTimeout, c.Server.WriteTimeout)
+	}
+	if c.Chef.Upstream == "" || !nameRE.MatchString(c.Chef.Upstream) {
+		p.add("chef.upstream: %s is not allowed (an upstream name)", quoteValue(c.Chef.Upstream))
+	}
+	p.prefix("chef.prefix", c.Chef.Prefix, true)
+	p.prefix("doshii.prefix", c.Doshii.Prefix, false)
+
+	audiences := make([]string, 0, len(c.Chimpy.AudienceLifetimes))
+	for a := range c.Chimpy.AudienceLifetimes {
+		audiences = append(audiences, a)
+	}
+	sort.Strings(audiences)
+	for _, a := range audiences {
+		if n := c.Chimpy.AudienceLifetimes[a]; n < 1 || n > 86400 {
+			p.add("chimpy.audience_lifetimes.%s: %d is out of range (1–86400 seconds)", a, n)
+		}
+	}
+	if c.Chimpy.RefreshAbsolute < c.Chimpy.RefreshIdle {
+		p.add("chimpy.refresh_absolute: %d must be at least chimpy.refresh_idle (%d)", c.Chimpy.RefreshAbsolute, c.Chimpy.RefreshIdle)
+	}
+	if c.Throttle.PerIdentity < c.Throttle.PerAddressIdent {
+		p.add("throttle.per_identity: %d must be at least throttle.per_address_ident (%d): the identity-wide limit is the much higher one", c.Throttle.PerIdentity, c.Throttle.PerAddressIdent)
+	}
+	return p.err()
+}
+
+type problems []string
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Sprintf(format, args...)) }
+
+func (p problems) err() error {
+	if len(p) == 0 {
+		return nil
+	}
+	return errors.New("invalid configuration:\n  " + strings.Join(p, "\n  "))
+}
+
+func (p *problems) hostPort(key, v string) {
+	if v == "" {
+		return
+	}
+	_, port, err := net.SplitHostPort(v)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || n < 0 || n > 65535 {
+		p.add("%s: %s is not allowed (HOST:PORT, e.g. :8443 or 127.0.0.1:8080)", key, quoteValue(v))
+	}
+}
+
+func (p *problems) prefix(key, v string, emptyOK bool) {
+	if v == "" && emptyOK {
+		return
+	}
+	if v == "" || v[0] != '/' || strings.HasSuffix(v, "/") || strings.ContainsAny(v, "?#{} \\") || strings.Contains(v, "//") {
+		p.add("%s: %s is not allowed (a path like /pos/v3: leading /, no trailing /, no wildcards)", key, quoteValue(v))
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func orNone(list []string) string {
+	if len(list) == 0 {
+		return "none"
+	}
+	return strings.Join(list, ", ")
+}
