@@ -1,0 +1,173 @@
+// Package chef is the Chef (Xenial/PenguinPOS "Chef Reporting API") dialect: a JSON-RPC 2.0
+// endpoint where a device pairs with Authentication.authenticateClient — held open until a person
+// approves it in the console or the admin API — and then makes data calls with the device token,
+// which posgate verifies and forwards to the configured upstream. See protocols/chef.md and
+// docs/dialects/chef.md.
+package chef
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/posgate/posgate/internal/app"
+	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/events"
+)
+
+// The vendor's paths (both appear on its page) and posgate's short ones. Config Chef.Prefix adds
+// a third mount of the short paths under a prefix.
+var specPaths = []string{
+	"/pcu/server/public/index.php/api/json-rpc/v1",
+	"/pcu/server/public/index.php/api/customer/json-rpc/v1",
+	"/api/json-rpc/v1",
+	"/api/customer/json-rpc/v1",
+}
+
+// settings are the chef config values as durations, with defaults applied to values that cannot
+// be zero.
+type settings struct {
+	approvalTimeout time.Duration
+	cooldown        time.Duration
+	tokenLifetime   time.Duration
+	leeway          time.Duration
+	maxPending      int
+	maxBatch        int
+	renewWindow     time.Duration
+	upstream        string
+	prefix          string
+}
+
+func settingsOf(c config.Chef) settings {
+	s := settings{
+		approvalTimeout: config.Seconds(c.ApprovalTimeout),
+		cooldown:        config.Seconds(c.Cooldown),
+		tokenLifetime:   config.Seconds(c.TokenLifetime),
+		leeway:          config.Seconds(c.Leeway),
+		maxPending:      c.MaxPending,
+		maxBatch:        c.MaxBatch,
+		renewWindow:     config.Seconds(c.RenewWindow),
+		upstream:        c.Upstream,
+		prefix:          strings.TrimSuffix(c.Prefix, "/"),
+	}
+	if s.approvalTimeout <= 0 {
+		s.approvalTimeout = 60 * time.Second
+	}
+	if s.tokenLifetime <= 0 {
+		s.tokenLifetime = time.Hour
+	}
+	if s.maxPending <= 0 {
+		s.maxPending = 100
+	}
+	if s.maxBatch <= 0 {
+		s.maxBatch = 20
+	}
+	if s.upstream == "" {
+		s.upstream = "pos"
+	}
+	if s.cooldown < 0 {
+		s.cooldown = 0
+	}
+	if s.renewWindow < 0 {
+		s.renewWindow = 0
+	}
+	return s
+}
+
+// Module is the chef dialect.
+type Module struct {
+	svc     *app.Services
+	cfg     settings
+	pairing *pairing
+	cancel  func()
+}
+
+// modules maps a running posgate's Services to its chef module, so a decision taken in this
+// process (admin API, console) wakes the held calls directly instead of through the bus only.
+var modules sync.Map // *app.Services → *Module
+
+// New builds the chef dialect from svc.
+func New(svc *app.Services) (app.Module, error) {
+	if svc == nil || svc.Store == nil || svc.Issuer == nil || svc.Verifier == nil || svc.Revoker == nil || svc.Events == nil || svc.Clock == nil || svc.Log == nil || svc.Config == nil {
+		return nil, errors.New("chef: Services lacks Config, Store, Clock, Log, Issuer, Verifier, Revoker or Events")
+	}
+	m := &Module{svc: svc, cfg: settingsOf(svc.Config.Chef)}
+	if m.cfg.prefix != "" && !strings.HasPrefix(m.cfg.prefix, "/") {
+		return nil, errors.New("chef.prefix: must start with / (got " + svc.Config.Chef.Prefix + ")")
+	}
+	m.pairing = newPairing(m)
+	m.cancel = svc.Events.Subscribe(events.TopicChefDevice, m.pairing.onNotice)
+	modules.Store(svc, m)
+	return m, nil
+}
+
+// Close stops listening for device notices (tests build several modules on one bus).
+func (m *Module) Close() error {
+	m.cancel()
+	modules.CompareAndDelete(m.svc, m)
+	return nil
+}
+
+// Mount registers the JSON-RPC endpoints, the chef.device authenticator and the admin routes.
+func (m *Module) Mount(public, admin app.Mux) error {
+	paths := append([]string(nil), specPaths...)
+	if m.cfg.prefix != "" {
+		paths = append(paths, m.cfg.prefix+"/api/json-rpc/v1", m.cfg.prefix+"/api/customer/json-rpc/v1")
+	}
+	seen := map[string]bool{}
+	h := http.HandlerFunc(m.serveRPC)
+	for _, p := range paths {
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		public.Handle("POST "+p, h)
+	}
+	if m.svc.Auth != nil {
+		m.svc.Auth.Register(AuthenticatorName, deviceAuth{m})
+	}
+	admin.Handle("GET /chef/devices", http.HandlerFunc(m.adminList))
+	admin.Handle("GET /chef/devices/{id}", http.HandlerFunc(m.adminGet))
+	admin.Handle("POST /chef/devices/{id}/approve", m.adminDecide(ActionApprove))
+	admin.Handle("POST /chef/devices/{id}/decline", m.adminDecide(ActionDecline))
+	admin.Handle("POST /chef/devices/{id}/revoke", m.adminDecide(ActionRevoke))
+	return nil
+}
+
+// throttleScope counts failed device-token checks.
+const throttleScope = "chef.device"
+
+func (m *Module) throttleCheck(ctx context.Context, addr string) error {
+	if m.svc.Throttle == nil {
+		return nil
+	}
+	return m.svc.Throttle.Check(ctx, throttleScope, addr, "")
+}
+
+func (m *Module) throttleFail(ctx context.Context, addr string, f *Failure) {
+	if m.svc.Throttle == nil || f == nil || !guessLike(f) {
+		return
+	}
+	if err := m.svc.Throttle.Fail(ctx, throttleScope, addr, ""); err != nil {
+		m.svc.Log.Warn("chef: throttle count failed", "error", err.Error())
+	}
+}
+
+// Demo prints a curl line that pairs a demo device (it waits until someone approves it in the
+// console) and one data call with the token it returns.
+func (m *Module) Demo(_ context.Context, baseURL string) ([]string, error) {
+	base := strings.TrimSuffix(baseURL, "/")
+	return []string{
+		"chef: pair a device (held open until you approve it at " + base + "/admin/ — sign in with the admin token):",
+		"  curl -sS --max-time 70 -X POST " + base + "/api/json-rpc/v1 -H 'Content-Type: application/json' " +
+			`-d '{"jsonrpc":"2.0","method":"Authentication.authenticateClient","params":[{"device_id":"demo-pos-1","device_name":"Demo POS"}],"id":1}'`,
+		"chef: then a data call with the token from result.data.token (forwarded to the upstream " + m.cfg.upstream + "):",
+		"  curl -sS -X POST " + base + "/api/json-rpc/v1 -H 'Content-Type: application/json' -H \"Authorization: Bearer $TOKEN\" " +
+			`-d '{"jsonrpc":"2.0","method":"Reports.list","params":[{}],"id":2}'`,
+	}, nil
+}
+
+var _ app.Demoer = (*Module)(nil)

@@ -1,0 +1,570 @@
+package chef
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/posgate/posgate/internal/auth"
+	"github.com/posgate/posgate/internal/errs"
+	"github.com/posgate/posgate/internal/events"
+	"github.com/posgate/posgate/internal/jsonrpc"
+	"github.com/posgate/posgate/internal/metrics"
+	"github.com/posgate/posgate/internal/secret"
+	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/token"
+)
+
+// Identity limits: what a device may call itself.
+const (
+	maxDeviceIDLen  = 128
+	maxLabelLen     = 128
+	maxUserAgentLen = 512
+)
+
+// recheckEvery is how often a held call re-reads its device from the store, in case the decision
+// notice from another replica was lost (the bus is best effort).
+const recheckEvery = 2 * time.Second
+
+// identity is who an authenticateClient call says it is.
+type identity struct {
+	deviceID  string // as sent (device_id / deviceId); "" when the device sent none
+	label     string // device_name / deviceName, else the device id
+	address   string
+	userAgent string
+}
+
+// key is the store's DeviceKey: a fingerprint of the address and User-Agent, then the device id.
+// One row per (device id, address, User-Agent): an approval is bound to all three, so a device id
+// replayed from elsewhere finds no row and becomes a new pending request instead of inheriting an
+// approval (or overwriting the approved row of the real device).
+func (id identity) key() string {
+	h := sha256.New()
+	h.Write([]byte(id.address))
+	h.Write([]byte{0})
+	h.Write([]byte(id.userAgent))
+	return hex.EncodeToString(h.Sum(nil)[:16]) + ":" + id.deviceID
+}
+
+// deviceIDOfKey returns the device id part of a DeviceKey ("" for a fingerprint-only device).
+func deviceIDOfKey(k string) string {
+	if len(k) > 33 && k[32] == ':' {
+		return k[33:]
+	}
+	return ""
+}
+
+// identityParams are the members of params[0] posgate reads; others are ignored (the vendor's
+// clients send more).
+type identityParams struct {
+	DeviceID   *json.RawMessage `json:"device_id"`
+	DeviceIDC  *json.RawMessage `json:"deviceId"`
+	DeviceName *json.RawMessage `json:"device_name"`
+	DeviceNmC  *json.RawMessage `json:"deviceName"`
+}
+
+// parseIdentity reads the identity from params: an array whose first element is an object (the
+// vendor's form, `[{}]`), an object (by-name params), or nothing. A wrong shape is -32602.
+func parseIdentity(params json.RawMessage, r *http.Request) (identity, *jsonrpc.Error) {
+	id := identity{address: auth.Addr(r), userAgent: clip(r.UserAgent(), maxUserAgentLen)}
+	var obj json.RawMessage
+	switch {
+	case len(params) == 0:
+	case params[0] == '[':
+		var arr []json.RawMessage
+		if err := json.Unmarshal(params, &arr); err != nil {
+			return id, jsonrpc.NewError(jsonrpc.CodeInvalidParams, "params must be [{…}]")
+		}
+		if len(arr) > 0 {
+			obj = arr[0]
+		}
+		if len(arr) > 1 {
+			return id, jsonrpc.NewError(jsonrpc.CodeInvalidParams, "params takes one object")
+		}
+	default:
+		obj = params
+	}
+	if obj == nil {
+		return id, nil
+	}
+	if len(obj) == 0 || obj[0] != '{' {
+		return id, jsonrpc.NewError(jsonrpc.CodeInvalidParams, "params[0] must be an object")
+	}
+	// Member names are matched exactly (duplicates, also by case, were refused by the parser), so
+	// "DEVICE_ID" is an unknown member, not an alias.
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(obj, &m); err != nil {
+		return id, jsonrpc.NewError(jsonrpc.CodeInvalidParams, "params[0] must be an object")
+	}
+	devID, e := oneString(m, "device_id", "deviceId", maxDeviceIDLen)
+	if e != nil {
+		return id, e
+	}
+	name, e := oneString(m, "device_name", "deviceName", maxLabelLen)
+	if e != nil {
+		return id, e
+	}
+	id.deviceID = devID
+	id.label = name
+	if id.label == "" {
+		id.label = devID
+	}
+	return id, nil
+}
+
+// oneString reads a string member that may be spelt two ways; both spellings must agree.
+func oneString(m map[string]json.RawMessage, a, b string, max int) (string, *jsonrpc.Error) {
+	var out string
+	seen := false
+	for _, name := range []string{a, b} {
+		raw, ok := m[name]
+		if !ok {
+			continue
+		}
+		var s string
+		if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+			return "", jsonrpc.NewError(jsonrpc.CodeInvalidParams, name+" must be a string")
+		}
+		if !printable(s) || utf8.RuneCountInString(s) > max {
+			return "", jsonrpc.NewError(jsonrpc.CodeInvalidParams, name+" must be printable text of at most "+strconv.Itoa(max)+" characters")
+		}
+		if seen && s != out {
+			return "", jsonrpc.NewError(jsonrpc.CodeInvalidParams, a+" and "+b+" disagree")
+		}
+		out, seen = s, true
+	}
+	return out, nil
+}
+
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || (r >= 0x7f && r < 0xa0) || r == 0x2028 || r == 0x2029 {
+			return false
+		}
+	}
+	return true
+}
+
+// clip cuts s to at most max bytes on a rune boundary and drops control characters.
+func clip(s string, max int) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			continue
+		}
+		if b.Len()+utf8.RuneLen(r) > max {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// outcome of waiting for a decision.
+type decision struct {
+	dev *store.ChefDevice // the decided device (approved, declined or revoked)
+	err error             // the store failed
+}
+
+// wait is the in-memory rendezvous of every call held for one pending device on this replica.
+type wait struct {
+	deviceID string
+	refs     int           // calls holding it
+	wake     chan struct{} // poked by a local decision or a bus notice (capacity 1)
+	done     chan struct{} // closed once res is set
+	res      decision
+	stop     chan struct{} // closed when the last call leaves without a decision
+}
+
+// pairing is the device-pairing engine of one process.
+type pairing struct {
+	m *Module
+
+	mu    sync.Mutex
+	waits map[string]*wait // by device id
+
+	// keyMu serialises the create-or-join step per device key on this replica, so concurrent
+	// calls from one device coalesce on one pending request.
+	keyMu sync.Mutex
+	keys  map[string]*keyLock
+	// createMu serialises the pending-cap check with the creation it guards.
+	createMu sync.Mutex
+}
+
+type keyLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func newPairing(m *Module) *pairing {
+	return &pairing{m: m, waits: map[string]*wait{}, keys: map[string]*keyLock{}}
+}
+
+func (p *pairing) lockKey(k string) func() {
+	p.keyMu.Lock()
+	l := p.keys[k]
+	if l == nil {
+		l = &keyLock{}
+		p.keys[k] = l
+	}
+	l.refs++
+	p.keyMu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		p.keyMu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(p.keys, k)
+		}
+		p.keyMu.Unlock()
+	}
+}
+
+// wakeDevice pokes the calls held for device id (a decision was made, here or on another replica).
+func (p *pairing) wakeDevice(id string) {
+	p.mu.Lock()
+	w := p.waits[id]
+	p.mu.Unlock()
+	if w != nil {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// onNotice handles a TopicChefDevice notice from any replica.
+func (p *pairing) onNotice(payload []byte) {
+	var n notice
+	if json.Unmarshal(payload, &n) != nil || n.ID == "" {
+		return
+	}
+	if n.State != string(store.DevicePending) {
+		p.wakeDevice(n.ID)
+	}
+}
+
+// notice is the TopicChefDevice payload.
+type notice struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+}
+
+func (m *Module) publish(ctx context.Context, id string, state store.DeviceState) {
+	b, _ := json.Marshal(notice{ID: id, State: string(state)})
+	if err := m.svc.Events.Publish(ctx, events.TopicChefDevice, b); err != nil {
+		m.svc.Log.Warn("chef: device notice not published", "device", id, "error", err.Error())
+	}
+}
+
+// authenticateClient answers Authentication.authenticateClient (protocols/chef.md): a token at once
+// for an approved device or a renewal; otherwise a pending request held open until a person decides
+// or the approval window ends. It returns the `result` to send, or an error (store unavailable).
+func (p *pairing) authenticateClient(ctx context.Context, r *http.Request, id identity) (json.RawMessage, error) {
+	m := p.m
+	// A renewal: a token this posgate issued to the device, even expired up to the renew window.
+	if raw := bearerToken(r); raw != "" {
+		res, err := p.renew(ctx, r, id, raw)
+		if err != nil || res != nil {
+			return res, err
+		}
+	}
+
+	release := p.lockKey(id.key())
+	w, immediate, err := p.createOrJoin(ctx, id)
+	release()
+	if err != nil {
+		return nil, err
+	}
+	if immediate != nil {
+		return immediate, nil
+	}
+
+	// Held open until a decision, the approval window, or the caller going away.
+	timer := time.NewTimer(m.cfg.approvalTimeout)
+	defer timer.Stop()
+	select {
+	case <-w.done:
+		p.leave(w, true)
+		if w.res.err != nil {
+			return nil, w.res.err
+		}
+		return p.answerDecided(ctx, w.res.dev, true)
+	case <-timer.C:
+		p.leave(w, false)
+		return failureResult(&Failure{NumTimeout, msgTimeout(int(m.cfg.approvalTimeout / time.Second))}), nil
+	case <-ctx.Done():
+		p.leave(w, false)
+		return nil, ctx.Err()
+	}
+}
+
+// createOrJoin finds the device of id and either answers at once (immediate) or returns the wait to
+// hold the call on, creating the pending request when there is none.
+func (p *pairing) createOrJoin(ctx context.Context, id identity) (*wait, json.RawMessage, error) {
+	m := p.m
+	now := m.svc.Clock.Now()
+	dev, err := m.svc.Store.GetChefDeviceByKey(ctx, id.key())
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, nil, unavailable(err)
+	}
+	if dev != nil {
+		switch dev.State {
+		case store.DeviceApproved:
+			res, err := p.issue(ctx, dev, false)
+			return nil, res, err
+		case store.DevicePending:
+			if w := p.join(dev.ID); w != nil {
+				return w, nil, nil
+			}
+			if now.Before(dev.UpdatedAt.Add(m.cfg.approvalTimeout)) {
+				// Pending and fresh: a call on another replica (or one that just timed out here)
+				// asked; hold this one on the same request.
+				return p.hold(dev.ID), nil, nil
+			}
+			// A stale request nobody waits for: ask again (re-checks the cap, refreshes it).
+		case store.DeviceDeclined, store.DeviceRevoked:
+			if dev.DecidedAt != nil && now.Before(dev.DecidedAt.Add(m.cfg.cooldown)) {
+				return nil, failureResult(&Failure{NumDeclined, msgDeclined}), nil
+			}
+		}
+	}
+
+	// A new pairing request (new device, or declined/revoked after the cool-down, or stale).
+	p.createMu.Lock()
+	defer p.createMu.Unlock()
+	n, err := p.freshPending(ctx, now, dev)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n >= m.cfg.maxPending {
+		m.svc.Log.Warn("chef: pending device cap reached", "cap", m.cfg.maxPending, "address", id.address)
+		return nil, failureResult(&Failure{NumTooManyPending, msgTooManyPending}), nil
+	}
+	stored, err := m.svc.Store.UpsertPendingChefDevice(ctx, &store.ChefDevice{
+		ID:        secret.NewID("dev_"),
+		DeviceKey: id.key(),
+		Label:     id.label,
+		Address:   id.address,
+		UserAgent: id.userAgent,
+		State:     store.DevicePending,
+		FirstSeen: now,
+		UpdatedAt: now,
+	})
+	if err != nil {
+		return nil, nil, unavailable(err)
+	}
+	w := p.hold(stored.ID)
+	m.svc.Audit(ctx, store.AuditEvent{Actor: "device:" + stored.ID, Action: "chef.device.request", Target: stored.ID,
+		Address: id.address, Outcome: "pending", Detail: "label=" + clip(id.label, 64)})
+	m.publish(ctx, stored.ID, store.DevicePending)
+	return w, nil, nil
+}
+
+// freshPending counts pending requests a device is still waiting on (younger than the approval
+// window), not counting except. Stale ones stay listed for a person but do not hold the cap.
+func (p *pairing) freshPending(ctx context.Context, now time.Time, except *store.ChefDevice) (int, error) {
+	list, err := p.m.svc.Store.ListChefDevices(ctx, store.DevicePending)
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	n := 0
+	for _, d := range list {
+		if except != nil && d.ID == except.ID {
+			continue
+		}
+		if now.Before(d.UpdatedAt.Add(p.m.cfg.approvalTimeout)) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// join adds a call to an existing local wait for device id.
+func (p *pairing) join(id string) *wait {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := p.waits[id]
+	if w != nil {
+		select {
+		case <-w.done:
+			// Decided already; a newcomer re-reads the store instead of sharing a past outcome.
+			return nil
+		default:
+		}
+		w.refs++
+	}
+	return w
+}
+
+// hold returns the wait for device id, creating it (and its watcher) when there is none.
+func (p *pairing) hold(id string) *wait {
+	if w := p.join(id); w != nil {
+		return w
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := &wait{deviceID: id, refs: 1, wake: make(chan struct{}, 1), done: make(chan struct{}), stop: make(chan struct{})}
+	p.waits[id] = w
+	go p.watch(w)
+	return w
+}
+
+// leave drops one call from w; the last call to leave undecided stops the watcher.
+func (p *pairing) leave(w *wait, decided bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w.refs--
+	if w.refs > 0 {
+		return
+	}
+	if p.waits[w.deviceID] == w {
+		delete(p.waits, w.deviceID)
+	}
+	if !decided {
+		select {
+		case <-w.done:
+		default:
+			close(w.stop)
+		}
+	}
+}
+
+// watch re-reads the device when poked (a decision here or a notice from another replica), and
+// every recheckEvery as a fallback, until it is decided or every call has left.
+func (p *pairing) watch(w *wait) {
+	ticker := time.NewTicker(recheckEvery)
+	defer ticker.Stop()
+	ctx := context.Background()
+	check := func() bool {
+		dev, err := p.m.svc.Store.GetChefDevice(ctx, w.deviceID)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				w.res = decision{err: errs.New(errs.Internal, "device_gone", "the pending device disappeared")}
+				return true
+			}
+			return false // store unavailable: keep holding, the ticker retries
+		}
+		if dev.State == store.DevicePending {
+			return false
+		}
+		w.res = decision{dev: dev}
+		return true
+	}
+	finish := func() {
+		p.mu.Lock()
+		if p.waits[w.deviceID] == w {
+			delete(p.waits, w.deviceID)
+		}
+		p.mu.Unlock()
+		close(w.done)
+	}
+	if check() {
+		finish()
+		return
+	}
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-w.wake:
+		case <-ticker.C:
+		}
+		if check() {
+			finish()
+			return
+		}
+	}
+}
+
+// answerDecided turns a decided device into the call's result.
+func (p *pairing) answerDecided(ctx context.Context, dev *store.ChefDevice, newDevice bool) (json.RawMessage, error) {
+	if dev.State != store.DeviceApproved {
+		return failureResult(&Failure{NumDeclined, msgDeclined}), nil
+	}
+	return p.issue(ctx, dev, newDevice)
+}
+
+// issue mints a device token for an approved device.
+func (p *pairing) issue(ctx context.Context, dev *store.ChefDevice, newDevice bool) (json.RawMessage, error) {
+	m := p.m
+	c := token.Claims{
+		Subject:   dev.ID,
+		Audience:  []string{Audience},
+		SessionID: sessionID(dev.ID, dev.Generation),
+	}
+	if did := deviceIDOfKey(dev.DeviceKey); did != "" {
+		c.Extra = map[string]any{"device_id": did}
+	}
+	tok, _, err := m.svc.Issuer.Issue(ctx, c, m.cfg.tokenLifetime)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	grant := "device"
+	if !newDevice {
+		grant = "device_again"
+	}
+	metrics.TokensIssued.WithLabelValues("chef", grant).Inc()
+	return successResult(tok, newDevice), nil
+}
+
+// renew answers at once a call carrying a token previously issued to an approved device (expired
+// less than the renew window ago, device not revoked), from whatever address or User-Agent: the
+// token, not the binding, is the proof. nil, nil means "not a renewal: pair as usual".
+func (p *pairing) renew(ctx context.Context, r *http.Request, id identity, raw string) (json.RawMessage, error) {
+	m := p.m
+	c, err := m.svc.Verifier.Verify(ctx, raw, token.VerifyOptions{Audience: Audience, Leeway: m.cfg.leeway, AllowExpiredFor: m.cfg.renewWindow})
+	if err != nil {
+		f := tokenFailure(raw, err)
+		if f == nil {
+			return nil, unavailable(err)
+		}
+		metrics.TokenVerifications.WithLabelValues("chef", outcome(f)).Inc()
+		m.throttleFail(ctx, id.address, f)
+		return nil, nil
+	}
+	devID, gen, ok := parseSessionID(c.SessionID)
+	if !ok || devID != c.Subject {
+		return nil, nil
+	}
+	dev, err := m.svc.Store.GetChefDevice(ctx, devID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if dev.State != store.DeviceApproved || dev.Generation != gen {
+		return nil, nil
+	}
+	// A token names its device; a call that names another device id is not its renewal.
+	if id.deviceID != "" && id.deviceID != deviceIDOfKey(dev.DeviceKey) {
+		return nil, nil
+	}
+	if id.address != dev.Address || id.userAgent != dev.UserAgent {
+		m.svc.Audit(ctx, store.AuditEvent{Actor: "device:" + dev.ID, Action: "chef.device.renew", Target: dev.ID,
+			Address: id.address, Outcome: "ok", Detail: "renewed with a previously issued token from another address or User-Agent"})
+	}
+	return p.issue(ctx, dev, false)
+}
+
+// unavailable wraps a store or keyring failure: the caller answers 503 with Retry-After.
+func unavailable(err error) error {
+	if _, ok := errs.As(err); ok && errs.KindOf(err) == errs.Unavailable {
+		return err
+	}
+	return &errs.Error{Kind: errs.Unavailable, Code: "unavailable", Message: "service unavailable; retry later", RetryAfter: 5 * time.Second, Err: err}
+}
+
