@@ -57,7 +57,9 @@ func utcPtr(t *time.Time) *time.Time {
 }
 
 // ApprovalTimeout is the configured approval window of svc (for View).
-func ApprovalTimeout(svc *app.Services) time.Duration { return settingsOf(svc.Config.Chef).approvalTimeout }
+func ApprovalTimeout(svc *app.Services) time.Duration {
+	return settingsOf(svc.Config.Chef).approvalTimeout
+}
 
 // Decide applies a person's decision to device id: the store is updated with a conditional
 // transition, a revocation revokes the pairing's sid (immediate on every replica), the decision is

@@ -37,7 +37,7 @@ const (
 )
 
 func msgUnsupportedAlg(alg string) string { return "Unsupported algorithm " + alg }
-func msgJSON(detail string) string       { return "JSON failed: " + detail }
+func msgJSON(detail string) string        { return "JSON failed: " + detail }
 
 // msgTimeout is the vendor's text with the configured window (60 s by default, which gives the
 // vendor's exact sentence).

@@ -567,4 +567,3 @@ func unavailable(err error) error {
 	}
 	return &errs.Error{Kind: errs.Unavailable, Code: "unavailable", Message: "service unavailable; retry later", RetryAfter: 5 * time.Second, Err: err}
 }
-
