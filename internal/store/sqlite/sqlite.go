@@ -1,0 +1,243 @@
+// Package sqlite is posgate's embedded store: a single SQLite file (modernc.org/sqlite, pure Go)
+// behind the shared SQL implementation in store/sqlstore. Open applies the embedded migrations.
+//
+// Connection layout. SQLite runs one writer at a time. Instead of letting many pooled connections
+// race for the write lock (each loser sleeping in the busy handler, a "SQLITE_BUSY storm"), every
+// write and every transaction goes through one dedicated writer connection, so writers queue in Go
+// on database/sql's connection wait, honour their context, and take the lock in order. Reads use a
+// separate pool of read-only connections; in WAL mode they never wait for the writer. BEGIN is
+// IMMEDIATE (_txlock=immediate) so a transaction takes the write lock at its start instead of
+// failing to upgrade halfway, and busy_timeout covers a second process opening the same file.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/pressly/goose/v3"
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/posgate/posgate/internal/store/migrations"
+	"github.com/posgate/posgate/internal/store/sqlstore"
+)
+
+// Store is a SQLite-backed store.Store.
+type Store struct {
+	*sqlstore.Store
+}
+
+// Durability: journal_mode=WAL with synchronous=FULL. In WAL mode a commit appends to the WAL
+// file; with FULL the WAL is fsynced before the commit returns. A kill -9 cannot lose an
+// acknowledged write even with NORMAL (the bytes are already in the OS page cache and the WAL is
+// replayed on the next open), but NORMAL may lose the last commits on power loss or an OS crash.
+// posgate's writes include revocations and single-use records whose loss would re-open a replay
+// window, so we pay the fsync per commit and choose FULL: an answered write survives kill -9 and
+// power loss alike.
+const (
+	writerParams = "_txlock=immediate&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)" +
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
+	readerParams = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_query_only=1"
+)
+
+// Open opens (creating it if needed, mode 0600) the SQLite database at path, applies the
+// migrations, and returns the store. path ":memory:" gives a private in-memory database on one
+// connection (tests only: it is lost on Close).
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: empty database path")
+	}
+	if strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("sqlite: database path %q must not contain '?' or '#'", path)
+	}
+	memory := path == ":memory:"
+	if !memory {
+		if err := prepareFile(path); err != nil {
+			return nil, err
+		}
+	}
+	writer, err := sql.Open("sqlite", path+"?"+writerParams)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	writer.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, writer); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
+	}
+	reader := writer
+	if !memory {
+		reader, err = sql.Open("sqlite", path+"?"+readerParams)
+		if err != nil {
+			writer.Close()
+			return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		}
+		n := max(4, runtime.GOMAXPROCS(0))
+		reader.SetMaxOpenConns(n)
+		reader.SetMaxIdleConns(n)
+		reader.SetConnMaxIdleTime(0)
+		if err := reader.PingContext(ctx); err != nil {
+			writer.Close()
+			reader.Close()
+			return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		}
+	}
+	w, r := &sqlDB{writer}, &sqlDB{reader}
+	return &Store{sqlstore.New(sqlstore.Config{
+		Writer:   w,
+		Reader:   r,
+		Classify: classify,
+		Close: func() error {
+			err := writer.Close()
+			if reader != writer {
+				err = errors.Join(err, reader.Close())
+			}
+			return err
+		},
+	})}, nil
+}
+
+// prepareFile creates the directory and an empty database file readable only by its owner:
+// it holds password hashes and sealed keys. SQLite gives the -wal and -shm files the same mode.
+func prepareFile(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("sqlite: create directory for %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		return f.Close()
+	case errors.Is(err, os.ErrExist):
+		return nil
+	default:
+		return fmt.Errorf("sqlite: create %s: %w", path, err)
+	}
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, migrations.SQLite(),
+		goose.WithDisableGlobalRegistry(true), goose.WithLogger(goose.NopLogger()))
+	if err != nil {
+		return err
+	}
+	_, err = p.Up(ctx)
+	return err
+}
+
+// classify maps SQLite result codes (extended codes are on) to the store's error classes.
+func classify(err error) sqlstore.Class {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch code := se.Code(); code {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return sqlstore.Unique
+		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+			return sqlstore.ForeignKey
+		default:
+			switch code & 0xff {
+			case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+				sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_INTERRUPT,
+				sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_READONLY:
+				return sqlstore.Unavailable
+			}
+		}
+		return sqlstore.Other
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.Is(err, sql.ErrConnDone), errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission):
+		return sqlstore.Unavailable
+	case strings.Contains(err.Error(), "sql: database is closed"):
+		return sqlstore.Unavailable
+	}
+	return sqlstore.Other
+}
+
+// sqlDB adapts database/sql to sqlstore.DB.
+type sqlDB struct{ db *sql.DB }
+
+func (d *sqlDB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return execResult(d.db.ExecContext(ctx, q, args...))
+}
+
+func (d *sqlDB) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
+	rows, err := d.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rows}, nil
+}
+
+func (d *sqlDB) QueryRow(ctx context.Context, q string, args ...any) sqlstore.Row {
+	return sqlRow{d.db.QueryRowContext(ctx, q, args...)}
+}
+
+func (d *sqlDB) Begin(ctx context.Context) (sqlstore.Tx, error) {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &sqlTx{tx}, nil
+}
+
+func (d *sqlDB) Ping(ctx context.Context) error { return d.db.PingContext(ctx) }
+
+type sqlTx struct{ tx *sql.Tx }
+
+func (t *sqlTx) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return execResult(t.tx.ExecContext(ctx, q, args...))
+}
+
+func (t *sqlTx) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
+	rows, err := t.tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rows}, nil
+}
+
+func (t *sqlTx) QueryRow(ctx context.Context, q string, args ...any) sqlstore.Row {
+	return sqlRow{t.tx.QueryRowContext(ctx, q, args...)}
+}
+
+func (t *sqlTx) Commit(context.Context) error { return t.tx.Commit() }
+
+func (t *sqlTx) Rollback(context.Context) error {
+	if err := t.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return err
+	}
+	return nil
+}
+
+func execResult(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { _ = r.Rows.Close() }
+
+type sqlRow struct{ row *sql.Row }
+
+func (r sqlRow) Scan(dest ...any) error {
+	err := r.row.Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return sqlstore.ErrNoRows
+	}
+	return err
+}

@@ -1,0 +1,73 @@
+// Package sqlstore is the one implementation of store.Store that both SQL engines share. modernc
+// SQLite binds `$1` like PostgreSQL, every statement used here (INSERT … ON CONFLICT … DO UPDATE …
+// WHERE, UPDATE … RETURNING, partial unique indexes) means the same on both, and both schemas store
+// times as integer milliseconds since the Unix epoch, so one SQL text serves both engines.
+//
+// What differs between engines is kept out of this package and handed in through Config: the
+// driver (database/sql for SQLite, a pgx pool for PostgreSQL) behind the small DB interface, the
+// connection used for writes (SQLite: one writer connection, so writers queue in Go instead of
+// spinning on SQLITE_BUSY; PostgreSQL: the pool), and the error classifier that recognises unique
+// violations and an unreachable database in the driver's own error types.
+package sqlstore
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrNoRows is what an adapter's Row.Scan returns when the query matched nothing.
+var ErrNoRows = errors.New("sqlstore: no rows")
+
+// Querier runs statements. Arguments are int64, *int64, string, []byte, bool or nil.
+type Querier interface {
+	// Exec runs a statement and returns the number of rows it changed.
+	Exec(ctx context.Context, query string, args ...any) (int64, error)
+	Query(ctx context.Context, query string, args ...any) (Rows, error)
+	QueryRow(ctx context.Context, query string, args ...any) Row
+}
+
+// Rows is a result set; Close must be called.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// Row is a single-row result; Scan returns ErrNoRows when there was none.
+type Row interface {
+	Scan(dest ...any) error
+}
+
+// Tx is a transaction.
+type Tx interface {
+	Querier
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context) error
+}
+
+// DB is a database handle.
+type DB interface {
+	Querier
+	Begin(ctx context.Context) (Tx, error)
+	Ping(ctx context.Context) error
+}
+
+// Class is what an engine's classifier makes of a driver error.
+type Class int
+
+// Classes of driver errors.
+const (
+	Other       Class = iota // a defect or an unexpected condition: passed through unchanged
+	Unique                   // a unique or primary-key constraint was violated
+	ForeignKey               // a referenced row does not exist
+	Unavailable              // the database cannot be reached or cannot serve the request now
+)
+
+// Config is what an engine hands the shared implementation.
+type Config struct {
+	Writer   DB // runs every write and every transaction
+	Reader   DB // runs single-statement reads (may be Writer)
+	Classify func(err error) Class
+	Close    func() error // releases the engine's connections
+}

@@ -1,0 +1,216 @@
+package sqlstore
+
+import (
+	"context"
+	"time"
+
+	"github.com/posgate/posgate/internal/store"
+)
+
+const vendorSelect = `SELECT v.id, v.api_name, v.created_at, k.id, k.sealed, k.hash, k.created_at, k.not_after
+FROM doshii_vendors v LEFT JOIN doshii_vendor_keys k ON k.vendor_id = v.id`
+
+// CreateDoshiiVendor stores v and its keys (given newest first). ErrConflict on a duplicate id
+// or API name.
+func (s *Store) CreateDoshiiVendor(ctx context.Context, v *store.DoshiiVendor) error {
+	return s.inTx(ctx, "create doshii vendor", func(tx Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO doshii_vendors (id, api_name, created_at) VALUES ($1, $2, $3)`,
+			v.ID, v.APIName, ms(v.CreatedAt)); err != nil {
+			return err
+		}
+		for i := len(v.Keys) - 1; i >= 0; i-- {
+			if err := insertVendorKey(ctx, tx, v.ID, int64(len(v.Keys)-i), v.Keys[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func insertVendorKey(ctx context.Context, tx Tx, vendorID string, pos int64, k store.VendorKey) error {
+	_, err := tx.Exec(ctx, `INSERT INTO doshii_vendor_keys (id, vendor_id, pos, sealed, hash, created_at, not_after)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, k.ID, vendorID, pos, blob(k.Sealed), blob(k.Hash), ms(k.CreatedAt), msPtr(k.NotAfter))
+	return err
+}
+
+// GetDoshiiVendor returns the vendor id with its keys, newest first.
+func (s *Store) GetDoshiiVendor(ctx context.Context, id string) (*store.DoshiiVendor, error) {
+	return s.oneVendor(ctx, "get doshii vendor", vendorSelect+` WHERE v.id = $1 ORDER BY k.pos DESC`, id)
+}
+
+// GetDoshiiVendorByName returns the vendor with that API name.
+func (s *Store) GetDoshiiVendorByName(ctx context.Context, apiName string) (*store.DoshiiVendor, error) {
+	return s.oneVendor(ctx, "get doshii vendor by name", vendorSelect+` WHERE v.api_name = $1 ORDER BY k.pos DESC`, apiName)
+}
+
+// ListDoshiiVendors returns every vendor, oldest first.
+func (s *Store) ListDoshiiVendors(ctx context.Context) ([]*store.DoshiiVendor, error) {
+	l, err := s.queryVendors(ctx, vendorSelect+` ORDER BY v.created_at, v.id, k.pos DESC`)
+	return l, s.fail("list doshii vendors", err)
+}
+
+func (s *Store) oneVendor(ctx context.Context, op, query string, arg any) (*store.DoshiiVendor, error) {
+	l, err := s.queryVendors(ctx, query, arg)
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	if len(l) == 0 {
+		return nil, s.fail(op, store.ErrNotFound)
+	}
+	return l[0], nil
+}
+
+func (s *Store) queryVendors(ctx context.Context, query string, args ...any) ([]*store.DoshiiVendor, error) {
+	r, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := r.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*store.DoshiiVendor
+	for rows.Next() {
+		var (
+			v                   store.DoshiiVendor
+			created             int64
+			kID                 *string
+			kSealed, kHash      []byte
+			kCreated, kNotAfter *int64
+		)
+		if err := rows.Scan(&v.ID, &v.APIName, &created, &kID, &kSealed, &kHash, &kCreated, &kNotAfter); err != nil {
+			return nil, err
+		}
+		cur := &v
+		if n := len(out); n > 0 && out[n-1].ID == v.ID {
+			cur = out[n-1]
+		} else {
+			v.CreatedAt = fromMS(created)
+			out = append(out, cur)
+		}
+		if kID != nil && kCreated != nil {
+			cur.Keys = append(cur.Keys, store.VendorKey{ID: *kID, Sealed: blobOut(kSealed), Hash: blobOut(kHash),
+				CreatedAt: fromMS(*kCreated), NotAfter: fromMSPtr(kNotAfter)})
+		}
+	}
+	return out, rows.Err()
+}
+
+// AddVendorKey adds k as the vendor's newest key and ends older keys' validity at overlapEnd
+// (unless they already end sooner), in one transaction.
+func (s *Store) AddVendorKey(ctx context.Context, vendorID string, k store.VendorKey, overlapEnd time.Time) error {
+	return s.inTx(ctx, "add vendor key", func(tx Tx) error {
+		// Touching the vendor row locks it (PostgreSQL), so concurrent additions queue.
+		n, err := tx.Exec(ctx, `UPDATE doshii_vendors SET created_at = created_at WHERE id = $1`, vendorID)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return store.ErrNotFound
+		}
+		if _, err := tx.Exec(ctx, `UPDATE doshii_vendor_keys SET not_after = $2
+			WHERE vendor_id = $1 AND (not_after IS NULL OR not_after > $2)`, vendorID, ms(overlapEnd)); err != nil {
+			return err
+		}
+		var pos int64
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(pos), 0) FROM doshii_vendor_keys WHERE vendor_id = $1`,
+			vendorID).Scan(&pos); err != nil {
+			return err
+		}
+		return insertVendorKey(ctx, tx, vendorID, pos+1, k)
+	})
+}
+
+// CreateDoshiiOrganisation stores o. ErrConflict on a duplicate id or (vendor, name); ErrNotFound
+// when the vendor does not exist.
+func (s *Store) CreateDoshiiOrganisation(ctx context.Context, o *store.DoshiiOrganisation) error {
+	return s.inTx(ctx, "create doshii organisation", func(tx Tx) error { return insertOrganisation(ctx, tx, o) })
+}
+
+func insertOrganisation(ctx context.Context, tx Tx, o *store.DoshiiOrganisation) error {
+	_, err := tx.Exec(ctx, `INSERT INTO doshii_organisations (id, vendor_id, name, body, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6)`, o.ID, o.VendorID, o.Name, blob(o.Body), ms(o.CreatedAt), ms(o.UpdatedAt))
+	return err
+}
+
+// GetDoshiiOrganisation returns the organisation id.
+func (s *Store) GetDoshiiOrganisation(ctx context.Context, id string) (*store.DoshiiOrganisation, error) {
+	r, err := s.reader()
+	if err != nil {
+		return nil, s.fail("get doshii organisation", err)
+	}
+	var o store.DoshiiOrganisation
+	var created, updated int64
+	err = r.QueryRow(ctx, `SELECT id, vendor_id, name, body, created_at, updated_at FROM doshii_organisations
+		WHERE id = $1`, id).Scan(&o.ID, &o.VendorID, &o.Name, &o.Body, &created, &updated)
+	if err != nil {
+		return nil, s.fail("get doshii organisation", err)
+	}
+	o.Body, o.CreatedAt, o.UpdatedAt = blobOut(o.Body), fromMS(created), fromMS(updated)
+	return &o, nil
+}
+
+// CreateDoshiiLocation stores l. ErrConflict on a duplicate id, token hash or (organisation,
+// name); ErrNotFound when no organisation l.OrganisationID of vendor l.VendorID exists.
+func (s *Store) CreateDoshiiLocation(ctx context.Context, l *store.DoshiiLocation) error {
+	return s.inTx(ctx, "create doshii location", func(tx Tx) error { return insertLocation(ctx, tx, l) })
+}
+
+func insertLocation(ctx context.Context, tx Tx, l *store.DoshiiLocation) error {
+	_, err := tx.Exec(ctx, `INSERT INTO doshii_locations (id, vendor_id, organisation_id, name, token_hash, body,
+		created_at, updated_at, disconnected_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		l.ID, l.VendorID, l.OrganisationID, l.Name, blob(l.TokenHash), blob(l.Body), ms(l.CreatedAt), ms(l.UpdatedAt),
+		msPtr(l.DisconnectedAt))
+	return err
+}
+
+// CreateDoshiiOrganisationWithLocation stores both or neither.
+func (s *Store) CreateDoshiiOrganisationWithLocation(ctx context.Context, o *store.DoshiiOrganisation, l *store.DoshiiLocation) error {
+	return s.inTx(ctx, "create doshii organisation with location", func(tx Tx) error {
+		if err := insertOrganisation(ctx, tx, o); err != nil {
+			return err
+		}
+		return insertLocation(ctx, tx, l)
+	})
+}
+
+const locationSelect = `SELECT id, vendor_id, organisation_id, name, token_hash, body, created_at, updated_at,
+	disconnected_at FROM doshii_locations`
+
+// GetDoshiiLocation returns the location id.
+func (s *Store) GetDoshiiLocation(ctx context.Context, id string) (*store.DoshiiLocation, error) {
+	return s.oneLocation(ctx, "get doshii location", locationSelect+` WHERE id = $1`, id)
+}
+
+// GetDoshiiLocationByTokenHash returns the location whose token hashes to h (a unique index read).
+func (s *Store) GetDoshiiLocationByTokenHash(ctx context.Context, h []byte) (*store.DoshiiLocation, error) {
+	return s.oneLocation(ctx, "get doshii location by token", locationSelect+` WHERE token_hash = $1`, blob(h))
+}
+
+func (s *Store) oneLocation(ctx context.Context, op, query string, arg any) (*store.DoshiiLocation, error) {
+	r, err := s.reader()
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	var l store.DoshiiLocation
+	var created, updated int64
+	var disconnected *int64
+	err = r.QueryRow(ctx, query, arg).Scan(&l.ID, &l.VendorID, &l.OrganisationID, &l.Name, &l.TokenHash, &l.Body,
+		&created, &updated, &disconnected)
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	l.TokenHash, l.Body = blobOut(l.TokenHash), blobOut(l.Body)
+	l.CreatedAt, l.UpdatedAt, l.DisconnectedAt = fromMS(created), fromMS(updated), fromMSPtr(disconnected)
+	return &l, nil
+}
+
+// SetDoshiiLocationToken replaces the location's token hash. ErrConflict if another location has it.
+func (s *Store) SetDoshiiLocationToken(ctx context.Context, id string, tokenHash []byte, at time.Time) error {
+	n, err := s.exec(ctx, `UPDATE doshii_locations SET token_hash = $2, updated_at = $3 WHERE id = $1`, id, blob(tokenHash), ms(at))
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	return s.fail("set doshii location token", err)
+}

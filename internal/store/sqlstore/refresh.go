@@ -1,0 +1,164 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/posgate/posgate/internal/store"
+)
+
+const familyCols = `f.id, f.client_id, f.user_id, f.audience, f.scope, f.created_at, f.absolute_expires_at,
+	f.revoked_at, f.revoke_reason`
+
+func scanFamily(sc func(...any) error, extra ...any) (*store.RefreshFamily, error) {
+	var f store.RefreshFamily
+	var created, absolute int64
+	var revoked *int64
+	dest := append([]any{&f.ID, &f.ClientID, &f.UserID, &f.Audience, &f.Scope, &created, &absolute, &revoked, &f.RevokeReason}, extra...)
+	if err := sc(dest...); err != nil {
+		return nil, err
+	}
+	f.CreatedAt, f.AbsoluteExpiresAt, f.RevokedAt = fromMS(created), fromMS(absolute), fromMSPtr(revoked)
+	return &f, nil
+}
+
+func insertRefreshToken(ctx context.Context, tx Tx, t *store.RefreshToken, familyID string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO refresh_tokens (hash, family_id, created_at, idle_expires_at, rotated_at,
+		successor_hash, successor_sealed) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		blob(t.Hash), familyID, ms(t.CreatedAt), ms(t.IdleExpiresAt), msPtr(t.RotatedAt),
+		blob(t.SuccessorHash), blob(t.SuccessorSealed))
+	return err
+}
+
+// CreateRefreshFamily stores f and its first token.
+func (s *Store) CreateRefreshFamily(ctx context.Context, f *store.RefreshFamily, first *store.RefreshToken) error {
+	return s.inTx(ctx, "create refresh family", func(tx Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO refresh_families (id, client_id, user_id, audience, scope, created_at,
+			absolute_expires_at, revoked_at, revoke_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			f.ID, f.ClientID, f.UserID, f.Audience, f.Scope, ms(f.CreatedAt), ms(f.AbsoluteExpiresAt),
+			msPtr(f.RevokedAt), f.RevokeReason); err != nil {
+			return err
+		}
+		if first == nil {
+			return nil
+		}
+		if first.FamilyID != "" && first.FamilyID != f.ID {
+			return fmt.Errorf("first token names family %q, not %q", first.FamilyID, f.ID)
+		}
+		return insertRefreshToken(ctx, tx, first, f.ID)
+	})
+}
+
+// GetRefreshFamily returns the family id.
+func (s *Store) GetRefreshFamily(ctx context.Context, id string) (*store.RefreshFamily, error) {
+	r, err := s.reader()
+	if err != nil {
+		return nil, s.fail("get refresh family", err)
+	}
+	f, err := scanFamily(r.QueryRow(ctx, `SELECT `+familyCols+` FROM refresh_families f WHERE f.id = $1`, id).Scan)
+	return f, s.fail("get refresh family", err)
+}
+
+// GetRefreshToken returns the token hashing to hash, with its family, in one indexed read.
+func (s *Store) GetRefreshToken(ctx context.Context, hash []byte) (*store.RefreshToken, *store.RefreshFamily, error) {
+	r, err := s.reader()
+	if err != nil {
+		return nil, nil, s.fail("get refresh token", err)
+	}
+	var t store.RefreshToken
+	var created, idle int64
+	var rotated *int64
+	f, err := scanFamily(r.QueryRow(ctx, `SELECT `+familyCols+`, t.hash, t.created_at, t.idle_expires_at,
+		t.rotated_at, t.successor_hash, t.successor_sealed
+		FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1`, blob(hash)).Scan,
+		&t.Hash, &created, &idle, &rotated, &t.SuccessorHash, &t.SuccessorSealed)
+	if err != nil {
+		return nil, nil, s.fail("get refresh token", err)
+	}
+	t.FamilyID = f.ID
+	t.CreatedAt, t.IdleExpiresAt, t.RotatedAt = fromMS(created), fromMS(idle), fromMSPtr(rotated)
+	t.Hash, t.SuccessorHash, t.SuccessorSealed = blobOut(t.Hash), blobOut(t.SuccessorHash), blobOut(t.SuccessorSealed)
+	return &t, f, nil
+}
+
+// RotateRefreshToken marks old rotated and stores next in its family, in one transaction. The
+// conditional UPDATE (rotated_at IS NULL) changes exactly one row for exactly one of any number of
+// concurrent callers; the others get ErrAlreadyUsed and change nothing. ErrNotFound when old does
+// not exist. The successor always joins old's family (next.FamilyID, if set, must agree).
+func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, at time.Time, next *store.RefreshToken, successorSealed []byte) error {
+	return s.inTx(ctx, "rotate refresh token", func(tx Tx) error {
+		var family string
+		err := tx.QueryRow(ctx, `UPDATE refresh_tokens SET rotated_at = $2, successor_hash = $3, successor_sealed = $4
+			WHERE hash = $1 AND rotated_at IS NULL RETURNING family_id`,
+			blob(oldHash), ms(at), blob(next.Hash), blob(successorSealed)).Scan(&family)
+		if errors.Is(err, ErrNoRows) {
+			var one int64
+			switch err := tx.QueryRow(ctx, `SELECT 1 FROM refresh_tokens WHERE hash = $1`, blob(oldHash)).Scan(&one); {
+			case err == nil:
+				return store.ErrAlreadyUsed
+			case errors.Is(err, ErrNoRows):
+				return store.ErrNotFound
+			default:
+				return err
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if next.FamilyID != "" && next.FamilyID != family {
+			return fmt.Errorf("successor names family %q, not the rotated token's %q", next.FamilyID, family)
+		}
+		return insertRefreshToken(ctx, tx, next, family)
+	})
+}
+
+// RevokeRefreshFamily marks the family revoked; revoking it again keeps the first time and reason.
+func (s *Store) RevokeRefreshFamily(ctx context.Context, id string, at time.Time, reason string) error {
+	return s.inTx(ctx, "revoke refresh family", func(tx Tx) error {
+		n, err := tx.Exec(ctx, `UPDATE refresh_families SET revoked_at = $2, revoke_reason = $3
+			WHERE id = $1 AND revoked_at IS NULL`, id, ms(at), reason)
+		if err != nil || n == 1 {
+			return err
+		}
+		var one int64
+		return tx.QueryRow(ctx, `SELECT 1 FROM refresh_families WHERE id = $1`, id).Scan(&one)
+	})
+}
+
+// RevokeUserRefreshFamilies revokes every live (unrevoked, not absolutely expired at `at`) family
+// of the user and returns their ids, sorted.
+func (s *Store) RevokeUserRefreshFamilies(ctx context.Context, userID string, at time.Time, reason string) ([]string, error) {
+	var ids []string
+	err := s.inTx(ctx, "revoke user refresh families", func(tx Tx) error {
+		ids = ids[:0]
+		rows, err := tx.Query(ctx, `UPDATE refresh_families SET revoked_at = $2, revoke_reason = $3
+			WHERE user_id = $1 AND revoked_at IS NULL AND absolute_expires_at > $2 RETURNING id`, userID, ms(at), reason)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// DeleteRefreshExpiredBefore removes families absolutely expired before t; their tokens go with
+// them (ON DELETE CASCADE).
+func (s *Store) DeleteRefreshExpiredBefore(ctx context.Context, t time.Time) error {
+	_, err := s.exec(ctx, `DELETE FROM refresh_families WHERE absolute_expires_at < $1`, ms(t))
+	return s.fail("delete expired refresh families", err)
+}
