@@ -1,0 +1,299 @@
+package console
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/posgate/posgate/internal/auth"
+	"github.com/posgate/posgate/internal/dialect/chef"
+	"github.com/posgate/posgate/internal/errs"
+	"github.com/posgate/posgate/internal/events"
+	"github.com/posgate/posgate/internal/httpx"
+	"github.com/posgate/posgate/internal/store"
+)
+
+// loginScope throttles failed console sign-ins per address.
+const loginScope = "console.login"
+
+// maxAdminTokenLen bounds what a sign-in form may carry.
+const maxAdminTokenLen = 512
+
+type pageData struct {
+	Title   string
+	Nav     string
+	Error   string
+	Notice  string
+	Devices []chef.DeviceView
+	Audit   []*store.AuditEvent
+	Limit   int
+	Filter  string
+}
+
+func (m *Module) render(w http.ResponseWriter, status int, page string, d pageData) {
+	var buf bytes.Buffer
+	if err := m.pages[page].Execute(&buf, d); err != nil {
+		m.svc.Log.Error("console: template failed", "page", page, "error", err.Error())
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func (m *Module) home(w http.ResponseWriter, r *http.Request) {
+	if _, ok := m.current(r); ok {
+		http.Redirect(w, r, "/admin/pending", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
+}
+
+func (m *Module) loginPage(w http.ResponseWriter, r *http.Request) {
+	if _, ok := m.current(r); ok {
+		http.Redirect(w, r, "/admin/pending", http.StatusSeeOther)
+		return
+	}
+	d := pageData{Title: "Sign in"}
+	if m.svc.CheckAdminToken == nil {
+		d.Error = "Console sign-in is not configured on this server."
+	}
+	m.render(w, http.StatusOK, "login", d)
+}
+
+func (m *Module) login(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	addr := auth.Addr(r)
+	if m.svc.Throttle != nil {
+		if err := m.svc.Throttle.Check(ctx, loginScope, addr, ""); err != nil {
+			if e, ok := errs.As(err); ok && e.RetryAfter > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(int(e.RetryAfter/time.Second)))
+			}
+			m.render(w, http.StatusTooManyRequests, "login", pageData{Title: "Sign in", Error: "Too many failed attempts. Try again later."})
+			return
+		}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if !httpx.IsForm(r) || r.ParseForm() != nil {
+		m.render(w, http.StatusBadRequest, "login", pageData{Title: "Sign in", Error: "The sign-in form could not be read."})
+		return
+	}
+	tok := r.PostForm.Get("token")
+	ok := m.svc.CheckAdminToken != nil && tok != "" && len(tok) <= maxAdminTokenLen && m.svc.CheckAdminToken(tok)
+	if !ok {
+		if m.svc.Throttle != nil {
+			if err := m.svc.Throttle.Fail(ctx, loginScope, addr, ""); err != nil {
+				m.svc.Log.Warn("console: throttle count failed", "error", err.Error())
+			}
+		}
+		m.svc.Audit(ctx, store.AuditEvent{Actor: "anonymous", Action: "console.login", Address: addr, Outcome: "denied", Detail: "wrong admin token"})
+		m.render(w, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Error: "That is not the admin token."})
+		return
+	}
+	v := m.newSession()
+	setCookie(w, v, int(sessionAbsolute/time.Second))
+	m.svc.Audit(ctx, store.AuditEvent{Actor: "admin", Action: "console.login", Address: addr, Outcome: "ok"})
+	http.Redirect(w, r, "/admin/pending", http.StatusSeeOther)
+}
+
+func (m *Module) logout(w http.ResponseWriter, r *http.Request) {
+	m.endSession(sessionOf(r))
+	setCookie(w, "", -1)
+	m.svc.Audit(r.Context(), store.AuditEvent{Actor: "admin", Action: "console.logout", Address: auth.Addr(r), Outcome: "ok"})
+	http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
+}
+
+// devices lists devices in state ("" = all) as views.
+func (m *Module) devices(r *http.Request, state store.DeviceState) ([]chef.DeviceView, error) {
+	list, err := m.svc.Store.ListChefDevices(r.Context(), state)
+	if err != nil {
+		return nil, err
+	}
+	now := m.svc.Clock.Now()
+	window := chef.ApprovalTimeout(m.svc)
+	out := make([]chef.DeviceView, 0, len(list))
+	for _, d := range list {
+		out = append(out, chef.View(d, now, window))
+	}
+	return out, nil
+}
+
+func (m *Module) unavailable(w http.ResponseWriter, page string, err error) {
+	m.svc.Log.Warn("console: store unavailable", "page", page, "error", err.Error())
+	w.Header().Set("Retry-After", "5")
+	m.render(w, http.StatusServiceUnavailable, page, pageData{Title: "Unavailable", Nav: page, Error: "The store is unavailable; this page will work again when it returns."})
+}
+
+func (m *Module) pendingPage(w http.ResponseWriter, r *http.Request) {
+	list, err := m.devices(r, store.DevicePending)
+	if err != nil {
+		m.unavailable(w, "pending", err)
+		return
+	}
+	m.render(w, http.StatusOK, "pending", pageData{Title: "Pending devices", Nav: "pending", Devices: list, Notice: m.popFlash(sessionOf(r))})
+}
+
+func (m *Module) devicesPage(w http.ResponseWriter, r *http.Request) {
+	filter := store.DeviceState(r.URL.Query().Get("state"))
+	switch filter {
+	case "", store.DevicePending, store.DeviceApproved, store.DeviceDeclined, store.DeviceRevoked:
+	default:
+		filter = ""
+	}
+	list, err := m.devices(r, filter)
+	if err != nil {
+		m.unavailable(w, "devices", err)
+		return
+	}
+	m.render(w, http.StatusOK, "devices", pageData{Title: "Devices", Nav: "devices", Devices: list, Filter: string(filter), Notice: m.popFlash(sessionOf(r))})
+}
+
+func (m *Module) auditPage(w http.ResponseWriter, r *http.Request) {
+	limit := 200
+	if s := r.URL.Query().Get("limit"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			limit = min(n, 1000)
+		}
+	}
+	list, err := m.svc.Store.ListAudit(r.Context(), limit)
+	if err != nil {
+		m.unavailable(w, "audit", err)
+		return
+	}
+	m.render(w, http.StatusOK, "audit", pageData{Title: "Audit", Nav: "audit", Audit: list, Limit: limit})
+}
+
+// decide applies approve / decline / revoke. The page's script posts with Accept: application/json
+// and gets JSON; a plain form post (no script) is redirected back to the page it came from.
+func (m *Module) decide(w http.ResponseWriter, r *http.Request) {
+	action := chef.Action(r.PathValue("action"))
+	switch action {
+	case chef.ActionApprove, chef.ActionDecline, chef.ActionRevoke:
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	wantJSON := r.Header.Get("Accept") == "application/json"
+	back := "/admin/pending"
+	if r.URL.Query().Get("from") == "devices" {
+		back = "/admin/devices"
+	}
+	dev, err := chef.Decide(r.Context(), m.svc, r.PathValue("id"), action, "admin", auth.Addr(r), "console")
+	if err != nil {
+		e, _ := errs.As(err)
+		status, msg := http.StatusInternalServerError, "internal error"
+		if e != nil && e.Kind != errs.Internal {
+			status, msg = errs.HTTPStatus(e.Kind), e.Message
+		}
+		if wantJSON {
+			httpx.WriteJSON(w, status, map[string]string{"error": msg})
+			return
+		}
+		m.setFlash(sessionOf(r), "Not done: "+msg)
+		http.Redirect(w, r, back, http.StatusSeeOther)
+		return
+	}
+	view := chef.View(dev, m.svc.Clock.Now(), chef.ApprovalTimeout(m.svc))
+	if wantJSON {
+		httpx.NoStore(w)
+		httpx.WriteJSON(w, http.StatusOK, view)
+		return
+	}
+	label := view.Label
+	if label == "" {
+		label = view.ID
+	}
+	m.setFlash(sessionOf(r), fmt.Sprintf("%s: %s", label, view.State))
+	http.Redirect(w, r, back, http.StatusSeeOther)
+}
+
+// pendingEvents streams the pending list as server-sent events: the whole list ("pending" event,
+// JSON array of devices) at once, then whenever a device notice arrives from any replica, and
+// every refreshEvery in case a notice was lost or a request went stale. The list is capped by
+// chef.max_pending, so sending it whole keeps the client simple and always right.
+func (m *Module) pendingEvents(w http.ResponseWriter, r *http.Request) {
+	const (
+		refreshEvery = 15 * time.Second
+		maxStream    = 10 * time.Minute // then the browser reconnects (and the session is re-checked)
+	)
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	changed := make(chan struct{}, 1)
+	cancel := m.svc.Events.Subscribe(events.TopicChefDevice, func([]byte) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	})
+	defer cancel()
+
+	k := sessionOf(r)
+	ctx := r.Context()
+	var last []byte
+	send := func(force bool) bool {
+		list, err := m.devices(r, store.DevicePending)
+		if err != nil {
+			return true // store down: keep the stream, try again on the next tick
+		}
+		b, _ := json.Marshal(list)
+		if !force && bytes.Equal(b, last) {
+			_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := w.Write([]byte(": keep-alive\n\n")); err != nil {
+				return false
+			}
+			return rc.Flush() == nil
+		}
+		last = b
+		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := fmt.Fprintf(w, "event: pending\ndata: %s\n\n", b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	w.WriteHeader(http.StatusOK)
+	_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := w.Write([]byte("retry: 1000\n\n")); err != nil {
+		return
+	}
+	if !send(true) {
+		return
+	}
+	tick := time.NewTicker(refreshEvery)
+	defer tick.Stop()
+	end := time.NewTimer(maxStream)
+	defer end.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-end.C:
+			return
+		case <-changed:
+			if !m.stillValid(k) {
+				fmt.Fprint(w, "event: signout\ndata: {}\n\n")
+				_ = rc.Flush()
+				return
+			}
+			if !send(false) {
+				return
+			}
+		case <-tick.C:
+			if !m.stillValid(k) {
+				fmt.Fprint(w, "event: signout\ndata: {}\n\n")
+				_ = rc.Flush()
+				return
+			}
+			if !send(false) {
+				return
+			}
+		}
+	}
+}
