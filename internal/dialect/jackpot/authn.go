@@ -63,6 +63,10 @@ func (a *apiKeyAuth) Authenticate(r *http.Request) (*auth.Principal, error) {
 	}, nil
 }
 
+// HasCredential reports whether r carries an apikey header, without checking it (the gateway
+// uses it to tell "another means" from "no credential").
+func (a *apiKeyAuth) HasCredential(r *http.Request) bool { return len(r.Header.Values("apikey")) > 0 }
+
 func (a *apiKeyAuth) fail(r *http.Request, addr string, cl *store.Client, err *errs.Error) error {
 	ctx := r.Context()
 	countVerification("invalid_apikey")
@@ -164,6 +168,12 @@ func sessionClaims(extra map[string]any) map[string]any {
 	return out
 }
 
+// HasCredential reports whether r carries a Bearer token, without checking it.
+func (b *bearerAuth) HasCredential(r *http.Request) bool {
+	_, present := bearerToken(r)
+	return present
+}
+
 func (b *bearerAuth) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	challenge := `Bearer realm="jackpot"`
 	if _, present := bearerToken(r); present && errs.KindOf(err) == errs.Unauthenticated {
@@ -175,17 +185,17 @@ func (b *bearerAuth) WriteError(w http.ResponseWriter, r *http.Request, err erro
 // bearerToken returns the token of an `Authorization: Bearer …` header; present reports whether
 // the request carries a Bearer credential at all (a Basic header is some other means).
 func bearerToken(r *http.Request) (raw string, present bool) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
+	vals := r.Header.Values("Authorization")
+	if len(vals) == 0 {
 		return "", false
 	}
-	scheme, rest, _ := strings.Cut(h, " ")
+	scheme, rest, _ := strings.Cut(vals[0], " ")
 	if !strings.EqualFold(scheme, "Bearer") {
 		return "", false
 	}
-	rest = strings.TrimSpace(rest)
-	if strings.ContainsAny(rest, " \t") {
-		return "", true
+	rest = strings.Trim(rest, " \t")
+	if len(vals) > 1 || strings.ContainsAny(rest, " \t") {
+		return "", true // repeated header or junk after the token: malformed
 	}
 	return rest, true
 }

@@ -73,7 +73,7 @@ func writeOAuthError(w http.ResponseWriter, oe *oauthError) {
 	if oe.status == http.StatusUnauthorized {
 		// RFC 6749 §5.2: 401 carries a challenge. Jackpot clients authenticate with body members
 		// (like client_secret_post); Basic is the scheme RFC 6749 §2.3.1 names for client secrets.
-		w.Header().Set("WWW-Authenticate", `Basic realm="jackpot"`)
+		w.Header().Set("WWW-Authenticate", `Basic realm="jackpot", charset="UTF-8"`)
 	}
 	if oe.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((oe.retryAfter+time.Second-1)/time.Second)))

@@ -77,10 +77,10 @@ func New(svc *app.Services) (app.Module, error) {
 
 func newModule(svc *app.Services) (*Module, error) {
 	if svc == nil || svc.Store == nil || svc.Clock == nil || svc.Sealer == nil || svc.Issuer == nil ||
-		svc.Verifier == nil || svc.Auth == nil || svc.Log == nil {
-		return nil, fmt.Errorf("jackpot: incomplete services (store, clock, sealer, issuer, verifier, auth registry and log are required)")
+		svc.Verifier == nil || svc.Auth == nil || svc.Log == nil || svc.Throttle == nil {
+		return nil, fmt.Errorf("jackpot: incomplete services (store, clock, sealer, issuer, verifier, throttle, auth registry and log are required)")
 	}
-	var jc config.Jackpot
+	jc := config.Default().Jackpot
 	if svc.Config != nil {
 		jc = svc.Config.Jackpot
 	}
@@ -96,35 +96,29 @@ func newModule(svc *app.Services) (*Module, error) {
 	}, nil
 }
 
-// settingsFrom applies the documented defaults to unset (zero) keys and refuses negative ones.
+// settingsFrom converts config.Jackpot (defaults already applied by the config loader) to
+// durations, refusing values no loader would have let through.
 func settingsFrom(jc config.Jackpot) (settings, error) {
-	pick := func(key string, v, def int) (time.Duration, error) {
-		if v < 0 {
-			return 0, fmt.Errorf("jackpot.%s: %d is not allowed (seconds, ≥ 0; 0 means the default %d)", key, v, def)
+	for _, c := range []struct {
+		key      string
+		v, lower int
+	}{
+		{"session_lifetime", jc.SessionLifetime, 1},
+		{"m2m_lifetime", jc.M2MLifetime, 1},
+		{"iat_past", jc.IatPast, 0},
+		{"iat_future", jc.IatFuture, 0},
+		{"key_overlap", jc.KeyOverlap, 0},
+	} {
+		if c.v < c.lower {
+			return settings{}, fmt.Errorf("jackpot.%s: %d is not allowed (whole seconds, at least %d)", c.key, c.v, c.lower)
 		}
-		if v == 0 {
-			v = def
-		}
-		return config.Seconds(v), nil
 	}
-	var s settings
-	var err error
-	if s.sessionLifetime, err = pick("session_lifetime", jc.SessionLifetime, 3600); err != nil {
-		return s, err
-	}
-	if s.m2mLifetime, err = pick("m2m_lifetime", jc.M2MLifetime, 3600); err != nil {
-		return s, err
-	}
-	if s.window.Past, err = pick("iat_past", jc.IatPast, 300); err != nil {
-		return s, err
-	}
-	if s.window.Future, err = pick("iat_future", jc.IatFuture, 60); err != nil {
-		return s, err
-	}
-	if s.keyOverlap, err = pick("key_overlap", jc.KeyOverlap, 86400); err != nil {
-		return s, err
-	}
-	return s, nil
+	return settings{
+		sessionLifetime: config.Seconds(jc.SessionLifetime),
+		m2mLifetime:     config.Seconds(jc.M2MLifetime),
+		window:          AssertionWindow{Past: config.Seconds(jc.IatPast), Future: config.Seconds(jc.IatFuture)},
+		keyOverlap:      config.Seconds(jc.KeyOverlap),
+	}, nil
 }
 
 // Mount registers POST /v2/token, the three authenticators, and the admin route rotating a
