@@ -1,0 +1,388 @@
+package gateway
+
+import (
+	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/posgate/posgate/client/identity"
+	"github.com/posgate/posgate/internal/app"
+	"github.com/posgate/posgate/internal/auth"
+	"github.com/posgate/posgate/internal/clock"
+	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/errs"
+)
+
+// DefaultUpstreamTimeout applies when gateway.upstream_timeout is 0.
+const DefaultUpstreamTimeout = 30 * time.Second
+
+// hkdfInfo separates the identity-signature key from every other key derived from the master key.
+const hkdfInfo = "posgate gateway identity signature v1"
+
+// SigningKey returns the HMAC key of X-Posgate-Signature: gateway.signing_secret (base64, at least
+// 32 bytes) when set, else a key derived from the master key with HKDF-SHA256 — the same on every
+// replica of a deployment, since they share the master key.
+func SigningKey(cfg *config.Config, master []byte) ([]byte, error) {
+	if s := cfg.Gateway.SigningSecret; s != "" {
+		k, err := identity.DecodeKey(s)
+		if err != nil {
+			return nil, fmt.Errorf("gateway.signing_secret: %v (want base64 of at least %d random bytes)", err, identity.MinKeyBytes)
+		}
+		if len(k) < identity.MinKeyBytes {
+			return nil, fmt.Errorf("gateway.signing_secret: %d bytes after base64 decoding; at least %d are required", len(k), identity.MinKeyBytes)
+		}
+		return k, nil
+	}
+	if len(master) < 32 {
+		return nil, errors.New("gateway: no gateway.signing_secret and no master key to derive the identity-signature key from")
+	}
+	return hkdf.Key(sha256.New, master, nil, hkdfInfo, 32)
+}
+
+// Forwarder is the gateway's reverse proxy: it sends an authenticated request to a named upstream
+// with the caller's credentials stripped and signed identity headers added. It implements
+// app.Forwarder, so dialects that forward calls themselves (chef data calls) share it.
+type Forwarder struct {
+	log       *slog.Logger
+	clock     clock.Clock
+	key       []byte
+	timeout   time.Duration
+	transport *http.Transport
+	upstreams map[string]*upstream
+}
+
+type upstream struct {
+	name   string
+	target *url.URL
+	proxy  *httputil.ReverseProxy
+}
+
+var _ app.Forwarder = (*Forwarder)(nil)
+
+// NewForwarder builds the forwarder for cfg.Upstreams. master is the deployment's master key, used
+// only when gateway.signing_secret is empty (see SigningKey). An upstream must be an absolute
+// http(s) URL with a host and no path, query, fragment or user info: the request path is forwarded
+// unchanged.
+func NewForwarder(cfg *config.Config, master []byte, log *slog.Logger, clk clock.Clock) (*Forwarder, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if clk == nil {
+		clk = clock.System{}
+	}
+	key, err := SigningKey(cfg, master)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Gateway.UpstreamTimeout < 0 {
+		return nil, fmt.Errorf("gateway.upstream_timeout: %d is negative; want seconds > 0 (0 = default %d)", cfg.Gateway.UpstreamTimeout, int(DefaultUpstreamTimeout/time.Second))
+	}
+	timeout := config.Seconds(cfg.Gateway.UpstreamTimeout)
+	if timeout == 0 {
+		timeout = DefaultUpstreamTimeout
+	}
+	f := &Forwarder{
+		log:       log,
+		clock:     clk,
+		key:       key,
+		timeout:   timeout,
+		transport: newTransport(),
+		upstreams: map[string]*upstream{},
+	}
+	names := make([]string, 0, len(cfg.Upstreams))
+	for n := range cfg.Upstreams {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		u, err := parseUpstream(name, cfg.Upstreams[name])
+		if err != nil {
+			return nil, err
+		}
+		f.upstreams[name] = f.newUpstream(name, u)
+	}
+	return f, nil
+}
+
+func parseUpstream(name, raw string) (*url.URL, error) {
+	bad := func(why string) error {
+		return fmt.Errorf("upstreams.%s: %q %s; want an absolute URL such as \"http://127.0.0.1:9000\"", name, raw, why)
+	}
+	if name == "" {
+		return nil, fmt.Errorf("upstreams: an upstream has an empty name")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, bad("is not a URL")
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, bad("must use http or https")
+	case u.Host == "" || u.Hostname() == "":
+		return nil, bad("has no host")
+	case u.User != nil:
+		return nil, bad("must not carry user info")
+	case u.Path != "" && u.Path != "/":
+		return nil, bad("must not have a path (the request path is forwarded unchanged)")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return nil, bad("must not have a query or fragment")
+	}
+	if p := u.Port(); p != "" {
+		if _, err := net.LookupPort("tcp", p); err != nil {
+			return nil, bad("has an invalid port")
+		}
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
+}
+
+// newTransport is shared by every upstream: keep-alive with pools sized for a busy gateway (the
+// default of 2 idle connections per host would make every burst open new connections), no
+// environment proxy (the upstream is what the config says, nothing else), bounded dial, TLS and
+// response-header sizes.
+func newTransport() *http.Transport {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                  nil,
+		DialContext:            d.DialContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  1 * time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+}
+
+func (f *Forwarder) newUpstream(name string, target *url.URL) *upstream {
+	up := &upstream{name: name, target: target}
+	up.proxy = &httputil.ReverseProxy{
+		Rewrite:        func(pr *httputil.ProxyRequest) { f.rewrite(up, pr) },
+		Transport:      f.transport,
+		ModifyResponse: f.modifyResponse,
+		ErrorHandler:   f.errorHandler,
+		BufferPool:     bufferPool{},
+		ErrorLog:       slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
+		// FlushInterval 0: a response of known length is copied with buffering; ReverseProxy flushes
+		// at once (as if -1) for streaming answers — unknown length or text/event-stream.
+	}
+	return up
+}
+
+// Close releases idle upstream connections.
+func (f *Forwarder) Close() { f.transport.CloseIdleConnections() }
+
+// Upstreams lists the configured upstream names, sorted.
+func (f *Forwarder) Upstreams() []string {
+	out := make([]string, 0, len(f.upstreams))
+	for n := range f.upstreams {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// HasUpstream reports whether name is configured.
+func (f *Forwarder) HasUpstream(name string) bool { _, ok := f.upstreams[name]; return ok }
+
+// errUpstreamTimeout is the cancel cause when the upstream did not answer in time.
+var errUpstreamTimeout = errors.New("upstream did not answer in time")
+
+// fwdState travels with one forwarded request (in its context) to Rewrite, ModifyResponse and
+// ErrorHandler.
+type fwdState struct {
+	route     string
+	principal string // X-Posgate-Principal value
+	writeErr  func(http.ResponseWriter, *http.Request, error)
+	onSuccess func()
+	start     time.Time
+	timer     *time.Timer
+	cancel    context.CancelCauseFunc
+	ctx       context.Context
+	outcome   string
+}
+
+type stateKey struct{}
+
+// Forward implements app.Forwarder.
+func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, upstreamName string, p *auth.Principal,
+	writeErr func(http.ResponseWriter, *http.Request, error), onSuccess func()) {
+	route := r.Pattern
+	if route == "" {
+		route = "upstream:" + upstreamName
+	}
+	f.forward(w, r, upstreamName, route, p, writeErr, onSuccess)
+}
+
+// forward returns the outcome label (for metrics).
+func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, upstreamName, route string, p *auth.Principal,
+	writeErr func(http.ResponseWriter, *http.Request, error), onSuccess func()) string {
+	up, ok := f.upstreams[upstreamName]
+	if !ok || p == nil {
+		f.log.LogAttrs(r.Context(), slog.LevelError, "gateway: forward to an unknown upstream or without a principal",
+			slog.String("upstream", upstreamName), slog.String("route", route))
+		writeErr(w, r, errs.New(errs.Internal, "server_error", "the gateway is misconfigured"))
+		return "misconfigured"
+	}
+	principal, err := encodePrincipal(p)
+	if err != nil {
+		f.log.LogAttrs(r.Context(), slog.LevelError, "gateway: principal does not encode", slog.String("error", err.Error()))
+		writeErr(w, r, errs.Wrap(errs.Internal, "server_error", "internal error", err))
+		return "misconfigured"
+	}
+	st := &fwdState{
+		route:     route,
+		principal: principal,
+		writeErr:  writeErr,
+		onSuccess: onSuccess,
+		start:     time.Now(),
+		outcome:   "forwarded",
+	}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	st.ctx, st.cancel = ctx, cancel
+	// The timeout covers sending the request and receiving the response headers; a streaming body
+	// after that runs as long as the server's write timeout allows.
+	st.timer = time.AfterFunc(f.timeout, func() { cancel(errUpstreamTimeout) })
+	defer func() {
+		st.timer.Stop()
+		cancel(nil)
+	}()
+	up.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
+	return st.outcome
+}
+
+func stateOf(r *http.Request) *fwdState {
+	st, _ := r.Context().Value(stateKey{}).(*fwdState)
+	return st
+}
+
+// rewrite builds the outbound request: the target upstream with the path unchanged, no caller
+// credential, no caller-supplied X-Posgate-* or forwarding headers, our own X-Forwarded-* and the
+// signed identity. (ReverseProxy has already removed hop-by-hop headers and, in Rewrite mode,
+// Forwarded and X-Forwarded-*.)
+func (f *Forwarder) rewrite(up *upstream, pr *httputil.ProxyRequest) {
+	st := stateOf(pr.In)
+	pr.SetURL(up.target)
+	stripInbound(pr.Out.Header)
+
+	pr.Out.Header.Set("X-Forwarded-For", auth.Addr(pr.In))
+	pr.Out.Header.Set("X-Forwarded-Host", pr.In.Host)
+	if pr.In.TLS != nil {
+		pr.Out.Header.Set("X-Forwarded-Proto", "https")
+	} else {
+		pr.Out.Header.Set("X-Forwarded-Proto", "http")
+	}
+	if st == nil {
+		return // never: forward always sets it; the upstream then refuses the unsigned request
+	}
+	pr.Out.Header[identity.HeaderPrincipal] = []string{st.principal}
+	pr.Out.Header[identity.HeaderSignature] = []string{
+		identity.Sign(f.key, pr.Out.Method, pr.Out.URL.RequestURI(), f.clock.Now(), identity.NewNonce(), st.principal),
+	}
+}
+
+// stripInbound removes the caller's credentials and anything that could impersonate the gateway.
+// Header names are compared case-insensitively: a Header map built by hand may hold keys that are
+// not in canonical form.
+func stripInbound(h http.Header) {
+	for k := range h {
+		if isStrippedHeader(k) {
+			delete(h, k)
+		}
+	}
+}
+
+func isStrippedHeader(k string) bool {
+	switch len(k) {
+	case len("Authorization"):
+		if strings.EqualFold(k, "Authorization") {
+			return true
+		}
+	case len("apikey"):
+		if strings.EqualFold(k, "apikey") || strings.EqualFold(k, "vendor") {
+			return true
+		}
+	case len("X-Real-Ip"):
+		if strings.EqualFold(k, "X-Real-Ip") {
+			return true
+		}
+	case len("Proxy-Authorization"):
+		if strings.EqualFold(k, "Proxy-Authorization") {
+			return true
+		}
+	}
+	return len(k) >= len("X-Posgate-") && strings.EqualFold(k[:len("X-Posgate-")], "X-Posgate-")
+}
+
+// modifyResponse runs once the upstream's response headers are in, before anything is written to
+// the caller: so a consuming route's token is revoked before the caller can see the answer.
+func (f *Forwarder) modifyResponse(resp *http.Response) error {
+	st := stateOf(resp.Request)
+	if st == nil {
+		return nil
+	}
+	if !st.timer.Stop() && errors.Is(context.Cause(st.ctx), errUpstreamTimeout) {
+		return errUpstreamTimeout
+	}
+	observeUpstream(st.route, time.Since(st.start))
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 && st.onSuccess != nil {
+		st.onSuccess()
+	}
+	return nil
+}
+
+// errorHandler maps transport failures to the route's dialect: 504 for a timeout, 502 otherwise.
+func (f *Forwarder) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateOf(r)
+	if st == nil {
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
+	st.timer.Stop()
+	route := st.route
+	switch {
+	case errors.Is(context.Cause(st.ctx), errUpstreamTimeout) || errors.Is(err, errUpstreamTimeout):
+		st.outcome = "upstream_timeout"
+		observeUpstream(route, time.Since(st.start))
+		f.log.LogAttrs(r.Context(), slog.LevelWarn, "gateway: upstream timeout", slog.String("route", route))
+		st.writeErr(w, r, errs.Wrap(errs.Unavailable, "upstream_timeout", "the upstream did not answer in time", err))
+	case r.Context().Err() != nil && errors.Is(err, context.Canceled):
+		// The caller went away; nobody reads what we would write.
+		st.outcome = "client_closed"
+		w.WriteHeader(499)
+	default:
+		st.outcome = "upstream_unreachable"
+		observeUpstream(route, time.Since(st.start))
+		f.log.LogAttrs(r.Context(), slog.LevelWarn, "gateway: upstream unreachable", slog.String("route", route), slog.String("error", safeErr(err)))
+		st.writeErr(w, r, errs.Wrap(errs.Unavailable, "upstream_unreachable", "the upstream could not be reached", err))
+	}
+}
+
+// safeErr renders a transport error for the log. Transport errors name the upstream's address,
+// never the request's headers or query.
+func safeErr(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Op + ": " + ue.Err.Error()
+	}
+	return err.Error()
+}
+
+// bufferPool recycles the 32 KiB copy buffers of ReverseProxy.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }

@@ -1,0 +1,462 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/posgate/posgate/client/identity"
+	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/token"
+)
+
+func TestForwardAddsVerifiableIdentityAndStripsCredentials(t *testing.T) {
+	e := newEnv(t, []config.Route{
+		{Path: "/api/v2/", Methods: []string{"GET", "POST"}, Auth: []string{"posgate"}, Upstream: "pos"},
+	})
+	authz := e.bearer("tok-1", &token.Claims{Subject: "us_1", ClientID: "cl_1", Scope: "a b", JTI: "j1",
+		Audience: []string{"api"}, Extra: map[string]any{"gty": "password"}})
+	target := "/api/v2/items/a%20b?x=1&y=%C3%A9"
+	r := e.do("POST", target, `{"hello":"world"}`,
+		"Authorization", authz,
+		"apikey", "pg_ck_secret", "Vendor", "acme",
+		"X-Posgate-Principal", "spoofed", "x-posgate-signature", "t=1,n=a,v1=b", "X-Posgate-Anything", "evil",
+		"Connection", "X-Hop", "X-Hop", "hop-value", "Keep-Alive", "timeout=5", "Te", "trailers",
+		"X-Forwarded-For", "6.6.6.6", "X-Forwarded-Host", "evil.example", "X-Real-Ip", "6.6.6.6",
+		"Content-Type", "application/json", "X-Custom", "kept")
+	if r.Status != 200 || string(r.Body) != `{"ok":true}` || r.Header.Get("X-Upstream") != "yes" {
+		t.Fatalf("got %d %s", r.Status, r.Body)
+	}
+	got := e.up.last(t)
+	if got.RequestURI != target {
+		t.Errorf("upstream saw %q, want the path and query unchanged %q", got.RequestURI, target)
+	}
+	if string(got.Body) != `{"hello":"world"}` || got.Header.Get("X-Custom") != "kept" {
+		t.Errorf("body or custom header not forwarded: %q %q", got.Body, got.Header.Get("X-Custom"))
+	}
+	for _, h := range []string{"Authorization", "Apikey", "Vendor", "X-Posgate-Anything", "X-Hop", "Keep-Alive", "X-Real-Ip"} {
+		if v, ok := got.Header[h]; ok {
+			t.Errorf("upstream received %s: %q", h, v)
+		}
+	}
+	if v := got.Header.Values("X-Posgate-Principal"); len(v) != 1 || v[0] == "spoofed" {
+		t.Fatalf("principal header %q", v)
+	}
+	if got.Header.Get("X-Forwarded-For") != "127.0.0.1" || got.Header.Get("X-Forwarded-Proto") != "http" ||
+		got.Header.Get("X-Forwarded-Host") != strings.TrimPrefix(e.srv.URL, "http://") {
+		t.Errorf("X-Forwarded-*: %q %q %q", got.Header.Get("X-Forwarded-For"), got.Header.Get("X-Forwarded-Proto"), got.Header.Get("X-Forwarded-Host"))
+	}
+	p, err := e.ident.VerifyValues(got.Method, got.RequestURI, got.Header.Get("X-Posgate-Principal"), got.Header.Get("X-Posgate-Signature"))
+	if err != nil {
+		t.Fatalf("identity does not verify: %v", err)
+	}
+	if p.Dialect != "posgate" || p.Means != "posgate" || p.Subject != "us_1" || p.Client != "cl_1" ||
+		strings.Join(p.Scopes, " ") != "a b" || p.Claims["gty"] != "password" {
+		t.Errorf("principal %+v", p)
+	}
+	// The signature binds method and target: replaying the headers on another path fails.
+	if _, err := e.ident.VerifyValues("GET", "/api/v2/other", got.Header.Get("X-Posgate-Principal"), got.Header.Get("X-Posgate-Signature")); !errors.Is(err, identity.ErrSignature) {
+		t.Errorf("replay on another target: %v", err)
+	}
+	// jti, sid and expiry stay inside posgate.
+	raw, _ := identity.DecodePrincipal(got.Header.Get("X-Posgate-Principal"))
+	doc, _ := json.Marshal(raw)
+	if strings.Contains(string(doc), "j1") {
+		t.Errorf("principal leaks the token id: %s", doc)
+	}
+}
+
+func TestIdentityMiddlewareOnRealUpstream(t *testing.T) {
+	// An upstream using client/identity's middleware accepts what the gateway sends and refuses a
+	// direct call.
+	var seen *identity.Principal
+	iv, _ := identity.NewVerifier(testKey)
+	iv.Replay = identity.NewMemoryReplayCache(0)
+	e := newEnv(t, []config.Route{{Path: "/api/", Methods: []string{"GET"}, Auth: []string{"posgate"}, Upstream: "pos"}})
+	upstream := newMiddlewareUpstream(t, iv, &seen)
+	e.fwd.upstreams["pos"] = e.fwd.newUpstream("pos", mustURL(t, upstream))
+	iv.Now = e.clock.Now
+	authz := e.bearer("tok-m", &token.Claims{Subject: "us_9", JTI: "jm"})
+	if r := e.do("GET", "/api/x", "", "Authorization", authz); r.Status != 200 {
+		t.Fatalf("through the gateway: %d %s", r.Status, r.Body)
+	}
+	if seen == nil || seen.Subject != "us_9" {
+		t.Fatalf("upstream principal %+v", seen)
+	}
+	res, err := http.Get(upstream + "/api/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 401 {
+		t.Errorf("direct call: %d", res.StatusCode)
+	}
+}
+
+func TestStreamingResponseAndHopByHop(t *testing.T) {
+	e := newEnv(t, []config.Route{{Path: "/stream", Methods: []string{"GET"}, Auth: []string{"test.key"}, Upstream: "pos"}})
+	r := e.do("GET", "/stream", "", "apikey", "key-s")
+	if r.Status != 200 || strings.Count(string(r.Body), "data: tick") != 3 {
+		t.Fatalf("got %d %q", r.Status, r.Body)
+	}
+	if r.Header.Get("X-Upstream-Hop") != "" {
+		t.Errorf("hop-by-hop response header forwarded")
+	}
+}
+
+func TestUnroutedIs404AndWrongMethod405(t *testing.T) {
+	e := newEnv(t, []config.Route{{Path: "/v2/stores", Methods: []string{"GET"}, Auth: []string{"test.key"}, Upstream: "pos"}})
+	r := e.do("GET", "/nothing/here", "", "apikey", "key-a")
+	if r.Status != 404 || r.json(t)["error"] != "not_found" {
+		t.Fatalf("unrouted: %d %s", r.Status, r.Body)
+	}
+	r = e.do("DELETE", "/v2/stores", "", "apikey", "key-a")
+	if r.Status != 405 || !strings.Contains(r.Header.Get("Allow"), "GET") {
+		t.Fatalf("wrong method: %d %s %q", r.Status, r.Body, r.Header.Get("Allow"))
+	}
+	if n := len(e.up.requests()); n != 0 {
+		t.Errorf("upstream got %d requests", n)
+	}
+}
+
+func TestMeansAreExactlyTheListedOnes(t *testing.T) {
+	e := newEnv(t, []config.Route{
+		{Path: "/v2/stores", Methods: []string{"GET"}, Auth: []string{"test.key"}, Upstream: "pos"},
+		{Path: "/v2/session/", Methods: []string{"POST"}, Auth: []string{"posgate"}, Upstream: "pos"},
+		{Path: "/both", Methods: []string{"GET"}, Auth: []string{"test.venue", "test.key"}, Upstream: "pos"},
+	})
+	authz := e.bearer("tok-s", &token.Claims{Subject: "s", JTI: "js"})
+	cases := []struct {
+		name, method, path string
+		headers            []string
+		status             int
+		shape              string // a key the body must have
+	}{
+		{"api key on a session route", "POST", "/v2/session/x", []string{"apikey", "key-a"}, 403, "error"},
+		{"session token on an api-key route", "GET", "/v2/stores", []string{"Authorization", authz}, 403, "statusCode"},
+		{"venue token on an api-key route", "GET", "/v2/stores", []string{"Authorization", "Bearer loc:L1", "vendor", "acme"}, 403, "statusCode"},
+		{"nothing on an api-key route", "GET", "/v2/stores", nil, 401, "statusCode"},
+		{"nothing on a session route", "POST", "/v2/session/x", nil, 401, "error"},
+		{"bad api key", "GET", "/v2/stores", []string{"apikey", "nope"}, 401, "statusCode"},
+		{"second listed means accepted", "GET", "/both", []string{"apikey", "key-b"}, 200, "ok"},
+		{"first listed means accepted", "GET", "/both", []string{"Authorization", "Bearer loc:L1", "vendor", "acme"}, 200, "ok"},
+		{"nothing on a two-means route: first means' shape", "GET", "/both", nil, 401, "message"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := len(e.up.requests())
+			r := e.do(c.method, c.path, "", c.headers...)
+			if r.Status != c.status {
+				t.Fatalf("status %d, want %d: %s", r.Status, c.status, r.Body)
+			}
+			if _, ok := r.json(t)[c.shape]; !ok {
+				t.Errorf("body %s lacks %q", r.Body, c.shape)
+			}
+			forwarded := len(e.up.requests()) - before
+			if (c.status == 200) != (forwarded == 1) {
+				t.Errorf("forwarded %d", forwarded)
+			}
+		})
+	}
+	r := e.do("POST", "/v2/session/x", "")
+	if got := r.Header.Get("WWW-Authenticate"); got != `Bearer realm="posgate"` {
+		t.Errorf("401 without a token: challenge %q", got)
+	}
+}
+
+func TestScopesAndAudience(t *testing.T) {
+	e := newEnv(t, []config.Route{
+		{Path: "/rentals/", Methods: []string{"GET"}, Auth: []string{"posgate"}, Scopes: []string{"rentals", "read"}, Upstream: "pos"},
+		{Path: "/aud/", Methods: []string{"GET"}, Auth: []string{"posgate"}, Audience: "https://api.example", Upstream: "pos"},
+	})
+	good := e.bearer("tok-g", &token.Claims{Subject: "u", Scope: "read rentals extra", JTI: "g", Audience: []string{"https://api.example"}})
+	less := e.bearer("tok-l", &token.Claims{Subject: "u", Scope: "read", JTI: "l", Audience: []string{"other"}})
+	if r := e.do("GET", "/rentals/1", "", "Authorization", good); r.Status != 200 {
+		t.Fatalf("good: %d %s", r.Status, r.Body)
+	}
+	r := e.do("GET", "/rentals/1", "", "Authorization", less)
+	if r.Status != 403 || r.json(t)["error"] != "insufficient_scope" ||
+		!strings.Contains(r.Header.Get("WWW-Authenticate"), `error="insufficient_scope"`) ||
+		!strings.Contains(r.Header.Get("WWW-Authenticate"), `scope="rentals read"`) {
+		t.Fatalf("insufficient scope: %d %s %q", r.Status, r.Body, r.Header.Get("WWW-Authenticate"))
+	}
+	if r := e.do("GET", "/aud/1", "", "Authorization", good); r.Status != 200 {
+		t.Fatalf("right audience: %d %s", r.Status, r.Body)
+	}
+	r = e.do("GET", "/aud/1", "", "Authorization", less)
+	if r.Status != 401 || !strings.Contains(r.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Fatalf("wrong audience: %d %s", r.Status, r.Body)
+	}
+	if n := len(e.up.requests()); n != 2 {
+		t.Errorf("upstream got %d requests, want 2", n)
+	}
+}
+
+func TestTenantBindingRefusesAndForwardsNothing(t *testing.T) {
+	e := newEnv(t, []config.Route{
+		{Path: "/pos/v3/locations/{location}/orders", Methods: []string{"GET", "POST"}, Auth: []string{"test.venue"}, Upstream: "pos"},
+		{Path: "/pos/v3/orders", Methods: []string{"POST", "GET"}, Auth: []string{"test.venue"}, Upstream: "pos", TenantHeader: "X-Site"},
+		{Path: "/platform/locations/{location}", Methods: []string{"GET"}, Auth: []string{"test.key"}, Upstream: "pos"},
+	})
+	me := []string{"Authorization", "Bearer loc:L1", "vendor", "acme"}
+	with := func(h ...string) []string { return append(append([]string(nil), me...), h...) }
+	cases := []struct {
+		name, method, path, body string
+		headers                  []string
+		status                   int
+	}{
+		{"own location in path", "GET", "/pos/v3/locations/L1/orders", "", me, 200},
+		{"other location in path", "GET", "/pos/v3/locations/L2/orders", "", me, 403},
+		{"own location percent-encoded", "GET", "/pos/v3/locations/%4C1/orders", "", me, 200},
+		{"own header", "GET", "/pos/v3/orders", "", with("doshii-location-id", "L1"), 200},
+		{"other header", "GET", "/pos/v3/orders", "", with("doshii-location-id", "L2"), 403},
+		{"header repeated with another", "GET", "/pos/v3/orders", "", with("doshii-location-id", "L1", "Doshii-Location-Id", "L2"), 403},
+		{"route tenant header", "GET", "/pos/v3/orders", "", with("X-Site", "L2"), 403},
+		{"own body", "POST", "/pos/v3/orders", `{"locationId":"L1","items":[]}`, with("Content-Type", "application/json"), 200},
+		{"other body", "POST", "/pos/v3/orders", `{"locationId":"L2"}`, with("Content-Type", "application/json"), 403},
+		{"other body, other case", "POST", "/pos/v3/orders", `{"LocationID":"L2"}`, with("Content-Type", "application/json"), 403},
+		{"duplicate key, second other", "POST", "/pos/v3/orders", `{"locationId":"L1","locationId":"L2"}`, with("Content-Type", "application/json"), 403},
+		{"nested other", "POST", "/pos/v3/orders", `{"order":{"lines":[{"locationId":"L2"}]}}`, with("Content-Type", "application/json"), 403},
+		{"array body", "POST", "/pos/v3/orders", `[{"locationId":"L1"},{"locationId":"L2"}]`, with("Content-Type", "application/json"), 403},
+		{"numeric id", "POST", "/pos/v3/orders", `{"locationId":1}`, with("Content-Type", "application/json"), 403},
+		{"JSON sent as text/plain", "POST", "/pos/v3/orders", ` {"locationId":"L2"}`, with("Content-Type", "text/plain"), 403},
+		{"form body", "POST", "/pos/v3/orders", `locationId=L2`, with("Content-Type", "application/x-www-form-urlencoded"), 403},
+		{"query", "GET", "/pos/v3/orders?locationid=L2", "", me, 403},
+		{"invalid JSON", "POST", "/pos/v3/orders", `{"locationId":`, with("Content-Type", "application/json"), 400},
+		{"unbound principal may name any location", "GET", "/platform/locations/L9", "", []string{"apikey", "key-p"}, 200},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := len(e.up.requests())
+			r := e.do(c.method, c.path, c.body, c.headers...)
+			if r.Status != c.status {
+				t.Fatalf("status %d, want %d: %s", r.Status, c.status, r.Body)
+			}
+			after := e.up.requests()
+			if c.status != 200 {
+				if len(after) != before {
+					t.Fatalf("refused request was forwarded")
+				}
+				if _, ok := r.json(t)["message"]; !ok && c.status == 403 {
+					t.Errorf("refusal not in the route's dialect shape: %s", r.Body)
+				}
+				return
+			}
+			if len(after) != before+1 {
+				t.Fatalf("not forwarded")
+			}
+			if got := after[len(after)-1]; string(got.Body) != c.body {
+				t.Errorf("body after inspection %q, want %q", got.Body, c.body)
+			}
+		})
+	}
+}
+
+func TestConsumeRevokesAfterSuccessOnly(t *testing.T) {
+	e := newEnv(t, []config.Route{
+		{Path: "/v2/stores/{store}/offers/{offer}/reserve", Methods: []string{"POST"}, Auth: []string{"posgate"}, Consume: true, Upstream: "pos"},
+		{Path: "/status/409", Methods: []string{"POST"}, Auth: []string{"posgate"}, Consume: true, Upstream: "pos"},
+		{Path: "/v2/read", Methods: []string{"GET"}, Auth: []string{"posgate"}, Upstream: "pos"},
+		{Path: "/v2/key-consume", Methods: []string{"POST"}, Auth: []string{"test.key"}, Consume: true, Upstream: "pos"},
+	})
+	authz := e.bearer("tok-c", &token.Claims{Subject: "c", JTI: "jc"})
+	if r := e.do("POST", "/status/409", "{}", "Authorization", authz); r.Status != 409 {
+		t.Fatalf("upstream 409: %d", r.Status)
+	}
+	if r := e.do("GET", "/v2/read", "", "Authorization", authz); r.Status != 200 {
+		t.Fatalf("a failed reservation must not consume: %d %s", r.Status, r.Body)
+	}
+	if r := e.do("POST", "/v2/stores/s1/offers/o1/reserve", "{}", "Authorization", authz); r.Status != 200 {
+		t.Fatalf("reserve: %d %s", r.Status, r.Body)
+	}
+	if e.tokens.revokes != 1 || !e.tokens.revoked["jc"] {
+		t.Fatalf("token not revoked: %v", e.tokens.revoked)
+	}
+	before := len(e.up.requests())
+	for _, p := range []string{"/v2/read", "/v2/stores/s1/offers/o1/reserve"} {
+		r := e.do(map[bool]string{true: "GET", false: "POST"}[p == "/v2/read"], p, "{}", "Authorization", authz)
+		if r.Status != 401 {
+			t.Fatalf("%s after consumption: %d %s", p, r.Status, r.Body)
+		}
+	}
+	if len(e.up.requests()) != before {
+		t.Errorf("consumed token was forwarded")
+	}
+	// An API key has no token id: it cannot be consumed, so the route refuses it.
+	r := e.do("POST", "/v2/key-consume", "{}", "apikey", "key-k")
+	if r.Status != 403 || !strings.Contains(string(r.Body), "cannot be consumed") {
+		t.Fatalf("unconsumable credential: %d %s", r.Status, r.Body)
+	}
+}
+
+func TestConsumeSurvivesRevokerFailureOnThisReplica(t *testing.T) {
+	e := newEnv(t, []config.Route{{Path: "/reserve", Methods: []string{"POST"}, Auth: []string{"posgate"}, Consume: true, Upstream: "pos"}})
+	e.tokens.fail = errors.New("store down")
+	authz := e.bearer("tok-f", &token.Claims{Subject: "c", JTI: "jf"})
+	if r := e.do("POST", "/reserve", "{}", "Authorization", authz); r.Status != 200 {
+		t.Fatalf("first: %d", r.Status)
+	}
+	if r := e.do("POST", "/reserve", "{}", "Authorization", authz); r.Status != 401 {
+		t.Fatalf("second call on the same replica: %d %s", r.Status, r.Body)
+	}
+}
+
+func TestConsumeConcurrentCallsForwardOnce(t *testing.T) {
+	e := newEnv(t, []config.Route{{Path: "/reserve", Methods: []string{"POST"}, Auth: []string{"posgate"}, Consume: true, Upstream: "pos"}})
+	authz := e.bearer("tok-cc", &token.Claims{Subject: "c", JTI: "jcc"})
+	var wg sync.WaitGroup
+	statuses := make([]int, 20)
+	for i := range statuses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i] = e.do("POST", "/reserve", "{}", "Authorization", authz).Status
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, s := range statuses {
+		switch s {
+		case 200:
+			ok++
+		case 401, 409:
+		default:
+			t.Errorf("unexpected status %d", s)
+		}
+	}
+	if ok != 1 || len(e.up.requests()) != 1 {
+		t.Fatalf("%d successes, %d forwarded: %v", ok, len(e.up.requests()), statuses)
+	}
+}
+
+func TestAmountCap(t *testing.T) {
+	e := newEnv(t, []config.Route{
+		{Path: "/reserve", Methods: []string{"POST"}, Auth: []string{"posgate"}, MaxAmountField: "price", Upstream: "pos"},
+	})
+	authz := e.bearer("tok-a", &token.Claims{Subject: "c", JTI: "ja", Extra: map[string]any{"amount": 25.1}})
+	noAmount := e.bearer("tok-n", &token.Claims{Subject: "c", JTI: "jn"})
+	ct := "application/json"
+	cases := []struct {
+		name, body, authz string
+		status            int
+	}{
+		{"below", `{"price":10}`, authz, 200},
+		{"equal, other spelling", `{"price":25.10}`, authz, 200},
+		{"equal with exponent", `{"price":2.51e1}`, authz, 200},
+		{"just above", `{"price":25.1000001}`, authz, 403},
+		{"far above", `{"price":1e300}`, authz, 403},
+		{"case variant above", `{"price":1,"PRICE":30}`, authz, 403},
+		{"string", `{"price":"30"}`, authz, 400},
+		{"missing", `{"value":1}`, authz, 400},
+		{"huge exponent", `{"price":1e999999999}`, authz, 400},
+		{"not JSON", `price=30`, authz, 400},
+		{"no amount claim", `{"price":1}`, noAmount, 403},
+		{"nested does not count", `{"x":{"price":1}}`, authz, 400},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := len(e.up.requests())
+			r := e.do("POST", "/reserve", c.body, "Authorization", c.authz, "Content-Type", ct)
+			if r.Status != c.status {
+				t.Fatalf("status %d, want %d: %s", r.Status, c.status, r.Body)
+			}
+			if forwarded := len(e.up.requests()) - before; (c.status == 200) != (forwarded == 1) {
+				t.Fatalf("forwarded %d", forwarded)
+			}
+		})
+	}
+}
+
+func TestUpstreamFailuresMapTo502And504InTheRouteDialect(t *testing.T) {
+	e := newEnv(t, []config.Route{
+		{Path: "/slow", Methods: []string{"GET"}, Auth: []string{"test.key"}, Upstream: "pos"},
+		{Path: "/down", Methods: []string{"GET"}, Auth: []string{"test.venue"}, Upstream: "down"},
+		{Path: "/down-rfc", Methods: []string{"GET"}, Auth: []string{"posgate"}, Upstream: "down"},
+	})
+	e.fwd.timeout = 300 * time.Millisecond
+	r := e.do("GET", "/slow", "", "apikey", "key-t")
+	if r.Status != 504 || r.json(t)["statusCode"] != float64(504) {
+		t.Fatalf("timeout: %d %s", r.Status, r.Body)
+	}
+	r = e.do("GET", "/down", "", "Authorization", "Bearer loc:L1", "vendor", "acme")
+	if r.Status != 502 || r.json(t)["message"] == nil {
+		t.Fatalf("unreachable: %d %s", r.Status, r.Body)
+	}
+	authz := e.bearer("tok-d", &token.Claims{Subject: "d", JTI: "jd"})
+	r = e.do("GET", "/down-rfc", "", "Authorization", authz)
+	if r.Status != 502 || r.json(t)["error"] != "upstream_unreachable" {
+		t.Fatalf("unreachable (posgate): %d %s", r.Status, r.Body)
+	}
+}
+
+func TestRateLimitPerRouteAndPrincipal(t *testing.T) {
+	e := newEnv(t, []config.Route{
+		{Path: "/limited", Methods: []string{"GET"}, Auth: []string{"test.key"}, RateLimit: 1, RateBurst: 2, Upstream: "pos"},
+		{Path: "/free", Methods: []string{"GET"}, Auth: []string{"test.key"}, Upstream: "pos"},
+	})
+	for i := 0; i < 2; i++ {
+		if r := e.do("GET", "/limited", "", "apikey", "key-a"); r.Status != 200 {
+			t.Fatalf("within burst: %d", r.Status)
+		}
+	}
+	r := e.do("GET", "/limited", "", "apikey", "key-a")
+	if r.Status != 429 || r.Header.Get("Retry-After") != "1" {
+		t.Fatalf("over the limit: %d %q %s", r.Status, r.Header.Get("Retry-After"), r.Body)
+	}
+	if r := e.do("GET", "/limited", "", "apikey", "key-b"); r.Status != 200 {
+		t.Fatalf("another principal: %d", r.Status)
+	}
+	if r := e.do("GET", "/free", "", "apikey", "key-a"); r.Status != 200 {
+		t.Fatalf("another route: %d", r.Status)
+	}
+	e.clock.Advance(time.Second)
+	if r := e.do("GET", "/limited", "", "apikey", "key-a"); r.Status != 200 {
+		t.Fatalf("after refill: %d", r.Status)
+	}
+}
+
+func TestLimiterMapIsBounded(t *testing.T) {
+	l := newLimiters(1000)
+	now := time.Now()
+	for i := 0; i < 20000; i++ {
+		l.allow(fmt.Sprint("k", i), 1, 1, now)
+	}
+	if n := l.len(); n > 1000+limiterShards {
+		t.Fatalf("%d buckets kept, bound is about 1000", n)
+	}
+}
+
+func TestForwarderServesDialectsDirectly(t *testing.T) {
+	// The chef module calls Forward itself; it must get the same stripping and identity.
+	e := newEnv(t, nil)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /rpc", func(w http.ResponseWriter, r *http.Request) {
+		p, err := keyAuth{}.Authenticate(r)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		e.fwd.Forward(w, r, "pos", p, keyAuth{}.WriteError, nil)
+	})
+	srv := newServer(t, mux)
+	req, _ := http.NewRequest("POST", srv+"/rpc", strings.NewReader(`{"jsonrpc":"2.0"}`))
+	req.Header.Set("apikey", "key-dev")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	got := e.up.last(t)
+	if res.StatusCode != 200 || got.Header.Get("Apikey") != "" || got.RequestURI != "/rpc" {
+		t.Fatalf("%d %+v", res.StatusCode, got.Header)
+	}
+	p, err := e.ident.VerifyValues("POST", "/rpc", got.Header.Get("X-Posgate-Principal"), got.Header.Get("X-Posgate-Signature"))
+	if err != nil || p.Subject != "dev" {
+		t.Fatalf("%v %+v", err, p)
+	}
+}
