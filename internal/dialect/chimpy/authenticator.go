@@ -207,7 +207,16 @@ func WriteError(w http.ResponseWriter, _ *http.Request, err error) {
 	case errs.Throttled:
 		code = "too_many_requests"
 	case errs.Unavailable:
-		code = "temporarily_unavailable"
+		// The gateway's upstream failures keep their own statuses (DESIGN: 504 timeout, 502
+		// unreachable); anything else unavailable is the store.
+		switch code {
+		case "upstream_timeout":
+			status = http.StatusGatewayTimeout
+		case "upstream_unreachable":
+			status = http.StatusBadGateway
+		default:
+			code = "temporarily_unavailable"
+		}
 	case errs.NotFound:
 		code = "not_found"
 	case errs.Internal:
