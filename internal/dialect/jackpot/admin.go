@@ -15,7 +15,7 @@ import (
 )
 
 // AssertionSecretPrefix marks a jackpot API signature so secret scanners can find a leaked one.
-const AssertionSecretPrefix = "pg_as_"
+const AssertionSecretPrefix = secret.PrefixAssertionSecret
 
 // rotateResponse is the answer of POST /clients/{id}/rotate-assertion-secret. The secret is shown
 // this once; the previous ones keep verifying until previous_valid_until.
@@ -35,6 +35,10 @@ func (m *Module) rotateAssertionSecret(w http.ResponseWriter, r *http.Request) {
 	if status != http.StatusOK {
 		m.svc.Audit(ctx, store.AuditEvent{Actor: "admin", Action: "client.rotate_assertion_secret", Target: id,
 			Address: addr, Outcome: outcomeOf(status), Detail: code})
+		httpx.NoStore(w)
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
+		}
 		httpx.WriteJSON(w, status, map[string]string{"error": code, "error_description": desc})
 		return
 	}

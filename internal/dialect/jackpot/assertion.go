@@ -89,7 +89,7 @@ func describeVerifyError(err error) error {
 	case token.ReasonMissingAlg:
 		d = "assertion header has no alg; it must be HS256"
 	case token.ReasonAlg:
-		d = "assertion alg must be HS256"
+		d = "assertion alg must be HS256 (" + ve.Detail + ")"
 	case token.ReasonJSON:
 		d = "assertion is malformed: " + ve.Detail
 	case token.ReasonSignature:

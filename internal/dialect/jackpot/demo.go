@@ -35,13 +35,13 @@ func (m *Module) Demo(ctx context.Context, baseURL string) ([]string, error) {
 		}
 	}
 
-	apiKey := secret.Generate("pg_ck_")
-	clientSecret := secret.Generate("pg_cs_")
+	apiKey := secret.Generate(secret.PrefixClientID)
+	clientSecret := secret.Generate(secret.PrefixClientSecret)
 	cl := &store.Client{
 		ID:           secret.NewID("cl_"),
 		Name:         DemoClientName,
 		ClientIDHash: secret.Hash(apiKey),
-		ClientIDHint: apiKey[:len("pg_ck_")+4] + "…" + apiKey[len(apiKey)-4:],
+		ClientIDHint: secret.PrefixClientID + "…" + apiKey[len(apiKey)-4:], // as the admin API shows API keys
 		SecretHash:   secret.Hash(clientSecret),
 		GrantTypes:   []string{GrantJWTBearer, GrantClientCredentials},
 		APIKey:       true,

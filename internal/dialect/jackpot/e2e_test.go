@@ -456,13 +456,8 @@ func TestMeansPerRoute(t *testing.T) {
 	}
 
 	// A disabled client: the token endpoint refuses at once; its API key within the cache TTL.
-	cl, err := e.inst.Svc.Store.GetClient(context.Background(), c.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl.Disabled = true
-	if err := e.inst.Svc.Store.UpdateClient(context.Background(), cl); err != nil {
-		t.Fatal(err)
+	if st, resp := e.inst.Admin(t, "POST", "/clients/"+c.ID+"/disable", nil); st/100 != 2 {
+		t.Fatalf("disable: %d %v", st, resp)
 	}
 	checkTokenErrorShape(t, e.m2m(t, c), 401, "invalid_client")
 	deadline := time.Now().Add(10 * time.Second)
