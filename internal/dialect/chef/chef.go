@@ -137,6 +137,16 @@ func (m *Module) Mount(public, admin app.Mux) error {
 	return nil
 }
 
+// Waiting reports how many calls this replica holds for device id (tests, diagnostics).
+func (m *Module) Waiting(deviceID string) int {
+	m.pairing.mu.Lock()
+	defer m.pairing.mu.Unlock()
+	if w := m.pairing.waits[deviceID]; w != nil {
+		return w.refs
+	}
+	return 0
+}
+
 // throttleScope counts failed device-token checks.
 const throttleScope = "chef.device"
 

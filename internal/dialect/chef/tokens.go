@@ -314,3 +314,16 @@ func retryData(d time.Duration) retryInfo {
 	}
 	return retryInfo{RetryAfter: s}
 }
+
+// HasCredential implements the gateway's CredentialDetector: a bearer token, or a bare token (the
+// vendor's clients send it without a scheme). "Basic …" and other schemes are not chef's.
+func (a deviceAuth) HasCredential(r *http.Request) bool {
+	v := strings.TrimSpace(r.Header.Get("Authorization"))
+	if v == "" {
+		return false
+	}
+	if len(v) >= 7 && strings.EqualFold(v[:7], "bearer ") {
+		return true
+	}
+	return !strings.ContainsAny(v, " \t")
+}
