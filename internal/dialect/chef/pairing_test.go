@@ -3,8 +3,8 @@ package chef_test
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
