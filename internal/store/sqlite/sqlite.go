@@ -125,13 +125,26 @@ func prepareFile(path string) error {
 	}
 }
 
+// migrate applies the embedded migrations. Every migration runs in one transaction (SQLite DDL
+// is transactional), so when two processes open a fresh file at once the loser's attempt rolls back
+// completely ("table … already exists"); it then finds the migrations applied and succeeds. A
+// genuine failure still has pending migrations after the retries and is returned.
 func migrate(ctx context.Context, db *sql.DB) error {
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, migrations.SQLite(),
-		goose.WithDisableGlobalRegistry(true), goose.WithLogger(goose.NopLogger()))
-	if err != nil {
-		return err
+	var err error
+	for range 5 {
+		var p *goose.Provider
+		p, err = goose.NewProvider(goose.DialectSQLite3, db, migrations.SQLite(),
+			goose.WithDisableGlobalRegistry(true), goose.WithLogger(goose.NopLogger()))
+		if err != nil {
+			return err
+		}
+		if _, err = p.Up(ctx); err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
 	}
-	_, err = p.Up(ctx)
 	return err
 }
 

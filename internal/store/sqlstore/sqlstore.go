@@ -207,3 +207,7 @@ func placeholders(first, n int) string {
 	}
 	return b.String()
 }
+
+// Writer returns the connection writes go through, for engine-level tests and diagnostics
+// (PRAGMA checks, integrity_check). Callers must not write through it.
+func (s *Store) Writer() Querier { return s.w }
