@@ -19,15 +19,23 @@ import (
 	"github.com/posgate/posgate/internal/store"
 )
 
-// keyStores are the store.SigningKeys implementations the keyring tests run against. Each
-// factory returns one store that every "replica" of a test shares.
-var keyStores = map[string]func(t *testing.T) store.SigningKeys{
-	"mem": func(*testing.T) store.SigningKeys { return &memKeys{} },
+// keyStores are the store.SigningKeys implementations the keyring tests run against. A factory
+// makes one empty database and returns a function that opens a connection to it, one per
+// "replica" (the in-memory fake hands out the same instance; SQLite opens the file again).
+var keyStores = map[string]func(t *testing.T) func() store.SigningKeys{
+	"mem": func(*testing.T) func() store.SigningKeys {
+		m := &memKeys{}
+		return func() store.SigningKeys { return m }
+	},
 }
 
-func forEachStore(t *testing.T, f func(t *testing.T, st store.SigningKeys)) {
+// forEachStore runs f against every backend; st is the first replica's store, replica opens more.
+func forEachStore(t *testing.T, f func(t *testing.T, st store.SigningKeys, replica func() store.SigningKeys)) {
 	for name, open := range keyStores {
-		t.Run(name, func(t *testing.T) { f(t, open(t)) })
+		t.Run(name, func(t *testing.T) {
+			replica := open(t)
+			f(t, replica(), replica)
+		})
 	}
 }
 
@@ -110,7 +118,7 @@ func jwkToPublic(t *testing.T, j map[string]string) any {
 }
 
 func TestKeyringLoadCreatesActiveAndNext(t *testing.T) {
-	forEachStore(t, func(t *testing.T, st store.SigningKeys) {
+	forEachStore(t, func(t *testing.T, st store.SigningKeys, replica func() store.SigningKeys) {
 		clk := clock.NewFake(t0)
 		kr := testKeyring(t, st, clk, AlgEdDSA, 0)
 		if _, err := kr.Active(); err != ErrNotLoaded {
@@ -133,7 +141,7 @@ func TestKeyringLoadCreatesActiveAndNext(t *testing.T) {
 			t.Fatalf("active key's activation time %v, want %v", list[0].ActivatedAt, t0)
 		}
 		// A second Load (a restart) creates nothing.
-		kr2 := testKeyring(t, st, clk, AlgEdDSA, 0)
+		kr2 := testKeyring(t, replica(), clk, AlgEdDSA, 0)
 		mustLoad(t, kr2)
 		a1, _ := kr.Active()
 		a2, _ := kr2.Active()
@@ -166,7 +174,7 @@ func TestKeyringAlgorithms(t *testing.T) {
 		sigLen   int
 	}{{AlgEdDSA, "OKP", 64}, {AlgES256, "EC", 64}, {AlgRS256, "RSA", 256}} {
 		t.Run(c.alg, func(t *testing.T) {
-			forEachStore(t, func(t *testing.T, st store.SigningKeys) {
+			forEachStore(t, func(t *testing.T, st store.SigningKeys, replica func() store.SigningKeys) {
 				kr := testKeyring(t, st, clock.NewFake(t0), c.alg, 0)
 				mustLoad(t, kr)
 				signer, err := kr.Active()
@@ -242,7 +250,7 @@ func TestKeyringRefusesBadConfiguration(t *testing.T) {
 }
 
 func TestKeyringRotation(t *testing.T) {
-	forEachStore(t, func(t *testing.T, st store.SigningKeys) {
+	forEachStore(t, func(t *testing.T, st store.SigningKeys, replica func() store.SigningKeys) {
 		ctx := context.Background()
 		clk := clock.NewFake(t0)
 		kr := testKeyring(t, st, clk, AlgEdDSA, 0)
@@ -312,7 +320,7 @@ func TestKeyringRotation(t *testing.T) {
 }
 
 func TestKeyringMaybeRotateSchedule(t *testing.T) {
-	forEachStore(t, func(t *testing.T, st store.SigningKeys) {
+	forEachStore(t, func(t *testing.T, st store.SigningKeys, replica func() store.SigningKeys) {
 		ctx := context.Background()
 		clk := clock.NewFake(t0)
 		kr := testKeyring(t, st, clk, AlgEdDSA, 24*time.Hour)
@@ -351,14 +359,14 @@ func TestKeyringMaybeRotateSchedule(t *testing.T) {
 
 // Replicas starting at once on an empty store agree on one active and one next key.
 func TestKeyringConcurrentLoadConverges(t *testing.T) {
-	forEachStore(t, func(t *testing.T, st store.SigningKeys) {
+	forEachStore(t, func(t *testing.T, st store.SigningKeys, replica func() store.SigningKeys) {
 		clk := clock.NewFake(t0)
 		const n = 6
 		rings := make([]*Keyring, n)
 		errs := make([]error, n)
 		var wg sync.WaitGroup
 		for i := range n {
-			rings[i] = testKeyring(t, st, clk, AlgEdDSA, 0)
+			rings[i] = testKeyring(t, replica(), clk, AlgEdDSA, 0)
 			wg.Go(func() { errs[i] = rings[i].Load(context.Background()) })
 		}
 		wg.Wait()
@@ -385,9 +393,9 @@ func TestKeyringConcurrentLoadConverges(t *testing.T) {
 
 // Two replicas rotating at once make one rotation, and both end up on its result.
 func TestKeyringConcurrentRotate(t *testing.T) {
-	forEachStore(t, func(t *testing.T, st store.SigningKeys) {
+	forEachStore(t, func(t *testing.T, st store.SigningKeys, replica func() store.SigningKeys) {
 		clk := clock.NewFake(t0)
-		a, b := testKeyring(t, st, clk, AlgEdDSA, 0), testKeyring(t, st, clk, AlgEdDSA, 0)
+		a, b := testKeyring(t, st, clk, AlgEdDSA, 0), testKeyring(t, replica(), clk, AlgEdDSA, 0)
 		mustLoad(t, a)
 		mustLoad(t, b)
 		var wg sync.WaitGroup
@@ -425,9 +433,9 @@ func TestKeyringConcurrentRotate(t *testing.T) {
 // Another replica's rotation is seen after Refresh; until then the stale replica signs with the
 // old key, whose tokens the rotated replica still verifies.
 func TestKeyringRefreshSeesOtherReplica(t *testing.T) {
-	forEachStore(t, func(t *testing.T, st store.SigningKeys) {
+	forEachStore(t, func(t *testing.T, st store.SigningKeys, replica func() store.SigningKeys) {
 		clk := clock.NewFake(t0)
-		a, b := testKeyring(t, st, clk, AlgEdDSA, 0), testKeyring(t, st, clk, AlgEdDSA, 0)
+		a, b := testKeyring(t, st, clk, AlgEdDSA, 0), testKeyring(t, replica(), clk, AlgEdDSA, 0)
 		mustLoad(t, a)
 		mustLoad(t, b)
 		if err := a.Rotate(context.Background()); err != nil {
@@ -453,7 +461,7 @@ func TestKeyringRefreshSeesOtherReplica(t *testing.T) {
 }
 
 func TestKeyringWrongMasterKey(t *testing.T) {
-	forEachStore(t, func(t *testing.T, st store.SigningKeys) {
+	forEachStore(t, func(t *testing.T, st store.SigningKeys, replica func() store.SigningKeys) {
 		mustLoad(t, testKeyring(t, st, clock.NewFake(t0), AlgEdDSA, 0))
 		other := NewKeyring(st, newTestSealer(t, 2), clock.NewFake(t0), AlgEdDSA, 0, testMaxLifetime)
 		err := other.Load(context.Background())
