@@ -1,0 +1,108 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/posgate/posgate/internal/app"
+	"github.com/posgate/posgate/internal/auth"
+	"github.com/posgate/posgate/internal/httpx"
+	"github.com/posgate/posgate/internal/metrics"
+	"github.com/posgate/posgate/internal/store"
+)
+
+// readyTimeout bounds the store ping of /readyz, so a hung database answers 503, not a hung probe.
+const readyTimeout = 2 * time.Second
+
+// mountStandard registers the endpoints every posgate has.
+func (s *Server) mountStandard(public *http.ServeMux) {
+	public.Handle("GET /.well-known/jwks.json", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		// Short: the next key is published a whole rotation ahead, so caches never miss a key.
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Write(s.keyring.JWKS())
+	}))
+	public.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}))
+	public.Handle("GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		if err := s.store.Ping(ctx); err != nil {
+			s.log.Warn("readiness: store unreachable", slog.String("error", err.Error()))
+			w.Header().Set("Retry-After", "5")
+			httpx.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "store": "unreachable"})
+			return
+		}
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "store": "ok"})
+	}))
+	public.Handle("GET /metrics", metrics.Handler())
+}
+
+// requireAdmin puts admin-token authentication in front of the admin API. Failures are throttled
+// per address and audited; the token is compared as a SHA-256 hash in constant time.
+func requireAdmin(svc *app.Services, tok *adminToken, next http.Handler) http.Handler {
+	const scope = "admin.token"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		addr := auth.Addr(r)
+		if err := svc.Throttle.Check(r.Context(), scope, addr, ""); err != nil {
+			w.Header().Set("Retry-After", "60")
+			writeError(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed admin sign-ins from this address; try again later")
+			return
+		}
+		h := r.Header.Get("Authorization")
+		scheme, cred, _ := strings.Cut(h, " ")
+		if h == "" || !strings.EqualFold(scheme, "Bearer") || !tok.Check(strings.TrimSpace(cred)) {
+			detail := "wrong admin token"
+			if h == "" {
+				detail = "no admin token"
+			}
+			if h != "" {
+				if err := svc.Throttle.Fail(r.Context(), scope, addr, ""); err != nil {
+					svc.Log.Warn("throttle", slog.String("error", err.Error()))
+				}
+			}
+			svc.Audit(r.Context(), store.AuditEvent{Actor: "anonymous", Action: "admin.auth", Target: r.Method + " " + logPath(r), Address: addr, Outcome: "denied", Detail: detail})
+			w.Header().Set("WWW-Authenticate", `Bearer realm="posgate-admin", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "invalid_token", "the admin API needs Authorization: Bearer <admin token>")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// demo seeds each module's example credentials and prints their curl lines (never to the log).
+func (s *Server) demo(ctx context.Context) {
+	base := s.BaseURL()
+	fmt.Fprintf(s.out, "\nposgate demo credentials (shown once; they are not logged):\n")
+	if s.httpsURL != "" && s.httpURL == "" && s.cfg.Server.TLSCert == "" {
+		fmt.Fprintf(s.out, "  (the certificate is self-signed: add --cacert %s/%s, or -k, to these curl lines)\n", s.cfg.Server.DataDir, CertFile)
+	}
+	n := 0
+	for _, m := range s.modules {
+		d, ok := m.mod.(app.Demoer)
+		if !ok {
+			continue
+		}
+		lines, err := d.Demo(ctx, base)
+		if err != nil {
+			fmt.Fprintf(s.out, "  %s: demo failed: %v\n", m.name, err)
+			continue
+		}
+		fmt.Fprintf(s.out, "\n# %s\n", m.name)
+		for _, l := range lines {
+			fmt.Fprintln(s.out, l)
+		}
+		n++
+	}
+	if n == 0 {
+		fmt.Fprintln(s.out, "  (no module offers a demo yet)")
+	}
+	fmt.Fprintln(s.out)
+}

@@ -1,0 +1,60 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/posgate/posgate/internal/keys"
+)
+
+// cleanupEvery is how often expired rows (refresh families, revocations, single-use records,
+// failure counters, dropped signing keys) are deleted. Their expiry is enforced on read; the
+// cleanup only keeps tables small, so its period is not a security property.
+const cleanupEvery = 10 * time.Minute
+
+// maintain runs the periodic work until ctx ends: keyring rotation and refresh every
+// keys.RefreshInterval (so a rotation on another replica is picked up), store cleanups every
+// cleanupEvery.
+func (s *Server) maintain(ctx context.Context) {
+	keyTick := time.NewTicker(keys.RefreshInterval)
+	defer keyTick.Stop()
+	cleanTick := time.NewTicker(cleanupEvery)
+	defer cleanTick.Stop()
+	s.cleanup(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-keyTick.C:
+			if rotated, err := s.keyring.MaybeRotate(ctx); err != nil {
+				s.log.Warn("keyring refresh failed", slog.String("error", err.Error()))
+			} else if rotated {
+				s.log.Info("signing key rotated (schedule)")
+			}
+		case <-cleanTick.C:
+			s.cleanup(ctx)
+		}
+	}
+}
+
+func (s *Server) cleanup(ctx context.Context) {
+	now := s.svc.Clock.Now()
+	for _, c := range []struct {
+		what string
+		fn   func(context.Context, time.Time) error
+	}{
+		{"refresh tokens", s.store.DeleteRefreshExpiredBefore},
+		{"revocations", s.store.DeleteRevocationsExpiredBefore},
+		{"single-use records", s.store.DeleteSingleUseExpiredBefore},
+		{"failure counters", s.store.DeleteCountersExpiredBefore},
+		{"signing keys", s.store.DeleteSigningKeysExpiredBefore},
+	} {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := c.fn(ctx, now); err != nil {
+			s.log.Warn("cleanup failed", slog.String("what", c.what), slog.String("error", err.Error()))
+		}
+	}
+}

@@ -1,0 +1,32 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/events"
+	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/store/sqlite"
+)
+
+// storeOpener opens a store and the event bus that goes with it: in-process for SQLite (one
+// process owns the file), LISTEN/NOTIFY for PostgreSQL (replicas share the database).
+type storeOpener func(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, events.Bus, error)
+
+// storeDrivers are the store.driver values; stores_postgres.go adds "postgres".
+var storeDrivers = map[string]storeOpener{
+	"sqlite": func(ctx context.Context, cfg *config.Config, _ *slog.Logger) (store.Store, events.Bus, error) {
+		if err := os.MkdirAll(filepath.Dir(cfg.Store.Path), 0o700); err != nil {
+			return nil, nil, fmt.Errorf("store.path %s: %w", cfg.Store.Path, err)
+		}
+		st, err := sqlite.Open(ctx, cfg.Store.Path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("store (sqlite %s): %w", cfg.Store.Path, err)
+		}
+		return st, events.NewLocal(), nil
+	},
+}
