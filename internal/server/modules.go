@@ -11,8 +11,8 @@ import (
 	"github.com/posgate/posgate/internal/dialect/chimpy"
 	"github.com/posgate/posgate/internal/dialect/doshii"
 	"github.com/posgate/posgate/internal/dialect/jackpot"
-	"github.com/posgate/posgate/internal/oauth"
 	"github.com/posgate/posgate/internal/gateway"
+	"github.com/posgate/posgate/internal/oauth"
 )
 
 // moduleConstructors are the modules of posgate, in build order: dialects first (they register
