@@ -214,3 +214,19 @@ func compact(s string) string {
 	}
 	return b.String()
 }
+
+type recorder struct {
+	h    http.Header
+	code int
+	body bytes.Buffer
+}
+
+func newRecorder() *recorder            { return &recorder{h: http.Header{}} }
+func (r *recorder) Header() http.Header { return r.h }
+func (r *recorder) WriteHeader(c int)   { r.code = c }
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = 200
+	}
+	return r.body.Write(b)
+}

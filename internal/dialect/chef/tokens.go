@@ -142,12 +142,15 @@ func headerAlg(raw string) string {
 		return ""
 	}
 	var h struct {
-		Alg any `json:"alg"`
+		Alg json.RawMessage `json:"alg"`
 	}
-	if json.Unmarshal(b, &h) != nil {
+	if json.Unmarshal(b, &h) != nil || len(h.Alg) == 0 {
 		return ""
 	}
-	s, _ := h.Alg.(string)
+	var s string
+	if json.Unmarshal(h.Alg, &s) != nil {
+		s = string(h.Alg) // not a string: show the JSON value itself
+	}
 	return safeDetail(s)
 }
 

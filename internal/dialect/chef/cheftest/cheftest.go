@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/posgate/posgate/client/identity"
 	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/clock"
@@ -51,7 +52,8 @@ type Received struct {
 	Path      string
 	Header    http.Header
 	Body      []byte
-	Principal map[string]any
+	Principal *identity.Principal // verified with the gateway's identity signature; nil if it did not verify
+	SigErr    error
 }
 
 // Instance is a running chef deployment.
@@ -62,6 +64,7 @@ type Instance struct {
 	Module     *chef.Module
 	Client     *http.Client
 	Server     *httptest.Server
+	Master     []byte
 
 	mu       sync.Mutex
 	received []Received
@@ -82,13 +85,18 @@ func Start(t testing.TB, opts Options) *Instance {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	inst := &Instance{}
+	master := opts.Master
+	if master == nil {
+		master = make([]byte, 32)
+		rand.Read(master)
+	}
+	inst.Master = master
+	var idVerifier *identity.Verifier
 
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		rec := Received{Path: r.URL.Path, Header: r.Header.Clone(), Body: body}
-		if v := r.Header.Get("X-Posgate-Principal"); v != "" {
-			_ = json.Unmarshal([]byte(v), &rec.Principal)
-		}
+		rec.Principal, rec.SigErr = idVerifier.Verify(r)
 		inst.mu.Lock()
 		inst.received = append(inst.received, rec)
 		answer := inst.UpstreamAnswer
@@ -124,10 +132,12 @@ func Start(t testing.TB, opts Options) *Instance {
 		t.Cleanup(func() { b.Close() })
 		bus = b
 	}
-	master := opts.Master
-	if master == nil {
-		master = make([]byte, 32)
-		rand.Read(master)
+	sigKey, err := gateway.SigningKey(cfg, master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idVerifier, err = identity.NewVerifier(sigKey); err != nil {
+		t.Fatal(err)
 	}
 	sealer, err := keys.NewSealer(master)
 	if err != nil {
