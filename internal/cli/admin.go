@@ -160,9 +160,14 @@ func adminMain(args []string, env Env) int {
 	}
 	q := url.Values{}
 	for _, f := range cmd.query {
-		if set[f.flag] {
-			q.Set(f.json, *values[f.flag])
+		if !set[f.flag] {
+			continue
 		}
+		if _, err := strconv.Atoi(*values[f.flag]); f.kind == kInt && err != nil {
+			fmt.Fprintf(env.Stderr, "%s: --%s %q is not a whole number\n", name, f.flag, *values[f.flag])
+			return 2
+		}
+		q.Set(f.json, *values[f.flag])
 	}
 	if len(q) > 0 {
 		path += "?" + q.Encode()
