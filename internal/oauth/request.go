@@ -14,7 +14,7 @@ import (
 // caps keep a hostile body from costing more than a few kilobytes of work.
 const (
 	MaxBodyBytes  = 16 << 10 // whole body
-	MaxParamBytes = 4096     // any one value
+	MaxParamBytes = 8 << 10  // any one value (a token to introspect or revoke may be a JWT of up to token.MaxTokenBytes)
 	MaxParams     = 32       // number of parameters
 )
 
