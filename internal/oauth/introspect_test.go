@@ -14,7 +14,7 @@ import (
 func TestIntrospection(t *testing.T) {
 	e := newEnv(t, envOptions{configure: lifetimes(3600, 86400, 0)})
 	s := signIn(t, e)
-	rs := e.createClient(t, []string{"client_credentials"}, nil, []string{apiAudience})   // the API (resource server)
+	rs := e.createClient(t, []string{"client_credentials"}, nil, []string{apiAudience})    // the API (resource server)
 	stranger := e.createClient(t, []string{"client_credentials"}, nil, []string{otherAud}) // unrelated
 
 	a := e.introspect(t, &s.c, s.at)

@@ -161,9 +161,9 @@ func TestRefreshIdleAndAbsoluteExpiry(t *testing.T) {
 		s.rotate(t) // renewed at 59 s: now good until 119 s
 		e.advance(2 * time.Second)
 		wantInvalidGrant(t, e.refresh(t, &s.c, idle.rt)) // 61 s unused
-		e.advance(57 * time.Second)                       // 118 s: within the renewed idle lifetime
-		s.rotate(t)                                       // renewed until 178 s, but absolute is 150 s
-		e.advance(31 * time.Second)                       // 149 s
+		e.advance(57 * time.Second)                      // 118 s: within the renewed idle lifetime
+		s.rotate(t)                                      // renewed until 178 s, but absolute is 150 s
+		e.advance(31 * time.Second)                      // 149 s
 		s.rotate(t)
 		e.advance(1 * time.Second) // 150 s: the absolute lifetime is over, though the token is 1 s old
 		wantInvalidGrant(t, e.refresh(t, &s.c, s.rt))
