@@ -109,14 +109,16 @@ func Decide(ctx context.Context, svc *app.Services, id string, action Action, ac
 			return nil, unavailable(err)
 		}
 	}
-	audit("ok", "label="+clip(dev.Label, 64)+"; via "+via)
+	// Wake the held calls first (here, then on every replica), then write the audit event: the
+	// decision is already durable in the store, and the device should not wait for the audit write.
 	if v, ok := modules.Load(svc); ok {
 		m := v.(*Module)
-		m.pairing.wakeDevice(dev.ID)
+		m.pairing.decided(dev)
 		m.publish(ctx, dev.ID, dev.State)
 	} else {
 		(&Module{svc: svc}).publish(ctx, dev.ID, dev.State)
 	}
+	audit("ok", "label="+clip(dev.Label, 64)+"; via "+via)
 	return dev, nil
 }
 

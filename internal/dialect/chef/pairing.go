@@ -185,6 +185,7 @@ type wait struct {
 	done     chan struct{} // closed once res is set
 	res      decision
 	stop     chan struct{} // closed when the last call leaves without a decision
+	once     sync.Once     // guards res and done
 }
 
 // pairing is the device-pairing engine of one process.
@@ -442,8 +443,35 @@ func (p *pairing) leave(w *wait, decided bool) {
 	}
 }
 
-// watch re-reads the device when poked (a decision here or a notice from another replica), and
-// every recheckEvery as a fallback, until it is decided or every call has left.
+// resolve answers every call held on w with res, once.
+func (p *pairing) resolve(w *wait, res decision) {
+	w.once.Do(func() {
+		w.res = res
+		p.mu.Lock()
+		if p.waits[w.deviceID] == w {
+			delete(p.waits, w.deviceID)
+		}
+		p.mu.Unlock()
+		close(w.done)
+	})
+}
+
+// decided answers the calls held for dev on this replica at once with the device as decided (the
+// local decision path: no store read between the decision and the answer).
+func (p *pairing) decided(dev *store.ChefDevice) {
+	if dev.State == store.DevicePending {
+		return
+	}
+	p.mu.Lock()
+	w := p.waits[dev.ID]
+	p.mu.Unlock()
+	if w != nil {
+		p.resolve(w, decision{dev: dev})
+	}
+}
+
+// watch re-reads the device when poked (a notice from another replica), and every recheckEvery as
+// a fallback, until it is decided or every call has left.
 func (p *pairing) watch(w *wait) {
 	ticker := time.NewTicker(recheckEvery)
 	defer ticker.Stop()
@@ -452,7 +480,7 @@ func (p *pairing) watch(w *wait) {
 		dev, err := p.m.svc.Store.GetChefDevice(ctx, w.deviceID)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
-				w.res = decision{err: errs.New(errs.Internal, "device_gone", "the pending device disappeared")}
+				p.resolve(w, decision{err: errs.New(errs.Internal, "device_gone", "the pending device disappeared")})
 				return true
 			}
 			return false // store unavailable: keep holding, the ticker retries
@@ -460,30 +488,22 @@ func (p *pairing) watch(w *wait) {
 		if dev.State == store.DevicePending {
 			return false
 		}
-		w.res = decision{dev: dev}
+		p.resolve(w, decision{dev: dev})
 		return true
 	}
-	finish := func() {
-		p.mu.Lock()
-		if p.waits[w.deviceID] == w {
-			delete(p.waits, w.deviceID)
-		}
-		p.mu.Unlock()
-		close(w.done)
-	}
 	if check() {
-		finish()
 		return
 	}
 	for {
 		select {
 		case <-w.stop:
 			return
+		case <-w.done:
+			return
 		case <-w.wake:
 		case <-ticker.C:
 		}
 		if check() {
-			finish()
 			return
 		}
 	}
