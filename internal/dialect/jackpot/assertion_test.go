@@ -228,48 +228,87 @@ func TestAlgCheckedBeforeKeys(t *testing.T) {
 	}
 }
 
+// FuzzVerifyAssertion feeds the verifier two kinds of input: raw, as an attacker would send it
+// (mostly stopped at the front door), and a header and payload that the fuzzer chooses but that
+// are correctly signed with the client's key, so the claim rules behind the signature are fuzzed
+// too. Whatever is accepted must really be HS256 with our key and obey every claim rule.
 func FuzzVerifyAssertion(f *testing.F) {
 	payload := fmt.Sprintf(`{"amount":25.5,"iat":%d,"notificationKey":"order-1","userId":"u","forceManualConfirm":false,"jti":"j"}`, testNow.Unix())
-	f.Add(signRaw(testKey, hs256Header, payload))
-	f.Add(signRaw(testKey, `{"alg":"none"}`, payload))
-	f.Add(signRaw(testKey, `{"alg":"HS256","alg":"HS256"}`, payload))
-	f.Add(signRaw(testKey, hs256Header, `{"amount":1e309,"iat":1.5,"notificationKey":""}`))
-	f.Add(signRaw(testKey, hs256Header, `{"amount":1,"iat":-1,"notificationKey":"x","exp":1e300,"nbf":-1e300}`))
-	f.Add("a.b.c")
-	f.Add("..")
-	f.Add("")
-	f.Add(b64(`{"alg":"HS256"}`) + "." + b64(`{}`) + ".")
-	f.Fuzz(func(t *testing.T, raw string) {
-		a, err := VerifyAssertion(raw, [][]byte{testKey}, testNow, testWindow)
-		if err != nil {
-			if _, ok := err.(*assertionError); !ok {
-				t.Fatalf("error of type %T: %v", err, err)
-			}
-			return
-		}
-		// Accepted: then it really is HS256 with our key and its claims obey the rules.
-		parts := strings.Split(raw, ".")
-		if len(parts) != 3 || len(raw) > token.MaxTokenBytes {
-			t.Fatalf("accepted a token of %d segments / %d bytes", len(parts), len(raw))
-		}
-		mac := hmac.New(sha256.New, testKey)
-		mac.Write([]byte(parts[0] + "." + parts[1]))
-		if base64.RawURLEncoding.EncodeToString(mac.Sum(nil)) != parts[2] {
-			t.Fatalf("accepted a token whose signature is not our HMAC")
-		}
-		hdr, err := base64.RawURLEncoding.DecodeString(parts[0])
-		if err != nil {
-			t.Fatalf("accepted undecodable header")
-		}
-		var h map[string]any
-		if json.Unmarshal(hdr, &h) != nil || h["alg"] != "HS256" {
-			t.Fatalf("accepted header %s", hdr)
-		}
-		if !(a.Amount > 0) || a.NotificationKey == "" || len([]rune(a.NotificationKey)) > maxNotificationKey {
-			t.Fatalf("accepted claims %+v", a)
-		}
-		if a.IssuedAt.Before(testNow.Add(-testWindow.Past)) || a.IssuedAt.After(testNow.Add(testWindow.Future)) {
-			t.Fatalf("accepted iat %v", a.IssuedAt)
-		}
+	add := func(raw, header, payload string) { f.Add(raw, header, payload) }
+	add(signRaw(testKey, hs256Header, payload), hs256Header, payload)
+	add(signRaw(testKey, `{"alg":"none"}`, payload), `{"alg":"none"}`, payload)
+	add(signRaw(testKey, `{"alg":"HS256","alg":"HS256"}`, payload), `{"alg":"HS256","ALG":"none"}`, `{"amount":1,"Amount":2}`)
+	add(signRaw(testKey, hs256Header, `{"amount":1e309,"iat":1.5,"notificationKey":""}`), hs256Header, `{"amount":1e309,"iat":1.5,"notificationKey":""}`)
+	add("a.b.c", `{"alg":"HS256","crit":["b64"]}`, `{"amount":1,"iat":-1,"notificationKey":"x","exp":1e300,"nbf":-1e300}`)
+	add("..", hs256Header, fmt.Sprintf(`{"amount":0.0000001,"iat":%d,"notificationKey":"\u0000","userId":1e2,"jti":null}`, testNow.Unix()+60))
+	add("", `{"alg":"HS256","typ":null}`, `[]`)
+	add(b64(`{"alg":"HS256"}`)+"."+b64(`{}`)+".", `{"alg":"HS256","kid":1}`, `{"amount":"1"}`)
+	f.Fuzz(func(t *testing.T, raw, header, payload string) {
+		checkFuzzedAssertion(t, raw)
+		checkFuzzedAssertion(t, signRaw(testKey, header, payload))
 	})
+}
+
+func checkFuzzedAssertion(t *testing.T, raw string) {
+	a, err := VerifyAssertion(raw, [][]byte{testKey}, testNow, testWindow)
+	if err != nil {
+		ae, ok := err.(*assertionError)
+		if !ok {
+			t.Fatalf("error of type %T: %v", err, err)
+		}
+		if ae.Description == "" || strings.Contains(ae.Description, string(testKey)) {
+			t.Fatalf("bad description %q", ae.Description)
+		}
+		return
+	}
+	// Accepted: then it really is HS256 with our key and its claims obey the rules.
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 || len(raw) > token.MaxTokenBytes {
+		t.Fatalf("accepted a token of %d segments / %d bytes", len(parts), len(raw))
+	}
+	mac := hmac.New(sha256.New, testKey)
+	mac.Write([]byte(parts[0] + "." + parts[1]))
+	if base64.RawURLEncoding.EncodeToString(mac.Sum(nil)) != parts[2] {
+		t.Fatalf("accepted a token whose signature is not our HMAC")
+	}
+	hdr, err := base64.RawURLEncoding.Strict().DecodeString(parts[0])
+	if err != nil {
+		t.Fatalf("accepted an undecodable header")
+	}
+	var h map[string]any
+	if json.Unmarshal(hdr, &h) != nil || h["alg"] != "HS256" {
+		t.Fatalf("accepted header %s", hdr)
+	}
+	if !(a.Amount > 0) || a.NotificationKey == "" || len([]rune(a.NotificationKey)) > maxNotificationKey {
+		t.Fatalf("accepted claims %+v", a)
+	}
+	if a.IssuedAt.Before(testNow.Add(-testWindow.Past)) || a.IssuedAt.After(testNow.Add(testWindow.Future)) {
+		t.Fatalf("accepted iat %v", a.IssuedAt)
+	}
+	// The result agrees with an independent reading of the claims.
+	var c map[string]any
+	if err := json.Unmarshal(mustDecode(t, parts[1]), &c); err != nil {
+		t.Fatalf("accepted claims that do not decode: %v", err)
+	}
+	if c["notificationKey"] != a.NotificationKey {
+		t.Fatalf("notificationKey %q vs %v", a.NotificationKey, c["notificationKey"])
+	}
+	if f, ok := c["amount"].(float64); !ok || f != a.Amount {
+		t.Fatalf("amount %v vs %v", a.Amount, c["amount"])
+	}
+	if v, present := c["forceManualConfirm"]; present && v != nil {
+		if b, ok := v.(bool); !ok || a.ForceManualConfirm == nil || *a.ForceManualConfirm != b {
+			t.Fatalf("forceManualConfirm %v vs %v", a.ForceManualConfirm, v)
+		}
+	} else if a.ForceManualConfirm != nil {
+		t.Fatalf("forceManualConfirm invented")
+	}
+}
+
+func mustDecode(t *testing.T, s string) []byte {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

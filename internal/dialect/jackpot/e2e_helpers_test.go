@@ -106,6 +106,7 @@ type envOptions struct {
 	fake      bool // run on a fake clock
 	driver    string
 	dsn       string
+	dataDir   string // shared by replicas: one master key opens every sealed API signature
 	up        *upstream
 	configure func(*config.Config)
 }
@@ -116,7 +117,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if e.up == nil {
 		e.up = newUpstream(t)
 	}
-	opts := servertest.Options{Driver: o.driver, DSN: o.dsn}
+	opts := servertest.Options{Driver: o.driver, DSN: o.dsn, DataDir: o.dataDir}
 	if o.fake {
 		e.clk = clock.NewFake(time.Now().Truncate(time.Second))
 		opts.Clock = e.clk

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha512"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -299,8 +300,9 @@ func TestReplay(t *testing.T) {
 func TestReplayAcrossReplicas(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
 	up := newUpstream(t)
-	a := newEnv(t, envOptions{driver: "postgres", dsn: dsn, up: up})
-	b := newEnv(t, envOptions{driver: "postgres", dsn: dsn, up: up})
+	dir := t.TempDir()
+	a := newEnv(t, envOptions{driver: "postgres", dsn: dsn, dataDir: dir, up: up})
+	b := newEnv(t, envOptions{driver: "postgres", dsn: dsn, dataDir: dir, up: up})
 	c := a.createClient(t, bothGrants)
 
 	first := a.assertion(c, 10, "cross-1")
@@ -375,9 +377,13 @@ func principalOf(t *testing.T, r recorded) map[string]any {
 	if h == "" {
 		t.Fatalf("no X-Posgate-Principal on %s %s", r.Method, r.Path)
 	}
-	var p map[string]any
-	if err := json.Unmarshal([]byte(h), &p); err != nil {
+	doc, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
 		t.Fatalf("X-Posgate-Principal %q: %v", h, err)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(doc, &p); err != nil {
+		t.Fatalf("X-Posgate-Principal %s: %v", doc, err)
 	}
 	return p
 }
@@ -406,8 +412,11 @@ func TestMeansPerRoute(t *testing.T) {
 			t.Fatalf("credential forwarded: %v", r.Header)
 		}
 		p := principalOf(t, r)
-		if p["client"] != c.ID || p["dialect"] != "jackpot" {
+		if p["client"] != c.ID || p["subject"] != c.ID || p["dialect"] != "jackpot" {
 			t.Fatalf("principal %v; want client %s", p, c.ID)
+		}
+		if doc, _ := json.Marshal(p); strings.Contains(string(doc), c.APIKey) || strings.Contains(string(doc), "pg_ck_") {
+			t.Fatalf("the principal names the API key: %s", doc)
 		}
 		for _, v := range r.Header {
 			for _, s := range v {
