@@ -86,3 +86,17 @@ type Revoker interface {
 	// on the event bus. kind is "jti" or "sid"; expiresAt is when every token it matches has expired.
 	Revoke(ctx context.Context, kind, value string, expiresAt time.Time, reason string) error
 }
+
+var reasonNames = [...]string{
+	ReasonMalformed: "malformed", ReasonTooLarge: "too_large", ReasonMissingAlg: "missing_alg",
+	ReasonAlg: "alg", ReasonJSON: "json", ReasonExpired: "expired", ReasonNotYetValid: "not_yet_valid",
+	ReasonSignature: "signature", ReasonUnknownKey: "unknown_key", ReasonClaims: "claims", ReasonRevoked: "revoked",
+}
+
+// String names the reason (stable, lowercase; suitable as a metrics label).
+func (r Reason) String() string {
+	if r > 0 && int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", int(r))
+}

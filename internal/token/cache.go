@@ -1,0 +1,91 @@
+package token
+
+import (
+	"sync"
+	"time"
+)
+
+// DefaultCacheSize is how many verified tokens the Verifier remembers by default. An entry is a
+// few hundred bytes, so the default costs a few MiB at most.
+const DefaultCacheSize = 16384
+
+const cacheShards = 16
+
+// cacheEntry is what the opts-independent checks established about a token: its signature
+// verified under kid, its header and registered claims are valid. The checks that depend on the
+// moment or on the caller (times with leeway, audience, revocation) run on every hit.
+type cacheEntry struct {
+	claims *Claims
+	kid    string
+	exp    time.Time
+}
+
+// verifyCache maps the SHA-256 of a raw token to its cacheEntry. It is sharded so concurrent
+// verifications rarely contend; each shard is bounded and entries die at their token's exp.
+type verifyCache struct {
+	perShard int
+	shards   [cacheShards]cacheShard
+}
+
+type cacheShard struct {
+	mu sync.RWMutex
+	m  map[[32]byte]*cacheEntry
+}
+
+func newVerifyCache(size int) *verifyCache {
+	c := &verifyCache{perShard: max(1, size/cacheShards)}
+	for i := range c.shards {
+		c.shards[i].m = make(map[[32]byte]*cacheEntry)
+	}
+	return c
+}
+
+func (c *verifyCache) shard(key *[32]byte) *cacheShard { return &c.shards[key[0]%cacheShards] }
+
+// get returns the live entry for key (nil when absent or past its exp).
+func (c *verifyCache) get(key *[32]byte, now time.Time) *cacheEntry {
+	s := c.shard(key)
+	s.mu.RLock()
+	e := s.m[*key]
+	s.mu.RUnlock()
+	if e == nil || !now.Before(e.exp) {
+		return nil
+	}
+	return e
+}
+
+// put stores e. A full shard first drops its expired entries, then, if still full, an arbitrary
+// eighth of its entries (Go's map iteration order is randomised): cheap, and only valid tokens
+// are ever cached, so an attacker cannot flush the cache with garbage.
+func (c *verifyCache) put(key *[32]byte, e *cacheEntry, now time.Time) {
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.m) >= c.perShard {
+		for k, old := range s.m {
+			if !now.Before(old.exp) {
+				delete(s.m, k)
+			}
+		}
+		drop := len(s.m) - c.perShard + max(1, c.perShard/8)
+		for k := range s.m {
+			if drop <= 0 {
+				break
+			}
+			delete(s.m, k)
+			drop--
+		}
+	}
+	s.m[*key] = e
+}
+
+func (c *verifyCache) len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}

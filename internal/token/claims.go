@@ -1,0 +1,293 @@
+package token
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/posgate/posgate/internal/jsonx"
+)
+
+// registered are the claim names posgate itself writes; Claims.Extra may not use them (compared
+// case-insensitively, as jsonx.CheckObject compares keys).
+var registered = map[string]bool{
+	"iss": true, "sub": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true,
+	"client_id": true, "scope": true, "sid": true,
+}
+
+// checkExtra refuses Extra claims that would override a registered claim or collide with each
+// other once case is folded (which the verifier's duplicate-key check would refuse).
+func checkExtra(extra map[string]any) error {
+	if len(extra) == 0 {
+		return nil
+	}
+	seen := make(map[string]string, len(extra))
+	for k := range extra {
+		f := strings.ToLower(k)
+		if registered[f] {
+			return fmt.Errorf("token: extra claim %q would override a registered claim", k)
+		}
+		if other, dup := seen[f]; dup {
+			return fmt.Errorf("token: extra claims %q and %q differ only in case", k, other)
+		}
+		seen[f] = k
+	}
+	return nil
+}
+
+// encodeClaims renders c as the JWT payload: registered claims in a fixed order, then Extra in key
+// order. Times are NumericDates in whole seconds. aud is a string for one audience and an array
+// for several (RFC 7519 §4.1.3).
+func encodeClaims(c *Claims) ([]byte, error) {
+	b := make([]byte, 0, 320)
+	b = append(b, '{')
+	b = appendStringClaim(b, "iss", c.Issuer, true)
+	b = appendStringClaim(b, "sub", c.Subject, false)
+	switch len(c.Audience) {
+	case 0:
+	case 1:
+		b = appendStringClaim(b, "aud", c.Audience[0], false)
+	default:
+		b = append(b, `,"aud":[`...)
+		for i, a := range c.Audience {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, a)
+		}
+		b = append(b, ']')
+	}
+	b = appendStringClaim(b, "client_id", c.ClientID, false)
+	b = appendStringClaim(b, "scope", c.Scope, false)
+	b = appendStringClaim(b, "jti", c.JTI, false)
+	b = appendTimeClaim(b, "iat", c.IssuedAt)
+	if !c.NotBefore.IsZero() {
+		b = appendTimeClaim(b, "nbf", c.NotBefore)
+	}
+	b = appendTimeClaim(b, "exp", c.ExpiresAt)
+	b = appendStringClaim(b, "sid", c.SessionID, false)
+	if len(c.Extra) > 0 {
+		if err := checkExtra(c.Extra); err != nil {
+			return nil, err
+		}
+		keys := make([]string, 0, len(c.Extra))
+		for k := range c.Extra {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			v, err := json.Marshal(c.Extra[k])
+			if err != nil {
+				return nil, fmt.Errorf("token: extra claim %q: %w", k, err)
+			}
+			if v[0] == '{' || v[0] == '[' {
+				// A nested object may hold keys equal up to case (a map[string]any{"a":1,"A":2});
+				// refuse here what every verifier would refuse later.
+				if err := jsonx.CheckObject(append(append([]byte(`{"v":`), v...), '}')); err != nil {
+					return nil, fmt.Errorf("token: extra claim %q: %w", k, err)
+				}
+			}
+			b = append(b, ',')
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			b = append(b, v...)
+		}
+	}
+	return append(b, '}'), nil
+}
+
+func appendStringClaim(b []byte, name, v string, first bool) []byte {
+	if v == "" && !first {
+		return b
+	}
+	if !first {
+		b = append(b, ',')
+	}
+	b = append(b, '"')
+	b = append(b, name...)
+	b = append(b, `":`...)
+	return appendJSONString(b, v)
+}
+
+func appendTimeClaim(b []byte, name string, t time.Time) []byte {
+	b = append(b, `,"`...)
+	b = append(b, name...)
+	b = append(b, `":`...)
+	return strconv.AppendInt(b, t.Unix(), 10)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string, escaping as encoding/json does (invalid UTF-8
+// becomes U+FFFD; <, >, & and U+2028/9 are escaped so the payload is safe inside HTML/JS too).
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// decodeClaims reads a payload that already passed jsonx.CheckObject (one object, no duplicate
+// keys even up to case). Registered claims must have their registered types; every other
+// top-level member goes into Extra, numbers as json.Number.
+func decodeClaims(payload []byte) (*Claims, *VerifyError) {
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &all); err != nil {
+		return nil, &VerifyError{Reason: ReasonJSON, Detail: "payload: " + err.Error(), Err: err}
+	}
+	c := &Claims{}
+	var ve *VerifyError
+	str := func(name string, dst *string) {
+		raw, ok := all[name]
+		if !ok || ve != nil {
+			return
+		}
+		delete(all, name)
+		if err := json.Unmarshal(raw, dst); err != nil || raw[0] != '"' {
+			ve = verr(ReasonClaims, "claim %s is not a string", name)
+		}
+	}
+	date := func(name string, dst *time.Time) {
+		raw, ok := all[name]
+		if !ok || ve != nil {
+			return
+		}
+		delete(all, name)
+		t, err := numericDate(raw)
+		if err != nil {
+			ve = verr(ReasonClaims, "claim %s is not a NumericDate", name)
+			return
+		}
+		*dst = t
+	}
+	str("iss", &c.Issuer)
+	str("sub", &c.Subject)
+	str("client_id", &c.ClientID)
+	str("scope", &c.Scope)
+	str("jti", &c.JTI)
+	str("sid", &c.SessionID)
+	date("iat", &c.IssuedAt)
+	date("nbf", &c.NotBefore)
+	date("exp", &c.ExpiresAt)
+	if ve != nil {
+		return nil, ve
+	}
+	if raw, ok := all["aud"]; ok {
+		delete(all, "aud")
+		aud, err := audience(raw)
+		if err != nil {
+			return nil, verr(ReasonClaims, "claim aud is not a string or an array of strings")
+		}
+		c.Audience = aud
+	}
+	// Registered names in another case ("EXP") would be ambiguous to readers that fold case.
+	for k := range all {
+		if registered[strings.ToLower(k)] {
+			return nil, verr(ReasonClaims, "claim %q differs from a registered claim name only in case", k)
+		}
+	}
+	if len(all) > 0 {
+		c.Extra = make(map[string]any, len(all))
+		for k, raw := range all {
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.UseNumber()
+			var v any
+			if err := dec.Decode(&v); err != nil {
+				return nil, &VerifyError{Reason: ReasonJSON, Detail: "payload: " + err.Error(), Err: err}
+			}
+			c.Extra[k] = v
+		}
+	}
+	return c, nil
+}
+
+func audience(raw json.RawMessage) ([]string, error) {
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, err
+		}
+		return []string{s}, nil
+	}
+	if raw[0] != '[' {
+		return nil, fmt.Errorf("not a string or array")
+	}
+	var a []string
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return nil, err
+	}
+	if a == nil {
+		return nil, fmt.Errorf("null") // json.Unmarshal cannot produce this from '[', but be exact
+	}
+	return a, nil
+}
+
+// maxNumericDate bounds NumericDates to the year 9999, so conversions cannot overflow.
+const maxNumericDate = 253402300799
+
+// numericDate parses a JSON number of seconds since the epoch (RFC 7519 §2; fractions allowed).
+func numericDate(raw json.RawMessage) (time.Time, error) {
+	s := string(raw)
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n < 0 || n > maxNumericDate {
+			return time.Time{}, fmt.Errorf("out of range")
+		}
+		return time.Unix(n, 0), nil
+	}
+	if s == "" || !(s[0] >= '0' && s[0] <= '9') { // not a JSON number (string, null, true, object…)
+		return time.Time{}, fmt.Errorf("not a number")
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || f < 0 || f > maxNumericDate {
+		return time.Time{}, fmt.Errorf("not a number in range")
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)), nil
+}

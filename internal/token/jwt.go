@@ -1,0 +1,194 @@
+package token
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/posgate/posgate/internal/jsonx"
+)
+
+// b64 is strict unpadded base64url: padding is refused and so are non-zero trailing bits, so
+// every byte string has exactly one accepted encoding. (Go's decoder still skips CR and LF, so
+// decodeSegment checks the alphabet first.)
+var b64 = base64.RawURLEncoding.Strict()
+
+func verr(r Reason, format string, args ...any) *VerifyError {
+	return &VerifyError{Reason: r, Detail: fmt.Sprintf(format, args...)}
+}
+
+// SplitJWT is the front door every JWT verifier in posgate goes through: it caps the length
+// (before anything else is looked at), splits the compact serialisation into exactly three
+// segments, and decodes each with strict base64url. It does not parse JSON or check anything
+// cryptographic. signingInput is the part the signature covers ("<header>.<payload>").
+//
+// Failures: ReasonMalformed (empty token, not three segments, empty header or payload segment),
+// ReasonTooLarge (over MaxTokenBytes), ReasonJSON (a segment is not canonical base64url).
+func SplitJWT(raw string) (header, payload, sig []byte, signingInput string, err error) {
+	h, p, s, si, verr := splitJWT(raw)
+	if verr != nil {
+		return nil, nil, nil, "", verr
+	}
+	return h, p, s, si, nil
+}
+
+// splitJWT is SplitJWT with a concrete error type (no nil-interface trap for internal callers).
+func splitJWT(raw string) (header, payload, sig []byte, signingInput string, err *VerifyError) {
+	if raw == "" {
+		return nil, nil, nil, "", verr(ReasonMalformed, "empty token")
+	}
+	if len(raw) > MaxTokenBytes {
+		return nil, nil, nil, "", verr(ReasonTooLarge, "token longer than %d bytes", MaxTokenBytes)
+	}
+	i := strings.IndexByte(raw, '.')
+	if i < 0 {
+		return nil, nil, nil, "", verr(ReasonMalformed, "token has 1 segment, want 3")
+	}
+	j := strings.IndexByte(raw[i+1:], '.')
+	if j < 0 {
+		return nil, nil, nil, "", verr(ReasonMalformed, "token has 2 segments, want 3")
+	}
+	j += i + 1
+	if n := strings.Count(raw[j+1:], "."); n > 0 {
+		return nil, nil, nil, "", verr(ReasonMalformed, "token has %d segments, want 3", n+3)
+	}
+	if i == 0 || j == i+1 {
+		return nil, nil, nil, "", verr(ReasonMalformed, "token has an empty header or payload segment")
+	}
+	var e error
+	if header, e = decodeSegment(raw[:i]); e != nil {
+		return nil, nil, nil, "", &VerifyError{Reason: ReasonJSON, Detail: "header: " + e.Error(), Err: e}
+	}
+	if payload, e = decodeSegment(raw[i+1 : j]); e != nil {
+		return nil, nil, nil, "", &VerifyError{Reason: ReasonJSON, Detail: "payload: " + e.Error(), Err: e}
+	}
+	if sig, e = decodeSegment(raw[j+1:]); e != nil {
+		return nil, nil, nil, "", &VerifyError{Reason: ReasonJSON, Detail: "signature: " + e.Error(), Err: e}
+	}
+	return header, payload, sig, raw[:j], nil
+}
+
+var errBase64 = errors.New("not canonical unpadded base64url")
+
+// decodeSegment decodes one segment strictly: only the base64url alphabet (no padding, no white
+// space), canonical trailing bits.
+func decodeSegment(s string) ([]byte, error) {
+	for k := 0; k < len(s); k++ {
+		c := s[k]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return nil, errBase64
+		}
+	}
+	out := make([]byte, b64.DecodedLen(len(s)))
+	n, err := b64.Decode(out, []byte(s))
+	if err != nil {
+		return nil, errBase64
+	}
+	return out[:n], nil
+}
+
+// joseHeader is the part of a JOSE header posgate reads. Members are matched by their exact
+// (case-sensitive) names, as RFC 7515 requires.
+type joseHeader struct {
+	Alg    string
+	Kid    string
+	Typ    string
+	HasTyp bool
+}
+
+// parseHeader checks the header is one JSON object without duplicate keys (jsonx.CheckObject),
+// then reads alg, kid and typ. A header that names critical extensions ("crit") is refused:
+// posgate implements none (RFC 7515 §4.1.11).
+func parseHeader(b []byte) (joseHeader, *VerifyError) {
+	if err := jsonx.CheckObject(b); err != nil {
+		return joseHeader{}, &VerifyError{Reason: ReasonJSON, Detail: "header: " + err.Error(), Err: err}
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return joseHeader{}, &VerifyError{Reason: ReasonJSON, Detail: "header: " + err.Error(), Err: err}
+	}
+	var h joseHeader
+	if _, ok := m["crit"]; ok {
+		return h, verr(ReasonJSON, "header: critical extensions (crit) are not supported")
+	}
+	alg, ok := m["alg"]
+	if !ok || string(alg) == "null" || string(alg) == `""` {
+		return h, verr(ReasonMissingAlg, "header has no alg")
+	}
+	if err := json.Unmarshal(alg, &h.Alg); err != nil {
+		return h, verr(ReasonAlg, "header alg is not a string")
+	}
+	if kid, ok := m["kid"]; ok {
+		if err := json.Unmarshal(kid, &h.Kid); err != nil {
+			return h, verr(ReasonJSON, "header kid is not a string")
+		}
+	}
+	if typ, ok := m["typ"]; ok {
+		if err := json.Unmarshal(typ, &h.Typ); err != nil {
+			return h, verr(ReasonJSON, "header typ is not a string")
+		}
+		h.HasTyp = true
+	}
+	return h, nil
+}
+
+// MinHS256KeyBytes is the shortest shared key VerifyHS256 uses (RFC 7518 §3.2: a key of at least
+// the hash size). Shorter keys are skipped; with no usable key the token is refused.
+const MinHS256KeyBytes = 32
+
+// VerifyHS256 is the front door for third-party shared-key JWTs (doshii location tokens, jackpot
+// assertions). It checks, in order: the size cap, three segments, strict base64url, a header that
+// is one JSON object without duplicate keys, alg exactly "HS256" — before any key is touched — and
+// the HMAC-SHA256 signature against each candidate key (keys shorter than 32 bytes are never used),
+// in constant time. Only then is the payload checked to be one JSON object without duplicate keys;
+// it is returned for the dialect to apply its own claim rules. Every failure is a *VerifyError.
+func VerifyHS256(raw string, keys [][]byte) (payload []byte, err error) {
+	header, payload, sig, signingInput, ve := splitJWT(raw)
+	if ve != nil {
+		return nil, ve
+	}
+	h, ve := parseHeader(header)
+	if ve != nil {
+		return nil, ve
+	}
+	if h.Alg != "HS256" {
+		return nil, verr(ReasonAlg, "unsupported algorithm %s", quoteAlg(h.Alg))
+	}
+	usable := 0
+	match := 0
+	for _, k := range keys {
+		if len(k) < MinHS256KeyBytes {
+			continue
+		}
+		usable++
+		mac := hmac.New(sha256.New, k)
+		mac.Write([]byte(signingInput))
+		// Every usable key is tried, so the time taken does not say which one matched.
+		if hmac.Equal(mac.Sum(nil), sig) {
+			match = 1
+		}
+	}
+	if usable == 0 {
+		return nil, verr(ReasonUnknownKey, "no usable verification key (keys shorter than %d bytes are refused)", MinHS256KeyBytes)
+	}
+	if match != 1 {
+		return nil, verr(ReasonSignature, "signature does not verify")
+	}
+	if err := jsonx.CheckObject(payload); err != nil {
+		return nil, &VerifyError{Reason: ReasonJSON, Detail: "payload: " + err.Error(), Err: err}
+	}
+	return payload, nil
+}
+
+// quoteAlg renders an alg for an error detail: quoted, and cut short so a hostile header cannot
+// put a long string into logs and responses.
+func quoteAlg(alg string) string {
+	if len(alg) > 32 {
+		alg = alg[:32] + "…"
+	}
+	return fmt.Sprintf("%q", alg)
+}
