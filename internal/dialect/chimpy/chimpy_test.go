@@ -173,7 +173,9 @@ func TestAuthenticatorDirect(t *testing.T) {
 		p.Claims["aud"] != apiAudience || p.Claims["gty"] != "client_credentials" || !p.HasScope("read") || p.ExpiresAt.IsZero() {
 		t.Fatalf("principal %+v", p)
 	}
-	fa := a.(interface{ ForAudience(string) auth.Authenticator })
+	fa := a.(interface {
+		ForAudience(string) auth.Authenticator
+	})
 	if _, err := fa.ForAudience(apiAudience).Authenticate(req("Authorization", "Bearer "+tok)); err != nil {
 		t.Fatalf("ForAudience(right): %v", err)
 	}
