@@ -398,13 +398,22 @@ func testSigningKeys(t *testing.T, s store.Store) {
 	wantErr(t, s.CreateSigningKey(ctx(t), newKey("k1", store.KeyNext, base)), store.ErrConflict)
 	// At most one active key.
 	wantErr(t, s.CreateSigningKey(ctx(t), newKey("k9", store.KeyActive, base)), store.ErrConflict)
+	// At most one next key, so replicas loading an empty keyring at once converge.
+	wantErr(t, s.CreateSigningKey(ctx(t), newKey("k8", store.KeyNext, base)), store.ErrConflict)
+	retired := newKey("k0", store.KeyRetired, base.Add(-time.Hour)) // retired keys: any number
+	retired.RetiredAt, retired.ExpiresAt = ptr(base), ptr(base.Add(10*time.Hour))
+	ok(t, s.CreateSigningKey(ctx(t), retired))
 
 	l, err := s.ListSigningKeys(ctx(t))
 	ok(t, err)
-	if len(l) != 2 || l[0].KID != "k1" || l[1].KID != "k2" {
-		t.Fatalf("ListSigningKeys = %v, want k1, k2 (oldest first)", l)
+	var kids []string
+	for _, k := range l {
+		kids = append(kids, k.KID)
 	}
-	g := l[1]
+	eqList(t, "ListSigningKeys (oldest first)", kids, []string{"k0", "k1", "k2"})
+	eqTimePtr(t, "k0 RetiredAt", l[0].RetiredAt, ptr(at(0)))
+	eqTimePtr(t, "k0 ExpiresAt", l[0].ExpiresAt, ptr(at(10*time.Hour)))
+	g := l[2]
 	eq(t, "Alg", g.Alg, "ES256")
 	eq(t, "State", g.State, store.KeyNext)
 	eqBytes(t, "Private", g.Private, []byte("sealed k2"))
@@ -420,7 +429,7 @@ func testSigningKeys(t *testing.T, s store.Store) {
 	// One whose next key is not "next" changes nothing either (the whole transaction rolls back).
 	wantErr(t, s.RotateSigningKeys(ctx(t), "k1", "k_missing", rot, rot.Add(time.Hour), newKey("k3", store.KeyNext, rot)), store.ErrConflict)
 	m := keysByKID(t, s)
-	if len(m) != 2 || m["k1"].State != store.KeyActive || m["k2"].State != store.KeyNext {
+	if len(m) != 3 || m["k1"].State != store.KeyActive || m["k2"].State != store.KeyNext {
 		t.Fatalf("failed rotations changed the keyring: %v", m)
 	}
 
@@ -440,14 +449,14 @@ func testSigningKeys(t *testing.T, s store.Store) {
 	m = keysByKID(t, s)
 	eq(t, "k2 state", m["k2"].State, store.KeyRetired)
 	eq(t, "k3 state", m["k3"].State, store.KeyActive)
-	eq(t, "keys", len(m), 3)
+	eq(t, "keys", len(m), 4)
 
 	// Deletion drops retired keys expired before t, never the active one.
 	ok(t, s.DeleteSigningKeysExpiredBefore(ctx(t), base.Add(25*time.Hour))) // k1 expires exactly then: kept
-	eq(t, "keys after delete at k1's expiry", len(keysByKID(t, s)), 3)
+	eq(t, "keys after delete at k1's expiry", len(keysByKID(t, s)), 3) // k0 (expired at 10h) went
 	ok(t, s.DeleteSigningKeysExpiredBefore(ctx(t), base.Add(30*time.Hour)))
 	m = keysByKID(t, s)
-	if _, found := m["k1"]; found || len(m) != 2 {
+	if _, found := m["k1"]; found || len(m) != 2 || m["k0"] != nil {
 		t.Fatalf("after delete: %v, want k2 and k3", m)
 	}
 	ok(t, s.DeleteSigningKeysExpiredBefore(ctx(t), base.Add(1000*time.Hour)))
