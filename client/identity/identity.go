@@ -35,10 +35,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -121,33 +123,104 @@ func NewNonce() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
+// Signer signs requests with one key; it is what the gateway uses on every forwarded request:
+// HMAC states and buffers are pooled, and nonces are a random per-Signer prefix plus a counter —
+// unique without a system call per request (a nonce must be unique, not secret: the MAC covers it).
+type Signer struct {
+	pool   sync.Pool
+	prefix [10]byte
+	n      atomic.Uint64
+}
+
+type signState struct {
+	h   hash.Hash
+	msg []byte
+	sum []byte
+	out []byte
+}
+
+// NewSigner returns a Signer for key (at least MinKeyBytes long).
+func NewSigner(key []byte) (*Signer, error) {
+	if len(key) < MinKeyBytes {
+		return nil, fmt.Errorf("identity: key is %d bytes; at least %d are required", len(key), MinKeyBytes)
+	}
+	k := append([]byte(nil), key...)
+	s := &Signer{}
+	s.pool.New = func() any {
+		return &signState{h: hmac.New(sha256.New, k), msg: make([]byte, 0, 1024), sum: make([]byte, 0, sha256.Size), out: make([]byte, 0, 128)}
+	}
+	if _, err := rand.Read(s.prefix[:]); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// appendNonce appends a nonce never produced before by this Signer (128 bits: 80 random, 48
+// counter; base64url).
+func (s *Signer) appendNonce(b []byte) []byte {
+	var raw [16]byte
+	copy(raw[:10], s.prefix[:])
+	n := s.n.Add(1)
+	for i := 0; i < 6; i++ {
+		raw[15-i] = byte(n >> (8 * i))
+	}
+	return base64.RawURLEncoding.AppendEncode(b, raw[:])
+}
+
+// Sign returns the X-Posgate-Signature value for a request, with a fresh nonce (see the package
+// Sign).
+func (s *Signer) Sign(method, target string, t time.Time, principal string) string {
+	st := s.pool.Get().(*signState)
+	defer s.pool.Put(st)
+	var tsb [24]byte
+	ts := strconv.AppendInt(tsb[:0], t.Unix(), 10)
+	var nb [24]byte
+	nonce := s.appendNonce(nb[:0])
+	st.msg = appendSigned(st.msg[:0], method, target, ts, nonce, principal)
+	st.h.Reset()
+	st.h.Write(st.msg)
+	st.sum = st.h.Sum(st.sum[:0])
+	st.out = appendSignature(st.out[:0], ts, nonce, st.sum)
+	return string(st.out)
+}
+
 // Sign returns the X-Posgate-Signature header value for a request. target is the request target
 // as sent on the wire (escaped path, "?" and raw query when present); principal is the
-// X-Posgate-Principal header value.
+// X-Posgate-Principal header value. Servers signing many requests use a Signer.
 func Sign(key []byte, method, target string, t time.Time, nonce, principal string) string {
 	ts := strconv.FormatInt(t.Unix(), 10)
-	mac := mac(key, method, target, ts, nonce, principal)
-	var b strings.Builder
-	b.Grow(len(ts) + len(nonce) + 64)
-	b.WriteString("t=")
-	b.WriteString(ts)
-	b.WriteString(",n=")
-	b.WriteString(nonce)
-	b.WriteString(",v1=")
-	b.WriteString(base64.RawURLEncoding.EncodeToString(mac))
-	return b.String()
+	return string(appendSignature(nil, []byte(ts), []byte(nonce), mac(key, method, target, ts, nonce, principal)))
+}
+
+func appendSignature(b, ts, nonce, mac []byte) []byte {
+	b = append(b, "t="...)
+	b = append(b, ts...)
+	b = append(b, ",n="...)
+	b = append(b, nonce...)
+	b = append(b, ",v1="...)
+	return base64.RawURLEncoding.AppendEncode(b, mac)
 }
 
 func mac(key []byte, method, target, ts, nonce, principal string) []byte {
 	h := hmac.New(sha256.New, key)
-	// One write per part, each followed by a newline; parts cannot contain "\n" (method and
-	// target are checked by the HTTP layer, ts and nonce are ours, principal is base64url).
-	for _, s := range [...]string{version, method, target, ts, nonce} {
-		h.Write([]byte(s))
-		h.Write([]byte{'\n'})
-	}
-	h.Write([]byte(principal))
+	h.Write(appendSigned(nil, method, target, []byte(ts), []byte(nonce), principal))
 	return h.Sum(nil)
+}
+
+// appendSigned appends the signed string: one part per line. Parts cannot contain "\n": method
+// and target are checked by the HTTP layer, ts and nonce are ours, principal is base64url.
+func appendSigned(b []byte, method, target string, ts, nonce []byte, principal string) []byte {
+	b = append(b, version...)
+	b = append(b, '\n')
+	b = append(b, method...)
+	b = append(b, '\n')
+	b = append(b, target...)
+	b = append(b, '\n')
+	b = append(b, ts...)
+	b = append(b, '\n')
+	b = append(b, nonce...)
+	b = append(b, '\n')
+	return append(b, principal...)
 }
 
 // Errors returned by Verify (wrapped with detail).

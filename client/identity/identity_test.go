@@ -162,3 +162,33 @@ func TestDecodePrincipalRefusesJunk(t *testing.T) {
 		}
 	}
 }
+
+func TestSignerNoncesAreUniqueAndVerify(t *testing.T) {
+	s, err := NewSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := NewSigner(key)
+	v, _ := NewVerifier(key)
+	v.Replay = NewMemoryReplayCache(0)
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		for _, sg := range []*Signer{s, s2} {
+			sig := sg.Sign("GET", "/x", time.Now(), EncodePrincipal([]byte(`{"dialect":"d","means":"m"}`)))
+			if _, err := v.VerifyValues("GET", "/x", EncodePrincipal([]byte(`{"dialect":"d","means":"m"}`)), sig); err != nil {
+				t.Fatalf("signer %d: %v", i, err)
+			}
+			_, n, _, err := ParseSignature(sig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen[n] {
+				t.Fatalf("nonce %q repeated", n)
+			}
+			seen[n] = true
+		}
+	}
+	if _, err := NewSigner(key[:31]); err == nil {
+		t.Fatal("short key accepted")
+	}
+}

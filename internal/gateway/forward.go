@@ -56,7 +56,7 @@ func SigningKey(cfg *config.Config, master []byte) ([]byte, error) {
 type Forwarder struct {
 	log       *slog.Logger
 	clock     clock.Clock
-	key       []byte
+	signer    *identity.Signer
 	timeout   time.Duration
 	transport *http.Transport
 	upstreams map[string]*upstream
@@ -92,10 +92,14 @@ func NewForwarder(cfg *config.Config, master []byte, log *slog.Logger, clk clock
 	if timeout == 0 {
 		timeout = DefaultUpstreamTimeout
 	}
+	signer, err := identity.NewSigner(key)
+	if err != nil {
+		return nil, err
+	}
 	f := &Forwarder{
 		log:       log,
 		clock:     clk,
-		key:       key,
+		signer:    signer,
 		timeout:   timeout,
 		transport: newTransport(),
 		upstreams: map[string]*upstream{},
@@ -288,7 +292,7 @@ func (f *Forwarder) rewrite(up *upstream, pr *httputil.ProxyRequest) {
 	}
 	pr.Out.Header[identity.HeaderPrincipal] = []string{st.principal}
 	pr.Out.Header[identity.HeaderSignature] = []string{
-		identity.Sign(f.key, pr.Out.Method, pr.Out.URL.RequestURI(), f.clock.Now(), identity.NewNonce(), st.principal),
+		f.signer.Sign(pr.Out.Method, pr.Out.URL.RequestURI(), f.clock.Now(), st.principal),
 	}
 }
 

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -142,8 +143,15 @@ func FuzzPrincipalHeader(f *testing.F) {
 		p := &auth.Principal{Dialect: dialect, Means: dialect + ".m", Location: location, Client: client,
 			Scopes: []string{claim}, Claims: map[string]any{"notificationKey": claim, "amount": amount}, TokenID: "secret-jti"}
 		ph, err := encodePrincipal(p)
+		want, werr := json.Marshal(p)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("hand encoder error %v, encoding/json error %v", err, werr)
+		}
 		if err != nil {
 			return // NaN/Inf amounts do not encode; the forwarder answers 500 then
+		}
+		if doc, _ := base64.RawURLEncoding.DecodeString(ph); !bytes.Equal(doc, want) {
+			t.Fatalf("hand encoder differs from encoding/json:\n%s\n%s", doc, want)
 		}
 		for i := 0; i < len(ph); i++ {
 			c := ph[i]

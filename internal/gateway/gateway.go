@@ -20,7 +20,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,7 +32,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/posgate/posgate/client/identity"
 	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/clock"
@@ -622,13 +620,4 @@ func (c *consumedSet) add(jti string, exp, now time.Time) {
 		c.m[jti] = exp
 	}
 	c.n.Store(int64(len(c.m)))
-}
-
-// encodePrincipal is the X-Posgate-Principal value for p (tests and fuzzing share it with forward).
-func encodePrincipal(p *auth.Principal) (string, error) {
-	doc, err := json.Marshal(p)
-	if err != nil {
-		return "", err
-	}
-	return identity.EncodePrincipal(doc), nil
 }

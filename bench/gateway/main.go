@@ -1,0 +1,449 @@
+// Command gateway measures what the posgate gateway costs: the same load, in the same run, through
+// (a) a complete posgate (every module, SQLite store, access log, metrics) with a route that
+// accepts any posgate access token and requires a scope, and (b) a bare httputil.ReverseProxy, to
+// the same upstream. It reports requests/s and latency percentiles of both, their ratio, and the
+// p99 posgate adds.
+//
+//	go run ./bench/gateway                      # concurrency 8 and 64, 3 rounds of 5 s each
+//	go run ./bench/gateway -c 1,8,64 -d 10s -rounds 5
+//
+// Everything runs on loopback in separate processes (this binary re-executes itself for the
+// upstream, the bare proxy and posgate), so the load generator, the proxies and the upstream
+// share the machine the same way in both cases. Rounds alternate a/b and b/a so that drift in the
+// machine's load affects both; the report uses the median round.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+func main() {
+	role := flag.String("role", "", "internal: run as upstream | bare | posgate")
+	upstream := flag.String("upstream", "", "internal: upstream URL")
+	key := flag.String("key", "", "internal: identity signing secret (base64)")
+	dataDir := flag.String("data-dir", "", "internal: posgate data dir")
+	logLevel := flag.String("log-level", "info", "posgate's log level during the run (its access log is written to a file)")
+	conc := flag.String("c", "8,64", "concurrency levels, comma-separated")
+	dur := flag.Duration("d", 5*time.Second, "duration of each measured run")
+	warm := flag.Duration("warmup", time.Second, "unmeasured warm-up before each run")
+	rounds := flag.Int("rounds", 3, "rounds per concurrency level (a and b each once per round)")
+	maxReq := flag.Int64("n", 5_000_000, "at most this many requests per run")
+	flag.Parse()
+
+	var err error
+	switch *role {
+	case "upstream":
+		err = runUpstream(*key)
+	case "bare":
+		err = runBare(*upstream)
+	case "posgate":
+		err = runPosgate(*upstream, *key, *dataDir, *logLevel)
+	case "":
+		err = bench(*conc, *dur, *warm, *rounds, *maxReq, *logLevel)
+	default:
+		err = fmt.Errorf("unknown role %q", *role)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
+		os.Exit(1)
+	}
+}
+
+// child is a role process; it prints "LISTEN <url>" once ready and exits when its stdin closes.
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	url   string
+}
+
+func startChild(extraEnv []string, args ...string) (*child, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), extraEnv...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("%v: no LISTEN line: %v", args, err)
+	}
+	u, ok := strings.CutPrefix(strings.TrimSpace(line), "LISTEN ")
+	if !ok {
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("%v: unexpected %q", args, line)
+	}
+	if pu, err := url.Parse(u); err != nil || pu.Hostname() != "127.0.0.1" {
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("%v: %q is not a loopback URL", args, u)
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	return &child{cmd: cmd, stdin: stdin, url: u}, nil
+}
+
+func (c *child) stop() {
+	_ = c.stdin.Close()
+	done := make(chan struct{})
+	go func() { _ = c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// untilStdinCloses blocks until the parent goes away (or an interrupt).
+func untilStdinCloses() {
+	done := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(done) }()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt)
+	select {
+	case <-done:
+	case <-sig:
+	}
+}
+
+func randomSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func bench(concList string, d, warm time.Duration, rounds int, maxReq int64, logLevel string) error {
+	var levels []int
+	for _, s := range strings.Split(concList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 1024 {
+			return fmt.Errorf("-c: %q is not a concurrency between 1 and 1024", s)
+		}
+		levels = append(levels, n)
+	}
+	if d <= 0 || d > 10*time.Minute || rounds < 1 || rounds > 20 {
+		return errors.New("-d must be in (0, 10m] and -rounds in [1, 20]")
+	}
+	tmp, err := os.MkdirTemp("", "posgate-bench-gateway-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	key := randomSecret()
+	adminToken := "pg_at_" + strings.TrimRight(base64.URLEncoding.EncodeToString([]byte(randomSecret()))[:43], "=")
+
+	up, err := startChild(nil, "-role", "upstream", "-key", key)
+	if err != nil {
+		return err
+	}
+	defer up.stop()
+	bare, err := startChild(nil, "-role", "bare", "-upstream", up.url)
+	if err != nil {
+		return err
+	}
+	defer bare.stop()
+	pg, err := startChild([]string{"POSGATE_ADMIN_TOKEN=" + adminToken, "POSGATE_MASTER_KEY=" + randomSecret()},
+		"-role", "posgate", "-upstream", up.url, "-key", key, "-data-dir", filepath.Join(tmp, "data"), "-log-level", logLevel)
+	if err != nil {
+		return err
+	}
+	defer pg.stop()
+
+	tok, err := getToken(pg.url, adminToken)
+	if err != nil {
+		return err
+	}
+	if err := smoke(pg.url, bare.url, tok); err != nil {
+		return err
+	}
+
+	fmt.Printf("# gateway benchmark: %s, %d rounds of %s per level, warm-up %s, posgate log level %s\n\n",
+		time.Now().UTC().Format(time.RFC3339), rounds, d, warm, logLevel)
+	fmt.Println("| concurrency | posgate req/s | bare req/s | ratio | posgate p50 / p99 | bare p50 / p99 | added p99 |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|")
+	pass := true
+	for _, c := range levels {
+		var as, bs []*result
+		for r := 0; r < rounds; r++ {
+			order := []string{"a", "b"}
+			if r%2 == 1 {
+				order = []string{"b", "a"}
+			}
+			for _, which := range order {
+				u := pg.url
+				if which == "b" {
+					u = bare.url
+				}
+				res, err := load(u+"/bench/orders/42?expand=lines", tok, c, d, warm, maxReq)
+				if err != nil {
+					return err
+				}
+				if which == "a" {
+					as = append(as, res)
+				} else {
+					bs = append(bs, res)
+				}
+			}
+		}
+		a, b := median(as), median(bs)
+		ratio := a.rate() / b.rate()
+		added := a.quantile(0.99) - b.quantile(0.99)
+		fmt.Printf("| %d | %.0f | %.0f | %.2f | %s / %s | %s / %s | %s |\n", c, a.rate(), b.rate(), ratio,
+			fmtDur(a.quantile(0.5)), fmtDur(a.quantile(0.99)), fmtDur(b.quantile(0.5)), fmtDur(b.quantile(0.99)), fmtDur(added))
+		var ratios []string
+		for i := range as {
+			ratios = append(ratios, fmt.Sprintf("%.2f", as[i].rate()/bs[i].rate()))
+		}
+		fmt.Fprintf(os.Stderr, "concurrency %d: per-round ratios %s\n", c, strings.Join(ratios, " "))
+		if ratio < 0.9 || added > time.Millisecond {
+			pass = false
+		}
+	}
+	fmt.Println()
+	if pass {
+		fmt.Println("target met: throughput ratio ≥ 0.90 and added p99 ≤ 1 ms at every level")
+	} else {
+		fmt.Println("TARGET MISSED: throughput ratio ≥ 0.90 and added p99 ≤ 1 ms at every level")
+	}
+	return nil
+}
+
+// getToken creates a client through the admin API and gets a client_credentials token with the
+// route's scope.
+func getToken(base, adminToken string) (string, error) {
+	body, _ := json.Marshal(map[string]any{"name": "bench", "grant_types": []string{"client_credentials"},
+		"scopes": []string{"bench"}, "audiences": []string{"bench"}})
+	req, _ := http.NewRequest("POST", base+"/admin/api/v1/clients", strings.NewReader(string(body)))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("Content-Type", "application/json")
+	var created struct{ ClientID, ClientSecret string }
+	if err := doJSON(req, &created, "client_id", "client_secret"); err != nil {
+		return "", fmt.Errorf("creating a client: %w", err)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"bench"}, "audience": {"bench"}}
+	req, _ = http.NewRequest("POST", base+"/oauth/token", strings.NewReader(form.Encode()))
+	req.SetBasicAuth(url.QueryEscape(created.ClientID), url.QueryEscape(created.ClientSecret))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	var tok struct{ AccessToken string }
+	if err := doJSON(req, &tok, "access_token"); err != nil {
+		return "", fmt.Errorf("getting a token: %w", err)
+	}
+	return tok.AccessToken, nil
+}
+
+// doJSON sends req and decodes a 2xx JSON answer, mapping the named snake_case fields onto the
+// struct's fields in order.
+func doJSON(req *http.Request, out any, fields ...string) error {
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %d %s", req.Method, req.URL.Path, resp.StatusCode, data)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		return err
+	}
+	vals := make([]string, len(fields))
+	for i, f := range fields {
+		s, _ := m[f].(string)
+		if s == "" {
+			return fmt.Errorf("%s %s: answer has no %q", req.Method, req.URL.Path, f)
+		}
+		vals[i] = s
+	}
+	switch o := out.(type) {
+	case *struct{ ClientID, ClientSecret string }:
+		o.ClientID, o.ClientSecret = vals[0], vals[1]
+	case *struct{ AccessToken string }:
+		o.AccessToken = vals[0]
+	}
+	return nil
+}
+
+// smoke checks both paths work before measuring: posgate forwards with a verifiable identity and
+// refuses without a token; the bare proxy forwards.
+func smoke(pgURL, bareURL, tok string) error {
+	get := func(u, authz string) (int, string, error) {
+		req, _ := http.NewRequest("GET", u, nil)
+		if authz != "" {
+			req.Header.Set("Authorization", authz)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+	if st, body, err := get(pgURL+"/bench/verify", "Bearer "+tok); err != nil || st != 200 || !strings.Contains(body, `"verified":true`) {
+		return fmt.Errorf("posgate route: %d %s %v (is the gateway module wired into the server?)", st, body, err)
+	}
+	if st, _, err := get(pgURL+"/bench/x", ""); err != nil || st != 401 {
+		return fmt.Errorf("posgate route without a token: %d %v, want 401", st, err)
+	}
+	if st, _, err := get(bareURL+"/bench/x", "Bearer "+tok); err != nil || st != 200 {
+		return fmt.Errorf("bare proxy: %d %v", st, err)
+	}
+	return nil
+}
+
+type result struct {
+	n         int64
+	elapsed   time.Duration
+	latencies []time.Duration
+}
+
+func (r *result) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
+
+func (r *result) quantile(q float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	return r.latencies[int(q*float64(len(r.latencies)-1))]
+}
+
+func median(rs []*result) *result {
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b *result) int {
+		switch {
+		case a.rate() < b.rate():
+			return -1
+		case a.rate() > b.rate():
+			return 1
+		}
+		return 0
+	})
+	return s[len(s)/2]
+}
+
+// load drives GET u with the bearer token from c workers for d (after warm), bounded by maxReq.
+// Any non-200 answer aborts the run: a benchmark that counts errors as throughput lies.
+func load(u, tok string, c int, d, warm time.Duration, maxReq int64) (*result, error) {
+	tr := &http.Transport{MaxIdleConns: 2 * c, MaxIdleConnsPerHost: 2 * c, DisableCompression: true, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	authz := "Bearer " + tok
+	once := func(ctx context.Context) (time.Duration, error) {
+		req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Authorization", authz)
+		start := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		el := time.Since(start)
+		if err != nil {
+			return 0, err
+		}
+		if resp.StatusCode != 200 {
+			return 0, fmt.Errorf("GET %s: status %d", u, resp.StatusCode)
+		}
+		return el, nil
+	}
+	phase := func(dur time.Duration, record bool) (*result, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), dur)
+		defer cancel()
+		var count atomic.Int64
+		var mu sync.Mutex
+		var firstErr error
+		lat := make([][]time.Duration, c)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for w := 0; w < c; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				local := make([]time.Duration, 0, 1<<14)
+				for ctx.Err() == nil && count.Add(1) <= maxReq {
+					el, err := once(ctx)
+					if err != nil {
+						if ctx.Err() != nil {
+							break
+						}
+						mu.Lock()
+						if firstErr == nil {
+							firstErr = err
+						}
+						mu.Unlock()
+						cancel()
+						break
+					}
+					if record {
+						local = append(local, el)
+					}
+				}
+				lat[w] = local
+			}(w)
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		if firstErr != nil {
+			return nil, firstErr
+		}
+		res := &result{elapsed: elapsed}
+		for _, l := range lat {
+			res.latencies = append(res.latencies, l...)
+		}
+		res.n = int64(len(res.latencies))
+		slices.Sort(res.latencies)
+		return res, nil
+	}
+	if warm > 0 {
+		if _, err := phase(warm, false); err != nil {
+			return nil, err
+		}
+	}
+	return phase(d, true)
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-" + fmtDur(-d)
+	case d < time.Millisecond:
+		return fmt.Sprintf("%d µs", d.Microseconds())
+	default:
+		return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000)
+	}
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"time"
+
+	"github.com/posgate/posgate/client/identity"
+	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/server"
+)
+
+// answer is what the upstream returns for every benchmark request: a small JSON document, like a
+// POS API's order lookup.
+var answer = []byte(`{"id":"42","status":"open","lines":[{"sku":"A-1","qty":2,"price":1250},{"sku":"B-7","qty":1,"price":300}],"total":2800}`)
+
+// runUpstream serves the benchmark's upstream. /bench/verify checks the identity headers (the
+// smoke test); every other path answers at once without checking anything, so the upstream costs
+// the same in both cases.
+func runUpstream(key string) error {
+	iv, err := identity.NewVerifierBase64(key)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/bench/verify", func(w http.ResponseWriter, r *http.Request) {
+		p, err := iv.Verify(r)
+		w.Header().Set("Content-Type", "application/json")
+		if err != nil || r.Header.Get("Authorization") != "" {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprintf(w, `{"verified":false,"error":%q}`, fmt.Sprint(err))
+			return
+		}
+		fmt.Fprintf(w, `{"verified":true,"means":%q}`, p.Means)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(answer)
+	})
+	return serveLoopback(mux)
+}
+
+// runBare is the baseline: httputil.ReverseProxy with the same transport settings as posgate's
+// forwarder (keep-alive, 256 idle connections per host) and nothing else.
+func runBare(upstream string) error {
+	target, err := url.Parse(upstream)
+	if err != nil {
+		return err
+	}
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.SetXForwarded()
+		},
+		// Quiet: a run ends by cancelling in-flight requests.
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) { w.WriteHeader(http.StatusBadGateway) },
+		Transport: &http.Transport{DialContext: d.DialContext, ForceAttemptHTTP2: true, MaxIdleConns: 1024,
+			MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
+	}
+	return serveLoopback(proxy)
+}
+
+func serveLoopback(h http.Handler) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() { _ = srv.Serve(ln) }()
+	fmt.Printf("LISTEN http://%s\n", ln.Addr())
+	untilStdinCloses()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(ctx)
+}
+
+// runPosgate runs a complete posgate (server.New: every module, SQLite in dataDir) with one
+// gateway route that accepts any posgate access token with scope "bench".
+func runPosgate(upstream, key, dataDir, logLevel string) error {
+	if dataDir == "" {
+		return errors.New("-data-dir is required")
+	}
+	cfg := config.Default()
+	cfg.Server.DataDir = dataDir
+	cfg.Server.Addr = ""
+	cfg.Server.HTTPAddr = "127.0.0.1:0"
+	cfg.Server.LogLevel = logLevel
+	cfg.Upstreams = map[string]string{"pos": upstream}
+	cfg.Gateway.SigningSecret = key
+	cfg.Routes = []config.Route{{Path: "/bench/", Methods: []string{"GET", "POST"}, Auth: []string{"posgate"},
+		Scopes: []string{"bench"}, Upstream: "pos"}}
+	cfg.Resolve()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	logFile, err := os.Create(filepath.Join(dataDir, "posgate.log"))
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	if path := os.Getenv("BENCH_GATEWAY_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := server.New(ctx, server.Options{Config: cfg, Log: server.NewLogger(logFile, logLevel), Out: io.Discard})
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ctx) }()
+	fmt.Printf("LISTEN %s\n", srv.HTTPURL())
+	untilStdinCloses()
+	cancel()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(15 * time.Second):
+		slog.Warn("posgate did not stop in time")
+		return nil
+	}
+}
