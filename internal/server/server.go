@@ -204,6 +204,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	if err := adminCore.Mount(public, adminMux); err != nil {
 		return s, fmt.Errorf("admin: %w", err)
 	}
+	s.modules = append(s.modules, namedModule{"posgate", adminCore})
 	for _, c := range moduleConstructors {
 		m, err := c.build(svc)
 		if err != nil {

@@ -101,3 +101,112 @@ func TestClientCredentialsEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+func TestReadyzIs503WhenTheStoreIsDown(t *testing.T) {
+	inst := servertest.Start(t, servertest.Options{})
+	if status, _, _ := get(t, inst.Client, inst.URL+"/readyz"); status != 200 {
+		t.Fatalf("readyz %d", status)
+	}
+	inst.Svc.Store.Close()
+	status, h, body := get(t, inst.Client, inst.URL+"/readyz")
+	if status != 503 || h.Get("Retry-After") == "" || !strings.Contains(body, "unavailable") {
+		t.Errorf("readyz with the store down: %d %v %s", status, h, body)
+	}
+	// Liveness is not readiness.
+	if status, _, _ := get(t, inst.Client, inst.URL+"/healthz"); status != 200 {
+		t.Errorf("healthz %d", status)
+	}
+}
+
+func TestAdminAPIRefusals(t *testing.T) {
+	inst := servertest.Start(t, servertest.Options{})
+	do := func(method, path, auth, ctype, body string) (int, http.Header, map[string]any) {
+		req, _ := http.NewRequest(method, inst.URL+path, strings.NewReader(body))
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		resp, err := inst.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, resp.Header, m
+	}
+	bearer := "Bearer " + inst.AdminToken
+	for _, tc := range []struct {
+		name, method, path, auth, ctype, body string
+		status                                int
+		code                                  string
+	}{
+		{"no token", "GET", "/admin/api/v1/clients", "", "", "", 401, "invalid_token"},
+		{"wrong token", "GET", "/admin/api/v1/clients", "Bearer pg_at_nope", "", "", 401, "invalid_token"},
+		{"basic scheme", "GET", "/admin/api/v1/clients", "Basic " + inst.AdminToken, "", "", 401, "invalid_token"},
+		{"unknown resource", "GET", "/admin/api/v1/nothing", bearer, "", "", 404, "not_found"},
+		{"unknown client", "GET", "/admin/api/v1/clients/cl_nope", bearer, "", "", 404, "not_found"},
+		{"not json", "POST", "/admin/api/v1/clients", bearer, "text/plain", `{"name":"x","grant_types":["password"]}`, 400, "invalid_request"},
+		{"duplicate keys", "POST", "/admin/api/v1/clients", bearer, "application/json", `{"name":"x","name":"y","grant_types":["password"]}`, 400, "invalid_request"},
+		{"unknown field", "POST", "/admin/api/v1/clients", bearer, "application/json", `{"name":"x","grant_types":["password"],"secret":"s"}`, 400, "invalid_request"},
+		{"bad grant", "POST", "/admin/api/v1/clients", bearer, "application/json", `{"name":"x","grant_types":["implicit"]}`, 400, "invalid_request"},
+		{"too large", "POST", "/admin/api/v1/clients", bearer, "application/json", `{"name":"` + strings.Repeat("x", 70000) + `","grant_types":["password"]}`, 400, "invalid_request"},
+		{"revoke garbage", "POST", "/admin/api/v1/tokens/revoke", bearer, "application/json", `{"token":"abc"}`, 400, "invalid_token"},
+		{"audit limit", "GET", "/admin/api/v1/audit?limit=0", bearer, "", "", 400, "invalid_request"},
+	} {
+		status, h, m := do(tc.method, tc.path, tc.auth, tc.ctype, tc.body)
+		if status != tc.status || m["error"] != tc.code || m["error_description"] == "" {
+			t.Errorf("%s: %d %v, want %d %s", tc.name, status, m, tc.status, tc.code)
+		}
+		if status == 401 && !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("%s: WWW-Authenticate %q", tc.name, h.Get("WWW-Authenticate"))
+		}
+	}
+	// Nothing was created by the refused requests; the refusals are audited.
+	_, list := inst.Admin(t, "GET", "/clients", nil)
+	if cl, _ := list["clients"].([]any); len(cl) != 0 {
+		t.Errorf("refused requests created clients: %v", cl)
+	}
+	_, audit := inst.Admin(t, "GET", "/audit?limit=100", nil)
+	text, _ := json.Marshal(audit)
+	for _, want := range []string{`"action":"admin.auth"`, `"outcome":"denied"`, `"action":"client.create"`} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("audit lacks %s: %s", want, text)
+		}
+	}
+	if strings.Contains(string(text), inst.AdminToken) {
+		t.Error("audit holds the admin token")
+	}
+}
+
+func TestDemoPrintsCurlLines(t *testing.T) {
+	inst := servertest.Start(t, servertest.Options{Demo: true})
+	out := inst.Output()
+	if !strings.Contains(out, "posgate demo credentials") || !strings.Contains(out, "curl ") {
+		t.Fatalf("demo output:\n%s", out)
+	}
+	// The posgate demo credentials work.
+	i := strings.Index(out, "-u '")
+	if i < 0 {
+		t.Fatalf("no posgate demo line:\n%s", out)
+	}
+	cred := out[i+4:]
+	cred = cred[:strings.IndexByte(cred, '\'')]
+	id, sec, _ := strings.Cut(cred, ":")
+	cc := clientcredentials.Config{ClientID: id, ClientSecret: sec, TokenURL: inst.URL + "/oauth/token", Scopes: []string{"demo"}}
+	if _, err := cc.Token(context.WithValue(context.Background(), oauth2HTTPClient, inst.Client)); err != nil {
+		t.Errorf("demo client: %v", err)
+	}
+	// Demo secrets go to the terminal only, never to the logs.
+	for _, line := range strings.Split(out, "\n") {
+		for _, f := range strings.Fields(line) {
+			for _, prefix := range []string{"pg_cs_", "pg_ck_", "pg_as_", "pg_vk_"} {
+				if i := strings.Index(f, prefix); i >= 0 && len(f[i:]) > 40 && strings.Contains(inst.Logs(), f[i:i+40]) {
+					t.Errorf("demo secret %.12s… is in the logs", f[i:])
+				}
+			}
+		}
+	}
+}

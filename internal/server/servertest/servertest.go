@@ -47,6 +47,8 @@ type Options struct {
 	LogOutput io.Writer
 	// AdminToken fixes the admin token; default: a generated one.
 	AdminToken string
+	// Demo runs every module's demo seeding (serve --demo); the curl lines are in Output().
+	Demo bool
 }
 
 // Instance is a running posgate.
@@ -109,6 +111,7 @@ func Start(t testing.TB, o Options) *Instance {
 		Log:    server.NewLogger(logw, cfg.Server.LogLevel),
 		Clock:  o.Clock,
 		Out:    inst.output,
+		Demo:   o.Demo,
 		Getenv: func(k string) string {
 			if k == "POSGATE_ADMIN_TOKEN" {
 				return tok
