@@ -274,3 +274,22 @@ func pythonWithJWT(t *testing.T) string {
 	t.Skip("python3 with PyJWT not found (apt-get install -y python3-jwt)")
 	return ""
 }
+
+// checkNoSecrets fails when the instance's logs or audit trail contain any of secrets.
+func (e *env) checkNoSecrets(t *testing.T, secrets ...string) {
+	t.Helper()
+	logs := e.inst.Logs()
+	_, audit := e.inst.Admin(t, "GET", "/audit?limit=1000", nil)
+	auditJSON, _ := json.Marshal(audit)
+	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
+		if strings.Contains(logs, s) {
+			t.Errorf("a secret appears in the logs: %.12s…", s)
+		}
+		if strings.Contains(string(auditJSON), s) {
+			t.Errorf("a secret appears in the audit trail: %.12s…", s)
+		}
+	}
+}

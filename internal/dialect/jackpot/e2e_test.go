@@ -143,10 +143,30 @@ func TestTokenRequestShapes(t *testing.T) {
 	t.Run("jwt-bearer", func(t *testing.T) {
 		checkTokenSuccess(t, e.session(t, c, good), 3600)
 	})
+	var tok string
 	t.Run("unknown members are ignored", func(t *testing.T) {
 		a := e.token(t, map[string]any{"grant_type": "client_credentials", "client_id": c.APIKey, "client_secret": c.Secret, "scope": "x", "extra": map[string]any{"a": 1}})
-		checkTokenSuccess(t, a, 3600)
+		tok = checkTokenSuccess(t, a, 3600)
 	})
+
+	// Refusals are audited — by internal client id, never with a credential — and nothing secret
+	// reaches the logs.
+	_, audit := e.inst.Admin(t, "GET", "/audit?limit=1000", nil)
+	events, _ := audit["events"].([]any)
+	refused := 0
+	for _, ev := range events {
+		m, _ := ev.(map[string]any)
+		if m["action"] == "jackpot.token.refused" {
+			refused++
+			if m["outcome"] != "denied" || m["address"] == "" {
+				t.Errorf("audit event %v", m)
+			}
+		}
+	}
+	if refused < 8 {
+		t.Errorf("%d jackpot.token.refused audit events (audit answered %v)", refused, audit)
+	}
+	e.checkNoSecrets(t, c.APIKey, c.Secret, c.Signature, good, tok, m2mOnly.APIKey, m2mOnly.Secret, m2mOnly.Signature)
 }
 
 // Every assertion rule of the spec, through the real endpoint, with the clock held still.
@@ -484,6 +504,7 @@ func TestMeansPerRoute(t *testing.T) {
 	if a := e.do(t, "PUT", confirmPath, bearer(m2m), nil); a.Status != 401 {
 		t.Fatalf("a disabled client's m2m token: %d %s", a.Status, a.Raw)
 	}
+	e.checkNoSecrets(t, c.APIKey, c.Secret, c.Signature, session, m2m)
 }
 
 func TestSessionConsumedAndAmountCap(t *testing.T) {
