@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/posgate/posgate/internal/app"
@@ -21,6 +22,8 @@ import (
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/httpx"
 	"github.com/posgate/posgate/internal/keys"
+	"github.com/posgate/posgate/internal/oauth"
+	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/token"
 )
@@ -180,6 +183,22 @@ func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		a.fail(w, r, action, "", err)
+		return
+	}
+	if strings.HasPrefix(req.Token, secret.PrefixRefreshToken) {
+		// A chimpy refresh token: revoke its whole family (and so every access token minted from it).
+		ok, err := oauth.RevokeRefreshToken(r.Context(), a.svc, req.Token, "", "admin")
+		if err != nil {
+			a.fail(w, r, action, "", err)
+			return
+		}
+		if !ok {
+			a.audit(r, action, "", "denied", "unknown refresh token")
+			WriteError(w, http.StatusBadRequest, "invalid_token", "not a refresh token posgate knows")
+			return
+		}
+		a.audit(r, action, "refresh_family", "ok", "refresh token family revoked")
+		httpx.WriteJSON(w, http.StatusOK, map[string]any{"revoked": true, "kind": "refresh_family"})
 		return
 	}
 	claims, err := a.svc.Verifier.Verify(r.Context(), req.Token, token.VerifyOptions{AllowExpiredFor: revokeAcceptExpired})

@@ -210,3 +210,45 @@ func TestDemoPrintsCurlLines(t *testing.T) {
 		}
 	}
 }
+
+// POST /admin/api/v1/tokens/revoke takes refresh tokens too: the whole family goes, and with it
+// the access tokens minted from it.
+func TestAdminRevokesARefreshFamily(t *testing.T) {
+	inst := servertest.Start(t, servertest.Options{})
+	_, cl := inst.Admin(t, "POST", "/clients", map[string]any{"name": "app", "grant_types": []string{"password", "refresh_token"},
+		"scopes": []string{"rentals", "offline_access"}, "audiences": []string{"rentals"}})
+	id, sec := cl["client_id"].(string), cl["client_secret"].(string)
+	inst.Admin(t, "POST", "/users", map[string]any{"username": "bob", "password": "a long enough password 1"})
+	post := func(path string, v url.Values) map[string]any {
+		req, _ := http.NewRequest("POST", inst.URL+path, strings.NewReader(v.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(id, sec)
+		resp, err := inst.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return m
+	}
+	tok := post("/oauth/token", url.Values{"grant_type": {"password"}, "username": {"bob"}, "password": {"a long enough password 1"},
+		"scope": {"rentals offline_access"}, "audience": {"rentals"}})
+	at, rt := tok["access_token"].(string), tok["refresh_token"].(string)
+	if rt == "" {
+		t.Fatalf("token: %v", tok)
+	}
+	status, res := inst.Admin(t, "POST", "/tokens/revoke", map[string]any{"token": rt})
+	if status != 200 || res["kind"] != "refresh_family" {
+		t.Fatalf("revoke refresh: %d %v", status, res)
+	}
+	if m := post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}); m["error"] != "invalid_grant" {
+		t.Errorf("refresh after revocation: %v", m)
+	}
+	if m := post("/oauth/introspect", url.Values{"token": {at}}); m["active"] != false {
+		t.Errorf("access token of a revoked family: %v", m)
+	}
+	if status, res := inst.Admin(t, "POST", "/tokens/revoke", map[string]any{"token": "pg_rt_unknownunknownunknownunknownunknown0000"}); status != 400 {
+		t.Errorf("unknown refresh token: %d %v", status, res)
+	}
+}
