@@ -335,3 +335,55 @@ sys.stdout.write(tok if isinstance(tok, str) else tok.decode())`
 		t.Fatalf("PyJWT token refused: %d %s", r.status, r.raw)
 	}
 }
+
+// The socket handshakes reuse the Verifier: the cloud-POS vendor JWT {vendor, timestamp} and the
+// on-premises raw location token.
+func TestSocketCredentials(t *testing.T) {
+	e := newEnv(t)
+	a, b, la, lb := twoVendors(t, e)
+	v := e.mod.Verifier()
+	ctx := t.Context()
+	now := e.clk.Now()
+	vendorJWT := func(key, vendorClaim, ts string) string {
+		return signRaw(`{"alg":"HS256","typ":"JWT"}`, fmt.Sprintf(`{"vendor":%q,"timestamp":%s}`, vendorClaim, ts), []byte(key))
+	}
+	got, exp, err := v.AuthenticateVendorJWT(ctx, "192.0.2.1", a.name, vendorJWT(a.key, a.name, unix(now)+".0"))
+	if err != nil || got.ID != a.id || got.APIName != a.name || !exp.Equal(now.Add(600*time.Second)) {
+		t.Fatalf("vendor JWT: %+v %v %v", got, exp, err)
+	}
+	for name, c := range map[string]struct{ vendor, jwt string }{
+		"vendor claim names another vendor": {a.name, vendorJWT(a.key, b.name, unix(now))},
+		"signed with another vendor's key":  {a.name, vendorJWT(b.key, a.name, unix(now))},
+		"vendor query names another vendor": {b.name, vendorJWT(a.key, a.name, unix(now))},
+		"too old":                           {a.name, vendorJWT(a.key, a.name, unix(now.Add(-601*time.Second)))},
+		"too new":                           {a.name, vendorJWT(a.key, a.name, unix(now.Add(61*time.Second)))},
+		"a location JWT":                    {a.name, locationJWT(a.key, la.token, unix(now))},
+		"alg none":                          {a.name, b64(`{"alg":"none"}`) + "." + b64(`{"vendor":"vendor-a","timestamp":`+unix(now)+`}`) + "."},
+	} {
+		if _, _, err := v.AuthenticateVendorJWT(ctx, "192.0.2.2", c.vendor, c.jwt); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if e, ok := err.(interface{ Error() string }); !ok || !strings.Contains(e.Error(), "unauthenticated") {
+			t.Errorf("%s: %v, want an unauthenticated error", name, err)
+		}
+	}
+
+	venue, err := v.AuthenticateLocationToken(ctx, "192.0.2.3", lb.token)
+	if err != nil || venue.Location.ID != lb.id || venue.Vendor.ID != b.id || !venue.ExpiresAt.IsZero() {
+		t.Fatalf("location token: %+v %v", venue, err)
+	}
+	if p := venue.Principal(); p.Location != lb.id || p.Vendor != b.id || p.Dialect != "doshii" {
+		t.Fatalf("principal %+v", p)
+	}
+	// Guessing location tokens is throttled per address (5 per address and identity, 20 per address).
+	for i := 0; i < 20; i++ {
+		if _, err := v.AuthenticateLocationToken(ctx, "192.0.2.4", "pg_lt_guess"+strconv.Itoa(i)); err == nil {
+			t.Fatal("a guessed token was accepted")
+		}
+	}
+	if _, err := v.AuthenticateLocationToken(ctx, "192.0.2.4", la.token); err == nil || !strings.Contains(err.Error(), "throttled") {
+		t.Fatalf("after 20 guesses from one address: %v, want throttled", err)
+	}
+	if _, err := v.AuthenticateLocationToken(ctx, "192.0.2.5", la.token); err != nil {
+		t.Fatalf("another address: %v", err)
+	}
+}
