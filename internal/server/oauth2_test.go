@@ -1,6 +1,10 @@
 package server_test
 
-import "golang.org/x/oauth2"
+import (
+	"golang.org/x/oauth2"
+
+	"github.com/posgate/posgate/internal/token"
+)
 
 var oauth2HTTPClient = oauth2.HTTPClient
 
@@ -10,3 +14,5 @@ func authStyle(n int) oauth2.AuthStyle {
 	}
 	return oauth2.AuthStyleInParams
 }
+
+func tokenOpts() token.VerifyOptions { return token.VerifyOptions{} }

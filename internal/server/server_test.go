@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2/clientcredentials"
 
@@ -250,5 +251,45 @@ func TestAdminRevokesARefreshFamily(t *testing.T) {
 	}
 	if status, res := inst.Admin(t, "POST", "/tokens/revoke", map[string]any{"token": "pg_rt_unknownunknownunknownunknownunknown0000"}); status != 400 {
 		t.Errorf("unknown refresh token: %d %v", status, res)
+	}
+}
+
+// The same posgate on PostgreSQL; two replicas sharing one database see each other's writes and
+// revocations (LISTEN/NOTIFY bus).
+func TestPostgresReplicas(t *testing.T) {
+	a := servertest.Start(t, servertest.Options{Driver: "postgres"})
+	b := servertest.Start(t, servertest.Options{ReplicaOf: a})
+	status, cl := a.Admin(t, "POST", "/clients", map[string]any{"name": "pg", "grant_types": []string{"client_credentials"}, "scopes": []string{"s"}})
+	if status != 201 {
+		t.Fatalf("create on a: %d %v", status, cl)
+	}
+	id, sec := cl["client_id"].(string), cl["client_secret"].(string)
+	if status, got := b.Admin(t, "GET", "/clients/"+cl["id"].(string), nil); status != 200 || got["name"] != "pg" {
+		t.Fatalf("read on b: %d %v", status, got)
+	}
+	cc := clientcredentials.Config{ClientID: id, ClientSecret: sec, TokenURL: b.URL + "/oauth/token", Scopes: []string{"s"}}
+	tok, err := cc.Token(context.WithValue(context.Background(), oauth2HTTPClient, b.Client))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, res := a.Admin(t, "POST", "/tokens/revoke", map[string]any{"token": tok.AccessToken}); status != 200 {
+		t.Fatalf("revoke on a: %d %v", status, res)
+	}
+	if _, err := a.Svc.Verifier.Verify(context.Background(), tok.AccessToken, tokenOpts()); err == nil {
+		t.Error("a still accepts the revoked token")
+	}
+	// b hears of it on the bus, or at the latest on its next resync.
+	deadline := time.Now().Add(time.Duration(b.Config.Keys.RevocationResync+5) * time.Second)
+	for {
+		if _, err := b.Svc.Verifier.Verify(context.Background(), tok.AccessToken, tokenOpts()); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b still accepts the revoked token after the resync period")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if status, _, body := get(t, b.Client, b.URL+"/readyz"); status != 200 {
+		t.Errorf("readyz on postgres: %d %s", status, body)
 	}
 }

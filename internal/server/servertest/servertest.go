@@ -35,7 +35,11 @@ type Options struct {
 	// when PostgreSQL is unreachable, failing under CI=true).
 	Driver string
 	// DSN shares a PostgreSQL database between instances (two replicas); implies Driver postgres.
+	// Replicas must share the master key too: pass the first instance's DataDir (or use ReplicaOf).
 	DSN string
+	// ReplicaOf makes this instance a replica of another: same PostgreSQL database (DSN), same
+	// data dir (master key), same issuer URL (server.issuer), its own listener.
+	ReplicaOf *Instance
 	// DataDir shares a data dir (master key, SQLite file) between instances started one after the
 	// other; default: a fresh temporary directory.
 	DataDir string
@@ -71,6 +75,12 @@ type Instance struct {
 // Start builds and starts a posgate; it is stopped (gracefully) when the test ends.
 func Start(t testing.TB, o Options) *Instance {
 	t.Helper()
+	if o.ReplicaOf != nil {
+		if o.ReplicaOf.Config.Store.Driver != "postgres" {
+			t.Fatal("servertest: ReplicaOf needs a postgres instance (SQLite is single-process)")
+		}
+		o.DSN, o.DataDir = o.ReplicaOf.Config.Store.DSN, o.ReplicaOf.DataDir
+	}
 	cfg := config.Default()
 	cfg.Server.DataDir = o.DataDir
 	if cfg.Server.DataDir == "" {
@@ -89,6 +99,9 @@ func Start(t testing.TB, o Options) *Instance {
 		if cfg.Store.DSN == "" {
 			cfg.Store.DSN = pgtest.NewDatabase(t)
 		}
+	}
+	if o.ReplicaOf != nil {
+		cfg.Server.Issuer = o.ReplicaOf.Config.Server.Issuer
 	}
 	if o.Configure != nil {
 		o.Configure(cfg)
