@@ -321,8 +321,10 @@ func TestReplayAcrossReplicas(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
 	up := newUpstream(t)
 	dir := t.TempDir()
-	a := newEnv(t, envOptions{driver: "postgres", dsn: dsn, dataDir: dir, up: up})
-	b := newEnv(t, envOptions{driver: "postgres", dsn: dsn, dataDir: dir, up: up})
+	// Replicas of one deployment share the master key (data dir) and the issuer name.
+	sameIssuer := func(c *config.Config) { c.Server.Issuer = "https://posgate.replicas.test" }
+	a := newEnv(t, envOptions{driver: "postgres", dsn: dsn, dataDir: dir, up: up, configure: sameIssuer})
+	b := newEnv(t, envOptions{driver: "postgres", dsn: dsn, dataDir: dir, up: up, configure: sameIssuer})
 	c := a.createClient(t, bothGrants)
 
 	first := a.assertion(c, 10, "cross-1")
