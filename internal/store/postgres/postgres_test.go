@@ -266,3 +266,14 @@ func (r *relay) stop() {
 		delete(r.conns, c)
 	}
 }
+
+func BenchmarkHotPaths(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) store.Store {
+		s, err := Open(b.Context(), pgtest.NewDatabase(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	})
+}

@@ -131,3 +131,13 @@ func TestOpenUnwritableDirectory(t *testing.T) {
 		t.Fatal("Open in a read-only directory succeeded")
 	}
 }
+
+func BenchmarkHotPaths(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) store.Store {
+		s, err := Open(b.Context(), filepath.Join(b.TempDir(), "posgate.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	})
+}

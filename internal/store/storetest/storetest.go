@@ -453,7 +453,7 @@ func testSigningKeys(t *testing.T, s store.Store) {
 
 	// Deletion drops retired keys expired before t, never the active one.
 	ok(t, s.DeleteSigningKeysExpiredBefore(ctx(t), base.Add(25*time.Hour))) // k1 expires exactly then: kept
-	eq(t, "keys after delete at k1's expiry", len(keysByKID(t, s)), 3) // k0 (expired at 10h) went
+	eq(t, "keys after delete at k1's expiry", len(keysByKID(t, s)), 3)      // k0 (expired at 10h) went
 	ok(t, s.DeleteSigningKeysExpiredBefore(ctx(t), base.Add(30*time.Hour)))
 	m = keysByKID(t, s)
 	if _, found := m["k1"]; found || len(m) != 2 || m["k0"] != nil {
