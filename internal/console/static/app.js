@@ -1,5 +1,5 @@
 // posgate console: live pending list (server-sent events) and decisions without a reload.
-// No framework; rows are built with textContent (never innerHTML), as the CSP expects.
+// No framework; rows are built with DOM nodes and textContent, never parsed from markup.
 "use strict";
 
 (function () {

@@ -202,7 +202,11 @@ func Start(t testing.TB, opts Options) *Instance {
 		}
 		public.ServeHTTP(w, r)
 	}))
-	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		// Calls still held for a decision end with the test, not after the approval window.
+		srv.CloseClientConnections()
+		srv.Close()
+	})
 	inst.Server = srv
 	inst.URL = srv.URL
 	inst.Client = &http.Client{Timeout: 2 * time.Minute}
