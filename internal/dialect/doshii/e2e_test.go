@@ -21,6 +21,7 @@ import (
 
 	"github.com/posgate/posgate/client/identity"
 	"github.com/posgate/posgate/internal/app"
+	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/dialect/doshii"
 	"github.com/posgate/posgate/internal/server/servertest"
@@ -129,10 +130,12 @@ func (e *e2e) addLocation(v venue, name string) venue {
 	return w
 }
 
-func (v venue) jwt() string {
+func (v venue) jwt() string { return v.jwtAt(time.Now()) }
+
+func (v venue) jwtAt(now time.Time) string {
 	b64 := base64.RawURLEncoding.EncodeToString
 	in := b64([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." +
-		b64([]byte(fmt.Sprintf(`{"locationToken":%q,"timestamp":%d}`, v.token, time.Now().Unix())))
+		b64([]byte(fmt.Sprintf(`{"locationToken":%q,"timestamp":%d}`, v.token, now.Unix())))
 	mac := hmac.New(sha256.New, []byte(v.vendorKey))
 	mac.Write([]byte(in))
 	return in + "." + b64(mac.Sum(nil))
@@ -316,4 +319,69 @@ func TestThrottleRetryAfterShape(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests || ra < 1 || !bytes.HasPrefix(raw, []byte(`{"message":`)) {
 		t.Fatalf("%d Retry-After %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), raw)
 	}
+}
+
+// TestReplicas: two posgate processes' worth of server sharing one PostgreSQL database and a fake
+// clock. A vendor key rotated on one is accepted by the other at once (a signature failure
+// reloads the vendor), the old key keeps working on both during the overlap, and a location
+// token rotated on one stops working on the other once its short cache entry expires.
+func TestReplicas(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	one := servertest.Start(t, servertest.Options{Driver: "postgres", Clock: clk})
+	two := servertest.Start(t, servertest.Options{ReplicaOf: one, Clock: clk})
+	e1 := &e2e{t: t, inst: one}
+	e2 := &e2e{t: t, inst: two}
+	a := e1.onboard("vendor-a", "Org A", "Venue A")
+	get := func(e *e2e, v venue) int {
+		st, _, _ := e.call("GET", "/pos/v3/locations/"+v.id, nil, "vendor", v.vendorName, "Authorization", "Bearer "+v.jwtAt(clk.Now()))
+		return st
+	}
+	if st := get(e2, a); st != http.StatusOK { // replica two caches vendor and location now
+		t.Fatalf("replica two, before rotation: %d", st)
+	}
+	clk.Advance(2 * time.Second)
+	st, body := one.Admin(t, "POST", "/doshii/vendors/"+vendorID(t, one, a.vendorName)+"/rotate-key", nil)
+	if st != http.StatusOK {
+		t.Fatalf("rotate on replica one: %d %v", st, body)
+	}
+	rotated := a
+	rotated.vendorKey = body["vendor_key"].(string)
+	if st := get(e2, rotated); st != http.StatusOK {
+		t.Fatalf("replica two, new key: %d", st)
+	}
+	if st := get(e2, a); st != http.StatusOK {
+		t.Fatalf("replica two, old key during the overlap: %d", st)
+	}
+
+	st, body = one.Admin(t, "POST", "/doshii/locations/"+a.id+"/rotate-token", nil)
+	if st != http.StatusOK {
+		t.Fatalf("rotate token on replica one: %d %v", st, body)
+	}
+	fresh := rotated
+	fresh.token = body["token"].(string)
+	if st := get(e1, rotated); st != http.StatusUnauthorized {
+		t.Fatalf("replica one, old token: %d", st)
+	}
+	if st := get(e2, fresh); st != http.StatusOK {
+		t.Fatalf("replica two, new token: %d", st)
+	}
+	clk.Advance(6 * time.Second) // past the 5 s location cache
+	if st := get(e2, rotated); st != http.StatusUnauthorized {
+		t.Fatalf("replica two, old token after the cache expired: %d", st)
+	}
+}
+
+func vendorID(t *testing.T, inst *servertest.Instance, name string) string {
+	t.Helper()
+	st, body := inst.Admin(t, "GET", "/doshii/vendors", nil)
+	if st != http.StatusOK {
+		t.Fatalf("list vendors: %d", st)
+	}
+	for _, v := range body["vendors"].([]any) {
+		if m := v.(map[string]any); m["api_name"] == name {
+			return m["id"].(string)
+		}
+	}
+	t.Fatalf("vendor %s not listed", name)
+	return ""
 }

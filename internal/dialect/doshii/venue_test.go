@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/metrics"
 )
 
 // twoVendors is vendors A and B, each with one location.
@@ -385,5 +387,31 @@ func TestSocketCredentials(t *testing.T) {
 	}
 	if _, err := v.AuthenticateLocationToken(ctx, "192.0.2.5", la.token); err != nil {
 		t.Fatalf("another address: %v", err)
+	}
+}
+
+func TestVerificationMetrics(t *testing.T) {
+	e := newEnv(t)
+	a, b, la, _ := twoVendors(t, e)
+	count := func(outcome string) float64 {
+		var m dto.Metric
+		if err := metrics.TokenVerifications.WithLabelValues(Dialect, outcome).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	before := map[string]float64{}
+	for _, o := range []string{"ok", "alg", "signature", "invalid_claims", "unknown_vendor"} {
+		before[o] = count(o)
+	}
+	e.venueGet(la.id, a, la.token)
+	e.do("GET", "/pos/v3/locations/"+la.id, nil, "vendor", a.name, "Authorization", "Bearer "+signRaw(`{"alg":"HS512"}`, `{}`, []byte(a.key)))
+	e.do("GET", "/pos/v3/locations/"+la.id, nil, "vendor", a.name, "Authorization", "Bearer "+locationJWT(b.key, la.token, unix(e.clk.Now())))
+	e.do("GET", "/pos/v3/locations/"+la.id, nil, "vendor", a.name, "Authorization", "Bearer "+locationJWT(a.key, la.token, "1"))
+	e.do("GET", "/pos/v3/locations/"+la.id, nil, "vendor", "nobody", "Authorization", "Bearer "+locationJWT(a.key, la.token, "1"))
+	for o, n := range before {
+		if count(o) != n+1 {
+			t.Errorf("outcome %s counted %v times, want 1", o, count(o)-n)
+		}
 	}
 }

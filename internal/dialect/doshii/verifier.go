@@ -14,6 +14,7 @@ import (
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/keys"
+	"github.com/posgate/posgate/internal/metrics"
 	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/token"
 )
@@ -99,7 +100,8 @@ var (
 // AuthenticateVenue checks a location JWT presented with the `vendor` header vendorName from
 // client address addr: HS256 with one of that vendor's unexpired keys, {locationToken, timestamp}
 // within the window, and the location must belong to that vendor.
-func (v *Verifier) AuthenticateVenue(ctx context.Context, addr, vendorName, raw string) (*Venue, error) {
+func (v *Verifier) AuthenticateVenue(ctx context.Context, addr, vendorName, raw string) (_ *Venue, err error) {
+	defer func() { observe(err) }()
 	ve, err := v.begin(ctx, addr, vendorName)
 	if err != nil {
 		return nil, err
@@ -129,7 +131,8 @@ func (v *Verifier) AuthenticateVenue(ctx context.Context, addr, vendorName, raw 
 // AuthenticateVendorJWT checks a cloud-POS vendor JWT {"vendor","timestamp"} (the
 // /vendor/socket?token=…&vendor=… handshake) signed with one of vendorName's unexpired keys.
 // It returns the vendor and when the JWT leaves the window.
-func (v *Verifier) AuthenticateVendorJWT(ctx context.Context, addr, vendorName, raw string) (*Vendor, time.Time, error) {
+func (v *Verifier) AuthenticateVendorJWT(ctx context.Context, addr, vendorName, raw string) (_ *Vendor, _ time.Time, err error) {
+	defer func() { observe(err) }()
 	ve, err := v.begin(ctx, addr, vendorName)
 	if err != nil {
 		return nil, time.Time{}, err
@@ -149,7 +152,8 @@ func (v *Verifier) AuthenticateVendorJWT(ctx context.Context, addr, vendorName, 
 
 // AuthenticateLocationToken checks a raw location token (the on-premises
 // /pos/socket?token=… handshake). The location's vendor is returned with it.
-func (v *Verifier) AuthenticateLocationToken(ctx context.Context, addr, raw string) (*Venue, error) {
+func (v *Verifier) AuthenticateLocationToken(ctx context.Context, addr, raw string) (_ *Venue, err error) {
+	defer func() { observe(err) }()
 	if err := v.throttle.Check(ctx, ThrottleScope, addr, ""); err != nil {
 		return nil, err
 	}
@@ -169,7 +173,8 @@ func (v *Verifier) AuthenticateLocationToken(ctx context.Context, addr, raw stri
 
 // AuthenticateVendorKey checks the onboarding credential: the raw vendor key as a Bearer token,
 // compared in constant time with the SHA-256 of each of the vendor's unexpired keys.
-func (v *Verifier) AuthenticateVendorKey(ctx context.Context, addr, vendorName, bearer string) (*Vendor, error) {
+func (v *Verifier) AuthenticateVendorKey(ctx context.Context, addr, vendorName, bearer string) (_ *Vendor, err error) {
+	defer func() { observe(err) }()
 	ve, err := v.begin(ctx, addr, vendorName)
 	if err != nil {
 		return nil, err
@@ -239,6 +244,43 @@ func (v *Verifier) withKeys(ctx context.Context, ve *vendorEntry, verify func([]
 		return err
 	}
 	return attempt(fresh)
+}
+
+// observe counts one verification in posgate_token_verifications_total{dialect="doshii"}. The
+// outcome is one of a small fixed set: ok, throttled, error, unknown_vendor, invalid_vendor_key,
+// no_vendor_key, invalid_location_token, invalid_claims, alg, signature, malformed.
+func observe(err error) {
+	metrics.TokenVerifications.WithLabelValues(Dialect, outcomeOf(err)).Inc()
+}
+
+func outcomeOf(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	e, ok := errs.As(err)
+	if !ok {
+		return "error"
+	}
+	switch e.Kind {
+	case errs.Throttled:
+		return "throttled"
+	case errs.Unauthenticated:
+	default:
+		return "error"
+	}
+	if e.Code != "invalid_jwt" {
+		return e.Code
+	}
+	var ve *token.VerifyError
+	if errors.As(err, &ve) {
+		switch ve.Reason {
+		case token.ReasonAlg, token.ReasonMissingAlg:
+			return "alg"
+		case token.ReasonSignature, token.ReasonUnknownKey:
+			return "signature"
+		}
+	}
+	return "malformed"
 }
 
 func isSignatureFailure(err error) bool {
