@@ -84,6 +84,9 @@ func NewServer(svc *app.Services) (*Server, error) {
 		return nil, fmt.Errorf("oauth: services incomplete (store, issuer, verifier, revoker, clock, config and log are required)")
 	}
 	s := &Server{svc: svc, grants: map[string]Grant{}, clients: newClientCache(svc.Clock, clientCacheTTL)}
+	if svc.Events != nil {
+		svc.Events.Subscribe(TopicClientChanged, func([]byte) { s.clients.forget() })
+	}
 	for _, g := range []Grant{clientCredentials{s}, passwordGrant{s}, refreshGrant{s}} {
 		if err := s.Register(g); err != nil {
 			return nil, err
