@@ -43,6 +43,9 @@ func adminMain(args []string, env Env) int {
 		}
 		return 0
 	}
+	if len(args) >= 2 && args[0] == "gateway" && args[1] == "signing-key" {
+		return gatewaySigningKey(args[2:], env)
+	}
 	cmd, rest := findCommand(args)
 	if cmd == nil {
 		fmt.Fprintf(env.Stderr, "posgate admin: unknown command %q\n\n", strings.Join(leadingWords(args), " "))
@@ -306,6 +309,7 @@ func adminUsage(out io.Writer) {
 		}
 		fmt.Fprintf(tw, "  %s%s %s\t%s\n", strings.Join(c.words, " "), argsUsage(&c), strings.Join(flags, " "), c.help)
 	}
+	fmt.Fprintf(tw, "  gateway signing-key [--config] [--data-dir]\tprint the key upstreams verify X-Posgate-Signature with (local: reads the data dir)\n")
 	tw.Flush()
 }
 

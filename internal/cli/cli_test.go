@@ -294,3 +294,24 @@ func activeKID(m map[string]any) string {
 }
 
 func str(v any) string { s, _ := v.(string); return s }
+
+func TestGatewaySigningKey(t *testing.T) {
+	inst := servertest.Start(t, servertest.Options{})
+	r := posgate(t, "", "admin", "gateway", "signing-key", "--data-dir", inst.DataDir)
+	mustOK(t, r, "gateway signing-key")
+	if len(strings.TrimSpace(r.stdout)) < 43 {
+		t.Errorf("key %q", r.stdout)
+	}
+	again := posgate(t, "", "admin", "gateway", "signing-key", "--data-dir", inst.DataDir)
+	if again.stdout != r.stdout {
+		t.Error("the derived key is not stable")
+	}
+	empty := t.TempDir()
+	r = posgate(t, "", "admin", "gateway", "signing-key", "--data-dir", empty)
+	if r.code != 1 || !strings.Contains(r.stderr, "no master key") {
+		t.Errorf("empty data dir: %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(empty, "master.key")); err == nil {
+		t.Error("a master key was created")
+	}
+}
