@@ -93,7 +93,7 @@ func TestBrowserPairing(t *testing.T) {
 	eval(`window.__noReload = "still here"`)
 
 	const pairings = 20
-	var lat []time.Duration
+	var lat, clicks []time.Duration // click-to-token; the CDP click action alone (part of it)
 	for i := 0; i < pairings; i++ {
 		devID := fmt.Sprintf("till-%02d", i)
 		ch := pairAsync(inst, devID, fmt.Sprintf("Till %d (front)", i+1))
@@ -123,6 +123,7 @@ func TestBrowserPairing(t *testing.T) {
 		if err := step(30*time.Second, chromedp.Click(chromedp.CSS(row+` button.approve`), chromedp.NodeVisible)); err != nil {
 			t.Fatalf("pairing %d: click: %v", i, err)
 		}
+		clicks = append(clicks, time.Since(start))
 		var answer string
 		select {
 		case answer = <-ch:
@@ -142,9 +143,12 @@ func TestBrowserPairing(t *testing.T) {
 		t.Fatalf("status %q", status)
 	}
 	slices.Sort(lat)
+	slices.Sort(clicks)
 	p50, p99 := lat[(len(lat)+1)/2-1], lat[len(lat)-1] // with 20 samples the 99th percentile is the slowest
 	t.Logf("click-to-token over %d pairings: p50 %.1f ms, p99 %.1f ms (min %.1f, max %.1f); target p99 <= 50 ms",
 		pairings, ms(p50), ms(p99), ms(lat[0]), ms(lat[len(lat)-1]))
+	t.Logf("of which the DevTools click action itself (mouse press and release dispatched to the page): p50 %.1f ms, p99 %.1f ms",
+		ms(clicks[(len(clicks)+1)/2-1]), ms(clicks[len(clicks)-1]))
 	if p99 > 50*time.Millisecond {
 		t.Logf("note: p99 above the 50 ms target on this machine (not a failure: timing is reported, not asserted)")
 	}
