@@ -35,7 +35,7 @@ var testStart = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 // env is one doshii module over a real SQLite file, served by a real HTTP server on loopback.
 // The test header X-Test-Addr sets the client address the throttle sees.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	clk    *clock.Fake
 	st     store.Store
 	svc    *app.Services
@@ -67,7 +67,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newEnv(t *testing.T, opts ...envOptions) *env {
+func newEnv(t testing.TB, opts ...envOptions) *env {
 	t.Helper()
 	var o envOptions
 	if len(opts) > 0 {
