@@ -296,7 +296,8 @@ func (f *Forwarder) rewrite(up *upstream, pr *httputil.ProxyRequest) {
 	}
 }
 
-// stripInbound removes the caller's credentials and anything that could impersonate the gateway.
+// stripInbound removes the caller's credentials and anything that could impersonate the gateway
+// or a trusted proxy (every X-Forwarded-*, not only the three ReverseProxy knows, and X-Real-IP).
 // Header names are compared case-insensitively: a Header map built by hand may hold keys that are
 // not in canonical form.
 func stripInbound(h http.Header) {
@@ -326,7 +327,11 @@ func isStrippedHeader(k string) bool {
 			return true
 		}
 	}
-	return len(k) >= len("X-Posgate-") && strings.EqualFold(k[:len("X-Posgate-")], "X-Posgate-")
+	return hasPrefixFold(k, "X-Posgate-") || hasPrefixFold(k, "X-Forwarded-")
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // modifyResponse runs once the upstream's response headers are in, before anything is written to

@@ -28,6 +28,7 @@ func TestForwardAddsVerifiableIdentityAndStripsCredentials(t *testing.T) {
 		"X-Posgate-Principal", "spoofed", "x-posgate-signature", "t=1,n=a,v1=b", "X-Posgate-Anything", "evil",
 		"Connection", "X-Hop", "X-Hop", "hop-value", "Keep-Alive", "timeout=5", "Te", "trailers",
 		"X-Forwarded-For", "6.6.6.6", "X-Forwarded-Host", "evil.example", "X-Real-Ip", "6.6.6.6",
+		"X-Forwarded-Prefix", "/admin", "x-forwarded-port", "1",
 		"Content-Type", "application/json", "X-Custom", "kept")
 	if r.Status != 200 || string(r.Body) != `{"ok":true}` || r.Header.Get("X-Upstream") != "yes" {
 		t.Fatalf("got %d %s", r.Status, r.Body)
@@ -39,7 +40,7 @@ func TestForwardAddsVerifiableIdentityAndStripsCredentials(t *testing.T) {
 	if string(got.Body) != `{"hello":"world"}` || got.Header.Get("X-Custom") != "kept" {
 		t.Errorf("body or custom header not forwarded: %q %q", got.Body, got.Header.Get("X-Custom"))
 	}
-	for _, h := range []string{"Authorization", "Apikey", "Vendor", "X-Posgate-Anything", "X-Hop", "Keep-Alive", "X-Real-Ip"} {
+	for _, h := range []string{"Authorization", "Apikey", "Vendor", "X-Posgate-Anything", "X-Hop", "Keep-Alive", "X-Real-Ip", "X-Forwarded-Prefix", "X-Forwarded-Port"} {
 		if v, ok := got.Header[h]; ok {
 			t.Errorf("upstream received %s: %q", h, v)
 		}
