@@ -1,6 +1,7 @@
 package doshii
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
@@ -413,5 +414,26 @@ func TestVerificationMetrics(t *testing.T) {
 		if count(o) != n+1 {
 			t.Errorf("outcome %s counted %v times, want 1", o, count(o)-n)
 		}
+	}
+}
+
+// A guesser who hangs up right after sending is still counted.
+func TestFailuresCountedAfterHangUp(t *testing.T) {
+	e := newEnv(t)
+	a, b, la, _ := twoVendors(t, e)
+	v := e.mod.Verifier()
+	if _, err := v.AuthenticateVenue(t.Context(), "192.0.2.7", a.name, locationJWT(a.key, la.token, unix(e.clk.Now()))); err != nil {
+		t.Fatal(err) // warms the vendor cache
+	}
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	for i := 0; i < 5; i++ {
+		if _, err := v.AuthenticateVenue(gone, "192.0.2.8", a.name, locationJWT(b.key, la.token, unix(e.clk.Now()))); err == nil {
+			t.Fatal("accepted")
+		}
+	}
+	_, err := v.AuthenticateVenue(t.Context(), "192.0.2.8", a.name, locationJWT(a.key, la.token, unix(e.clk.Now())))
+	if err == nil || !strings.Contains(err.Error(), "throttled") {
+		t.Fatalf("after 5 failures with a cancelled context: %v, want throttled", err)
 	}
 }

@@ -312,6 +312,9 @@ func (v *Verifier) refuse(ctx context.Context, addr string, ve *vendorEntry, wha
 	if ve != nil {
 		identity, actor = ve.vendor.ID, "vendor:"+ve.vendor.ID
 	}
+	// Counted and audited even if the caller has hung up already: a guesser must not escape the
+	// count by closing the connection as soon as the request is sent.
+	ctx = context.WithoutCancel(ctx)
 	if !signed {
 		if ferr := v.throttle.Fail(ctx, ThrottleScope, addr, identity); ferr != nil {
 			v.log.LogAttrs(ctx, slog.LevelWarn, "doshii: throttle count failed", slog.String("error", ferr.Error()))
