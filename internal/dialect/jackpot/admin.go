@@ -2,6 +2,7 @@ package jackpot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,6 +82,7 @@ func (m *Module) rotate(ctx context.Context, id string) (*rotateResponse, int, s
 		return nil, http.StatusServiceUnavailable, "unavailable", "the store is unavailable; retry later"
 	}
 	m.clients.forget(cl)
+	m.announceClientChanged(ctx, cl.ID)
 	return &rotateResponse{ClientID: cl.ID, KeyID: key.ID, AssertionSecret: plain, PreviousValidUntil: overlapEnd.UTC()}, http.StatusOK, "", ""
 }
 
@@ -97,4 +99,16 @@ func NewAssertionKey(s interface {
 		return store.AssertionKey{}, "", fmt.Errorf("seal API signature: %w", err)
 	}
 	return store.AssertionKey{ID: kid, Sealed: sealed, CreatedAt: now}, plain, nil
+}
+
+// announceClientChanged tells every replica that client id changed (best effort: caches also
+// expire on their own).
+func (m *Module) announceClientChanged(ctx context.Context, id string) {
+	if m.svc.Events == nil {
+		return
+	}
+	payload, _ := json.Marshal(map[string]string{"id": id})
+	if err := m.svc.Events.Publish(ctx, TopicClientChanged, payload); err != nil {
+		m.svc.Log.LogAttrs(ctx, slog.LevelWarn, "jackpot: announcing a client change failed", slog.String("client", id), slog.String("error", err.Error()))
+	}
 }

@@ -123,6 +123,24 @@ func (c *clientCache) forget(cl *store.Client) {
 	c.mu.Unlock()
 }
 
+// forgetByID drops every cached copy of client id ("" drops everything), when the admin API
+// announces a change on the event bus.
+func (c *clientCache) forgetByID(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id == "" {
+		clear(c.byHash)
+		clear(c.byID)
+		return
+	}
+	delete(c.byID, id)
+	for h, e := range c.byHash {
+		if e.c.ID == id {
+			delete(c.byHash, h)
+		}
+	}
+}
+
 // keyCache keeps unsealed API signatures for a short while so a burst of assertions from one
 // client costs one AES-GCM open per key, not one per request. Entries are bound to the sealed blob
 // they came from (a key id is never reused with other content, but comparing costs nothing).

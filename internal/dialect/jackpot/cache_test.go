@@ -83,6 +83,22 @@ func TestClientCache(t *testing.T) {
 	if got, err := cc.byAPIKeyHash(ctx, st, h2); err != nil || got.ID != c2.ID {
 		t.Fatalf("new key: %+v %v", got, err)
 	}
+	// A change announced on the bus drops the cached copies at once (both indexes).
+	c.Disabled = false
+	if err := st.UpdateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := cc.byAPIKeyHash(ctx, st, h); !got.Disabled {
+		t.Fatal("expected the cached (disabled) copy before the notice")
+	}
+	cc.forgetByID(c.ID)
+	if got, _ := cc.byAPIKeyHash(ctx, st, h); got.Disabled {
+		t.Fatal("notice did not drop the API-key entry")
+	}
+	cc.forgetByID("")
+	if len(cc.byHash)+len(cc.byID) != 0 {
+		t.Fatal("an unreadable notice must drop everything")
+	}
 	// Bounded: many clients never grow the maps past max.
 	small := newClientCache(clk, time.Hour, 10)
 	for i := range 50 {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/dialect/jackpot"
+	"github.com/posgate/posgate/internal/oauth"
 	"github.com/posgate/posgate/internal/store/pgtest"
 )
 
@@ -702,5 +703,11 @@ func TestDemo(t *testing.T) {
 	enabled := slices.DeleteFunc(cls, func(c2 *storeClient) bool { return c2.Name != jackpot.DemoClientName || c2.Disabled })
 	if len(enabled) != 1 {
 		t.Fatalf("%d enabled demo clients", len(enabled))
+	}
+}
+
+func TestClientChangedTopicMatchesOAuth(t *testing.T) {
+	if jackpot.TopicClientChanged != oauth.TopicClientChanged {
+		t.Fatalf("jackpot listens on %q, oauth defines %q", jackpot.TopicClientChanged, oauth.TopicClientChanged)
 	}
 }

@@ -14,6 +14,7 @@
 package jackpot
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -88,13 +89,30 @@ func newModule(svc *app.Services) (*Module, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Module{
+	m := &Module{
 		svc:     svc,
 		cfg:     cfg,
 		clients: newClientCache(svc.Clock, clientCacheTTL, cacheMax),
 		keys:    newKeyCache(svc.Clock, svc.Sealer, keyCacheTTL, cacheMax),
-	}, nil
+	}
+	if svc.Events != nil {
+		// A client disabled or changed through the admin API on any replica is dropped from the
+		// cache at once; the TTL only bounds what a missed notice can cost.
+		svc.Events.Subscribe(TopicClientChanged, func(payload []byte) {
+			var ev struct {
+				ID string `json:"id"`
+			}
+			_ = json.Unmarshal(payload, &ev) // unreadable: ev.ID == "" drops everything
+			m.clients.forgetByID(ev.ID)
+		})
+	}
+	return m, nil
 }
+
+// TopicClientChanged is the event-bus topic on which a change to a client is announced, payload
+// {"id":"cl_…"}. It is the topic internal/oauth defines (oauth.TopicClientChanged; a test keeps
+// the two equal) — jackpot does not import the oauth package for one name.
+const TopicClientChanged = "client_changed"
 
 // settingsFrom converts config.Jackpot (defaults already applied by the config loader) to
 // durations, refusing values no loader would have let through.
