@@ -1,6 +1,8 @@
 package token
 
 import (
+	"hash/maphash"
+	"strings"
 	"sync"
 	"time"
 )
@@ -20,33 +22,39 @@ type cacheEntry struct {
 	exp    time.Time
 }
 
-// verifyCache maps the SHA-256 of a raw token to its cacheEntry. It is sharded so concurrent
-// verifications rarely contend; each shard is bounded and entries die at their token's exp.
+// verifyCache maps a raw token (the exact string: a token differing in any byte is another
+// entry) to its cacheEntry. Keying by the string itself avoids hashing it with SHA-256 on every
+// request; entries hold a copy, so the cache never pins a caller's larger header string. It is
+// sharded so concurrent verifications rarely contend; each shard is bounded and entries die at
+// their token's exp.
 type verifyCache struct {
 	perShard int
+	seed     maphash.Seed
 	shards   [cacheShards]cacheShard
 }
 
 type cacheShard struct {
 	mu sync.RWMutex
-	m  map[[32]byte]*cacheEntry
+	m  map[string]*cacheEntry
 }
 
 func newVerifyCache(size int) *verifyCache {
-	c := &verifyCache{perShard: max(1, size/cacheShards)}
+	c := &verifyCache{perShard: max(1, size/cacheShards), seed: maphash.MakeSeed()}
 	for i := range c.shards {
-		c.shards[i].m = make(map[[32]byte]*cacheEntry)
+		c.shards[i].m = make(map[string]*cacheEntry)
 	}
 	return c
 }
 
-func (c *verifyCache) shard(key *[32]byte) *cacheShard { return &c.shards[key[0]%cacheShards] }
+func (c *verifyCache) shard(key string) *cacheShard {
+	return &c.shards[maphash.String(c.seed, key)%cacheShards]
+}
 
 // get returns the live entry for key (nil when absent or past its exp).
-func (c *verifyCache) get(key *[32]byte, now time.Time) *cacheEntry {
+func (c *verifyCache) get(key string, now time.Time) *cacheEntry {
 	s := c.shard(key)
 	s.mu.RLock()
-	e := s.m[*key]
+	e := s.m[key]
 	s.mu.RUnlock()
 	if e == nil || !now.Before(e.exp) {
 		return nil
@@ -57,7 +65,7 @@ func (c *verifyCache) get(key *[32]byte, now time.Time) *cacheEntry {
 // put stores e. A full shard first drops its expired entries, then, if still full, an arbitrary
 // eighth of its entries (Go's map iteration order is randomised): cheap, and only valid tokens
 // are ever cached, so an attacker cannot flush the cache with garbage.
-func (c *verifyCache) put(key *[32]byte, e *cacheEntry, now time.Time) {
+func (c *verifyCache) put(key string, e *cacheEntry, now time.Time) {
 	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -76,7 +84,7 @@ func (c *verifyCache) put(key *[32]byte, e *cacheEntry, now time.Time) {
 			drop--
 		}
 	}
-	s.m[*key] = e
+	s.m[strings.Clone(key)] = e
 }
 
 func (c *verifyCache) len() int {

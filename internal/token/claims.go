@@ -175,88 +175,93 @@ func appendJSONString(b []byte, s string) []byte {
 }
 
 // decodeClaims reads a payload that already passed jsonx.CheckObject (one object, no duplicate
-// keys even up to case). Registered claims must have their registered types; every other
-// top-level member goes into Extra, numbers as json.Number.
+// keys even up to case). Registered claims must have their registered types; a registered name
+// in another case ("EXP") is refused as ambiguous; every other top-level member goes into Extra,
+// numbers as json.Number.
 func decodeClaims(payload []byte) (*Claims, *VerifyError) {
-	var all map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &all); err != nil {
-		return nil, &VerifyError{Reason: ReasonJSON, Detail: "payload: " + err.Error(), Err: err}
-	}
 	c := &Claims{}
 	var ve *VerifyError
-	str := func(name string, dst *string) {
-		raw, ok := all[name]
-		if !ok || ve != nil {
-			return
-		}
-		delete(all, name)
-		if err := json.Unmarshal(raw, dst); err != nil || raw[0] != '"' {
+	str := func(name string, dst *string, val []byte) {
+		var ok bool
+		if *dst, ok = jsonString(val); !ok {
 			ve = verr(ReasonClaims, "claim %s is not a string", name)
 		}
 	}
-	date := func(name string, dst *time.Time) {
-		raw, ok := all[name]
-		if !ok || ve != nil {
-			return
-		}
-		delete(all, name)
-		t, err := numericDate(raw)
+	date := func(name string, dst *time.Time, val []byte) {
+		t, err := numericDate(val)
 		if err != nil {
 			ve = verr(ReasonClaims, "claim %s is not a NumericDate", name)
-			return
 		}
 		*dst = t
 	}
-	str("iss", &c.Issuer)
-	str("sub", &c.Subject)
-	str("client_id", &c.ClientID)
-	str("scope", &c.Scope)
-	str("jti", &c.JTI)
-	str("sid", &c.SessionID)
-	date("iat", &c.IssuedAt)
-	date("nbf", &c.NotBefore)
-	date("exp", &c.ExpiresAt)
-	if ve != nil {
-		return nil, ve
-	}
-	if raw, ok := all["aud"]; ok {
-		delete(all, "aud")
-		aud, err := audience(raw)
-		if err != nil {
-			return nil, verr(ReasonClaims, "claim aud is not a string or an array of strings")
+	ok := members(payload, func(key []byte, escaped bool, val []byte) bool {
+		name, ok := memberKey(key, escaped)
+		if !ok {
+			ve = verr(ReasonJSON, "payload: invalid key")
+			return false
 		}
-		c.Audience = aud
-	}
-	// Registered names in another case ("EXP") would be ambiguous to readers that fold case.
-	for k := range all {
-		if registered[strings.ToLower(k)] {
-			return nil, verr(ReasonClaims, "claim %q differs from a registered claim name only in case", k)
-		}
-	}
-	if len(all) > 0 {
-		c.Extra = make(map[string]any, len(all))
-		for k, raw := range all {
-			dec := json.NewDecoder(bytes.NewReader(raw))
+		switch name {
+		case "iss":
+			str(name, &c.Issuer, val)
+		case "sub":
+			str(name, &c.Subject, val)
+		case "client_id":
+			str(name, &c.ClientID, val)
+		case "scope":
+			str(name, &c.Scope, val)
+		case "jti":
+			str(name, &c.JTI, val)
+		case "sid":
+			str(name, &c.SessionID, val)
+		case "iat":
+			date(name, &c.IssuedAt, val)
+		case "nbf":
+			date(name, &c.NotBefore, val)
+		case "exp":
+			date(name, &c.ExpiresAt, val)
+		case "aud":
+			aud, err := audience(val)
+			if err != nil {
+				ve = verr(ReasonClaims, "claim aud is not a string or an array of strings")
+			}
+			c.Audience = aud
+		default:
+			if registered[strings.ToLower(name)] {
+				ve = verr(ReasonClaims, "claim %q differs from a registered claim name only in case", name)
+				return false
+			}
+			dec := json.NewDecoder(bytes.NewReader(val))
 			dec.UseNumber()
 			var v any
 			if err := dec.Decode(&v); err != nil {
-				return nil, &VerifyError{Reason: ReasonJSON, Detail: "payload: " + err.Error(), Err: err}
+				ve = &VerifyError{Reason: ReasonJSON, Detail: "payload: " + err.Error(), Err: err}
+				return false
 			}
-			c.Extra[k] = v
+			if c.Extra == nil {
+				c.Extra = map[string]any{}
+			}
+			c.Extra[name] = v
 		}
+		return ve == nil
+	})
+	if ve != nil {
+		return nil, ve
+	}
+	if !ok {
+		return nil, verr(ReasonJSON, "payload: invalid JSON")
 	}
 	return c, nil
 }
 
-func audience(raw json.RawMessage) ([]string, error) {
-	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, err
+func audience(raw []byte) ([]string, error) {
+	if len(raw) > 0 && raw[0] == '"' {
+		s, ok := jsonString(raw)
+		if !ok {
+			return nil, fmt.Errorf("not a string")
 		}
 		return []string{s}, nil
 	}
-	if raw[0] != '[' {
+	if len(raw) == 0 || raw[0] != '[' {
 		return nil, fmt.Errorf("not a string or array")
 	}
 	var a []string
@@ -273,7 +278,7 @@ func audience(raw json.RawMessage) ([]string, error) {
 const maxNumericDate = 253402300799
 
 // numericDate parses a JSON number of seconds since the epoch (RFC 7519 §2; fractions allowed).
-func numericDate(raw json.RawMessage) (time.Time, error) {
+func numericDate(raw []byte) (time.Time, error) {
 	s := string(raw)
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 		if n < 0 || n > maxNumericDate {

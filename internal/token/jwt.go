@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -38,38 +37,63 @@ func SplitJWT(raw string) (header, payload, sig []byte, signingInput string, err
 
 // splitJWT is SplitJWT with a concrete error type (no nil-interface trap for internal callers).
 func splitJWT(raw string) (header, payload, sig []byte, signingInput string, err *VerifyError) {
+	h, p, sg, err := splitSegments(raw)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	if header, err = decodeHeaderSegment(h); err != nil {
+		return nil, nil, nil, "", err
+	}
+	if payload, sig, err = decodeBody(p, sg); err != nil {
+		return nil, nil, nil, "", err
+	}
+	return header, payload, sig, raw[:len(h)+1+len(p)], nil
+}
+
+// splitSegments applies the length cap and splits raw into exactly three segments, the first two
+// non-empty.
+func splitSegments(raw string) (header, payload, sig string, err *VerifyError) {
 	if raw == "" {
-		return nil, nil, nil, "", verr(ReasonMalformed, "empty token")
+		return "", "", "", verr(ReasonMalformed, "empty token")
 	}
 	if len(raw) > MaxTokenBytes {
-		return nil, nil, nil, "", verr(ReasonTooLarge, "token longer than %d bytes", MaxTokenBytes)
+		return "", "", "", verr(ReasonTooLarge, "token longer than %d bytes", MaxTokenBytes)
 	}
 	i := strings.IndexByte(raw, '.')
 	if i < 0 {
-		return nil, nil, nil, "", verr(ReasonMalformed, "token has 1 segment, want 3")
+		return "", "", "", verr(ReasonMalformed, "token has 1 segment, want 3")
 	}
 	j := strings.IndexByte(raw[i+1:], '.')
 	if j < 0 {
-		return nil, nil, nil, "", verr(ReasonMalformed, "token has 2 segments, want 3")
+		return "", "", "", verr(ReasonMalformed, "token has 2 segments, want 3")
 	}
 	j += i + 1
 	if n := strings.Count(raw[j+1:], "."); n > 0 {
-		return nil, nil, nil, "", verr(ReasonMalformed, "token has %d segments, want 3", n+3)
+		return "", "", "", verr(ReasonMalformed, "token has %d segments, want 3", n+3)
 	}
 	if i == 0 || j == i+1 {
-		return nil, nil, nil, "", verr(ReasonMalformed, "token has an empty header or payload segment")
+		return "", "", "", verr(ReasonMalformed, "token has an empty header or payload segment")
 	}
-	var e error
-	if header, e = decodeSegment(raw[:i]); e != nil {
-		return nil, nil, nil, "", &VerifyError{Reason: ReasonJSON, Detail: "header: " + e.Error(), Err: e}
+	return raw[:i], raw[i+1 : j], raw[j+1:], nil
+}
+
+func decodeHeaderSegment(h string) ([]byte, *VerifyError) {
+	header, e := decodeSegment(h)
+	if e != nil {
+		return nil, &VerifyError{Reason: ReasonJSON, Detail: "header: " + e.Error(), Err: e}
 	}
-	if payload, e = decodeSegment(raw[i+1 : j]); e != nil {
-		return nil, nil, nil, "", &VerifyError{Reason: ReasonJSON, Detail: "payload: " + e.Error(), Err: e}
+	return header, nil
+}
+
+func decodeBody(p, sg string) (payload, sig []byte, err *VerifyError) {
+	payload, e := decodeSegment(p)
+	if e != nil {
+		return nil, nil, &VerifyError{Reason: ReasonJSON, Detail: "payload: " + e.Error(), Err: e}
 	}
-	if sig, e = decodeSegment(raw[j+1:]); e != nil {
-		return nil, nil, nil, "", &VerifyError{Reason: ReasonJSON, Detail: "signature: " + e.Error(), Err: e}
+	if sig, e = decodeSegment(sg); e != nil {
+		return nil, nil, &VerifyError{Reason: ReasonJSON, Detail: "signature: " + e.Error(), Err: e}
 	}
-	return header, payload, sig, raw[:j], nil
+	return payload, sig, nil
 }
 
 var errBase64 = errors.New("not canonical unpadded base64url")
@@ -101,37 +125,45 @@ type joseHeader struct {
 }
 
 // parseHeader checks the header is one JSON object without duplicate keys (jsonx.CheckObject),
-// then reads alg, kid and typ. A header that names critical extensions ("crit") is refused:
-// posgate implements none (RFC 7515 §4.1.11).
+// then reads alg, kid and typ by their exact names. A header that names critical extensions
+// ("crit") is refused: posgate implements none (RFC 7515 §4.1.11).
 func parseHeader(b []byte) (joseHeader, *VerifyError) {
 	if err := jsonx.CheckObject(b); err != nil {
 		return joseHeader{}, &VerifyError{Reason: ReasonJSON, Detail: "header: " + err.Error(), Err: err}
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil {
-		return joseHeader{}, &VerifyError{Reason: ReasonJSON, Detail: "header: " + err.Error(), Err: err}
-	}
 	var h joseHeader
-	if _, ok := m["crit"]; ok {
-		return h, verr(ReasonJSON, "header: critical extensions (crit) are not supported")
-	}
-	alg, ok := m["alg"]
-	if !ok || string(alg) == "null" || string(alg) == `""` {
-		return h, verr(ReasonMissingAlg, "header has no alg")
-	}
-	if err := json.Unmarshal(alg, &h.Alg); err != nil {
-		return h, verr(ReasonAlg, "header alg is not a string")
-	}
-	if kid, ok := m["kid"]; ok {
-		if err := json.Unmarshal(kid, &h.Kid); err != nil {
-			return h, verr(ReasonJSON, "header kid is not a string")
+	var ve *VerifyError
+	var alg []byte
+	ok := members(b, func(key []byte, escaped bool, val []byte) bool {
+		var ok bool
+		switch {
+		case keyIs(key, escaped, "alg"):
+			alg = val
+		case keyIs(key, escaped, "kid"):
+			if h.Kid, ok = jsonString(val); !ok {
+				ve = verr(ReasonJSON, "header kid is not a string")
+			}
+		case keyIs(key, escaped, "typ"):
+			if h.Typ, ok = jsonString(val); !ok {
+				ve = verr(ReasonJSON, "header typ is not a string")
+			}
+			h.HasTyp = true
+		case keyIs(key, escaped, "crit"):
+			ve = verr(ReasonJSON, "header: critical extensions (crit) are not supported")
 		}
+		return ve == nil
+	})
+	if ve != nil {
+		return joseHeader{}, ve
 	}
-	if typ, ok := m["typ"]; ok {
-		if err := json.Unmarshal(typ, &h.Typ); err != nil {
-			return h, verr(ReasonJSON, "header typ is not a string")
-		}
-		h.HasTyp = true
+	if !ok {
+		return joseHeader{}, verr(ReasonJSON, "header: invalid JSON")
+	}
+	if alg == nil || string(alg) == "null" || string(alg) == `""` {
+		return joseHeader{}, verr(ReasonMissingAlg, "header has no alg")
+	}
+	if h.Alg, ok = jsonString(alg); !ok { // a number, an array…
+		return joseHeader{}, verr(ReasonAlg, "header alg is not a string")
 	}
 	return h, nil
 }

@@ -2,7 +2,6 @@ package token
 
 import (
 	"context"
-	"crypto/sha256"
 	"log/slog"
 	"strings"
 	"sync"
@@ -36,8 +35,9 @@ const DefaultResyncInterval = 5 * time.Second
 //     a missing exp or iat is reported before step 4, which needs them);
 //  6. the revocation set, by jti and by sid (ReasonRevoked).
 //
-// Steps 1–3 and the iss/typ/jti part of 5 depend only on the token, so their result is cached (keyed by
-// the token's SHA-256, until its exp): a repeated token costs a hash, a map lookup and steps 4–6.
+// Steps 1–3 and the iss/typ/jti part of 5 depend only on the token, so their result is cached
+// (keyed by the token string itself, until its exp): a repeated token costs a map lookup and
+// steps 4–6.
 // The revocation set is in memory — applied at once on Revoke, on events from other replicas, and
 // re-read from the store every resync interval — so verification never waits for the store and
 // keeps working while it is down.
@@ -56,6 +56,9 @@ type PosgateVerifier struct {
 	revoked  map[revKey]time.Time // → when every token it matches has expired
 	lastSync time.Time            // start of the last successful resync (zero: never)
 	started  atomic.Bool
+
+	headers  sync.Map // header segment → joseHeader, for headers of verified tokens
+	nHeaders atomic.Int32
 }
 
 type revKey struct{ kind, value string }
@@ -97,10 +100,8 @@ func (v *PosgateVerifier) Verify(_ context.Context, raw string, opts VerifyOptio
 		return nil, verr(ReasonTooLarge, "token longer than %d bytes", MaxTokenBytes)
 	}
 	now := v.clk.Now()
-	var key [32]byte
 	if v.cache != nil && raw != "" {
-		key = sha256.Sum256([]byte(raw))
-		if e := v.cache.get(&key, now); e != nil {
+		if e := v.cache.get(raw, now); e != nil {
 			if _, ok := v.kr.Lookup(e.kid); ok {
 				if ve := v.checkDynamic(e.claims, now, opts, nil); ve != nil {
 					return nil, ve
@@ -119,7 +120,7 @@ func (v *PosgateVerifier) Verify(_ context.Context, raw string, opts VerifyOptio
 		return nil, ve
 	}
 	if v.cache != nil && now.Before(c.ExpiresAt) {
-		v.cache.put(&key, &cacheEntry{claims: c, kid: kid, exp: c.ExpiresAt}, now)
+		v.cache.put(raw, &cacheEntry{claims: c, kid: kid, exp: c.ExpiresAt}, now)
 	}
 	out := *c
 	return &out, nil
@@ -134,14 +135,27 @@ func supportedAlg(alg string) bool {
 // checks of step 5, whose failure it returns separately (claimsErr) because the time checks of
 // step 4 come first. Without exp or iat the time checks cannot run: that is reported at once.
 func (v *PosgateVerifier) verifyStatic(raw string) (c *Claims, kid string, claimsErr, ve *VerifyError) {
-	header, payload, sig, signingInput, ve := splitJWT(raw)
+	hSeg, pSeg, sSeg, ve := splitSegments(raw)
 	if ve != nil {
 		return nil, "", nil, ve
 	}
-	h, ve := parseHeader(header)
+	// A header already seen on a token whose signature verified is not parsed again: posgate
+	// signs with a handful of keys, so nearly every token carries one of a handful of headers.
+	h, known := v.knownHeader(hSeg)
+	if !known {
+		header, ve := decodeHeaderSegment(hSeg)
+		if ve != nil {
+			return nil, "", nil, ve
+		}
+		if h, ve = parseHeader(header); ve != nil {
+			return nil, "", nil, ve
+		}
+	}
+	payload, sig, ve := decodeBody(pSeg, sSeg)
 	if ve != nil {
 		return nil, "", nil, ve
 	}
+	signingInput := raw[:len(hSeg)+1+len(pSeg)]
 	if !supportedAlg(h.Alg) {
 		return nil, "", nil, verr(ReasonAlg, "unsupported algorithm %s", quoteAlg(h.Alg))
 	}
@@ -157,6 +171,9 @@ func (v *PosgateVerifier) verifyStatic(raw string) (c *Claims, kid string, claim
 	}
 	if !pk.Verify([]byte(signingInput), sig) {
 		return nil, "", nil, verr(ReasonSignature, "signature does not verify")
+	}
+	if !known {
+		v.rememberHeader(hSeg, h)
 	}
 	if err := jsonx.CheckObject(payload); err != nil {
 		return nil, "", nil, &VerifyError{Reason: ReasonJSON, Detail: "payload: " + err.Error(), Err: err}
@@ -211,6 +228,26 @@ func (v *PosgateVerifier) checkDynamic(c *Claims, now time.Time, opts VerifyOpti
 		return verr(ReasonRevoked, "token revoked")
 	}
 	return nil
+}
+
+// maxKnownHeaders bounds the header memo. Only headers of tokens whose signature verified are
+// remembered, so only posgate's own keys put entries there; the bound is a second fence.
+const maxKnownHeaders = 64
+
+func (v *PosgateVerifier) knownHeader(seg string) (joseHeader, bool) {
+	if h, ok := v.headers.Load(seg); ok {
+		return h.(joseHeader), true
+	}
+	return joseHeader{}, false
+}
+
+func (v *PosgateVerifier) rememberHeader(seg string, h joseHeader) {
+	if v.nHeaders.Load() >= maxKnownHeaders {
+		return
+	}
+	if _, loaded := v.headers.LoadOrStore(seg, h); !loaded {
+		v.nHeaders.Add(1)
+	}
 }
 
 func hasAudience(aud []string, want string) bool {
