@@ -135,7 +135,6 @@ func (m *Module) createVendor(ctx context.Context, apiName string) (*store.Doshi
 	if err != nil {
 		return nil, "", storeError(err)
 	}
-	m.verifier.forgetVendor(apiName)
 	return v, raw, nil
 }
 
@@ -183,7 +182,7 @@ func (m *Module) adminRotateVendorKey(w http.ResponseWriter, r *http.Request) {
 		m.writeAdminError(w, r, storeError(err))
 		return
 	}
-	m.verifier.forgetVendor(v.APIName)
+	m.announce(r.Context(), change{Vendor: v.APIName})
 	m.auditAdmin(r, "doshii.vendor.rotate_key", v.ID, "ok", "key="+k.ID)
 	httpx.NoStore(w)
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{
@@ -193,7 +192,8 @@ func (m *Module) adminRotateVendorKey(w http.ResponseWriter, r *http.Request) {
 }
 
 // adminRotateLocationToken serves POST /doshii/locations/{id}/rotate-token → {token}: the old
-// token stops working at once on this replica and within a few seconds on the others.
+// token stops working at once, on every replica (event bus; a missed notice costs at most the
+// location cache's lifetime).
 func (m *Module) adminRotateLocationToken(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	tok, err := m.rotateLocationToken(r.Context(), id)
@@ -224,7 +224,7 @@ func (m *Module) rotateLocationToken(ctx context.Context, id string) (string, er
 	if err != nil {
 		return "", storeError(err)
 	}
-	m.verifier.forgetLocation(id)
+	m.announce(ctx, change{Location: id})
 	return tok, nil
 }
 

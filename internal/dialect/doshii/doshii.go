@@ -17,7 +17,10 @@
 package doshii
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -107,7 +110,51 @@ func newModule(svc *app.Services) (*Module, error) {
 	}
 	m := &Module{svc: svc, cfg: cfg}
 	m.verifier = newVerifier(svc, cfg.pastWindow, cfg.futureWindow)
+	if svc.Events != nil {
+		// A vendor key or location token rotated on any replica is dropped from this replica's
+		// caches at once; the cache lifetimes only bound what a missed notice can cost.
+		svc.Events.Subscribe(TopicChanged, func(payload []byte) {
+			var c change
+			if err := json.Unmarshal(payload, &c); err != nil || (c.Vendor == "" && c.Location == "") {
+				m.verifier.forgetAll() // unreadable: forget everything rather than keep a stale entry
+				return
+			}
+			if c.Vendor != "" {
+				m.verifier.forgetVendor(c.Vendor)
+			}
+			if c.Location != "" {
+				m.verifier.forgetLocation(c.Location)
+			}
+		})
+	}
 	return m, nil
+}
+
+// TopicChanged is the event-bus topic on which a rotation is announced to every replica, payload
+// {"vendor":"<api name>"} or {"location":"<location id>"}.
+const TopicChanged = "doshii_changed"
+
+type change struct {
+	Vendor   string `json:"vendor,omitempty"`
+	Location string `json:"location,omitempty"`
+}
+
+// announce forgets c here and tells the other replicas (best effort: their caches also expire on
+// their own).
+func (m *Module) announce(ctx context.Context, c change) {
+	if c.Vendor != "" {
+		m.verifier.forgetVendor(c.Vendor)
+	}
+	if c.Location != "" {
+		m.verifier.forgetLocation(c.Location)
+	}
+	if m.svc.Events == nil {
+		return
+	}
+	payload, _ := json.Marshal(c)
+	if err := m.svc.Events.Publish(context.WithoutCancel(ctx), TopicChanged, payload); err != nil {
+		m.svc.Log.LogAttrs(ctx, slog.LevelWarn, "doshii: announcing a rotation failed", slog.String("error", err.Error()))
+	}
 }
 
 // settingsFrom applies the documented defaults to unset (zero) keys and refuses bad values with a

@@ -24,6 +24,7 @@ import (
 	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/keys"
 	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/store/sqlite"
@@ -100,7 +101,7 @@ func newEnv(t testing.TB, opts ...envOptions) *env {
 	}
 	logBuf := &syncBuffer{}
 	svc := &app.Services{
-		Config: cfg, Store: st, Clock: clk, Sealer: sealer, Auth: auth.NewRegistry(),
+		Config: cfg, Store: st, Clock: clk, Sealer: sealer, Auth: auth.NewRegistry(), Events: events.NewLocal(),
 		Log: slog.New(slog.NewJSONHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	// The same identity-block audit the server installs.

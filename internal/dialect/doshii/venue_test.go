@@ -437,3 +437,39 @@ func TestFailuresCountedAfterHangUp(t *testing.T) {
 		t.Fatalf("after 5 failures with a cancelled context: %v, want throttled", err)
 	}
 }
+
+// A location token rotated on one replica stops working on the others at once when they hear the
+// event, and within the location cache's lifetime when they miss it.
+func TestLocationTokenRotationReplicas(t *testing.T) {
+	e := newEnv(t)
+	a, _, la, _ := twoVendors(t, e)
+	listening, err := newModule(e.svc) // shares the event bus
+	if err != nil {
+		t.Fatal(err)
+	}
+	deaf := *e.svc
+	deaf.Events = nil // misses every notice
+	missing, err := newModule(&deaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwt := func() string { return locationJWT(a.key, la.token, unix(e.clk.Now())) }
+	for _, m := range []*Module{listening, missing} {
+		if _, err := m.Verifier().AuthenticateVenue(t.Context(), "192.0.2.1", a.name, jwt()); err != nil {
+			t.Fatal(err) // cached now
+		}
+	}
+	if r := e.do("POST", "/admin/api/v1/doshii/locations/"+la.id+"/rotate-token", nil); r.status != 200 {
+		t.Fatalf("rotate: %d %s", r.status, r.raw)
+	}
+	if _, err := listening.Verifier().AuthenticateVenue(t.Context(), "192.0.2.1", a.name, jwt()); err == nil {
+		t.Fatal("a replica that heard the rotation still accepts the old token")
+	}
+	if _, err := missing.Verifier().AuthenticateVenue(t.Context(), "192.0.2.1", a.name, jwt()); err != nil {
+		t.Fatalf("within the cache lifetime a deaf replica still accepts (documented): %v", err)
+	}
+	e.clk.Advance(locationCacheTTL)
+	if _, err := missing.Verifier().AuthenticateVenue(t.Context(), "192.0.2.1", a.name, jwt()); err == nil {
+		t.Fatal("a deaf replica still accepts the old token after the cache lifetime")
+	}
+}

@@ -367,7 +367,7 @@ func (v *Verifier) reload(ctx context.Context, ve *vendorEntry) (*vendorEntry, e
 	return v.loadVendor(ctx, ve.vendor.APIName)
 }
 
-// forgetVendor drops a vendor from the cache (after a rotation on this replica).
+// forgetVendor drops a vendor from the cache (after a rotation).
 func (v *Verifier) forgetVendor(apiName string) { v.vendors.drop(apiName) }
 
 // locationByToken finds the location whose token hashes like raw (cached for a few seconds).
@@ -388,8 +388,18 @@ func (v *Verifier) locationByToken(ctx context.Context, raw string) (*store.Dosh
 	return l, nil
 }
 
-// forgetLocation drops every cached token of location id (after a token rotation here).
+// forgetLocation drops every cached token of location id (after a token rotation).
 func (v *Verifier) forgetLocation(id string) { v.locations.dropID(id) }
+
+// forgetAll empties both caches.
+func (v *Verifier) forgetAll() {
+	v.vendors.mu.Lock()
+	v.vendors.m = map[string]*vendorEntry{}
+	v.vendors.mu.Unlock()
+	v.locations.mu.Lock()
+	v.locations.m = map[[32]byte]locationEntry{}
+	v.locations.mu.Unlock()
+}
 
 // vendorKeyAD is the additional data a vendor key is sealed with: the sealed blob opens only in
 // its own row.
