@@ -51,10 +51,17 @@ func TestStandardEndpoints(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &jwks); err != nil || len(jwks.Keys) < 2 {
 		t.Errorf("jwks: %v %s (want active and next)", err, body)
 	}
-	// Requests are counted by route pattern.
+	// Requests are counted by route pattern — admin routes with their full path — never by raw path.
+	inst.Admin(t, "GET", "/clients/cl_doesnotexist", nil)
+	get(t, inst.Client, inst.URL+"/random/scan/path/123")
 	_, _, body = get(t, inst.Client, inst.URL+"/metrics")
-	if !strings.Contains(body, `route="GET /healthz"`) {
-		t.Errorf("metrics lack the healthz route:\n%.2000s", body)
+	for _, want := range []string{`route="GET /healthz"`, `route="GET /admin/api/v1/clients/{id}",status="404"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s:\n%.3000s", want, body)
+		}
+	}
+	if strings.Contains(body, "cl_doesnotexist") || strings.Contains(body, "/random/scan") {
+		t.Error("metrics hold a raw path")
 	}
 }
 
