@@ -13,9 +13,12 @@ fi
 
 # --- system packages the tests use ------------------------------------------------------------
 # gcc: the race detector needs cgo. chromium: the console's browser test. php-cli, python3-jwt:
-# the cross-language client tests (Debian's /usr/bin/python3, not a pyenv shim).
+# the cross-language client tests (Debian's /usr/bin/python3, not a pyenv shim). curl, jq: the
+# README quickstart, which a test runs as written.
 missing=()
 command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v jq >/dev/null 2>&1 || missing+=(jq)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v php >/dev/null 2>&1 || missing+=(php-cli)
 if ! /usr/bin/python3 -c 'import jwt' >/dev/null 2>&1; then missing+=(python3 python3-jwt); fi
