@@ -231,7 +231,8 @@ func (v *PosgateVerifier) checkDynamic(c *Claims, now time.Time, opts VerifyOpti
 }
 
 // maxKnownHeaders bounds the header memo. Only headers of tokens whose signature verified are
-// remembered, so only posgate's own keys put entries there; the bound is a second fence.
+// remembered, so only posgate's own keys put entries there (a few per rotation); when the bound
+// is reached after many rotations the memo starts over.
 const maxKnownHeaders = 64
 
 func (v *PosgateVerifier) knownHeader(seg string) (joseHeader, bool) {
@@ -243,7 +244,8 @@ func (v *PosgateVerifier) knownHeader(seg string) (joseHeader, bool) {
 
 func (v *PosgateVerifier) rememberHeader(seg string, h joseHeader) {
 	if v.nHeaders.Load() >= maxKnownHeaders {
-		return
+		v.headers.Clear()
+		v.nHeaders.Store(0)
 	}
 	if _, loaded := v.headers.LoadOrStore(seg, h); !loaded {
 		v.nHeaders.Add(1)

@@ -628,3 +628,28 @@ func TestVerifyErrorText(t *testing.T) {
 		t.Fatal("Reason.String")
 	}
 }
+
+// Only headers of verified tokens are remembered, and the memo stays bounded.
+func TestHeaderMemo(t *testing.T) {
+	e := newEnv(t, keys.AlgEdDSA)
+	e.v.SetCacheSize(0)
+	bad := e.sign(t, e.header(t, map[string]any{"x": "unsigned"}), e.payload(nil))
+	bp := strings.Split(bad, ".")
+	if _, err := e.v.Verify(ctx, bp[0]+"."+bp[1]+"."+flip(bp[2]), VerifyOptions{}); err == nil {
+		t.Fatal("bad signature accepted")
+	}
+	if n := e.v.nHeaders.Load(); n != 0 {
+		t.Fatalf("a header of a refused token was remembered (%d)", n)
+	}
+	for i := range 3 * maxKnownHeaders {
+		raw := e.sign(t, e.header(t, map[string]any{"x": i}), e.payload(nil))
+		for range 2 { // the second time through the memo
+			if _, err := e.v.Verify(ctx, raw, VerifyOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := e.v.nHeaders.Load(); n < 1 || n > maxKnownHeaders {
+			t.Fatalf("memo holds %d headers", n)
+		}
+	}
+}
