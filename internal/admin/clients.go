@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -293,9 +292,6 @@ func (a *API) disableClient(w http.ResponseWriter, r *http.Request) {
 		c.Disabled = true
 		c.UpdatedAt = a.svc.Clock.Now()
 		if err := a.svc.Store.UpdateClient(r.Context(), c); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				err = store.ErrNotFound
-			}
 			a.fail(w, r, action, c.ID, err)
 			return
 		}

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/auth"
+	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/httpx"
 	"github.com/posgate/posgate/internal/metrics"
 	"github.com/posgate/posgate/internal/store"
@@ -52,7 +54,11 @@ func requireAdmin(svc *app.Services, tok *adminToken, next http.Handler) http.Ha
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		addr := auth.Addr(r)
 		if err := svc.Throttle.Check(r.Context(), scope, addr, ""); err != nil {
-			w.Header().Set("Retry-After", "60")
+			retry := 60
+			if e, ok := errs.As(err); ok && e.RetryAfter > 0 {
+				retry = int(e.RetryAfter.Seconds())
+			}
+			w.Header().Set("Retry-After", strconv.Itoa(retry))
 			writeError(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed admin sign-ins from this address; try again later")
 			return
 		}

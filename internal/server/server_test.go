@@ -6,12 +6,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/server/servertest"
 )
 
@@ -298,5 +300,35 @@ func TestPostgresReplicas(t *testing.T) {
 	}
 	if status, _, body := get(t, b.Client, b.URL+"/readyz"); status != 200 {
 		t.Errorf("readyz on postgres: %d %s", status, body)
+	}
+}
+
+// Wrong admin tokens are throttled per address: after throttle.per_address failures the address
+// gets 429 with Retry-After, even with the right token, until the window ends.
+func TestAdminTokenGuessingIsThrottled(t *testing.T) {
+	inst := servertest.Start(t, servertest.Options{Configure: func(c *config.Config) {
+		c.Throttle.PerAddress, c.Throttle.PerAddressIdent = 3, 3
+	}})
+	try := func(tok string) (int, string) {
+		req, _ := http.NewRequest("GET", inst.URL+"/admin/api/v1/keys", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := inst.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	if s, _ := try(inst.AdminToken); s != 200 {
+		t.Fatalf("right token: %d", s)
+	}
+	for i := 0; i < 3; i++ {
+		if s, _ := try("pg_at_guess" + strconv.Itoa(i)); s != 401 {
+			t.Fatalf("guess %d: %d", i, s)
+		}
+	}
+	s, retry := try(inst.AdminToken)
+	if s != 429 || retry == "" || retry == "0" {
+		t.Errorf("after 3 failures: %d, Retry-After %q", s, retry)
 	}
 }
