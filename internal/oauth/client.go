@@ -116,11 +116,7 @@ func (s *Server) authenticateClient(ctx context.Context, cred clientCred, addr s
 	if reason == "" {
 		return c, nil
 	}
-	if s.svc.Throttle != nil {
-		if err := s.svc.Throttle.Fail(ctx, ThrottleClient, addr, ident); err != nil {
-			s.svc.Log.WarnContext(ctx, "throttle count failed", "error", err.Error())
-		}
-	}
+	s.fail(ctx, ThrottleClient, addr, ident)
 	target := "client:unknown(" + ident + ")"
 	if c != nil {
 		target = "client:" + c.ID

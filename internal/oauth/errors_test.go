@@ -1,6 +1,8 @@
 package oauth_test
 
 import (
+	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -313,4 +315,35 @@ func TestClientThrottle(t *testing.T) {
 	if a := e.token(t, params, &c); a.Status != 200 {
 		t.Fatalf("%d %s", a.Status, a.Raw)
 	}
+}
+
+// TestAbortedLoginsAreCounted: a guesser who hangs up before the answer (so the request's context
+// is cancelled while the password is checked) is still counted and audited.
+func TestAbortedLoginsAreCounted(t *testing.T) {
+	e := newEnv(t, envOptions{configure: func(c *config.Config) { c.Throttle.PerAddressIdent = 3; c.Throttle.Window = 60 }})
+	c := e.createClient(t, []string{"password"}, []string{"rentals"}, []string{apiAudience})
+	e.createUser(t, "ann", "correct horse battery")
+	e.clk.Set(e.clk.Now().Truncate(60 * time.Second).Add(time.Second))
+	body := `{"grant_type":"password","client_id":"` + c.ID + `","client_secret":"` + c.Secret + `","username":"ann","password":"wrong"}`
+	host := strings.TrimPrefix(e.inst.URL, "http://")
+	for range 3 {
+		conn, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = fmt.Fprintf(conn, "POST /oauth/token HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", host, len(body), body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close() // hang up at once: the password check runs with a cancelled context
+	}
+	// Wait for the three checks to finish (each is audited), then the right password is refused.
+	deadline := time.Now().Add(20 * time.Second)
+	for len(e.audit(t, "login.failed")) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d failed logins audited", len(e.audit(t, "login.failed")))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	checkError(t, e.token(t, map[string]string{"grant_type": "password", "username": "ann", "password": "correct horse battery"}, &c), 429, "too_many_attempts", false)
 }

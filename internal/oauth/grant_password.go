@@ -65,11 +65,7 @@ func (g passwordGrant) Handle(ctx context.Context, gr *GrantRequest) (*TokenResp
 		reason = "user disabled"
 	}
 	if reason != "" {
-		if s.svc.Throttle != nil {
-			if err := s.svc.Throttle.Fail(ctx, ThrottleLogin, gr.Addr, ident); err != nil {
-				s.svc.Log.WarnContext(ctx, "throttle count failed", "error", err.Error())
-			}
-		}
+		s.fail(ctx, ThrottleLogin, gr.Addr, ident)
 		target := "user:unknown(" + ident + ")"
 		if u != nil {
 			target = "user:" + u.ID

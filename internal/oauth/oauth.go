@@ -278,5 +278,29 @@ func identity(kind, name string) string {
 	return kind + ":" + hex.EncodeToString(h[:8])
 }
 
-// audit records an audit event.
-func (s *Server) audit(ctx context.Context, e store.AuditEvent) { s.svc.Audit(ctx, e) }
+// audit records an audit event, even when the caller has hung up.
+func (s *Server) audit(ctx context.Context, e store.AuditEvent) {
+	ctx, cancel := detach(ctx)
+	defer cancel()
+	s.svc.Audit(ctx, e)
+}
+
+// detach returns a context for a write that must happen whatever the caller does: counting a
+// failed attempt, revoking a family, auditing. Were these cancelled when the client hangs up, a
+// guesser could close each connection before the answer and never be counted, or a thief could
+// abort the revocation its replay triggered. The write still has a deadline.
+func detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+}
+
+// fail counts a failed credential check in the throttle (detached from the request).
+func (s *Server) fail(ctx context.Context, scope, addr, ident string) {
+	if s.svc.Throttle == nil {
+		return
+	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
+	if err := s.svc.Throttle.Fail(ctx, scope, addr, ident); err != nil {
+		s.svc.Log.WarnContext(ctx, "throttle count failed", "scope", scope, "error", err.Error())
+	}
+}

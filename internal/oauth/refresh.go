@@ -226,6 +226,8 @@ func (s *Server) revokeFamily(ctx context.Context, fam *store.RefreshFamily, now
 }
 
 func revokeFamilies(ctx context.Context, svc *app.Services, ids []string, now time.Time, reason string, inStore bool) error {
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	until := now.Add(maxAccessLifetime(svc.Config) + time.Minute)
 	for _, id := range ids {
 		if inStore {
@@ -244,6 +246,8 @@ func revokeFamilies(ctx context.Context, svc *app.Services, ids []string, now ti
 // from them. The admin API calls it when a user is disabled or their password changes.
 func RevokeUserSessions(ctx context.Context, svc *app.Services, userID, reason string) ([]string, error) {
 	now := svc.Clock.Now()
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	ids, err := svc.Store.RevokeUserRefreshFamilies(ctx, userID, now, reason)
 	if err != nil {
 		return nil, storeFailure(err)

@@ -65,7 +65,9 @@ func (s *Server) revoke(ctx context.Context, c *store.Client, raw, addr string) 
 			Address: addr, Outcome: "denied", Detail: "token of another client"})
 		return nil
 	}
-	if err := s.svc.Revoker.Revoke(ctx, "jti", cl.JTI, cl.ExpiresAt, "revoked by its client"); err != nil {
+	wctx, cancel := detach(ctx)
+	defer cancel()
+	if err := s.svc.Revoker.Revoke(wctx, "jti", cl.JTI, cl.ExpiresAt, "revoked by its client"); err != nil {
 		return storeFailure(err)
 	}
 	s.audit(ctx, store.AuditEvent{At: now, Actor: "client:" + c.ID, Action: "token.revoke", Target: "jti:" + cl.JTI,
