@@ -40,10 +40,14 @@ type DeviceView struct {
 
 // View returns d as shown to people; now and the approval window decide Waiting.
 func View(d *store.ChefDevice, now time.Time, approvalTimeout time.Duration) DeviceView {
+	decidedAt, decidedBy := utcPtr(d.DecidedAt), d.DecidedBy
+	if d.State == store.DevicePending { // a refreshed request carries its refresh time there
+		decidedAt, decidedBy = nil, ""
+	}
 	return DeviceView{
 		ID: d.ID, DeviceID: deviceIDOfKey(d.DeviceKey), Label: d.Label, Address: d.Address, UserAgent: d.UserAgent,
-		State: string(d.State), FirstSeen: d.FirstSeen.UTC(), UpdatedAt: d.UpdatedAt.UTC(), DecidedAt: utcPtr(d.DecidedAt),
-		DecidedBy: d.DecidedBy,
+		State: string(d.State), FirstSeen: d.FirstSeen.UTC(), UpdatedAt: d.UpdatedAt.UTC(), DecidedAt: decidedAt,
+		DecidedBy: decidedBy,
 		Waiting:   d.State == store.DevicePending && now.Before(d.UpdatedAt.Add(approvalTimeout)),
 	}
 }

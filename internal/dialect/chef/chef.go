@@ -15,6 +15,7 @@ import (
 
 	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/events"
 )
 
@@ -103,6 +104,25 @@ func New(svc *app.Services) (app.Module, error) {
 	modules.Store(svc, m)
 	return m, nil
 }
+
+// Shutdown answers every call held on this replica at once with 503 and Retry-After (the device
+// retries, on another replica or after the restart, and finds its request still pending), and
+// refuses new pairing calls, so a graceful shutdown never waits out an approval window.
+func (m *Module) Shutdown(context.Context) error {
+	m.pairing.closing.Store(true)
+	m.pairing.mu.Lock()
+	ws := make([]*wait, 0, len(m.pairing.waits))
+	for _, w := range m.pairing.waits {
+		ws = append(ws, w)
+	}
+	m.pairing.mu.Unlock()
+	for _, w := range ws {
+		m.pairing.resolve(w, decision{err: errShuttingDown})
+	}
+	return nil
+}
+
+var errShuttingDown = &errs.Error{Kind: errs.Unavailable, Code: "shutting_down", Message: "the server is shutting down; retry", RetryAfter: time.Second}
 
 // Close stops listening for device notices (tests build several modules on one bus).
 func (m *Module) Close() error {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -201,6 +202,8 @@ type pairing struct {
 	keys  map[string]*keyLock
 	// createMu serialises the pending-cap check with the creation it guards.
 	createMu sync.Mutex
+	// closing: the server is shutting down; no call is held any more.
+	closing atomic.Bool
 }
 
 type keyLock struct {
@@ -275,6 +278,9 @@ func (m *Module) publish(ctx context.Context, id string, state store.DeviceState
 // or the approval window ends. It returns the `result` to send, or an error (store unavailable).
 func (p *pairing) authenticateClient(ctx context.Context, r *http.Request, id identity) (json.RawMessage, error) {
 	m := p.m
+	if p.closing.Load() {
+		return nil, errShuttingDown
+	}
 	// A renewal: a token this posgate issued to the device, even expired up to the renew window.
 	if raw := bearerToken(r); raw != "" {
 		res, err := p.renew(ctx, r, id, raw)
@@ -313,15 +319,29 @@ func (p *pairing) authenticateClient(ctx context.Context, r *http.Request, id id
 }
 
 // createOrJoin finds the device of id and either answers at once (immediate) or returns the wait to
-// hold the call on, creating the pending request when there is none.
+// hold the call on, creating or renewing the pending request when there is none.
+//
+// Replicas may race on one device (it called two of them at once). Every transition to pending is
+// therefore single-winner across replicas, decided by the store: creating a device and re-asking
+// for a declined or revoked one take a short single-use claim (store.UseOnce) on the device key or
+// on (device, generation) before the upsert, and refreshing a stale pending request is a
+// conditional update (pending → pending). A replica that loses re-reads the device and joins the
+// request the winner made — so an approval given in between is never overwritten by a late upsert.
 func (p *pairing) createOrJoin(ctx context.Context, id identity) (*wait, json.RawMessage, error) {
 	m := p.m
-	now := m.svc.Clock.Now()
-	dev, err := m.svc.Store.GetChefDeviceByKey(ctx, id.key())
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, nil, unavailable(err)
-	}
-	if dev != nil {
+	for attempt := 0; attempt < 5; attempt++ {
+		now := m.svc.Clock.Now()
+		dev, err := m.svc.Store.GetChefDeviceByKey(ctx, id.key())
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, nil, unavailable(err)
+		}
+		if dev == nil {
+			w, res, retry, err := p.ask(ctx, id, nil, "chef.device.create:"+id.key(), now)
+			if retry {
+				continue
+			}
+			return w, res, err
+		}
 		switch dev.State {
 		case store.DeviceApproved:
 			res, err := p.issue(ctx, dev, false)
@@ -335,26 +355,68 @@ func (p *pairing) createOrJoin(ctx context.Context, id identity) (*wait, json.Ra
 				// asked; hold this one on the same request.
 				return p.hold(dev.ID), nil, nil
 			}
-			// A stale request nobody waits for: ask again (re-checks the cap, refreshes it).
+			// A stale request nobody waits for: ask again (the cap applies), refreshing it only if
+			// it is still pending.
+			p.createMu.Lock()
+			if res, err := p.checkCap(ctx, now, dev, id); res != nil || err != nil {
+				p.createMu.Unlock()
+				return nil, res, err
+			}
+			fresh, err := m.svc.Store.DecideChefDevice(ctx, dev.ID, []store.DeviceState{store.DevicePending}, store.DevicePending, "", now)
+			p.createMu.Unlock()
+			if errors.Is(err, store.ErrConflict) {
+				continue // decided meanwhile: read it again
+			}
+			if err != nil {
+				return nil, nil, unavailable(err)
+			}
+			return p.asked(ctx, fresh, id), nil, nil
 		case store.DeviceDeclined, store.DeviceRevoked:
 			if dev.DecidedAt != nil && now.Before(dev.DecidedAt.Add(m.cfg.cooldown)) {
 				return nil, failureResult(&Failure{NumDeclined, msgDeclined}), nil
 			}
+			claim := "chef.device.ask:" + dev.ID + ":" + strconv.Itoa(dev.Generation)
+			w, res, retry, err := p.ask(ctx, id, dev, claim, now)
+			if retry {
+				continue
+			}
+			return w, res, err
+		default:
+			return nil, nil, errs.New(errs.Internal, "device_state", "device in an unknown state "+string(dev.State))
 		}
 	}
+	return nil, nil, unavailable(errors.New("chef: the device kept changing under a pairing call"))
+}
 
-	// A new pairing request (new device, or declined/revoked after the cool-down, or stale).
+// ask makes a new pending request for id — a new device (was nil), or a declined or revoked one
+// after its cool-down — if the pending cap allows and this replica wins the claim. retry means
+// another replica won it: read the device again.
+func (p *pairing) ask(ctx context.Context, id identity, was *store.ChefDevice, claim string, now time.Time) (*wait, json.RawMessage, bool, error) {
 	p.createMu.Lock()
-	defer p.createMu.Unlock()
-	n, err := p.freshPending(ctx, now, dev)
+	if res, err := p.checkCap(ctx, now, was, id); res != nil || err != nil {
+		p.createMu.Unlock()
+		return nil, res, false, err
+	}
+	won, err := p.claim(ctx, claim, now)
 	if err != nil {
-		return nil, nil, err
+		p.createMu.Unlock()
+		return nil, nil, false, err
 	}
-	if n >= m.cfg.maxPending {
-		m.svc.Log.Warn("chef: pending device cap reached", "cap", m.cfg.maxPending, "address", id.address)
-		return nil, failureResult(&Failure{NumTooManyPending, msgTooManyPending}), nil
+	if !won {
+		p.createMu.Unlock()
+		p.awaitChange(ctx, id.key(), was)
+		return nil, nil, true, nil
 	}
-	stored, err := m.svc.Store.UpsertPendingChefDevice(ctx, &store.ChefDevice{
+	stored, err := p.m.svc.Store.UpsertPendingChefDevice(ctx, p.pendingRecord(id, now))
+	p.createMu.Unlock()
+	if err != nil {
+		return nil, nil, false, unavailable(err)
+	}
+	return p.asked(ctx, stored, id), nil, false, nil
+}
+
+func (p *pairing) pendingRecord(id identity, now time.Time) *store.ChefDevice {
+	return &store.ChefDevice{
 		ID:        secret.NewID("dev_"),
 		DeviceKey: id.key(),
 		Label:     id.label,
@@ -363,15 +425,65 @@ func (p *pairing) createOrJoin(ctx context.Context, id identity) (*wait, json.Ra
 		State:     store.DevicePending,
 		FirstSeen: now,
 		UpdatedAt: now,
-	})
-	if err != nil {
-		return nil, nil, unavailable(err)
 	}
-	w := p.hold(stored.ID)
-	m.svc.Audit(ctx, store.AuditEvent{Actor: "device:" + stored.ID, Action: "chef.device.request", Target: stored.ID,
+}
+
+// asked holds the call on a request just made pending here, audits it and announces it (the
+// console's live list and the other replicas hear of it).
+func (p *pairing) asked(ctx context.Context, dev *store.ChefDevice, id identity) *wait {
+	w := p.hold(dev.ID)
+	p.m.svc.Audit(ctx, store.AuditEvent{Actor: "device:" + dev.ID, Action: "chef.device.request", Target: dev.ID,
 		Address: id.address, Outcome: "pending", Detail: "label=" + clip(id.label, 64)})
-	m.publish(ctx, stored.ID, store.DevicePending)
-	return w, nil, nil
+	p.m.publish(ctx, dev.ID, store.DevicePending)
+	return w
+}
+
+// claimTTL bounds a creation claim: long enough to cover the upsert that follows it, short enough
+// that a replica dying between the two does not block the device for long.
+const claimTTL = 30 * time.Second
+
+// claim takes a single-use claim on key across replicas; false means another replica holds it.
+func (p *pairing) claim(ctx context.Context, key string, now time.Time) (bool, error) {
+	err := p.m.svc.Store.UseOnce(ctx, key, now, now.Add(claimTTL))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, store.ErrAlreadyUsed):
+		return false, nil
+	default:
+		return false, unavailable(err)
+	}
+}
+
+// awaitChange waits (briefly) until the device of key exists and differs from was (nil: absent):
+// the replica that won the claim is writing it.
+func (p *pairing) awaitChange(ctx context.Context, key string, was *store.ChefDevice) {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		d, err := p.m.svc.Store.GetChefDeviceByKey(ctx, key)
+		if err == nil && (was == nil || d.Generation != was.Generation || d.State != was.State) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// checkCap answers 58 when max_pending requests are already waiting (except dev itself). Callers
+// hold createMu from the check to the write it guards, so this replica's concurrent new requests
+// cannot overshoot the cap together (replicas may, by at most one each).
+func (p *pairing) checkCap(ctx context.Context, now time.Time, dev *store.ChefDevice, id identity) (json.RawMessage, error) {
+	n, err := p.freshPending(ctx, now, dev)
+	if err != nil {
+		return nil, err
+	}
+	if n >= p.m.cfg.maxPending {
+		p.m.svc.Log.Warn("chef: pending device cap reached", "cap", p.m.cfg.maxPending, "address", id.address)
+		return failureResult(&Failure{NumTooManyPending, msgTooManyPending}), nil
+	}
+	return nil, nil
 }
 
 // freshPending counts pending requests a device is still waiting on (younger than the approval
@@ -420,6 +532,9 @@ func (p *pairing) hold(id string) *wait {
 	w := &wait{deviceID: id, refs: 1, wake: make(chan struct{}, 1), done: make(chan struct{}), stop: make(chan struct{})}
 	p.waits[id] = w
 	go p.watch(w)
+	if p.closing.Load() { // Shutdown collected the waits before this one existed
+		go p.resolve(w, decision{err: errShuttingDown})
+	}
 	return w
 }
 

@@ -367,3 +367,75 @@ func compactJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestReplicaRace: devices calling two replicas at the same moment, each approved as soon as it is
+// pending: one request per device (generation 1), never re-opened by a late replica, and both
+// calls answered with a token.
+func TestReplicaRace(t *testing.T) {
+	a := cheftest.Start(t, cheftest.Options{})
+	b := cheftest.Start(t, cheftest.Options{Store: a.Svc.Store, Bus: a.Svc.Events, Master: a.Master})
+	notices, cancel := pendingNotices(a)
+	defer cancel()
+	for i := 0; i < 15; i++ {
+		dev := "race-" + itoa(i)
+		ca := async(t, a, authBody("1", dev, ""))
+		cb := async(t, b, authBody("2", dev, ""))
+		id := <-notices
+		approve(t, a, id)
+		ta, tb := tokenOf(t, receive(t, ca)), tokenOf(t, receive(t, cb))
+		if ta.Token == tb.Token {
+			t.Fatal("same token twice")
+		}
+		d, err := a.Svc.Store.GetChefDevice(context.Background(), id)
+		if err != nil || d.State != store.DeviceApproved || d.Generation != 1 {
+			t.Fatalf("device %d after the race: %+v %v", i, d, err)
+		}
+	drain:
+		for {
+			select {
+			case extra := <-notices:
+				t.Fatalf("device %d re-opened as %s", i, extra)
+			default:
+				break drain
+			}
+		}
+	}
+}
+
+// TestStaleRequestAskedAgain: a device whose request went stale (nobody waits on it any more) asks
+// again: the same request is refreshed (not a new generation), held, and answered by one approval.
+func TestStaleRequestAskedAgain(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	inst := cheftest.Start(t, cheftest.Options{Clock: clk, Configure: func(c *config.Config) { c.Chef.ApprovalTimeout = 30 }})
+	// The first call gives up on its own (client timeout); its request stays pending.
+	impatient := &http.Client{Timeout: 300 * time.Millisecond}
+	req, _ := http.NewRequest(http.MethodPost, inst.URL+rpcPath, strings.NewReader(authBody("1", "stale", "")))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "chef-test/1.0") // the same device as the calls below
+	if resp, err := impatient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("answered without a decision")
+	}
+	before := waitPending(t, inst, 1)[0]
+	deadline := time.Now().Add(10 * time.Second)
+	for inst.Module.Waiting(before.ID) != 0 && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	clk.Advance(31 * time.Second) // the request is now older than the approval window
+
+	ch := async(t, inst, authBody("2", "stale", ""))
+	select {
+	case a := <-ch:
+		t.Fatalf("answered at once: %d %s", a.status, a.body)
+	case <-time.After(200 * time.Millisecond):
+	}
+	waitCalls(t, inst, before.ID, 1)
+	after, _ := inst.Svc.Store.GetChefDevice(context.Background(), before.ID)
+	if after.Generation != before.Generation || !after.UpdatedAt.After(before.UpdatedAt) || after.State != store.DevicePending {
+		t.Fatalf("refresh: before %+v after %+v", before, after)
+	}
+	approve(t, inst, before.ID)
+	if td := tokenOf(t, receive(t, ch)); !td.NewDevice {
+		t.Fatal("new_device false")
+	}
+}
