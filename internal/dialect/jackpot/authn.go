@@ -120,10 +120,14 @@ func (b *bearerAuth) Authenticate(r *http.Request) (*auth.Principal, error) {
 		}
 		return nil, errs.New(errs.Forbidden, "wrong_token_kind", "this route does not accept "+other)
 	}
+	// The token verified without the store; whether its client was disabled since needs it. With
+	// the store down that one check is skipped (logged), as every stateless check keeps working.
 	cl, err := b.m.clients.byClientID(ctx, b.m.svc.Store, c.ClientID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, errs.New(errs.Unauthenticated, "invalid_token", "the token's client no longer exists")
+	case errors.Is(err, store.ErrUnavailable):
+		b.m.logStoreError(ctx, "client lookup (token accepted on its signature)", err)
 	case err != nil:
 		b.m.logStoreError(ctx, "client lookup", err)
 		return nil, errStore

@@ -711,3 +711,27 @@ func TestClientChangedTopicMatchesOAuth(t *testing.T) {
 		t.Fatalf("jackpot listens on %q, oauth defines %q", jackpot.TopicClientChanged, oauth.TopicClientChanged)
 	}
 }
+
+// With the store down, what needs it answers 503 with Retry-After in each endpoint's shape, and a
+// session token still works on its signature alone (the upstream gets the call).
+func TestStoreUnavailable(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.createClient(t, bothGrants)
+	m2m := mustToken(t, e.m2m(t, c))
+	if err := e.inst.Svc.Store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a := e.m2m(t, c)
+	checkTokenErrorShape(t, a, http.StatusServiceUnavailable, "temporarily_unavailable")
+	if a.Header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
+	r := e.do(t, "GET", storesPath, http.Header{"Apikey": {c.APIKey}}, nil)
+	checkJackpotError(t, r, http.StatusServiceUnavailable)
+	if r.Header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
+	if r := e.do(t, "PUT", confirmPath, bearer(m2m), nil); r.Status != http.StatusOK {
+		t.Fatalf("m2m token with the store down: %d %s", r.Status, r.Raw)
+	}
+}
