@@ -57,7 +57,6 @@ type Forwarder struct {
 	log       *slog.Logger
 	clock     clock.Clock
 	signer    *identity.Signer
-	timeout   time.Duration
 	transport *http.Transport
 	upstreams map[string]*upstream
 }
@@ -100,8 +99,7 @@ func NewForwarder(cfg *config.Config, master []byte, log *slog.Logger, clk clock
 		log:       log,
 		clock:     clk,
 		signer:    signer,
-		timeout:   timeout,
-		transport: newTransport(),
+		transport: newTransport(timeout),
 		upstreams: map[string]*upstream{},
 	}
 	names := make([]string, 0, len(cfg.Upstreams))
@@ -153,8 +151,11 @@ func parseUpstream(name, raw string) (*url.URL, error) {
 // newTransport is shared by every upstream: keep-alive with pools sized for a busy gateway (the
 // default of 2 idle connections per host would make every burst open new connections), no
 // environment proxy (the upstream is what the config says, nothing else), bounded dial, TLS and
-// response-header sizes.
-func newTransport() *http.Transport {
+// response-header sizes. responseTimeout (gateway.upstream_timeout) bounds the wait for the
+// upstream's response headers once the request is sent — a timeout → 504; a streamed body after
+// that runs as long as the server's write timeout allows. Being a transport setting, it costs no
+// timer per request.
+func newTransport(responseTimeout time.Duration) *http.Transport {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                  nil,
@@ -165,6 +166,7 @@ func newTransport() *http.Transport {
 		IdleConnTimeout:        90 * time.Second,
 		TLSHandshakeTimeout:    10 * time.Second,
 		ExpectContinueTimeout:  1 * time.Second,
+		ResponseHeaderTimeout:  responseTimeout,
 		MaxResponseHeaderBytes: 1 << 20,
 	}
 }
@@ -200,9 +202,6 @@ func (f *Forwarder) Upstreams() []string {
 // HasUpstream reports whether name is configured.
 func (f *Forwarder) HasUpstream(name string) bool { _, ok := f.upstreams[name]; return ok }
 
-// errUpstreamTimeout is the cancel cause when the upstream did not answer in time.
-var errUpstreamTimeout = errors.New("upstream did not answer in time")
-
 // fwdState travels with one forwarded request (in its context) to Rewrite, ModifyResponse and
 // ErrorHandler.
 type fwdState struct {
@@ -211,9 +210,6 @@ type fwdState struct {
 	writeErr  func(http.ResponseWriter, *http.Request, error)
 	onSuccess func()
 	start     time.Time
-	timer     *time.Timer
-	cancel    context.CancelCauseFunc
-	ctx       context.Context
 	outcome   string
 }
 
@@ -253,16 +249,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, upstreamName
 		start:     time.Now(),
 		outcome:   "forwarded",
 	}
-	ctx, cancel := context.WithCancelCause(r.Context())
-	st.ctx, st.cancel = ctx, cancel
-	// The timeout covers sending the request and receiving the response headers; a streaming body
-	// after that runs as long as the server's write timeout allows.
-	st.timer = time.AfterFunc(f.timeout, func() { cancel(errUpstreamTimeout) })
-	defer func() {
-		st.timer.Stop()
-		cancel(nil)
-	}()
-	up.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
+	up.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 	return st.outcome
 }
 
@@ -341,9 +328,6 @@ func (f *Forwarder) modifyResponse(resp *http.Response) error {
 	if st == nil {
 		return nil
 	}
-	if !st.timer.Stop() && errors.Is(context.Cause(st.ctx), errUpstreamTimeout) {
-		return errUpstreamTimeout
-	}
 	observeUpstream(st.route, time.Since(st.start))
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 && st.onSuccess != nil {
 		st.onSuccess()
@@ -358,10 +342,9 @@ func (f *Forwarder) errorHandler(w http.ResponseWriter, r *http.Request, err err
 		w.WriteHeader(http.StatusBadGateway)
 		return
 	}
-	st.timer.Stop()
 	route := st.route
 	switch {
-	case errors.Is(context.Cause(st.ctx), errUpstreamTimeout) || errors.Is(err, errUpstreamTimeout):
+	case isTimeout(err):
 		st.outcome = "upstream_timeout"
 		observeUpstream(route, time.Since(st.start))
 		f.log.LogAttrs(r.Context(), slog.LevelWarn, "gateway: upstream timeout", slog.String("route", route))
@@ -376,6 +359,18 @@ func (f *Forwarder) errorHandler(w http.ResponseWriter, r *http.Request, err err
 		f.log.LogAttrs(r.Context(), slog.LevelWarn, "gateway: upstream unreachable", slog.String("route", route), slog.String("error", safeErr(err)))
 		st.writeErr(w, r, errs.Wrap(errs.Unavailable, "upstream_unreachable", "the upstream could not be reached", err))
 	}
+}
+
+// isTimeout reports whether err is the upstream not answering in time (the transport's
+// ResponseHeaderTimeout, or a timeout while sending the request) — not a failure to connect,
+// which is "unreachable".
+func isTimeout(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // safeErr renders a transport error for the log. Transport errors name the upstream's address,

@@ -379,7 +379,7 @@ func TestUpstreamFailuresMapTo502And504InTheRouteDialect(t *testing.T) {
 		{Path: "/down", Methods: []string{"GET"}, Auth: []string{"test.venue"}, Upstream: "down"},
 		{Path: "/down-rfc", Methods: []string{"GET"}, Auth: []string{"posgate"}, Upstream: "down"},
 	})
-	e.fwd.timeout = 300 * time.Millisecond
+	e.fwd.transport.ResponseHeaderTimeout = 300 * time.Millisecond
 	r := e.do("GET", "/slow", "", "apikey", "key-t")
 	if r.Status != 504 || r.json(t)["statusCode"] != float64(504) {
 		t.Fatalf("timeout: %d %s", r.Status, r.Body)

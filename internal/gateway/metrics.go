@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,10 +24,28 @@ var gatewayOutcomes = prometheus.NewCounterVec(prometheus.CounterOpts{
 
 func init() { metrics.Registry.MustRegister(gatewayOutcomes) }
 
+// Label lookups hash every label value on each call; the series of a route are few and fixed, so
+// they are looked up once and kept (the maps only ever hold route patterns, a bounded set).
+var (
+	outcomeSeries  sync.Map // outcomeKey → prometheus.Counter
+	upstreamSeries sync.Map // route → prometheus.Observer
+)
+
+type outcomeKey struct{ route, outcome string }
+
 func observeOutcome(route, outcome string) {
-	gatewayOutcomes.WithLabelValues(route, outcome).Inc()
+	k := outcomeKey{route, outcome}
+	c, ok := outcomeSeries.Load(k)
+	if !ok {
+		c, _ = outcomeSeries.LoadOrStore(k, gatewayOutcomes.WithLabelValues(route, outcome))
+	}
+	c.(prometheus.Counter).Inc()
 }
 
 func observeUpstream(route string, d time.Duration) {
-	metrics.UpstreamDuration.WithLabelValues(route).Observe(d.Seconds())
+	o, ok := upstreamSeries.Load(route)
+	if !ok {
+		o, _ = upstreamSeries.LoadOrStore(route, metrics.UpstreamDuration.WithLabelValues(route))
+	}
+	o.(prometheus.Observer).Observe(d.Seconds())
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/errs"
@@ -22,12 +23,22 @@ const PosgateAuthName = "posgate"
 type PosgateAuthenticator struct {
 	verifier token.Verifier
 	realm    string
+
+	// principals keeps the principal built for a token (by jti) so a repeated token is not turned
+	// into a new principal every time. The verifier still checks the token on every request
+	// (signature via its cache, expiry, revocation); a token's claims never change, so neither
+	// does its principal. Principals are shared and read-only.
+	mu         sync.RWMutex
+	principals map[string]*auth.Principal
 }
+
+// maxCachedPrincipals bounds the principal cache; when full it starts over.
+const maxCachedPrincipals = 10_000
 
 // NewPosgateAuthenticator returns the "posgate" authenticator over v (the verifier with the
 // verification cache and the revocation set).
 func NewPosgateAuthenticator(v token.Verifier) *PosgateAuthenticator {
-	return &PosgateAuthenticator{verifier: v, realm: "posgate"}
+	return &PosgateAuthenticator{verifier: v, realm: "posgate", principals: map[string]*auth.Principal{}}
 }
 
 // BearerToken returns the token of r's `Authorization: Bearer` header. ok is false when r has no
@@ -78,6 +89,27 @@ func (a *PosgateAuthenticator) Authenticate(r *http.Request) (*auth.Principal, e
 		}
 		return nil, errs.Wrap(errs.Internal, "server_error", "token verification failed", err)
 	}
+	if c.JTI != "" {
+		a.mu.RLock()
+		p := a.principals[c.JTI]
+		a.mu.RUnlock()
+		if p != nil && p.ExpiresAt.Equal(c.ExpiresAt) && p.Subject == c.Subject {
+			return p, nil
+		}
+	}
+	p := principalOf(c)
+	if c.JTI != "" {
+		a.mu.Lock()
+		if len(a.principals) >= maxCachedPrincipals {
+			clear(a.principals)
+		}
+		a.principals[c.JTI] = p
+		a.mu.Unlock()
+	}
+	return p, nil
+}
+
+func principalOf(c *token.Claims) *auth.Principal {
 	claims := make(map[string]any, len(c.Extra)+1)
 	maps.Copy(claims, c.Extra)
 	if len(c.Audience) > 0 {
@@ -93,7 +125,7 @@ func (a *PosgateAuthenticator) Authenticate(r *http.Request) (*auth.Principal, e
 		TokenID:   c.JTI,
 		SessionID: c.SessionID,
 		ExpiresAt: c.ExpiresAt,
-	}, nil
+	}
 }
 
 func describeReason(r token.Reason) string {
