@@ -2,6 +2,8 @@ package token
 
 import (
 	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +16,7 @@ import (
 // Benchmarks of posgate token issuance and verification, with raw Ed25519 in the same run as the
 // baseline (docs/BENCHMARKS.md, "Token issuance and verification"):
 //
-//	go test -run '^$' -bench 'Ed25519|Issue|Verify' -benchmem -count 5 ./internal/token/
+//	go test -run '^$' -bench . -benchmem ./internal/token/
 
 // benchClaims are a typical client_credentials/chimpy access token.
 var benchClaims = Claims{
@@ -107,6 +109,28 @@ func BenchmarkGolangJWTVerify(b *testing.B) {
 	keyFunc := func(*jwt.Token) (any, error) { return pub, nil }
 	for b.Loop() {
 		if _, err := p.Parse(raw, keyFunc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkHMACSHA256 is the floor of a shared-key check: one HMAC over the signing input.
+func BenchmarkHMACSHA256(b *testing.B) {
+	raw := hs256(hsKey, `{"alg":"HS256","typ":"JWT"}`, `{"sub":"loc_abcdefghijklmnop","vendor":"acme","timestamp":1767225600}`)
+	msg := signingInput(raw)
+	for b.Loop() {
+		m := hmac.New(sha256.New, hsKey)
+		m.Write(msg)
+		m.Sum(nil)
+	}
+}
+
+// BenchmarkVerifyHS256 is the shared-key front door on a typical doshii location JWT.
+func BenchmarkVerifyHS256(b *testing.B) {
+	raw := hs256(hsKey, `{"alg":"HS256","typ":"JWT"}`, `{"sub":"loc_abcdefghijklmnop","vendor":"acme","timestamp":1767225600}`)
+	keys := [][]byte{hsKey}
+	for b.Loop() {
+		if _, err := VerifyHS256(raw, keys); err != nil {
 			b.Fatal(err)
 		}
 	}

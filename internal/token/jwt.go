@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/posgate/posgate/internal/jsonx"
 )
@@ -115,6 +117,36 @@ func decodeSegment(s string) ([]byte, error) {
 	return out[:n], nil
 }
 
+// headerMemo remembers parsed headers by their exact base64url segment. Parsing is a pure
+// function of those bytes, so a remembered result is the result parsing would give again; only
+// headers of tokens whose signature verified are put in, so only parties holding a key can add
+// entries. Nearly all tokens of one issuer share one of a handful of headers, which makes the
+// header's JSON checks free after the first token. Bounded: it starts over when full.
+type headerMemo struct {
+	m sync.Map // string → joseHeader
+	n atomic.Int32
+}
+
+// maxKnownHeaders bounds a headerMemo.
+const maxKnownHeaders = 64
+
+func (hm *headerMemo) get(seg string) (joseHeader, bool) {
+	if h, ok := hm.m.Load(seg); ok {
+		return h.(joseHeader), true
+	}
+	return joseHeader{}, false
+}
+
+func (hm *headerMemo) put(seg string, h joseHeader) {
+	if hm.n.Load() >= maxKnownHeaders {
+		hm.m.Clear()
+		hm.n.Store(0)
+	}
+	if _, loaded := hm.m.LoadOrStore(seg, h); !loaded {
+		hm.n.Add(1)
+	}
+}
+
 // joseHeader is the part of a JOSE header posgate reads. Members are matched by their exact
 // (case-sensitive) names, as RFC 7515 requires.
 type joseHeader struct {
@@ -179,17 +211,28 @@ const MinHS256KeyBytes = 32
 // in constant time. Only then is the payload checked to be one JSON object without duplicate keys;
 // it is returned for the dialect to apply its own claim rules. Every failure is a *VerifyError.
 func VerifyHS256(raw string, keys [][]byte) (payload []byte, err error) {
-	header, payload, sig, signingInput, ve := splitJWT(raw)
+	hSeg, pSeg, sSeg, ve := splitSegments(raw)
 	if ve != nil {
 		return nil, ve
 	}
-	h, ve := parseHeader(header)
+	h, known := hs256Headers.get(hSeg)
+	if !known {
+		header, ve := decodeHeaderSegment(hSeg)
+		if ve != nil {
+			return nil, ve
+		}
+		if h, ve = parseHeader(header); ve != nil {
+			return nil, ve
+		}
+	}
+	payload, sig, ve := decodeBody(pSeg, sSeg)
 	if ve != nil {
 		return nil, ve
 	}
 	if h.Alg != "HS256" {
 		return nil, verr(ReasonAlg, "unsupported algorithm %s", quoteAlg(h.Alg))
 	}
+	signingInput := raw[:len(hSeg)+1+len(pSeg)]
 	usable := 0
 	match := 0
 	for _, k := range keys {
@@ -210,11 +253,17 @@ func VerifyHS256(raw string, keys [][]byte) (payload []byte, err error) {
 	if match != 1 {
 		return nil, verr(ReasonSignature, "signature does not verify")
 	}
+	if !known {
+		hs256Headers.put(hSeg, h)
+	}
 	if err := jsonx.CheckObject(payload); err != nil {
 		return nil, &VerifyError{Reason: ReasonJSON, Detail: "payload: " + err.Error(), Err: err}
 	}
 	return payload, nil
 }
+
+// hs256Headers memoises the headers of shared-key tokens that verified (see headerMemo).
+var hs256Headers headerMemo
 
 // quoteAlg renders an alg for an error detail: quoted, and cut short so a hostile header cannot
 // put a long string into logs and responses.

@@ -140,3 +140,28 @@ func TestVerifyHS256SignatureBeforePayload(t *testing.T) {
 	_, err := VerifyHS256(raw, [][]byte{hsKey})
 	wantReason(t, err, ReasonSignature)
 }
+
+// The header memo only skips the header's parse: a remembered header still needs a valid
+// signature and a valid payload, and a header is remembered only once a token carrying it verified.
+func TestVerifyHS256HeaderMemo(t *testing.T) {
+	header := `{"alg":"HS256","typ":"JWT","memo":"test"}`
+	seg := enc(header)
+	if _, err := VerifyHS256(hs256(hsOther, header, `{}`), [][]byte{hsKey}); err == nil {
+		t.Fatal("wrong key accepted")
+	}
+	if _, ok := hs256Headers.get(seg); ok {
+		t.Fatal("header of a refused token remembered")
+	}
+	if _, err := VerifyHS256(hs256(hsKey, header, `{"n":1}`), [][]byte{hsKey}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := hs256Headers.get(seg); !ok {
+		t.Fatal("header of a verified token not remembered")
+	}
+	_, err := VerifyHS256(hs256(hsOther, header, `{"n":2}`), [][]byte{hsKey})
+	wantReason(t, err, ReasonSignature)
+	_, err = VerifyHS256(hs256(hsKey, header, `{"n":2,"n":3}`), [][]byte{hsKey})
+	wantReason(t, err, ReasonJSON)
+	_, err = VerifyHS256(hs256(hsKey, header, `{"n":2}`), nil)
+	wantReason(t, err, ReasonUnknownKey)
+}

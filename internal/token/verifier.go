@@ -57,8 +57,7 @@ type PosgateVerifier struct {
 	lastSync time.Time            // start of the last successful resync (zero: never)
 	started  atomic.Bool
 
-	headers  sync.Map // header segment → joseHeader, for headers of verified tokens
-	nHeaders atomic.Int32
+	headers headerMemo // headers of tokens whose signature verified
 }
 
 type revKey struct{ kind, value string }
@@ -141,7 +140,7 @@ func (v *PosgateVerifier) verifyStatic(raw string) (c *Claims, kid string, claim
 	}
 	// A header already seen on a token whose signature verified is not parsed again: posgate
 	// signs with a handful of keys, so nearly every token carries one of a handful of headers.
-	h, known := v.knownHeader(hSeg)
+	h, known := v.headers.get(hSeg)
 	if !known {
 		header, ve := decodeHeaderSegment(hSeg)
 		if ve != nil {
@@ -173,7 +172,7 @@ func (v *PosgateVerifier) verifyStatic(raw string) (c *Claims, kid string, claim
 		return nil, "", nil, verr(ReasonSignature, "signature does not verify")
 	}
 	if !known {
-		v.rememberHeader(hSeg, h)
+		v.headers.put(hSeg, h)
 	}
 	if err := jsonx.CheckObject(payload); err != nil {
 		return nil, "", nil, &VerifyError{Reason: ReasonJSON, Detail: "payload: " + err.Error(), Err: err}
@@ -228,28 +227,6 @@ func (v *PosgateVerifier) checkDynamic(c *Claims, now time.Time, opts VerifyOpti
 		return verr(ReasonRevoked, "token revoked")
 	}
 	return nil
-}
-
-// maxKnownHeaders bounds the header memo. Only headers of tokens whose signature verified are
-// remembered, so only posgate's own keys put entries there (a few per rotation); when the bound
-// is reached after many rotations the memo starts over.
-const maxKnownHeaders = 64
-
-func (v *PosgateVerifier) knownHeader(seg string) (joseHeader, bool) {
-	if h, ok := v.headers.Load(seg); ok {
-		return h.(joseHeader), true
-	}
-	return joseHeader{}, false
-}
-
-func (v *PosgateVerifier) rememberHeader(seg string, h joseHeader) {
-	if v.nHeaders.Load() >= maxKnownHeaders {
-		v.headers.Clear()
-		v.nHeaders.Store(0)
-	}
-	if _, loaded := v.headers.LoadOrStore(seg, h); !loaded {
-		v.nHeaders.Add(1)
-	}
 }
 
 func hasAudience(aud []string, want string) bool {

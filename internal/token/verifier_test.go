@@ -638,7 +638,7 @@ func TestHeaderMemo(t *testing.T) {
 	if _, err := e.v.Verify(ctx, bp[0]+"."+bp[1]+"."+flip(bp[2]), VerifyOptions{}); err == nil {
 		t.Fatal("bad signature accepted")
 	}
-	if n := e.v.nHeaders.Load(); n != 0 {
+	if n := e.v.headers.n.Load(); n != 0 {
 		t.Fatalf("a header of a refused token was remembered (%d)", n)
 	}
 	for i := range 3 * maxKnownHeaders {
@@ -648,7 +648,7 @@ func TestHeaderMemo(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if n := e.v.nHeaders.Load(); n < 1 || n > maxKnownHeaders {
+		if n := e.v.headers.n.Load(); n < 1 || n > maxKnownHeaders {
 			t.Fatalf("memo holds %d headers", n)
 		}
 	}
