@@ -70,6 +70,8 @@ type Instance struct {
 	received []Received
 	// UpstreamAnswer, when set, answers data calls instead of the default echo.
 	UpstreamAnswer func(w http.ResponseWriter, body []byte)
+	// OnRequest, when set, sees every request as it arrives (before routing): latency breakdowns.
+	OnRequest func(r *http.Request)
 }
 
 // Start starts an instance and stops it at test end.
@@ -200,6 +202,12 @@ func Start(t testing.TB, opts Options) *Instance {
 		if v := r.Header.Get(AddrHeader); v != "" {
 			r = auth.WithAddr(r, v)
 		}
+		inst.mu.Lock()
+		hook := inst.OnRequest
+		inst.mu.Unlock()
+		if hook != nil {
+			hook(r)
+		}
 		public.ServeHTTP(w, r)
 	}))
 	t.Cleanup(func() {
@@ -225,6 +233,13 @@ func adminOnly(tok string, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// SetOnRequest installs (or with nil removes) the request observer.
+func (i *Instance) SetOnRequest(f func(*http.Request)) {
+	i.mu.Lock()
+	i.OnRequest = f
+	i.mu.Unlock()
 }
 
 // Received returns what the upstream has seen so far.
