@@ -164,6 +164,12 @@
   });
   es.addEventListener("error", function () {
     live.dataset.state = "lost";
+    if (es.readyState === EventSource.CLOSED) {
+      // The server refused the stream (the session ended): sign in again.
+      live.textContent = "signed out";
+      window.location.href = "/admin/login";
+      return;
+    }
     live.textContent = "reconnecting…";
   });
 })();

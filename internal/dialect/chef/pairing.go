@@ -282,7 +282,8 @@ func (p *pairing) authenticateClient(ctx context.Context, r *http.Request, id id
 		return nil, errShuttingDown
 	}
 	// A renewal: a token this posgate issued to the device, even expired up to the renew window.
-	if raw := bearerToken(r); raw != "" {
+	// An address throttled for bad tokens may not probe tokens this way: it pairs as usual.
+	if raw := bearerToken(r); raw != "" && m.throttleCheck(ctx, id.address) == nil {
 		res, err := p.renew(ctx, r, id, raw)
 		if err != nil || res != nil {
 			return res, err
