@@ -50,6 +50,10 @@ func (g passwordGrant) Handle(ctx context.Context, gr *GrantRequest) (*TokenResp
 			return nil, err
 		}
 	}
+	// From here on the attempt runs to its end even if the caller hangs up: a guess that is
+	// checked is always counted and audited (a cancelled lookup would otherwise race the count).
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	u, err := s.svc.Store.GetUserByUsername(ctx, gr.Username)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, storeFailure(err)

@@ -86,6 +86,13 @@ func bearerToken(r *http.Request) (string, error) {
 	return tok, nil
 }
 
+// HasCredential reports whether r carries a Bearer credential at all (the gateway asks, on its
+// refusal path, to tell "another means' credential" from "none").
+func (a *Authenticator) HasCredential(r *http.Request) bool {
+	_, err := bearerToken(r)
+	return !auth.IsNoCredential(err)
+}
+
 // Authenticate verifies the bearer token of r.
 func (a *Authenticator) Authenticate(r *http.Request) (*auth.Principal, error) {
 	raw, err := bearerToken(r)

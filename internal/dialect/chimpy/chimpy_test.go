@@ -159,6 +159,10 @@ func TestAuthenticatorDirect(t *testing.T) {
 	if _, err := a.Authenticate(req("Authorization", "Basic YTpi")); !auth.IsNoCredential(err) {
 		t.Fatalf("Basic: %v", err)
 	}
+	hc := a.(interface{ HasCredential(*http.Request) bool })
+	if hc.HasCredential(req()) || hc.HasCredential(req("Authorization", "Basic YTpi")) || !hc.HasCredential(req("Authorization", "Bearer x")) {
+		t.Fatal("HasCredential")
+	}
 	for _, h := range [][]string{{"Authorization", "Bearer "}, {"Authorization", "Bearer x", "Authorization", "Bearer y"}, {"Authorization", "Bearer not-a-jwt"}} {
 		if _, err := a.Authenticate(req(h...)); err == nil || auth.IsNoCredential(err) || errs.KindOf(err) != errs.Unauthenticated {
 			t.Fatalf("%v: %v", h, err)
