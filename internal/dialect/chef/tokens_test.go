@@ -11,6 +11,7 @@ import (
 
 	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/clock"
+	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/dialect/chef/cheftest"
 	"github.com/posgate/posgate/internal/token"
 )
@@ -245,4 +246,27 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 	}
 	revoke(t, b, d.ID)
 	failureOf(t, post(t, a, rpcPath, dataCall, "Authorization", tok), 57, "Device authentication process is declined by user.")
+}
+
+// TestThrottleBadTokens: an address that keeps sending invalid tokens is throttled (429, -32029,
+// Retry-After) before any token check; other addresses are not.
+func TestThrottleBadTokens(t *testing.T) {
+	inst := cheftest.Start(t, cheftest.Options{Configure: func(c *config.Config) { c.Throttle.PerAddress = 3 }})
+	good, _ := pair(t, inst, "TH")
+	for i := 0; i < 3; i++ {
+		if r := result(t, post(t, inst, rpcPath, dataCall, "Authorization", "a.b.c", cheftest.AddrHeader, "198.51.100.7")); r.ErrorNum != 40 {
+			t.Fatalf("bad token %d: %+v", i, r)
+		}
+	}
+	a := post(t, inst, rpcPath, dataCall, "Authorization", good, cheftest.AddrHeader, "198.51.100.7")
+	if a.status != http.StatusTooManyRequests || a.header.Get("Retry-After") == "" {
+		t.Fatalf("throttled: %d %v %s", a.status, a.header, a.body)
+	}
+	if m := single(t, a); string(m["id"]) != "42" || !strings.Contains(string(m["error"]), `"code":-32029`) {
+		t.Fatalf("throttled body %s", a.body)
+	}
+	// Another address is not affected.
+	if r := post(t, inst, rpcPath, dataCall, "Authorization", good, cheftest.AddrHeader, "198.51.100.8"); r.status != http.StatusOK {
+		t.Fatalf("another address: %d", r.status)
+	}
 }

@@ -115,6 +115,8 @@ func Start(t testing.TB, opts Options) *Instance {
 	cfg := config.Default()
 	cfg.Server.Issuer = "http://posgate.test"
 	cfg.Upstreams = map[string]string{"pos": up.URL}
+	// Tests send many bad tokens from 127.0.0.1 on purpose; a test of the throttle lowers these.
+	cfg.Throttle.PerAddress, cfg.Throttle.PerAddressIdent, cfg.Throttle.PerIdentity = 1000, 1000, 10000
 	if opts.Configure != nil {
 		opts.Configure(cfg)
 	}
@@ -169,7 +171,11 @@ func Start(t testing.TB, opts Options) *Instance {
 		Config: cfg, Store: st, Clock: clk, Log: log, Sealer: sealer,
 		Issuer: iss, Verifier: ver, Revoker: ver, Events: bus,
 		Throttle: auth.NewThrottle(st, clk, auth.ThrottleLimits{
-			Window: 5 * time.Minute, PerAddress: 1000, PerAddressIdent: 1000, PerIdentity: 10000, IdentityBackoff: time.Minute,
+			Window:          config.Seconds(cfg.Throttle.Window),
+			PerAddress:      cfg.Throttle.PerAddress,
+			PerAddressIdent: cfg.Throttle.PerAddressIdent,
+			PerIdentity:     cfg.Throttle.PerIdentity,
+			IdentityBackoff: config.Seconds(cfg.Throttle.IdentityBackoff),
 		}, nil),
 		Auth:            auth.NewRegistry(),
 		Upstream:        fwd,
