@@ -239,3 +239,35 @@ func TestClientCredentialsWithOAuth2Library(t *testing.T) {
 		t.Fatal("refresh_token in a client_credentials answer")
 	}
 }
+
+// TestAudienceLifetimes: chimpy.audience_lifetimes overrides the access lifetime of one audience,
+// for user tokens and client_credentials alike; other audiences keep theirs.
+func TestAudienceLifetimes(t *testing.T) {
+	e := newEnv(t, envOptions{configure: func(c *config.Config) {
+		c.Chimpy.AccessLifetime = 600
+		c.OAuth.AccessLifetime = 900
+		c.Chimpy.AudienceLifetimes = map[string]int{apiAudience: 120}
+	}})
+	u := e.createClient(t, []string{"password"}, []string{"rentals"}, []string{apiAudience, otherAud})
+	m := e.createClient(t, []string{"client_credentials"}, []string{"read"}, []string{apiAudience, otherAud})
+	e.createUser(t, "ann", "correct horse battery")
+	for _, c := range []struct {
+		c    *client
+		p    map[string]string
+		want float64
+	}{
+		{&u, map[string]string{"grant_type": "password", "username": "ann", "password": "correct horse battery", "audience": apiAudience}, 120},
+		{&u, map[string]string{"grant_type": "password", "username": "ann", "password": "correct horse battery", "audience": otherAud}, 600},
+		{&m, map[string]string{"grant_type": "client_credentials", "audience": apiAudience}, 120},
+		{&m, map[string]string{"grant_type": "client_credentials", "audience": otherAud}, 900},
+	} {
+		a := e.token(t, c.p, c.c)
+		if a.Status != 200 || a.JSON["expires_in"] != c.want {
+			t.Fatalf("%v: %d %s, want expires_in %v", c.p, a.Status, a.Raw, c.want)
+		}
+		cl := claims(t, a.str("access_token"))
+		if cl["exp"].(float64)-cl["iat"].(float64) != c.want {
+			t.Fatalf("%v: exp-iat = %v", c.p, cl["exp"].(float64)-cl["iat"].(float64))
+		}
+	}
+}
