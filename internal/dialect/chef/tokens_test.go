@@ -270,3 +270,26 @@ func TestThrottleBadTokens(t *testing.T) {
 		t.Fatalf("another address: %d", r.status)
 	}
 }
+
+// TestStoreDown: with the store gone, data calls with a valid token keep working (the token check
+// needs no store), pairing answers 503 with Retry-After, and the admin API says unavailable.
+func TestStoreDown(t *testing.T) {
+	inst := cheftest.Start(t, cheftest.Options{})
+	tok, devID := pair(t, inst, "SD")
+	if err := inst.Svc.Store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if a := post(t, inst, rpcPath, dataCall, "Authorization", tok); a.status != http.StatusOK || !strings.Contains(string(a.body), "echo") {
+		t.Fatalf("data call with the store down: %d %s", a.status, a.body)
+	}
+	a := post(t, inst, rpcPath, authBody("5", "SD2", ""))
+	if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" {
+		t.Fatalf("pairing with the store down: %d %v %s", a.status, a.header, a.body)
+	}
+	if m := single(t, a); string(m["id"]) != "5" || !strings.Contains(string(m["error"]), `"code":-32603`) {
+		t.Fatalf("body %s", a.body)
+	}
+	if st, body := inst.Admin(t, http.MethodPost, "/chef/devices/"+devID+"/revoke"); st != http.StatusServiceUnavailable || body["error"] != "unavailable" {
+		t.Fatalf("admin with the store down: %d %v", st, body)
+	}
+}
