@@ -48,11 +48,11 @@ func (f *flakyStore) ListSigningKeys(ctx context.Context) ([]*store.SigningKey, 
 	return f.Store.ListSigningKeys(ctx)
 }
 
-// env is one posgate replica's token machinery on a real SQLite file: keyring, issuer, verifier.
+// env is one posgate replica's token machinery on a real store: keyring, issuer, verifier.
 type env struct {
-	path string
+	path string // SQLite file ("" for PostgreSQL)
 	clk  *clock.Fake
-	bus  *events.Local
+	bus  events.Bus
 	st   *flakyStore
 	kr   *keys.Keyring
 	iss  Issuer
@@ -68,15 +68,23 @@ func newEnv(t testing.TB, alg string) *env {
 	return newReplica(t, filepath.Join(t.TempDir(), "posgate.db"), clock.NewFake(t0), events.NewLocal(), alg)
 }
 
-// newReplica opens its own connection to the database at path, as a second process would.
-func newReplica(t testing.TB, path string, clk *clock.Fake, bus *events.Local, alg string) *env {
+// newReplica opens its own connection to the SQLite database at path, as a second process would.
+func newReplica(t testing.TB, path string, clk *clock.Fake, bus events.Bus, alg string) *env {
 	t.Helper()
-	ctx := context.Background()
-	raw, err := sqlite.Open(ctx, path)
+	raw, err := sqlite.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { raw.Close() })
+	e := newReplicaOn(t, raw, clk, bus, alg)
+	e.path = path
+	return e
+}
+
+// newReplicaOn builds a replica on an open store and bus.
+func newReplicaOn(t testing.TB, raw store.Store, clk *clock.Fake, bus events.Bus, alg string) *env {
+	t.Helper()
+	ctx := context.Background()
 	st := &flakyStore{Store: raw}
 	sealer, err := keys.NewSealer(testMaster)
 	if err != nil {
@@ -86,7 +94,7 @@ func newReplica(t testing.TB, path string, clk *clock.Fake, bus *events.Local, a
 	if err := kr.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{path: path, clk: clk, bus: bus, st: st, kr: kr, iss: NewIssuer(kr, clk, testIssuer)}
+	e := &env{clk: clk, bus: bus, st: st, kr: kr, iss: NewIssuer(kr, clk, testIssuer)}
 	e.v = NewVerifier(kr, st, bus, clk, testIssuer, nil)
 	sctx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)

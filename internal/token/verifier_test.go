@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/posgate/posgate/internal/errs"
+	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/keys"
 	"github.com/posgate/posgate/internal/store"
 )
@@ -606,12 +607,12 @@ func TestStoreDown(t *testing.T) {
 func TestMalformedRevocationEventIgnored(t *testing.T) {
 	e := newEnv(t, keys.AlgEdDSA)
 	for _, p := range []string{``, `{`, `{"kind":"family","value":"x","expires_at":"2030-01-01T00:00:00Z"}`, `{"kind":"jti","value":""}`} {
-		e.bus.Deliver("revocation", []byte(p))
+		e.bus.(*events.Local).Deliver("revocation", []byte(p))
 	}
 	if len(e.v.revoked) != 0 {
 		t.Fatalf("malformed events applied: %v", e.v.revoked)
 	}
-	e.bus.Deliver("revocation", []byte(`{"kind":"jti","value":"x","expires_at":"2030-01-01T00:00:00Z"}`))
+	e.bus.(*events.Local).Deliver("revocation", []byte(`{"kind":"jti","value":"x","expires_at":"2030-01-01T00:00:00Z"}`))
 	if len(e.v.revoked) != 1 {
 		t.Fatal("a well-formed event was not applied")
 	}
