@@ -303,14 +303,22 @@ func (p *pairing) authenticateClient(ctx context.Context, r *http.Request, id id
 	// Held open until a decision, the approval window, or the caller going away.
 	timer := time.NewTimer(m.cfg.approvalTimeout)
 	defer timer.Stop()
-	select {
-	case <-w.done:
+	decided := func() (json.RawMessage, error) {
 		p.leave(w, true)
 		if w.res.err != nil {
 			return nil, w.res.err
 		}
 		return p.answerDecided(ctx, w.res.dev, true)
+	}
+	select {
+	case <-w.done:
+		return decided()
 	case <-timer.C:
+		select {
+		case <-w.done: // decided at the last moment: the decision wins
+			return decided()
+		default:
+		}
 		p.leave(w, false)
 		return failureResult(&Failure{NumTimeout, msgTimeout(int(m.cfg.approvalTimeout / time.Second))}), nil
 	case <-ctx.Done():
