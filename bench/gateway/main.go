@@ -190,8 +190,8 @@ func bench(concList string, d, warm time.Duration, rounds int, maxReq int64, log
 
 	fmt.Printf("# gateway benchmark: %s, %d rounds of %s per level, warm-up %s, posgate log level %s\n\n",
 		time.Now().UTC().Format(time.RFC3339), rounds, d, warm, logLevel)
-	fmt.Println("| concurrency | posgate req/s | bare req/s | ratio | posgate p50 / p99 | bare p50 / p99 | added p99 |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| concurrency | posgate req/s | bare req/s | throughput ratio | posgate p50 / p99 | bare p50 / p99 | added p99 | proxy CPU/req posgate / bare | CPU-bound ratio |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	pass := true
 	for _, c := range levels {
 		var as, bs []*result
@@ -201,11 +201,11 @@ func bench(concList string, d, warm time.Duration, rounds int, maxReq int64, log
 				order = []string{"b", "a"}
 			}
 			for _, which := range order {
-				u := pg.url
+				u, proxyPID := pg.url, pg.cmd.Process.Pid
 				if which == "b" {
-					u = bare.url
+					u, proxyPID = bare.url, bare.cmd.Process.Pid
 				}
-				res, err := load(u+"/bench/orders/42?expand=lines", tok, c, d, warm, maxReq)
+				res, err := load(u+"/bench/orders/42?expand=lines", tok, c, d, warm, maxReq, proxyPID, up.cmd.Process.Pid)
 				if err != nil {
 					return err
 				}
@@ -219,8 +219,13 @@ func bench(concList string, d, warm time.Duration, rounds int, maxReq int64, log
 		a, b := median(as), median(bs)
 		ratio := a.rate() / b.rate()
 		added := a.quantile(0.99) - b.quantile(0.99)
-		fmt.Printf("| %d | %.0f | %.0f | %.2f | %s / %s | %s / %s | %s |\n", c, a.rate(), b.rate(), ratio,
-			fmtDur(a.quantile(0.5)), fmtDur(a.quantile(0.99)), fmtDur(b.quantile(0.5)), fmtDur(b.quantile(0.99)), fmtDur(added))
+		// The CPU-bound ratio is the throughput ratio the whole setup (load generator, proxy,
+		// upstream) would reach on this machine if it had it to itself: all CPU per request, bare
+		// over posgate. It does not move when other work shares the machine; the wall-clock ratio does.
+		cpuRatio := float64(medianCPU(bs)) / float64(medianCPU(as))
+		fmt.Printf("| %d | %.0f | %.0f | %.2f | %s / %s | %s / %s | %s | %s / %s | %.2f |\n", c, a.rate(), b.rate(), ratio,
+			fmtDur(a.quantile(0.5)), fmtDur(a.quantile(0.99)), fmtDur(b.quantile(0.5)), fmtDur(b.quantile(0.99)), fmtDur(added),
+			fmtDur(medianProxyCPU(as)), fmtDur(medianProxyCPU(bs)), cpuRatio)
 		var ratios []string
 		for i := range as {
 			ratios = append(ratios, fmt.Sprintf("%.2f", as[i].rate()/bs[i].rate()))
@@ -327,7 +332,17 @@ type result struct {
 	n         int64
 	elapsed   time.Duration
 	latencies []time.Duration
+	// CPU time spent during the measured phase by the proxy under test, the upstream and the
+	// load generator (this process).
+	cpuProxy, cpuUpstream, cpuLoad time.Duration
 }
+
+// cpuPerReq is the CPU time the whole setup spent per request.
+func (r *result) cpuPerReq() time.Duration {
+	return (r.cpuProxy + r.cpuUpstream + r.cpuLoad) / time.Duration(max(r.n, 1))
+}
+
+func (r *result) proxyPerReq() time.Duration { return r.cpuProxy / time.Duration(max(r.n, 1)) }
 
 func (r *result) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
 
@@ -336,6 +351,24 @@ func (r *result) quantile(q float64) time.Duration {
 		return 0
 	}
 	return r.latencies[int(q*float64(len(r.latencies)-1))]
+}
+
+func medianCPU(rs []*result) time.Duration {
+	v := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		v[i] = r.cpuPerReq()
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+func medianProxyCPU(rs []*result) time.Duration {
+	v := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		v[i] = r.proxyPerReq()
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 func median(rs []*result) *result {
@@ -354,7 +387,7 @@ func median(rs []*result) *result {
 
 // load drives GET u with the bearer token from c workers for d (after warm), bounded by maxReq.
 // Any non-200 answer aborts the run: a benchmark that counts errors as throughput lies.
-func load(u, tok string, c int, d, warm time.Duration, maxReq int64) (*result, error) {
+func load(u, tok string, c int, d, warm time.Duration, maxReq int64, proxyPID, upstreamPID int) (*result, error) {
 	tr := &http.Transport{MaxIdleConns: 2 * c, MaxIdleConnsPerHost: 2 * c, DisableCompression: true, IdleConnTimeout: time.Minute}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
@@ -389,6 +422,7 @@ func load(u, tok string, c int, d, warm time.Duration, maxReq int64) (*result, e
 		var firstErr error
 		lat := make([][]time.Duration, c)
 		var wg sync.WaitGroup
+		cpu0 := [3]time.Duration{procCPU(proxyPID), procCPU(upstreamPID), selfCPU()}
 		start := time.Now()
 		for w := 0; w < c; w++ {
 			wg.Add(1)
@@ -421,7 +455,8 @@ func load(u, tok string, c int, d, warm time.Duration, maxReq int64) (*result, e
 		if firstErr != nil {
 			return nil, firstErr
 		}
-		res := &result{elapsed: elapsed}
+		res := &result{elapsed: elapsed, cpuProxy: procCPU(proxyPID) - cpu0[0],
+			cpuUpstream: procCPU(upstreamPID) - cpu0[1], cpuLoad: selfCPU() - cpu0[2]}
 		for _, l := range lat {
 			res.latencies = append(res.latencies, l...)
 		}
@@ -441,6 +476,8 @@ func fmtDur(d time.Duration) string {
 	switch {
 	case d < 0:
 		return "-" + fmtDur(-d)
+	case d < 10*time.Microsecond:
+		return fmt.Sprintf("%.1f µs", float64(d.Nanoseconds())/1000)
 	case d < time.Millisecond:
 		return fmt.Sprintf("%d µs", d.Microseconds())
 	default:

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"sync"
 	"time"
 
 	"github.com/posgate/posgate/client/identity"
@@ -50,8 +51,9 @@ func runUpstream(key string) error {
 	return serveLoopback(mux)
 }
 
-// runBare is the baseline: httputil.ReverseProxy with the same transport settings as posgate's
-// forwarder (keep-alive, 256 idle connections per host) and nothing else.
+// runBare is the baseline: httputil.ReverseProxy with the same transport settings and copy-buffer
+// pool as posgate's forwarder (keep-alive, 256 idle connections per host, pooled 32 KiB buffers)
+// and nothing else — so the comparison isolates what the gateway adds, not how it is tuned.
 func runBare(upstream string) error {
 	target, err := url.Parse(upstream)
 	if err != nil {
@@ -65,8 +67,19 @@ func runBare(upstream string) error {
 		},
 		// Quiet: a run ends by cancelling in-flight requests.
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) { w.WriteHeader(http.StatusBadGateway) },
+		BufferPool: bufferPool{},
 		Transport: &http.Transport{DialContext: d.DialContext, ForceAttemptHTTP2: true, MaxIdleConns: 1024,
 			MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
+	}
+	if path := os.Getenv("BENCH_GATEWAY_BARE_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	return serveLoopback(proxy)
 }
@@ -141,3 +154,10 @@ func runPosgate(upstream, key, dataDir, logLevel string) error {
 		return nil
 	}
 }
+
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }

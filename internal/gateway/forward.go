@@ -59,6 +59,9 @@ type Forwarder struct {
 	signer    *identity.Signer
 	transport *http.Transport
 	upstreams map[string]*upstream
+
+	hmu     sync.RWMutex
+	headers map[*auth.Principal]string // encoded X-Posgate-Principal of stable principals
 }
 
 type upstream struct {
@@ -101,6 +104,7 @@ func NewForwarder(cfg *config.Config, master []byte, log *slog.Logger, clk clock
 		signer:    signer,
 		transport: newTransport(timeout),
 		upstreams: map[string]*upstream{},
+		headers:   map[*auth.Principal]string{},
 	}
 	names := make([]string, 0, len(cfg.Upstreams))
 	for n := range cfg.Upstreams {
@@ -222,11 +226,13 @@ func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, upstreamName
 	if route == "" {
 		route = "upstream:" + upstreamName
 	}
-	f.forward(w, r, upstreamName, route, p, writeErr, onSuccess)
+	f.forward(w, r, upstreamName, route, p, false, writeErr, onSuccess)
 }
 
 // forward returns the outcome label (for metrics).
-func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, upstreamName, route string, p *auth.Principal,
+// stable says p is a shared, immutable principal its authenticator hands out again for the same
+// credential (see StablePrincipals), so its encoded header can be kept.
+func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, upstreamName, route string, p *auth.Principal, stable bool,
 	writeErr func(http.ResponseWriter, *http.Request, error), onSuccess func()) string {
 	up, ok := f.upstreams[upstreamName]
 	if !ok || p == nil {
@@ -235,7 +241,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, upstreamName
 		writeErr(w, r, errs.New(errs.Internal, "server_error", "the gateway is misconfigured"))
 		return "misconfigured"
 	}
-	principal, err := encodePrincipal(p)
+	principal, err := f.principalHeader(p, stable)
 	if err != nil {
 		f.log.LogAttrs(r.Context(), slog.LevelError, "gateway: principal does not encode", slog.String("error", err.Error()))
 		writeErr(w, r, errs.Wrap(errs.Internal, "server_error", "internal error", err))
@@ -267,20 +273,53 @@ func (f *Forwarder) rewrite(up *upstream, pr *httputil.ProxyRequest) {
 	pr.SetURL(up.target)
 	stripInbound(pr.Out.Header)
 
-	pr.Out.Header.Set("X-Forwarded-For", auth.Addr(pr.In))
-	pr.Out.Header.Set("X-Forwarded-Host", pr.In.Host)
+	// One backing array for the five values (keys are already canonical): fewer allocations on
+	// every request.
+	vals := make([]string, 5)
+	vals[0] = auth.Addr(pr.In)
+	vals[1] = pr.In.Host
+	vals[2] = "http"
 	if pr.In.TLS != nil {
-		pr.Out.Header.Set("X-Forwarded-Proto", "https")
-	} else {
-		pr.Out.Header.Set("X-Forwarded-Proto", "http")
+		vals[2] = "https"
 	}
+	h := pr.Out.Header
+	h["X-Forwarded-For"] = vals[0:1:1]
+	h["X-Forwarded-Host"] = vals[1:2:2]
+	h["X-Forwarded-Proto"] = vals[2:3:3]
 	if st == nil {
 		return // never: forward always sets it; the upstream then refuses the unsigned request
 	}
-	pr.Out.Header[identity.HeaderPrincipal] = []string{st.principal}
-	pr.Out.Header[identity.HeaderSignature] = []string{
-		f.signer.Sign(pr.Out.Method, pr.Out.URL.RequestURI(), f.clock.Now(), st.principal),
+	vals[3] = st.principal
+	vals[4] = f.signer.Sign(pr.Out.Method, pr.Out.URL.RequestURI(), f.clock.Now(), st.principal)
+	h[identity.HeaderPrincipal] = vals[3:4:4]
+	h[identity.HeaderSignature] = vals[4:5:5]
+}
+
+// maxCachedHeaders bounds the principal-header cache; when full it starts over.
+const maxCachedHeaders = 10_000
+
+// principalHeader encodes p, or returns the header encoded for the same shared principal before.
+func (f *Forwarder) principalHeader(p *auth.Principal, stable bool) (string, error) {
+	if !stable {
+		return encodePrincipal(p)
 	}
+	f.hmu.RLock()
+	h, ok := f.headers[p]
+	f.hmu.RUnlock()
+	if ok {
+		return h, nil
+	}
+	h, err := encodePrincipal(p)
+	if err != nil {
+		return "", err
+	}
+	f.hmu.Lock()
+	if len(f.headers) >= maxCachedHeaders {
+		clear(f.headers)
+	}
+	f.headers[p] = h
+	f.hmu.Unlock()
+	return h, nil
 }
 
 // stripInbound removes the caller's credentials and anything that could impersonate the gateway

@@ -68,6 +68,14 @@ type CredentialDetector interface {
 	HasCredential(r *http.Request) bool
 }
 
+// StablePrincipals is implemented by authenticators that hand out the same *auth.Principal, never
+// modified, each time the same credential comes back (the posgate authenticator keeps them per
+// token). The forwarder then keeps the principal's encoded identity header instead of encoding it
+// on every request.
+type StablePrincipals interface {
+	StablePrincipals() bool
+}
+
 // Gateway is the gateway module.
 type Gateway struct {
 	log      *slog.Logger
@@ -240,10 +248,12 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 	first := rt.auths[0].a
 	// The server refuses non-canonical paths before routing; checked again so the gateway is safe
 	// on any mux (the route that matched must be the path the upstream sees).
-	if err := httpx.CheckPath(httpx.RequestPath(r)); err != nil {
-		observeOutcome(label, outcomeBadRequest)
-		first.WriteError(w, r, err)
-		return
+	if raw := httpx.RequestPath(r); mayBeNonCanonical(raw) {
+		if err := httpx.CheckPath(raw); err != nil {
+			observeOutcome(label, outcomeBadRequest)
+			first.WriteError(w, r, err)
+			return
+		}
 	}
 	p, a, outcome := g.authenticate(w, r, rt)
 	if p == nil {
@@ -279,7 +289,17 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 		}
 		onSuccess = func() { g.consume(r.Context(), label, p) }
 	}
-	observeOutcome(label, g.fwd.forward(w, r, rt.upstream, label, p, a.WriteError, onSuccess))
+	stable := false
+	if sp, ok := a.(StablePrincipals); ok {
+		stable = sp.StablePrincipals()
+	}
+	observeOutcome(label, g.fwd.forward(w, r, rt.upstream, label, p, stable, a.WriteError, onSuccess))
+}
+
+// mayBeNonCanonical is a cheap pre-check: a path without '.', '%', '\\', NUL or "//" cannot break
+// the canonical-path rule, so the full check runs only for the others.
+func mayBeNonCanonical(p string) bool {
+	return strings.ContainsAny(p, ".%\\\x00") || strings.Contains(p, "//") || p == "" || p[0] != '/'
 }
 
 // authenticate runs the route's means. It returns the principal and the authenticator that

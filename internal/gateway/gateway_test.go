@@ -110,6 +110,18 @@ func TestStreamingResponseAndHopByHop(t *testing.T) {
 	}
 }
 
+func TestNonCanonicalPathRefusedBeforeAnything(t *testing.T) {
+	e := newEnv(t, []config.Route{{Path: "/api/", Methods: []string{"GET"}, Auth: []string{"test.key"}, Upstream: "pos"}})
+	for _, p := range []string{"/api/a%2fb", "/api/%2e%2e/admin", "/api/a%5cb", "/api/a%00"} {
+		if r := e.do("GET", p, "", "apikey", "key-a"); r.Status != 400 {
+			t.Errorf("%s: %d %s", p, r.Status, r.Body)
+		}
+	}
+	if n := len(e.up.requests()); n != 0 {
+		t.Errorf("upstream got %d requests", n)
+	}
+}
+
 func TestUnroutedIs404AndWrongMethod405(t *testing.T) {
 	e := newEnv(t, []config.Route{{Path: "/v2/stores", Methods: []string{"GET"}, Auth: []string{"test.key"}, Upstream: "pos"}})
 	r := e.do("GET", "/nothing/here", "", "apikey", "key-a")

@@ -63,6 +63,10 @@ func BearerToken(r *http.Request) (tok string, ok bool, err error) {
 	return tok, true, nil
 }
 
+// StablePrincipals implements gateway.StablePrincipals: principals are kept per token and never
+// modified.
+func (a *PosgateAuthenticator) StablePrincipals() bool { return true }
+
 // HasCredential reports whether r carries a bearer token (without checking it).
 func (a *PosgateAuthenticator) HasCredential(r *http.Request) bool {
 	_, ok, _ := BearerToken(r)
