@@ -247,6 +247,6 @@ func header(t *testing.T, jwt string) map[string]any {
 // drivers runs f on SQLite and on PostgreSQL.
 func drivers(t *testing.T, f func(t *testing.T, driver string)) {
 	for _, d := range []string{"sqlite", "postgres"} {
-		t.Run(d, func(t *testing.T) { f(t, d) })
+		t.Run(d, func(t *testing.T) { t.Parallel(); f(t, d) })
 	}
 }

@@ -44,6 +44,7 @@ func noThrottle(c *config.Config) {
 // TestTokenErrorTable checks every row of chimpy's error table, in both body formats where the row
 // is about the body.
 func TestTokenErrorTable(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{configure: noThrottle})
 	c := e.createClient(t, []string{"password", "refresh_token"}, []string{"rentals", "offline_access"}, []string{apiAudience, otherAud})
 	m2m := e.createClient(t, []string{"client_credentials"}, []string{"read"}, []string{apiAudience})
@@ -205,6 +206,7 @@ func TestTokenErrorTable(t *testing.T) {
 // may use the password grant with its client_id alone but not client_credentials, and may not
 // send a secret.
 func TestDisabledAndPublicClients(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	e.createUser(t, "ann", "correct horse battery")
 	ctx := t.Context()
@@ -242,6 +244,7 @@ func TestDisabledAndPublicClients(t *testing.T) {
 // The identity-wide limit applies across addresses (here via a trusted proxy's X-Forwarded-For),
 // and it is audited.
 func TestLoginThrottle(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{configure: func(c *config.Config) {
 		c.Throttle.Window = 60
 		c.Throttle.PerAddressIdent = 3
@@ -303,6 +306,7 @@ func TestLoginThrottle(t *testing.T) {
 
 // TestClientThrottle: failed client authentications are throttled too.
 func TestClientThrottle(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{configure: func(c *config.Config) { c.Throttle.PerAddressIdent = 2; c.Throttle.Window = 60 }})
 	c := e.createClient(t, []string{"client_credentials"}, nil, []string{apiAudience})
 	e.clk.Set(e.clk.Now().Truncate(60 * time.Second).Add(time.Second))
@@ -320,6 +324,7 @@ func TestClientThrottle(t *testing.T) {
 // TestAbortedLoginsAreCounted: a guesser who hangs up before the answer (so the request's context
 // is cancelled while the password is checked) is still counted and audited.
 func TestAbortedLoginsAreCounted(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{configure: func(c *config.Config) { c.Throttle.PerAddressIdent = 3; c.Throttle.Window = 60 }})
 	c := e.createClient(t, []string{"password"}, []string{"rentals"}, []string{apiAudience})
 	e.createUser(t, "ann", "correct horse battery")

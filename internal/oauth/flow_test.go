@@ -95,6 +95,7 @@ func wantInvalidToken(t *testing.T, a answer, descPart string) {
 // refreshing (rotation), then reuse of the rotated refresh token revoking the family and its
 // access tokens.
 func TestPasswordFlowWithOAuth2Library(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	e := newEnv(t, envOptions{configure: withAPI(up, nil)})
 	c := e.createClient(t, []string{"password", "refresh_token"}, []string{"rentals", "offline_access"}, []string{apiAudience})
@@ -196,6 +197,7 @@ func TestPasswordFlowWithOAuth2Library(t *testing.T) {
 // TestClientCredentialsWithOAuth2Library: golang.org/x/oauth2/clientcredentials gets a token with
 // Basic and with body authentication; no refresh token, ever.
 func TestClientCredentialsWithOAuth2Library(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	c := e.createClient(t, []string{"client_credentials"}, []string{"read", "write"}, []string{apiAudience, otherAud})
 	for _, style := range []oauth2.AuthStyle{oauth2.AuthStyleInHeader, oauth2.AuthStyleInParams} {
@@ -243,6 +245,7 @@ func TestClientCredentialsWithOAuth2Library(t *testing.T) {
 // TestAudienceLifetimes: chimpy.audience_lifetimes overrides the access lifetime of one audience,
 // for user tokens and client_credentials alike; other audiences keep theirs.
 func TestAudienceLifetimes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{configure: func(c *config.Config) {
 		c.Chimpy.AccessLifetime = 600
 		c.OAuth.AccessLifetime = 900

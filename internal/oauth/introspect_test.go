@@ -12,6 +12,7 @@ import (
 // TestIntrospection (RFC 7662): the caller authenticates as a client; a token is active only for
 // its own client or a client listing its audience; anything else is exactly {"active":false}.
 func TestIntrospection(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{configure: lifetimes(3600, 86400, 0)})
 	s := signIn(t, e)
 	rs := e.createClient(t, []string{"client_credentials"}, nil, []string{apiAudience})    // the API (resource server)
@@ -59,6 +60,7 @@ func TestIntrospection(t *testing.T) {
 // TestRevocation (RFC 7009): access tokens by jti, refresh tokens with their family; 200 for
 // anything, changing nothing for tokens of other clients or unknown tokens.
 func TestRevocation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{configure: lifetimes(3600, 86400, 0)})
 	s := signIn(t, e)
 	other := e.createClient(t, []string{"password", "refresh_token"}, []string{"rentals", "offline_access"}, []string{apiAudience})
@@ -98,6 +100,7 @@ func TestRevocation(t *testing.T) {
 
 // TestMetadata (RFC 8414).
 func TestMetadata(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	a := e.do(t, "GET", "/.well-known/oauth-authorization-server", nil, nil)
 	iss := e.inst.Server.Issuer()

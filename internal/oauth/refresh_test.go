@@ -71,6 +71,7 @@ func wantInvalidGrant(t *testing.T, a answer) {
 // TestRefreshReuse: a rotated refresh token presented again revokes the family — its current
 // refresh token and every access token minted from it — is audited, and answers 403 invalid_grant.
 func TestRefreshReuse(t *testing.T) {
+	t.Parallel()
 	drivers(t, func(t *testing.T, driver string) {
 		e := newEnv(t, envOptions{driver: driver, configure: lifetimes(3600, 86400, 0)})
 		s := signIn(t, e)
@@ -113,6 +114,7 @@ func TestRefreshReuse(t *testing.T) {
 // TestRefreshGrace: within the grace period, the rotated token gets the same successor again (a
 // client retrying after a lost answer); after it, or once the successor was used, it is reuse.
 func TestRefreshGrace(t *testing.T) {
+	t.Parallel()
 	drivers(t, func(t *testing.T, driver string) {
 		e := newEnv(t, envOptions{driver: driver, configure: lifetimes(3600, 86400, 10)})
 		s := signIn(t, e)
@@ -152,6 +154,7 @@ func signIn2(t *testing.T, e *env, c *client) *session {
 // TestRefreshIdleAndAbsoluteExpiry: each use renews the idle lifetime; the absolute lifetime is
 // never renewed.
 func TestRefreshIdleAndAbsoluteExpiry(t *testing.T) {
+	t.Parallel()
 	drivers(t, func(t *testing.T, driver string) {
 		e := newEnv(t, envOptions{driver: driver, configure: lifetimes(60, 150, 0)})
 		s := signIn(t, e)
@@ -176,6 +179,7 @@ func TestRefreshIdleAndAbsoluteExpiry(t *testing.T) {
 // TestUserDisableAndPasswordChangeRevokeSessions: disabling a user or changing the password
 // revokes every family of the user and their access tokens at once.
 func TestUserDisableAndPasswordChangeRevokeSessions(t *testing.T) {
+	t.Parallel()
 	drivers(t, func(t *testing.T, driver string) {
 		e := newEnv(t, envOptions{driver: driver, configure: lifetimes(3600, 86400, 30)})
 		s := signIn(t, e)
@@ -225,6 +229,7 @@ func TestUserDisableAndPasswordChangeRevokeSessions(t *testing.T) {
 // With no grace, one wins and the rest are reuse (so the family dies); with grace, every caller
 // gets the same successor.
 func TestConcurrentRotation(t *testing.T) {
+	t.Parallel()
 	const n = 12
 	race := func(t *testing.T, envs []*env, c client, rt string) []answer {
 		var wg sync.WaitGroup
@@ -294,6 +299,7 @@ func TestConcurrentRotation(t *testing.T) {
 // the session with it); a refresh may narrow the scope but not widen it or change the audience,
 // and a refused refresh does not cost the client its token.
 func TestRefreshBoundToClientAndAudience(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{configure: lifetimes(3600, 86400, 0)})
 	s := signIn(t, e)
 	other := e.createClient(t, []string{"password", "refresh_token"}, []string{"rentals", "offline_access"}, []string{apiAudience})
