@@ -28,9 +28,11 @@ type clientCred struct {
 	method     string
 }
 
+// usesBasic reports whether the client tried to authenticate with the Authorization header. A 401
+// then carries a Basic challenge (RFC 6749 §5.2), also when it tried another scheme: Basic is
+// the one posgate supports there.
 func usesBasic(r *http.Request) bool {
-	scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	return strings.EqualFold(scheme, "Basic")
+	return r.Header.Get("Authorization") != ""
 }
 
 // clientCredentialsOf finds the client credentials of a request. A client uses exactly one method

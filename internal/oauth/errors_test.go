@@ -169,6 +169,8 @@ func TestTokenErrorTable(t *testing.T) {
 	// Parameters in the URL are refused (they would reach access logs).
 	a := e.do(t, "POST", "/oauth/token?client_secret="+m2m.Secret, http.Header{"Content-Type": {"application/json"}}, []byte(good))
 	checkError(t, a, 400, "invalid_request", false)
+	// Another scheme in the Authorization header: 401 with the Basic challenge.
+	checkError(t, raw("application/json", `{"grant_type":"client_credentials"}`, "Authorization", "Bearer "+m2m.Secret), 401, "invalid_client", true)
 	// Basic with a malformed value is a 401 with a challenge.
 	checkError(t, raw("application/json", `{"grant_type":"client_credentials"}`, "Authorization", "Basic !!!"), 401, "invalid_client", true)
 	// The same client authenticated with Basic and a body client_id that matches is fine.
