@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/posgate/posgate/internal/errs"
+	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/httpx"
 	"github.com/posgate/posgate/internal/jsonx"
 	"github.com/posgate/posgate/internal/secret"
@@ -296,6 +298,16 @@ func (a *API) disableClient(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// Every replica's client caches (token endpoint, jackpot API keys) drop the client at once
+	// instead of waiting for their TTL; a lost notice still ends at the TTL.
+	a.announceClientChanged(r, c.ID)
 	a.audit(r, action, c.ID, "ok", "")
 	httpx.WriteJSON(w, http.StatusOK, clientJSON(c))
+}
+
+func (a *API) announceClientChanged(r *http.Request, id string) {
+	payload, _ := json.Marshal(map[string]string{"id": id})
+	if err := a.svc.Events.Publish(r.Context(), events.TopicClientChanged, payload); err != nil {
+		a.svc.Log.WarnContext(r.Context(), "client change not announced", "client", id, "error", err.Error())
+	}
 }

@@ -13,6 +13,9 @@ import (
 const (
 	TopicRevocation = "revocation"  // token.Revocation as JSON
 	TopicChefDevice = "chef_device" // {"id": "...", "state": "..."}
+	// TopicClientChanged announces that an OAuth client changed (disabled, new secret or API
+	// signature): payload {"id":"cl_…"}. Subscribers drop their cached copies of that client.
+	TopicClientChanged = "client_changed"
 )
 
 // Bus publishes to and subscribes on topics.

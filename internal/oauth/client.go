@@ -134,13 +134,9 @@ func (s *Server) authenticateClient(ctx context.Context, cred clientCred, addr s
 // signature alone ~28 µs), so the cache is the difference between ~0.5× and ~0.8× the signing
 // limit for client_credentials. The price is bounded staleness: a
 // client disabled through the admin API may keep authenticating for at most this long. Publishing
-// on TopicClientChanged (the admin API does when it changes a client) drops the cache at once on
+// on events.TopicClientChanged (the admin API does when it changes a client) drops the cache at once on
 // every replica that hears it.
 var clientCacheTTL = time.Second
-
-// TopicClientChanged is the event-bus topic announcing that a client was changed (disabled, new
-// secret): payload {"id":"cl_…"}. Subscribers drop cached copies of clients.
-const TopicClientChanged = "client_changed"
 
 // clientCache caches client records by the SHA-256 of their client_id. Only found clients are
 // cached: an unknown client_id is read again each time (those requests are throttled anyway).

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/posgate/posgate/internal/app"
+	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/store"
 )
@@ -36,7 +37,7 @@ func DemoClient(ctx context.Context, svc *app.Services, name string, grants, sco
 		return nil, "", "", err
 	}
 	if svc.Events != nil {
-		_ = svc.Events.Publish(ctx, TopicClientChanged, []byte(`{"id":"`+c.ID+`"}`))
+		_ = svc.Events.Publish(ctx, events.TopicClientChanged, []byte(`{"id":"`+c.ID+`"}`))
 	}
 	return c, id, sec, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/httpx"
 	"github.com/posgate/posgate/internal/metrics"
 	"github.com/posgate/posgate/internal/store"
@@ -85,7 +86,7 @@ func NewServer(svc *app.Services) (*Server, error) {
 	}
 	s := &Server{svc: svc, grants: map[string]Grant{}, clients: newClientCache(svc.Clock, clientCacheTTL)}
 	if svc.Events != nil {
-		svc.Events.Subscribe(TopicClientChanged, func([]byte) { s.clients.forget() })
+		svc.Events.Subscribe(events.TopicClientChanged, func([]byte) { s.clients.forget() })
 	}
 	for _, g := range []Grant{clientCredentials{s}, passwordGrant{s}, refreshGrant{s}} {
 		if err := s.Register(g); err != nil {

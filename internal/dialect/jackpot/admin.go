@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/posgate/posgate/internal/auth"
+	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/httpx"
 	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/store"
@@ -108,7 +109,7 @@ func (m *Module) announceClientChanged(ctx context.Context, id string) {
 		return
 	}
 	payload, _ := json.Marshal(map[string]string{"id": id})
-	if err := m.svc.Events.Publish(ctx, TopicClientChanged, payload); err != nil {
+	if err := m.svc.Events.Publish(ctx, events.TopicClientChanged, payload); err != nil {
 		m.svc.Log.LogAttrs(ctx, slog.LevelWarn, "jackpot: announcing a client change failed", slog.String("client", id), slog.String("error", err.Error()))
 	}
 }

@@ -19,7 +19,6 @@ import (
 
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/dialect/jackpot"
-	"github.com/posgate/posgate/internal/oauth"
 	"github.com/posgate/posgate/internal/store/pgtest"
 )
 
@@ -706,9 +705,24 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-func TestClientChangedTopicMatchesOAuth(t *testing.T) {
-	if jackpot.TopicClientChanged != oauth.TopicClientChanged {
-		t.Fatalf("jackpot listens on %q, oauth defines %q", jackpot.TopicClientChanged, oauth.TopicClientChanged)
+// Disabling a client through the admin API takes effect at once, although the API key is cached:
+// the admin API announces the change on the event bus and the cache drops the client. The fake
+// clock never moves, so no cache TTL can be what ends it.
+func TestAdminDisableDropsCachedAPIKey(t *testing.T) {
+	e := newEnv(t, envOptions{fake: true})
+	c := e.createClient(t, bothGrants)
+	apikey := http.Header{"Apikey": {c.APIKey}}
+	if a := e.do(t, "GET", storesPath, apikey, nil); a.Status != 200 {
+		t.Fatalf("apikey route before disable: %d %s", a.Status, a.Raw)
+	}
+	if status, resp := e.inst.Admin(t, "POST", "/clients/"+c.ID+"/disable", nil); status != 200 {
+		t.Fatalf("disable: %d %v", status, resp)
+	}
+	if a := e.do(t, "GET", storesPath, apikey, nil); a.Status != 401 {
+		t.Fatalf("apikey route after disable: %d %s, want 401", a.Status, a.Raw)
+	}
+	if a := e.m2m(t, c); a.Status != 401 {
+		t.Fatalf("m2m token after disable: %d %s, want 401", a.Status, a.Raw)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/events"
 )
 
 // Names other packages and configuration files use.
@@ -98,7 +99,7 @@ func newModule(svc *app.Services) (*Module, error) {
 	if svc.Events != nil {
 		// A client disabled or changed through the admin API on any replica is dropped from the
 		// cache at once; the TTL only bounds what a missed notice can cost.
-		svc.Events.Subscribe(TopicClientChanged, func(payload []byte) {
+		svc.Events.Subscribe(events.TopicClientChanged, func(payload []byte) {
 			var ev struct {
 				ID string `json:"id"`
 			}
@@ -108,11 +109,6 @@ func newModule(svc *app.Services) (*Module, error) {
 	}
 	return m, nil
 }
-
-// TopicClientChanged is the event-bus topic on which a change to a client is announced, payload
-// {"id":"cl_…"}. It is the topic internal/oauth defines (oauth.TopicClientChanged; a test keeps
-// the two equal) — jackpot does not import the oauth package for one name.
-const TopicClientChanged = "client_changed"
 
 // settingsFrom converts config.Jackpot (defaults already applied by the config loader) to
 // durations, refusing values no loader would have let through.
