@@ -2,7 +2,9 @@
 // (a) a complete posgate (every module, SQLite store, access log, metrics) with a route that
 // accepts any posgate access token and requires a scope, and (b) a bare httputil.ReverseProxy, to
 // the same upstream. It reports requests/s and latency percentiles of both, their ratio, and the
-// p99 posgate adds.
+// p99 posgate adds. A third process, (m), serves the gateway module alone (same route, real
+// keyring and verifier, no server middleware) on a plain http.Server, to tell the gateway's share
+// from the server's.
 //
 //	go run ./bench/gateway                      # concurrency 8 and 64, 3 rounds of 5 s each
 //	go run ./bench/gateway -c 1,8,64 -d 10s -rounds 5
@@ -51,6 +53,9 @@ func main() {
 	flag.Parse()
 
 	var err error
+	if *role != "" {
+		defer startProfile(*role)()
+	}
 	switch *role {
 	case "upstream":
 		err = runUpstream(*key)
@@ -58,6 +63,8 @@ func main() {
 		err = runBare(*upstream)
 	case "posgate":
 		err = runPosgate(*upstream, *key, *dataDir, *logLevel)
+	case "module":
+		err = runModule(*upstream, *key, *dataDir)
 	case "":
 		err = bench(*conc, *dur, *warm, *rounds, *maxReq, *logLevel)
 	default:
@@ -74,6 +81,7 @@ type child struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	url   string
+	token string // for the module role: a token its own keyring issued
 }
 
 func startChild(extraEnv []string, args ...string) (*child, error) {
@@ -100,7 +108,8 @@ func startChild(extraEnv []string, args ...string) (*child, error) {
 		_ = cmd.Process.Kill()
 		return nil, fmt.Errorf("%v: no LISTEN line: %v", args, err)
 	}
-	u, ok := strings.CutPrefix(strings.TrimSpace(line), "LISTEN ")
+	rest, ok := strings.CutPrefix(strings.TrimSpace(line), "LISTEN ")
+	u, token, _ := strings.Cut(rest, " ")
 	if !ok {
 		_ = cmd.Process.Kill()
 		return nil, fmt.Errorf("%v: unexpected %q", args, line)
@@ -110,7 +119,7 @@ func startChild(extraEnv []string, args ...string) (*child, error) {
 		return nil, fmt.Errorf("%v: %q is not a loopback URL", args, u)
 	}
 	go func() { _, _ = io.Copy(io.Discard, stdout) }()
-	return &child{cmd: cmd, stdin: stdin, url: u}, nil
+	return &child{cmd: cmd, stdin: stdin, url: u, token: token}, nil
 }
 
 func (c *child) stop() {
@@ -179,6 +188,12 @@ func bench(concList string, d, warm time.Duration, rounds int, maxReq int64, log
 		return err
 	}
 	defer pg.stop()
+	mod, err := startChild([]string{"POSGATE_MASTER_KEY=" + randomSecret()},
+		"-role", "module", "-upstream", up.url, "-key", key, "-data-dir", filepath.Join(tmp, "module"))
+	if err != nil {
+		return err
+	}
+	defer mod.stop()
 
 	tok, err := getToken(pg.url, adminToken)
 	if err != nil {
@@ -187,50 +202,49 @@ func bench(concList string, d, warm time.Duration, rounds int, maxReq int64, log
 	if err := smoke(pg.url, bare.url, tok); err != nil {
 		return err
 	}
+	if err := smoke(mod.url, bare.url, mod.token); err != nil {
+		return fmt.Errorf("module: %w", err)
+	}
 
 	fmt.Printf("# gateway benchmark: %s, %d rounds of %s per level, warm-up %s, posgate log level %s\n\n",
 		time.Now().UTC().Format(time.RFC3339), rounds, d, warm, logLevel)
-	fmt.Println("| concurrency | posgate req/s | bare req/s | throughput ratio | posgate p50 / p99 | bare p50 / p99 | added p99 | proxy CPU/req posgate / bare | CPU-bound ratio |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| concurrency | posgate req/s | bare req/s | **throughput ratio** | posgate p50 / p99 | bare p50 / p99 | **added p99** | gateway-module ratio | proxy CPU/req posgate / module / bare | CPU-bound ratio |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	pass := true
+	type target struct {
+		name, url, tok string
+		pid            int
+	}
+	targets := []target{{"a", pg.url, tok, pg.cmd.Process.Pid}, {"b", bare.url, tok, bare.cmd.Process.Pid}, {"m", mod.url, mod.token, mod.cmd.Process.Pid}}
 	for _, c := range levels {
-		var as, bs []*result
+		runs := map[string][]*result{}
 		for r := 0; r < rounds; r++ {
-			order := []string{"a", "b"}
-			if r%2 == 1 {
-				order = []string{"b", "a"}
-			}
-			for _, which := range order {
-				u, proxyPID := pg.url, pg.cmd.Process.Pid
-				if which == "b" {
-					u, proxyPID = bare.url, bare.cmd.Process.Pid
-				}
-				res, err := load(u+"/bench/orders/42?expand=lines", tok, c, d, warm, maxReq, proxyPID, up.cmd.Process.Pid)
+			// Rotate the order every round so drift in the machine's load hits all alike.
+			for i := range targets {
+				t := targets[(i+r)%len(targets)]
+				res, err := load(t.url+"/bench/orders/42?expand=lines", t.tok, c, d, warm, maxReq, t.pid, up.cmd.Process.Pid)
 				if err != nil {
 					return err
 				}
-				if which == "a" {
-					as = append(as, res)
-				} else {
-					bs = append(bs, res)
-				}
+				runs[t.name] = append(runs[t.name], res)
 			}
 		}
-		a, b := median(as), median(bs)
+		as, bs, ms := runs["a"], runs["b"], runs["m"]
+		a, b, m := median(as), median(bs), median(ms)
 		ratio := a.rate() / b.rate()
 		added := a.quantile(0.99) - b.quantile(0.99)
 		// The CPU-bound ratio is the throughput ratio the whole setup (load generator, proxy,
 		// upstream) would reach on this machine if it had it to itself: all CPU per request, bare
-		// over posgate. It does not move when other work shares the machine; the wall-clock ratio does.
+		// over posgate. Other work sharing the machine moves it much less than the wall-clock one.
 		cpuRatio := float64(medianCPU(bs)) / float64(medianCPU(as))
-		fmt.Printf("| %d | %.0f | %.0f | %.2f | %s / %s | %s / %s | %s | %s / %s | %.2f |\n", c, a.rate(), b.rate(), ratio,
+		fmt.Printf("| %d | %.0f | %.0f | **%.2f** | %s / %s | %s / %s | **%s** | %.2f | %s / %s / %s | %.2f |\n", c, a.rate(), b.rate(), ratio,
 			fmtDur(a.quantile(0.5)), fmtDur(a.quantile(0.99)), fmtDur(b.quantile(0.5)), fmtDur(b.quantile(0.99)), fmtDur(added),
-			fmtDur(medianProxyCPU(as)), fmtDur(medianProxyCPU(bs)), cpuRatio)
+			m.rate()/b.rate(), fmtDur(medianProxyCPU(as)), fmtDur(medianProxyCPU(ms)), fmtDur(medianProxyCPU(bs)), cpuRatio)
 		var ratios []string
 		for i := range as {
 			ratios = append(ratios, fmt.Sprintf("%.2f", as[i].rate()/bs[i].rate()))
 		}
-		fmt.Fprintf(os.Stderr, "concurrency %d: per-round ratios %s\n", c, strings.Join(ratios, " "))
+		fmt.Fprintf(os.Stderr, "concurrency %d: per-round posgate/bare ratios %s\n", c, strings.Join(ratios, " "))
 		if ratio < 0.9 || added > time.Millisecond {
 			pass = false
 		}

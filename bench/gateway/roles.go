@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -17,8 +18,16 @@ import (
 	"time"
 
 	"github.com/posgate/posgate/client/identity"
+	"github.com/posgate/posgate/internal/app"
+	"github.com/posgate/posgate/internal/auth"
+	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/events"
+	"github.com/posgate/posgate/internal/gateway"
+	"github.com/posgate/posgate/internal/keys"
 	"github.com/posgate/posgate/internal/server"
+	"github.com/posgate/posgate/internal/store/sqlite"
+	"github.com/posgate/posgate/internal/token"
 )
 
 // answer is what the upstream returns for every benchmark request: a small JSON document, like a
@@ -67,31 +76,24 @@ func runBare(upstream string) error {
 		},
 		// Quiet: a run ends by cancelling in-flight requests.
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) { w.WriteHeader(http.StatusBadGateway) },
-		BufferPool: bufferPool{},
+		BufferPool:   bufferPool{},
 		Transport: &http.Transport{DialContext: d.DialContext, ForceAttemptHTTP2: true, MaxIdleConns: 1024,
 			MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
-	}
-	if path := os.Getenv("BENCH_GATEWAY_BARE_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
 	}
 	return serveLoopback(proxy)
 }
 
-func serveLoopback(h http.Handler) error {
+func serveLoopback(h http.Handler) error { return serveLoopbackWith(h, "") }
+
+// serveLoopbackWith serves h on 127.0.0.1 and announces "LISTEN <url> [extra]".
+func serveLoopbackWith(h http.Handler, extra string) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() { _ = srv.Serve(ln) }()
-	fmt.Printf("LISTEN http://%s\n", ln.Addr())
+	fmt.Printf("LISTEN http://%s %s\n", ln.Addr(), extra)
 	untilStdinCloses()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -125,16 +127,6 @@ func runPosgate(upstream, key, dataDir, logLevel string) error {
 		return err
 	}
 	defer logFile.Close()
-	if path := os.Getenv("BENCH_GATEWAY_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	srv, err := server.New(ctx, server.Options{Config: cfg, Log: server.NewLogger(logFile, logLevel), Out: io.Discard})
@@ -161,3 +153,82 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
 func (bufferPool) Put(b []byte) { buffers.Put(&b) }
+
+// runModule serves the gateway module alone: real SQLite store, keyring, issuer and verifier (with
+// its cache), the same route as the posgate role, mounted on a plain mux behind a plain
+// http.Server — no request id, access log, metrics middleware or body limits. It prints a token
+// its keyring issued after the URL.
+func runModule(upstream, key, dataDir string) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(dataDir, "module.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	master := make([]byte, 32)
+	if _, err := rand.Read(master); err != nil {
+		return err
+	}
+	sealer, err := keys.NewSealer(master)
+	if err != nil {
+		return err
+	}
+	clk := clock.System{}
+	kr := keys.NewKeyring(st, sealer, clk, "EdDSA", 0, 2*time.Hour)
+	if err := kr.Load(ctx); err != nil {
+		return err
+	}
+	const iss = "http://bench.module"
+	issuer := token.NewIssuer(kr, clk, iss)
+	log := slog.New(slog.DiscardHandler)
+	verifier := token.NewVerifier(kr, st, events.NewLocal(), clk, iss, log)
+	if err := verifier.Start(ctx); err != nil {
+		return err
+	}
+	cfg := config.Default()
+	cfg.Upstreams = map[string]string{"pos": upstream}
+	cfg.Gateway.SigningSecret = key
+	cfg.Routes = []config.Route{{Path: "/bench/", Methods: []string{"GET", "POST"}, Auth: []string{"posgate"},
+		Scopes: []string{"bench"}, Upstream: "pos"}}
+	fwd, err := gateway.NewForwarder(cfg, master, log, clk)
+	if err != nil {
+		return err
+	}
+	svc := &app.Services{Config: cfg, Store: st, Clock: clk, Log: log, Issuer: issuer, Verifier: verifier, Revoker: verifier,
+		Auth: auth.NewRegistry(), Upstream: fwd}
+	g, err := gateway.New(svc)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	if err := g.Mount(mux, http.NewServeMux()); err != nil {
+		return err
+	}
+	tok, _, err := issuer.Issue(ctx, token.Claims{Subject: "cl_bench", ClientID: "cl_bench", Scope: "bench", Audience: []string{"bench"}}, time.Hour)
+	if err != nil {
+		return err
+	}
+	return serveLoopbackWith(mux, tok)
+}
+
+// startProfile writes a CPU profile of this role process to $BENCH_GATEWAY_PROFILE_DIR/<role>.prof
+// when that variable is set; the returned function stops it.
+func startProfile(role string) func() {
+	dir := os.Getenv("BENCH_GATEWAY_PROFILE_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, role+".prof"))
+	if err != nil {
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
