@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -45,12 +46,34 @@ func NewThrottle(c store.Counters, clk clock.Clock, l ThrottleLimits, onIdentity
 }
 
 func throttleKeys(scope, addr, identity string) (a, ai, i string) {
+	addr = AddrKey(addr)
 	a = "a|" + scope + "|" + addr
 	if identity != "" {
 		ai = "ai|" + scope + "|" + identity + "|" + addr
 		i = "i|" + scope + "|" + identity
 	}
 	return
+}
+
+// AddrKey is the part of a client address the throttle counts by. An IPv4 address (also one
+// written IPv4-mapped, ::ffff:a.b.c.d) counts as itself. An IPv6 address counts by its /64: that
+// is what one subscriber, one host or one VM is given (RFC 6177, SLAAC), so keying on the full
+// address would hand anyone with a /64 2^64 fresh per-address budgets. The zone is dropped. A
+// string that is not an IP address (a test's made-up name, a unix socket) counts as itself.
+func AddrKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	ip = ip.WithZone("").Unmap()
+	if ip.Is4() {
+		return ip.String()
+	}
+	p, err := ip.Prefix(64)
+	if err != nil {
+		return addr
+	}
+	return p.String()
 }
 
 // Check returns a Throttled error (with RetryAfter) when addr, or addr against identity, or identity

@@ -1,0 +1,84 @@
+package auth_test
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/posgate/posgate/internal/auth"
+	"github.com/posgate/posgate/internal/clock"
+	"github.com/posgate/posgate/internal/store/sqlite"
+)
+
+func TestAddrKey(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"192.0.2.1", "192.0.2.1"},
+		{"192.0.2.2", "192.0.2.2"},
+		{"::ffff:192.0.2.1", "192.0.2.1"}, // IPv4-mapped counts as the IPv4 address
+		{"2001:db8:1:2::1", "2001:db8:1:2::/64"},
+		{"2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"},
+		{"2001:DB8:1:2::abcd", "2001:db8:1:2::/64"}, // spelling does not matter
+		{"2001:db8:1:3::1", "2001:db8:1:3::/64"},
+		{"fe80::1%eth0", "fe80::/64"},
+		{"::1", "::/64"},
+		{"not-an-ip", "not-an-ip"},
+		{"", ""},
+	} {
+		if got := auth.AddrKey(tc.in); got != tc.want {
+			t.Errorf("AddrKey(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// Failures from many addresses of one IPv6 /64 share one per-address budget; a neighbouring /64
+// and IPv4 addresses keep their own.
+func TestThrottleCountsIPv6By64(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	clk := clock.NewFake(time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC))
+	th := auth.NewThrottle(st, clk, auth.ThrottleLimits{Window: time.Minute, PerAddress: 3, PerAddressIdent: 100,
+		PerIdentity: 1000, IdentityBackoff: time.Minute}, nil)
+	ctx := t.Context()
+	const scope = "test.scope"
+
+	// Three failures, each from a different address of 2001:db8:1:2::/64.
+	for _, a := range []string{"2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:aaaa::3"} {
+		if err := th.Check(ctx, scope, a, ""); err != nil {
+			t.Fatalf("Check(%s) before the limit: %v", a, err)
+		}
+		if err := th.Fail(ctx, scope, a, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := th.Check(ctx, scope, "2001:db8:1:2:ffff::9", ""); err == nil {
+		t.Error("a fresh address of the same /64 is not blocked")
+	}
+	if err := th.Check(ctx, scope, "2001:db8:1:3::1", ""); err != nil {
+		t.Errorf("the neighbouring /64 is blocked: %v", err)
+	}
+
+	// IPv4 counts by the full address.
+	for range 3 {
+		if err := th.Fail(ctx, scope, "192.0.2.1", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := th.Check(ctx, scope, "192.0.2.1", ""); err == nil {
+		t.Error("192.0.2.1 is not blocked after 3 failures")
+	}
+	if err := th.Check(ctx, scope, "::ffff:192.0.2.1", ""); err == nil {
+		t.Error("192.0.2.1 written IPv4-mapped is not blocked")
+	}
+	if err := th.Check(ctx, scope, "192.0.2.2", ""); err != nil {
+		t.Errorf("192.0.2.2 is blocked by its neighbour's failures: %v", err)
+	}
+
+	// The block ends with the window.
+	clk.Advance(time.Minute)
+	if err := th.Check(ctx, scope, "2001:db8:1:2::1", ""); err != nil {
+		t.Errorf("still blocked after the window: %v", err)
+	}
+}
