@@ -7,18 +7,23 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/posgate/posgate/internal/jsonx"
 )
 
-// registered are the claim names posgate itself writes; Claims.Extra may not use them (compared
-// case-insensitively, as jsonx.CheckObject compares keys).
-var registered = map[string]bool{
-	"iss": true, "sub": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true,
-	"client_id": true, "scope": true, "sid": true,
+// registered are the claim names posgate itself writes; Claims.Extra may not use them. Names are
+// compared after jsonx.FoldKey, exactly as jsonx.CheckObject compares keys, so the issuer never
+// signs a claim set the verifier would refuse as a duplicate (e.g. "ſub" folds to "sub").
+var registered = foldedSet("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "sid")
+
+func foldedSet(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[jsonx.FoldKey(n)] = true
+	}
+	return m
 }
 
 // checkExtra refuses Extra claims that would override a registered claim or collide with each
@@ -29,7 +34,7 @@ func checkExtra(extra map[string]any) error {
 	}
 	seen := make(map[string]string, len(extra))
 	for k := range extra {
-		f := strings.ToLower(k)
+		f := jsonx.FoldKey(k)
 		if registered[f] {
 			return fmt.Errorf("token: extra claim %q would override a registered claim", k)
 		}
@@ -226,7 +231,7 @@ func decodeClaims(payload []byte) (*Claims, *VerifyError) {
 			}
 			c.Audience = aud
 		default:
-			if registered[strings.ToLower(name)] {
+			if registered[jsonx.FoldKey(name)] {
 				ve = verr(ReasonClaims, "claim %q differs from a registered claim name only in case", name)
 				return false
 			}

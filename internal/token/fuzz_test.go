@@ -308,7 +308,7 @@ func refClaims(payload []byte) (*Claims, bool) {
 			}
 			continue
 		}
-		if registered[strings.ToLower(k)] {
+		if registered[jsonx.FoldKey(k)] {
 			return nil, false
 		}
 		if c.Extra == nil {
