@@ -13,6 +13,7 @@ import (
 	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/httpx"
 	"github.com/posgate/posgate/internal/jsonx"
+	"github.com/posgate/posgate/internal/oauth"
 	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/store"
 )
@@ -117,6 +118,12 @@ func ParseCreateClient(data []byte) (*CreateClientRequest, error) {
 		}
 		if slices.Contains(req.Audiences[:i], au) {
 			return nil, badInput("audiences[%d]: %q is repeated", i, au)
+		}
+		if oauth.IsReservedAudience(au) {
+			// Tokens for these are minted only by their dialect's own endpoint (its client
+			// authentication, throttle and lifetime); a client listing one could mint them at
+			// /oauth/token instead.
+			return nil, badInput("audiences[%d]: %q is reserved for its dialect's own tokens (reserved: %s)", i, au, strings.Join(oauth.ReservedAudiences(), ", "))
 		}
 	}
 	if req.AssertionSecret && !req.APIKey {

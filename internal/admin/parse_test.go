@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/posgate/posgate/internal/oauth"
 )
 
 func TestParseCreateClient(t *testing.T) {
@@ -23,6 +25,9 @@ func TestParseCreateClient(t *testing.T) {
 		{`{"name":"x","grant_types":["password"],"scopes":["a b"]}`, `scopes[0]: "a b" is not a scope`},
 		{`{"name":"x","grant_types":["password"],"scopes":["a","a"]}`, `scopes[1]: "a" is repeated`},
 		{`{"name":"x","grant_types":["password"],"audiences":[""]}`, `audiences[0]`},
+		{`{"name":"x","grant_types":["client_credentials"],"audiences":["jackpot"]}`, `audiences[0]: "jackpot" is reserved`},
+		{`{"name":"x","grant_types":["password"],"audiences":["api","chef"]}`, `audiences[1]: "chef" is reserved`},
+		{`{"name":"x","grant_types":["password"],"audiences":["Jackpot","chefs"]}`, ""}, // only the exact names are reserved
 		{`{"name":"x","grant_types":["password"],"assertion_secret":true}`, "set apikey: true"},
 		{`{"name":"x","name":"y","grant_types":["password"]}`, "duplicate key"},
 		{`{"name":"x","Name":"y","grant_types":["password"]}`, "duplicate key"},
@@ -66,6 +71,7 @@ func FuzzAdminBodies(f *testing.F) {
 		`{"name":"jp","grant_types":["client_credentials","urn:ietf:params:oauth:grant-type:jwt-bearer"],"apikey":true,"assertion_secret":true}`,
 		`{"name":"x","name":"y","grant_types":["password"]}`,
 		`{"name":"x","grant_types":["password"],"scopes":["a","a"]}`,
+		`{"name":"x","grant_types":["client_credentials"],"audiences":["jackpot"]}`,
 		`{"token":"eyJhbGciOiJFZERTQSJ9.e30.sig"}`,
 		`{"token":""}`,
 		`{"token":"a","TOKEN":"b"}`,
@@ -90,6 +96,9 @@ func FuzzAdminBodies(f *testing.F) {
 				if !isScopeToken(s) {
 					t.Fatalf("scope/audience %q accepted", s)
 				}
+			}
+			if oauth.HasReservedAudience(req.Audiences) {
+				t.Fatalf("reserved audience accepted: %v", req.Audiences)
 			}
 			if req.AssertionSecret && !req.APIKey {
 				t.Fatal("assertion secret without API key accepted")

@@ -103,6 +103,9 @@ func (g passwordGrant) Handle(ctx context.Context, gr *GrantRequest) (*TokenResp
 func userAudience(gr *GrantRequest) (string, error) {
 	if gr.Audience == "" {
 		if len(gr.Client.Audiences) == 1 {
+			if aud := gr.Client.Audiences[0]; IsReservedAudience(aud) { // a client made before the admin API refused it
+				return "", errReservedAudience(aud)
+			}
 			return gr.Client.Audiences[0], nil
 		}
 		return "", invalidRequest("audience is required")

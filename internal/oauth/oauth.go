@@ -192,6 +192,11 @@ func (s *Server) token(r *http.Request, basic *bool) (*TokenResponse, error) {
 	if !slices.Contains(c.GrantTypes, g.Type()) {
 		return nil, Fail(CodeUnauthorizedClient, "the client may not use the "+g.Type()+" grant")
 	}
+	// Another dialect's audience is refused whatever the grant and whatever the client lists:
+	// those tokens are minted only by their own endpoints (see audience.go).
+	if IsReservedAudience(req.Audience) {
+		return nil, errReservedAudience(req.Audience)
+	}
 	resp, err := g.Handle(ctx, &GrantRequest{Request: req, Client: c, ClientID: cred.id, Addr: addr, Now: now})
 	if err != nil {
 		return nil, err
@@ -242,6 +247,11 @@ func (s *Server) issuerURL(r *http.Request) string {
 
 // mint issues an access token for a grant.
 func (s *Server) mint(ctx context.Context, gr *GrantRequest, sub, aud string, scope []string, gty, sid string, forUser bool) (string, int64, error) {
+	if IsReservedAudience(aud) {
+		// The last line of defence: an audience that reached here without being requested (a
+		// client's only audience, a refresh family, the issuer URL) is refused all the same.
+		return "", 0, errReservedAudience(aud)
+	}
 	lifetime := accessLifetime(s.svc.Config, aud, forUser)
 	extra := map[string]any{"gty": gty, "azp": azp(gr.Client, gr.ClientID)}
 	raw, _, err := s.svc.Issuer.Issue(ctx, token.Claims{

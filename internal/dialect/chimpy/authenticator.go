@@ -14,6 +14,7 @@ import (
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/httpx"
 	"github.com/posgate/posgate/internal/metrics"
+	"github.com/posgate/posgate/internal/oauth"
 	"github.com/posgate/posgate/internal/token"
 )
 
@@ -34,17 +35,14 @@ const (
 // those, so a jackpot or chef token (minted by another dialect, with its own gty) never passes.
 var grantTypes = []string{"password", "refresh_token", "client_credentials"}
 
-// reservedAudiences belong to other dialects' token kinds (DESIGN.md "Token audiences").
-var reservedAudiences = []string{"jackpot", "chef"}
-
 // Authenticator verifies posgate access tokens sent as `Authorization: Bearer …` to a chimpy API,
 // and answers failures as RFC 6750 says: 401 with `WWW-Authenticate: Bearer error="invalid_token"`
 // and a JSON body for a missing, malformed, expired or revoked token; 403 `insufficient_scope`.
 //
-// The registered "chimpy" authenticator accepts any audience except those of other dialects; a
-// route that names an audience (`audience:` in the route config) should use ForAudience, which
-// accepts only tokens for that audience. The principal carries the audience in Claims["aud"]
-// either way.
+// The registered "chimpy" authenticator accepts any audience except those of other dialects
+// (oauth.ReservedAudiences); a route that names an audience (`audience:` in the route config)
+// should use ForAudience, which accepts only tokens for that audience. The principal carries the
+// audience in Claims["aud"] either way.
 type Authenticator struct {
 	svc      *app.Services
 	audience string
@@ -121,7 +119,7 @@ func (a *Authenticator) verify(ctx context.Context, raw string) (*auth.Principal
 		return nil, &errs.Error{Kind: errs.Unauthenticated, Code: CodeInvalidToken, Message: desc, Err: err}
 	}
 	gty, _ := cl.Extra["gty"].(string)
-	if !slices.Contains(grantTypes, gty) || slices.ContainsFunc(cl.Audience, func(s string) bool { return slices.Contains(reservedAudiences, s) }) {
+	if !slices.Contains(grantTypes, gty) || oauth.HasReservedAudience(cl.Audience) {
 		metrics.TokenVerifications.WithLabelValues("chimpy", "claims").Inc()
 		return nil, invalidToken("The access token is not valid for this API.")
 	}
