@@ -229,6 +229,10 @@ type SingleUse interface {
 	// before and has not expired (an expired record is taken over). Exactly one of any number of
 	// concurrent callers, on any replica, succeeds.
 	UseOnce(ctx context.Context, key string, at, expiresAt time.Time) error
+	// ReleaseOnce forgets key, so the next UseOnce of it succeeds. It is for a claim taken
+	// before an outcome is known (the gateway claims a consumable token before forwarding and
+	// releases it when the upstream refused the call). Releasing an unknown key is not an error.
+	ReleaseOnce(ctx context.Context, key string) error
 	DeleteSingleUseExpiredBefore(ctx context.Context, t time.Time) error
 }
 

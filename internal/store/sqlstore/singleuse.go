@@ -26,6 +26,12 @@ func (s *Store) UseOnce(ctx context.Context, key string, at, expiresAt time.Time
 	return s.fail("use once", err)
 }
 
+// ReleaseOnce deletes key's record (if any), so a later UseOnce of it succeeds.
+func (s *Store) ReleaseOnce(ctx context.Context, key string) error {
+	_, err := s.exec(ctx, `DELETE FROM single_use WHERE name = $1`, key)
+	return s.fail("release single-use record", err)
+}
+
 // DeleteSingleUseExpiredBefore drops records that expired before t.
 func (s *Store) DeleteSingleUseExpiredBefore(ctx context.Context, t time.Time) error {
 	_, err := s.exec(ctx, `DELETE FROM single_use WHERE expires_at < $1`, ms(t))

@@ -724,13 +724,29 @@ func testSingleUse(t *testing.T, s store.Store) {
 	ok(t, s.DeleteSingleUseExpiredBefore(ctx(t), exp.Add(time.Minute+time.Second)))
 	ok(t, s.UseOnce(ctx(t), "jackpot:jti:2", base, exp)) // deleted, so new again
 	wantErr(t, s.UseOnce(ctx(t), "long", base, base.Add(time.Hour)), store.ErrAlreadyUsed)
+
+	// A released claim can be taken again (once); releasing touches no other key, and releasing
+	// an unknown or already released key is not an error.
+	ok(t, s.UseOnce(ctx(t), "consume:j1", base, base.Add(time.Hour)))
+	ok(t, s.UseOnce(ctx(t), "consume:j2", base, base.Add(time.Hour)))
+	ok(t, s.ReleaseOnce(ctx(t), "consume:j1"))
+	ok(t, s.ReleaseOnce(ctx(t), "consume:j1"))
+	ok(t, s.ReleaseOnce(ctx(t), "consume:unknown"))
+	ok(t, s.UseOnce(ctx(t), "consume:j1", base.Add(time.Second), base.Add(time.Hour)))
+	wantErr(t, s.UseOnce(ctx(t), "consume:j1", base.Add(time.Second), base.Add(time.Hour)), store.ErrAlreadyUsed)
+	wantErr(t, s.UseOnce(ctx(t), "consume:j2", base, base.Add(time.Hour)), store.ErrAlreadyUsed)
+	ok(t, s.UseOnce(ctx(t), "CONSUME:J2", base, base.Add(time.Hour))) // case-sensitive here too
 }
 
 func testSingleUseRace(t *testing.T, s store.Store) {
 	const n = 50
-	for round, key := range []string{"fresh", "expired"} {
-		if key == "expired" { // the takeover of an expired record is raced too
+	for round, key := range []string{"fresh", "expired", "released"} {
+		switch key {
+		case "expired": // the takeover of an expired record is raced too
 			ok(t, s.UseOnce(ctx(t), key, base.Add(-time.Hour), base.Add(-time.Minute)))
+		case "released": // and the new claim of a released one
+			ok(t, s.UseOnce(ctx(t), key, base, base.Add(time.Hour)))
+			ok(t, s.ReleaseOnce(ctx(t), key))
 		}
 		errs := race(n, func(int) error { return s.UseOnce(ctx(t), key, base, base.Add(time.Minute)) })
 		oneWinner(t, errs, store.ErrAlreadyUsed)
@@ -1173,6 +1189,7 @@ func testClosed(t *testing.T, s store.Store) {
 	checks := map[string]error{
 		"Ping":               s.Ping(ctx(t)),
 		"UseOnce":            s.UseOnce(ctx(t), "k", base, base.Add(time.Minute)),
+		"ReleaseOnce":        s.ReleaseOnce(ctx(t), "k"),
 		"CreateUser":         s.CreateUser(ctx(t), &store.User{ID: "us_2", Username: "b", PasswordHash: "x", CreatedAt: base, UpdatedAt: base}),
 		"AddRevocation":      s.AddRevocation(ctx(t), store.Revocation{Kind: "jti", Value: "x", RevokedAt: base, ExpiresAt: base.Add(time.Hour)}),
 		"RotateRefreshToken": s.RotateRefreshToken(ctx(t), []byte("x"), base, newRefresh("y", base), nil),
