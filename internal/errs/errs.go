@@ -28,9 +28,14 @@ const (
 	Throttled
 	// Unavailable: a dependency (the store) is down; retry later (503).
 	Unavailable
+	// TooLarge: the request body is over the limit (413).
+	TooLarge
+	// UnsupportedMediaType: the body's Content-Type or Content-Encoding is not one this endpoint
+	// reads (415).
+	UnsupportedMediaType
 )
 
-var kindNames = [...]string{"internal", "bad_input", "unauthenticated", "forbidden", "not_found", "conflict", "throttled", "unavailable"}
+var kindNames = [...]string{"internal", "bad_input", "unauthenticated", "forbidden", "not_found", "conflict", "throttled", "unavailable", "too_large", "unsupported_media_type"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -111,6 +116,10 @@ func HTTPStatus(k Kind) int {
 		return 429
 	case Unavailable:
 		return 503
+	case TooLarge:
+		return 413
+	case UnsupportedMediaType:
+		return 415
 	default:
 		return 500
 	}

@@ -298,6 +298,8 @@ func protocolError(err error) (int, *jsonrpc.Error) {
 		return status, jsonrpc.NewError(jsonrpc.CodeInternalError, e.Message)
 	case errs.BadInput:
 		return http.StatusOK, jsonrpc.NewError(jsonrpc.CodeInvalidRequest, e.Message)
+	case errs.TooLarge, errs.UnsupportedMediaType: // as the chef endpoint answers them (413, 415)
+		return errs.HTTPStatus(e.Kind), jsonrpc.NewError(jsonrpc.CodeInvalidRequest, e.Message)
 	}
 	return http.StatusInternalServerError, jsonrpc.NewError(jsonrpc.CodeInternalError, nil)
 }
