@@ -41,7 +41,7 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	basic := usesBasic(r)
 	c, req, err := s.endpointClient(r, true)
 	if err != nil {
-		writeError(r.Context(), s.svc.Log, w, err, basic)
+		writeError(r.Context(), s.svc.Log, w, err, challengeFor(r, err))
 		return
 	}
 	if req.Token == "" {
@@ -57,12 +57,28 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, res)
 }
 
+// errNoClientAuth answers an introspection or revocation request that names no client at all: both
+// endpoints require client authentication (RFC 7662 §2.1, RFC 7009 §2.1), and RFC 6749 §5.2 makes
+// a missing one invalid_client, 401 with a challenge for the scheme the client should use (see
+// challengeFor). The token endpoint keeps invalid_request for a missing client_id: chimpy's
+// clients expect that row of its error table.
+var errNoClientAuth = Fail(CodeInvalidClient, "client authentication is required (HTTP Basic, or client_id and client_secret in the body)")
+
+// challengeFor says whether a 401 for err carries the Basic challenge: when the client used the
+// Authorization header, and when it sent no credentials at all (the challenge tells it how).
+func challengeFor(r *http.Request, err error) bool {
+	return usesBasic(r) || errors.Is(err, errNoClientAuth)
+}
+
 // endpointClient reads an introspection or revocation request and authenticates its client.
 // confidential refuses public clients (introspection reveals token contents).
 func (s *Server) endpointClient(r *http.Request, confidential bool) (*store.Client, *Request, error) {
 	req, err := readRequest(r)
 	if err != nil {
 		return nil, nil, err
+	}
+	if len(r.Header.Values("Authorization")) == 0 && req.ClientID == "" {
+		return nil, nil, errNoClientAuth
 	}
 	cred, err := clientCredentialsOf(r, req)
 	if err != nil {

@@ -53,7 +53,13 @@ func TestIntrospection(t *testing.T) {
 
 	// The caller must authenticate.
 	checkError(t, e.post(t, "/oauth/introspect", map[string]string{"token": s.rt}, &client{ID: s.c.ID, Secret: "pg_cs_nope"}, inBasic, true), 401, "invalid_client", true)
-	checkError(t, e.post(t, "/oauth/introspect", map[string]string{"token": s.rt}, nil, inBody, true), 400, "invalid_request", false)
+	// No client credentials at all: 401 invalid_client with a challenge (RFC 7662 §2.1, RFC 6749 §5.2),
+	// in either body format, also when only a secret is sent.
+	checkError(t, e.post(t, "/oauth/introspect", map[string]string{"token": s.rt}, nil, inBody, true), 401, "invalid_client", true)
+	checkError(t, e.post(t, "/oauth/introspect", map[string]string{"token": s.rt}, nil, inBody, false), 401, "invalid_client", true)
+	checkError(t, e.post(t, "/oauth/introspect", map[string]string{"token": s.rt, "client_secret": s.c.Secret}, nil, inBody, true), 401, "invalid_client", true)
+	// A public client (client_id alone) may not introspect: 401, without a challenge as it did not use the header.
+	checkError(t, e.post(t, "/oauth/introspect", map[string]string{"token": s.rt}, &client{ID: s.c.ID}, inBody, true), 401, "invalid_client", false)
 	checkError(t, e.post(t, "/oauth/introspect", map[string]string{}, &s.c, inBasic, true), 400, "invalid_request", false)
 }
 
@@ -96,6 +102,9 @@ func TestRevocation(t *testing.T) {
 	revoke(&s.c, s.rt)
 	checkError(t, e.post(t, "/oauth/revoke", map[string]string{"token": s.rt}, &client{ID: s.c.ID, Secret: "pg_cs_nope"}, inBasic, true), 401, "invalid_client", true)
 	checkError(t, e.post(t, "/oauth/revoke", map[string]string{}, &s.c, inBasic, true), 400, "invalid_request", false)
+	// No client credentials at all: 401 invalid_client with a challenge (RFC 7009 §2.1, RFC 6749 §5.2).
+	checkError(t, e.post(t, "/oauth/revoke", map[string]string{"token": s.rt}, nil, inBody, true), 401, "invalid_client", true)
+	checkError(t, e.post(t, "/oauth/revoke", map[string]string{"token": s.rt}, nil, inBody, false), 401, "invalid_client", true)
 }
 
 // TestMetadata (RFC 8414).

@@ -21,7 +21,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	basic := usesBasic(r)
 	c, req, err := s.endpointClient(r, false)
 	if err != nil {
-		writeError(r.Context(), s.svc.Log, w, err, basic)
+		writeError(r.Context(), s.svc.Log, w, err, challengeFor(r, err))
 		return
 	}
 	if req.Token == "" {
