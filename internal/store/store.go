@@ -341,6 +341,15 @@ type Chef interface {
 	// DecideChefDevice moves the device from one of `from` to `to` (conditional update); ErrConflict
 	// when its state is not in `from`, ErrNotFound when it does not exist. Returns the stored device.
 	DecideChefDevice(ctx context.Context, id string, from []DeviceState, to DeviceState, by string, at time.Time) (*ChefDevice, error)
+	// CountPendingChefDevicesSince counts, in one query, the pending devices with UpdatedAt after
+	// since (all) and those of them whose Address is address (atAddress): the pairing caps.
+	CountPendingChefDevicesSince(ctx context.Context, since time.Time, address string) (all, atAddress int, err error)
+	// ListRecentChefDevices returns at most limit devices in state ("" = all), the most recently
+	// updated first (ties: id descending). limit <= 0 means 100; at most 10000.
+	ListRecentChefDevices(ctx context.Context, state DeviceState, limit int) ([]*ChefDevice, error)
+	// DeletePendingChefDevicesBefore deletes the pending devices last updated before t (requests
+	// nobody waits for any more) and returns how many it deleted. Other states are kept.
+	DeletePendingChefDevicesBefore(ctx context.Context, t time.Time) (int, error)
 }
 
 // ---------------------------------------------------------------------------------------------

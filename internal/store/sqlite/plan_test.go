@@ -15,14 +15,17 @@ func TestHotPathsUseIndexes(t *testing.T) {
 	}
 	defer s.Close()
 	for name, q := range map[string]string{
-		"UseOnce":                      `INSERT INTO single_use (name, used_at, expires_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET used_at = excluded.used_at WHERE single_use.expires_at <= excluded.used_at`,
-		"GetClientByIDHash":            `SELECT c.id, k.id FROM clients c LEFT JOIN client_assertion_keys k ON k.client_id = c.id WHERE c.client_id_hash = $1 ORDER BY k.pos DESC`,
-		"IsRevoked":                    `SELECT 1 FROM revocations WHERE kind = $1 AND subject = $2`,
-		"GetDoshiiLocationByTokenHash": `SELECT id FROM doshii_locations WHERE token_hash = $1`,
-		"GetDoshiiVendorByName":        `SELECT v.id, k.id FROM doshii_vendors v LEFT JOIN doshii_vendor_keys k ON k.vendor_id = v.id WHERE v.api_name = $1 ORDER BY k.pos DESC`,
-		"GetRefreshToken":              `SELECT f.id FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1`,
-		"IncrCounter":                  `SELECT hits FROM counters WHERE name = $1`,
-		"GetChefDeviceByKey":           `SELECT id FROM chef_devices WHERE device_key = $1`,
+		"UseOnce":                        `INSERT INTO single_use (name, used_at, expires_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET used_at = excluded.used_at WHERE single_use.expires_at <= excluded.used_at`,
+		"GetClientByIDHash":              `SELECT c.id, k.id FROM clients c LEFT JOIN client_assertion_keys k ON k.client_id = c.id WHERE c.client_id_hash = $1 ORDER BY k.pos DESC`,
+		"IsRevoked":                      `SELECT 1 FROM revocations WHERE kind = $1 AND subject = $2`,
+		"GetDoshiiLocationByTokenHash":   `SELECT id FROM doshii_locations WHERE token_hash = $1`,
+		"GetDoshiiVendorByName":          `SELECT v.id, k.id FROM doshii_vendors v LEFT JOIN doshii_vendor_keys k ON k.vendor_id = v.id WHERE v.api_name = $1 ORDER BY k.pos DESC`,
+		"GetRefreshToken":                `SELECT f.id FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1`,
+		"IncrCounter":                    `SELECT hits FROM counters WHERE name = $1`,
+		"GetChefDeviceByKey":             `SELECT id FROM chef_devices WHERE device_key = $1`,
+		"CountPendingChefDevicesSince":   `SELECT COUNT(*), COALESCE(SUM(CASE WHEN address = $2 THEN 1 ELSE 0 END), 0) FROM chef_devices WHERE state = 'pending' AND updated_at > $1`,
+		"ListRecentChefDevices":          `SELECT id FROM chef_devices WHERE state = $2 ORDER BY updated_at DESC, id DESC LIMIT $1`,
+		"DeletePendingChefDevicesBefore": `DELETE FROM chef_devices WHERE state = 'pending' AND updated_at < $1`,
 	} {
 		rows, err := s.Writer().Query(t.Context(), "EXPLAIN QUERY PLAN "+q, "a", "b", "c")
 		if err != nil {

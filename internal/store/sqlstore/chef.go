@@ -140,3 +140,56 @@ func (s *Store) DecideChefDevice(ctx context.Context, id string, from []store.De
 	}
 	return out, nil
 }
+
+// CountPendingChefDevicesSince counts the pending devices updated after since, and those of them
+// from address, in one query. The (state, updated_at) index bounds the rows it reads to the fresh
+// requests — which the pairing caps keep few — however many stale ones the table holds.
+func (s *Store) CountPendingChefDevicesSince(ctx context.Context, since time.Time, address string) (int, int, error) {
+	r, err := s.reader()
+	if err != nil {
+		return 0, 0, s.fail("count pending chef devices", err)
+	}
+	var all, at int64
+	err = r.QueryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(CASE WHEN address = $2 THEN 1 ELSE 0 END), 0)
+		FROM chef_devices WHERE state = 'pending' AND updated_at > $1`, ms(since), address).Scan(&all, &at)
+	return int(all), int(at), s.fail("count pending chef devices", err)
+}
+
+// ListRecentChefDevices returns at most limit devices in state ("" = all), the most recently
+// updated first; limit <= 0 means 100, and it is capped at 10000.
+func (s *Store) ListRecentChefDevices(ctx context.Context, state store.DeviceState, limit int) ([]*store.ChefDevice, error) {
+	r, err := s.reader()
+	if err != nil {
+		return nil, s.fail("list recent chef devices", err)
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 10000)
+	q, args := `SELECT `+deviceCols+` FROM chef_devices ORDER BY updated_at DESC, id DESC LIMIT $1`, []any{int64(limit)}
+	if state != "" {
+		q, args = `SELECT `+deviceCols+` FROM chef_devices WHERE state = $2 ORDER BY updated_at DESC, id DESC LIMIT $1`, []any{int64(limit), string(state)}
+	}
+	rows, err := r.Query(ctx, q, args...)
+	if err != nil {
+		return nil, s.fail("list recent chef devices", err)
+	}
+	defer rows.Close()
+	var out []*store.ChefDevice
+	for rows.Next() {
+		d, err := scanDevice(rows.Scan)
+		if err != nil {
+			return nil, s.fail("list recent chef devices", err)
+		}
+		out = append(out, d)
+	}
+	return out, s.fail("list recent chef devices", rows.Err())
+}
+
+// DeletePendingChefDevicesBefore deletes the pending devices last updated before t, in one
+// statement: a request refreshed or decided concurrently is either updated first (and no longer
+// matches) or finds no row (ErrNotFound to its caller).
+func (s *Store) DeletePendingChefDevicesBefore(ctx context.Context, t time.Time) (int, error) {
+	n, err := s.exec(ctx, `DELETE FROM chef_devices WHERE state = 'pending' AND updated_at < $1`, ms(t))
+	return int(n), s.fail("delete stale pending chef devices", err)
+}

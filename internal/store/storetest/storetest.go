@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DoshiiOrganisationsAndLocations", testDoshiiOrganisationsAndLocations},
 		{"ChefDevices", testChefDevices},
 		{"ChefDecisionRace", testChefDecisionRace},
+		{"ChefPendingHousekeeping", testChefPendingHousekeeping},
 		{"Audit", testAudit},
 		{"Counters", testCounters},
 		{"CounterRace", testCounterRace},
@@ -1022,6 +1023,96 @@ func testChefDecisionRace(t *testing.T, s store.Store) {
 	d, err := s.GetChefDevice(ctx(t), "dev_1")
 	ok(t, err)
 	eq(t, "DecidedBy", d.DecidedBy, fmt.Sprintf("admin%d", w))
+}
+
+// testChefPendingHousekeeping: the fresh-pending counts of the pairing caps, the console's
+// most-recent list, and the deletion of stale pending requests (other states kept).
+func testChefPendingHousekeeping(t *testing.T, s store.Store) {
+	add := func(id, addr string, updated time.Duration) {
+		t.Helper()
+		_, err := s.UpsertPendingChefDevice(ctx(t), &store.ChefDevice{ID: id, DeviceKey: "key-" + id, Label: id,
+			Address: addr, UserAgent: "Chef/1.0", FirstSeen: base.Add(-time.Hour), UpdatedAt: base.Add(updated)})
+		ok(t, err)
+	}
+	add("dev_a", "10.0.0.1", 0)
+	add("dev_b", "10.0.0.1", time.Second)
+	add("dev_c", "10.0.0.2", 2*time.Second)
+	add("dev_d", "10.0.0.1", -time.Hour)                       // stale
+	add("dev_e", "10.0.0.1", 3*time.Second)                    // decided below: not pending
+	add("dev_f", "10.0.0.3", -2*time.Hour)                     // approved long ago: kept by the cleanup
+	add("dev_g", "10.0.0.1", time.Second+500*time.Microsecond) // same millisecond as dev_b
+	_, err := s.DecideChefDevice(ctx(t), "dev_e", []store.DeviceState{store.DevicePending}, store.DeviceDeclined, "admin", base.Add(3*time.Second))
+	ok(t, err)
+	_, err = s.DecideChefDevice(ctx(t), "dev_f", []store.DeviceState{store.DevicePending}, store.DeviceApproved, "admin", base.Add(-2*time.Hour))
+	ok(t, err)
+
+	for _, c := range []struct {
+		since     time.Time
+		addr      string
+		all, atAd int
+	}{
+		{base.Add(-time.Minute), "10.0.0.1", 4, 3}, // a, b, g (10.0.0.1) and c
+		{base.Add(-time.Minute), "10.0.0.2", 4, 1},
+		{base.Add(-time.Minute), "10.0.0.9", 4, 0},
+		{base.Add(-time.Minute), "", 4, 0},
+		{base, "10.0.0.1", 3, 2},                  // strictly after since: dev_a (at base) not counted
+		{base.Add(time.Second), "10.0.0.1", 1, 0}, // dev_b/dev_g are in that millisecond: not after it
+		{base.Add(2 * time.Hour), "10.0.0.1", 0, 0},
+		{base.Add(-3 * time.Hour), "10.0.0.1", 5, 4}, // dev_d too; never the decided ones
+	} {
+		all, atAd, err := s.CountPendingChefDevicesSince(ctx(t), c.since, c.addr)
+		ok(t, err)
+		eq(t, fmt.Sprintf("all since %s", c.since.Sub(base)), all, c.all)
+		eq(t, fmt.Sprintf("at %s since %s", c.addr, c.since.Sub(base)), atAd, c.atAd)
+	}
+
+	ids := func(l []*store.ChefDevice) []string {
+		var out []string
+		for _, d := range l {
+			out = append(out, d.ID)
+		}
+		return out
+	}
+	l, err := s.ListRecentChefDevices(ctx(t), store.DevicePending, 3)
+	ok(t, err)
+	eqList(t, "ListRecentChefDevices(pending, 3)", ids(l), []string{"dev_c", "dev_g", "dev_b"}) // ties: id descending
+	l, err = s.ListRecentChefDevices(ctx(t), store.DevicePending, 0)
+	ok(t, err)
+	eqList(t, "ListRecentChefDevices(pending, 0)", ids(l), []string{"dev_c", "dev_g", "dev_b", "dev_a", "dev_d"})
+	l, err = s.ListRecentChefDevices(ctx(t), "", 2)
+	ok(t, err)
+	eqList(t, "ListRecentChefDevices(all, 2)", ids(l), []string{"dev_e", "dev_c"})
+	l, err = s.ListRecentChefDevices(ctx(t), store.DeviceRevoked, 10)
+	ok(t, err)
+	eqList(t, "ListRecentChefDevices(revoked)", ids(l), nil)
+
+	n, err := s.DeletePendingChefDevicesBefore(ctx(t), base.Add(-time.Minute))
+	ok(t, err)
+	eq(t, "deleted stale", n, 1)
+	_, err = s.GetChefDevice(ctx(t), "dev_d")
+	wantErr(t, err, store.ErrNotFound)
+	n, err = s.DeletePendingChefDevicesBefore(ctx(t), base.Add(-time.Minute))
+	ok(t, err)
+	eq(t, "deleted again", n, 0)
+	// Strictly before t; decided devices are kept however old.
+	n, err = s.DeletePendingChefDevicesBefore(ctx(t), base.Add(time.Second))
+	ok(t, err)
+	eq(t, "deleted before 1s", n, 1) // dev_a only: dev_b/dev_g are at 1 s
+	l, err = s.ListChefDevices(ctx(t), "")
+	ok(t, err)
+	eqList(t, "left", ids(l), []string{"dev_b", "dev_c", "dev_e", "dev_f", "dev_g"})
+	n, err = s.DeletePendingChefDevicesBefore(ctx(t), base.Add(time.Hour))
+	ok(t, err)
+	eq(t, "deleted all pending", n, 3)
+	l, err = s.ListChefDevices(ctx(t), "")
+	ok(t, err)
+	eqList(t, "decided kept", ids(l), []string{"dev_e", "dev_f"})
+
+	// The device key is free again: the same device asking later is a new request.
+	d, err := s.UpsertPendingChefDevice(ctx(t), &store.ChefDevice{ID: "dev_a2", DeviceKey: "key-dev_a", FirstSeen: base.Add(time.Hour)})
+	ok(t, err)
+	eq(t, "new id", d.ID, "dev_a2")
+	eq(t, "Generation", d.Generation, 1)
 }
 
 // ---------------------------------------------------------------------------------------------
