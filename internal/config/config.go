@@ -83,15 +83,17 @@ type Route struct {
 
 // Chef dialect.
 type Chef struct {
-	Prefix          string `yaml:"prefix"`           // extra mount prefix, default "" (paths of the spec are always mounted)
-	ApprovalTimeout int    `yaml:"approval_timeout"` // seconds, default 60
-	Cooldown        int    `yaml:"cooldown"`         // seconds, default 10
-	TokenLifetime   int    `yaml:"token_lifetime"`   // seconds, default 3600
-	Leeway          int    `yaml:"leeway"`           // seconds, 0..120, default 0
-	MaxPending      int    `yaml:"max_pending"`      // default 100
-	MaxBatch        int    `yaml:"max_batch"`        // default 20
-	RenewWindow     int    `yaml:"renew_window"`     // seconds an expired token still renews, default 2592000 (30 d)
-	Upstream        string `yaml:"upstream"`         // upstream name for data calls, default "pos"
+	Prefix               string `yaml:"prefix"`                  // extra mount prefix, default "" (paths of the spec are always mounted)
+	ApprovalTimeout      int    `yaml:"approval_timeout"`        // seconds, default 60
+	Cooldown             int    `yaml:"cooldown"`                // seconds, default 10
+	TokenLifetime        int    `yaml:"token_lifetime"`          // seconds, default 3600
+	Leeway               int    `yaml:"leeway"`                  // seconds, 0..120, default 0
+	MaxPending           int    `yaml:"max_pending"`             // requests waiting at once, default 100
+	MaxPendingPerAddress int    `yaml:"max_pending_per_address"` // of them from one client address, default 5 (one address cannot fill max_pending)
+	PendingRetention     int    `yaml:"pending_retention"`       // seconds before a stale pending request is deleted, default 3600, ≥ 2×approval_timeout
+	MaxBatch             int    `yaml:"max_batch"`               // default 20
+	RenewWindow          int    `yaml:"renew_window"`            // seconds an expired token still renews, default 2592000 (30 d)
+	Upstream             string `yaml:"upstream"`                // upstream name for data calls, default "pos"
 }
 
 // Chimpy dialect.

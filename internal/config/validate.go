@@ -17,44 +17,46 @@ import (
 // Limits of the numeric keys, in one table so the documentation and the checks cannot drift.
 // Lifetimes start at 1 second so expiry can be tested for real against a running binary.
 var ranges = map[string][2]int64{
-	"server.read_header_timeout": {1, 600},
-	"server.read_timeout":        {1, 3600},
-	"server.write_timeout":       {1, 3600},
-	"server.idle_timeout":        {1, 3600},
-	"server.shutdown_timeout":    {1, 600},
-	"server.max_body_bytes":      {1 << 10, 1 << 30},
-	"server.max_header_bytes":    {4 << 10, 1 << 20},
-	"keys.rotation_interval":     {0, 10 * 365 * 86400},
-	"keys.revocation_resync":     {1, 300},
-	"oauth.access_lifetime":      {1, 86400},
-	"gateway.upstream_timeout":   {1, 600},
-	"chef.approval_timeout":      {1, 600},
-	"chef.cooldown":              {0, 3600},
-	"chef.token_lifetime":        {1, 86400},
-	"chef.leeway":                {0, 120},
-	"chef.max_pending":           {1, 100000},
-	"chef.max_batch":             {1, 1000},
-	"chef.renew_window":          {0, 365 * 86400},
-	"chimpy.access_lifetime":     {1, 86400},
-	"chimpy.refresh_idle":        {1, 10 * 365 * 86400},
-	"chimpy.refresh_absolute":    {1, 10 * 365 * 86400},
-	"chimpy.refresh_grace":       {0, 300},
-	"jackpot.session_lifetime":   {1, 86400},
-	"jackpot.m2m_lifetime":       {1, 86400},
-	"jackpot.iat_past":           {0, 3600},
-	"jackpot.iat_future":         {0, 3600},
-	"jackpot.key_overlap":        {0, 365 * 86400},
-	"doshii.past_window":         {0, 3600},
-	"doshii.future_window":       {0, 3600},
-	"doshii.key_overlap":         {0, 365 * 86400},
-	"orderpay.ticket_lifetime":   {1, 86400},
-	"orderpay.request_wait":      {1, 600},
-	"orderpay.request_ttl":       {1, 86400},
-	"throttle.window":            {1, 86400},
-	"throttle.per_address":       {1, 1000000},
-	"throttle.per_address_ident": {1, 1000000},
-	"throttle.per_identity":      {1, 1000000},
-	"throttle.identity_backoff":  {1, 3600},
+	"server.read_header_timeout":   {1, 600},
+	"server.read_timeout":          {1, 3600},
+	"server.write_timeout":         {1, 3600},
+	"server.idle_timeout":          {1, 3600},
+	"server.shutdown_timeout":      {1, 600},
+	"server.max_body_bytes":        {1 << 10, 1 << 30},
+	"server.max_header_bytes":      {4 << 10, 1 << 20},
+	"keys.rotation_interval":       {0, 10 * 365 * 86400},
+	"keys.revocation_resync":       {1, 300},
+	"oauth.access_lifetime":        {1, 86400},
+	"gateway.upstream_timeout":     {1, 600},
+	"chef.approval_timeout":        {1, 600},
+	"chef.cooldown":                {0, 3600},
+	"chef.token_lifetime":          {1, 86400},
+	"chef.leeway":                  {0, 120},
+	"chef.max_pending":             {1, 100000},
+	"chef.max_pending_per_address": {1, 100000},
+	"chef.pending_retention":       {1, 365 * 86400},
+	"chef.max_batch":               {1, 1000},
+	"chef.renew_window":            {0, 365 * 86400},
+	"chimpy.access_lifetime":       {1, 86400},
+	"chimpy.refresh_idle":          {1, 10 * 365 * 86400},
+	"chimpy.refresh_absolute":      {1, 10 * 365 * 86400},
+	"chimpy.refresh_grace":         {0, 300},
+	"jackpot.session_lifetime":     {1, 86400},
+	"jackpot.m2m_lifetime":         {1, 86400},
+	"jackpot.iat_past":             {0, 3600},
+	"jackpot.iat_future":           {0, 3600},
+	"jackpot.key_overlap":          {0, 365 * 86400},
+	"doshii.past_window":           {0, 3600},
+	"doshii.future_window":         {0, 3600},
+	"doshii.key_overlap":           {0, 365 * 86400},
+	"orderpay.ticket_lifetime":     {1, 86400},
+	"orderpay.request_wait":        {1, 600},
+	"orderpay.request_ttl":         {1, 86400},
+	"throttle.window":              {1, 86400},
+	"throttle.per_address":         {1, 1000000},
+	"throttle.per_address_ident":   {1, 1000000},
+	"throttle.per_identity":        {1, 1000000},
+	"throttle.identity_backoff":    {1, 3600},
 }
 
 // Range returns the allowed range of a numeric key (for documentation and tests).
@@ -67,7 +69,7 @@ func unit(key string) string {
 	switch key {
 	case "server.max_body_bytes", "server.max_header_bytes":
 		return "bytes"
-	case "chef.max_pending", "chef.max_batch", "throttle.per_address", "throttle.per_address_ident", "throttle.per_identity":
+	case "chef.max_pending", "chef.max_pending_per_address", "chef.max_batch", "throttle.per_address", "throttle.per_address_ident", "throttle.per_identity":
 		return ""
 	}
 	return "seconds"
@@ -217,6 +219,9 @@ func (c *Config) Validate() error {
 
 	if c.Chef.ApprovalTimeout >= c.Server.WriteTimeout {
 		p.add("chef.approval_timeout: %d must be below server.write_timeout (%d) or held calls are cut off", c.Chef.ApprovalTimeout, c.Server.WriteTimeout)
+	}
+	if c.Chef.PendingRetention < 2*c.Chef.ApprovalTimeout {
+		p.add("chef.pending_retention: %d must be at least twice chef.approval_timeout (%d) or requests with held calls could be deleted", c.Chef.PendingRetention, c.Chef.ApprovalTimeout)
 	}
 	if c.Chef.Upstream == "" || !nameRE.MatchString(c.Chef.Upstream) {
 		p.add("chef.upstream: %s is not allowed (an upstream name)", quoteValue(c.Chef.Upstream))
