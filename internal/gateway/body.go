@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"math/big"
 	"mime"
 	"net/url"
@@ -45,108 +43,6 @@ type amountValue struct {
 type bodyFacts struct {
 	ids     []idValue
 	amounts []amountValue
-}
-
-type scanFrame struct {
-	obj     bool
-	wantKey bool
-	key     string
-}
-
-// scanJSON walks a JSON document once and collects every tenant id field (at any depth, in
-// objects inside arrays too) and every top-level occurrence of amountField. Duplicate keys are
-// not refused here: every occurrence is collected, and the policy checks them all, so whichever
-// one the upstream's parser keeps has been checked.
-func scanJSON(data []byte, amountField string) (bodyFacts, error) {
-	var facts bodyFacts
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var stack []scanFrame
-	done := false
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			if !done {
-				return facts, errors.New("the body is empty or incomplete JSON")
-			}
-			return facts, nil
-		}
-		if err != nil {
-			return facts, fmt.Errorf("the body is not valid JSON: %v", err)
-		}
-		if done {
-			return facts, errors.New("the body has data after the JSON document")
-		}
-		n := len(stack)
-		if n > 0 && stack[n-1].obj && stack[n-1].wantKey {
-			if d, ok := tok.(json.Delim); ok && d == '}' {
-				stack = stack[:n-1]
-				done = valueDone(stack)
-				continue
-			}
-			key, ok := tok.(string)
-			if !ok {
-				return facts, errors.New("the body is not valid JSON: object key is not a string")
-			}
-			stack[n-1].key = key
-			stack[n-1].wantKey = false
-			continue
-		}
-		// tok is a value, or the end of an array.
-		if d, ok := tok.(json.Delim); ok && (d == ']' || d == '}') {
-			if n == 0 {
-				return facts, errors.New("the body is not valid JSON")
-			}
-			stack = stack[:n-1]
-			done = valueDone(stack)
-			continue
-		}
-		if n > 0 && stack[n-1].obj {
-			recordField(&facts, stack[n-1].key, n == 1, tok, amountField)
-		}
-		if d, ok := tok.(json.Delim); ok {
-			if len(stack) >= maxBodyDepth {
-				return facts, errors.New("the body is nested too deeply")
-			}
-			stack = append(stack, scanFrame{obj: d == '{', wantKey: d == '{'})
-			continue
-		}
-		done = valueDone(stack)
-	}
-}
-
-// valueDone marks the innermost container as having finished a value; it reports whether the
-// whole document is complete.
-func valueDone(stack []scanFrame) bool {
-	if len(stack) == 0 {
-		return true
-	}
-	if top := &stack[len(stack)-1]; top.obj {
-		top.wantKey = true
-	}
-	return false
-}
-
-func recordField(f *bodyFacts, key string, topLevel bool, tok json.Token, amountField string) {
-	for _, tf := range tenantIDFields {
-		if strings.EqualFold(key, tf.name) {
-			v := idValue{field: tf.field}
-			switch x := tok.(type) {
-			case string:
-				v.value, v.isString = x, true
-			case json.Number:
-				v.value = string(x)
-			}
-			f.ids = append(f.ids, v)
-		}
-	}
-	if topLevel && amountField != "" && strings.EqualFold(key, amountField) {
-		a := amountValue{}
-		if x, ok := tok.(json.Number); ok {
-			a.text, a.isNumber = string(x), true
-		}
-		f.amounts = append(f.amounts, a)
-	}
 }
 
 // queryIDs collects tenant id fields from a URL query (or a form-encoded body).

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ import (
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/httpx"
+	"github.com/posgate/posgate/internal/store/sqlite"
 	"github.com/posgate/posgate/internal/token"
 )
 
@@ -104,13 +106,22 @@ type fakeTokens struct {
 	revoked map[string]bool
 	revokes int
 	fail    error
+	next    *fakeTokens // another replica's verifier: knows the same tokens (not the revocations)
 }
 
 func newFakeTokens() *fakeTokens {
 	return &fakeTokens{claims: map[string]*token.Claims{}, revoked: map[string]bool{}}
 }
 
-func (f *fakeTokens) add(raw string, c *token.Claims) { f.mu.Lock(); f.claims[raw] = c; f.mu.Unlock() }
+func (f *fakeTokens) add(raw string, c *token.Claims) {
+	f.mu.Lock()
+	f.claims[raw] = c
+	next := f.next
+	f.mu.Unlock()
+	if next != nil {
+		next.add(raw, c)
+	}
+}
 
 func (f *fakeTokens) Verify(_ context.Context, raw string, opts token.VerifyOptions) (*token.Claims, error) {
 	f.mu.Lock()
@@ -232,6 +243,7 @@ type env struct {
 	srv    *httptest.Server
 	ident  *identity.Verifier
 	svc    *app.Services
+	st     *sqlite.Store
 }
 
 func newEnv(t *testing.T, routes []config.Route, tweak ...func(*config.Config)) *env {
@@ -252,11 +264,29 @@ func newEnv(t *testing.T, routes []config.Route, tweak ...func(*config.Config)) 
 		t.Fatal(err)
 	}
 	t.Cleanup(fwd.Close)
-	tokens := newFakeTokens()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "gateway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	iv, err := identity.NewVerifier(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iv.Now = clk.Now
+	e := &env{t: t, up: up, clock: clk, fwd: fwd, ident: iv, st: st}
+	e.start(cfg, log, newFakeTokens())
+	return e
+}
+
+// start builds the gateway over e's store, forwarder and clock with its own token verifier, and
+// serves it on loopback.
+func (e *env) start(cfg *config.Config, log *slog.Logger, tokens *fakeTokens) {
+	t := e.t
 	reg := auth.NewRegistry()
 	reg.Register("test.key", keyAuth{})
 	reg.Register("test.venue", venueAuth{})
-	svc := &app.Services{Config: cfg, Clock: clk, Log: log, Verifier: tokens, Revoker: tokens, Auth: reg, Upstream: fwd}
+	svc := &app.Services{Config: cfg, Clock: e.clock, Log: log, Store: e.st, Verifier: tokens, Revoker: tokens, Auth: reg, Upstream: e.fwd}
 	gw, err := NewGateway(svc)
 	if err != nil {
 		t.Fatal(err)
@@ -268,12 +298,23 @@ func newEnv(t *testing.T, routes []config.Route, tweak ...func(*config.Config)) 
 	}
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	iv, err := identity.NewVerifier(testKey)
-	if err != nil {
-		t.Fatal(err)
+	e.tokens, e.gw, e.srv, e.svc = tokens, gw, srv, svc
+}
+
+// replica is a second gateway on the same store and upstream, as another posgate process of the
+// deployment would be, whose verifier knows e's tokens but never hears of e's revocations (as if
+// the revocation write had failed). Tokens registered with e.bearer afterwards are known to both.
+func (e *env) replica() *env {
+	r := &env{t: e.t, up: e.up, clock: e.clock, fwd: e.fwd, ident: e.ident, st: e.st}
+	tokens := newFakeTokens()
+	e.tokens.mu.Lock()
+	for raw, c := range e.tokens.claims {
+		tokens.claims[raw] = c
 	}
-	iv.Now = clk.Now
-	return &env{t: t, up: up, tokens: tokens, clock: clk, gw: gw, fwd: fwd, srv: srv, ident: iv, svc: svc}
+	e.tokens.next = tokens
+	e.tokens.mu.Unlock()
+	r.start(e.svc.Config, e.svc.Log, tokens)
+	return r
 }
 
 // deadAddr returns a loopback address nothing listens on.

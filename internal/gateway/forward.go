@@ -212,7 +212,8 @@ type fwdState struct {
 	route     string
 	principal string // X-Posgate-Principal value
 	writeErr  func(http.ResponseWriter, *http.Request, error)
-	onSuccess func()
+	onSuccess func() // a 2xx answer arrived (before it is written to the caller)
+	onRefused func() // the upstream refused the call: a non-2xx answer, or it was never sent
 	start     time.Time
 	outcome   string
 }
@@ -226,24 +227,33 @@ func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, upstreamName
 	if route == "" {
 		route = "upstream:" + upstreamName
 	}
-	f.forward(w, r, upstreamName, route, p, false, writeErr, onSuccess)
+	f.forward(w, r, upstreamName, route, p, false, writeErr, onSuccess, nil)
 }
 
 // forward returns the outcome label (for metrics).
 // stable says p is a shared, immutable principal its authenticator hands out again for the same
-// credential (see StablePrincipals), so its encoded header can be kept.
+// credential (see StablePrincipals), so its encoded header can be kept. onSuccess runs when a 2xx
+// answer arrives, onRefused when the upstream answered otherwise or the request certainly never
+// reached it (no connection); neither runs when the outcome is unknown (timeout, connection lost
+// after sending, caller gone). Both run before anything is written to the caller.
 func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, upstreamName, route string, p *auth.Principal, stable bool,
-	writeErr func(http.ResponseWriter, *http.Request, error), onSuccess func()) string {
+	writeErr func(http.ResponseWriter, *http.Request, error), onSuccess, onRefused func()) string {
 	up, ok := f.upstreams[upstreamName]
 	if !ok || p == nil {
 		f.log.LogAttrs(r.Context(), slog.LevelError, "gateway: forward to an unknown upstream or without a principal",
 			slog.String("upstream", upstreamName), slog.String("route", route))
+		if onRefused != nil {
+			onRefused()
+		}
 		writeErr(w, r, errs.New(errs.Internal, "server_error", "the gateway is misconfigured"))
 		return "misconfigured"
 	}
 	principal, err := f.principalHeader(p, stable)
 	if err != nil {
 		f.log.LogAttrs(r.Context(), slog.LevelError, "gateway: principal does not encode", slog.String("error", err.Error()))
+		if onRefused != nil {
+			onRefused()
+		}
 		writeErr(w, r, errs.Wrap(errs.Internal, "server_error", "internal error", err))
 		return "misconfigured"
 	}
@@ -252,6 +262,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, upstreamName
 		principal: principal,
 		writeErr:  writeErr,
 		onSuccess: onSuccess,
+		onRefused: onRefused,
 		start:     time.Now(),
 		outcome:   "forwarded",
 	}
@@ -368,8 +379,12 @@ func (f *Forwarder) modifyResponse(resp *http.Response) error {
 		return nil
 	}
 	observeUpstream(st.route, time.Since(st.start))
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 && st.onSuccess != nil {
-		st.onSuccess()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if st.onSuccess != nil {
+			st.onSuccess()
+		}
+	} else if st.onRefused != nil {
+		st.onRefused()
 	}
 	return nil
 }
@@ -394,6 +409,9 @@ func (f *Forwarder) errorHandler(w http.ResponseWriter, r *http.Request, err err
 		w.WriteHeader(499)
 	default:
 		st.outcome = "upstream_unreachable"
+		if isDialError(err) && st.onRefused != nil {
+			st.onRefused() // no connection: the upstream never saw the request
+		}
 		observeUpstream(route, time.Since(st.start))
 		f.log.LogAttrs(r.Context(), slog.LevelWarn, "gateway: upstream unreachable", slog.String("route", route), slog.String("error", safeErr(err)))
 		st.writeErr(w, r, errs.Wrap(errs.Unavailable, "upstream_unreachable", "the upstream could not be reached", err))
@@ -410,6 +428,13 @@ func isTimeout(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// isDialError reports whether err is a failure to connect (name resolution included): the request
+// was certainly not sent.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // safeErr renders a transport error for the log. Transport errors name the upstream's address,

@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -202,8 +206,17 @@ func FuzzScanJSON(f *testing.F) {
 	f.Add([]byte(`{"a":1} {"b":2}`), "a")
 	f.Add([]byte(`{"a":}`), "")
 	f.Add([]byte(`"str"`), "")
+	f.Add([]byte(`{"\u006cocationId":"L\u0032","organi\u017fationId":"o","x":[1,{"outletid":-1.5e3}],"price":"\u0031"}`), "price")
+	f.Add([]byte("{\"locationId\":\"\xff\"}"), "")
 	f.Fuzz(func(t *testing.T, data []byte, field string) {
 		facts, err := scanJSON(data, field)
+		ref, rerr := scanJSONReference(data, field)
+		if (err == nil) != (rerr == nil) {
+			t.Fatalf("%q: scanner error %v, reference error %v", data, err, rerr)
+		}
+		if err == nil && !reflect.DeepEqual(facts, ref) {
+			t.Fatalf("%q: scanner %+v, reference %+v", data, facts, ref)
+		}
 		valid := json.Valid(data)
 		if err == nil && !valid {
 			t.Fatalf("accepted invalid JSON %q", data)
@@ -220,4 +233,107 @@ func FuzzScanJSON(f *testing.F) {
 			}
 		}
 	})
+}
+
+type refFrame struct {
+	obj     bool
+	wantKey bool
+	key     string
+}
+
+// scanJSONReference is the first body scanner, built on encoding/json's tokenizer: slower (an
+// allocation per token) but obviously right. FuzzScanJSON checks scanJSON against it. It walks a JSON document once and collects every tenant id field (at any depth, in
+// objects inside arrays too) and every top-level occurrence of amountField. Duplicate keys are
+// not refused here: every occurrence is collected, and the policy checks them all, so whichever
+// one the upstream's parser keeps has been checked.
+func scanJSONReference(data []byte, amountField string) (bodyFacts, error) {
+	var facts bodyFacts
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var stack []refFrame
+	done := false
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			if !done {
+				return facts, errors.New("the body is empty or incomplete JSON")
+			}
+			return facts, nil
+		}
+		if err != nil {
+			return facts, fmt.Errorf("the body is not valid JSON: %v", err)
+		}
+		if done {
+			return facts, errors.New("the body has data after the JSON document")
+		}
+		n := len(stack)
+		if n > 0 && stack[n-1].obj && stack[n-1].wantKey {
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:n-1]
+				done = refValueDone(stack)
+				continue
+			}
+			key, ok := tok.(string)
+			if !ok {
+				return facts, errors.New("the body is not valid JSON: object key is not a string")
+			}
+			stack[n-1].key = key
+			stack[n-1].wantKey = false
+			continue
+		}
+		// tok is a value, or the end of an array.
+		if d, ok := tok.(json.Delim); ok && (d == ']' || d == '}') {
+			if n == 0 {
+				return facts, errors.New("the body is not valid JSON")
+			}
+			stack = stack[:n-1]
+			done = refValueDone(stack)
+			continue
+		}
+		if n > 0 && stack[n-1].obj {
+			refRecordField(&facts, stack[n-1].key, n == 1, tok, amountField)
+		}
+		if d, ok := tok.(json.Delim); ok {
+			if len(stack) >= maxBodyDepth {
+				return facts, errors.New("the body is nested too deeply")
+			}
+			stack = append(stack, refFrame{obj: d == '{', wantKey: d == '{'})
+			continue
+		}
+		done = refValueDone(stack)
+	}
+}
+
+// valueDone marks the innermost container as having finished a value; it reports whether the
+// whole document is complete.
+func refValueDone(stack []refFrame) bool {
+	if len(stack) == 0 {
+		return true
+	}
+	if top := &stack[len(stack)-1]; top.obj {
+		top.wantKey = true
+	}
+	return false
+}
+
+func refRecordField(f *bodyFacts, key string, topLevel bool, tok json.Token, amountField string) {
+	for _, tf := range tenantIDFields {
+		if strings.EqualFold(key, tf.name) {
+			v := idValue{field: tf.field}
+			switch x := tok.(type) {
+			case string:
+				v.value, v.isString = x, true
+			case json.Number:
+				v.value = string(x)
+			}
+			f.ids = append(f.ids, v)
+		}
+	}
+	if topLevel && amountField != "" && strings.EqualFold(key, amountField) {
+		a := amountValue{}
+		if x, ok := tok.(json.Number); ok {
+			a.text, a.isNumber = string(x), true
+		}
+		f.amounts = append(f.amounts, a)
+	}
 }

@@ -13,8 +13,11 @@
 //	authorize     audience, scopes, consumability, rate limit, tenant binding (path wildcards,
 //	              headers, query, JSON or form body), amount cap — each refusal in the dialect of
 //	              the authenticator that accepted the credential.
+//	claim         on a consuming route, the token's single use is claimed in the store
+//	              ("consume:<jti>", UseOnce): one call per token on every replica, or 409.
 //	forward       Forwarder: credentials stripped, identity signed, timeouts mapped to 502/504;
-//	              on a consuming route a 2xx answer revokes the token before the caller sees it.
+//	              on a consuming route a 2xx answer revokes the token before the caller sees it,
+//	              and a non-2xx answer releases the claim (the token may be used again).
 package gateway
 
 import (
@@ -37,6 +40,7 @@ import (
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/httpx"
+	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/token"
 )
 
@@ -50,6 +54,7 @@ const (
 	outcomeNotConsumable  = "not_consumable"
 	outcomeConsumed       = "already_consumed"
 	outcomeInProgress     = "consume_in_progress"
+	outcomeUnavailable    = "store_unavailable"
 	outcomeRateLimited    = "rate_limited"
 	outcomeTenant         = "tenant_mismatch"
 	outcomeAmount         = "amount_exceeded"
@@ -58,6 +63,11 @@ const (
 	consumeRevokeTimeout  = 5 * time.Second
 	consumedEntriesMax    = 100_000
 	defaultConsumedExpiry = 24 * time.Hour
+	// claimMargin keeps a consume claim past the token's expiry, so a verifier that tolerates
+	// some clock skew on exp can never accept the token once its claim has lapsed.
+	claimMargin = 10 * time.Minute
+	// storeRetryAfter is the Retry-After of a 503 when the store cannot decide a claim.
+	storeRetryAfter = 2 * time.Second
 )
 
 // CredentialDetector is implemented by authenticators that can tell, without checking it and
@@ -88,8 +98,10 @@ type Gateway struct {
 	maxBody  int64
 	limiters *limiters
 
-	consuming sync.Map // jti → struct{}: consuming calls in flight on this replica
-	consumed  consumedSet
+	// claims decides the single use of consumable tokens: the store, shared by every replica
+	// (never memory alone: two replicas would each let one call through).
+	claims   store.SingleUse
+	consumed consumedSet // tokens consumed through this replica: refused on every route at once
 }
 
 var _ app.Module = (*Gateway)(nil)
@@ -122,6 +134,9 @@ func NewGateway(svc *app.Services) (*Gateway, error) {
 		if rt.cfg.Consume && svc.Revoker == nil {
 			return nil, fmt.Errorf("gateway: %s: consume: true needs the token revoker, which is not configured", rt.name)
 		}
+		if rt.cfg.Consume && svc.Store == nil {
+			return nil, fmt.Errorf("gateway: %s: consume: true needs the store (single use is decided by the store), which is not configured", rt.name)
+		}
 	}
 	log := svc.Log
 	if log == nil {
@@ -139,6 +154,9 @@ func NewGateway(svc *app.Services) (*Gateway, error) {
 		log: log, clock: clk, fwd: fwd, revoker: svc.Revoker,
 		routes: routes, table: table, byPat: map[string]*route{},
 		maxBody: maxBody, limiters: newLimiters(DefaultMaxLimiters),
+	}
+	if svc.Store != nil {
+		g.claims = svc.Store
 	}
 	for _, rt := range routes {
 		for _, p := range rt.patterns {
@@ -272,28 +290,29 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 		return
 	}
 
-	var onSuccess func()
+	var onSuccess, onRefused func()
 	if rt.cfg.Consume {
-		if _, busy := g.consuming.LoadOrStore(p.TokenID, struct{}{}); busy {
-			observeOutcome(label, outcomeInProgress)
-			a.WriteError(w, r, errs.New(errs.Conflict, "consume_in_progress", "another call with this token is in progress"))
-			return
-		}
-		defer g.consuming.Delete(p.TokenID)
-		// Re-check after taking the in-flight slot: a call that finished just before may have
-		// consumed the token while this one was being authorized.
-		if g.consumed.has(p.TokenID, g.clock.Now()) {
-			observeOutcome(label, outcomeConsumed)
-			a.WriteError(w, r, errs.New(errs.Unauthenticated, "invalid_token", "the token has already been used"))
+		// The claim is the single-use decision, taken in the store after every other check passed
+		// and before anything is forwarded. It stays after a 2xx (even if the revocation below
+		// fails, no replica forwards this token on a consuming route again) and is released after
+		// an answer the upstream refused; when the outcome is unknown (timeout, connection lost
+		// after sending) it stays: the upstream may have acted on the call.
+		if outcome, err := g.claim(r.Context(), label, p); err != nil {
+			observeOutcome(label, outcome)
+			if e, ok := errs.As(err); ok && e.Kind == errs.Unavailable {
+				setRetryAfter(w.Header(), e)
+			}
+			a.WriteError(w, r, err)
 			return
 		}
 		onSuccess = func() { g.consume(r.Context(), label, p) }
+		onRefused = func() { g.release(r.Context(), label, p) }
 	}
 	stable := false
 	if sp, ok := a.(StablePrincipals); ok {
 		stable = sp.StablePrincipals()
 	}
-	observeOutcome(label, g.fwd.forward(w, r, rt.upstream, label, p, stable, a.WriteError, onSuccess))
+	observeOutcome(label, g.fwd.forward(w, r, rt.upstream, label, p, stable, a.WriteError, onSuccess, onRefused))
 }
 
 // mayBeNonCanonical is a cheap pre-check: a path without '.', '%', '\\', NUL or "//" cannot break
@@ -586,16 +605,60 @@ func limiterKey(rt *route, p *auth.Principal) string {
 	return b.String()
 }
 
+// tokenExpiry is how long p's token can be presented: its expiry, or a day when it has none.
+func tokenExpiry(p *auth.Principal, now time.Time) time.Time {
+	if exp := p.ExpiresAt; !exp.IsZero() && exp.After(now) {
+		return exp
+	}
+	return now.Add(defaultConsumedExpiry)
+}
+
+// claimKey names the store record of a consumable token's single use.
+func claimKey(jti string) string { return "consume:" + jti }
+
+// claim takes p's token's single use in the store. Exactly one caller on any replica gets it
+// until it is released or the token has expired; the others get 409. A store that cannot decide
+// is 503 with Retry-After: nothing is forwarded on a guess.
+func (g *Gateway) claim(ctx context.Context, route string, p *auth.Principal) (string, error) {
+	now := g.clock.Now()
+	err := g.claims.UseOnce(ctx, claimKey(p.TokenID), now, tokenExpiry(p, now).Add(claimMargin))
+	switch {
+	case err == nil:
+		return "", nil
+	case errors.Is(err, store.ErrAlreadyUsed):
+		return outcomeInProgress, errs.New(errs.Conflict, "consume_in_progress",
+			"this token has already been used on this route, or another call with it is in progress")
+	default:
+		g.log.LogAttrs(ctx, slog.LevelError, "gateway: single-use claim failed; call refused",
+			slog.String("route", route), slog.String("means", p.Means), slog.String("client", p.Client),
+			slog.String("error", err.Error()))
+		return outcomeUnavailable, &errs.Error{Kind: errs.Unavailable, Code: "store_unavailable",
+			Message: "the service is temporarily unavailable; retry later", RetryAfter: storeRetryAfter, Err: err}
+	}
+}
+
+// release gives p's claim back after the upstream refused the call (a non-2xx answer, or no
+// connection at all), so the token may be used again. It runs before the answer is written to
+// the caller. If the store cannot release it, the token stays used until it expires: the safe
+// side (the caller needs a new token), logged.
+func (g *Gateway) release(ctx context.Context, route string, p *auth.Principal) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), consumeRevokeTimeout)
+	defer cancel()
+	if err := g.claims.ReleaseOnce(ctx, claimKey(p.TokenID)); err != nil {
+		g.log.LogAttrs(ctx, slog.LevelWarn, "gateway: single-use claim not released; the token stays used until it expires",
+			slog.String("route", route), slog.String("means", p.Means), slog.String("client", p.Client),
+			slog.String("error", err.Error()))
+	}
+}
+
 // consume revokes p's token after a 2xx answer on a consuming route, on every replica (the
-// revoker writes the store and announces it). It runs before the answer is written to the
-// caller. The token is also remembered locally, so this replica refuses it even if the store
-// write failed.
+// revoker writes the store and announces it), so it is refused on every route, not only the
+// consuming ones (which the store claim already closes). It runs before the answer is written to
+// the caller. The token is also remembered locally, so this replica refuses it on every route
+// even if the revocation failed.
 func (g *Gateway) consume(ctx context.Context, route string, p *auth.Principal) {
 	now := g.clock.Now()
-	exp := p.ExpiresAt
-	if exp.IsZero() || !exp.After(now) {
-		exp = now.Add(defaultConsumedExpiry)
-	}
+	exp := tokenExpiry(p, now)
 	g.consumed.add(p.TokenID, exp, now)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), consumeRevokeTimeout)
 	defer cancel()

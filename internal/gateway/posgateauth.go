@@ -217,6 +217,10 @@ func WriteBearerError(w http.ResponseWriter, realm string, err error) {
 		}
 	case errs.NotFound:
 		code = "not_found"
+	case errs.TooLarge, errs.UnsupportedMediaType:
+		if code == "" {
+			code = "invalid_request"
+		}
 	case errs.Conflict:
 		if code == "" {
 			code = "conflict"
