@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/store/sqlite"
 )
 
 // docBlock returns the fenced block that follows marker in docs/gateway.md.
@@ -60,7 +62,12 @@ func TestDocsConfigExample(t *testing.T) {
 		reg.Register(n, keyAuth{})
 	}
 	tokens := newFakeTokens()
-	g, err := NewGateway(&app.Services{Config: cfg, Log: log, Auth: reg, Verifier: tokens, Revoker: tokens, Upstream: fwd})
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "docs.db")) // consume routes claim in the store
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	g, err := NewGateway(&app.Services{Config: cfg, Log: log, Auth: reg, Store: st, Verifier: tokens, Revoker: tokens, Upstream: fwd})
 	if err != nil {
 		t.Fatalf("the documented routes do not build: %v", err)
 	}
