@@ -36,6 +36,8 @@ type settings struct {
 	tokenLifetime   time.Duration
 	leeway          time.Duration
 	maxPending      int
+	maxPerAddress   int
+	retention       time.Duration
 	maxBatch        int
 	renewWindow     time.Duration
 	upstream        string
@@ -49,6 +51,8 @@ func settingsOf(c config.Chef) settings {
 		tokenLifetime:   config.Seconds(c.TokenLifetime),
 		leeway:          config.Seconds(c.Leeway),
 		maxPending:      c.MaxPending,
+		maxPerAddress:   c.MaxPendingPerAddress,
+		retention:       config.Seconds(c.PendingRetention),
 		maxBatch:        c.MaxBatch,
 		renewWindow:     config.Seconds(c.RenewWindow),
 		upstream:        c.Upstream,
@@ -63,6 +67,15 @@ func settingsOf(c config.Chef) settings {
 	if s.maxPending <= 0 {
 		s.maxPending = 100
 	}
+	if s.maxPerAddress <= 0 {
+		s.maxPerAddress = 5
+	}
+	if s.retention <= 0 {
+		s.retention = time.Hour
+	}
+	// A call may be held for a whole window on a request refreshed a moment before; a request is
+	// never deleted while one could be (the config refuses less; this guards hand-built configs).
+	s.retention = max(s.retention, 2*s.approvalTimeout)
 	if s.maxBatch <= 0 {
 		s.maxBatch = 20
 	}
@@ -84,6 +97,13 @@ type Module struct {
 	cfg     settings
 	pairing *pairing
 	cancel  func()
+
+	// The sweeper deletes stale pending requests (see sweep.go): started by Mount, stopped by
+	// Shutdown or Close.
+	sweepMu     sync.Mutex
+	sweepCancel func()
+	sweepDone   chan struct{}
+	sweepNow    chan chan sweepResult
 }
 
 // modules maps a running posgate's Services to its chef module, so a decision taken in this
@@ -95,7 +115,7 @@ func New(svc *app.Services) (app.Module, error) {
 	if svc == nil || svc.Store == nil || svc.Issuer == nil || svc.Verifier == nil || svc.Revoker == nil || svc.Events == nil || svc.Clock == nil || svc.Log == nil || svc.Config == nil {
 		return nil, errors.New("chef: Services lacks Config, Store, Clock, Log, Issuer, Verifier, Revoker or Events")
 	}
-	m := &Module{svc: svc, cfg: settingsOf(svc.Config.Chef)}
+	m := &Module{svc: svc, cfg: settingsOf(svc.Config.Chef), sweepNow: make(chan chan sweepResult)}
 	if m.cfg.prefix != "" && !strings.HasPrefix(m.cfg.prefix, "/") {
 		return nil, errors.New("chef.prefix: must start with / (got " + svc.Config.Chef.Prefix + ")")
 	}
@@ -109,6 +129,7 @@ func New(svc *app.Services) (app.Module, error) {
 // retries, on another replica or after the restart, and finds its request still pending), and
 // refuses new pairing calls, so a graceful shutdown never waits out an approval window.
 func (m *Module) Shutdown(context.Context) error {
+	m.stopSweeper()
 	m.pairing.closing.Store(true)
 	m.pairing.mu.Lock()
 	ws := make([]*wait, 0, len(m.pairing.waits))
@@ -124,8 +145,10 @@ func (m *Module) Shutdown(context.Context) error {
 
 var errShuttingDown = &errs.Error{Kind: errs.Unavailable, Code: "shutting_down", Message: "the server is shutting down; retry", RetryAfter: time.Second}
 
-// Close stops listening for device notices (tests build several modules on one bus).
+// Close stops listening for device notices (tests build several modules on one bus) and stops
+// the sweeper.
 func (m *Module) Close() error {
+	m.stopSweeper()
 	m.cancel()
 	modules.CompareAndDelete(m.svc, m)
 	return nil
@@ -154,6 +177,7 @@ func (m *Module) Mount(public, admin app.Mux) error {
 	admin.Handle("POST /chef/devices/{id}/approve", m.adminDecide(ActionApprove))
 	admin.Handle("POST /chef/devices/{id}/decline", m.adminDecide(ActionDecline))
 	admin.Handle("POST /chef/devices/{id}/revoke", m.adminDecide(ActionRevoke))
+	m.startSweeper()
 	return nil
 }
 

@@ -174,8 +174,9 @@ func clip(s string, max int) string {
 
 // outcome of waiting for a decision.
 type decision struct {
-	dev *store.ChefDevice // the decided device (approved, declined or revoked)
-	err error             // the store failed
+	dev  *store.ChefDevice // the decided device (approved, declined or revoked)
+	gone bool              // the request was deleted (stale, by a replica whose clock runs ahead)
+	err  error             // the store failed
 }
 
 // wait is the in-memory rendezvous of every call held for one pending device on this replica.
@@ -291,7 +292,7 @@ func (p *pairing) authenticateClient(ctx context.Context, r *http.Request, id id
 	}
 
 	release := p.lockKey(id.key())
-	w, immediate, err := p.createOrJoin(ctx, id)
+	w, holdFor, immediate, err := p.createOrJoin(ctx, id)
 	release()
 	if err != nil {
 		return nil, err
@@ -300,13 +301,18 @@ func (p *pairing) authenticateClient(ctx context.Context, r *http.Request, id id
 		return immediate, nil
 	}
 
-	// Held open until a decision, the approval window, or the caller going away.
-	timer := time.NewTimer(m.cfg.approvalTimeout)
+	// Held open until a decision, the end of the request's approval window, or the caller going
+	// away.
+	timer := time.NewTimer(holdFor)
 	defer timer.Stop()
+	timeout := failureResult(&Failure{NumTimeout, msgTimeout(int(m.cfg.approvalTimeout / time.Second))})
 	decided := func() (json.RawMessage, error) {
 		p.leave(w, true)
 		if w.res.err != nil {
 			return nil, w.res.err
+		}
+		if w.res.gone {
+			return timeout, nil // the device asks again and makes a new request
 		}
 		return p.answerDecided(ctx, w.res.dev, true)
 	}
@@ -320,7 +326,7 @@ func (p *pairing) authenticateClient(ctx context.Context, r *http.Request, id id
 		default:
 		}
 		p.leave(w, false)
-		return failureResult(&Failure{NumTimeout, msgTimeout(int(m.cfg.approvalTimeout / time.Second))}), nil
+		return timeout, nil
 	case <-ctx.Done():
 		p.leave(w, false)
 		return nil, ctx.Err()
@@ -328,73 +334,91 @@ func (p *pairing) authenticateClient(ctx context.Context, r *http.Request, id id
 }
 
 // createOrJoin finds the device of id and either answers at once (immediate) or returns the wait to
-// hold the call on, creating or renewing the pending request when there is none.
+// hold the call on and how long to hold it, creating or refreshing the pending request when there
+// is none a call may join.
+//
+// A call is held no longer than its request stays fresh (UpdatedAt + the approval window), so a
+// request is "waiting" in the console, and counts toward the pairing caps, exactly while a call is
+// held on it — and a request whose callers have all gone stops counting when its window ends. A
+// call joining a request with less than half its window left refreshes it first, so no call is held
+// for less than half a window.
 //
 // Replicas may race on one device (it called two of them at once). Every transition to pending is
 // therefore single-winner across replicas, decided by the store: creating a device and re-asking
 // for a declined or revoked one take a short single-use claim (store.UseOnce) on the device key or
-// on (device, generation) before the upsert, and refreshing a stale pending request is a
-// conditional update (pending → pending). A replica that loses re-reads the device and joins the
-// request the winner made — so an approval given in between is never overwritten by a late upsert.
-func (p *pairing) createOrJoin(ctx context.Context, id identity) (*wait, json.RawMessage, error) {
+// on (device, generation) before the upsert, and refreshing a pending request is a conditional
+// update (pending → pending). A replica that loses re-reads the device and joins the request the
+// winner made — so an approval given in between is never overwritten by a late upsert.
+func (p *pairing) createOrJoin(ctx context.Context, id identity) (*wait, time.Duration, json.RawMessage, error) {
 	m := p.m
+	window := m.cfg.approvalTimeout
 	for attempt := 0; attempt < 5; attempt++ {
 		now := m.svc.Clock.Now()
 		dev, err := m.svc.Store.GetChefDeviceByKey(ctx, id.key())
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, nil, unavailable(err)
+			return nil, 0, nil, unavailable(err)
 		}
 		if dev == nil {
 			w, res, retry, err := p.ask(ctx, id, nil, "chef.device.create:"+id.key(), now)
 			if retry {
 				continue
 			}
-			return w, res, err
+			return w, window, res, err
 		}
 		switch dev.State {
 		case store.DeviceApproved:
 			res, err := p.issue(ctx, dev, false)
-			return nil, res, err
+			return nil, 0, res, err
 		case store.DevicePending:
-			if w := p.join(dev.ID); w != nil {
-				return w, nil, nil
+			left := dev.UpdatedAt.Add(window).Sub(now)
+			if left >= window/2 {
+				// Fresh: a call here or on another replica asked; hold this one on the same request.
+				return p.hold(dev.ID), left, nil, nil
 			}
-			if now.Before(dev.UpdatedAt.Add(m.cfg.approvalTimeout)) {
-				// Pending and fresh: a call on another replica (or one that just timed out here)
-				// asked; hold this one on the same request.
-				return p.hold(dev.ID), nil, nil
+			if left > 0 {
+				// Fresh but ending soon: extend it. It already counts toward the caps, and it is
+				// the same request (not audited again).
+				fresh, err := m.svc.Store.DecideChefDevice(ctx, dev.ID, []store.DeviceState{store.DevicePending}, store.DevicePending, "", now)
+				if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+					continue // decided or deleted meanwhile: read it again
+				}
+				if err != nil {
+					return nil, 0, nil, unavailable(err)
+				}
+				m.publish(ctx, fresh.ID, store.DevicePending)
+				return p.hold(fresh.ID), window, nil, nil
 			}
-			// A stale request nobody waits for: ask again (the cap applies), refreshing it only if
+			// A stale request nobody waits for: ask again (the caps apply), refreshing it only if
 			// it is still pending.
 			p.createMu.Lock()
-			if res, err := p.checkCap(ctx, now, dev, id); res != nil || err != nil {
+			if res, err := p.checkCap(ctx, now, id); res != nil || err != nil {
 				p.createMu.Unlock()
-				return nil, res, err
+				return nil, 0, res, err
 			}
 			fresh, err := m.svc.Store.DecideChefDevice(ctx, dev.ID, []store.DeviceState{store.DevicePending}, store.DevicePending, "", now)
 			p.createMu.Unlock()
-			if errors.Is(err, store.ErrConflict) {
-				continue // decided meanwhile: read it again
+			if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+				continue // decided, or deleted by the sweeper, meanwhile: read it again
 			}
 			if err != nil {
-				return nil, nil, unavailable(err)
+				return nil, 0, nil, unavailable(err)
 			}
-			return p.asked(ctx, fresh, id), nil, nil
+			return p.asked(ctx, fresh, id), window, nil, nil
 		case store.DeviceDeclined, store.DeviceRevoked:
 			if dev.DecidedAt != nil && now.Before(dev.DecidedAt.Add(m.cfg.cooldown)) {
-				return nil, failureResult(&Failure{NumDeclined, msgDeclined}), nil
+				return nil, 0, failureResult(&Failure{NumDeclined, msgDeclined}), nil
 			}
 			claim := "chef.device.ask:" + dev.ID + ":" + strconv.Itoa(dev.Generation)
 			w, res, retry, err := p.ask(ctx, id, dev, claim, now)
 			if retry {
 				continue
 			}
-			return w, res, err
+			return w, window, res, err
 		default:
-			return nil, nil, errs.New(errs.Internal, "device_state", "device in an unknown state "+string(dev.State))
+			return nil, 0, nil, errs.New(errs.Internal, "device_state", "device in an unknown state "+string(dev.State))
 		}
 	}
-	return nil, nil, unavailable(errors.New("chef: the device kept changing under a pairing call"))
+	return nil, 0, nil, unavailable(errors.New("chef: the device kept changing under a pairing call"))
 }
 
 // ask makes a new pending request for id — a new device (was nil), or a declined or revoked one
@@ -402,7 +426,7 @@ func (p *pairing) createOrJoin(ctx context.Context, id identity) (*wait, json.Ra
 // another replica won it: read the device again.
 func (p *pairing) ask(ctx context.Context, id identity, was *store.ChefDevice, claim string, now time.Time) (*wait, json.RawMessage, bool, error) {
 	p.createMu.Lock()
-	if res, err := p.checkCap(ctx, now, was, id); res != nil || err != nil {
+	if res, err := p.checkCap(ctx, now, id); res != nil || err != nil {
 		p.createMu.Unlock()
 		return nil, res, false, err
 	}
@@ -480,38 +504,27 @@ func (p *pairing) awaitChange(ctx context.Context, key string, was *store.ChefDe
 	}
 }
 
-// checkCap answers 58 when max_pending requests are already waiting (except dev itself). Callers
-// hold createMu from the check to the write it guards, so this replica's concurrent new requests
-// cannot overshoot the cap together (replicas may, by at most one each).
-func (p *pairing) checkCap(ctx context.Context, now time.Time, dev *store.ChefDevice, id identity) (json.RawMessage, error) {
-	n, err := p.freshPending(ctx, now, dev)
+// checkCap answers 58 when a new request from id would exceed a pairing cap: max_pending requests
+// waiting in all, or max_pending_per_address of them from id's address — so one address cannot
+// fill the global cap and lock every other device out. A request counts while it is fresh (see
+// createOrJoin): one nobody waits for stops counting when its window ends. One query counts both.
+// Callers hold createMu from the check to the write it guards, so this replica's concurrent new
+// requests cannot overshoot a cap together (replicas may, by at most one each).
+func (p *pairing) checkCap(ctx context.Context, now time.Time, id identity) (json.RawMessage, error) {
+	cfg := p.m.cfg
+	all, fromAddr, err := p.m.svc.Store.CountPendingChefDevicesSince(ctx, now.Add(-cfg.approvalTimeout), id.address)
 	if err != nil {
-		return nil, err
+		return nil, unavailable(err)
 	}
-	if n >= p.m.cfg.maxPending {
-		p.m.svc.Log.Warn("chef: pending device cap reached", "cap", p.m.cfg.maxPending, "address", id.address)
-		return failureResult(&Failure{NumTooManyPending, msgTooManyPending}), nil
+	switch {
+	case fromAddr >= cfg.maxPerAddress:
+		p.m.svc.Log.Warn("chef: pending device cap per address reached", "cap", cfg.maxPerAddress, "address", id.address)
+	case all >= cfg.maxPending:
+		p.m.svc.Log.Warn("chef: pending device cap reached", "cap", cfg.maxPending, "address", id.address)
+	default:
+		return nil, nil
 	}
-	return nil, nil
-}
-
-// freshPending counts pending requests a device is still waiting on (younger than the approval
-// window), not counting except. Stale ones stay listed for a person but do not hold the cap.
-func (p *pairing) freshPending(ctx context.Context, now time.Time, except *store.ChefDevice) (int, error) {
-	list, err := p.m.svc.Store.ListChefDevices(ctx, store.DevicePending)
-	if err != nil {
-		return 0, unavailable(err)
-	}
-	n := 0
-	for _, d := range list {
-		if except != nil && d.ID == except.ID {
-			continue
-		}
-		if now.Before(d.UpdatedAt.Add(p.m.cfg.approvalTimeout)) {
-			n++
-		}
-	}
-	return n, nil
+	return failureResult(&Failure{NumTooManyPending, msgTooManyPending}), nil
 }
 
 // join adds a call to an existing local wait for device id.
@@ -604,7 +617,7 @@ func (p *pairing) watch(w *wait) {
 		dev, err := p.m.svc.Store.GetChefDevice(ctx, w.deviceID)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
-				p.resolve(w, decision{err: errs.New(errs.Internal, "device_gone", "the pending device disappeared")})
+				p.resolve(w, decision{gone: true})
 				return true
 			}
 			return false // store unavailable: keep holding, the ticker retries
