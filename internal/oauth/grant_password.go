@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"time"
 
+	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/store"
 )
@@ -15,7 +17,9 @@ import (
 //
 // A wrong username and a wrong password take the same time (an unknown user costs a dummy argon2id
 // check) and get the same answer. Failures are throttled per address and per (user, address), with
-// an identity-wide limit at a much higher threshold, and audited.
+// an identity-wide limit at a much higher threshold, and audited. Checks in progress are bounded
+// per address and per user (429), and the wait for an argon2id slot is bounded (503), so a burst
+// of guesses cannot queue up in front of everyone else's sign-in (see inflight.go).
 type passwordGrant struct{ s *Server }
 
 func (passwordGrant) Type() string { return GrantPassword }
@@ -50,23 +54,46 @@ func (g passwordGrant) Handle(ctx context.Context, gr *GrantRequest) (*TokenResp
 			return nil, err
 		}
 	}
+	// The throttle counts a guess only once it has been checked, so it cannot stop a burst of
+	// concurrent guesses; the bound on checks in progress does, before anything is queued.
+	release, ok := s.checks.acquire(limitKey{"a|" + auth.AddrKey(gr.Addr), maxChecksPerAddress},
+		limitKey{"u|" + ident, maxChecksPerUser})
+	if !ok {
+		return nil, errChecksInProgress
+	}
+	defer release()
 	// From here on the attempt runs to its end even if the caller hangs up: a guess that is
 	// checked is always counted and audited (a cancelled lookup would otherwise race the count).
+	reqCtx := ctx
 	ctx, cancel := detach(ctx)
 	defer cancel()
 	u, err := s.svc.Store.GetUserByUsername(ctx, gr.Username)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, storeFailure(err)
 	}
+	// Only the wait for an argon2id slot is not detached: it is bounded, and it ends when the
+	// caller hangs up, because a guess that was never checked tells its sender nothing and so
+	// need not be counted. A check that has started always finishes.
+	waitCtx, cancelWait := context.WithTimeout(reqCtx, time.Duration(slotWait.Load()))
+	defer cancelWait()
 	var reason string
-	switch {
-	case u == nil:
-		secret.DummyCheck()
+	if u == nil {
+		err = secret.DummyCheckContext(waitCtx)
 		reason = "unknown username"
-	case !secret.CheckPassword(u.PasswordHash, gr.Password):
-		reason = "wrong password"
-	case u.Disabled:
-		reason = "user disabled"
+	} else {
+		var match bool
+		match, err = secret.CheckPasswordContext(waitCtx, u.PasswordHash, gr.Password)
+		switch {
+		case !match:
+			reason = "wrong password"
+		case u.Disabled:
+			reason = "user disabled"
+		}
+	}
+	if err != nil {
+		// No argon2id slot came free in time (or the caller left while waiting): nothing was
+		// checked, so nothing is counted or audited; the answer says to come back.
+		return nil, errPasswordBusy
 	}
 	if reason != "" {
 		s.fail(ctx, ThrottleLogin, gr.Addr, ident)

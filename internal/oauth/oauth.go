@@ -73,6 +73,7 @@ type Server struct {
 	grants  map[string]Grant
 	order   []string
 	clients *clientCache
+	checks  *inflight // password checks in progress, by address and by user (see inflight.go)
 }
 
 // New returns the OAuth module with the client_credentials, password and refresh_token grants.
@@ -84,7 +85,7 @@ func NewServer(svc *app.Services) (*Server, error) {
 		svc.Clock == nil || svc.Config == nil || svc.Log == nil {
 		return nil, fmt.Errorf("oauth: services incomplete (store, issuer, verifier, revoker, clock, config and log are required)")
 	}
-	s := &Server{svc: svc, grants: map[string]Grant{}, clients: newClientCache(svc.Clock, clientCacheTTL)}
+	s := &Server{svc: svc, grants: map[string]Grant{}, clients: newClientCache(svc.Clock, clientCacheTTL), checks: newInflight()}
 	if svc.Events != nil {
 		svc.Events.Subscribe(events.TopicClientChanged, func([]byte) { s.clients.forget() })
 	}

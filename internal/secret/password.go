@@ -1,6 +1,7 @@
 package secret
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -49,14 +50,42 @@ var (
 )
 
 // slots bounds how many argon2id computations run at once. Each takes 64 MiB; without a bound a
-// burst of logins (or an attacker) could make the process allocate memory without limit. Callers
-// queue instead; the login throttle in front of this limits how long the queue gets.
+// burst of logins (or an attacker) could make the process allocate memory without limit.
+// CheckPassword and DummyCheck queue for a slot without a bound (admin tools, tests); a server
+// path that an anonymous caller can reach uses CheckPasswordContext and DummyCheckContext, which
+// give up when their context ends, so the queue in front of the slots stays short.
 var slots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
 
-func argonKey(pw, salt []byte, t, m uint32, p uint8, keyLen uint32) []byte {
-	slots <- struct{}{}
+// ErrBusy is returned by CheckPasswordContext and DummyCheckContext when no slot became free
+// before the context ended. Nothing was checked: the caller should answer "try again shortly"
+// (503 with Retry-After), not "wrong password".
+var ErrBusy = errors.New("secret: every password-check slot stayed busy")
+
+// acquire takes a slot, waiting until ctx ends. A free slot is taken even if ctx has already
+// ended, so a check whose caller hung up still runs when it costs no one any waiting.
+func acquire(ctx context.Context) error {
+	select {
+	case slots <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w (%w)", ErrBusy, context.Cause(ctx))
+	}
+}
+
+// argonKey computes the argon2id key once a slot is free. ctx bounds only the wait for the slot:
+// a computation that has started always finishes (it cannot be interrupted, and its result is
+// what the caller counts and audits).
+func argonKey(ctx context.Context, pw, salt []byte, t, m uint32, p uint8, keyLen uint32) ([]byte, error) {
+	if err := acquire(ctx); err != nil {
+		return nil, err
+	}
 	defer func() { <-slots }()
-	return argon2.IDKey(pw, salt, t, m, p, keyLen)
+	return argon2.IDKey(pw, salt, t, m, p, keyLen), nil
 }
 
 // HashPassword returns the argon2id PHC string of pw with a fresh random salt:
@@ -70,7 +99,10 @@ func HashPassword(pw string) (string, error) {
 	}
 	salt := make([]byte, argonSaltLen)
 	rand.Read(salt)
-	key := argonKey([]byte(pw), salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen)
+	key, err := argonKey(context.Background(), []byte(pw), salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen)
+	if err != nil {
+		return "", err
+	}
 	return encodePHC(phc{memory: argonMemoryKiB, time: argonTime, threads: argonThreads, salt: salt, key: key}), nil
 }
 
@@ -78,13 +110,23 @@ func HashPassword(pw string) (string, error) {
 // empty or over-long password all answer false after spending the time of a real check, so the
 // answer's timing tells nothing about why it failed.
 func CheckPassword(hash, pw string) bool {
+	ok, _ := CheckPasswordContext(context.Background(), hash, pw) // never ErrBusy: Background never ends
+	return ok
+}
+
+// CheckPasswordContext is CheckPassword that waits for a free argon2id slot only until ctx ends;
+// then it returns ErrBusy and has checked nothing. Once the check has started, ctx no longer
+// matters: it runs to its end.
+func CheckPasswordContext(ctx context.Context, hash, pw string) (bool, error) {
 	p, err := decodePHC(hash)
 	if err != nil || pw == "" || len(pw) > MaxPasswordBytes {
-		DummyCheck()
-		return false
+		return false, DummyCheckContext(ctx)
 	}
-	key := argonKey([]byte(pw), p.salt, p.time, p.memory, p.threads, uint32(len(p.key)))
-	return Equal(key, p.key)
+	key, err := argonKey(ctx, []byte(pw), p.salt, p.time, p.memory, p.threads, uint32(len(p.key)))
+	if err != nil {
+		return false, err
+	}
+	return Equal(key, p.key), nil
 }
 
 // NeedsRehash reports whether hash was made with parameters other than the current ones (or is
@@ -114,10 +156,18 @@ var dummyParams = func() phc {
 // DummyCheck spends the time of a failed CheckPassword. Call it when the user does not exist, so
 // that "no such user" and "wrong password" take the same time and usernames cannot be enumerated
 // by timing.
-func DummyCheck() {
-	key := argonKey([]byte("posgate dummy password check"), dummyParams.salt, dummyParams.time,
+func DummyCheck() { _ = DummyCheckContext(context.Background()) }
+
+// DummyCheckContext is DummyCheck that waits for a free argon2id slot only until ctx ends (then
+// ErrBusy), exactly as CheckPasswordContext does, so the two stay indistinguishable under load too.
+func DummyCheckContext(ctx context.Context) error {
+	key, err := argonKey(ctx, []byte("posgate dummy password check"), dummyParams.salt, dummyParams.time,
 		dummyParams.memory, dummyParams.threads, uint32(len(dummyParams.key)))
+	if err != nil {
+		return err
+	}
 	Equal(key, dummyParams.key)
+	return nil
 }
 
 // phc is a decoded argon2id PHC string.

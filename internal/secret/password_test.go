@@ -1,9 +1,12 @@
 package secret
 
 import (
+	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestHashPasswordRoundTrip(t *testing.T) {
@@ -123,5 +126,80 @@ func BenchmarkCheckPassword(b *testing.B) {
 func BenchmarkDummyCheck(b *testing.B) {
 	for b.Loop() {
 		DummyCheck()
+	}
+}
+
+// fillSlots takes every argon2id slot, as a burst of concurrent checks would, and returns a
+// function that frees them.
+func fillSlots(t *testing.T) (free func()) {
+	t.Helper()
+	for range cap(slots) {
+		slots <- struct{}{}
+	}
+	var once sync.Once
+	free = func() {
+		once.Do(func() {
+			for range cap(slots) {
+				<-slots
+			}
+		})
+	}
+	t.Cleanup(free)
+	return free
+}
+
+// With every slot busy, the context-bounded checks give up when their context ends (ErrBusy,
+// nothing checked) instead of joining an unbounded queue; the unbounded ones are untouched.
+func TestCheckPasswordContextGivesUpWhenBusy(t *testing.T) {
+	h, err := HashPassword("correct horse battery staple")
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := fillSlots(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if ok, err := CheckPasswordContext(ctx, h, "correct horse battery staple"); ok || !errors.Is(err, ErrBusy) {
+		t.Fatalf("CheckPasswordContext with every slot busy: ok=%v err=%v, want ErrBusy", ok, err)
+	}
+	if err := DummyCheckContext(ctx); !errors.Is(err, ErrBusy) {
+		t.Fatalf("DummyCheckContext with every slot busy: %v, want ErrBusy", err)
+	}
+	// A malformed hash takes the dummy path, and gives up the same way.
+	if ok, err := CheckPasswordContext(ctx, "not a hash", "pw"); ok || !errors.Is(err, ErrBusy) {
+		t.Fatalf("malformed hash with every slot busy: ok=%v err=%v", ok, err)
+	}
+
+	// A waiter whose context is still live gets the slot when one frees up.
+	done := make(chan error, 1)
+	go func() {
+		ok, err := CheckPasswordContext(t.Context(), h, "correct horse battery staple")
+		if err == nil && !ok {
+			err = errors.New("right password refused")
+		}
+		done <- err
+	}()
+	free()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A free slot is taken even when the context has already ended: a check that costs no one any
+// waiting runs (and so is counted) whatever its caller did.
+func TestCheckPasswordContextRunsWhenFree(t *testing.T) {
+	h, err := HashPassword("correct horse battery staple")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if ok, err := CheckPasswordContext(ctx, h, "correct horse battery staple"); !ok || err != nil {
+		t.Fatalf("free slot, ended context: ok=%v err=%v", ok, err)
+	}
+	if ok, err := CheckPasswordContext(ctx, h, "wrong"); ok || err != nil {
+		t.Fatalf("wrong password: ok=%v err=%v", ok, err)
+	}
+	if err := DummyCheckContext(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
