@@ -13,7 +13,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/posgate/posgate/internal/dialect/chef"
 	"github.com/posgate/posgate/internal/dialect/chef/cheftest"
+	"github.com/posgate/posgate/internal/store"
 )
 
 // chromiumPath finds Debian's chromium (or another Chrome); the test skips without one, except
@@ -173,6 +175,56 @@ func TestBrowserPairing(t *testing.T) {
 		ms(server[(len(server)+1)/2-1]), ms(server[len(server)-1]))
 	if p99 > 50*time.Millisecond {
 		t.Logf("note: p99 above the 50 ms target on this machine (not a failure: timing is reported, not asserted)")
+	}
+
+	// More requests pending than the page shows: the live list keeps the 200 most recent and the
+	// page says how many there are, still without a reload.
+	if eval(`String(document.getElementById("more").hidden)`) != "true" {
+		t.Fatal("the partial-list note shows for a short list")
+	}
+	now := inst.Svc.Clock.Now()
+	for i := 0; i < 201; i++ {
+		at := now.Add(time.Duration(i-300) * time.Second)
+		if _, err := inst.Svc.Store.UpsertPendingChefDevice(context.Background(), &store.ChefDevice{ID: fmt.Sprintf("dev_bulk%03d", i),
+			DeviceKey: fmt.Sprintf("bulk:%03d", i), Label: "bulk", Address: "10.0.0.1", UserAgent: "Chef/1", FirstSeen: at, UpdatedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch := pairAsync(inst, "till-last", "Last till") // its notice refreshes the page's list
+	d := pendingByLabel(t, inst, "Last till")
+	if err := step(30*time.Second, chromedp.WaitVisible(chromedp.CSS(`#more`))); err != nil {
+		t.Fatalf("the partial-list note never showed: %v", err)
+	}
+	if got := eval(`document.getElementById("shown").textContent + "/" + document.getElementById("total").textContent + "/" + document.querySelectorAll("#pending tbody tr").length + "/" + document.querySelector("#pending tbody tr").dataset.id`); got != "200/202/200/"+d.ID {
+		t.Fatalf("shown/total/rows/first = %s", got)
+	}
+	if m := eval(`window.__noReload || ""`); m != "still here" {
+		t.Fatal("the page reloaded")
+	}
+	if _, err := chef.Decide(context.Background(), inst.Svc, d.ID, chef.ActionDecline, "admin", "127.0.0.1", "test"); err != nil {
+		t.Fatal(err)
+	}
+	<-ch
+}
+
+// pendingByLabel waits for the pending request labelled label.
+func pendingByLabel(t *testing.T, inst *cheftest.Instance, label string) *store.ChefDevice {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		list, err := inst.Svc.Store.ListChefDevices(context.Background(), store.DevicePending)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range list {
+			if d.Label == label {
+				return d
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pending request labelled %q", label)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/console"
 	"github.com/posgate/posgate/internal/dialect/chef/cheftest"
 	"github.com/posgate/posgate/internal/store"
@@ -274,28 +276,14 @@ func TestPendingEvents(t *testing.T) {
 	if resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("content type %s", resp.Header.Get("Content-Type"))
 	}
-	events := make(chan []map[string]any, 8)
-	go func() {
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		var name string
-		for sc.Scan() {
-			line := sc.Text()
-			if v, ok := strings.CutPrefix(line, "event: "); ok {
-				name = v
-			}
-			if v, ok := strings.CutPrefix(line, "data: "); ok && name == "pending" {
-				var list []map[string]any
-				_ = json.Unmarshal([]byte(v), &list)
-				events <- list
-			}
-		}
-		close(events)
-	}()
+	events := pendingStream(t, resp.Body)
 	next := func() []map[string]any {
 		select {
-		case l := <-events:
-			return l
+		case e := <-events:
+			if e.Total != len(e.Devices) {
+				t.Fatalf("total %d for %d devices", e.Total, len(e.Devices))
+			}
+			return e.Devices
 		case <-time.After(10 * time.Second):
 			t.Fatal("no event")
 			return nil
@@ -332,5 +320,118 @@ func TestStaticAssets(t *testing.T) {
 	}
 	if resp, _ := do(t, http.DefaultClient, http.MethodGet, inst.URL+"/admin/static/", ""); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("listing: %d", resp.StatusCode)
+	}
+}
+
+// pendingEvent is the data of a "pending" server-sent event.
+type pendingEvent struct {
+	Devices []map[string]any `json:"devices"`
+	Total   int              `json:"total"`
+}
+
+// pendingStream decodes the "pending" events of an event stream.
+func pendingStream(t *testing.T, body io.Reader) <-chan pendingEvent {
+	events := make(chan pendingEvent, 8)
+	go func() {
+		sc := bufio.NewScanner(body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		var name string
+		for sc.Scan() {
+			line := sc.Text()
+			if v, ok := strings.CutPrefix(line, "event: "); ok {
+				name = v
+			}
+			if v, ok := strings.CutPrefix(line, "data: "); ok && name == "pending" {
+				var e pendingEvent
+				if err := json.Unmarshal([]byte(v), &e); err != nil || e.Devices == nil {
+					e = pendingEvent{Total: -1} // fails the reader's checks
+				}
+				events <- e
+			}
+		}
+		close(events)
+	}()
+	return events
+}
+
+// TestPendingListBounded: with more requests pending than the page shows, the page and its event
+// stream show the 200 most recently asked ones, newest first, and say how many there are; the
+// devices page and the admin API still list every one; a sweep of stale requests reaches the
+// open stream.
+func TestPendingListBounded(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	inst := cheftest.Start(t, cheftest.Options{Clock: clk})
+	ctx := context.Background()
+	const n = 205
+	start := clk.Now().Add(-30 * time.Minute) // stale, but within the retention (1 h) until the clock moves
+	for i := 0; i < n; i++ {
+		at := start.Add(time.Duration(i) * time.Second)
+		if _, err := inst.Svc.Store.UpsertPendingChefDevice(ctx, &store.ChefDevice{ID: fmt.Sprintf("dev_%03d", i),
+			DeviceKey: fmt.Sprintf("k:%03d", i), Label: fmt.Sprintf("till %03d", i), Address: "10.0.0.1",
+			UserAgent: "Chef/1", FirstSeen: at, UpdatedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := browserish(t)
+	signIn(t, inst, c)
+
+	_, page := do(t, c, http.MethodGet, inst.URL+"/admin/pending", "")
+	if got := strings.Count(page, `<tr data-id="dev_`); got != 200 {
+		t.Fatalf("pending page shows %d rows", got)
+	}
+	if !strings.Contains(page, `Showing the <span id="shown">200</span> most recent of <span id="total">205</span>`) ||
+		!strings.Contains(page, "removed after 1 hour") {
+		t.Fatal("the pending page does not say it shows part of the list")
+	}
+	if i, j := strings.Index(page, `data-id="dev_204"`), strings.Index(page, `data-id="dev_203"`); i < 0 || j < 0 || i > j {
+		t.Fatal("the newest request is not first")
+	}
+	if strings.Contains(page, `data-id="dev_004"`) {
+		t.Fatal("an older request beyond the bound is shown")
+	}
+	_, all := do(t, c, http.MethodGet, inst.URL+"/admin/devices?state=pending", "")
+	if got := strings.Count(all, `<tr data-id="dev_`); got != n {
+		t.Fatalf("devices page (pending) shows %d rows, want %d", got, n)
+	}
+	if st, body := inst.Admin(t, http.MethodGet, "/chef/devices?state=pending"); st != http.StatusOK || len(body["devices"].([]any)) != n {
+		t.Fatalf("admin API: %d, %d devices", st, len(body["devices"].([]any)))
+	}
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(sctx, http.MethodGet, inst.URL+"/admin/pending/events", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	c.Timeout = 0
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := pendingStream(t, resp.Body)
+	next := func() pendingEvent {
+		select {
+		case e := <-events:
+			return e
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event")
+			return pendingEvent{}
+		}
+	}
+	e := next()
+	if len(e.Devices) != 200 || e.Total != n || e.Devices[0]["id"] != "dev_204" || e.Devices[199]["id"] != "dev_005" {
+		t.Fatalf("first event: %d devices of %d, first %v", len(e.Devices), e.Total, e.Devices[0]["id"])
+	}
+	if e.Devices[0]["waiting"] != false {
+		t.Fatal("a stale request is shown as waiting")
+	}
+
+	// An hour later the sweeper deletes them all (older than chef.pending_retention); the stream
+	// hears of it.
+	clk.Advance(time.Hour)
+	if deleted, err := inst.Module.SweepNow(ctx); err != nil || deleted != n {
+		t.Fatalf("sweep: %d %v", deleted, err)
+	}
+	if e := next(); len(e.Devices) != 0 || e.Total != 0 {
+		t.Fatalf("after the sweep: %d devices of %d", len(e.Devices), e.Total)
 	}
 }

@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -31,6 +32,44 @@ type pageData struct {
 	Audit   []*store.AuditEvent
 	Limit   int
 	Filter  string
+	// The pending page: how many requests are pending in all (Devices holds at most
+	// pendingShown of them) and how long a stale one is kept.
+	Total     int
+	Retention string
+}
+
+// pendingShown bounds the pending list of the pending page and its event stream: the most
+// recently asked requests first, which are the ones a device may still be waiting on. The pairing
+// caps keep the waiting ones far fewer by default (chef.max_pending, 100); the rest are stale
+// requests kept for chef.pending_retention. The devices page (state pending) and the admin API
+// list them all.
+const pendingShown = 200
+
+// pendingList is what the pending page and its event stream show: at most pendingShown pending
+// requests, the most recently asked first, and how many are pending in all.
+type pendingList struct {
+	Devices []chef.DeviceView `json:"devices"`
+	Total   int               `json:"total"`
+}
+
+func (m *Module) pending(ctx context.Context) (pendingList, error) {
+	list, err := m.svc.Store.ListRecentChefDevices(ctx, store.DevicePending, pendingShown)
+	if err != nil {
+		return pendingList{}, err
+	}
+	total := len(list)
+	if total >= pendingShown {
+		if total, err = m.svc.Store.CountChefDevices(ctx, store.DevicePending); err != nil {
+			return pendingList{}, err
+		}
+	}
+	now := m.svc.Clock.Now()
+	window := chef.ApprovalTimeout(m.svc)
+	out := pendingList{Devices: make([]chef.DeviceView, 0, len(list)), Total: max(total, len(list))}
+	for _, d := range list {
+		out.Devices = append(out.Devices, chef.View(d, now, window))
+	}
+	return out, nil
 }
 
 func (m *Module) render(w http.ResponseWriter, status int, page string, d pageData) {
@@ -130,12 +169,31 @@ func (m *Module) unavailable(w http.ResponseWriter, page string, err error) {
 }
 
 func (m *Module) pendingPage(w http.ResponseWriter, r *http.Request) {
-	list, err := m.devices(r, store.DevicePending)
+	p, err := m.pending(r.Context())
 	if err != nil {
 		m.unavailable(w, "pending", err)
 		return
 	}
-	m.render(w, http.StatusOK, "pending", pageData{Title: "Pending devices", Nav: "pending", Devices: list, Notice: m.popFlash(sessionOf(r))})
+	m.render(w, http.StatusOK, "pending", pageData{Title: "Pending devices", Nav: "pending", Devices: p.Devices, Total: p.Total,
+		Retention: duration(chef.PendingRetention(m.svc)), Notice: m.popFlash(sessionOf(r))})
+}
+
+// duration says d in whole hours, minutes or seconds, as a person would.
+func duration(d time.Duration) string {
+	unit := func(n int64, one string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return strconv.FormatInt(n, 10) + " " + one + "s"
+	}
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		return unit(int64(d/time.Hour), "hour")
+	case d >= time.Minute && d%time.Minute == 0:
+		return unit(int64(d/time.Minute), "minute")
+	default:
+		return unit(int64(d/time.Second), "second")
+	}
 }
 
 func (m *Module) devicesPage(w http.ResponseWriter, r *http.Request) {
@@ -212,10 +270,11 @@ func (m *Module) decide(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, back, http.StatusSeeOther)
 }
 
-// pendingEvents streams the pending list as server-sent events: the whole list ("pending" event,
-// JSON array of devices) at once, then whenever a device notice arrives from any replica, and
-// every refreshEvery in case a notice was lost or a request went stale. The list is capped by
-// chef.max_pending, so sending it whole keeps the client simple and always right.
+// pendingEvents streams the pending list as server-sent events: a "pending" event whose data is
+// {"devices": [...], "total": n} — the pendingShown most recently asked requests, newest first,
+// and how many are pending in all — at once, then whenever a device notice arrives from any
+// replica, and every refreshEvery in case a notice was lost or a request went stale. Sending the
+// bounded list whole keeps the client simple and always right.
 func (m *Module) pendingEvents(w http.ResponseWriter, r *http.Request) {
 	const (
 		refreshEvery = 15 * time.Second
@@ -239,7 +298,7 @@ func (m *Module) pendingEvents(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var last []byte
 	send := func(force bool) bool {
-		list, err := m.devices(r, store.DevicePending)
+		list, err := m.pending(ctx)
 		if err != nil {
 			return true // store down: keep the stream, try again on the next tick
 		}

@@ -19,6 +19,9 @@
   var empty = document.getElementById("empty");
   var live = document.getElementById("live");
   var statusEl = document.getElementById("status");
+  var more = document.getElementById("more");
+  var shownEl = document.getElementById("shown");
+  var totalEl = document.getElementById("total");
 
   function say(text, isError) {
     statusEl.textContent = text;
@@ -153,10 +156,17 @@
   });
 
   var es = new EventSource("/admin/pending/events");
+  // data: {"devices": [...], "total": n} — the most recent pending requests (at most 200),
+  // newest first, and how many are pending in all.
   es.addEventListener("pending", function (ev) {
     live.dataset.state = "live";
     live.textContent = "live";
-    render(JSON.parse(ev.data));
+    var msg = JSON.parse(ev.data);
+    render(msg.devices || []);
+    var shown = (msg.devices || []).length;
+    shownEl.textContent = String(shown);
+    totalEl.textContent = String(msg.total);
+    more.hidden = !(msg.total > shown);
   });
   es.addEventListener("signout", function () {
     es.close();

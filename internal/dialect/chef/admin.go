@@ -65,6 +65,12 @@ func ApprovalTimeout(svc *app.Services) time.Duration {
 	return settingsOf(svc.Config.Chef).approvalTimeout
 }
 
+// PendingRetention is how long after its last call a pending request nobody waits for is kept
+// (then the sweeper deletes it).
+func PendingRetention(svc *app.Services) time.Duration {
+	return settingsOf(svc.Config.Chef).retention
+}
+
 // Decide applies a person's decision to device id: the store is updated with a conditional
 // transition, a revocation revokes the pairing's sid (immediate on every replica), the decision is
 // audited (actor, address, via) and announced on the bus so held calls on every replica are

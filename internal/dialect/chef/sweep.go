@@ -2,6 +2,7 @@ package chef
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -16,6 +17,8 @@ const sweepEvery = time.Minute
 // stateExpired is the state of the TopicChefDevice notice announcing a sweep (no device id): the
 // console's live lists refresh; held calls are not concerned (none is held on a stale request).
 const stateExpired store.DeviceState = "expired"
+
+var errSweeperStopped = errors.New("chef: the pending-request sweeper is not running")
 
 type sweepResult struct {
 	deleted int
@@ -84,4 +87,30 @@ func (m *Module) sweep(ctx context.Context) (int, error) {
 		m.publish(ctx, "", stateExpired)
 	}
 	return n, nil
+}
+
+// SweepNow runs a sweep of stale pending requests at once, on the sweeper goroutine (so it never
+// overlaps a scheduled one), and returns how many it deleted. It fails when the sweeper is not
+// running (before Mount, after Shutdown or Close). Tests use it with a fake clock.
+func (m *Module) SweepNow(ctx context.Context) (int, error) {
+	m.sweepMu.Lock()
+	done := m.sweepDone
+	m.sweepMu.Unlock()
+	if done == nil {
+		return 0, errSweeperStopped
+	}
+	reply := make(chan sweepResult, 1)
+	select {
+	case m.sweepNow <- reply:
+	case <-done:
+		return 0, errSweeperStopped
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	select {
+	case r := <-reply:
+		return r.deleted, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }
