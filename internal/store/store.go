@@ -371,6 +371,8 @@ type AuditEvent struct {
 type Audit interface {
 	AppendAudit(ctx context.Context, e *AuditEvent) error
 	ListAudit(ctx context.Context, limit int) ([]*AuditEvent, error) // newest first
+	// DeleteAuditBefore deletes the events that occurred before t (audit retention).
+	DeleteAuditBefore(ctx context.Context, t time.Time) error
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ func TestHotPathsUseIndexes(t *testing.T) {
 		"CountPendingChefDevicesSince":   `SELECT COUNT(*), COALESCE(SUM(CASE WHEN address = $2 THEN 1 ELSE 0 END), 0) FROM chef_devices WHERE state = 'pending' AND updated_at > $1`,
 		"ListRecentChefDevices":          `SELECT id FROM chef_devices WHERE state = $2 ORDER BY updated_at DESC, id DESC LIMIT $1`,
 		"DeletePendingChefDevicesBefore": `DELETE FROM chef_devices WHERE state = 'pending' AND updated_at < $1`,
+		"DeleteAuditBefore":              `DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE occurred_at < $1 ORDER BY occurred_at LIMIT $2)`,
 	} {
 		rows, err := s.Writer().Query(t.Context(), "EXPLAIN QUERY PLAN "+q, "a", "b", "c")
 		if err != nil {

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"time"
 
 	"github.com/posgate/posgate/internal/store"
 )
@@ -56,4 +57,28 @@ func (s *Store) ListAudit(ctx context.Context, limit int) ([]*store.AuditEvent, 
 		out = append(out, &e)
 	}
 	return out, s.fail("list audit", rows.Err())
+}
+
+// auditDeleteBatch bounds one DELETE of old audit events: the first cleanup after retention is
+// shortened (or after a long time without one) may have millions of rows to drop, and one
+// statement for all of them would hold the single writer (SQLite) or a long transaction
+// (PostgreSQL) while requests wait to append theirs.
+const auditDeleteBatch = 1000
+
+// DeleteAuditBefore deletes the events that occurred before t, oldest first, in batches of
+// auditDeleteBatch (each its own statement) until none is left or ctx ends.
+func (s *Store) DeleteAuditBefore(ctx context.Context, t time.Time) error {
+	for {
+		n, err := s.exec(ctx, `DELETE FROM audit_events WHERE id IN
+			(SELECT id FROM audit_events WHERE occurred_at < $1 ORDER BY occurred_at LIMIT $2)`, ms(t), int64(auditDeleteBatch))
+		if err != nil {
+			return s.fail("delete old audit events", err)
+		}
+		if n < auditDeleteBatch {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return s.fail("delete old audit events", err)
+		}
+	}
 }

@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ChefDecisionRace", testChefDecisionRace},
 		{"ChefPendingHousekeeping", testChefPendingHousekeeping},
 		{"Audit", testAudit},
+		{"AuditRetention", testAuditRetention},
 		{"Counters", testCounters},
 		{"CounterRace", testCounterRace},
 		{"TimeRoundTrip", testTimeRoundTrip},
@@ -1161,6 +1162,46 @@ func testAudit(t *testing.T, s store.Store) {
 	eq(t, "oldest last", l[len(l)-1].Action, "client.create.0")
 }
 
+// testAuditRetention: DeleteAuditBefore drops exactly the events that occurred before t (at t is
+// kept), however many there are (more than one delete batch), and leaves the rest intact.
+func testAuditRetention(t *testing.T, s store.Store) {
+	ok(t, s.DeleteAuditBefore(ctx(t), base)) // nothing to delete
+	const old = 1200                         // more than the SQL stores' delete batch (1000)
+	for i := range old {
+		ok(t, s.AppendAudit(ctx(t), &store.AuditEvent{At: base.Add(time.Duration(i%100) * time.Millisecond),
+			Actor: "anonymous", Action: "admin.auth", Outcome: "denied"}))
+	}
+	cut := base.Add(time.Hour)
+	var kept []*store.AuditEvent
+	for i, at := range []time.Time{cut, cut.Add(time.Second), cut.Add(time.Hour)} {
+		e := &store.AuditEvent{At: at, Actor: "admin", Action: fmt.Sprintf("kept.%d", i), Outcome: "ok"}
+		ok(t, s.AppendAudit(ctx(t), e))
+		kept = append(kept, e)
+	}
+	// An old event appended after newer ones (a replica's clock behind) goes too.
+	ok(t, s.AppendAudit(ctx(t), &store.AuditEvent{At: cut.Add(-time.Millisecond), Actor: "anonymous", Action: "late", Outcome: "denied"}))
+
+	ok(t, s.DeleteAuditBefore(ctx(t), cut))
+	l, err := s.ListAudit(ctx(t), 10000)
+	ok(t, err)
+	if len(l) != len(kept) {
+		t.Fatalf("after DeleteAuditBefore: %d events, want %d", len(l), len(kept))
+	}
+	for i, g := range l {
+		w := kept[len(kept)-1-i]
+		eq(t, "ID", g.ID, w.ID)
+		eq(t, "Action", g.Action, w.Action)
+	}
+	ok(t, s.DeleteAuditBefore(ctx(t), cut)) // idempotent
+	l, err = s.ListAudit(ctx(t), 10000)
+	ok(t, err)
+	eq(t, "events after a second delete", len(l), len(kept))
+	ok(t, s.DeleteAuditBefore(ctx(t), cut.Add(2*time.Hour)))
+	l, err = s.ListAudit(ctx(t), 10000)
+	ok(t, err)
+	eq(t, "events after deleting all", len(l), 0)
+}
+
 // ---------------------------------------------------------------------------------------------
 
 func testCounters(t *testing.T, s store.Store) {
@@ -1291,6 +1332,7 @@ func testClosed(t *testing.T, s store.Store) {
 	_, checks["IsRevoked"] = s.IsRevoked(ctx(t), "jti", "x")
 	_, checks["IncrCounter"] = s.IncrCounter(ctx(t), "c", base, base.Add(time.Minute))
 	_, checks["ListAudit"] = s.ListAudit(ctx(t), 1)
+	checks["DeleteAuditBefore"] = s.DeleteAuditBefore(ctx(t), base)
 	_, checks["ListSigningKeys"] = s.ListSigningKeys(ctx(t))
 	for name, err := range checks {
 		if !errors.Is(err, store.ErrUnavailable) {
