@@ -1,10 +1,13 @@
 package chef_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,10 +136,12 @@ func TestPendingCapPerAddress(t *testing.T) {
 // TestOneAddressCannotLockOutPairing reproduces the review's attack with the default caps: one
 // address asks for new device ids 20 at a time, again after the window has passed; it gets 5
 // requests per window, the rest 58 at once, and a legitimate device from elsewhere pairs at once.
-// Its stale requests are then deleted by the sweeper, and their held calls end with 56.
+// Its stale requests are then deleted by the sweeper, and their held calls end with 56. The
+// refusals do not flood the log.
 func TestOneAddressCannotLockOutPairing(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
-	inst := cheftest.Start(t, cheftest.Options{Clock: clk})
+	var logs lockedBuffer
+	inst := cheftest.Start(t, cheftest.Options{Clock: clk, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	const attacker = "203.0.113.9"
 	var held []<-chan answer
 	for round := 0; round < 2; round++ {
@@ -160,6 +165,13 @@ func TestOneAddressCannotLockOutPairing(t *testing.T) {
 	approve(t, inst, d.ID)
 	if td := tokenOf(t, receive(t, ch)); !td.NewDevice {
 		t.Fatal("new_device false")
+	}
+
+	// One warning per round (the clock moved 62 s between them), the second counting the 14
+	// refusals it did not log.
+	warned := strings.Count(logs.String(), `msg="chef: pending device cap per address reached"`)
+	if warned != 2 || !strings.Contains(logs.String(), "refused_unlogged=14") {
+		t.Fatalf("%d cap warnings for 30 refusals:\n%s", warned, logs.String())
 	}
 
 	clk.Advance(time.Hour)
@@ -291,4 +303,22 @@ func TestLateJoinExtendsRequest(t *testing.T) {
 			t.Fatal("new_device false")
 		}
 	}
+}
+
+// lockedBuffer is a log destination safe for concurrent writers and readers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

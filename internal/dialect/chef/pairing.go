@@ -203,6 +203,8 @@ type pairing struct {
 	keys  map[string]*keyLock
 	// createMu serialises the pending-cap check with the creation it guards.
 	createMu sync.Mutex
+	// capLog spaces the warnings of the per-address [0] and global [1] caps.
+	capLog [2]logLimiter
 	// closing: the server is shutting down; no call is held any more.
 	closing atomic.Bool
 }
@@ -518,13 +520,40 @@ func (p *pairing) checkCap(ctx context.Context, now time.Time, id identity) (jso
 	}
 	switch {
 	case fromAddr >= cfg.maxPerAddress:
-		p.m.svc.Log.Warn("chef: pending device cap per address reached", "cap", cfg.maxPerAddress, "address", id.address)
+		if ok, more := p.capLog[0].allow(now); ok {
+			p.m.svc.Log.Warn("chef: pending device cap per address reached", "cap", cfg.maxPerAddress, "address", id.address, "refused_unlogged", more)
+		}
 	case all >= cfg.maxPending:
-		p.m.svc.Log.Warn("chef: pending device cap reached", "cap", cfg.maxPending, "address", id.address)
+		if ok, more := p.capLog[1].allow(now); ok {
+			p.m.svc.Log.Warn("chef: pending device cap reached", "cap", cfg.maxPending, "address", id.address, "refused_unlogged", more)
+		}
 	default:
 		return nil, nil
 	}
 	return failureResult(&Failure{NumTooManyPending, msgTooManyPending}), nil
+}
+
+// capLogEvery spaces the cap warnings: a caller hammering the caps must not flood the log (each
+// refusal is in the access log already). A warning says how many refusals went unlogged before it.
+const capLogEvery = 10 * time.Second
+
+type logLimiter struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether to log now, and how many were suppressed since the last one logged.
+func (l *logLimiter) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < capLogEvery {
+		l.suppressed++
+		return false, 0
+	}
+	n := l.suppressed
+	l.last, l.suppressed = now, 0
+	return true, n
 }
 
 // join adds a call to an existing local wait for device id.
