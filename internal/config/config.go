@@ -39,6 +39,7 @@ type Server struct {
 	MaxHeaderBytes    int      `yaml:"max_header_bytes"`    // default 16 KiB
 	LogLevel          string   `yaml:"log_level"`           // debug|info|warn|error, default info
 	TrustedProxies    []string `yaml:"trusted_proxies"`     // CIDRs whose X-Forwarded-For is believed; default none
+	AuditRetention    int      `yaml:"audit_retention"`     // seconds audit events are kept, default 7776000 (90 d)
 }
 
 // Store selects the backend.

@@ -16,6 +16,7 @@ func Default() *Config {
 			MaxBodyBytes:      1 << 20,
 			MaxHeaderBytes:    16 << 10,
 			LogLevel:          "info",
+			AuditRetention:    7776000,
 		},
 		Store: Store{Driver: "sqlite"},
 		Keys: Keys{
