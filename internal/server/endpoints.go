@@ -47,8 +47,10 @@ func (s *Server) mountStandard(public *http.ServeMux) {
 	public.Handle("GET /metrics", metrics.Handler())
 }
 
-// requireAdmin puts admin-token authentication in front of the admin API. Failures are throttled
-// per address and audited; the token is compared as a SHA-256 hash in constant time.
+// requireAdmin puts admin-token authentication in front of the admin API. Failures — a missing
+// token as much as a wrong one — are throttled per address and audited (a throttled request is
+// not, so the audit rows one address can cause are bounded by throttle.per_address per window);
+// the token is compared as a SHA-256 hash in constant time.
 func requireAdmin(svc *app.Services, tok *adminToken, next http.Handler) http.Handler {
 	const scope = "admin.token"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -69,10 +71,10 @@ func requireAdmin(svc *app.Services, tok *adminToken, next http.Handler) http.Ha
 			if h == "" {
 				detail = "no admin token"
 			}
-			if h != "" {
-				if err := svc.Throttle.Fail(r.Context(), scope, addr, ""); err != nil {
-					svc.Log.Warn("throttle", slog.String("error", err.Error()))
-				}
+			// A request without any token counts too: otherwise each one is a free audit row, and
+			// a loop of them fills the audit table (and hides real events in it) without limit.
+			if err := svc.Throttle.Fail(r.Context(), scope, addr, ""); err != nil {
+				svc.Log.Warn("throttle", slog.String("error", err.Error()))
 			}
 			svc.Audit(r.Context(), store.AuditEvent{Actor: "anonymous", Action: "admin.auth", Target: r.Method + " " + logPath(r), Address: addr, Outcome: "denied", Detail: detail})
 			w.Header().Set("WWW-Authenticate", `Bearer realm="posgate-admin", error="invalid_token"`)

@@ -5,12 +5,14 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/keys"
 )
 
 // cleanupEvery is how often expired rows (refresh families, revocations, single-use records,
-// failure counters, dropped signing keys) are deleted. Their expiry is enforced on read; the
-// cleanup only keeps tables small, so its period is not a security property.
+// failure counters, dropped signing keys) and audit events older than server.audit_retention are
+// deleted. Expiry is enforced on read; the cleanup only keeps tables small, so its period is not
+// a security property.
 const cleanupEvery = 10 * time.Minute
 
 // maintain runs the periodic work until ctx ends: keyring rotation and refresh every
@@ -49,6 +51,9 @@ func (s *Server) cleanup(ctx context.Context) {
 		{"single-use records", s.store.DeleteSingleUseExpiredBefore},
 		{"failure counters", s.store.DeleteCountersExpiredBefore},
 		{"signing keys", s.store.DeleteSigningKeysExpiredBefore},
+		{"audit events", func(ctx context.Context, now time.Time) error {
+			return s.store.DeleteAuditBefore(ctx, now.Add(-auditRetention(s.cfg)))
+		}},
 	} {
 		if ctx.Err() != nil {
 			return
@@ -57,4 +62,14 @@ func (s *Server) cleanup(ctx context.Context) {
 			s.log.Warn("cleanup failed", slog.String("what", c.what), slog.String("error", err.Error()))
 		}
 	}
+}
+
+// auditRetention is how long audit events are kept (server.audit_retention; validation keeps it
+// at one day or more, and a zero from a hand-built config means the 90-day default, never
+// "delete everything").
+func auditRetention(cfg *config.Config) time.Duration {
+	if cfg.Server.AuditRetention <= 0 {
+		return config.Seconds(config.Default().Server.AuditRetention)
+	}
+	return config.Seconds(cfg.Server.AuditRetention)
 }
