@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -81,4 +82,37 @@ func TestThrottleCountsIPv6By64(t *testing.T) {
 	if err := th.Check(ctx, scope, "2001:db8:1:2::1", ""); err != nil {
 		t.Errorf("still blocked after the window: %v", err)
 	}
+}
+
+// FuzzAddrKey: never panics; keying is idempotent; every IPv6 address keys to its /64 (so two
+// addresses share a key exactly when their first 64 bits are equal) and every IPv4 address to
+// itself, however it is written.
+func FuzzAddrKey(f *testing.F) {
+	for _, s := range []string{"192.0.2.1", "::ffff:192.0.2.1", "2001:db8::1", "fe80::1%eth0", "::", "x", "", "1.2.3.4.5", "2001:db8::/64"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		k := auth.AddrKey(s)
+		if auth.AddrKey(k) != k {
+			t.Fatalf("AddrKey(%q) = %q, but AddrKey(%q) = %q", s, k, k, auth.AddrKey(k))
+		}
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			if k != s {
+				t.Fatalf("not an address %q keyed as %q", s, k)
+			}
+			return
+		}
+		ip = ip.WithZone("").Unmap()
+		if ip.Is4() {
+			if k != ip.String() {
+				t.Fatalf("IPv4 %q keyed as %q", s, k)
+			}
+			return
+		}
+		p, err := netip.ParsePrefix(k)
+		if err != nil || p.Bits() != 64 || !p.Contains(ip) || p.Masked() != p {
+			t.Fatalf("IPv6 %q keyed as %q", s, k)
+		}
+	})
 }
