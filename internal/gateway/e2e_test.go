@@ -243,6 +243,160 @@ func TestConsumeIsSeenByEveryReplica(t *testing.T) {
 	}
 }
 
+// holdingUpstream is a POS API whose /hold answers only when the test releases it (so a call can
+// be kept in flight) and /refuse answers 409; it counts what it receives, by path.
+type holdingUpstream struct {
+	*httptest.Server
+	arrived chan string
+	release chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	count   map[string]int
+}
+
+// releaseAll lets every held call (and every later one) answer.
+func (u *holdingUpstream) releaseAll() { u.once.Do(func() { close(u.release) }) }
+
+func newHoldingUpstream(t *testing.T) *holdingUpstream {
+	u := &holdingUpstream{arrived: make(chan string, 64), release: make(chan struct{}), count: map[string]int{}}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.count[r.URL.Path]++
+		u.mu.Unlock()
+		select {
+		case u.arrived <- r.URL.Path:
+		default:
+		}
+		switch r.URL.Path {
+		case "/hold":
+			select {
+			case <-u.release:
+			case <-r.Context().Done():
+				return
+			}
+		case "/refuse":
+			w.WriteHeader(http.StatusConflict)
+			return
+		}
+		_, _ = w.Write([]byte(`{"reserved":true}`))
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *holdingUpstream) calls(path string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.count[path]
+}
+
+// TestConsumeIsSingleUseAcrossReplicas: the single use of a consuming route is decided by the
+// shared PostgreSQL store, not by each replica's memory. While a call with a session token is in
+// flight on replica a, the same token on replica b is refused (409) and never reaches the
+// upstream; a burst with one token on both replicas reaches it exactly once; an answer the
+// upstream refused gives the token back, on every replica.
+func TestConsumeIsSingleUseAcrossReplicas(t *testing.T) {
+	up := newHoldingUpstream(t)
+	key := newKey(t)
+	conf := routesFor(up.URL, key,
+		config.Route{Path: "/hold", Methods: []string{"POST"}, Auth: []string{"posgate"}, Consume: true, Upstream: "pos"},
+		config.Route{Path: "/refuse", Methods: []string{"POST"}, Auth: []string{"posgate"}, Consume: true, Upstream: "pos"},
+		config.Route{Path: "/reserve", Methods: []string{"POST"}, Auth: []string{"posgate"}, Consume: true, Upstream: "pos"})
+	a := servertest.Start(t, servertest.Options{Driver: "postgres", Configure: conf})
+	b := servertest.Start(t, servertest.Options{ReplicaOf: a, Configure: conf, AdminToken: a.AdminToken})
+	t.Cleanup(up.releaseAll) // runs before the instances stop: nothing stays held if the test fails
+
+	type result struct {
+		status int
+		body   []byte
+	}
+	send := func(inst *servertest.Instance, path, tok string) <-chan result {
+		ch := make(chan result, 1)
+		go func() { // no t.Fatal off the test's goroutine: a transport error is status 0
+			req, _ := http.NewRequest("POST", inst.URL+path, strings.NewReader("{}"))
+			req.Header.Set("Authorization", "Bearer "+tok)
+			req.Header.Set("Content-Type", "application/json")
+			res, err := inst.Client.Do(req)
+			if err != nil {
+				ch <- result{0, []byte(err.Error())}
+				return
+			}
+			defer res.Body.Close()
+			body, _ := io.ReadAll(res.Body)
+			ch <- result{res.StatusCode, body}
+		}()
+		return ch
+	}
+	waitArrival := func(want string) {
+		t.Helper()
+		select {
+		case got := <-up.arrived:
+			if got != want {
+				t.Fatalf("upstream received %s, want %s", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("upstream never received %s", want)
+		}
+	}
+
+	// 1. A call in flight on a; the same token on b.
+	tok, _ := clientToken(t, a)
+	first := send(a, "/hold", tok)
+	waitArrival("/hold")
+	select {
+	case r := <-send(b, "/hold", tok):
+		if r.status != 409 || !strings.Contains(string(r.body), "consume_in_progress") {
+			t.Fatalf("replica b while a's call is in flight: %d %s", r.status, r.body)
+		}
+	case got := <-up.arrived:
+		t.Fatalf("replica b forwarded the same single-use token (%s) while a's call was in flight", got)
+	case <-time.After(10 * time.Second):
+		t.Fatal("replica b did not answer")
+	}
+	up.releaseAll()
+	if r := <-first; r.status != 200 {
+		t.Fatalf("replica a: %d %s", r.status, r.body)
+	}
+	<-send(b, "/hold", tok) // refused (409 by the claim, or 401 once the revocation arrived)
+	if n := up.calls("/hold"); n != 1 {
+		t.Fatalf("upstream received %d calls with one single-use token", n)
+	}
+
+	// 2. A burst with a fresh token on both replicas at once: exactly one reaches the upstream.
+	tok2, _ := clientToken(t, b)
+	const n = 16
+	results := make([]<-chan result, n)
+	for i := range results {
+		results[i] = send([]*servertest.Instance{a, b}[i%2], "/reserve", tok2)
+	}
+	ok := 0
+	for _, ch := range results {
+		switch r := <-ch; r.status {
+		case 200:
+			ok++
+		case 401, 409:
+		default:
+			t.Errorf("burst: unexpected %d %s", r.status, r.body)
+		}
+	}
+	if got := up.calls("/reserve"); ok != 1 || got != 1 {
+		t.Fatalf("burst on two replicas: %d successes, %d upstream calls; want exactly 1", ok, got)
+	}
+
+	// 3. The upstream refuses the call (409): the token is given back, and works on the other
+	// replica.
+	tok3, _ := clientToken(t, a)
+	if r := <-send(a, "/refuse", tok3); r.status != 409 {
+		t.Fatalf("refused by the upstream: %d %s", r.status, r.body)
+	}
+	if r := <-send(b, "/reserve", tok3); r.status != 200 {
+		t.Fatalf("after the upstream refused, the token is still good on b: %d %s", r.status, r.body)
+	}
+	if strings.Contains(a.Logs()+b.Logs(), tok) {
+		t.Fatal("a token was logged")
+	}
+}
+
 func copyMasterKey(t *testing.T, from, to string) {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(from, "master.key"))

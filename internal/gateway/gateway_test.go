@@ -307,8 +307,12 @@ func TestConsumeRevokesAfterSuccessOnly(t *testing.T) {
 	}
 }
 
-func TestConsumeSurvivesRevokerFailureOnThisReplica(t *testing.T) {
+// TestConsumeSurvivesRevokerFailureOnEveryReplica: the revocation after a 2xx fails (the store
+// write, say). This replica still refuses the token on every route (its local record), and every
+// other replica refuses it on consuming routes: the store claim taken before forwarding stays.
+func TestConsumeSurvivesRevokerFailureOnEveryReplica(t *testing.T) {
 	e := newEnv(t, []config.Route{{Path: "/reserve", Methods: []string{"POST"}, Auth: []string{"posgate"}, Consume: true, Upstream: "pos"}})
+	other := e.replica()
 	e.tokens.fail = errors.New("store down")
 	authz := e.bearer("tok-f", &token.Claims{Subject: "c", JTI: "jf"})
 	if r := e.do("POST", "/reserve", "{}", "Authorization", authz); r.Status != 200 {
@@ -317,10 +321,20 @@ func TestConsumeSurvivesRevokerFailureOnThisReplica(t *testing.T) {
 	if r := e.do("POST", "/reserve", "{}", "Authorization", authz); r.Status != 401 {
 		t.Fatalf("second call on the same replica: %d %s", r.Status, r.Body)
 	}
+	r := other.do("POST", "/reserve", "{}", "Authorization", authz)
+	if r.Status != 409 || !strings.Contains(string(r.Body), "already been used") {
+		t.Fatalf("second call on another replica: %d %s", r.Status, r.Body)
+	}
+	if n := len(e.up.requests()); n != 1 {
+		t.Fatalf("upstream got %d calls with one single-use token", n)
+	}
 }
 
+// TestConsumeConcurrentCallsForwardOnce: calls with one token at once on two replicas of one
+// store: exactly one reaches the upstream.
 func TestConsumeConcurrentCallsForwardOnce(t *testing.T) {
 	e := newEnv(t, []config.Route{{Path: "/reserve", Methods: []string{"POST"}, Auth: []string{"posgate"}, Consume: true, Upstream: "pos"}})
+	replicas := []*env{e, e.replica()}
 	authz := e.bearer("tok-cc", &token.Claims{Subject: "c", JTI: "jcc"})
 	var wg sync.WaitGroup
 	statuses := make([]int, 20)
@@ -328,7 +342,7 @@ func TestConsumeConcurrentCallsForwardOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			statuses[i] = e.do("POST", "/reserve", "{}", "Authorization", authz).Status
+			statuses[i] = replicas[i%2].do("POST", "/reserve", "{}", "Authorization", authz).Status
 		}()
 	}
 	wg.Wait()
@@ -344,6 +358,59 @@ func TestConsumeConcurrentCallsForwardOnce(t *testing.T) {
 	}
 	if ok != 1 || len(e.up.requests()) != 1 {
 		t.Fatalf("%d successes, %d forwarded: %v", ok, len(e.up.requests()), statuses)
+	}
+}
+
+// TestConsumeStoreDownRefusesWithRetryAfter: when the store cannot take the claim, the call is
+// refused with 503 and Retry-After in the route's dialect, and nothing is forwarded.
+func TestConsumeStoreDownRefusesWithRetryAfter(t *testing.T) {
+	e := newEnv(t, []config.Route{
+		{Path: "/reserve", Methods: []string{"POST"}, Auth: []string{"posgate"}, Consume: true, Upstream: "pos"},
+		{Path: "/read", Methods: []string{"GET"}, Auth: []string{"posgate"}, Upstream: "pos"},
+	})
+	authz := e.bearer("tok-sd", &token.Claims{Subject: "c", JTI: "jsd"})
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := e.do("POST", "/reserve", "{}", "Authorization", authz)
+	if r.Status != 503 || r.Header.Get("Retry-After") == "" || r.json(t)["error"] != "temporarily_unavailable" {
+		t.Fatalf("store down: %d %q %s", r.Status, r.Header.Get("Retry-After"), r.Body)
+	}
+	if n := len(e.up.requests()); n != 0 {
+		t.Fatalf("forwarded %d calls without a claim", n)
+	}
+	if r := e.do("GET", "/read", "", "Authorization", authz); r.Status != 200 { // other routes need no claim
+		t.Fatalf("read: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestConsumeClaimAfterUpstreamFailures: a call that never reached the upstream (no connection)
+// gives the claim back; one whose outcome is unknown (timeout: the upstream may have reserved)
+// keeps it, so the token cannot reserve twice.
+func TestConsumeClaimAfterUpstreamFailures(t *testing.T) {
+	e := newEnv(t, []config.Route{
+		{Path: "/reserve", Methods: []string{"POST"}, Auth: []string{"posgate"}, Consume: true, Upstream: "pos"},
+		{Path: "/slow", Methods: []string{"POST"}, Auth: []string{"posgate"}, Consume: true, Upstream: "pos"},
+		{Path: "/down", Methods: []string{"POST"}, Auth: []string{"posgate"}, Consume: true, Upstream: "down"},
+	})
+	e.fwd.transport.ResponseHeaderTimeout = 300 * time.Millisecond
+	down := e.bearer("tok-down", &token.Claims{Subject: "c", JTI: "jdown"})
+	if r := e.do("POST", "/down", "{}", "Authorization", down); r.Status != 502 {
+		t.Fatalf("unreachable: %d %s", r.Status, r.Body)
+	}
+	if r := e.do("POST", "/reserve", "{}", "Authorization", down); r.Status != 200 {
+		t.Fatalf("after an unreachable upstream the token is still good: %d %s", r.Status, r.Body)
+	}
+	slow := e.bearer("tok-slow", &token.Claims{Subject: "c", JTI: "jslow"})
+	if r := e.do("POST", "/slow", "{}", "Authorization", slow); r.Status != 504 {
+		t.Fatalf("timeout: %d %s", r.Status, r.Body)
+	}
+	before := len(e.up.requests())
+	if r := e.do("POST", "/reserve", "{}", "Authorization", slow); r.Status != 409 {
+		t.Fatalf("after a timeout the token stays used: %d %s", r.Status, r.Body)
+	}
+	if len(e.up.requests()) != before {
+		t.Fatal("forwarded after a timeout")
 	}
 }
 
