@@ -320,6 +320,7 @@ type ChefDevice struct {
 	DeviceKey  string // the device_id the device sent, or a fingerprint of address+User-Agent; unique
 	Label      string
 	Address    string
+	AddressKey string // what the per-address pairing cap counts by (auth.AddrKey: IPv6 by /64); "" stores Address
 	UserAgent  string
 	State      DeviceState
 	FirstSeen  time.Time
@@ -342,8 +343,8 @@ type Chef interface {
 	// when its state is not in `from`, ErrNotFound when it does not exist. Returns the stored device.
 	DecideChefDevice(ctx context.Context, id string, from []DeviceState, to DeviceState, by string, at time.Time) (*ChefDevice, error)
 	// CountPendingChefDevicesSince counts, in one query, the pending devices with UpdatedAt after
-	// since (all) and those of them whose Address is address (atAddress): the pairing caps.
-	CountPendingChefDevicesSince(ctx context.Context, since time.Time, address string) (all, atAddress int, err error)
+	// since (all) and those of them whose AddressKey is addressKey (atAddress): the pairing caps.
+	CountPendingChefDevicesSince(ctx context.Context, since time.Time, addressKey string) (all, atAddress int, err error)
 	// ListRecentChefDevices returns at most limit devices in state ("" = all), the most recently
 	// updated first (ties: id descending). limit <= 0 means 100; at most 10000.
 	ListRecentChefDevices(ctx context.Context, state DeviceState, limit int) ([]*ChefDevice, error)

@@ -23,7 +23,7 @@ func TestHotPathsUseIndexes(t *testing.T) {
 		"GetRefreshToken":                `SELECT f.id FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1`,
 		"IncrCounter":                    `SELECT hits FROM counters WHERE name = $1`,
 		"GetChefDeviceByKey":             `SELECT id FROM chef_devices WHERE device_key = $1`,
-		"CountPendingChefDevicesSince":   `SELECT COUNT(*), COALESCE(SUM(CASE WHEN address = $2 THEN 1 ELSE 0 END), 0) FROM chef_devices WHERE state = 'pending' AND updated_at > $1`,
+		"CountPendingChefDevicesSince":   `SELECT COUNT(*), COALESCE(SUM(CASE WHEN address_key = $2 THEN 1 ELSE 0 END), 0) FROM chef_devices WHERE state = 'pending' AND updated_at > $1`,
 		"ListRecentChefDevices":          `SELECT id FROM chef_devices WHERE state = $2 ORDER BY updated_at DESC, id DESC LIMIT $1`,
 		"DeletePendingChefDevicesBefore": `DELETE FROM chef_devices WHERE state = 'pending' AND updated_at < $1`,
 		"DeleteAuditBefore":              `DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE occurred_at < $1 ORDER BY occurred_at LIMIT $2)`,

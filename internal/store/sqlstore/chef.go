@@ -8,14 +8,14 @@ import (
 	"github.com/posgate/posgate/internal/store"
 )
 
-const deviceCols = `id, device_key, label, address, user_agent, state, first_seen, updated_at, decided_at, decided_by, generation`
+const deviceCols = `id, device_key, label, address, address_key, user_agent, state, first_seen, updated_at, decided_at, decided_by, generation`
 
 func scanDevice(sc func(...any) error) (*store.ChefDevice, error) {
 	var d store.ChefDevice
 	var state string
 	var first, updated, gen int64
 	var decided *int64
-	if err := sc(&d.ID, &d.DeviceKey, &d.Label, &d.Address, &d.UserAgent, &state, &first, &updated, &decided, &d.DecidedBy, &gen); err != nil {
+	if err := sc(&d.ID, &d.DeviceKey, &d.Label, &d.Address, &d.AddressKey, &d.UserAgent, &state, &first, &updated, &decided, &d.DecidedBy, &gen); err != nil {
 		return nil, err
 	}
 	d.State = store.DeviceState(state)
@@ -27,7 +27,8 @@ func scanDevice(sc func(...any) error) (*store.ChefDevice, error) {
 // UpsertPendingChefDevice creates d as pending with generation 1, or moves the device with the
 // same DeviceKey to pending with d's label, address and User-Agent, generation+1 and no decision
 // (keeping its id and FirstSeen). One statement, so concurrent requests cannot lose a bump.
-// UpdatedAt defaults to FirstSeen and FirstSeen to UpdatedAt when one is zero.
+// UpdatedAt defaults to FirstSeen and FirstSeen to UpdatedAt when one is zero; AddressKey to
+// Address when empty.
 func (s *Store) UpsertPendingChefDevice(ctx context.Context, d *store.ChefDevice) (*store.ChefDevice, error) {
 	w, err := s.writer()
 	if err != nil {
@@ -40,12 +41,16 @@ func (s *Store) UpsertPendingChefDevice(ctx context.Context, d *store.ChefDevice
 	if first.IsZero() {
 		first = at
 	}
-	out, err := scanDevice(w.QueryRow(ctx, `INSERT INTO chef_devices (id, device_key, label, address, user_agent, state,
-		first_seen, updated_at, decided_at, decided_by, generation) VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, NULL, '', 1)
+	addrKey := d.AddressKey
+	if addrKey == "" {
+		addrKey = d.Address
+	}
+	out, err := scanDevice(w.QueryRow(ctx, `INSERT INTO chef_devices (id, device_key, label, address, address_key, user_agent, state,
+		first_seen, updated_at, decided_at, decided_by, generation) VALUES ($1, $2, $3, $4, $8, $5, 'pending', $6, $7, NULL, '', 1)
 		ON CONFLICT (device_key) DO UPDATE SET label = excluded.label, address = excluded.address,
-			user_agent = excluded.user_agent, state = 'pending', updated_at = excluded.updated_at,
-			decided_at = NULL, decided_by = '', generation = chef_devices.generation + 1
-		RETURNING `+deviceCols, d.ID, d.DeviceKey, d.Label, d.Address, d.UserAgent, ms(first), ms(at)).Scan)
+			address_key = excluded.address_key, user_agent = excluded.user_agent, state = 'pending',
+			updated_at = excluded.updated_at, decided_at = NULL, decided_by = '', generation = chef_devices.generation + 1
+		RETURNING `+deviceCols, d.ID, d.DeviceKey, d.Label, d.Address, d.UserAgent, ms(first), ms(at), addrKey).Scan)
 	return out, s.fail("upsert pending chef device", err)
 }
 
@@ -142,16 +147,16 @@ func (s *Store) DecideChefDevice(ctx context.Context, id string, from []store.De
 }
 
 // CountPendingChefDevicesSince counts the pending devices updated after since, and those of them
-// from address, in one query. The (state, updated_at) index bounds the rows it reads to the fresh
+// with addressKey, in one query. The (state, updated_at) index bounds the rows it reads to the fresh
 // requests — which the pairing caps keep few — however many stale ones the table holds.
-func (s *Store) CountPendingChefDevicesSince(ctx context.Context, since time.Time, address string) (int, int, error) {
+func (s *Store) CountPendingChefDevicesSince(ctx context.Context, since time.Time, addressKey string) (int, int, error) {
 	r, err := s.reader()
 	if err != nil {
 		return 0, 0, s.fail("count pending chef devices", err)
 	}
 	var all, at int64
-	err = r.QueryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(CASE WHEN address = $2 THEN 1 ELSE 0 END), 0)
-		FROM chef_devices WHERE state = 'pending' AND updated_at > $1`, ms(since), address).Scan(&all, &at)
+	err = r.QueryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(CASE WHEN address_key = $2 THEN 1 ELSE 0 END), 0)
+		FROM chef_devices WHERE state = 'pending' AND updated_at > $1`, ms(since), addressKey).Scan(&all, &at)
 	return int(all), int(at), s.fail("count pending chef devices", err)
 }
 

@@ -1114,6 +1114,39 @@ func testChefPendingHousekeeping(t *testing.T, s store.Store) {
 	ok(t, err)
 	eq(t, "new id", d.ID, "dev_a2")
 	eq(t, "Generation", d.Generation, 1)
+
+	// AddressKey (what the per-address cap counts by): stored as given, Address when empty,
+	// moved with the address by a new request.
+	later := base.Add(2 * time.Hour)
+	for _, v6 := range []struct{ id, key, addr string }{{"dev_v6a", "v6a", "2001:db8::1"}, {"dev_v6b", "v6b", "2001:db8::2"}} {
+		d, err = s.UpsertPendingChefDevice(ctx(t), &store.ChefDevice{ID: v6.id, DeviceKey: v6.key, Address: v6.addr,
+			AddressKey: "2001:db8::/64", UpdatedAt: later})
+		ok(t, err)
+		eq(t, "AddressKey", d.AddressKey, "2001:db8::/64")
+	}
+	d, err = s.UpsertPendingChefDevice(ctx(t), &store.ChefDevice{ID: "dev_v4", DeviceKey: "v4", Address: "10.9.9.9", UpdatedAt: later})
+	ok(t, err)
+	eq(t, "AddressKey defaults to Address", d.AddressKey, "10.9.9.9")
+	got, err := s.GetChefDevice(ctx(t), "dev_v6b")
+	ok(t, err)
+	eq(t, "AddressKey read back", got.AddressKey, "2001:db8::/64")
+	for _, c := range []struct {
+		key       string
+		all, atAd int
+	}{{"2001:db8::/64", 3, 2}, {"2001:db8::1", 3, 0}, {"10.9.9.9", 3, 1}} {
+		all, atAd, err := s.CountPendingChefDevicesSince(ctx(t), base.Add(time.Hour), c.key)
+		ok(t, err)
+		eq(t, "all, by key "+c.key, all, c.all)
+		eq(t, "at key "+c.key, atAd, c.atAd)
+	}
+	d, err = s.UpsertPendingChefDevice(ctx(t), &store.ChefDevice{ID: "dev_x", DeviceKey: "v6a", Address: "10.9.9.9", UpdatedAt: later.Add(time.Hour)})
+	ok(t, err)
+	eq(t, "moved: id", d.ID, "dev_v6a")
+	eq(t, "moved: AddressKey", d.AddressKey, "10.9.9.9")
+	all, atAd, err := s.CountPendingChefDevicesSince(ctx(t), base.Add(time.Hour), "10.9.9.9")
+	ok(t, err)
+	eq(t, "all after the move", all, 3)
+	eq(t, "at 10.9.9.9 after the move", atAd, 2)
 }
 
 // ---------------------------------------------------------------------------------------------
