@@ -133,6 +133,29 @@ func TestPendingCapPerAddress(t *testing.T) {
 	}
 }
 
+// TestPendingCapPerIPv6Prefix: the per-address cap counts an IPv6 address by its /64 (as the
+// throttle does), so a host cannot pass it by using more of its own addresses; the next /64 is
+// another address.
+func TestPendingCapPerIPv6Prefix(t *testing.T) {
+	inst := cheftest.Start(t, cheftest.Options{Configure: func(c *config.Config) { c.Chef.MaxPendingPerAddress = 2 }})
+	held := []<-chan answer{
+		async(t, inst, authBody("1", "V1", ""), cheftest.AddrHeader, "2001:db8:1:2::1"),
+		async(t, inst, authBody("2", "V2", ""), cheftest.AddrHeader, "2001:db8:1:2:ffff::9"),
+	}
+	waitPending(t, inst, 2)
+	failureOf(t, post(t, inst, rpcPath, authBody("3", "V3", ""), cheftest.AddrHeader, "2001:db8:1:2:abcd::3"), 58, msgTooMany)
+	held = append(held, async(t, inst, authBody("4", "V4", ""), cheftest.AddrHeader, "2001:db8:1:3::1"))
+	if d := pendingByDeviceID(t, inst, "V4"); d.Address != "2001:db8:1:3::1" || d.AddressKey != "2001:db8:1:3::/64" {
+		t.Fatalf("V4: address %q, key %q", d.Address, d.AddressKey)
+	}
+	for _, d := range waitPending(t, inst, 3) {
+		decline(t, inst, d.ID)
+	}
+	for _, ch := range held {
+		failureOf(t, receive(t, ch), 57, "Device authentication process is declined by user.")
+	}
+}
+
 // TestOneAddressCannotLockOutPairing reproduces the review's attack with the default caps: one
 // address asks for new device ids 20 at a time, again after the window has passed; it gets 5
 // requests per window, the rest 58 at once, and a legitimate device from elsewhere pairs at once.

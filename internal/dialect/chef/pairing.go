@@ -452,14 +452,15 @@ func (p *pairing) ask(ctx context.Context, id identity, was *store.ChefDevice, c
 
 func (p *pairing) pendingRecord(id identity, now time.Time) *store.ChefDevice {
 	return &store.ChefDevice{
-		ID:        secret.NewID("dev_"),
-		DeviceKey: id.key(),
-		Label:     id.label,
-		Address:   id.address,
-		UserAgent: id.userAgent,
-		State:     store.DevicePending,
-		FirstSeen: now,
-		UpdatedAt: now,
+		ID:         secret.NewID("dev_"),
+		DeviceKey:  id.key(),
+		Label:      id.label,
+		Address:    id.address,
+		AddressKey: auth.AddrKey(id.address),
+		UserAgent:  id.userAgent,
+		State:      store.DevicePending,
+		FirstSeen:  now,
+		UpdatedAt:  now,
 	}
 }
 
@@ -508,13 +509,14 @@ func (p *pairing) awaitChange(ctx context.Context, key string, was *store.ChefDe
 
 // checkCap answers 58 when a new request from id would exceed a pairing cap: max_pending requests
 // waiting in all, or max_pending_per_address of them from id's address — so one address cannot
-// fill the global cap and lock every other device out. A request counts while it is fresh (see
+// fill the global cap and lock every other device out. An address counts as the throttle counts
+// it (auth.AddrKey): IPv4 by itself, IPv6 by its /64. A request counts while it is fresh (see
 // createOrJoin): one nobody waits for stops counting when its window ends. One query counts both.
 // Callers hold createMu from the check to the write it guards, so this replica's concurrent new
 // requests cannot overshoot a cap together (replicas may, by at most one each).
 func (p *pairing) checkCap(ctx context.Context, now time.Time, id identity) (json.RawMessage, error) {
 	cfg := p.m.cfg
-	all, fromAddr, err := p.m.svc.Store.CountPendingChefDevicesSince(ctx, now.Add(-cfg.approvalTimeout), id.address)
+	all, fromAddr, err := p.m.svc.Store.CountPendingChefDevicesSince(ctx, now.Add(-cfg.approvalTimeout), auth.AddrKey(id.address))
 	if err != nil {
 		return nil, unavailable(err)
 	}
