@@ -58,6 +58,7 @@ func TestConfigErrorsNameTheRouteAndWhatIsAllowed(t *testing.T) {
 			with(func(r *config.Route) { r.Path = "/x/{a}/b" }), with(func(r *config.Route) { r.Path = "/x/a/{b}" })},
 			[]string{"routes[1]", "cannot be routed"}},
 		{"tenant header is a credential", ups, []config.Route{with(func(r *config.Route) { r.TenantHeader = "authorization" })}, []string{"credential"}},
+		{"tenant header with an underscore", ups, []config.Route{with(func(r *config.Route) { r.TenantHeader = "X_Site" })}, []string{`"X_Site"`, "underscore"}},
 		{"negative rate", ups, []config.Route{with(func(r *config.Route) { r.RateLimit = -1 })}, []string{"rate_limit"}},
 		{"burst without rate", ups, []config.Route{with(func(r *config.Route) { r.RateBurst = 3 })}, []string{"without rate_limit"}},
 		{"bad scope", ups, []config.Route{with(func(r *config.Route) { r.Scopes = []string{"a b"} })}, []string{`scope "a b"`}},

@@ -333,10 +333,13 @@ func (f *Forwarder) principalHeader(p *auth.Principal, stable bool) (string, err
 	return h, nil
 }
 
-// stripInbound removes the caller's credentials and anything that could impersonate the gateway
-// or a trusted proxy (every X-Forwarded-*, not only the three ReverseProxy knows, and X-Real-IP).
-// Header names are compared case-insensitively: a Header map built by hand may hold keys that are
-// not in canonical form.
+// stripInbound removes the caller's credentials (cookies included) and anything that could
+// impersonate the gateway or a trusted proxy (every X-Forwarded-*, not only the three
+// ReverseProxy knows, and X-Real-IP), and every header whose name contains '_': CGI-style
+// upstreams read `X_Posgate_Principal` as X-Posgate-Principal (gateway routes refuse such
+// requests before this; dialects forwarding with Forward get the same protection). Header names
+// are compared case-insensitively: a Header map built by hand may hold keys that are not in
+// canonical form.
 func stripInbound(h http.Header) {
 	for k := range h {
 		if isStrippedHeader(k) {
@@ -346,13 +349,16 @@ func stripInbound(h http.Header) {
 }
 
 func isStrippedHeader(k string) bool {
+	if strings.IndexByte(k, '_') >= 0 {
+		return true
+	}
 	switch len(k) {
 	case len("Authorization"):
 		if strings.EqualFold(k, "Authorization") {
 			return true
 		}
-	case len("apikey"):
-		if strings.EqualFold(k, "apikey") || strings.EqualFold(k, "vendor") {
+	case len("apikey"): // = len("vendor") = len("Cookie")
+		if strings.EqualFold(k, "apikey") || strings.EqualFold(k, "vendor") || strings.EqualFold(k, "Cookie") {
 			return true
 		}
 	case len("X-Real-Ip"):

@@ -273,6 +273,12 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 			return
 		}
 	}
+	if name, bad := underscoreHeader(r.Header); bad {
+		observeOutcome(label, outcomeBadRequest)
+		first.WriteError(w, r, errs.New(errs.BadInput, "invalid_header_name",
+			fmt.Sprintf("header names with an underscore are not accepted (%.64s): use hyphens", name)))
+		return
+	}
 	p, a, outcome := g.authenticate(w, r, rt)
 	if p == nil {
 		observeOutcome(label, outcome)
@@ -313,6 +319,22 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 		stable = sp.StablePrincipals()
 	}
 	observeOutcome(label, g.fwd.forward(w, r, rt.upstream, label, p, stable, a.WriteError, onSuccess, onRefused))
+}
+
+// underscoreHeader reports a header whose name contains '_'. CGI-style upstreams (and the
+// servers and frameworks that build a CGI environment: nginx, Apache, PHP, WSGI, Rack) turn both
+// '-' and '_' into '_', so `doshii_location_id` and `Doshii-Location-Id` become one variable, and
+// `X_Posgate_Principal` reads as the identity header. The gateway compares names as HTTP does; a
+// name with '_' could therefore name another tenant, or pose as an identity, forwarding or
+// credential header, under a spelling its checks would not see. Refusing such requests (400)
+// rather than guessing which spelling an upstream reads is the only safe choice.
+func underscoreHeader(h http.Header) (string, bool) {
+	for k := range h {
+		if strings.IndexByte(k, '_') >= 0 {
+			return k, true
+		}
+	}
+	return "", false
 }
 
 // mayBeNonCanonical is a cheap pre-check: a path without '.', '%', '\\', NUL or "//" cannot break

@@ -29,7 +29,7 @@ func TestForwardAddsVerifiableIdentityAndStripsCredentials(t *testing.T) {
 		"Connection", "X-Hop", "X-Hop", "hop-value", "Keep-Alive", "timeout=5", "Te", "trailers",
 		"X-Forwarded-For", "6.6.6.6", "X-Forwarded-Host", "evil.example", "X-Real-Ip", "6.6.6.6",
 		"X-Forwarded-Prefix", "/admin", "x-forwarded-port", "1",
-		"Content-Type", "application/json", "X-Custom", "kept")
+		"Content-Type", "application/json", "X-Custom", "kept", "Cookie", "session=s3cret")
 	if r.Status != 200 || string(r.Body) != `{"ok":true}` || r.Header.Get("X-Upstream") != "yes" {
 		t.Fatalf("got %d %s", r.Status, r.Body)
 	}
@@ -40,7 +40,7 @@ func TestForwardAddsVerifiableIdentityAndStripsCredentials(t *testing.T) {
 	if string(got.Body) != `{"hello":"world"}` || got.Header.Get("X-Custom") != "kept" {
 		t.Errorf("body or custom header not forwarded: %q %q", got.Body, got.Header.Get("X-Custom"))
 	}
-	for _, h := range []string{"Authorization", "Apikey", "Vendor", "X-Posgate-Anything", "X-Hop", "Keep-Alive", "X-Real-Ip", "X-Forwarded-Prefix", "X-Forwarded-Port"} {
+	for _, h := range []string{"Authorization", "Apikey", "Vendor", "X-Posgate-Anything", "X-Hop", "Keep-Alive", "X-Real-Ip", "X-Forwarded-Prefix", "X-Forwarded-Port", "Cookie"} {
 		if v, ok := got.Header[h]; ok {
 			t.Errorf("upstream received %s: %q", h, v)
 		}
@@ -267,6 +267,53 @@ func TestTenantBindingRefusesAndForwardsNothing(t *testing.T) {
 				t.Errorf("body after inspection %q, want %q", got.Body, c.body)
 			}
 		})
+	}
+}
+
+// TestHeaderNamesWithUnderscoresRefused: CGI-style upstreams (and nginx, Apache, PHP, WSGI behind
+// them) read `doshii_location_id` as HTTP_DOSHII_LOCATION_ID, the same variable as
+// Doshii-Location-Id, so a header name with an underscore could name another tenant, or pose as
+// an identity or forwarding header, under a spelling the checks do not compare. Such requests are
+// refused with 400 in the route's dialect before anything else; nothing is forwarded.
+func TestHeaderNamesWithUnderscoresRefused(t *testing.T) {
+	e := newEnv(t, []config.Route{
+		{Path: "/pos/v3/orders", Methods: []string{"GET"}, Auth: []string{"test.venue"}, Upstream: "pos", TenantHeader: "X-Site"},
+		{Path: "/api/", Methods: []string{"GET"}, Auth: []string{"posgate"}, Upstream: "pos"},
+	})
+	venue := []string{"Authorization", "Bearer loc:L1", "vendor", "acme"}
+	tok := e.bearer("tok-u", &token.Claims{Subject: "u", JTI: "ju"})
+	cases := []struct {
+		name, path, header string
+		auth               []string
+	}{
+		{"other location, underscores", "/pos/v3/orders", "doshii_location_id", venue},
+		{"other location, mixed", "/pos/v3/orders", "Doshii_Location-Id", venue},
+		{"route tenant header", "/pos/v3/orders", "X_Site", venue},
+		{"spoofed identity", "/api/x", "X_Posgate_Principal", []string{"Authorization", tok}},
+		{"spoofed forwarding", "/api/x", "X_Forwarded_For", []string{"Authorization", tok}},
+		{"spoofed credential", "/api/x", "Proxy_Authorization", []string{"Authorization", tok}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := len(e.up.requests())
+			r := e.do("GET", c.path, "", append(append([]string(nil), c.auth...), c.header, "L2")...)
+			if r.Status != 400 {
+				t.Fatalf("%s: %d %s", c.header, r.Status, r.Body)
+			}
+			if len(e.up.requests()) != before {
+				t.Fatal("forwarded")
+			}
+			if c.auth[1] == tok {
+				if r.json(t)["error"] != "invalid_request" {
+					t.Errorf("not in the route's dialect: %s", r.Body)
+				}
+			} else if _, ok := r.json(t)["message"]; !ok {
+				t.Errorf("not in the route's dialect: %s", r.Body)
+			}
+		})
+	}
+	if r := e.do("GET", "/pos/v3/orders", "", append(venue, "Doshii-Location-Id", "L1", "X-Custom-Header", "ok")...); r.Status != 200 {
+		t.Fatalf("hyphenated headers: %d %s", r.Status, r.Body)
 	}
 }
 
@@ -526,6 +573,10 @@ func TestForwarderServesDialectsDirectly(t *testing.T) {
 	srv := newServer(t, mux)
 	req, _ := http.NewRequest("POST", srv+"/rpc", strings.NewReader(`{"jsonrpc":"2.0"}`))
 	req.Header.Set("apikey", "key-dev")
+	req.Header["X_Posgate_Principal"] = []string{"spoofed"} // CGI-style upstreams read it as HTTP_X_POSGATE_PRINCIPAL
+	req.Header["x_forwarded_for"] = []string{"6.6.6.6"}
+	req.Header["Doshii_location_id"] = []string{"L2"}
+	req.Header.Set("Cookie", "session=s3cret")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -534,6 +585,11 @@ func TestForwarderServesDialectsDirectly(t *testing.T) {
 	got := e.up.last(t)
 	if res.StatusCode != 200 || got.Header.Get("Apikey") != "" || got.RequestURI != "/rpc" {
 		t.Fatalf("%d %+v", res.StatusCode, got.Header)
+	}
+	for k := range got.Header {
+		if strings.Contains(k, "_") || k == "Cookie" {
+			t.Errorf("forwarded %s: %q", k, got.Header[k])
+		}
 	}
 	p, err := e.ident.VerifyValues("POST", "/rpc", got.Header.Get("X-Posgate-Principal"), got.Header.Get("X-Posgate-Signature"))
 	if err != nil || p.Subject != "dev" {

@@ -56,7 +56,8 @@ var tenantFields = map[string]string{"location": "location", "outlet": "outlet",
 // DoshiiLocationHeader always names the caller's location when present.
 const DoshiiLocationHeader = "Doshii-Location-Id"
 
-// credentialHeaders may not be used as a route's tenant_header: they are stripped before forwarding.
+// credentialHeaders may not be used as a route's tenant_header: they are stripped before forwarding
+// (see isStrippedHeader).
 var credentialHeaders = []string{"Authorization", "Apikey", "Vendor", "Proxy-Authorization", "Cookie"}
 
 // compileRoutes checks cfg.Routes against the registered authenticators and the configured
@@ -196,6 +197,9 @@ func compileRoute(i int, rc config.Route, reg *auth.Registry, known []string, ha
 	if h := rc.TenantHeader; h != "" {
 		if !isToken(h) {
 			return nil, fail("tenant_header %q is not a header name", h)
+		}
+		if strings.Contains(h, "_") {
+			return nil, fail("tenant_header %q contains an underscore; requests with such header names are refused, use hyphens", h)
 		}
 		ch := http.CanonicalHeaderKey(h)
 		if slices.Contains(credentialHeaders, ch) || strings.HasPrefix(ch, "X-Posgate-") {
