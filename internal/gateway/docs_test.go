@@ -94,7 +94,7 @@ func TestDocsPythonVerifier(t *testing.T) {
 	}
 	e := newEnv(t, []config.Route{{Path: "/api/", Methods: []string{"POST"}, Auth: []string{"test.venue"}, Upstream: "pos"}})
 	// The Python side uses the real clock; the fake clock of newEnv starts at the real time.
-	if r := e.do("POST", "/api/orders/%C3%A9?x=1&y=a%20b", `{}`, "Authorization", "Bearer loc:L7", "vendor", "acme"); r.Status != 200 {
+	if r := e.do("POST", "/api/orders/%C3%A9?x=1&y=a%20b", `{}`, "Authorization", "Bearer loc:L7", "vendor", "acme", "Content-Type", "application/json"); r.Status != 200 {
 		t.Fatalf("%d %s", r.Status, r.Body)
 	}
 	got := e.up.last(t)
