@@ -1,11 +1,11 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"math/big"
 	"mime"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -45,7 +45,10 @@ type bodyFacts struct {
 	amounts []amountValue
 }
 
-// queryIDs collects tenant id fields from a URL query (or a form-encoded body).
+// queryIDs collects tenant id fields from a URL query (or a form-encoded body). A key is matched
+// by each name in it between '[' and ']': the bracket syntax that PHP, Rails/Rack, qs and others
+// expand into nested fields ("locationId[]", "order[lines][0][locationId]", Rack even reads
+// "locationId]" as locationId) — as a JSON body is checked at any depth.
 func queryIDs(raw string) ([]idValue, error) {
 	if raw == "" {
 		return nil, nil
@@ -56,10 +59,18 @@ func queryIDs(raw string) ([]idValue, error) {
 	}
 	var out []idValue
 	for k, vs := range vals {
-		for _, tf := range tenantIDFields {
-			if strings.EqualFold(k, tf.name) {
-				for _, v := range vs {
-					out = append(out, idValue{field: tf.field, value: v, isString: true})
+		for rest := k; rest != ""; {
+			name := rest
+			if i := strings.IndexAny(rest, "[]"); i >= 0 {
+				name, rest = rest[:i], rest[i+1:]
+			} else {
+				rest = ""
+			}
+			for _, tf := range tenantIDFields {
+				if strings.EqualFold(name, tf.name) {
+					for _, v := range vs {
+						out = append(out, idValue{field: tf.field, value: v, isString: true})
+					}
 				}
 			}
 		}
@@ -67,30 +78,61 @@ func queryIDs(raw string) ([]idValue, error) {
 	return out, nil
 }
 
-// bodyKind classifies a request body for the policy.
+// bodyKind is how the policy reads a body it must check.
 type bodyKind int
 
 const (
-	bodyOther bodyKind = iota
-	bodyJSON
+	bodyJSON bodyKind = iota + 1
 	bodyForm
 )
 
-// classifyBody says how a body will be read by the upstream: JSON when the Content-Type says so
-// or, whatever it says, when the body starts like a JSON object or array (an upstream may parse
-// it regardless of the header); a form when the Content-Type is form-urlencoded.
-func classifyBody(contentType string, data []byte) bodyKind {
-	mt, _, _ := mime.ParseMediaType(contentType)
-	if mt == "application/json" || strings.HasSuffix(mt, "+json") {
-		return bodyJSON
+// utf8BOM starts a body some parsers skip and others refuse: a BOM-prefixed body is refused, so
+// that what the gateway checked is what every upstream parser reads.
+const utf8BOM = "\xef\xbb\xbf"
+
+// checkedBodyKind says, from the request's headers, how the policy reads a body it must check
+// (the principal is bound to a tenant, or the route caps an amount): JSON for application/json or
+// any +json type in UTF-8, a form for application/x-www-form-urlencoded when formOK. Every other
+// body is refused (415), never forwarded unchecked: an upstream may well read multipart,
+// text/plain or an unlabelled body as JSON or a form, and find in it the tenant id or amount the
+// gateway did not see. So is a compressed body (415: the gateway does not decompress to check),
+// and a repeated Content-Type (400: parsers disagree on which one counts).
+func checkedBodyKind(h http.Header, formOK bool) (bodyKind, error) {
+	want := "application/json"
+	if formOK {
+		want = "application/json or application/x-www-form-urlencoded"
 	}
-	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
-		return bodyJSON
+	unsupported := func(why string) error {
+		return errs.New(errs.UnsupportedMediaType, "unsupported_media_type", why+"; this route reads "+want+" (UTF-8, uncompressed)")
 	}
-	if mt == "application/x-www-form-urlencoded" {
-		return bodyForm
+	for _, v := range h.Values("Content-Encoding") {
+		for _, c := range strings.Split(v, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return 0, unsupported("the body is compressed (Content-Encoding)")
+			}
+		}
 	}
-	return bodyOther
+	cts := h.Values("Content-Type")
+	switch {
+	case len(cts) == 0:
+		return 0, unsupported("the body has no Content-Type")
+	case len(cts) > 1:
+		return 0, errs.New(errs.BadInput, "invalid_request", "the request has more than one Content-Type")
+	}
+	mt, params, err := mime.ParseMediaType(cts[0])
+	if err != nil {
+		return 0, unsupported("the Content-Type is malformed")
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return 0, unsupported("the body's charset is not UTF-8")
+	}
+	switch {
+	case mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"):
+		return bodyJSON, nil
+	case mt == "application/x-www-form-urlencoded" && formOK:
+		return bodyForm, nil
+	}
+	return 0, unsupported("the body is " + mt)
 }
 
 // maxAmountText bounds the length of a number compared against an amount (and the exponent below

@@ -337,3 +337,33 @@ func refRecordField(f *bodyFacts, key string, topLevel bool, tok json.Token, amo
 		f.amounts = append(f.amounts, a)
 	}
 }
+
+// FuzzQueryIDs: the query/form tenant-id collector never panics or loops, and finds every
+// tenant id a bracket-syntax parser could see at any level of a key (a reference that splits the
+// key on '[' and ']' with strings.FieldsFunc), and never one that is not there.
+func FuzzQueryIDs(f *testing.F) {
+	for _, s := range []string{"locationId=L1", "locationId[]=L2", "order[lines][0][LocationId]=L2", "a[=1", "[locationId]=x",
+		"a]b[c]=1", "x=1&outletId=O&organisationId[a]=G", "%5B=1", "locationId[=1", "[[]]=1", "a[b]c[locationId]=2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		ids, err := queryIDs(raw)
+		if err != nil {
+			return
+		}
+		vals, _ := url.ParseQuery(raw)
+		want := 0
+		for k, vs := range vals {
+			for _, name := range strings.FieldsFunc(k, func(r rune) bool { return r == '[' || r == ']' }) {
+				for _, tf := range tenantIDFields {
+					if strings.EqualFold(name, tf.name) {
+						want += len(vs)
+					}
+				}
+			}
+		}
+		if len(ids) != want {
+			t.Fatalf("%q: %d ids found, want %d", raw, len(ids), want)
+		}
+	})
+}

@@ -40,6 +40,7 @@ import (
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/httpx"
+	"github.com/posgate/posgate/internal/jsonx"
 	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/token"
 )
@@ -549,13 +550,25 @@ func checkIDs(ids []idValue, p *auth.Principal) error {
 }
 
 // checkBody reads the body (bounded), checks tenant ids and the amount cap, and puts the body
-// back for the proxy.
+// back for the proxy. A body it cannot check is refused, never forwarded unchecked: see
+// checkedBodyKind (415), over the limit (413), starting with a byte-order mark (400), and on an
+// amount route any JSON with a repeated key, compared as jsonx does (400).
 func (g *Gateway) checkBody(r *http.Request, rt *route, p *auth.Principal) (string, error) {
+	amountField := rt.cfg.MaxAmountField
+	kind, kindErr := checkedBodyKind(r.Header, amountField == "")
+	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+	if hasBody && r.ContentLength > 0 && kindErr != nil {
+		return outcomeBadRequest, kindErr // nothing read that could not be checked
+	}
 	var data []byte
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+	if hasBody {
 		var err error
 		data, err = httpx.ReadBody(r, g.maxBody)
 		if err != nil {
+			if errs.CodeOf(err) == "body_too_large" {
+				return outcomeBadRequest, errs.New(errs.TooLarge, "body_too_large",
+					fmt.Sprintf("the request body is over %d bytes", g.maxBody))
+			}
 			return outcomeBadRequest, err
 		}
 		_ = r.Body.Close()
@@ -564,30 +577,41 @@ func (g *Gateway) checkBody(r *http.Request, rt *route, p *auth.Principal) (stri
 		r.Header.Del("Transfer-Encoding")
 		r.TransferEncoding = nil
 	}
-	kind := classifyBody(r.Header.Get("Content-Type"), data)
-	if len(data) == 0 {
-		kind = bodyOther
-	}
 	var facts bodyFacts
-	switch kind {
-	case bodyJSON:
-		var err error
-		facts, err = scanJSON(data, rt.cfg.MaxAmountField)
-		if err != nil {
-			return outcomeBadRequest, errInvalidBody(err.Error())
+	if len(data) > 0 {
+		if kindErr != nil {
+			return outcomeBadRequest, kindErr
 		}
-	case bodyForm:
-		ids, err := queryIDs(string(data))
-		if err != nil {
-			return outcomeBadRequest, errInvalidBody("the form body is malformed")
+		if bytes.HasPrefix(data, []byte(utf8BOM)) {
+			return outcomeBadRequest, errInvalidBody("the body starts with a byte-order mark")
 		}
-		facts.ids = ids
+		switch kind {
+		case bodyJSON:
+			if amountField != "" {
+				// Whichever of repeated keys an upstream's parser keeps (the first, the last, a
+				// case variant), it must be the one checked: none may repeat.
+				if err := jsonx.CheckObject(data); err != nil {
+					return outcomeBadRequest, errInvalidBody("the body must be one JSON object without repeated keys: " + err.Error())
+				}
+			}
+			var err error
+			facts, err = scanJSON(data, amountField)
+			if err != nil {
+				return outcomeBadRequest, errInvalidBody(err.Error())
+			}
+		case bodyForm:
+			ids, err := queryIDs(string(data))
+			if err != nil {
+				return outcomeBadRequest, errInvalidBody("the form body is malformed")
+			}
+			facts.ids = ids
+		}
 	}
 	if err := checkIDs(facts.ids, p); err != nil {
 		return outcomeTenant, err
 	}
 	if f := rt.cfg.MaxAmountField; f != "" {
-		if kind != bodyJSON {
+		if len(data) == 0 {
 			return outcomeBadRequest, errInvalidBody(fmt.Sprintf("the body must be a JSON object with a numeric %q", f))
 		}
 		if len(facts.amounts) == 0 {
