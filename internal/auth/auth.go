@@ -110,7 +110,13 @@ type addrKey struct{}
 // WithAddr returns r with the client address (as the server decided it, honouring trusted proxies
 // only) attached. The server's middleware calls it once per request.
 func WithAddr(r *http.Request, addr string) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), addrKey{}, addr))
+	return r.WithContext(ContextWithAddr(r.Context(), addr))
+}
+
+// ContextWithAddr is WithAddr for a context, for middleware that derives the request's context
+// once (one request copy instead of two); Addr reads it from a request carrying this context.
+func ContextWithAddr(ctx context.Context, addr string) context.Context {
+	return context.WithValue(ctx, addrKey{}, addr)
 }
 
 // Addr returns the client address attached by WithAddr, or the host part of r.RemoteAddr.

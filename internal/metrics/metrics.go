@@ -9,6 +9,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,13 +73,39 @@ func Handler() http.Handler {
 const Unmatched = "unmatched"
 
 // ObserveRequest records one finished request. route is the matched pattern (r.Pattern) or "".
+//
+// The series of each (route, method, status) are looked up once and kept in requestSeries: a
+// WithLabelValues call hashes its labels and takes a lock, twice per request otherwise. The cache
+// holds no more entries than Requests has series (route and method are bounded, see above), and
+// the collectors are never reset, so a cached series stays the one /metrics exposes.
 func ObserveRequest(route, method string, status int, elapsed time.Duration) {
 	if route == "" {
 		route = Unmatched
 	}
-	Requests.WithLabelValues(route, normaliseMethod(method), strconv.Itoa(status)).Inc()
-	RequestDuration.WithLabelValues(route).Observe(elapsed.Seconds())
+	k := seriesKey{route: route, method: normaliseMethod(method), status: status}
+	s, ok := requestSeries.Load(k)
+	if !ok {
+		s, _ = requestSeries.LoadOrStore(k, &requestSeriesEntry{
+			count:    Requests.WithLabelValues(k.route, k.method, strconv.Itoa(status)),
+			duration: RequestDuration.WithLabelValues(route),
+		})
+	}
+	e := s.(*requestSeriesEntry)
+	e.count.Inc()
+	e.duration.Observe(elapsed.Seconds())
 }
+
+type seriesKey struct {
+	route, method string
+	status        int
+}
+
+type requestSeriesEntry struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+var requestSeries sync.Map // seriesKey → *requestSeriesEntry
 
 // normaliseMethod keeps the method label bounded: unknown methods are counted as "other".
 func normaliseMethod(m string) string {

@@ -51,3 +51,30 @@ func TestHandlerExposesCollectors(t *testing.T) {
 		}
 	}
 }
+
+// The cached series must be the ones the collectors expose: each call counts exactly once, per
+// status, and the route's histogram sees every observation.
+func TestObserveRequestCountsEveryCallOnItsSeries(t *testing.T) {
+	route := "POST /cache-test/{id}"
+	before200, before503 := counterValue(t, route, "POST", "200"), counterValue(t, route, "POST", "503")
+	for range 5 {
+		ObserveRequest(route, "POST", 200, 2*time.Millisecond)
+	}
+	ObserveRequest(route, "POST", 503, time.Second)
+	if got := counterValue(t, route, "POST", "200") - before200; got != 5 {
+		t.Errorf("200 series grew by %v, want 5", got)
+	}
+	if got := counterValue(t, route, "POST", "503") - before503; got != 1 {
+		t.Errorf("503 series grew by %v, want 1", got)
+	}
+	var m dto.Metric
+	if err := RequestDuration.WithLabelValues(route).(interface{ Write(*dto.Metric) error }).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetHistogram().GetSampleCount(); got != 6 {
+		t.Errorf("histogram count %d, want 6", got)
+	}
+	if got := m.GetHistogram().GetSampleSum(); got < 1.01 || got > 1.011 {
+		t.Errorf("histogram sum %v, want 1.010", got)
+	}
+}

@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/posgate/posgate/internal/auth"
@@ -47,12 +48,44 @@ func RequestID(ctx context.Context) string {
 	return ""
 }
 
-// newRequestID returns 16 random hex characters. A client-sent X-Request-Id is not trusted (it
-// could forge log lines or collide); it is ignored.
+// Request ids are 16 lowercase hex characters (64 bits), as before: mix(base + n), where base is
+// random per process (crypto/rand, read once), n counts this process's requests, and mix is a
+// bijection on 64-bit values (the splitmix64 finaliser). Ids are therefore unique within a process
+// for 2^64 requests, as unlikely to collide across processes as random ids, do not reveal request
+// counts at a glance, and cost a few multiplications instead of a crypto/rand read per request.
+// They are correlation handles, not secrets: nothing may rely on them being unpredictable.
+var (
+	requestIDBase = func() uint64 {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			panic("server: crypto/rand: " + err.Error())
+		}
+		return binary.LittleEndian.Uint64(b[:])
+	}()
+	requestIDCount atomic.Uint64
+)
+
+// newRequestID returns the next request id. A client-sent X-Request-Id is not trusted (it could
+// forge log lines or collide); it is ignored.
 func newRequestID() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return formatRequestID(mix64(requestIDBase + requestIDCount.Add(1)))
+}
+
+// mix64 is the splitmix64 finaliser: a bijection on uint64 that spreads consecutive inputs.
+func mix64(z uint64) uint64 {
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+func formatRequestID(v uint64) string {
+	const digits = "0123456789abcdef"
+	var b [16]byte
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = digits[v&0xf]
+		v >>= 4
+	}
+	return string(b[:])
 }
 
 // statusWriter records the status and size of a response. It keeps the optional interfaces
@@ -118,7 +151,9 @@ func observe(log *slog.Logger, trusted []netip.Prefix, next http.Handler) http.H
 		ri := &reqInfo{id: newRequestID()}
 		w.Header().Set(RequestIDHeader, ri.id)
 		sw := &statusWriter{ResponseWriter: w}
-		r = auth.WithAddr(r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, ri)), resolveAddr(r, trusted))
+		// One request copy carrying both values (each WithContext allocates a whole *http.Request).
+		ctx := auth.ContextWithAddr(context.WithValue(r.Context(), reqInfoKey{}, ri), resolveAddr(r, trusted))
+		r = r.WithContext(ctx)
 		defer func() {
 			elapsed := time.Since(start)
 			status := sw.status
