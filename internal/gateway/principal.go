@@ -7,9 +7,9 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/posgate/posgate/internal/auth"
+	"github.com/posgate/posgate/internal/jsonx"
 )
 
 // The principal header is built on every forwarded request, so it is encoded by hand: the output
@@ -33,16 +33,16 @@ func encodePrincipal(p *auth.Principal) (string, error) {
 
 func appendPrincipalJSON(b []byte, p *auth.Principal) ([]byte, error) {
 	b = append(b, `{"dialect":`...)
-	b = appendString(b, p.Dialect)
+	b = jsonx.AppendString(b, p.Dialect)
 	b = append(b, `,"means":`...)
-	b = appendString(b, p.Means)
+	b = jsonx.AppendString(b, p.Means)
 	for _, f := range [...]struct{ name, v string }{
 		{`,"subject":`, p.Subject}, {`,"client":`, p.Client}, {`,"organisation":`, p.Organisation},
 		{`,"location":`, p.Location}, {`,"outlet":`, p.Outlet}, {`,"device":`, p.Device}, {`,"vendor":`, p.Vendor},
 	} {
 		if f.v != "" {
 			b = append(b, f.name...)
-			b = appendString(b, f.v)
+			b = jsonx.AppendString(b, f.v)
 		}
 	}
 	if len(p.Scopes) > 0 {
@@ -51,7 +51,7 @@ func appendPrincipalJSON(b []byte, p *auth.Principal) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, s)
+			b = jsonx.AppendString(b, s)
 		}
 		b = append(b, ']')
 	}
@@ -76,7 +76,7 @@ func appendClaims(b []byte, m map[string]any) ([]byte, error) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, k)
+		b = jsonx.AppendString(b, k)
 		b = append(b, ':')
 		var err error
 		if b, err = appendValue(b, m[k]); err != nil {
@@ -91,7 +91,7 @@ func appendValue(b []byte, v any) ([]byte, error) {
 	case nil:
 		return append(b, "null"...), nil
 	case string:
-		return appendString(b, x), nil
+		return jsonx.AppendString(b, x), nil
 	case bool:
 		return strconv.AppendBool(b, x), nil
 	case float64:
@@ -109,7 +109,7 @@ func appendValue(b []byte, v any) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, s)
+			b = jsonx.AppendString(b, s)
 		}
 		return append(b, ']'), nil
 	default:
@@ -142,60 +142,4 @@ func appendFloat(b []byte, f float64, bits int) ([]byte, error) {
 		}
 	}
 	return b, nil
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString quotes s like encoding/json with HTML escaping (its default): control characters,
-// '"', '\\', '<', '>', '&', U+2028 and U+2029 escaped, invalid UTF-8 replaced by U+FFFD.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

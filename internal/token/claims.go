@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/posgate/posgate/internal/jsonx"
 )
@@ -64,7 +63,7 @@ func encodeClaims(c *Claims) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, a)
+			b = jsonx.AppendString(b, a)
 		}
 		b = append(b, ']')
 	}
@@ -99,7 +98,7 @@ func encodeClaims(c *Claims) ([]byte, error) {
 				}
 			}
 			b = append(b, ',')
-			b = appendJSONString(b, k)
+			b = jsonx.AppendString(b, k)
 			b = append(b, ':')
 			b = append(b, v...)
 		}
@@ -117,7 +116,7 @@ func appendStringClaim(b []byte, name, v string, first bool) []byte {
 	b = append(b, '"')
 	b = append(b, name...)
 	b = append(b, `":`...)
-	return appendJSONString(b, v)
+	return jsonx.AppendString(b, v)
 }
 
 func appendTimeClaim(b []byte, name string, t time.Time) []byte {
@@ -125,58 +124,6 @@ func appendTimeClaim(b []byte, name string, t time.Time) []byte {
 	b = append(b, name...)
 	b = append(b, `":`...)
 	return strconv.AppendInt(b, t.Unix(), 10)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string, escaping as encoding/json does (invalid UTF-8
-// becomes U+FFFD; <, >, & and U+2028/9 are escaped so the payload is safe inside HTML/JS too).
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // decodeClaims reads a payload that already passed jsonx.CheckObject (one object, no duplicate

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/posgate/posgate/internal/clock"
+	"github.com/posgate/posgate/internal/jsonx"
 	"github.com/posgate/posgate/internal/keys"
 )
 
@@ -93,9 +94,9 @@ func (i *issuer) header(s *keys.Signer) string {
 	if h := i.hdr.Load(); h != nil && h.kid == s.KID {
 		return h.b64
 	}
-	j := append([]byte(`{"alg":`), appendJSONString(nil, s.Alg)...)
+	j := append([]byte(`{"alg":`), jsonx.AppendString(nil, s.Alg)...)
 	j = append(j, `,"kid":`...)
-	j = appendJSONString(j, s.KID)
+	j = jsonx.AppendString(j, s.KID)
 	j = append(j, `,"typ":"`+TypeAccessToken+`"}`...)
 	h := &cachedHeader{kid: s.KID, b64: b64.EncodeToString(j)}
 	i.hdr.Store(h)
