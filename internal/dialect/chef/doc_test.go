@@ -8,33 +8,23 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/server/servertest"
+	"github.com/posgate/posgate/internal/testutil/doctest"
 )
-
-var fence = regexp.MustCompile("(?ms)^```([a-z]*)\n(.*?)^```")
 
 // TestDocWalkthrough runs docs/dialects/chef.md against a real posgate and a POS upstream: the sh
 // blocks in order in one bash, and each text block of JSON (or of plain words) after an sh block is
 // what that block must print, line by line ("…" stands for any text).
 func TestDocWalkthrough(t *testing.T) {
 	for _, tool := range []string{"bash", "curl", "python3"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is required under CI=true", tool)
-			}
-			t.Skipf("%s not installed", tool)
-		}
+		doctest.RequireTool(t, tool, "")
 	}
-	md, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "dialects", "chef.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	blocks := doctest.Blocks(t, filepath.Join("..", "..", "..", "docs", "dialects", "chef.md"))
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			ID json.RawMessage `json:"id"`
@@ -53,8 +43,8 @@ func TestDocWalkthrough(t *testing.T) {
 	script.WriteString("set -euo pipefail\n")
 	expect := map[int][]string{}
 	sh := 0
-	for _, m := range fence.FindAllStringSubmatch(string(md), -1) {
-		switch lang, body := m[1], m[2]; lang {
+	for _, b := range blocks {
+		switch lang, body := b.Lang, b.Body; lang {
 		case "sh":
 			sh++
 			script.WriteString("printf '\\n@@block " + strconv.Itoa(sh) + "\\n'\n" + body)
@@ -91,25 +81,9 @@ func TestDocWalkthrough(t *testing.T) {
 			t.Fatalf("block %d printed %d lines, want %d:\n%s", b, len(got[b]), len(want), strings.Join(got[b], "\n"))
 		}
 		for i := range want {
-			if !matches(want[i], got[b][i]) {
+			if !doctest.Match(want[i], got[b][i]) {
 				t.Errorf("block %d line %d:\n got  %s\n want %s", b, i+1, got[b][i], want[i])
 			}
 		}
 	}
-}
-
-// matches compares a documented line with an actual one; "…" in the documented line matches any
-// text.
-func matches(doc, actual string) bool {
-	parts := strings.Split(doc, "…")
-	var re strings.Builder
-	re.WriteString("^")
-	for i, p := range parts {
-		if i > 0 {
-			re.WriteString(".*")
-		}
-		re.WriteString(regexp.QuoteMeta(p))
-	}
-	re.WriteString("$")
-	return regexp.MustCompile(re.String()).MatchString(actual)
 }

@@ -3,26 +3,20 @@ package chef_test
 import (
 	"bufio"
 	"context"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/posgate/posgate/internal/dialect/chef/cheftest"
+	"github.com/posgate/posgate/internal/testutil/doctest"
 )
 
 // TestPHPClient runs the PHP sample (testdata/chef_client.php, the vendor's style: plain
 // file_get_contents) with Debian's php-cli against a real server: its call is held until the device
 // is approved, then it gets a token and makes a data call with it.
 func TestPHPClient(t *testing.T) {
-	php, err := exec.LookPath("php")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("php is required under CI=true (apt-get install php-cli)")
-		}
-		t.Skip("php not installed (apt-get install php-cli)")
-	}
+	php := doctest.RequireTool(t, "php", "apt-get install php-cli")
 	inst := cheftest.Start(t, cheftest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

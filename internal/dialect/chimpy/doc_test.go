@@ -16,53 +16,8 @@ import (
 
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/server/servertest"
+	"github.com/posgate/posgate/internal/testutil/doctest"
 )
-
-// docBlock is one fenced code block of a Markdown file.
-type docBlock struct {
-	lang, text string
-	line       int
-}
-
-func fencedBlocks(md string) []docBlock {
-	var out []docBlock
-	var cur *docBlock
-	var buf []string
-	for i, line := range strings.Split(md, "\n") {
-		switch {
-		case cur == nil && strings.HasPrefix(line, "```"):
-			cur = &docBlock{lang: strings.TrimSpace(strings.TrimPrefix(line, "```")), line: i + 1}
-			buf = nil
-		case cur != nil && strings.TrimSpace(line) == "```":
-			cur.text = strings.Join(buf, "\n")
-			out = append(out, *cur)
-			cur = nil
-		case cur != nil:
-			buf = append(buf, line)
-		}
-	}
-	return out
-}
-
-// globMatch matches s against a pattern in which "…" stands for any run of characters.
-func globMatch(pattern, s string) bool {
-	parts := strings.Split(pattern, "…")
-	if len(parts) == 1 {
-		return pattern == s
-	}
-	if !strings.HasPrefix(s, parts[0]) {
-		return false
-	}
-	s = s[len(parts[0]):]
-	for _, p := range parts[1 : len(parts)-1] {
-		i := strings.Index(s, p)
-		if i < 0 {
-			return false
-		}
-		s = s[i+len(p):]
-	}
-	return strings.HasSuffix(s, parts[len(parts)-1])
-}
 
 // jsonMatch compares a decoded JSON value with the documented one: same keys, equal values, and
 // documented strings containing "…" matched as globs.
@@ -82,7 +37,7 @@ func jsonMatch(want, got any) bool {
 		return true
 	case string:
 		g, ok := got.(string)
-		return ok && globMatch(w, g)
+		return ok && doctest.Match(w, g)
 	default:
 		return reflect.DeepEqual(want, got)
 	}
@@ -119,7 +74,7 @@ func checkHTTP(t *testing.T, where, want, got string) {
 		k, v, _ := strings.Cut(l, ":")
 		found := false
 		for _, gv := range headers[strings.ToLower(k)] {
-			found = found || globMatch(strings.TrimSpace(v), gv)
+			found = found || doctest.Match(strings.TrimSpace(v), gv)
 		}
 		if !found {
 			t.Fatalf("%s: header %q not in the answer:\n%s", where, l, gHead)
@@ -133,23 +88,15 @@ func checkHTTP(t *testing.T, where, want, got string) {
 // with curl and jq, and each output block is compared with what the command before it printed.
 func TestChimpyWalkthrough(t *testing.T) {
 	for _, tool := range []string{"bash", "curl", "jq"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is needed to execute the chimpy walkthrough", tool)
-			}
-			t.Skipf("%s not installed", tool)
-		}
+		doctest.RequireTool(t, tool, "")
 	}
-	md, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "dialects", "chimpy.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks := fencedBlocks(string(md))
+	blocks := doctest.Blocks(t, filepath.Join("..", "..", "..", "docs", "dialects", "chimpy.md"))
 	var yamlCfg *config.Config
+	var err error
 	for _, b := range blocks {
-		if b.lang == "yaml" {
-			if yamlCfg, err = config.Parse([]byte(b.text)); err != nil {
-				t.Fatalf("docs line %d: the configuration does not load: %v", b.line, err)
+		if b.Lang == "yaml" {
+			if yamlCfg, err = config.Parse([]byte(b.Body)); err != nil {
+				t.Fatalf("docs line %d: the configuration does not load: %v", b.Line, err)
 			}
 			break
 		}
@@ -180,11 +127,11 @@ func TestChimpyWalkthrough(t *testing.T) {
 	const marker = "@@@ end of block @@@"
 	var script strings.Builder
 	script.WriteString("set -euo pipefail\n")
-	var shBlocks []docBlock
+	var shBlocks []doctest.Block
 	for _, b := range blocks {
-		if b.lang == "sh" {
+		if b.Lang == "sh" {
 			shBlocks = append(shBlocks, b)
-			script.WriteString(b.text + "\nprintf '\\n" + marker + "\\n'\n")
+			script.WriteString(b.Body + "\nprintf '\\n" + marker + "\\n'\n")
 		}
 	}
 	if len(shBlocks) < 6 {
@@ -206,23 +153,23 @@ func TestChimpyWalkthrough(t *testing.T) {
 
 	checked := 0
 	for i, b := range blocks {
-		if b.lang != "sh" {
+		if b.Lang != "sh" {
 			continue
 		}
 		n := 0
-		for n < len(shBlocks) && shBlocks[n].line != b.line {
+		for n < len(shBlocks) && shBlocks[n].Line != b.Line {
 			n++
 		}
 		got := strings.TrimSpace(outputs[n])
-		if i+1 >= len(blocks) || (blocks[i+1].lang != "json" && blocks[i+1].lang != "http") {
+		if i+1 >= len(blocks) || (blocks[i+1].Lang != "json" && blocks[i+1].Lang != "http") {
 			continue
 		}
 		want := blocks[i+1]
-		where := "docs/dialects/chimpy.md line " + strconv.Itoa(b.line)
-		if want.lang == "json" {
-			checkJSON(t, where, strings.TrimSpace(want.text), got)
+		where := "docs/dialects/chimpy.md line " + strconv.Itoa(b.Line)
+		if want.Lang == "json" {
+			checkJSON(t, where, strings.TrimSpace(want.Body), got)
 		} else {
-			checkHTTP(t, where, strings.TrimSpace(want.text), got)
+			checkHTTP(t, where, strings.TrimSpace(want.Body), got)
 		}
 		checked++
 	}

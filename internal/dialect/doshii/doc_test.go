@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,36 +14,16 @@ import (
 
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/server/servertest"
+	"github.com/posgate/posgate/internal/testutil/doctest"
 )
-
-var fence = regexp.MustCompile("(?ms)^```([a-z]*)\n(.*?)^```")
-
-// pythonWithJWT returns a Python 3 that can import PyJWT (Debian's python3-jwt): the test skips
-// without one, and fails under CI=true, where scripts/test.sh installs it.
-func pythonWithJWT(t *testing.T) string {
-	t.Helper()
-	for _, py := range []string{"/usr/bin/python3", "python3"} {
-		if err := exec.Command(py, "-c", "import jwt").Run(); err == nil {
-			return py
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("python3-jwt is required under CI (apt-get install python3-jwt)")
-	}
-	t.Skip("no python3 with PyJWT (apt-get install python3-jwt)")
-	return ""
-}
 
 // TestDocWalkthrough runs docs/dialects/doshii.md against a real posgate and a recording upstream:
 // the yaml block is the gateway configuration, the python block is sign_location_jwt.py, the sh
 // blocks run in order in one bash, and every text block of JSON (or plain) lines after an sh block
 // is output that block must print ("…" stands for any text).
 func TestDocWalkthrough(t *testing.T) {
-	py := pythonWithJWT(t)
-	md, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "dialects", "doshii.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	py := doctest.PythonWithJWT(t)
+	blocks := doctest.Blocks(t, filepath.Join("..", "..", "..", "docs", "dialects", "doshii.md"))
 	var gw struct {
 		Upstreams map[string]string `yaml:"upstreams"`
 		Routes    []config.Route    `yaml:"routes"`
@@ -58,8 +37,8 @@ func TestDocWalkthrough(t *testing.T) {
 	}
 	var expect []expectation
 	sh, pyBlocks, yamlBlocks := 0, 0, 0
-	for _, m := range fence.FindAllStringSubmatch(string(md), -1) {
-		lang, body := m[1], m[2]
+	for _, b := range blocks {
+		lang, body := b.Lang, b.Body
 		switch lang {
 		case "yaml":
 			yamlBlocks++
@@ -105,7 +84,7 @@ func TestDocWalkthrough(t *testing.T) {
 	if err := os.Mkdir(bin, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(py, filepath.Join(bin, "python3")); err != nil && py != "python3" {
+	if err := os.Symlink(py, filepath.Join(bin, "python3")); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("bash", "-c", script.String())
@@ -123,7 +102,7 @@ func TestDocWalkthrough(t *testing.T) {
 		blockOut[i] = rest
 	}
 	for _, x := range expect {
-		if !matchesWithEllipsis(blockOut[x.block], x.text) {
+		if !doctest.ContainsLine(blockOut[x.block], x.text) {
 			t.Errorf("sh block %d printed:\n%s\nwant a line matching %s", x.block, blockOut[x.block], x.text)
 		}
 	}
@@ -148,26 +127,4 @@ func TestDocWalkthrough(t *testing.T) {
 	if strings.Contains(inst.Logs(), "pg_vk_") || strings.Contains(inst.Logs(), "pg_lt_") {
 		t.Error("a vendor key or location token reached the logs")
 	}
-}
-
-// matchesWithEllipsis reports whether some line of out equals pattern, where "…" in pattern
-// stands for any text.
-func matchesWithEllipsis(out, pattern string) bool {
-	parts := strings.Split(pattern, "…")
-	var re strings.Builder
-	re.WriteString("^")
-	for i, p := range parts {
-		if i > 0 {
-			re.WriteString(".*")
-		}
-		re.WriteString(regexp.QuoteMeta(p))
-	}
-	re.WriteString("$")
-	rx := regexp.MustCompile(re.String())
-	for _, line := range strings.Split(out, "\n") {
-		if rx.MatchString(strings.TrimSpace(line)) {
-			return true
-		}
-	}
-	return false
 }

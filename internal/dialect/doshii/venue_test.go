@@ -19,6 +19,7 @@ import (
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/metrics"
+	"github.com/posgate/posgate/internal/testutil/doctest"
 )
 
 // twoVendors is vendors A and B, each with one location.
@@ -312,16 +313,7 @@ func TestThrottle(t *testing.T) {
 // TestPyJWT: a location JWT minted by a third-party library (PyJWT, Debian's python3-jwt) with a
 // float timestamp, as Python clients naturally produce, is accepted.
 func TestPyJWT(t *testing.T) {
-	python := "/usr/bin/python3"
-	if _, err := os.Stat(python); err != nil {
-		python = "python3"
-	}
-	if err := exec.Command(python, "-c", "import jwt").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("python3-jwt is required under CI (apt-get install python3-jwt): %v", err)
-		}
-		t.Skipf("python3-jwt not installed: %v", err)
-	}
+	python := doctest.PythonWithJWT(t)
 	e := newEnv(t, envOptions{clock: clock.System{}})
 	a, _, la, _ := twoVendors(t, e)
 	script := `import jwt, os, sys, time

@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,34 +11,15 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/testutil/doctest"
 )
-
-// docBlock is one fenced code block of a markdown page.
-type docBlock struct {
-	lang, body string
-}
-
-var fence = regexp.MustCompile("(?ms)^```([a-z]*)\n(.*?)^```")
-
-func docBlocks(t *testing.T, path string) []docBlock {
-	t.Helper()
-	md, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []docBlock
-	for _, m := range fence.FindAllStringSubmatch(string(md), -1) {
-		out = append(out, docBlock{lang: m[1], body: m[2]})
-	}
-	return out
-}
 
 // TestDocWalkthrough runs docs/dialects/jackpot.md: its yaml block is the gateway configuration,
 // its python block is sign_assertion.py, its sh blocks run in order in one bash, and every text
 // block made of JSON lines is output the preceding sh block must print ("…" stands for any text).
 func TestDocWalkthrough(t *testing.T) {
-	py := pythonWithJWT(t)
-	blocks := docBlocks(t, filepath.Join("..", "..", "..", "docs", "dialects", "jackpot.md"))
+	py := doctest.PythonWithJWT(t)
+	blocks := doctest.Blocks(t, filepath.Join("..", "..", "..", "docs", "dialects", "jackpot.md"))
 
 	var gw struct {
 		Upstreams map[string]string `yaml:"upstreams"`
@@ -55,25 +35,25 @@ func TestDocWalkthrough(t *testing.T) {
 	shBlocks, pyBlocks, yamlBlocks := 0, 0, 0
 	dir := t.TempDir()
 	for _, b := range blocks {
-		switch b.lang {
+		switch b.Lang {
 		case "yaml":
 			yamlBlocks++
-			dec := yaml.NewDecoder(strings.NewReader(b.body))
+			dec := yaml.NewDecoder(strings.NewReader(b.Body))
 			dec.KnownFields(true)
 			if err := dec.Decode(&gw); err != nil {
 				t.Fatalf("the doc's gateway configuration does not load: %v", err)
 			}
 		case "python":
 			pyBlocks++
-			if err := os.WriteFile(filepath.Join(dir, "sign_assertion.py"), []byte(b.body), 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, "sign_assertion.py"), []byte(b.Body), 0o600); err != nil {
 				t.Fatal(err)
 			}
 		case "sh":
 			shBlocks++
 			script.WriteString("echo '@@block " + strconv.Itoa(shBlocks) + "'\n")
-			script.WriteString(b.body)
+			script.WriteString(b.Body)
 		case "text":
-			for _, line := range strings.Split(strings.TrimSpace(b.body), "\n") {
+			for _, line := range strings.Split(strings.TrimSpace(b.Body), "\n") {
 				if strings.HasPrefix(line, "{") {
 					expect = append(expect, expectation{block: shBlocks, text: line})
 				}
@@ -117,7 +97,7 @@ func TestDocWalkthrough(t *testing.T) {
 		blockOut[i] = rest
 	}
 	for _, x := range expect {
-		if !matchesWithEllipsis(blockOut[x.block], x.text) {
+		if !doctest.ContainsLine(blockOut[x.block], x.text) {
 			t.Errorf("sh block %d printed:\n%s\nwant a line matching %s", x.block, blockOut[x.block], x.text)
 		}
 	}
@@ -133,29 +113,4 @@ func TestDocWalkthrough(t *testing.T) {
 	if strings.Join(paths, ",") != strings.Join(want, ",") {
 		t.Errorf("upstream received %q; want %q", paths, want)
 	}
-}
-
-// matchesWithEllipsis reports whether some line of out matches pattern, where "…" in pattern
-// stands for any text.
-func matchesWithEllipsis(out, pattern string) bool {
-	parts := strings.Split(pattern, "…")
-	for _, line := range strings.Split(out, "\n") {
-		line = strings.TrimSpace(line)
-		if !strings.HasPrefix(line, parts[0]) {
-			continue
-		}
-		rest, ok := line[len(parts[0]):], true
-		for _, p := range parts[1:] {
-			i := strings.Index(rest, p)
-			if i < 0 {
-				ok = false
-				break
-			}
-			rest = rest[i+len(p):]
-		}
-		if ok && (len(parts) > 1 && strings.HasSuffix(line, parts[len(parts)-1]) || line == pattern) {
-			return true
-		}
-	}
-	return false
 }

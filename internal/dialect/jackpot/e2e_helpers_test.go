@@ -9,8 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -254,25 +252,6 @@ const hs256 = `{"alg":"HS256","typ":"JWT"}`
 // assertion signs a valid assertion for c at the env's now.
 func (e *env) assertion(c jackpotClient, amount float64, nk string) string {
 	return signHS256([]byte(c.Signature), hs256, map[string]any{"amount": amount, "iat": e.now().Unix(), "notificationKey": nk})
-}
-
-// pythonWithJWT returns a python3 that can `import jwt` (Debian's python3-jwt), preferring
-// /usr/bin/python3 over a PATH shim that may not see Debian's packages. It skips the test when
-// there is none, except under CI=true, where PyJWT must be installed (scripts/test.sh does).
-func pythonWithJWT(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{"/usr/bin/python3", "python3"} {
-		if path, err := exec.LookPath(p); err == nil {
-			if exec.Command(path, "-c", "import jwt").Run() == nil {
-				return path
-			}
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("python3 with PyJWT (Debian python3-jwt) is required under CI=true")
-	}
-	t.Skip("python3 with PyJWT not found (apt-get install -y python3-jwt)")
-	return ""
 }
 
 // checkNoSecrets fails when the instance's logs or audit trail contain any of secrets.

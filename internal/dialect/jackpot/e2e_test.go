@@ -20,6 +20,7 @@ import (
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/dialect/jackpot"
 	"github.com/posgate/posgate/internal/store/pgtest"
+	"github.com/posgate/posgate/internal/testutil/doctest"
 )
 
 func checkTokenErrorShape(t *testing.T, a answer, status int, code string) {
@@ -625,7 +626,7 @@ func TestThrottle(t *testing.T) {
 
 // An assertion minted by PyJWT (Debian's python3-jwt), not by Go code, is accepted.
 func TestPyJWTAssertion(t *testing.T) {
-	py := pythonWithJWT(t)
+	py := doctest.PythonWithJWT(t)
 	e := newEnv(t, envOptions{})
 	c := e.createClient(t, bothGrants)
 	script := filepath.Join(t.TempDir(), "mint.py")
