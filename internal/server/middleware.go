@@ -35,6 +35,24 @@ type reqInfo struct {
 
 type reqInfoKey struct{}
 
+// reqState is the per-request state observe allocates, in one piece: it is itself the request's
+// context (it embeds the parent and answers Value(reqInfoKey{}) with &info), so attaching the info
+// costs no context.WithValue node, and the status writer and the X-Request-Id value slice live in
+// the same allocation.
+type reqState struct {
+	context.Context
+	info     reqInfo
+	sw       statusWriter
+	idHeader [1]string
+}
+
+func (rs *reqState) Value(key any) any {
+	if key == (reqInfoKey{}) {
+		return &rs.info
+	}
+	return rs.Context.Value(key)
+}
+
 func infoOf(ctx context.Context) *reqInfo {
 	ri, _ := ctx.Value(reqInfoKey{}).(*reqInfo)
 	return ri
@@ -148,12 +166,17 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func observe(log *slog.Logger, trusted []netip.Prefix, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ri := &reqInfo{id: newRequestID()}
-		w.Header().Set(RequestIDHeader, ri.id)
-		sw := &statusWriter{ResponseWriter: w}
+		// One allocation holds the request's info, its status writer, the request-id header value
+		// and the context node that carries the info (see reqState).
+		rs := &reqState{Context: auth.ContextWithAddr(r.Context(), resolveAddr(r, trusted))}
+		ri := &rs.info
+		ri.id = newRequestID()
+		rs.idHeader[0] = ri.id
+		w.Header()[RequestIDHeader] = rs.idHeader[:] // the key is canonical already
+		sw := &rs.sw
+		sw.ResponseWriter = w
 		// One request copy carrying both values (each WithContext allocates a whole *http.Request).
-		ctx := auth.ContextWithAddr(context.WithValue(r.Context(), reqInfoKey{}, ri), resolveAddr(r, trusted))
-		r = r.WithContext(ctx)
+		r = r.WithContext(rs)
 		defer func() {
 			elapsed := time.Since(start)
 			status := sw.status
