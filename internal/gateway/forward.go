@@ -216,7 +216,7 @@ type fwdState struct {
 	context.Context
 	route     string
 	principal string // X-Posgate-Principal value
-	writeErr  func(http.ResponseWriter, *http.Request, error)
+	writeErr  errorWriter
 	onSuccess func() // a 2xx answer arrived (before it is written to the caller)
 	onRefused func() // the upstream refused the call: a non-2xx answer, or it was never sent
 	start     time.Time
@@ -225,6 +225,17 @@ type fwdState struct {
 }
 
 type stateKey struct{}
+
+// errorWriter writes an error in the caller's dialect: an auth.Authenticator, or a plain function
+// (writeErrFunc). Passing the authenticator itself instead of its method value a.WriteError saves
+// a closure allocation per request.
+type errorWriter interface {
+	WriteError(w http.ResponseWriter, r *http.Request, err error)
+}
+
+type writeErrFunc func(http.ResponseWriter, *http.Request, error)
+
+func (f writeErrFunc) WriteError(w http.ResponseWriter, r *http.Request, err error) { f(w, r, err) }
 
 // Value answers stateKey{} with the state itself and delegates everything else.
 func (st *fwdState) Value(key any) any {
@@ -241,7 +252,7 @@ func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, upstreamName
 	if route == "" {
 		route = "upstream:" + upstreamName
 	}
-	f.forward(w, r, upstreamName, route, p, false, writeErr, onSuccess, nil)
+	f.forward(w, r, upstreamName, route, p, false, writeErrFunc(writeErr), onSuccess, nil)
 }
 
 // forward returns the outcome label (for metrics).
@@ -251,7 +262,7 @@ func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, upstreamName
 // reached it (no connection); neither runs when the outcome is unknown (timeout, connection lost
 // after sending, caller gone). Both run before anything is written to the caller.
 func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, upstreamName, route string, p *auth.Principal, stable bool,
-	writeErr func(http.ResponseWriter, *http.Request, error), onSuccess, onRefused func()) string {
+	writeErr errorWriter, onSuccess, onRefused func()) string {
 	up, ok := f.upstreams[upstreamName]
 	if !ok || p == nil {
 		f.log.LogAttrs(r.Context(), slog.LevelError, "gateway: forward to an unknown upstream or without a principal",
@@ -259,7 +270,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, upstreamName
 		if onRefused != nil {
 			onRefused()
 		}
-		writeErr(w, r, errs.New(errs.Internal, "server_error", "the gateway is misconfigured"))
+		writeErr.WriteError(w, r, errs.New(errs.Internal, "server_error", "the gateway is misconfigured"))
 		return "misconfigured"
 	}
 	principal, err := f.principalHeader(p, stable)
@@ -268,7 +279,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, upstreamName
 		if onRefused != nil {
 			onRefused()
 		}
-		writeErr(w, r, errs.Wrap(errs.Internal, "server_error", "internal error", err))
+		writeErr.WriteError(w, r, errs.Wrap(errs.Internal, "server_error", "internal error", err))
 		return "misconfigured"
 	}
 	st := &fwdState{
@@ -428,7 +439,7 @@ func (f *Forwarder) errorHandler(w http.ResponseWriter, r *http.Request, err err
 		st.outcome = "upstream_timeout"
 		observeUpstream(route, time.Since(st.start))
 		f.log.LogAttrs(r.Context(), slog.LevelWarn, "gateway: upstream timeout", slog.String("route", route))
-		st.writeErr(w, r, errs.Wrap(errs.Unavailable, "upstream_timeout", "the upstream did not answer in time", err))
+		st.writeErr.WriteError(w, r, errs.Wrap(errs.Unavailable, "upstream_timeout", "the upstream did not answer in time", err))
 	case r.Context().Err() != nil && errors.Is(err, context.Canceled):
 		// The caller went away; nobody reads what we would write.
 		st.outcome = "client_closed"
@@ -440,7 +451,7 @@ func (f *Forwarder) errorHandler(w http.ResponseWriter, r *http.Request, err err
 		}
 		observeUpstream(route, time.Since(st.start))
 		f.log.LogAttrs(r.Context(), slog.LevelWarn, "gateway: upstream unreachable", slog.String("route", route), slog.String("error", safeErr(err)))
-		st.writeErr(w, r, errs.Wrap(errs.Unavailable, "upstream_unreachable", "the upstream could not be reached", err))
+		st.writeErr.WriteError(w, r, errs.Wrap(errs.Unavailable, "upstream_unreachable", "the upstream could not be reached", err))
 	}
 }
 

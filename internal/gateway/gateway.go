@@ -319,7 +319,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 	if sp, ok := a.(StablePrincipals); ok {
 		stable = sp.StablePrincipals()
 	}
-	observeOutcome(label, g.fwd.forward(w, r, rt.upstream, label, p, stable, a.WriteError, onSuccess, onRefused))
+	observeOutcome(label, g.fwd.forward(w, r, rt.upstream, label, p, stable, a, onSuccess, onRefused))
 }
 
 // underscoreHeader reports a header whose name contains '_'. CGI-style upstreams (and the
