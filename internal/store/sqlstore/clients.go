@@ -137,26 +137,12 @@ func (s *Store) UpdateClient(ctx context.Context, c *store.Client) error {
 // overlapEnd (unless they already end sooner).
 func (s *Store) AddAssertionKey(ctx context.Context, clientID string, k store.AssertionKey, overlapEnd time.Time) error {
 	return s.inTx(ctx, "add assertion key", func(tx Tx) error {
-		// Touching the client row locks it (PostgreSQL) for the rest of the transaction, so two
-		// concurrent additions to one client queue instead of racing for the same position.
-		n, err := tx.Exec(ctx, `UPDATE clients SET updated_at = updated_at WHERE id = $1`, clientID)
+		pos, err := retireKeysForNew(ctx, tx, "clients", "client_assertion_keys", "client_id", clientID, overlapEnd)
 		if err != nil {
 			return err
 		}
-		if n == 0 {
-			return store.ErrNotFound
-		}
-		if _, err := tx.Exec(ctx, `UPDATE client_assertion_keys SET not_after = $2
-			WHERE client_id = $1 AND (not_after IS NULL OR not_after > $2)`, clientID, ms(overlapEnd)); err != nil {
-			return err
-		}
-		var pos int64
-		if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(pos), 0) FROM client_assertion_keys WHERE client_id = $1`,
-			clientID).Scan(&pos); err != nil {
-			return err
-		}
 		_, err = tx.Exec(ctx, `INSERT INTO client_assertion_keys (id, client_id, pos, sealed, created_at, not_after)
-			VALUES ($1, $2, $3, $4, $5, $6)`, k.ID, clientID, pos+1, blob(k.Sealed), ms(k.CreatedAt), msPtr(k.NotAfter))
+			VALUES ($1, $2, $3, $4, $5, $6)`, k.ID, clientID, pos, blob(k.Sealed), ms(k.CreatedAt), msPtr(k.NotAfter))
 		return err
 	})
 }

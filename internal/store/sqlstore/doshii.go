@@ -101,24 +101,11 @@ func (s *Store) queryVendors(ctx context.Context, query string, args ...any) ([]
 // (unless they already end sooner), in one transaction.
 func (s *Store) AddVendorKey(ctx context.Context, vendorID string, k store.VendorKey, overlapEnd time.Time) error {
 	return s.inTx(ctx, "add vendor key", func(tx Tx) error {
-		// Touching the vendor row locks it (PostgreSQL), so concurrent additions queue.
-		n, err := tx.Exec(ctx, `UPDATE doshii_vendors SET created_at = created_at WHERE id = $1`, vendorID)
+		pos, err := retireKeysForNew(ctx, tx, "doshii_vendors", "doshii_vendor_keys", "vendor_id", vendorID, overlapEnd)
 		if err != nil {
 			return err
 		}
-		if n == 0 {
-			return store.ErrNotFound
-		}
-		if _, err := tx.Exec(ctx, `UPDATE doshii_vendor_keys SET not_after = $2
-			WHERE vendor_id = $1 AND (not_after IS NULL OR not_after > $2)`, vendorID, ms(overlapEnd)); err != nil {
-			return err
-		}
-		var pos int64
-		if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(pos), 0) FROM doshii_vendor_keys WHERE vendor_id = $1`,
-			vendorID).Scan(&pos); err != nil {
-			return err
-		}
-		return insertVendorKey(ctx, tx, vendorID, pos+1, k)
+		return insertVendorKey(ctx, tx, vendorID, pos, k)
 	})
 }
 
