@@ -94,25 +94,11 @@ func (b *lineBuffer) Close() error {
 	return b.flushLocked()
 }
 
-// bufferedHandler is the slog handler NewLogger returns for file writers: the JSON handler plus
-// the buffer behind it, so the server can flush the logger it was given (flushLog).
-type bufferedHandler struct {
-	slog.Handler
-	out *lineBuffer
-}
-
-func (h *bufferedHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &bufferedHandler{Handler: h.Handler.WithAttrs(as), out: h.out}
-}
-
-func (h *bufferedHandler) WithGroup(name string) slog.Handler {
-	return &bufferedHandler{Handler: h.Handler.WithGroup(name), out: h.out}
-}
-
-// bufferFor returns the writer NewLogger's handler should write to.
+// bufferFor returns the writer NewLogger's handler should write to — safe for concurrent use, as
+// the access log writes to it beside the JSON handler — and the lineBuffer when it is one.
 func bufferFor(w io.Writer) (io.Writer, *lineBuffer) {
 	if _, ok := w.(*os.File); !ok {
-		return w, nil
+		return &lockedWriter{w: w}, nil
 	}
 	lb := newLineBuffer(w, logFlushInterval)
 	return lb, lb
@@ -124,7 +110,7 @@ func closeLog(l *slog.Logger) {
 	if l == nil {
 		return
 	}
-	if h, ok := l.Handler().(*bufferedHandler); ok {
-		h.out.Close()
+	if h, ok := l.Handler().(*logHandler); ok && h.lb != nil {
+		h.lb.Close()
 	}
 }

@@ -85,10 +85,11 @@ func TestLineBufferFlushesOnItsOwn(t *testing.T) {
 func TestCloseLogFlushesAndWritesThroughAfter(t *testing.T) {
 	f, read := logFile(t)
 	log := NewLogger(f, "info")
-	if _, ok := log.Handler().(*bufferedHandler); !ok {
+	h, ok := log.Handler().(*logHandler)
+	if !ok || h.lb == nil {
 		t.Fatalf("a file logger is not buffered: %T", log.Handler())
 	}
-	lb := log.Handler().(*bufferedHandler).out
+	lb := h.lb
 	lb.interval = time.Hour // the timer must not be what writes the line
 	log.With("k", "v").Info("before close")
 	if strings.Contains(read(), "before close") {
@@ -120,7 +121,7 @@ func TestNewLoggerDoesNotBufferMemoryWriters(t *testing.T) {
 func TestServeFlushesTheLogOnShutdown(t *testing.T) {
 	f, read := logFile(t)
 	lb := newLineBuffer(f, time.Hour)
-	log := slog.New(&bufferedHandler{Handler: slog.NewJSONHandler(lb, nil), out: lb})
+	log := slog.New(&logHandler{Handler: slog.NewJSONHandler(lb, nil), out: lb, lb: lb, plain: true})
 	srv, err := New(context.Background(), Options{Config: testConfig(t, t.TempDir()), Log: log, Out: &bytes.Buffer{},
 		Getenv: func(string) string { return "" }})
 	if err != nil {

@@ -164,6 +164,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 //
 // It also decides the client address once (see resolveAddr) and attaches it with auth.WithAddr.
 func observe(log *slog.Logger, trusted []netip.Prefix, next http.Handler) http.Handler {
+	al := newAccessLog(log)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		// One allocation holds the request's info, its status writer, the request-id header value
@@ -178,7 +179,8 @@ func observe(log *slog.Logger, trusted []netip.Prefix, next http.Handler) http.H
 		// One request copy carrying both values (each WithContext allocates a whole *http.Request).
 		r = r.WithContext(rs)
 		defer func() {
-			elapsed := time.Since(start)
+			end := time.Now()
+			elapsed := end.Sub(start)
 			status := sw.status
 			if status == 0 {
 				status = http.StatusOK
@@ -188,18 +190,9 @@ func observe(log *slog.Logger, trusted []netip.Prefix, next http.Handler) http.H
 			if status >= 500 {
 				level = slog.LevelWarn
 			}
-			log.LogAttrs(r.Context(), level, "request",
-				slog.String("request_id", ri.id),
-				slog.String("method", safeMethod(r.Method)),
-				slog.String("route", ri.pattern),
-				slog.String("path", logPath(r)),
-				slog.Int("status", status),
-				slog.Int64("bytes", sw.bytes),
-				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
-				slog.String("addr", auth.Addr(r)),
-				slog.String("proto", r.Proto),
-				slog.Bool("hijacked", sw.hijacked),
-			)
+			e := accessEntry{id: ri.id, method: safeMethod(r.Method), route: ri.pattern, path: logPath(r),
+				status: status, bytes: sw.bytes, elapsed: elapsed, addr: auth.Addr(r), proto: r.Proto, hijacked: sw.hijacked}
+			al.write(r.Context(), level, end, &e)
 		}()
 		next.ServeHTTP(sw, r)
 	})

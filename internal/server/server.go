@@ -258,10 +258,7 @@ func NewLogger(w io.Writer, level string) *slog.Logger {
 	}
 	out, lb := bufferFor(w)
 	h := slog.NewJSONHandler(out, &slog.HandlerOptions{Level: lv})
-	if lb == nil {
-		return slog.New(h)
-	}
-	return slog.New(&bufferedHandler{Handler: h, out: lb})
+	return slog.New(&logHandler{Handler: h, out: out, lb: lb, plain: true})
 }
 
 // listen binds the configured listeners and derives the issuer URL from them when not configured.
