@@ -36,7 +36,7 @@ func checkAccessLine(t *testing.T, at time.Time, level slog.Level, e *accessEntr
 // The hand-encoded line is the line slog writes, for ordinary and hostile field values alike.
 func TestAccessLineMatchesSlog(t *testing.T) {
 	at := time.Date(2026, 12, 4, 3, 12, 24, 123456789, time.UTC)
-	local := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("X", -(3*3600 + 30*60)))
+	local := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("X", -(3*3600+30*60)))
 	base := accessEntry{id: "0123456789abcdef", method: "GET", route: "GET /bench/", path: "/bench/orders/42",
 		status: 200, bytes: 123, elapsed: 1234567 * time.Nanosecond, addr: "127.0.0.1", proto: "HTTP/1.1"}
 	cases := []func(e *accessEntry){
