@@ -43,10 +43,6 @@ func FuzzRouteMatch(f *testing.F) {
 			{Path: p1, Methods: []string{"GET"}, Auth: []string{"test.key"}, Upstream: "pos"},
 			{Path: p2, Methods: []string{"GET", "POST"}, Auth: []string{"test.key"}, Upstream: "pos"},
 		}
-		// The gateway's fast path must never skip a path the full check refuses.
-		if !mayBeNonCanonical(reqPath) && httpx.CheckPath(reqPath) != nil {
-			t.Fatalf("fast path passes %q, CheckPath refuses it", reqPath)
-		}
 		routes, _, err := compileRoutes(cfg, reg, hasUp, []string{"pos"})
 		if err != nil {
 			return

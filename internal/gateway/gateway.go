@@ -267,12 +267,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 	first := rt.auths[0].a
 	// The server refuses non-canonical paths before routing; checked again so the gateway is safe
 	// on any mux (the route that matched must be the path the upstream sees).
-	if raw := httpx.RequestPath(r); mayBeNonCanonical(raw) {
-		if err := httpx.CheckPath(raw); err != nil {
-			observeOutcome(label, outcomeBadRequest)
-			first.WriteError(w, r, err)
-			return
-		}
+	if err := httpx.CheckPath(httpx.RequestPath(r)); err != nil {
+		observeOutcome(label, outcomeBadRequest)
+		first.WriteError(w, r, err)
+		return
 	}
 	if name, bad := underscoreHeader(r.Header); bad {
 		observeOutcome(label, outcomeBadRequest)
@@ -336,12 +334,6 @@ func underscoreHeader(h http.Header) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// mayBeNonCanonical is a cheap pre-check: a path without '.', '%', '\\', NUL or "//" cannot break
-// the canonical-path rule, so the full check runs only for the others.
-func mayBeNonCanonical(p string) bool {
-	return strings.ContainsAny(p, ".%\\\x00") || strings.Contains(p, "//") || p == "" || p[0] != '/'
 }
 
 // authenticate runs the route's means. It returns the principal and the authenticator that

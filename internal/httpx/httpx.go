@@ -100,6 +100,34 @@ func NoStore(w http.ResponseWriter) {
 // refused, so the route that matched is exactly the path the upstream sees. rawPath is the request
 // target's path as sent (r.URL.EscapedPath() or r.RequestURI without the query).
 func CheckPath(rawPath string) error {
+	if plainPath(rawPath) {
+		return nil // nothing in it can be a dot segment, an encoded slash, a backslash or a NUL
+	}
+	return checkPathSlow(rawPath)
+}
+
+// plainPath reports whether p starts with '/' and holds none of '.', '%', '\\', NUL or "//": such a
+// path is canonical without further checks (and is what nearly every request carries, so the
+// check costs one scan and no allocation).
+func plainPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for i := 1; i < len(p); i++ {
+		switch p[i] {
+		case '.', '%', '\\', 0:
+			return false
+		case '/':
+			if p[i-1] == '/' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// checkPathSlow is the full check, for paths plainPath cannot vouch for.
+func checkPathSlow(rawPath string) error {
 	if rawPath == "" || rawPath[0] != '/' {
 		if rawPath == "*" {
 			return errs.New(errs.BadInput, "non_canonical_path", "request path is not canonical")
