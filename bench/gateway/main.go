@@ -208,8 +208,8 @@ func bench(concList string, d, warm time.Duration, rounds int, maxReq int64, log
 
 	fmt.Printf("# gateway benchmark: %s, %d rounds of %s per level, warm-up %s, posgate log level %s\n\n",
 		time.Now().UTC().Format(time.RFC3339), rounds, d, warm, logLevel)
-	fmt.Println("| concurrency | posgate req/s | bare req/s | **throughput ratio** | posgate p50 / p99 | bare p50 / p99 | **added p99** | gateway-module ratio | proxy CPU/req posgate / module / bare | CPU-bound ratio |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| concurrency | posgate req/s | bare req/s | **throughput ratio** | posgate p50 / p99 | bare p50 / p99 | **added p99** | gateway-module ratio | proxy CPU/req posgate / module / bare | proxy read+write syscalls/req posgate / module / bare | CPU-bound ratio |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	pass := true
 	type target struct {
 		name, url, tok string
@@ -237,14 +237,24 @@ func bench(concList string, d, warm time.Duration, rounds int, maxReq int64, log
 		// upstream) would reach on this machine if it had it to itself: all CPU per request, bare
 		// over posgate. Other work sharing the machine moves it much less than the wall-clock one.
 		cpuRatio := float64(medianCPU(bs)) / float64(medianCPU(as))
-		fmt.Printf("| %d | %.0f | %.0f | **%.2f** | %s / %s | %s / %s | **%s** | %.2f | %s / %s / %s | %.2f |\n", c, a.rate(), b.rate(), ratio,
+		fmt.Printf("| %d | %.0f | %.0f | **%.2f** | %s / %s | %s / %s | **%s** | %.2f | %s / %s / %s | %.2f / %.2f / %.2f | %.2f |\n", c, a.rate(), b.rate(), ratio,
 			fmtDur(a.quantile(0.5)), fmtDur(a.quantile(0.99)), fmtDur(b.quantile(0.5)), fmtDur(b.quantile(0.99)), fmtDur(added),
-			m.rate()/b.rate(), fmtDur(medianProxyCPU(as)), fmtDur(medianProxyCPU(ms)), fmtDur(medianProxyCPU(bs)), cpuRatio)
+			m.rate()/b.rate(), fmtDur(medianProxyCPU(as)), fmtDur(medianProxyCPU(ms)), fmtDur(medianProxyCPU(bs)),
+			medianIOCalls(as), medianIOCalls(ms), medianIOCalls(bs), cpuRatio)
 		var ratios []string
 		for i := range as {
 			ratios = append(ratios, fmt.Sprintf("%.2f", as[i].rate()/bs[i].rate()))
 		}
 		fmt.Fprintf(os.Stderr, "concurrency %d: per-round posgate/bare ratios %s\n", c, strings.Join(ratios, " "))
+		for _, x := range []struct {
+			name string
+			rs   []*result
+		}{{"posgate", as}, {"module", ms}, {"bare", bs}} {
+			fmt.Fprintf(os.Stderr, "concurrency %d: %s CPU per request (median round): proxy %s, upstream %s, load generator %s\n", c, x.name,
+				fmtDur(medianOf(x.rs, func(r *result) time.Duration { return r.cpuProxy })),
+				fmtDur(medianOf(x.rs, func(r *result) time.Duration { return r.cpuUpstream })),
+				fmtDur(medianOf(x.rs, func(r *result) time.Duration { return r.cpuLoad })))
+		}
 		if ratio < 0.9 || added > time.Millisecond {
 			pass = false
 		}
@@ -349,6 +359,8 @@ type result struct {
 	// CPU time spent during the measured phase by the proxy under test, the upstream and the
 	// load generator (this process).
 	cpuProxy, cpuUpstream, cpuLoad time.Duration
+	// ioCalls is the read/write system calls the proxy under test made during the measured phase.
+	ioCalls int64
 }
 
 // cpuPerReq is the CPU time the whole setup spent per request.
@@ -357,6 +369,8 @@ func (r *result) cpuPerReq() time.Duration {
 }
 
 func (r *result) proxyPerReq() time.Duration { return r.cpuProxy / time.Duration(max(r.n, 1)) }
+
+func (r *result) ioCallsPerReq() float64 { return float64(r.ioCalls) / float64(max(r.n, 1)) }
 
 func (r *result) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
 
@@ -371,6 +385,25 @@ func medianCPU(rs []*result) time.Duration {
 	v := make([]time.Duration, len(rs))
 	for i, r := range rs {
 		v[i] = r.cpuPerReq()
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+// medianOf is the median over rounds of one CPU figure, per request.
+func medianOf(rs []*result, cpu func(*result) time.Duration) time.Duration {
+	v := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		v[i] = cpu(r) / time.Duration(max(r.n, 1))
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+func medianIOCalls(rs []*result) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = r.ioCallsPerReq()
 	}
 	slices.Sort(v)
 	return v[len(v)/2]
@@ -437,6 +470,7 @@ func load(u, tok string, c int, d, warm time.Duration, maxReq int64, proxyPID, u
 		lat := make([][]time.Duration, c)
 		var wg sync.WaitGroup
 		cpu0 := [3]time.Duration{procCPU(proxyPID), procCPU(upstreamPID), selfCPU()}
+		io0 := procIOCalls(proxyPID)
 		start := time.Now()
 		for w := 0; w < c; w++ {
 			wg.Add(1)
@@ -470,7 +504,7 @@ func load(u, tok string, c int, d, warm time.Duration, maxReq int64, proxyPID, u
 			return nil, firstErr
 		}
 		res := &result{elapsed: elapsed, cpuProxy: procCPU(proxyPID) - cpu0[0],
-			cpuUpstream: procCPU(upstreamPID) - cpu0[1], cpuLoad: selfCPU() - cpu0[2]}
+			cpuUpstream: procCPU(upstreamPID) - cpu0[1], cpuLoad: selfCPU() - cpu0[2], ioCalls: procIOCalls(proxyPID) - io0}
 		for _, l := range lat {
 			res.latencies = append(res.latencies, l...)
 		}

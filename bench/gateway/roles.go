@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sync"
 	"time"
@@ -216,7 +217,7 @@ func runModule(upstream, key, dataDir string) error {
 }
 
 // startProfile writes a CPU profile of this role process to $BENCH_GATEWAY_PROFILE_DIR/<role>.prof
-// when that variable is set; the returned function stops it.
+// when that variable is set, sampled at 1 kHz; the returned function stops it.
 func startProfile(role string) func() {
 	dir := os.Getenv("BENCH_GATEWAY_PROFILE_DIR")
 	if dir == "" {
@@ -226,6 +227,9 @@ func startProfile(role string) func() {
 	if err != nil {
 		return func() {}
 	}
+	// A higher sampling rate than pprof's 100 Hz tells differences of a few hundred ns per request
+	// apart in one run (the runtime warns that the rate is set twice; the profile is valid).
+	runtime.SetCPUProfileRate(1000)
 	if err := pprof.StartCPUProfile(f); err != nil {
 		f.Close()
 		return func() {}
