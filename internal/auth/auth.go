@@ -105,24 +105,26 @@ func (r *Registry) Names() []string {
 	return out
 }
 
-type addrKey struct{}
+// AddrContextKey is the context key of the client address; its value is a *string. ContextWithAddr
+// attaches one; a middleware that already gives each request a context of its own type may answer
+// Value(AddrContextKey{}) itself (the server does: no context node per request).
+type AddrContextKey struct{}
 
 // WithAddr returns r with the client address (as the server decided it, honouring trusted proxies
-// only) attached. The server's middleware calls it once per request.
+// only) attached.
 func WithAddr(r *http.Request, addr string) *http.Request {
 	return r.WithContext(ContextWithAddr(r.Context(), addr))
 }
 
-// ContextWithAddr is WithAddr for a context, for middleware that derives the request's context
-// once (one request copy instead of two); Addr reads it from a request carrying this context.
+// ContextWithAddr is WithAddr for a context; Addr reads it from a request carrying this context.
 func ContextWithAddr(ctx context.Context, addr string) context.Context {
-	return context.WithValue(ctx, addrKey{}, addr)
+	return context.WithValue(ctx, AddrContextKey{}, &addr)
 }
 
 // Addr returns the client address attached by WithAddr, or the host part of r.RemoteAddr.
 func Addr(r *http.Request) string {
-	if a, ok := r.Context().Value(addrKey{}).(string); ok && a != "" {
-		return a
+	if a, ok := r.Context().Value(AddrContextKey{}).(*string); ok && a != nil && *a != "" {
+		return *a
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

@@ -36,19 +36,23 @@ type reqInfo struct {
 type reqInfoKey struct{}
 
 // reqState is the per-request state observe allocates, in one piece: it is itself the request's
-// context (it embeds the parent and answers Value(reqInfoKey{}) with &info), so attaching the info
-// costs no context.WithValue node, and the status writer and the X-Request-Id value slice live in
-// the same allocation.
+// context (it embeds the parent and answers Value(reqInfoKey{}) with &info and
+// Value(auth.AddrContextKey{}) with &addr), so attaching them costs no context.WithValue node, and the
+// status writer and the X-Request-Id value slice live in the same allocation.
 type reqState struct {
 	context.Context
 	info     reqInfo
+	addr     string // the client address (auth.Addr reads it through Value(auth.AddrContextKey{}))
 	sw       statusWriter
 	idHeader [1]string
 }
 
 func (rs *reqState) Value(key any) any {
-	if key == (reqInfoKey{}) {
+	switch key {
+	case reqInfoKey{}:
 		return &rs.info
+	case auth.AddrContextKey{}:
+		return &rs.addr
 	}
 	return rs.Context.Value(key)
 }
@@ -162,14 +166,14 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // holds the method, the matched route pattern, the path (never the query string, which may carry
 // a ?token=), status, size, duration and client address; never a header or a body.
 //
-// It also decides the client address once (see resolveAddr) and attaches it with auth.WithAddr.
+// It also decides the client address once (see resolveAddr) and attaches it for auth.Addr.
 func observe(log *slog.Logger, trusted []netip.Prefix, next http.Handler) http.Handler {
 	al := newAccessLog(log)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		// One allocation holds the request's info, its status writer, the request-id header value
 		// and the context node that carries the info (see reqState).
-		rs := &reqState{Context: auth.ContextWithAddr(r.Context(), resolveAddr(r, trusted))}
+		rs := &reqState{Context: r.Context(), addr: resolveAddr(r, trusted)}
 		ri := &rs.info
 		ri.id = newRequestID()
 		rs.idHeader[0] = ri.id
