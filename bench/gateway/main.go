@@ -1,7 +1,8 @@
 // Command gateway measures what the posgate gateway costs: the same load, in the same run, through
-// (a) a complete posgate (every module, SQLite store, access log, metrics) with a route that
-// accepts any posgate access token and requires a scope, and (b) a bare httputil.ReverseProxy, to
-// the same upstream. It reports requests/s and latency percentiles of both, their ratio, and the
+// (a) a complete posgate (every module, SQLite store, access log, metrics; the runtime tuned as
+// `posgate serve` tunes it) with a route that accepts any posgate access token and requires a
+// scope, and (b) a bare httputil.ReverseProxy on posgate's upstream transport behind an
+// http.Server with posgate's default timeouts (-bare-plain: without either), to the same upstream. It reports requests/s and latency percentiles of both, their ratio, and the
 // p99 posgate adds. A third process, (m), serves the gateway module alone (same route, real
 // keyring and verifier, no server middleware) on a plain http.Server, to tell the gateway's share
 // from the server's.
@@ -50,6 +51,7 @@ func main() {
 	warm := flag.Duration("warmup", time.Second, "unmeasured warm-up before each run")
 	rounds := flag.Int("rounds", 3, "rounds per concurrency level (a and b each once per round)")
 	maxReq := flag.Int64("n", 5_000_000, "at most this many requests per run")
+	barePlain := flag.Bool("bare-plain", false, "baseline without posgate's server timeouts and upstream transport settings (see runBare)")
 	flag.Parse()
 
 	var err error
@@ -60,13 +62,13 @@ func main() {
 	case "upstream":
 		err = runUpstream(*key)
 	case "bare":
-		err = runBare(*upstream)
+		err = runBare(*upstream, *barePlain)
 	case "posgate":
 		err = runPosgate(*upstream, *key, *dataDir, *logLevel)
 	case "module":
 		err = runModule(*upstream, *key, *dataDir)
 	case "":
-		err = bench(*conc, *dur, *warm, *rounds, *maxReq, *logLevel)
+		err = bench(*conc, *dur, *warm, *rounds, *maxReq, *logLevel, *barePlain)
 	default:
 		err = fmt.Errorf("unknown role %q", *role)
 	}
@@ -152,7 +154,7 @@ func randomSecret() string {
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-func bench(concList string, d, warm time.Duration, rounds int, maxReq int64, logLevel string) error {
+func bench(concList string, d, warm time.Duration, rounds int, maxReq int64, logLevel string, barePlain bool) error {
 	var levels []int
 	for _, s := range strings.Split(concList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -177,7 +179,7 @@ func bench(concList string, d, warm time.Duration, rounds int, maxReq int64, log
 		return err
 	}
 	defer up.stop()
-	bare, err := startChild(nil, "-role", "bare", "-upstream", up.url)
+	bare, err := startChild(nil, "-role", "bare", "-upstream", up.url, "-bare-plain="+strconv.FormatBool(barePlain))
 	if err != nil {
 		return err
 	}
@@ -206,8 +208,12 @@ func bench(concList string, d, warm time.Duration, rounds int, maxReq int64, log
 		return fmt.Errorf("module: %w", err)
 	}
 
-	fmt.Printf("# gateway benchmark: %s, %d rounds of %s per level, warm-up %s, posgate log level %s\n\n",
-		time.Now().UTC().Format(time.RFC3339), rounds, d, warm, logLevel)
+	baseline := "same server timeouts and upstream transport as posgate"
+	if barePlain {
+		baseline = "plain (no server timeouts, default transport)"
+	}
+	fmt.Printf("# gateway benchmark: %s, %d rounds of %s per level, warm-up %s, posgate log level %s, bare proxy: %s\n\n",
+		time.Now().UTC().Format(time.RFC3339), rounds, d, warm, logLevel, baseline)
 	fmt.Println("| concurrency | posgate req/s | bare req/s | **throughput ratio** | posgate p50 / p99 | bare p50 / p99 | **added p99** | gateway-module ratio | proxy CPU/req posgate / module / bare | proxy read+write syscalls/req posgate / module / bare | CPU-bound ratio |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	pass := true

@@ -61,15 +61,23 @@ func runUpstream(key string) error {
 	return serveLoopback(mux)
 }
 
-// runBare is the baseline: httputil.ReverseProxy with the same transport settings and copy-buffer
-// pool as posgate's forwarder (keep-alive, 256 idle connections per host, pooled 32 KiB buffers)
-// and nothing else — so the comparison isolates what the gateway adds, not how it is tuned.
-func runBare(upstream string) error {
+// runBare is the baseline: httputil.ReverseProxy on posgate's own upstream transport
+// (gateway.NewTransport: keep-alive, 256 idle connections per host, the response-header timeout)
+// with the same pooled 32 KiB copy buffers, served by an http.Server with posgate's default
+// timeouts and header limit (productionServer) — and nothing else, so the comparison isolates what
+// the gateway adds, not how either is tuned. With -bare-plain it is the proxy as a tutorial writes
+// it instead: Go's default transport settings but for the idle pool, and no server timeouts.
+func runBare(upstream string, plain bool) error {
 	target, err := url.Parse(upstream)
 	if err != nil {
 		return err
 	}
-	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	transport := gateway.NewTransport(gateway.DefaultUpstreamTimeout)
+	if plain {
+		d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+		transport = &http.Transport{DialContext: d.DialContext, ForceAttemptHTTP2: true, MaxIdleConns: 1024,
+			MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}
+	}
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -78,21 +86,35 @@ func runBare(upstream string) error {
 		// Quiet: a run ends by cancelling in-flight requests.
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) { w.WriteHeader(http.StatusBadGateway) },
 		BufferPool:   bufferPool{},
-		Transport: &http.Transport{DialContext: d.DialContext, ForceAttemptHTTP2: true, MaxIdleConns: 1024,
-			MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
+		Transport:    transport,
 	}
-	return serveLoopback(proxy)
+	srv := productionServer(proxy)
+	if plain {
+		srv = &http.Server{Handler: proxy, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	}
+	return serveLoopbackWith(srv, "")
 }
 
-func serveLoopback(h http.Handler) error { return serveLoopbackWith(h, "") }
+// productionServer is an http.Server with the timeouts and header limit posgate's own server has
+// by default (config.Default: read header 5 s, read 30 s, write 90 s, idle 120 s, 16 KiB headers).
+// The read and write timeouts cost two deadline updates per request; giving them to the baseline
+// too keeps them out of "what the gateway adds".
+func productionServer(h http.Handler) *http.Server {
+	c := config.Default().Server
+	return &http.Server{Handler: h, ReadHeaderTimeout: config.Seconds(c.ReadHeaderTimeout), ReadTimeout: config.Seconds(c.ReadTimeout),
+		WriteTimeout: config.Seconds(c.WriteTimeout), IdleTimeout: config.Seconds(c.IdleTimeout), MaxHeaderBytes: c.MaxHeaderBytes}
+}
 
-// serveLoopbackWith serves h on 127.0.0.1 and announces "LISTEN <url> [extra]".
-func serveLoopbackWith(h http.Handler, extra string) error {
+func serveLoopback(h http.Handler) error {
+	return serveLoopbackWith(&http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}, "")
+}
+
+// serveLoopbackWith serves srv on 127.0.0.1 and announces "LISTEN <url> [extra]".
+func serveLoopbackWith(srv *http.Server, extra string) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() { _ = srv.Serve(ln) }()
 	fmt.Printf("LISTEN http://%s %s\n", ln.Addr(), extra)
 	untilStdinCloses()
@@ -130,6 +152,7 @@ func runPosgate(upstream, key, dataDir, logLevel string) error {
 	defer logFile.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	server.TuneRuntime(cfg, os.Getenv) // what `posgate serve` does
 	srv, err := server.New(ctx, server.Options{Config: cfg, Log: server.NewLogger(logFile, logLevel), Out: io.Discard})
 	if err != nil {
 		return err
@@ -156,8 +179,8 @@ func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
 func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 
 // runModule serves the gateway module alone: real SQLite store, keyring, issuer and verifier (with
-// its cache), the same route as the posgate role, mounted on a plain mux behind a plain
-// http.Server — no request id, access log, metrics middleware or body limits. It prints a token
+// its cache), the same route as the posgate role, mounted on a plain mux behind the baseline's
+// http.Server (productionServer) — no request id, access log, metrics middleware or body limits. It prints a token
 // its keyring issued after the URL.
 func runModule(upstream, key, dataDir string) error {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -213,7 +236,7 @@ func runModule(upstream, key, dataDir string) error {
 	if err != nil {
 		return err
 	}
-	return serveLoopbackWith(mux, tok)
+	return serveLoopbackWith(productionServer(mux), tok)
 }
 
 // startProfile writes a CPU profile of this role process to $BENCH_GATEWAY_PROFILE_DIR/<role>.prof

@@ -141,6 +141,7 @@ func serve(args []string, env Env) int {
 		ctx, stop = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 	}
+	server.TuneRuntime(cfg, env.Getenv)
 	srv, err := server.New(ctx, server.Options{Config: cfg, Out: env.Stdout, Getenv: env.Getenv, Demo: *demo,
 		Log: server.NewLogger(env.Stderr, cfg.Server.LogLevel)})
 	if err != nil {

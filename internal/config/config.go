@@ -40,6 +40,7 @@ type Server struct {
 	LogLevel          string   `yaml:"log_level"`           // debug|info|warn|error, default info
 	TrustedProxies    []string `yaml:"trusted_proxies"`     // CIDRs whose X-Forwarded-For is believed; default none
 	AuditRetention    int      `yaml:"audit_retention"`     // seconds audit events are kept, default 7776000 (90 d)
+	GCPercent         int      `yaml:"gc_percent"`          // Go's GOGC for `posgate serve`, default 400; the GOGC environment variable wins
 }
 
 // Store selects the backend.

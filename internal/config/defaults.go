@@ -17,6 +17,7 @@ func Default() *Config {
 			MaxHeaderBytes:    16 << 10,
 			LogLevel:          "info",
 			AuditRetention:    7776000,
+			GCPercent:         400,
 		},
 		Store: Store{Driver: "sqlite"},
 		Keys: Keys{

@@ -102,7 +102,7 @@ func NewForwarder(cfg *config.Config, master []byte, log *slog.Logger, clk clock
 		log:       log,
 		clock:     clk,
 		signer:    signer,
-		transport: newTransport(timeout),
+		transport: NewTransport(timeout),
 		upstreams: map[string]*upstream{},
 		headers:   map[*auth.Principal]string{},
 	}
@@ -152,14 +152,14 @@ func parseUpstream(name, raw string) (*url.URL, error) {
 	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
 }
 
-// newTransport is shared by every upstream: keep-alive with pools sized for a busy gateway (the
-// default of 2 idle connections per host would make every burst open new connections), no
-// environment proxy (the upstream is what the config says, nothing else), bounded dial, TLS and
-// response-header sizes. responseTimeout (gateway.upstream_timeout) bounds the wait for the
-// upstream's response headers once the request is sent — a timeout → 504; a streamed body after
-// that runs as long as the server's write timeout allows. Being a transport setting, it costs no
-// timer per request.
-func newTransport(responseTimeout time.Duration) *http.Transport {
+// NewTransport is the upstream transport, shared by every upstream: keep-alive with pools sized
+// for a busy gateway (the default of 2 idle connections per host would make every burst open new
+// connections), no environment proxy (the upstream is what the config says, nothing else),
+// bounded dial, TLS and response-header sizes. responseTimeout (gateway.upstream_timeout) bounds
+// the wait for the upstream's response headers once the request is sent — a timeout → 504; a
+// streamed body after that runs as long as the server's write timeout allows (net/http arms one
+// timer per request for it). Exported so bench/gateway's bare proxy runs on the same transport.
+func NewTransport(responseTimeout time.Duration) *http.Transport {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                  nil,

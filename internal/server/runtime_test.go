@@ -1,0 +1,37 @@
+package server
+
+import (
+	"runtime/debug"
+	"testing"
+
+	"github.com/posgate/posgate/internal/config"
+)
+
+// gcPercent reads the collector's current target (SetGCPercent returns the previous one).
+func gcPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}
+
+func TestTuneRuntime(t *testing.T) {
+	before := gcPercent()
+	t.Cleanup(func() { debug.SetGCPercent(before) })
+	cfg := config.Default()
+	cfg.Server.GCPercent = 321
+	noEnv := func(string) string { return "" }
+	if got := TuneRuntime(cfg, noEnv); got != 321 || gcPercent() != 321 {
+		t.Fatalf("TuneRuntime = %d, runtime at %d; want 321", got, gcPercent())
+	}
+	// GOGC set by the operator wins: nothing changes.
+	debug.SetGCPercent(150)
+	gogc := func(k string) string {
+		if k == "GOGC" {
+			return "150"
+		}
+		return ""
+	}
+	if got := TuneRuntime(cfg, gogc); got != -1 || gcPercent() != 150 {
+		t.Fatalf("with GOGC set: TuneRuntime = %d, runtime at %d; want -1 and 150 untouched", got, gcPercent())
+	}
+}
