@@ -218,6 +218,7 @@ func runModule(upstream, key, dataDir string) error {
 	cfg.Gateway.SigningSecret = key
 	cfg.Routes = []config.Route{{Path: "/bench/", Methods: []string{"GET", "POST"}, Auth: []string{"posgate"},
 		Scopes: []string{"bench"}, Upstream: "pos"}}
+	server.TuneRuntime(cfg, os.Getenv) // the same collector setting as the posgate role
 	fwd, err := gateway.NewForwarder(cfg, master, log, clk)
 	if err != nil {
 		return err
