@@ -18,6 +18,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -242,11 +243,12 @@ func bench(concList string, d, warm time.Duration, rounds int, maxReq int64, log
 		// The CPU-bound ratio is the throughput ratio the whole setup (load generator, proxy,
 		// upstream) would reach on this machine if it had it to itself: all CPU per request, bare
 		// over posgate. Other work sharing the machine moves it much less than the wall-clock one.
-		cpuRatio := float64(medianCPU(bs)) / float64(medianCPU(as))
+		cpuRatio := float64(medianBy(bs, (*result).cpuPerReq)) / float64(medianBy(as, (*result).cpuPerReq))
 		fmt.Printf("| %d | %.0f | %.0f | **%.2f** | %s / %s | %s / %s | **%s** | %.2f | %s / %s / %s | %.2f / %.2f / %.2f | %.2f |\n", c, a.rate(), b.rate(), ratio,
 			fmtDur(a.quantile(0.5)), fmtDur(a.quantile(0.99)), fmtDur(b.quantile(0.5)), fmtDur(b.quantile(0.99)), fmtDur(added),
-			m.rate()/b.rate(), fmtDur(medianProxyCPU(as)), fmtDur(medianProxyCPU(ms)), fmtDur(medianProxyCPU(bs)),
-			medianIOCalls(as), medianIOCalls(ms), medianIOCalls(bs), cpuRatio)
+			m.rate()/b.rate(), fmtDur(medianBy(as, (*result).proxyPerReq)), fmtDur(medianBy(ms, (*result).proxyPerReq)),
+			fmtDur(medianBy(bs, (*result).proxyPerReq)), medianBy(as, (*result).ioCallsPerReq), medianBy(ms, (*result).ioCallsPerReq),
+			medianBy(bs, (*result).ioCallsPerReq), cpuRatio)
 		var ratios []string
 		for i := range as {
 			ratios = append(ratios, fmt.Sprintf("%.2f", as[i].rate()/bs[i].rate()))
@@ -257,9 +259,9 @@ func bench(concList string, d, warm time.Duration, rounds int, maxReq int64, log
 			rs   []*result
 		}{{"posgate", as}, {"module", ms}, {"bare", bs}} {
 			fmt.Fprintf(os.Stderr, "concurrency %d: %s CPU per request (median round): proxy %s, upstream %s, load generator %s\n", c, x.name,
-				fmtDur(medianOf(x.rs, func(r *result) time.Duration { return r.cpuProxy })),
-				fmtDur(medianOf(x.rs, func(r *result) time.Duration { return r.cpuUpstream })),
-				fmtDur(medianOf(x.rs, func(r *result) time.Duration { return r.cpuLoad })))
+				fmtDur(medianBy(x.rs, perReq(func(r *result) time.Duration { return r.cpuProxy }))),
+				fmtDur(medianBy(x.rs, perReq(func(r *result) time.Duration { return r.cpuUpstream }))),
+				fmtDur(medianBy(x.rs, perReq(func(r *result) time.Duration { return r.cpuLoad }))))
 		}
 		if ratio < 0.9 || added > time.Millisecond {
 			pass = false
@@ -387,41 +389,19 @@ func (r *result) quantile(q float64) time.Duration {
 	return r.latencies[int(q*float64(len(r.latencies)-1))]
 }
 
-func medianCPU(rs []*result) time.Duration {
-	v := make([]time.Duration, len(rs))
+// medianBy is the median over rounds of one per-request figure.
+func medianBy[T cmp.Ordered](rs []*result, f func(*result) T) T {
+	v := make([]T, len(rs))
 	for i, r := range rs {
-		v[i] = r.cpuPerReq()
+		v[i] = f(r)
 	}
 	slices.Sort(v)
 	return v[len(v)/2]
 }
 
-// medianOf is the median over rounds of one CPU figure, per request.
-func medianOf(rs []*result, cpu func(*result) time.Duration) time.Duration {
-	v := make([]time.Duration, len(rs))
-	for i, r := range rs {
-		v[i] = cpu(r) / time.Duration(max(r.n, 1))
-	}
-	slices.Sort(v)
-	return v[len(v)/2]
-}
-
-func medianIOCalls(rs []*result) float64 {
-	v := make([]float64, len(rs))
-	for i, r := range rs {
-		v[i] = r.ioCallsPerReq()
-	}
-	slices.Sort(v)
-	return v[len(v)/2]
-}
-
-func medianProxyCPU(rs []*result) time.Duration {
-	v := make([]time.Duration, len(rs))
-	for i, r := range rs {
-		v[i] = r.proxyPerReq()
-	}
-	slices.Sort(v)
-	return v[len(v)/2]
+// perReq turns a CPU total of a result into a per-request figure.
+func perReq(total func(*result) time.Duration) func(*result) time.Duration {
+	return func(r *result) time.Duration { return total(r) / time.Duration(max(r.n, 1)) }
 }
 
 func median(rs []*result) *result {

@@ -94,6 +94,39 @@ func (b *lineBuffer) Close() error {
 	return b.flushLocked()
 }
 
+// logHandler is the slog handler NewLogger returns: its JSON handler, the writer behind it (safe
+// for concurrent use: a lineBuffer for files, a lockedWriter otherwise), the buffer to flush when
+// the server closes (closeLog; nil when not buffered), and whether it is the plain handler without
+// attributes or groups added, whose lines accessLog may encode itself.
+type logHandler struct {
+	slog.Handler
+	out   io.Writer
+	lb    *lineBuffer
+	plain bool
+}
+
+func (h *logHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &logHandler{Handler: h.Handler.WithAttrs(as), out: h.out, lb: h.lb}
+}
+
+func (h *logHandler) WithGroup(name string) slog.Handler {
+	return &logHandler{Handler: h.Handler.WithGroup(name), out: h.out, lb: h.lb}
+}
+
+// lockedWriter serialises Writes to a writer that may not be safe for concurrent use (a
+// bytes.Buffer in tests): the JSON handler and the access log both write to it, each under its own
+// lock otherwise.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
 // bufferFor returns the writer NewLogger's handler should write to — safe for concurrent use, as
 // the access log writes to it beside the JSON handler — and the lineBuffer when it is one.
 func bufferFor(w io.Writer) (io.Writer, *lineBuffer) {

@@ -37,12 +37,12 @@ type reqInfoKey struct{}
 
 // reqState is the per-request state observe allocates, in one piece: it is itself the request's
 // context (it embeds the parent and answers Value(reqInfoKey{}) with &info and
-// Value(auth.AddrContextKey{}) with &addr), so attaching them costs no context.WithValue node, and the
-// status writer and the X-Request-Id value slice live in the same allocation.
+// Value(auth.AddrContextKey{}) with &addr), so attaching them costs no context.WithValue node,
+// and the status writer and the X-Request-Id value slice live in the same allocation.
 type reqState struct {
 	context.Context
 	info     reqInfo
-	addr     string // the client address (auth.Addr reads it through Value(auth.AddrContextKey{}))
+	addr     string // the client address, as resolveAddr decided it (auth.Addr reads it)
 	sw       statusWriter
 	idHeader [1]string
 }
