@@ -180,8 +180,8 @@ func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 
 // runModule serves the gateway module alone: real SQLite store, keyring, issuer and verifier (with
 // its cache), the same route as the posgate role, mounted on a plain mux behind the baseline's
-// http.Server (productionServer) — no request id, access log, metrics middleware or body limits. It prints a token
-// its keyring issued after the URL.
+// http.Server (productionServer) — no request id, access log, metrics middleware or body limits.
+// It prints a token its keyring issued after the URL.
 func runModule(upstream, key, dataDir string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
