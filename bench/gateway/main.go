@@ -2,9 +2,10 @@
 // (a) a complete posgate (every module, SQLite store, access log, metrics; the runtime tuned as
 // `posgate serve` tunes it) with a route that accepts any posgate access token and requires a
 // scope, and (b) a bare httputil.ReverseProxy on posgate's upstream transport behind an
-// http.Server with posgate's default timeouts (-bare-plain: without either), to the same upstream. It reports requests/s and latency percentiles of both, their ratio, and the
-// p99 posgate adds. A third process, (m), serves the gateway module alone (same route, real
-// keyring and verifier, no server middleware) on a plain http.Server, to tell the gateway's share
+// http.Server with posgate's default timeouts (-bare-plain: without either), to the same
+// upstream. It reports requests/s and latency percentiles of both, their ratio, and the p99
+// posgate adds. A third process, (m), serves the gateway module alone (same route, real keyring
+// and verifier, no server middleware) on the baseline's http.Server, to tell the gateway's share
 // from the server's.
 //
 //	go run ./bench/gateway                      # concurrency 8 and 64, 3 rounds of 5 s each
@@ -259,7 +260,7 @@ func bench(concList string, d, warm time.Duration, rounds int, maxReq int64, log
 			rs   []*result
 		}{{"posgate", as}, {"module", ms}, {"bare", bs}} {
 			fmt.Fprintf(os.Stderr, "concurrency %d: %s CPU per request (median round): proxy %s, upstream %s, load generator %s\n", c, x.name,
-				fmtDur(medianBy(x.rs, perReq(func(r *result) time.Duration { return r.cpuProxy }))),
+				fmtDur(medianBy(x.rs, (*result).proxyPerReq)),
 				fmtDur(medianBy(x.rs, perReq(func(r *result) time.Duration { return r.cpuUpstream }))),
 				fmtDur(medianBy(x.rs, perReq(func(r *result) time.Duration { return r.cpuLoad }))))
 		}

@@ -195,7 +195,7 @@ func observe(log *slog.Logger, trusted []netip.Prefix, next http.Handler) http.H
 				level = slog.LevelWarn
 			}
 			e := accessEntry{id: ri.id, method: safeMethod(r.Method), route: ri.pattern, path: logPath(r),
-				status: status, bytes: sw.bytes, elapsed: elapsed, addr: auth.Addr(r), proto: r.Proto, hijacked: sw.hijacked}
+				status: status, bytes: sw.bytes, elapsed: elapsed, addr: rs.addr, proto: r.Proto, hijacked: sw.hijacked}
 			al.write(r.Context(), level, end, &e)
 		}()
 		next.ServeHTTP(sw, r)
