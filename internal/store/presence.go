@@ -1,0 +1,35 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// ---------------------------------------------------------------------------------------------
+// Presence: which replica holds a live websocket for a tenant (an orderpay outlet, a doshii
+// location or vendor), so the admin API can show it and every replica can tell "online".
+
+// Presence is one live connection of a tenant ("orderpay:<outlet id>", "doshii:<location id>",
+// "doshii-vendor:<vendor id>").
+type Presence struct {
+	ConnID  string // unique per connection
+	Tenant  string
+	Replica string // the replica holding the socket
+	Since   time.Time
+	SeenAt  time.Time // refreshed while the connection lives (pongs, heartbeats)
+}
+
+// Presences stores presence rows. A replica that dies leaves its rows behind: readers ignore rows
+// whose SeenAt is older than their staleness bound, and cleanup deletes them.
+type Presences interface {
+	// PutPresence inserts or replaces the row of p.ConnID.
+	PutPresence(ctx context.Context, p *Presence) error
+	// TouchPresence sets SeenAt of connID (ErrNotFound when the row is gone).
+	TouchPresence(ctx context.Context, connID string, at time.Time) error
+	// DeletePresence deletes connID's row (deleting a missing row is not an error).
+	DeletePresence(ctx context.Context, connID string) error
+	// ListPresence returns tenant's rows seen at or after seenSince, newest Since first.
+	ListPresence(ctx context.Context, tenant string, seenSince time.Time) ([]*Presence, error)
+	// DeletePresenceSeenBefore deletes rows not seen since t (connections of dead replicas).
+	DeletePresenceSeenBefore(ctx context.Context, t time.Time) error
+}
