@@ -48,7 +48,7 @@ type Maintainer interface {
 
 // Task is one periodic housekeeping job.
 type Task struct {
-	Name  string // what it does, for the log ("refresh tokens")
+	Name  string        // what it does, for the log ("refresh tokens")
 	Every time.Duration // CleanupEvery when zero
 	Run   func(ctx context.Context) error
 }
