@@ -1,13 +1,18 @@
 package server_test
 
 import (
+	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/server/servertest"
 	"github.com/posgate/posgate/internal/store/pgtest"
@@ -124,5 +129,91 @@ func TestHungPostgres(t *testing.T) {
 	}
 	if s, _, body := get(t, inst.Client, inst.URL+"/readyz"); s != 200 {
 		t.Errorf("readyz after the thaw: %d %s", s, body)
+	}
+}
+
+// TestPostgresWritesFail: PostgreSQL answers reads and pings but refuses every write (the
+// database made read-only, as a standby after a failover or a full disk behaves). /readyz
+// reports failing writes, failed client secrets are still throttled (in memory), and readiness
+// comes back when writes do.
+func TestPostgresWritesFail(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	clk := clock.NewFake(time.Now().UTC())
+	inst := servertest.Start(t, servertest.Options{DSN: dsn, Clock: clk, Configure: func(c *config.Config) {
+		c.Throttle.PerAddress, c.Throttle.PerAddressIdent = 1000, 3
+	}})
+	status, cl := inst.Admin(t, "POST", "/clients", map[string]any{"name": "pos", "grant_types": []string{"client_credentials"}, "scopes": []string{"s"}})
+	if status != 201 {
+		t.Fatalf("create client: %d %v", status, cl)
+	}
+	id := cl["client_id"].(string)
+	readyz := func() (int, string) {
+		clk.Advance(10 * time.Second) // past the write probe's period
+		s, _, body := get(t, inst.Client, inst.URL+"/readyz")
+		return s, body
+	}
+	if s, body := readyz(); s != 200 {
+		t.Fatalf("readyz before: %d %s", s, body)
+	}
+
+	u, _ := url.Parse(dsn)
+	name := pgx.Identifier{u.Path[1:]}.Sanitize()
+	admin, err := pgx.Connect(t.Context(), pgtest.AdminDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	setReadOnly := func(on bool) {
+		t.Helper()
+		if _, err := admin.Exec(t.Context(), "ALTER DATABASE "+name+" SET default_transaction_read_only = "+strconv.FormatBool(on)); err != nil {
+			t.Fatal(err)
+		}
+		// Sessions read the setting when they start: end the current ones (the pool reconnects).
+		if _, err := admin.Exec(t.Context(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", u.Path[1:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setReadOnly(true)
+	var s int
+	var body string
+	for range 20 { // the first calls may meet the terminated connections
+		if s, body = readyz(); strings.Contains(body, "writes_failing") {
+			break
+		}
+	}
+	if s != 503 || !strings.Contains(body, "writes_failing") {
+		t.Errorf("readyz on a read-only database: %d %s, want 503 writes_failing", s, body)
+	}
+	tokenReq := func() int {
+		req, _ := http.NewRequest("POST", inst.URL+"/oauth/token", strings.NewReader("grant_type=client_credentials&scope=s"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(url.QueryEscape(id), "wrong-secret")
+		resp, err := inst.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range 3 {
+		if s := tokenReq(); s != 401 {
+			t.Fatalf("wrong secret %d on a read-only database: %d, want 401", i, s)
+		}
+	}
+	if s := tokenReq(); s != 429 {
+		t.Errorf("wrong secret past the limit on a read-only database: %d, want 429 (throttling must not fail open)", s)
+	}
+	if !strings.Contains(inst.Logs(), `"msg":"audit event not stored"`) {
+		t.Error(`no "audit event not stored" log line for the failed credential checks`)
+	}
+
+	setReadOnly(false)
+	for range 20 {
+		if s, body = readyz(); s == 200 {
+			break
+		}
+	}
+	if s != 200 {
+		t.Errorf("readyz after writes work again: %d %s", s, body)
 	}
 }

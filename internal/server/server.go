@@ -61,6 +61,7 @@ type Server struct {
 	verifier *token.PosgateVerifier
 	handler  http.Handler
 	modules  []namedModule
+	probe    writeProbe // /readyz's periodic small write
 
 	httpLn, httpsLn net.Listener
 	servers         []*http.Server
