@@ -295,39 +295,30 @@ func writeAll(conns []*Conn, frame []byte) *Conn {
 	return ok
 }
 
-// poll looks at every local queue each PollInterval (a lost wake-up only delays a message),
-// expires messages past their lifetime and updates the outbox depth gauge.
+// poll looks at every local queue (a lost wake-up only delays a message), expires messages past
+// their lifetime and updates the outbox depth gauge.
 func (d *deliverer) poll(ctx context.Context) {
-	t := time.NewTicker(d.h.o.PollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	ob := d.h.o.Outbox
+	if _, err := ob.ExpireOutbox(ctx, d.h.o.Clock.Now()); err != nil && ctx.Err() == nil {
+		d.h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: expiring outbox messages failed", slog.String("error", err.Error()))
+	}
+	if n, err := ob.CountOutbox(ctx, ""); err == nil {
+		metrics.OutboxDepth.Set(float64(n))
+	}
+	d.mu.Lock()
+	names := make([]string, 0, len(d.queues))
+	for q := range d.queues {
+		names = append(names, q)
+	}
+	d.mu.Unlock()
+	// One queue at a time: a poll over thousands of idle queues must not become a burst of
+	// thousands of concurrent claims.
+	for _, q := range names {
+		if ctx.Err() != nil {
 			return
-		case <-t.C:
 		}
-		ob := d.h.o.Outbox
-		if _, err := ob.ExpireOutbox(ctx, d.h.o.Clock.Now()); err != nil && ctx.Err() == nil {
-			d.h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: expiring outbox messages failed", slog.String("error", err.Error()))
-		}
-		if n, err := ob.CountOutbox(ctx, ""); err == nil {
-			metrics.OutboxDepth.Set(float64(n))
-		}
-		d.mu.Lock()
-		names := make([]string, 0, len(d.queues))
-		for q := range d.queues {
-			names = append(names, q)
-		}
-		d.mu.Unlock()
-		// One queue at a time: a poll over thousands of idle queues must not become a burst
-		// of thousands of concurrent claims.
-		for _, q := range names {
-			if ctx.Err() != nil {
-				return
-			}
-			if st := d.begin(q); st != nil {
-				d.run(st)
-			}
+		if st := d.begin(q); st != nil {
+			d.run(st)
 		}
 	}
 }
