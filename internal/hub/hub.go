@@ -152,7 +152,7 @@ type Presences interface {
 	PutPresence(ctx context.Context, p *store.Presence) error
 	TouchPresence(ctx context.Context, connID string, at time.Time) error
 	DeletePresence(ctx context.Context, connID string) error
-	DeletePresenceSeenBefore(ctx context.Context, t time.Time) error
+	DeletePresenceSeenBefore(ctx context.Context, t time.Time) (int, error)
 }
 
 // OptionsFromConfig maps the hub config section onto Options.
@@ -259,7 +259,7 @@ func (h *Hub) maintain(ctx context.Context) {
 			h.d.poll(ctx)
 		case <-clean:
 			before := h.o.Clock.Now().Add(-h.PresenceStale())
-			if err := h.o.Presences.DeletePresenceSeenBefore(ctx, before); err != nil && ctx.Err() == nil {
+			if _, err := h.o.Presences.DeletePresenceSeenBefore(ctx, before); err != nil && ctx.Err() == nil {
 				h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: deleting stale presence failed", slog.String("error", err.Error()))
 			}
 		}

@@ -41,8 +41,16 @@ func newServer(t *testing.T, o hub.Options) *server {
 		t.Fatal(err)
 	}
 	s.spec = func(r *http.Request) hub.Spec {
-		return hub.Spec{Dialect: "test", Tenants: []string{r.URL.Query().Get("tenant")},
-			Exclusive: r.URL.Query().Get("exclusive") == "1", Handler: &echo{s: s}}
+		q := r.URL.Query()
+		spec := hub.Spec{Dialect: "test", Tenants: []string{q.Get("tenant")},
+			Exclusive: q.Get("exclusive") == "1", Handler: &echo{s: s}}
+		switch q.Get("deliver") {
+		case "answer":
+			spec.Delivery = &hub.Delivery{Queues: spec.Tenants, Mode: hub.AwaitAnswer}
+		case "written":
+			spec.Delivery = &hub.Delivery{Queues: spec.Tenants, Mode: hub.DoneWhenWritten}
+		}
+		return spec
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = s.hub.Accept(w, r, s.spec(r))
@@ -85,9 +93,14 @@ func (s *server) url(tenant string, exclusive bool) string {
 
 func (s *server) dial(tenant string, exclusive bool, opts *websocket.DialOptions) (*websocket.Conn, *hub.Conn) {
 	s.t.Helper()
+	return s.dialURL(s.url(tenant, exclusive), opts)
+}
+
+func (s *server) dialURL(url string, opts *websocket.DialOptions) (*websocket.Conn, *hub.Conn) {
+	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, s.url(tenant, exclusive), opts)
+	ws, _, err := websocket.Dial(ctx, url, opts)
 	if err != nil {
 		s.t.Fatalf("dial: %v", err)
 	}
