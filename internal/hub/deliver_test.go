@@ -223,7 +223,6 @@ func testAcrossReplicas(t *testing.T, stA, stB hubStore, busA, busB events.Bus) 
 	}
 }
 
-
 // A replacement on the same replica: what the older connection was sent and not answered is
 // written to the newer one at once (not after the lease runs out, not at the next poll).
 func TestDeliverReplacementSameReplica(t *testing.T) {
