@@ -5,7 +5,7 @@
 // dialect's codec) for the messages it receives.
 //
 // The rules every connection lives by:
-//   - one reader goroutine (the HTTP handler's own) and one writer goroutine;
+//   - one reader and one writer goroutine (Accept returns once the socket is registered);
 //   - a bounded send queue: Send never blocks, and a peer that cannot keep up is closed rather
 //     than allowed to stall anything else;
 //   - a ping every PingInterval; a peer that leaves two pings unanswered is closed;
