@@ -86,3 +86,12 @@ func (s *Services) Audit(ctx context.Context, e store.AuditEvent) {
 type Demoer interface {
 	Demo(ctx context.Context, baseURL string) ([]string, error)
 }
+
+// MethodNotAllowedWriter is implemented by modules whose public endpoints answer a wrong method
+// in their own error shape. The server then registers, for every "METHOD /path" the module mounts,
+// a 405 answer with an Allow header for the other methods, written by WriteMethodNotAllowed (the
+// header is already set). Modules that do not implement it (the gateway, which answers its own
+// routes) are mounted as they are.
+type MethodNotAllowedWriter interface {
+	WriteMethodNotAllowed(w http.ResponseWriter, r *http.Request, allow string)
+}
