@@ -36,6 +36,9 @@ func (s *Server) maintain(ctx context.Context) {
 			}
 		case <-cleanTick.C:
 			s.cleanup(ctx)
+			// The write probe also runs here, so a replica nobody polls on /readyz still notices
+			// that writes work again and gives back the WAL space a full disk left behind.
+			_ = s.probeWrites(ctx)
 		}
 	}
 }
