@@ -312,6 +312,9 @@ type Doshii interface {
 	// ExtendDoshiiLocationOnline records a heartbeat: DisconnectedAt becomes offlineAt unless it is
 	// later already (a replica with a slower clock never moves it back). ErrNotFound when unknown.
 	ExtendDoshiiLocationOnline(ctx context.Context, id string, offlineAt time.Time) error
+	// ExtendDoshiiVendorOnline does the same for every enabled location of vendorID (a cloud POS's
+	// heartbeat speaks for all of them). Unknown vendors change nothing.
+	ExtendDoshiiVendorOnline(ctx context.Context, vendorID string, offlineAt time.Time) error
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -265,3 +265,10 @@ func (s *Store) ExtendDoshiiLocationOnline(ctx context.Context, id string, offli
 	}
 	return nil
 }
+
+// ExtendDoshiiVendorOnline moves disconnected_at forward on every enabled location of vendorID.
+func (s *Store) ExtendDoshiiVendorOnline(ctx context.Context, vendorID string, offlineAt time.Time) error {
+	_, err := s.exec(ctx, `UPDATE doshii_locations SET disconnected_at = $2
+		WHERE vendor_id = $1 AND NOT disabled AND (disconnected_at IS NULL OR disconnected_at < $2)`, vendorID, ms(offlineAt))
+	return s.fail("extend doshii vendor online", err)
+}

@@ -73,4 +73,20 @@ func testDoshiiOnlineAndDisabled(t *testing.T, s store.Store) {
 	ok(t, err)
 	eqTimePtr(t, "deadline moved", l.DisconnectedAt, ptr(at(120*time.Second)))
 	wantErr(t, s.ExtendDoshiiLocationOnline(ctx(t), "loc_missing", at(0)), store.ErrNotFound)
+
+	// A cloud POS's heartbeat: every enabled location of its vendor, forward only.
+	ok(t, s.ExtendDoshiiVendorOnline(ctx(t), "dv_1", at(100*time.Second)))
+	ok(t, s.ExtendDoshiiVendorOnline(ctx(t), "dv_missing", at(100*time.Second)))
+	for id, want := range map[string]*time.Time{"loc_a": nil, "loc_b": ptr(at(120 * time.Second)), "loc_c": nil} {
+		l, err := s.GetDoshiiLocation(ctx(t), id)
+		ok(t, err)
+		eqTimePtr(t, id+" after the vendor heartbeat", l.DisconnectedAt, want)
+	}
+	ok(t, s.SetDoshiiLocationDisabled(ctx(t), "loc_a", false, at(time.Minute)))
+	ok(t, s.ExtendDoshiiVendorOnline(ctx(t), "dv_1", at(150*time.Second)))
+	for _, id := range []string{"loc_a", "loc_b"} {
+		l, err := s.GetDoshiiLocation(ctx(t), id)
+		ok(t, err)
+		eqTimePtr(t, id+" after the second vendor heartbeat", l.DisconnectedAt, ptr(at(150*time.Second)))
+	}
 }
