@@ -40,21 +40,25 @@ func (m *Module) locationView(l *store.DoshiiLocation, now time.Time) locationIn
 type LocationStatus struct {
 	ID, Name, VendorID string
 	Disabled, Online   bool
-	Disconnected       *time.Time
+	Disconnected       *time.Time // nil while online
 }
 
-// LocationStatuses lists every location with its online state (the console's view).
-func (m *Module) LocationStatuses(ctx context.Context) ([]LocationStatus, error) {
-	ls, err := m.svc.Store.ListDoshiiLocations(ctx, "")
+// LocationStatuses lists every location with its online state at now (the console's view).
+func LocationStatuses(ctx context.Context, st store.Doshii, now time.Time) ([]LocationStatus, error) {
+	ls, err := st.ListDoshiiLocations(ctx, "")
 	if err != nil {
-		return nil, storeError(err)
+		return nil, err
 	}
-	now := m.svc.Clock.Now()
 	out := make([]LocationStatus, 0, len(ls))
 	for _, l := range ls {
-		v := m.locationView(l, now)
-		out = append(out, LocationStatus{ID: v.ID, Name: v.Name, VendorID: v.VendorID, Disabled: v.Disabled,
-			Online: v.Online, Disconnected: v.Disconnected})
+		s := LocationStatus{ID: l.ID, Name: l.Name, VendorID: l.VendorID, Disabled: l.Disabled}
+		if d := disconnectedAt(l, now); d != nil {
+			t := d.UTC()
+			s.Disconnected = &t
+		} else {
+			s.Online = true
+		}
+		out = append(out, s)
 	}
 	return out, nil
 }
