@@ -407,6 +407,9 @@ func testSockets(t *testing.T, driver string) {
 	if _, st, body := dial(t, inst, posQuery(a3)); st != http.StatusForbidden || !strings.Contains(body, `"message"`) {
 		t.Fatalf("socket of a disabled location: %d %s", st, body)
 	}
+	if st, raw, _ := e.call("GET", "/pos/v3/locations/"+a3.id, nil, "vendor", a3.vendorName, "Authorization", "Bearer "+a3.jwtAt(clk.Now())); st != http.StatusForbidden {
+		t.Fatalf("venue call of a disabled location: %d %s", st, raw)
+	}
 	if st, out := publish(t, inst, tok, a3.id, `{"type":"x","data":{}}`); st != http.StatusConflict {
 		t.Fatalf("publish to a disabled location: %d %v", st, out)
 	}
@@ -492,4 +495,30 @@ func TestSocketReplicas(t *testing.T) {
 		t.Fatalf("disable: %d %v", st, body)
 	}
 	pos.closedWith(4003)
+}
+
+// TestSocketThrottle: failed socket handshakes count like failed venue calls; past the
+// per-address limit the upgrade is refused with 429, Retry-After and {"message"}, before any 101.
+func TestSocketThrottle(t *testing.T) {
+	inst := servertest.Start(t, servertest.Options{Configure: func(c *config.Config) { c.Throttle.PerAddress = 5 }})
+	var last int
+	var body string
+	var hdr http.Header
+	for i := 0; i < 8; i++ {
+		req, _ := http.NewRequest("GET", inst.URL+"/pos/socket?token=pg_lt_guess"+fmt.Sprint(i), nil)
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "websocket")
+		req.Header.Set("Sec-WebSocket-Version", "13")
+		req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		res, err := inst.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		last, body, hdr = res.StatusCode, string(raw), res.Header
+	}
+	if last != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" || !strings.HasPrefix(body, `{"message":`) {
+		t.Fatalf("after 8 failed handshakes: %d %v %s", last, hdr, body)
+	}
 }

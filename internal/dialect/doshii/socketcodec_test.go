@@ -144,3 +144,39 @@ func FuzzSocketCodec(f *testing.F) {
 		}
 	})
 }
+
+// FuzzEventBody drives the events API's body parser. Whatever is accepted has a type and an id
+// of the documented alphabets, is not a protocol frame type, and carries data that is a compact
+// JSON object; its event frame is valid JSON.
+func FuzzEventBody(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"order_created","data":{"orderId":"1"},"id":"ev-1"}`,
+		`{"type":"order_created","data":{ "a" : [1, 2] }}`,
+		`{"type":"message","data":{}}`,
+		`{"type":"x","data":[]}`,
+		`{"type":"x","data":{},"id":"a/b"}`,
+		`{"type":"x","type":"y","data":{}}`,
+		`{"type":"x","data":{},"extra":1}`,
+		`{"Type":"x","data":{}}`,
+		`not json`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ev, err := parseEvent(body, func() string { return "ev_generated" })
+		if err != nil {
+			return
+		}
+		if !eventTypePattern.MatchString(ev.typ) || ev.typ == "message" || ev.typ == "health_check" ||
+			!eventIDPattern.MatchString(ev.id) {
+			t.Fatalf("accepted type %q id %q from %q", ev.typ, ev.id, body)
+		}
+		var compact bytes.Buffer
+		if len(ev.data) == 0 || ev.data[0] != '{' || json.Compact(&compact, ev.data) != nil || !bytes.Equal(compact.Bytes(), ev.data) {
+			t.Fatalf("data %q is not a compact object", ev.data)
+		}
+		if !json.Valid(AppendEvent(nil, ev.id, "dl_x", ev.typ, ev.data)) {
+			t.Fatalf("frame for %q is not JSON", body)
+		}
+	})
+}
