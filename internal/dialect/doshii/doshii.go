@@ -6,11 +6,16 @@
 //   - venue calls: every other route, authenticated with a location JWT — HS256 signed with the
 //     vendor key, payload {"locationToken","timestamp"} — through the authenticator "doshii.venue"
 //     that gateway routes list; GET {prefix}/locations/{id} is served here;
-//   - the admin API: vendors (key shown once, rotation with overlap) and location-token rotation.
+//   - the POS sockets on the shared hub: GET /pos/socket (location token) and GET /vendor/socket
+//     (vendor JWT), heartbeats, online state (disconnectedDate), health checks;
+//   - the platform events API: POST/GET /v1/doshii/locations/{location_id}/events, pushed to the
+//     location's sockets through the outbox;
+//   - the admin API: vendors (key shown once, rotation with overlap, disable), locations (online
+//     state, disable, token rotation).
 //
-// The checks themselves live in Verifier, so the websocket issue can reuse them unchanged: a
-// location JWT, a cloud-POS vendor JWT {"vendor","timestamp"}, a raw location token (on-premises
-// socket) and the onboarding vendor key, each behind the same throttle.
+// Every credential check lives in Verifier — a location JWT, a cloud-POS vendor JWT
+// {"vendor","timestamp"}, a raw location token and the onboarding vendor key — behind one
+// throttle, shared by the REST routes and the socket handshakes.
 //
 // This package holds wire shapes only; HS256 parsing is the shared token.VerifyHS256 front door,
 // persistence is store.Doshii, secrets come from internal/secret and are sealed with keys.Sealer.
