@@ -233,6 +233,14 @@ func checkPrefix(p string) error {
 	return nil
 }
 
+// Start runs the sockets' health-check loop until ctx ends or Shutdown.
+func (m *Module) Start(ctx context.Context) error {
+	if m.sockets != nil {
+		m.sockets.start(ctx)
+	}
+	return nil
+}
+
 // Shutdown stops the sockets' health checks (the hub closes the sockets themselves).
 func (m *Module) Shutdown(ctx context.Context) error {
 	if m.sockets == nil {
@@ -255,7 +263,6 @@ func (m *Module) Mount(public, admin app.Mux) error {
 	if m.sockets != nil {
 		public.Handle("GET /pos/socket", http.HandlerFunc(m.sockets.posSocket))
 		public.Handle("GET /vendor/socket", http.HandlerFunc(m.sockets.vendorSocket))
-		m.sockets.start()
 	}
 	if m.events != nil {
 		public.Handle("POST /v1/doshii/locations/{location_id}/events", http.HandlerFunc(m.events.publish))

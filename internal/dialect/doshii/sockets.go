@@ -61,9 +61,9 @@ func newSockets(m *Module, h *hub.Hub, offlineAfter time.Duration) *sockets {
 	return &sockets{m: m, hub: h, offlineAfter: offlineAfter, conns: map[*hub.Conn]*posConn{}}
 }
 
-// start runs the health-check loop until Shutdown.
-func (s *sockets) start() {
-	ctx, cancel := context.WithCancel(context.Background())
+// start runs the health-check loop until ctx ends or shutdown.
+func (s *sockets) start(parent context.Context) {
+	ctx, cancel := context.WithCancel(parent)
 	s.stop, s.done = cancel, make(chan struct{})
 	every := s.healthEvery()
 	go func() {
