@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 
 	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/clock"
@@ -41,7 +42,19 @@ type Services struct {
 	// console (internal/console) signs people in with it. Set by the server before modules are
 	// built; nil means console sign-in is refused.
 	CheckAdminToken func(token string) bool
+	// Reserved are the audiences modules mint tokens for behind their own endpoints (see
+	// AudienceReserver). The server sets it once every module is built, before serving.
+	Reserved Audiences
 }
+
+// Audiences is a list of audience names.
+type Audiences []string
+
+// Has reports whether aud is in the list (exact match).
+func (a Audiences) Has(aud string) bool { return slices.Contains(a, aud) }
+
+// HasAny reports whether any of auds is in the list.
+func (a Audiences) HasAny(auds []string) bool { return slices.ContainsFunc(auds, a.Has) }
 
 // Forwarder sends r to the upstream named upstream on behalf of p: credentials stripped, identity
 // headers added. Upstream failures are written with writeErr (an *errs.Error of kind Unavailable
@@ -52,22 +65,9 @@ type Forwarder interface {
 		writeErr func(http.ResponseWriter, *http.Request, error), onSuccess func())
 }
 
-// Mux is where a module mounts handlers (an *http.ServeMux satisfies it). Patterns are Go 1.22
-// ServeMux patterns ("POST /oauth/token").
-type Mux interface {
-	Handle(pattern string, handler http.Handler)
-}
-
-// Module is a dialect or feature that mounts routes and registers authenticators.
-//   - public: the internet-facing mux (dialect endpoints).
-//   - admin: the admin API mux, already behind admin-token authentication; patterns are relative to
-//     /admin/api/v1 (e.g. "POST /doshii/vendors").
-type Module interface {
-	Mount(public, admin Mux) error
-}
-
 // Audit records an audit event in the store and in the log (never a secret). Failures to write the
-// audit trail are logged, not returned: an unavailable store must not turn a refusal into a 500.
+// audit trail are logged with the whole event at error level, not returned: an unavailable store
+// must not turn a refusal into a 500, and the event must survive somewhere.
 func (s *Services) Audit(ctx context.Context, e store.AuditEvent) {
 	if e.At.IsZero() {
 		e.At = s.Clock.Now()
@@ -76,22 +76,11 @@ func (s *Services) Audit(ctx context.Context, e store.AuditEvent) {
 		slog.String("actor", e.Actor), slog.String("action", e.Action), slog.String("target", e.Target),
 		slog.String("address", e.Address), slog.String("outcome", e.Outcome), slog.String("detail", e.Detail))
 	if err := s.Store.AppendAudit(ctx, &e); err != nil {
-		s.Log.LogAttrs(ctx, slog.LevelWarn, "audit write failed", slog.String("action", e.Action), slog.String("error", err.Error()))
+		// The whole event, at a level every log_level keeps: when the store cannot take it (a full
+		// disk, a hung database) this line is the only record of it. Events are secret-free.
+		s.Log.LogAttrs(ctx, slog.LevelError, "audit event not stored",
+			slog.Time("at", e.At), slog.String("actor", e.Actor), slog.String("action", e.Action), slog.String("target", e.Target),
+			slog.String("address", e.Address), slog.String("outcome", e.Outcome), slog.String("detail", e.Detail),
+			slog.String("error", err.Error()))
 	}
-}
-
-// Demoer is implemented by modules that can seed an example credential set for `posgate serve
-// --demo`. Demo creates it (idempotently) and returns ready-to-paste curl lines for baseURL; the
-// secrets in them are shown on the terminal only, never logged.
-type Demoer interface {
-	Demo(ctx context.Context, baseURL string) ([]string, error)
-}
-
-// MethodNotAllowedWriter is implemented by modules whose public endpoints answer a wrong method
-// in their own error shape. The server then registers, for every "METHOD /path" the module mounts,
-// a 405 answer with an Allow header for the other methods, written by WriteMethodNotAllowed (the
-// header is already set). Modules that do not implement it (the gateway, which answers its own
-// routes) are mounted as they are.
-type MethodNotAllowedWriter interface {
-	WriteMethodNotAllowed(w http.ResponseWriter, r *http.Request, allow string)
 }

@@ -50,6 +50,9 @@ type Store struct {
 	Driver string `yaml:"driver"` // sqlite (default) | postgres
 	Path   string `yaml:"path"`   // sqlite file, default <data-dir>/posgate.db
 	DSN    string `yaml:"dsn"`    // postgres://…
+	// Timeout: seconds any one store statement (or transaction) may take before the caller gets
+	// 503 + Retry-After as for an unreachable store; default 5.
+	Timeout int `yaml:"timeout"`
 }
 
 // Keys is the signing keyring.

@@ -27,6 +27,7 @@ var ranges = map[string][2]int64{
 	"server.audit_retention":       {86400, 10 * 365 * 86400},
 	"server.gc_percent":            {25, 10000},
 	"server.memory_limit":          {0, 1 << 40},
+	"store.timeout":                {1, 300},
 	"keys.rotation_interval":       {0, 10 * 365 * 86400},
 	"keys.revocation_resync":       {1, 300},
 	"oauth.access_lifetime":        {1, 86400},
