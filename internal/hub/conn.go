@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/posgate/posgate/internal/metrics"
+	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/store"
 )
 
@@ -140,7 +141,7 @@ func (c *Conn) closeCode() (Code, bool) {
 func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, s Spec) (*Conn, error) {
 	c := &Conn{
 		h:          h,
-		id:         randomID(),
+		id:         secret.NewID("ws_"),
 		dialect:    s.Dialect,
 		tenants:    s.Tenants,
 		exclusive:  s.Exclusive,

@@ -22,8 +22,6 @@ package hub
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -34,6 +32,7 @@ import (
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/events"
+	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/store"
 )
 
@@ -468,8 +467,4 @@ func (h *Hub) unregister(c *Conn) {
 	c.m.sockets.Dec()
 }
 
-func randomID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
+func randomID() string { return secret.NewID("") }
