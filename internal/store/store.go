@@ -40,6 +40,8 @@ type Store interface {
 	Orderpay
 	Audit
 	Counters
+	Outbox
+	Presences
 
 	// Ping checks the database is reachable (for /readyz).
 	Ping(ctx context.Context) error
