@@ -63,7 +63,7 @@ const (
 	// maxAdminBody caps admin request bodies.
 	maxAdminBody = 8 << 10
 	// ticketBytes is the entropy of an AccessToken.
-	ticketBytes = 32
+	ticketBytes    = 32
 	outletIDPrefix = "op_"
 )
 
