@@ -165,7 +165,7 @@ func TestUpgradeRefusals(t *testing.T) {
 	// The same 32 bytes with other trailing bits: not the canonical spelling, refused.
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 	refused("/ws", tok[:42]+string(alphabet[strings.IndexByte(alphabet, tok[42])|1]))
-	refused("/ws", tok+"&token="+tok)       // repeated
+	refused("/ws", tok+"&token="+tok) // repeated
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
