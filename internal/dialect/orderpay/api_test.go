@@ -185,7 +185,10 @@ func TestPOSAnswers(t *testing.T) {
 
 	// The socket still works: a real request and its answer, then a duplicate answer.
 	res := make(chan []byte, 1)
-	go func() { _, _, b := s.send(t, o.ProviderOutletID, "10", `{"MessageType":1,"Payload":{},"RequestID":"r-1"}`); res <- b }()
+	go func() {
+		_, _, b := s.send(t, o.ProviderOutletID, "10", `{"MessageType":1,"Payload":{},"RequestID":"r-1"}`)
+		res <- b
+	}()
 	f, _ := p.read()
 	first := p.answer(f, 0)
 	if got := <-res; string(got) != string(first) {
@@ -249,7 +252,10 @@ func TestPOSFlood(t *testing.T) {
 		t.Fatalf("flooding POS closed with %d, want 1008", code)
 	}
 	res := make(chan int, 1)
-	go func() { st, _, _ := s.send(t, calm.ProviderOutletID, "10", `{"MessageType":1,"Payload":{}}`); res <- st }()
+	go func() {
+		st, _, _ := s.send(t, calm.ProviderOutletID, "10", `{"MessageType":1,"Payload":{}}`)
+		res <- st
+	}()
 	f, _ := q.read()
 	q.answer(f, 0)
 	if st := <-res; st != 200 {
