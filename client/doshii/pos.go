@@ -82,7 +82,7 @@ func (f EventHandlerFunc) HandleEvent(ctx context.Context, e *Event) { f(ctx, e)
 // How a connection ends decides what comes next. Run returns: when ctx is cancelled; on 401 for a
 // location token (ErrSocketRefused: the token is wrong or was rotated); on 4001 for a location
 // token (ErrSocketRevoked: rotated while connected); on 4003 (ErrSocketDisabled) and 4009
-// (ErrSocketReplaced). Anything else — 1000, 1001 (posgate shutting down), 1011, 4001 on a
+// (ErrSocketReplaced); when posgate's TLS certificate is not trusted (ErrSocketCertificate). Anything else — 1000, 1001 (posgate shutting down), 1011, 4001 on a
 // cloud socket (a fresh JWT is signed), a dropped link, missed pongs, 429/503 (no sooner than
 // Retry-After) — leads to a new connection after a capped, jittered exponential backoff.
 //
@@ -129,6 +129,9 @@ var (
 	ErrSocketRevoked  = errors.New("doshii: the location token was revoked or rotated")
 	ErrSocketDisabled = errors.New("doshii: the location or vendor is disabled")
 	ErrSocketReplaced = errors.New("doshii: replaced by a newer connection")
+	// ErrSocketCertificate: posgate's TLS certificate could not be verified (configure the
+	// HTTPClient's RootCAs); retrying would not help.
+	ErrSocketCertificate = socket.ErrUntrustedCertificate
 )
 
 // SocketRefusedError is an upgrade posgate refused.
@@ -267,7 +270,8 @@ func (s *POSSocket) Run(ctx context.Context) error {
 		if up > 0 {
 			resigned = false
 		}
-		if errors.Is(err, ErrSocketRefused) || errors.Is(err, ErrSocketRevoked) || errors.Is(err, ErrSocketDisabled) || errors.Is(err, ErrSocketReplaced) {
+		if errors.Is(err, ErrSocketRefused) || errors.Is(err, ErrSocketRevoked) || errors.Is(err, ErrSocketDisabled) ||
+			errors.Is(err, ErrSocketReplaced) || errors.Is(err, ErrSocketCertificate) {
 			log.Error("doshii: stopping", "err", err)
 			return err
 		}

@@ -7,6 +7,7 @@ package socket
 import (
 	"container/list"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -272,22 +273,43 @@ func Dial(ctx context.Context, u, secret string, hc *http.Client, readLimit int6
 	return conn, nil, nil
 }
 
+// ErrUntrustedCertificate marks a connection refused because the server's certificate could not
+// be verified: a configuration problem that retrying does not fix.
+var ErrUntrustedCertificate = errors.New("the server's TLS certificate is not trusted")
+
 // Redact returns err with every occurrence of secret (raw or query-escaped) replaced; the result
-// still matches errors.Is for context cancellation and redirects.
+// still matches errors.Is for context cancellation, redirects and ErrUntrustedCertificate.
 func Redact(err error, secret string) error {
-	if err == nil || secret == "" {
-		return err
+	if err == nil {
+		return nil
 	}
 	msg := err.Error()
-	clean := strings.ReplaceAll(msg, secret, "REDACTED")
-	if esc := url.QueryEscape(secret); esc != secret {
-		clean = strings.ReplaceAll(clean, esc, "REDACTED")
+	clean := msg
+	if secret != "" {
+		clean = strings.ReplaceAll(msg, secret, "REDACTED")
+		if esc := url.QueryEscape(secret); esc != secret {
+			clean = strings.ReplaceAll(clean, esc, "REDACTED")
+		}
 	}
 	if clean == msg {
+		if isCertificate(err) {
+			return &marked{err}
+		}
 		return err
 	}
 	return &redacted{msg: clean, kind: kindOf(err)}
 }
+
+func isCertificate(err error) bool {
+	var cv *tls.CertificateVerificationError
+	return errors.As(err, &cv)
+}
+
+// marked adds ErrUntrustedCertificate to an error's chain.
+type marked struct{ err error }
+
+func (e *marked) Error() string   { return e.err.Error() }
+func (e *marked) Unwrap() []error { return []error{e.err, ErrUntrustedCertificate} }
 
 type redacted struct {
 	msg  string
@@ -298,6 +320,9 @@ func (e *redacted) Error() string { return e.msg }
 func (e *redacted) Unwrap() error { return e.kind }
 
 func kindOf(err error) error {
+	if isCertificate(err) {
+		return ErrUntrustedCertificate
+	}
 	for _, k := range []error{context.Canceled, context.DeadlineExceeded, ErrRedirect} {
 		if errors.Is(err, k) {
 			return k
