@@ -28,8 +28,8 @@ const audience = "https://api.chimpy.example"
 // fakeClock is the client's clock: tests move it instead of sleeping.
 type fakeClock struct{ ns atomic.Int64 }
 
-func newClock(t time.Time) *fakeClock       { c := &fakeClock{}; c.ns.Store(t.UnixNano()); return c }
-func (c *fakeClock) Now() time.Time         { return time.Unix(0, c.ns.Load()) }
+func newClock(t time.Time) *fakeClock        { c := &fakeClock{}; c.ns.Store(t.UnixNano()); return c }
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // counter counts the token requests that reach the network, by grant type.
