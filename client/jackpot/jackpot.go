@@ -55,6 +55,11 @@ type Config struct {
 	HTTPClient *http.Client
 	// Options tune the M2M source; Options.Now is also the clock that stamps assertions.
 	Options tokensource.Options
+	// Skew, when set, corrects the clock that stamps assertions: a session request refused
+	// with invalid_grant while the server's Date header disagrees with the local clock is signed
+	// again with the server's time and sent once more (an assertion that failed a check is not
+	// burnt, so its notificationKey still works). Share one Skew between Configs of one server.
+	Skew *tokensource.Skew
 }
 
 func (c *Config) now() time.Time {
@@ -62,6 +67,15 @@ func (c *Config) now() time.Time {
 		return c.Options.Now()
 	}
 	return time.Now()
+}
+
+// assertionTime is the iat of a new assertion: the local clock corrected by what the server's
+// refusals taught (Skew).
+func (c *Config) assertionTime() time.Time {
+	if c.Skew != nil {
+		return c.Skew.Now(c.now())
+	}
+	return c.now()
 }
 
 func (c *Config) client() *http.Client {
@@ -139,7 +153,7 @@ func (c *Config) Assertion(r SessionRequest) (assertion, notificationKey string,
 	} else if len(key) > 128 {
 		return "", "", errors.New("jackpot: notificationKey longer than 128 characters")
 	}
-	claims := jwt.MapClaims{"amount": r.Amount, "iat": c.now().Unix(), "notificationKey": key}
+	claims := jwt.MapClaims{"amount": r.Amount, "iat": c.assertionTime().Unix(), "notificationKey": key}
 	if r.UserID != "" {
 		claims["userId"] = r.UserID
 	}
@@ -167,7 +181,16 @@ func (c Config) NewSession(ctx context.Context, r SessionRequest) (*Session, err
 	if err != nil {
 		return nil, err
 	}
+	sent := c.now()
 	tok, err := c.endpoint().Post(ctx, map[string]string{"grant_type": GrantJWTBearer, "client_id": c.APIKey, "assertion": a})
+	var re *oauth2.RetrieveError
+	if err != nil && c.Skew != nil && errors.As(err, &re) && re.ErrorCode == "invalid_grant" && c.Skew.Learn(re.Response, sent) {
+		r.NotificationKey = key
+		if a, _, err = c.Assertion(r); err != nil {
+			return nil, err
+		}
+		tok, err = c.endpoint().Post(ctx, map[string]string{"grant_type": GrantJWTBearer, "client_id": c.APIKey, "assertion": a})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("jackpot: session for notificationKey %q: %w", key, err)
 	}
