@@ -30,7 +30,7 @@ type env struct {
 	now      atomic.Int64 // the client's clock, unix nanoseconds
 }
 
-func (e *env) clock() time.Time         { return time.Unix(0, e.now.Load()) }
+func (e *env) clock() time.Time        { return time.Unix(0, e.now.Load()) }
 func (e *env) advance(d time.Duration) { e.now.Add(int64(d)) }
 
 type countingTransport struct{ e *env }
@@ -104,11 +104,11 @@ func status(resp *http.Response, err error) int {
 func TestAPIKey(t *testing.T) {
 	e := newEnv(t)
 	c := &http.Client{Transport: &jackpot.APIKeyTransport{Key: e.cfg.APIKey}}
-	if st := status(c.Get(e.inst.URL+"/v2/stores")); st != 200 {
+	if st := status(c.Get(e.inst.URL + "/v2/stores")); st != 200 {
 		t.Fatalf("with the API key: %d", st)
 	}
 	bad := &http.Client{Transport: &jackpot.APIKeyTransport{Key: "pg_ck_wrong"}}
-	if st := status(bad.Get(e.inst.URL+"/v2/stores")); st != 401 {
+	if st := status(bad.Get(e.inst.URL + "/v2/stores")); st != 401 {
 		t.Fatalf("with a wrong key: %d", st)
 	}
 }
