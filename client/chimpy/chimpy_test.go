@@ -79,7 +79,9 @@ type env struct {
 	upstream atomic.Int64
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvTB(t) }
+
+func newEnvTB(t testing.TB) *env {
 	t.Helper()
 	e := &env{clk: newClock(time.Now()), net: &counter{grants: map[string]int{}}}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
