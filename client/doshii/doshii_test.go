@@ -114,7 +114,7 @@ func TestClockSkew(t *testing.T) {
 		if got := e.net.n.Load() - n; got != 2 {
 			t.Fatalf("skew %v: %d requests, want 2 (refused, corrected)", skew, got)
 		}
-		if off := e.client.Skew.Offset(); (off+skew).Abs() > 5*time.Second {
+		if off := e.client.Skew.Offset(); (off + skew).Abs() > 5*time.Second {
 			t.Fatalf("skew %v: learnt offset %v", skew, off)
 		}
 		n = e.net.n.Load()
