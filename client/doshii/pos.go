@@ -3,9 +3,6 @@ package doshii
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/posgate/posgate/client/internal/socket"
+	"github.com/posgate/posgate/client/tokensource"
 )
 
 // Socket paths, relative to the base URL.
@@ -40,10 +38,6 @@ const (
 	DefaultSocketMaxMessage  = 1 << 20
 	DefaultEventDedup        = 4096
 )
-
-// skewTolerance is how far the server's clock may be from ours before a refused cloud-POS JWT
-// is signed again with the server's time (the server accepts timestamps up to a minute ahead).
-const skewTolerance = 30 * time.Second
 
 // Event is a platform event pushed to the POS, e.g. a new order for a location.
 type Event struct {
@@ -76,8 +70,8 @@ func (f EventHandlerFunc) HandleEvent(ctx context.Context, e *Event) { f(ctx, e)
 // the local clock, so a wrong clock does not break the heartbeat.
 //
 // A cloud POS signs a fresh vendor JWT {vendor, timestamp} (HS256 with the vendor key) for every
-// connection. If posgate refuses it and its Date header shows the local clock more than 30 s off,
-// the JWT is signed again with the server's time before giving up.
+// connection. If posgate refuses it and its Date header shows the local clock more than
+// tokensource.SkewThreshold off, the JWT is signed again with the server's time before giving up.
 //
 // How a connection ends decides what comes next. Run returns: when ctx is cancelled; on 401 for a
 // location token (ErrSocketRefused: the token is wrong or was rotated); on 4001 for a location
@@ -94,9 +88,9 @@ type POSSocket struct {
 	URL            string
 	AllowPlainHTTP bool
 
-	LocationToken string // an on-premises POS
-	Vendor        string // a cloud POS: the vendor's API name…
-	VendorKey     string // … and its key
+	LocationToken string     // an on-premises POS
+	Vendor        string     // a cloud POS: the vendor's API name…
+	VendorKey     *VendorKey // … and its key (VendorKey.Set rotates it; the next connection uses the new one)
 
 	Version string // the POS's version, sent in heartbeats; default "posgate-go-client"
 	Handler EventHandler
@@ -119,7 +113,7 @@ type POSSocket struct {
 
 	mu     sync.Mutex
 	seen   *socket.Recent[struct{}]
-	offset time.Duration // the server's clock minus ours, learned from a refused JWT
+	skew   tokensource.Skew // the server's clock against ours, learned from a refused JWT
 	lastMS int64
 }
 
@@ -216,9 +210,9 @@ func (s *POSSocket) Run(ctx context.Context) error {
 	switch {
 	case s.Handler == nil:
 		return errors.New("doshii: POSSocket.Handler is nil")
-	case s.LocationToken != "" && (s.Vendor != "" || s.VendorKey != ""):
+	case s.LocationToken != "" && (s.Vendor != "" || s.VendorKey != nil):
 		return errors.New("doshii: set either LocationToken or Vendor and VendorKey, not both")
-	case s.LocationToken == "" && (s.Vendor == "" || s.VendorKey == ""):
+	case s.LocationToken == "" && (s.Vendor == "" || s.VendorKey == nil):
 		return errors.New("doshii: set LocationToken (on-premises POS) or Vendor and VendorKey (cloud POS)")
 	}
 	sleep := s.sleep
@@ -264,7 +258,7 @@ func (s *POSSocket) Run(ctx context.Context) error {
 		if errors.As(err, &re) && re.StatusCode == http.StatusUnauthorized && s.cloud() && !resigned && errors.Is(err, errSkew) {
 			// The JWT was refused and posgate's clock is far from ours: sign with its time, once.
 			resigned = true
-			log.Warn("doshii: the local clock is off from posgate's; signing with the server's time", "offset", s.clockOffset().Round(time.Second))
+			log.Warn("doshii: the local clock is off from posgate's; signing with the server's time", "offset", s.skew.Offset().Round(time.Second))
 			continue
 		}
 		if up > 0 {
@@ -299,37 +293,25 @@ type skewError struct {
 
 func (e skewError) Unwrap() []error { return []error{e.SocketRefusedError, errSkew} }
 
-func (s *POSSocket) clockOffset() time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.offset
-}
-
 // credential returns the upgrade URL and the secret it carries.
-func (s *POSSocket) credential(base *url.URL) (string, string) {
+func (s *POSSocket) credential(base *url.URL) (string, string, error) {
 	if !s.cloud() {
-		return socket.Endpoint(base, POSSocketPath, url.Values{"token": {s.LocationToken}}, true), s.LocationToken
+		return socket.Endpoint(base, POSSocketPath, url.Values{"token": {s.LocationToken}}, true), s.LocationToken, nil
 	}
-	jwt := signVendorJWT([]byte(s.VendorKey), s.Vendor, s.now().Add(s.clockOffset()))
-	return socket.Endpoint(base, VendorSocketPath, url.Values{"token": {jwt}, "vendor": {s.Vendor}}, true), jwt
-}
-
-// signVendorJWT makes a cloud POS's socket credential: HS256 over {"vendor","timestamp"}.
-func signVendorJWT(key []byte, vendor string, at time.Time) string {
-	claims, _ := json.Marshal(struct {
-		Vendor    string `json:"vendor"`
-		Timestamp int64  `json:"timestamp"`
-	}{vendor, at.Unix()})
-	in := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + base64.RawURLEncoding.EncodeToString(claims)
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(in))
-	return in + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+	jwt, err := s.VendorKey.SignVendor(s.Vendor, s.skew.Now(s.now()))
+	if err != nil {
+		return "", "", err
+	}
+	return socket.Endpoint(base, VendorSocketPath, url.Values{"token": {jwt}, "vendor": {s.Vendor}}, true), jwt, nil
 }
 
 // connectOnce opens one socket and serves it until it ends; it returns how long it was up and
 // why it ended.
 func (s *POSSocket) connectOnce(ctx context.Context, base *url.URL, events chan<- *Event) (time.Duration, error) {
-	u, secret := s.credential(base)
+	u, secret, err := s.credential(base)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrSocketRefused, err) // no key: nothing to retry with
+	}
 	conn, ref, err := socket.Dial(ctx, u, secret, s.HTTPClient, orDefault(s.MaxMessage, DefaultSocketMaxMessage), s.now)
 	if err != nil {
 		if ref == nil {
@@ -342,16 +324,8 @@ func (s *POSSocket) connectOnce(ctx context.Context, base *url.URL, events chan<
 		re := &SocketRefusedError{StatusCode: ref.StatusCode, Message: socket.Printable(m.Message, 200), RetryAfter: ref.RetryAfter}
 		if ref.StatusCode == http.StatusUnauthorized || ref.StatusCode == http.StatusForbidden {
 			re.permanent = true
-			if s.cloud() && ref.Skew != 0 {
-				s.mu.Lock()
-				far := (ref.Skew - s.offset).Abs() > skewTolerance
-				if far {
-					s.offset = ref.Skew
-				}
-				s.mu.Unlock()
-				if far {
-					return 0, skewError{re}
-				}
+			if s.cloud() && s.skew.Learn(ref.Response, ref.At) {
+				return 0, skewError{re}
 			}
 		}
 		return 0, re

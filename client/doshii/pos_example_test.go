@@ -35,7 +35,7 @@ func ExamplePOSSocket_cloud() {
 	s := &doshii.POSSocket{
 		URL:       "https://posgate.example.com",
 		Vendor:    "acme-pos",
-		VendorKey: os.Getenv("DOSHII_VENDOR_KEY"),
+		VendorKey: doshii.NewVendorKey(os.Getenv("DOSHII_VENDOR_KEY")),
 		Handler: doshii.EventHandlerFunc(func(ctx context.Context, e *doshii.Event) {
 			log.Printf("event %s %s", e.ID, e.Type)
 		}),

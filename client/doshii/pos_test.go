@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -240,7 +239,7 @@ func newSockHarness(t *testing.T, fd *fakeDoshii, cloud bool, adjust func(*POSSo
 	h.s = &POSSocket{URL: fd.srv.URL, Handler: h.rec, Version: "test-pos 1.0", HTTPClient: fd.srv.Client(),
 		Logger: slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if cloud {
-		h.s.Vendor, h.s.VendorKey = testVendor, testVendorKey
+		h.s.Vendor, h.s.VendorKey = testVendor, NewVendorKey(testVendorKey)
 	} else {
 		h.s.LocationToken = testLocationToken
 	}
@@ -409,7 +408,7 @@ func TestCloudSocketCorrectsClockSkew(t *testing.T) {
 
 func TestCloudSocketWrongKeyStops(t *testing.T) {
 	fd := newFakeDoshii(t, 0)
-	h := newSockHarness(t, fd, true, func(s *POSSocket) { s.VendorKey = "pg_vk_another-key-0123456789abcdef0123456789" })
+	h := newSockHarness(t, fd, true, func(s *POSSocket) { s.VendorKey = NewVendorKey("pg_vk_another-key-0123456789abcdef0123456789") })
 	h.start()
 	err := h.wait(t)
 	var re *SocketRefusedError
@@ -497,7 +496,7 @@ func TestIgnoresMalformedFrames(t *testing.T) {
 func TestConfigurationErrors(t *testing.T) {
 	for i, s := range []*POSSocket{
 		{URL: "https://h", Handler: &recorder{}},
-		{URL: "https://h", Handler: &recorder{}, LocationToken: "t", Vendor: "v", VendorKey: "k"},
+		{URL: "https://h", Handler: &recorder{}, LocationToken: "t", Vendor: "v", VendorKey: NewVendorKey("k")},
 		{URL: "https://h", Handler: &recorder{}, Vendor: "v"},
 		{URL: "https://h", LocationToken: "t"},
 		{URL: "http://pos.example.com", Handler: &recorder{}, LocationToken: "t"},
@@ -508,16 +507,13 @@ func TestConfigurationErrors(t *testing.T) {
 	}
 }
 
-func TestSignVendorJWT(t *testing.T) {
-	at := time.Unix(1_800_000_000, 0)
-	jwt := signVendorJWT([]byte(testVendorKey), testVendor, at)
-	parts := strings.Split(jwt, ".")
-	p, _ := base64.RawURLEncoding.DecodeString(parts[1])
-	if string(p) != fmt.Sprintf(`{"vendor":%q,"timestamp":1800000000}`, testVendor) {
-		t.Fatalf("claims %s", p)
-	}
-	fd := &fakeDoshii{skew: time.Until(at)}
-	if !fd.verifyJWT(jwt, testVendor) {
-		t.Fatal("the fake server's verifier refuses it")
+func TestCloudSocketUsesTheRotatedKey(t *testing.T) {
+	fd := newFakeDoshii(t, 0)
+	h := newSockHarness(t, fd, true, func(s *POSSocket) { s.VendorKey = NewVendorKey("pg_vk_old-key-that-the-server-no-longer-accepts") })
+	h.s.VendorKey.Set(testVendorKey) // rotated before the first connection
+	h.start()
+	fd.next(t)
+	if jwt := <-fd.jwts; !fd.verifyJWT(jwt, testVendor) {
+		t.Fatal("not signed with the current key")
 	}
 }

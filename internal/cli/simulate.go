@@ -290,11 +290,13 @@ func simulateDoshii(args []string, env Env) int {
 			return 2
 		}
 		s.Vendor = *vendor
-		if s.VendorKey, err = secretFrom(env, name, "vendor key", *keyFile, envDoshiiVendorKey, *keyArg, stdin); err != nil {
+		key, err := secretFrom(env, name, "vendor key", *keyFile, envDoshiiVendorKey, *keyArg, stdin)
+		if err != nil {
 			fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 			return 1
 		}
-		if s.VendorKey == "" {
+		s.VendorKey = doshii.NewVendorKey(key)
+		if key == "" {
 			fmt.Fprintf(env.Stderr, "%s: no vendor key: use --vendor-key-file FILE (or -) or set $%s\n", name, envDoshiiVendorKey)
 			return 2
 		}

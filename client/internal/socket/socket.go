@@ -131,23 +131,21 @@ func (r *Recent[V]) Len() int { return r.order.Len() }
 // Bytes is the total size of the values remembered.
 func (r *Recent[V]) Bytes() int { return r.bytes }
 
-// Refusal is a non-101 answer to an upgrade (or any HTTP answer the clients judge).
+// Refusal is a non-101 answer to an upgrade.
 type Refusal struct {
 	StatusCode int
-	Body       []byte        // at most the first KiB
-	RetryAfter time.Duration // 0 when absent or unreadable
-	Skew       time.Duration // the server's Date minus the local clock at receipt; 0 when absent
+	Body       []byte         // at most the first KiB
+	RetryAfter time.Duration  // 0 when absent or unreadable
+	Response   *http.Response // its body already read; for the Date header
+	At         time.Time      // the local clock when it arrived
 }
 
-// ReadRefusal reads resp (its body at most limit bytes) into a Refusal. now is the local time
-// the response was received.
+// ReadRefusal reads resp (its body at most limit bytes) into a Refusal; now is the local time it
+// arrived.
 func ReadRefusal(resp *http.Response, limit int64, now time.Time) *Refusal {
-	r := &Refusal{StatusCode: resp.StatusCode, RetryAfter: RetryAfter(resp.Header)}
+	r := &Refusal{StatusCode: resp.StatusCode, RetryAfter: RetryAfter(resp.Header), Response: resp, At: now}
 	if resp.Body != nil {
 		r.Body, _ = io.ReadAll(io.LimitReader(resp.Body, limit))
-	}
-	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil && !now.IsZero() {
-		r.Skew = d.Sub(now)
 	}
 	return r
 }
