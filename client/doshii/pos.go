@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -41,9 +42,10 @@ const (
 
 // Event is a platform event pushed to the POS, e.g. a new order for a location.
 type Event struct {
-	ID   string          // the event's id; the same event may arrive again after a reconnection
-	Type string          // e.g. "order_created"
-	Data json.RawMessage // the event's data as sent (nil when absent)
+	ID         string          // the event's id; the same event may arrive again after a reconnection
+	Type       string          // e.g. "order_created"
+	LocationID string          // the location it is for (a cloud POS hears from all its vendor's)
+	Data       json.RawMessage // the event's data as sent (nil when absent)
 }
 
 // EventHandler receives events, one at a time, in the order they arrived. An event whose ID was
@@ -92,7 +94,7 @@ type POSSocket struct {
 	Vendor        string     // a cloud POS: the vendor's API name…
 	VendorKey     *VendorKey // … and its key (VendorKey.Set rotates it; the next connection uses the new one)
 
-	Version string // the POS's version, sent in heartbeats; default "posgate-go-client"
+	Version string // the POS's version, sent in heartbeats (at most 64 bytes); default "posgate-go-client"
 	Handler EventHandler
 
 	// HTTPClient makes the upgrade (its Transport's TLS settings apply); nil means
@@ -210,6 +212,9 @@ func (s *POSSocket) Run(ctx context.Context) error {
 	switch {
 	case s.Handler == nil:
 		return errors.New("doshii: POSSocket.Handler is nil")
+	case len(s.Version) > MaxVersion || !utf8.ValidString(s.Version):
+		// posgate closes a socket whose heartbeat carries a longer version, on every attempt.
+		return fmt.Errorf("doshii: POSSocket.Version must be valid UTF-8 of at most %d bytes", MaxVersion)
 	case s.LocationToken != "" && (s.Vendor != "" || s.VendorKey != nil):
 		return errors.New("doshii: set either LocationToken or Vendor and VendorKey, not both")
 	case s.LocationToken == "" && (s.Vendor == "" || s.VendorKey == nil):
@@ -500,6 +505,9 @@ func (s *POSSocket) read(ctx context.Context, conn *websocket.Conn, hb *heartbea
 	}
 }
 
+// MaxVersion is the longest Version posgate accepts in a heartbeat.
+const MaxVersion = 64
+
 // Limits on what the server sends.
 const (
 	maxEventType = 128
@@ -514,16 +522,17 @@ type frame struct {
 }
 
 // decodeFrame parses a frame from posgate: a JSON object with a non-empty string "type", an
-// optional "data" (any JSON) and an optional string "id". A "message" whose data is
+// optional "data" (any JSON), and optional strings "id" and "locationId". A "message" whose data is
 // {"doshii":{"pong":<number>}} is a heartbeat answer, a "health_check" asks for a heartbeat;
 // anything else is an event.
 func decodeFrame(data []byte) (frame, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var raw struct {
-		Type *string         `json:"type"`
-		Data json.RawMessage `json:"data"`
-		ID   *string         `json:"id"`
+		Type       *string         `json:"type"`
+		Data       json.RawMessage `json:"data"`
+		ID         *string         `json:"id"`
+		LocationID *string         `json:"locationId"`
 	}
 	if err := dec.Decode(&raw); err != nil {
 		return frame{}, fmt.Errorf("not a frame object: %w", err)
@@ -538,6 +547,8 @@ func decodeFrame(data []byte) (frame, error) {
 		return frame{}, errors.New("type longer than " + strconv.Itoa(maxEventType) + " bytes")
 	case raw.ID != nil && len(*raw.ID) > maxEventID:
 		return frame{}, errors.New("id longer than " + strconv.Itoa(maxEventID) + " bytes")
+	case raw.LocationID != nil && len(*raw.LocationID) > maxEventID:
+		return frame{}, errors.New("locationId longer than " + strconv.Itoa(maxEventID) + " bytes")
 	}
 	data = bytes.TrimSpace(raw.Data)
 	if bytes.Equal(data, []byte("null")) {
@@ -561,6 +572,9 @@ func decodeFrame(data []byte) (frame, error) {
 	e := &Event{Type: *raw.Type, Data: data}
 	if raw.ID != nil {
 		e.ID = *raw.ID
+	}
+	if raw.LocationID != nil {
+		e.LocationID = *raw.LocationID
 	}
 	return frame{event: e}, nil
 }

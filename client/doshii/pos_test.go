@@ -301,13 +301,13 @@ func TestHeartbeatsEventsAndDedup(t *testing.T) {
 	if err != nil || v < start.UnixMilli() || v > time.Now().UnixMilli() {
 		t.Fatalf("first ping %v, %v", v, err)
 	}
-	fs.write(t, map[string]any{"type": "order_created", "id": "ev-1", "data": map[string]any{"orderId": "o-1"}})
-	fs.write(t, map[string]any{"type": "order_created", "id": "ev-1", "data": map[string]any{"orderId": "o-1"}}) // duplicate
+	fs.write(t, map[string]any{"type": "order_created", "id": "ev-1", "locationId": "loc-1", "data": map[string]any{"orderId": "o-1"}})
+	fs.write(t, map[string]any{"type": "order_created", "id": "ev-1", "locationId": "loc-1", "data": map[string]any{"orderId": "o-1"}}) // duplicate
 	fs.write(t, map[string]any{"type": "order_updated", "id": "ev-2", "data": map[string]any{"orderId": "o-1"}})
 	fs.write(t, map[string]any{"type": "table_updated"}) // no id: never deduplicated
 	fs.write(t, map[string]any{"type": "message", "data": map[string]any{"text": "hello"}})
 	e := h.rec.next(t)
-	if e.ID != "ev-1" || e.Type != "order_created" || string(e.Data) != `{"orderId":"o-1"}` {
+	if e.ID != "ev-1" || e.Type != "order_created" || e.LocationID != "loc-1" || string(e.Data) != `{"orderId":"o-1"}` {
 		t.Fatalf("%+v", e)
 	}
 	for _, want := range []string{"order_updated", "table_updated", "message"} {
@@ -500,6 +500,7 @@ func TestConfigurationErrors(t *testing.T) {
 		{URL: "https://h", Handler: &recorder{}, Vendor: "v"},
 		{URL: "https://h", LocationToken: "t"},
 		{URL: "http://pos.example.com", Handler: &recorder{}, LocationToken: "t"},
+		{URL: "https://h", Handler: &recorder{}, LocationToken: "t", Version: strings.Repeat("v", 65)},
 	} {
 		if err := s.Run(context.Background()); err == nil {
 			t.Errorf("%d: accepted", i)

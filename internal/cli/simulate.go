@@ -325,7 +325,7 @@ func simulateDoshii(args []string, env Env) int {
 			data.Reset()
 			data.WriteString("null")
 		}
-		out.printf("event id=%q type=%q data=%s", e.ID, e.Type, data.String())
+		out.printf("event id=%q type=%q location=%q data=%s", e.ID, e.Type, e.LocationID, data.String())
 	})
 	ctx, stop := simContext(env)
 	defer stop()

@@ -258,7 +258,7 @@ func TestSimulateDoshii(t *testing.T) {
 			return
 		}
 		c.Write(ctx, websocket.MessageText, []byte(`{"type":"message","data":{"doshii":{"pong":`+hb.Doshii.Ping.String()+`,"version":"v3"}}}`))
-		c.Write(ctx, websocket.MessageText, []byte(`{"type":"order_created","id":"ev-1","data":{"orderId": "o-1",
+		c.Write(ctx, websocket.MessageText, []byte(`{"type":"order_created","id":"ev-1","locationId":"loc-1","data":{"orderId": "o-1",
 			"status":"pending"}}`))
 		c.Write(ctx, websocket.MessageText, []byte(`{"type":"order_created","id":"ev-1","data":{}}`))
 		c.Write(ctx, websocket.MessageText, []byte(`{"type":"checkin_created","id":"ev-2","data":{"checkinId":"c"}}`))
@@ -271,9 +271,9 @@ func TestSimulateDoshii(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	b := startCommand(t, map[string]string{"POSGATE_DOSHII_LOCATION_TOKEN": "pg_lt_env"}, "", "simulate", "doshii-pos", "--url", srv.URL, "--version", "sim 9")
-	waitFor(t, b.stdout, `event id="ev-2" type="checkin_created" data={"checkinId":"c"}`)
+	waitFor(t, b.stdout, `event id="ev-2" type="checkin_created" location="" data={"checkinId":"c"}`)
 	out := b.stdout.String()
-	if !strings.Contains(out, `event id="ev-1" type="order_created" data={"orderId":"o-1","status":"pending"}`) || strings.Count(out, "ev-1") != 1 {
+	if !strings.Contains(out, `event id="ev-1" type="order_created" location="loc-1" data={"orderId":"o-1","status":"pending"}`) || strings.Count(out, "ev-1") != 1 {
 		t.Fatalf("output:\n%s", out)
 	}
 	if code := b.stop(t); code != 0 {
