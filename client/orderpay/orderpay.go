@@ -15,7 +15,8 @@
 //   - when the connection drops it reconnects after a capped, jittered exponential backoff.
 //
 // Run returns only when its context is cancelled or when retrying cannot help: the credentials
-// are refused (ErrBadRequest, ErrUnauthorized), the outlet is disabled (ErrDisabled), or another
+// are refused (ErrBadRequest, ErrUnauthorized), posgate's TLS certificate is not trusted
+// (ErrUntrustedCertificate), the outlet is disabled (ErrDisabled), or another
 // connection of the same outlet replaced this one (ErrReplaced: two POSes configured with one
 // outlet would otherwise take the socket from each other forever; the newer one keeps it).
 //
@@ -176,6 +177,9 @@ var (
 	ErrThrottled    = errors.New("orderpay: too many attempts; retry later")
 	ErrUnavailable  = errors.New("orderpay: posgate is unavailable")
 	ErrReplaced     = errors.New("orderpay: replaced by a newer connection of the same outlet")
+	// ErrUntrustedCertificate: posgate's TLS certificate could not be verified (configure the
+	// HTTPClient's RootCAs); retrying would not help.
+	ErrUntrustedCertificate = socket.ErrUntrustedCertificate
 )
 
 // AuthError is a refused authentication.
@@ -421,7 +425,7 @@ func (c *Client) Run(ctx context.Context) error {
 // permanent reports whether err means retrying cannot succeed without a person's action.
 func permanent(err error) bool {
 	return errors.Is(err, ErrBadRequest) || errors.Is(err, ErrUnauthorized) ||
-		errors.Is(err, ErrDisabled) || errors.Is(err, ErrReplaced)
+		errors.Is(err, ErrDisabled) || errors.Is(err, ErrReplaced) || errors.Is(err, ErrUntrustedCertificate)
 }
 
 type job struct {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -492,5 +493,18 @@ func TestEncodeAnswer(t *testing.T) {
 	got := string(encodeAnswer(req, Answer{Payload: json.RawMessage(`{"Orders":[]}`)}))
 	if want := `{"RequestID":"r","ResultCode":0,"ErrorMessage":null,"MessageType":1,"Payload":{"Orders":[]}}`; got != want {
 		t.Fatalf("%s\nwant %s", got, want)
+	}
+}
+
+func TestUntrustedCertificateStops(t *testing.T) {
+	fs := newFakeServer(t)
+	tlsSrv := httptest.NewTLSServer(fs.srv.Config.Handler)
+	defer tlsSrv.Close()
+	c := &Client{URL: tlsSrv.URL, Credentials: testCreds, Handler: &countingHandler{}}
+	if err := c.Run(context.Background()); !errors.Is(err, ErrUntrustedCertificate) {
+		t.Fatalf("Run: %v", err)
+	}
+	if auth, _, _ := fs.counts(); auth != 0 {
+		t.Fatal("the secret was sent to an untrusted server")
 	}
 }

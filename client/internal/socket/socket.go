@@ -7,6 +7,7 @@ package socket
 import (
 	"container/list"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -130,23 +131,21 @@ func (r *Recent[V]) Len() int { return r.order.Len() }
 // Bytes is the total size of the values remembered.
 func (r *Recent[V]) Bytes() int { return r.bytes }
 
-// Refusal is a non-101 answer to an upgrade (or any HTTP answer the clients judge).
+// Refusal is a non-101 answer to an upgrade.
 type Refusal struct {
 	StatusCode int
-	Body       []byte        // at most the first KiB
-	RetryAfter time.Duration // 0 when absent or unreadable
-	Skew       time.Duration // the server's Date minus the local clock at receipt; 0 when absent
+	Body       []byte         // at most the first KiB
+	RetryAfter time.Duration  // 0 when absent or unreadable
+	Response   *http.Response // its body already read; for the Date header
+	At         time.Time      // the local clock when it arrived
 }
 
-// ReadRefusal reads resp (its body at most limit bytes) into a Refusal. now is the local time
-// the response was received.
+// ReadRefusal reads resp (its body at most limit bytes) into a Refusal; now is the local time it
+// arrived.
 func ReadRefusal(resp *http.Response, limit int64, now time.Time) *Refusal {
-	r := &Refusal{StatusCode: resp.StatusCode, RetryAfter: RetryAfter(resp.Header)}
+	r := &Refusal{StatusCode: resp.StatusCode, RetryAfter: RetryAfter(resp.Header), Response: resp, At: now}
 	if resp.Body != nil {
 		r.Body, _ = io.ReadAll(io.LimitReader(resp.Body, limit))
-	}
-	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil && !now.IsZero() {
-		r.Skew = d.Sub(now)
 	}
 	return r
 }
@@ -272,22 +271,43 @@ func Dial(ctx context.Context, u, secret string, hc *http.Client, readLimit int6
 	return conn, nil, nil
 }
 
+// ErrUntrustedCertificate marks a connection refused because the server's certificate could not
+// be verified: a configuration problem that retrying does not fix.
+var ErrUntrustedCertificate = errors.New("the server's TLS certificate is not trusted")
+
 // Redact returns err with every occurrence of secret (raw or query-escaped) replaced; the result
-// still matches errors.Is for context cancellation and redirects.
+// still matches errors.Is for context cancellation, redirects and ErrUntrustedCertificate.
 func Redact(err error, secret string) error {
-	if err == nil || secret == "" {
-		return err
+	if err == nil {
+		return nil
 	}
 	msg := err.Error()
-	clean := strings.ReplaceAll(msg, secret, "REDACTED")
-	if esc := url.QueryEscape(secret); esc != secret {
-		clean = strings.ReplaceAll(clean, esc, "REDACTED")
+	clean := msg
+	if secret != "" {
+		clean = strings.ReplaceAll(msg, secret, "REDACTED")
+		if esc := url.QueryEscape(secret); esc != secret {
+			clean = strings.ReplaceAll(clean, esc, "REDACTED")
+		}
 	}
 	if clean == msg {
+		if isCertificate(err) {
+			return &marked{err}
+		}
 		return err
 	}
 	return &redacted{msg: clean, kind: kindOf(err)}
 }
+
+func isCertificate(err error) bool {
+	var cv *tls.CertificateVerificationError
+	return errors.As(err, &cv)
+}
+
+// marked adds ErrUntrustedCertificate to an error's chain.
+type marked struct{ err error }
+
+func (e *marked) Error() string   { return e.err.Error() }
+func (e *marked) Unwrap() []error { return []error{e.err, ErrUntrustedCertificate} }
 
 type redacted struct {
 	msg  string
@@ -298,6 +318,9 @@ func (e *redacted) Error() string { return e.msg }
 func (e *redacted) Unwrap() error { return e.kind }
 
 func kindOf(err error) error {
+	if isCertificate(err) {
+		return ErrUntrustedCertificate
+	}
 	for _, k := range []error{context.Canceled, context.DeadlineExceeded, ErrRedirect} {
 		if errors.Is(err, k) {
 			return k
