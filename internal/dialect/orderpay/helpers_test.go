@@ -113,7 +113,13 @@ type frame struct {
 // read returns the next request, failing after 10 s.
 func (p *pos) read() (frame, []byte) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return p.readWithin(10 * time.Second)
+}
+
+// readWithin returns the next request, failing after d.
+func (p *pos) readWithin(d time.Duration) (frame, []byte) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	typ, data, err := p.ws.Read(ctx)
 	if err != nil {
