@@ -11,6 +11,7 @@ import (
 
 	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/dialect/chef"
+	"github.com/posgate/posgate/internal/dialect/orderpay"
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/httpx"
@@ -29,6 +30,7 @@ type pageData struct {
 	Error   string
 	Notice  string
 	Devices []chef.DeviceView
+	Outlets []orderpay.OutletView
 	Audit   []*store.AuditEvent
 	Limit   int
 	Filter  string
@@ -209,6 +211,16 @@ func (m *Module) devicesPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.render(w, http.StatusOK, "devices", pageData{Title: "Devices", Nav: "devices", Devices: list, Filter: string(filter), Notice: m.popFlash(sessionOf(r))})
+}
+
+// outletsPage lists the orderpay outlets: online or offline, since when, on which replica.
+func (m *Module) outletsPage(w http.ResponseWriter, r *http.Request) {
+	list, err := orderpay.Outlets(r.Context(), m.svc)
+	if err != nil {
+		m.unavailable(w, "outlets", err)
+		return
+	}
+	m.render(w, http.StatusOK, "outlets", pageData{Title: "Outlets", Nav: "outlets", Outlets: list})
 }
 
 func (m *Module) auditPage(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/httpx"
 	"github.com/posgate/posgate/internal/hub"
@@ -19,8 +20,8 @@ import (
 // integrator API, so it is kept to characters that need no escaping.
 var providerOutletIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:~-]{0,127}$`)
 
-// outletView is an outlet in the admin API: never its secret.
-type outletView struct {
+// OutletView is an outlet as the admin API and the console show it: never its secret.
+type OutletView struct {
 	ID               string     `json:"id"`
 	ProviderOutletID string     `json:"provider_outlet_id"`
 	POSRemoteID      string     `json:"pos_remote_id"`
@@ -42,17 +43,19 @@ type presence struct {
 	replica string
 }
 
-func (m *Module) presenceOf(ctx context.Context, outletID string) (presence, error) {
-	if m.pres == nil {
-		// Without presence rows only this replica's own sockets are known.
-		cs := m.hub.Conns(tenant(outletID))
+// presenceOf reads where outletID's socket is: from the store's presence rows (every replica),
+// or, when the store keeps none, from this replica's hub.
+func presenceOf(ctx context.Context, svc *app.Services, outletID string) (presence, error) {
+	pres, ok := svc.Store.(store.Presences)
+	if !ok {
+		cs := svc.Hub.Conns(tenant(outletID))
 		if len(cs) == 0 {
 			return presence{}, nil
 		}
 		s := cs[0].Since().UTC()
-		return presence{online: true, since: &s, replica: m.hub.Replica()}, nil
+		return presence{online: true, since: &s, replica: svc.Hub.Replica()}, nil
 	}
-	rows, err := m.pres.ListPresence(ctx, tenant(outletID), m.svc.Clock.Now().Add(-m.hub.PresenceStale()))
+	rows, err := pres.ListPresence(ctx, tenant(outletID), svc.Clock.Now().Add(-svc.Hub.PresenceStale()))
 	if err != nil {
 		return presence{}, err
 	}
@@ -63,16 +66,34 @@ func (m *Module) presenceOf(ctx context.Context, outletID string) (presence, err
 	return presence{online: true, since: &s, replica: rows[0].Replica}, nil
 }
 
-func (m *Module) view(ctx context.Context, o *store.OrderpayOutlet) (outletView, error) {
-	v := outletView{ID: o.ID, ProviderOutletID: o.ProviderOutletID, POSRemoteID: o.POSRemoteID,
+// View returns o as the admin API and the console show it, with its connection state.
+func View(ctx context.Context, svc *app.Services, o *store.OrderpayOutlet) (OutletView, error) {
+	v := OutletView{ID: o.ID, ProviderOutletID: o.ProviderOutletID, POSRemoteID: o.POSRemoteID,
 		ProviderID: o.ProviderID, ProviderName: o.ProviderName, Disabled: o.Disabled,
 		CreatedAt: o.CreatedAt.UTC(), UpdatedAt: o.UpdatedAt.UTC()}
-	p, err := m.presenceOf(ctx, o.ID)
+	p, err := presenceOf(ctx, svc, o.ID)
 	if err != nil {
 		return v, storeError(err)
 	}
 	v.Online, v.ConnectedSince, v.Replica = p.online, p.since, p.replica
 	return v, nil
+}
+
+// Outlets returns every outlet, oldest first, with its connection state.
+func Outlets(ctx context.Context, svc *app.Services) ([]OutletView, error) {
+	l, err := svc.Store.ListOrderpayOutlets(ctx)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	out := make([]OutletView, 0, len(l))
+	for _, o := range l {
+		v, err := View(ctx, svc, o)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // secretHash checks a chosen AuthSecret, or generates one (returned to be shown once), and
@@ -147,7 +168,7 @@ func (m *Module) adminCreate(w http.ResponseWriter, r *http.Request) {
 		detail += " secret=generated"
 	}
 	m.audit(r, "admin", "orderpay.outlet.create", o.ID, "ok", detail)
-	v := outletView{ID: o.ID, ProviderOutletID: o.ProviderOutletID, POSRemoteID: o.POSRemoteID,
+	v := OutletView{ID: o.ID, ProviderOutletID: o.ProviderOutletID, POSRemoteID: o.POSRemoteID,
 		ProviderID: o.ProviderID, ProviderName: o.ProviderName, CreatedAt: now, UpdatedAt: now, AuthSecret: generated}
 	httpx.NoStore(w)
 	httpx.WriteJSON(w, http.StatusCreated, v)
@@ -155,19 +176,10 @@ func (m *Module) adminCreate(w http.ResponseWriter, r *http.Request) {
 
 // adminList serves GET /orderpay/outlets → {"outlets":[…]}.
 func (m *Module) adminList(w http.ResponseWriter, r *http.Request) {
-	l, err := m.store.ListOrderpayOutlets(r.Context())
+	out, err := Outlets(r.Context(), m.svc)
 	if err != nil {
-		m.writeAdminError(w, r, storeError(err))
+		m.writeAdminError(w, r, err)
 		return
-	}
-	out := make([]outletView, 0, len(l))
-	for _, o := range l {
-		v, err := m.view(r.Context(), o)
-		if err != nil {
-			m.writeAdminError(w, r, err)
-			return
-		}
-		out = append(out, v)
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"outlets": out})
 }
@@ -191,7 +203,7 @@ func (m *Module) adminGet(w http.ResponseWriter, r *http.Request) {
 		m.writeAdminError(w, r, err)
 		return
 	}
-	v, err := m.view(r.Context(), o)
+	v, err := View(r.Context(), m.svc, o)
 	if err != nil {
 		m.writeAdminError(w, r, err)
 		return
@@ -271,7 +283,7 @@ func (m *Module) setDisabled(w http.ResponseWriter, r *http.Request, disabled bo
 		m.writeAdminError(w, r, err)
 		return
 	}
-	v, err := m.view(ctx, o)
+	v, err := View(ctx, m.svc, o)
 	if err != nil {
 		m.writeAdminError(w, r, err)
 		return

@@ -74,7 +74,6 @@ type Module struct {
 	hub     *hub.Hub
 	store   Store
 	outbox  store.Outbox
-	pres    store.Presences // nil when the store keeps no presence
 	waiters *waiters
 	bearer  *gateway.PosgateAuthenticator
 }
@@ -122,9 +121,6 @@ func newModule(svc *app.Services) (*Module, error) {
 	cfg.maxBody = maxBody
 	m := &Module{svc: svc, cfg: cfg, hub: svc.Hub, store: svc.Store, outbox: ob,
 		bearer: gateway.NewPosgateAuthenticator(svc.Verifier)}
-	if p, ok := svc.Store.(store.Presences); ok {
-		m.pres = p
-	}
 	m.waiters = newWaiters(m)
 	return m, nil
 }
