@@ -301,3 +301,34 @@ func TestSilentPOSAndExpiry(t *testing.T) {
 		t.Fatalf("after expiry the POS received %q", f.RequestID)
 	}
 }
+
+// TestShutdownEndsWaits: a graceful shutdown answers a waiting integrator call at once with 202
+// and the request's state, instead of waiting out its wait.
+func TestShutdownEndsWaits(t *testing.T) {
+	inst := servertest.Start(t, servertest.Options{})
+	o := createOutlet(t, inst, "outlet-1")
+	s := newSender(t, inst)
+	type result struct {
+		st   int
+		body []byte
+	}
+	res := make(chan result, 1)
+	go func() {
+		st, _, b := s.send(t, o.ProviderOutletID, "30", `{"MessageType":1,"Payload":{},"RequestID":"waiting"}`)
+		res <- result{st, b}
+	}()
+	eventually(t, "the request stored", func() bool {
+		n, _ := inst.Svc.Store.CountOutbox(t.Context(), "")
+		return n == 1
+	})
+	start := time.Now()
+	go inst.Stop()
+	select {
+	case r := <-res:
+		if m := jsonMap(t, r.body); r.st != 202 || m["RequestID"] != "waiting" || m["State"] != "queued" {
+			t.Fatalf("%d %s", r.st, r.body)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the waiting call was not answered within 20 s of the shutdown (began %v ago)", time.Since(start))
+	}
+}

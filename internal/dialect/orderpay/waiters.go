@@ -71,10 +71,19 @@ func (ws *waiters) wait(ctx context.Context, queue, id string, d time.Duration) 
 	if err == nil {
 		return msg, nil
 	}
-	if !errors.Is(err, rendezvous.ErrTimeout) && ctx.Err() == nil {
-		return nil, err
-	}
+	// Timed out, the caller left, or the server is shutting down: the request stays accepted,
+	// and the caller gets its state as it stands.
 	return ws.m.outbox.GetOutbox(context.WithoutCancel(ctx), queue, id)
+}
+
+// errShuttingDown ends the waits of a stopping server.
+var errShuttingDown = errors.New("orderpay: shutting down")
+
+// Shutdown answers every waiting integrator call at once with the state of its request (202), so
+// a graceful shutdown does not wait out their waits.
+func (m *Module) Shutdown(context.Context) error {
+	m.waiters.rv.Stop(errShuttingDown)
+	return nil
 }
 
 // finished reports whether msg will not change any more: answered, or expired (also when its
