@@ -332,3 +332,28 @@ func TestAdminTokenGuessingIsThrottled(t *testing.T) {
 		t.Errorf("after 3 failures: %d, Retry-After %q", s, retry)
 	}
 }
+
+// The keyring keeps retired keys as long as the longest token any module mints may be accepted:
+// each module reports its own (app.TokenLifetimer), so raising one dialect's lifetime raises it.
+func TestMaxTokenLifetimeComesFromTheModules(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		configure func(*config.Config)
+		want      time.Duration
+	}{
+		{"oauth", func(c *config.Config) { c.OAuth.AccessLifetime = 7 * 3600 }, 7 * time.Hour},
+		{"chimpy audience", func(c *config.Config) { c.Chimpy.AudienceLifetimes = map[string]int{"api": 8 * 3600} }, 8 * time.Hour},
+		{"jackpot", func(c *config.Config) { c.Jackpot.M2MLifetime = 9 * 3600 }, 9 * time.Hour},
+		{"chef renewal", func(c *config.Config) { c.Chef.TokenLifetime, c.Chef.RenewWindow = 3600, 9*3600 }, 10 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inst := servertest.Start(t, servertest.Options{Configure: func(c *config.Config) {
+				c.Chef.RenewWindow = 0
+				tc.configure(c)
+			}})
+			if got := inst.Server.Keyring().MaxTokenLifetime(); got != tc.want {
+				t.Fatalf("keyring max token lifetime %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

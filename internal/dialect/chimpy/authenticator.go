@@ -14,7 +14,6 @@ import (
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/httpx"
 	"github.com/posgate/posgate/internal/metrics"
-	"github.com/posgate/posgate/internal/oauth"
 	"github.com/posgate/posgate/internal/token"
 )
 
@@ -40,7 +39,7 @@ var grantTypes = []string{"password", "refresh_token", "client_credentials"}
 // and a JSON body for a missing, malformed, expired or revoked token; 403 `insufficient_scope`.
 //
 // The registered "chimpy" authenticator accepts any audience except those of other dialects
-// (oauth.ReservedAudiences); a route that names an audience (`audience:` in the route config)
+// (app.Services.Reserved); a route that names an audience (`audience:` in the route config)
 // should use ForAudience, which accepts only tokens for that audience. The principal carries the
 // audience in Claims["aud"] either way.
 type Authenticator struct {
@@ -119,7 +118,7 @@ func (a *Authenticator) verify(ctx context.Context, raw string) (*auth.Principal
 		return nil, &errs.Error{Kind: errs.Unauthenticated, Code: CodeInvalidToken, Message: desc, Err: err}
 	}
 	gty, _ := cl.Extra["gty"].(string)
-	if !slices.Contains(grantTypes, gty) || oauth.HasReservedAudience(cl.Audience) {
+	if !slices.Contains(grantTypes, gty) || a.svc.Reserved.HasAny(cl.Audience) {
 		metrics.TokenVerifications.WithLabelValues("chimpy", "claims").Inc()
 		return nil, invalidToken("The access token is not valid for this API.")
 	}
