@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/rendezvous"
 	"github.com/posgate/posgate/internal/store"
 )
@@ -90,4 +91,15 @@ func (m *Module) Shutdown(context.Context) error {
 // expiry passed and no sweep has marked it yet).
 func finished(now time.Time, msg *store.OutboxMessage) bool {
 	return msg.State == store.OutboxDone || msg.State == store.OutboxExpired || !now.Before(msg.ExpiresAt)
+}
+
+// ticketRetention is how long an expired ticket is kept before housekeeping deletes it: only
+// for the record (expiry is enforced on use), so its length is no security property.
+const ticketRetention = time.Hour
+
+// Maintenance deletes expired tickets.
+func (m *Module) Maintenance() []app.Task {
+	return []app.Task{{Name: "orderpay expired tickets", Run: func(ctx context.Context) error {
+		return m.store.DeleteOrderpayTicketsExpiredBefore(ctx, m.svc.Clock.Now().Add(-ticketRetention))
+	}}}
 }
