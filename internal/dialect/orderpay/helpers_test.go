@@ -87,7 +87,8 @@ type pos struct {
 // dial opens the websocket of o with a fresh ticket.
 func dial(t testing.TB, inst *servertest.Instance, o outlet) *pos {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Generous: a loaded machine (the race detector, other tests) may take long to hand over.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ws, resp, err := websocket.Dial(ctx, wsURL(inst, "/ws", ticket(t, inst, o)), nil)
 	if err != nil {
