@@ -87,10 +87,11 @@ type pos struct {
 // dial opens the websocket of o with a fresh ticket.
 func dial(t testing.TB, inst *servertest.Instance, o outlet) *pos {
 	t.Helper()
-	// Generous: a loaded machine (the race detector, other tests) may take long to hand over.
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// The ticket first: its argon2id check must not eat into the handshake's time.
+	u := wsURL(inst, "/ws", ticket(t, inst, o))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, wsURL(inst, "/ws", ticket(t, inst, o)), nil)
+	ws, resp, err := websocket.Dial(ctx, u, nil)
 	if err != nil {
 		t.Fatalf("dial: %v (%v)", err, resp)
 	}
