@@ -12,6 +12,7 @@ import (
 	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/dialect/chef"
 	"github.com/posgate/posgate/internal/dialect/doshii"
+	"github.com/posgate/posgate/internal/dialect/orderpay"
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/httpx"
@@ -30,6 +31,7 @@ type pageData struct {
 	Error   string
 	Notice  string
 	Devices []chef.DeviceView
+	Outlets []orderpay.OutletView
 	Audit   []*store.AuditEvent
 	// Locations are the doshii locations with their online state (the locations page).
 	Locations []doshii.LocationStatus
@@ -223,6 +225,16 @@ func (m *Module) locationsPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.render(w, http.StatusOK, "locations", pageData{Title: "Locations", Nav: "locations", Locations: list})
+}
+
+// outletsPage lists the orderpay outlets: online or offline, since when, on which replica.
+func (m *Module) outletsPage(w http.ResponseWriter, r *http.Request) {
+	list, err := orderpay.Outlets(r.Context(), m.svc)
+	if err != nil {
+		m.unavailable(w, "outlets", err)
+		return
+	}
+	m.render(w, http.StatusOK, "outlets", pageData{Title: "Outlets", Nav: "outlets", Outlets: list})
 }
 
 func (m *Module) auditPage(w http.ResponseWriter, r *http.Request) {

@@ -37,6 +37,7 @@ type Store interface {
 	SingleUse
 	Doshii
 	Chef
+	Orderpay
 	Audit
 	Counters
 	Outbox
