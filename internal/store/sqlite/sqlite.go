@@ -95,6 +95,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	w, r := &sqlDB{writer}, &sqlDB{reader}
 	return &Store{sqlstore.New(sqlstore.Config{
+		Dialect:  sqlstore.SQLite,
 		Writer:   w,
 		Reader:   r,
 		Classify: classify,
