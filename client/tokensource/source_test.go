@@ -244,3 +244,49 @@ func TestParseToken(t *testing.T) {
 }
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+// An API that refuses every token gets one renewal per back-off step, not one per call.
+func TestRefusingAPIDoesNotDriveTheTokenEndpoint(t *testing.T) {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(401) }))
+	defer api.Close()
+	c := newClk()
+	var fetches atomic.Int64
+	src := tokensource.New(func(context.Context, *oauth2.Token) (*oauth2.Token, error) {
+		n := fetches.Add(1)
+		return &oauth2.Token{AccessToken: "t" + time.Duration(n).String(), Expiry: c.now().Add(time.Hour)}, nil
+	}, nil, tokensource.Options{Now: c.now})
+	client := tokensource.Client(src, nil)
+	get := func() {
+		resp, err := client.Get(api.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	for range 50 {
+		get()
+	}
+	if n := fetches.Load(); n != 2 {
+		t.Fatalf("%d token fetches for 50 refused calls, want 2 (the first token, one renewal)", n)
+	}
+	c.advance(tokensource.DefaultMinBackoff)
+	for range 20 {
+		get()
+	}
+	if n := fetches.Load(); n != 3 {
+		t.Fatalf("%d token fetches after one back-off step, want 3", n)
+	}
+	c.advance(tokensource.DefaultMinBackoff) // the next step is twice as long
+	get()
+	if n := fetches.Load(); n != 3 {
+		t.Fatalf("the back-off did not double: %d fetches", n)
+	}
+	c.advance(tokensource.DefaultMinBackoff)
+	get()
+	if n := fetches.Load(); n != 4 {
+		t.Fatalf("%d fetches after the doubled step, want 4", n)
+	}
+}
