@@ -36,11 +36,38 @@ type Endpoint struct {
 // Post sends body as JSON and decodes an RFC 6749 §5.1 answer. A refusal is an
 // *oauth2.RetrieveError carrying the server's error and error_description (its Response has the
 // headers, Retry-After included); use errors.As to read them.
+//
+// A 503 that asks to come back within MaxUnavailableWait (a busy server: posgate answers so when
+// no password check can start in time) is sent again, at most twice, after the wait it asks for;
+// ctx bounds the waits.
 func (e Endpoint) Post(ctx context.Context, body any) (*oauth2.Token, error) {
 	data, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
+	for attempt := 0; ; attempt++ {
+		tok, err := e.post(ctx, data)
+		var re *oauth2.RetrieveError
+		if attempt == 2 || !errors.As(err, &re) || re.Response.StatusCode != http.StatusServiceUnavailable {
+			return tok, err
+		}
+		wait := ParseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now())
+		if wait > MaxUnavailableWait {
+			return tok, err
+		}
+		select {
+		case <-time.After(max(wait, 100*time.Millisecond)):
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
+}
+
+// MaxUnavailableWait is the longest Retry-After of a 503 that Endpoint.Post waits for itself;
+// a longer one is returned to the caller (and the Source backs off).
+const MaxUnavailableWait = 5 * time.Second
+
+func (e Endpoint) post(ctx context.Context, data []byte) (*oauth2.Token, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.URL, bytes.NewReader(data))
 	if err != nil {
 		return nil, err

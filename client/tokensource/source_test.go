@@ -290,3 +290,31 @@ func TestRefusingAPIDoesNotDriveTheTokenEndpoint(t *testing.T) {
 		t.Fatalf("%d fetches after the doubled step, want 4", n)
 	}
 }
+
+func TestEndpointWaitsForABusyServer(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch n := calls.Add(1); {
+		case r.URL.Path == "/long":
+			w.Header().Set("Retry-After", "60")
+			w.WriteHeader(503)
+		case n == 1:
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(503)
+			w.Write([]byte(`{"error":"temporarily_unavailable"}`))
+		default:
+			w.Write([]byte(`{"access_token":"a","expires_in":60}`))
+		}
+	}))
+	defer srv.Close()
+	tok, err := tokensource.Endpoint{URL: srv.URL + "/token"}.Post(context.Background(), map[string]string{"grant_type": "x"})
+	if err != nil || tok.AccessToken != "a" || calls.Load() != 2 {
+		t.Fatalf("%v %v, %d calls", tok, err, calls.Load())
+	}
+	calls.Store(0)
+	_, err = tokensource.Endpoint{URL: srv.URL + "/long"}.Post(context.Background(), map[string]string{})
+	if tokensource.RetryAfter(err) != time.Minute || calls.Load() != 1 {
+		t.Fatalf("a long Retry-After was waited for: %v, %d calls", err, calls.Load())
+	}
+}
