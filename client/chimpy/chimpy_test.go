@@ -108,7 +108,7 @@ func newEnvTB(t testing.TB) *env {
 		TokenURL: e.inst.URL + "/oauth/token", ClientID: c["client_id"].(string), ClientSecret: c["client_secret"].(string),
 		Audience: audience, Scopes: []string{"offline_access", "rentals"},
 		Username: "ann@example.com", Password: "correct horse battery staple",
-		HTTPClient: &http.Client{Transport: e.net, Timeout: 30 * time.Second},
+		HTTPClient: &http.Client{Transport: e.net, Timeout: 2 * time.Minute}, // argon2id under -race on a busy machine is slow
 		Options:    tokensource.Options{Now: e.clk.Now},
 	}
 	return e
