@@ -105,6 +105,9 @@ type Client struct {
 	hc  *http.Client
 	src *tokensource.Source
 	ids atomic.Int64
+	// refused is a token the server answered 57 to (revoked device): it renews nothing any more,
+	// so it is not sent again (a revoked token also counts as a failed check on the server).
+	refused atomic.Pointer[string]
 }
 
 // New returns a client for cfg. ctx's values reach the calls made by Token.
@@ -145,6 +148,9 @@ func (c *Client) authenticate(ctx context.Context, cur *oauth2.Token) (*oauth2.T
 	var auth string
 	if cur != nil {
 		auth = cur.AccessToken // renewal: the server answers at once for an approved device
+		if r := c.refused.Load(); r != nil && *r == auth {
+			auth = ""
+		}
 	}
 	for {
 		started := time.Now()
@@ -176,7 +182,12 @@ func (c *Client) authenticate(ctx context.Context, cur *oauth2.Token) (*oauth2.T
 				}
 			}
 			continue // nobody decided yet: keep the request alive
-		case errors.As(err, &ce) && cur != nil && ce.Num != ErrNumDeclined && ce.Num != ErrNumTooMany && auth != "":
+		case errors.As(err, &ce) && auth != "" && ce.Num != ErrNumTooMany:
+			bad := auth
+			c.refused.Store(&bad)
+			if ce.Num == ErrNumDeclined {
+				return nil, err
+			}
 			auth = "" // the old token no longer renews (too old): pair like a new device
 			continue
 		default:
@@ -203,7 +214,7 @@ func expiry(jwt string) time.Time {
 		return time.Time{}
 	}
 	secs, err := cl.Exp.Float64()
-	if err != nil || secs <= 0 {
+	if err != nil || secs <= 0 || secs > 1e11 { // beyond year 5000: not a real expiry
 		return time.Time{}
 	}
 	return time.Unix(int64(secs), 0)
@@ -222,6 +233,8 @@ func (c *Client) Call(ctx context.Context, method string, params, result any) er
 	if errors.As(err, &ce) && (ce.Num == ErrNumExpired || ce.Num == ErrNumDeclined) {
 		c.src.Invalidate(tok)
 		if ce.Num == ErrNumDeclined {
+			bad := tok.AccessToken
+			c.refused.Store(&bad)
 			return err
 		}
 		if tok, err = c.src.TokenContext(ctx); err != nil {

@@ -25,8 +25,9 @@ import (
 
 // counter counts the calls that reach the network, by JSON-RPC method.
 type counter struct {
-	mu      sync.Mutex
-	methods map[string]int
+	mu       sync.Mutex
+	methods  map[string]int
+	lastAuth string // Authorization of the last authenticateClient
 }
 
 func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -38,6 +39,9 @@ func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
 	_ = json.Unmarshal(data, &b)
 	c.mu.Lock()
 	c.methods[b.Method]++
+	if b.Method == auth {
+		c.lastAuth = r.Header.Get("Authorization")
+	}
 	c.mu.Unlock()
 	r.Body = io.NopCloser(strings.NewReader(string(data)))
 	return http.DefaultTransport.RoundTrip(r)
@@ -254,6 +258,7 @@ func TestExpiredByServerClockRenewsOnce(t *testing.T) {
 
 func TestRevokedDevice(t *testing.T) {
 	e := newEnv(t, nil, nil)
+	e.cfg.Endpoint = e.inst.URL + "/pcu/server/public/index.php/api/json-rpc/v1" // the vendor's documented path
 	c := chef.New(context.Background(), e.cfg)
 	done := make(chan error, 1)
 	go func() { _, err := c.Token(); done <- err }()
@@ -267,5 +272,16 @@ func TestRevokedDevice(t *testing.T) {
 	err := c.Call(context.Background(), "Reports.getSales", nil, nil)
 	if !errors.Is(err, chef.ErrDeclined) || e.net.get("Reports.getSales") != 1 {
 		t.Fatalf("revoked device: %v (data calls %d)", err, e.net.get("Reports.getSales"))
+	}
+	// Asking again pairs anew (57 during the server's cool-down), without the revoked token.
+	n := e.net.get(auth)
+	if _, err := c.Token(); !errors.Is(err, chef.ErrDeclined) || e.net.get(auth) != n+1 {
+		t.Fatalf("after revocation: %v", err)
+	}
+	e.net.mu.Lock()
+	sent := e.net.lastAuth
+	e.net.mu.Unlock()
+	if sent != "" {
+		t.Fatal("the revoked token was sent again")
 	}
 }

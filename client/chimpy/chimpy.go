@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -92,6 +93,9 @@ func (s *Source) Client(base http.RoundTripper) *http.Client {
 	return tokensource.Client(s, base)
 }
 
+// refreshTimeout bounds a refresh that its callers no longer wait for.
+const refreshTimeout = time.Minute
+
 // ErrNoCredentials is returned when the source holds no refresh token and has no password.
 var ErrNoCredentials = errors.New("chimpy: no refresh token and no username/password to sign in with")
 
@@ -103,7 +107,11 @@ func (s *Source) fetch(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, e
 		return s.persist(ctx, pending)
 	}
 	if cur != nil && cur.RefreshToken != "" {
-		tok, err := s.ep.Post(ctx, s.body("refresh_token", map[string]string{"refresh_token": cur.RefreshToken}))
+		// A refresh spends the refresh token on the server. Once sent, it is not abandoned because
+		// the callers gave up: its answer holds the only refresh token still valid.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+		tok, err := s.ep.Post(rctx, s.body("refresh_token", map[string]string{"refresh_token": cur.RefreshToken}))
+		cancel()
 		if err == nil {
 			if tok.RefreshToken == "" { // a server that does not rotate keeps the old one valid
 				tok.RefreshToken = cur.RefreshToken

@@ -18,6 +18,10 @@ import (
 // maxAnswer caps a token endpoint's answer; a token answer is a few KiB.
 const maxAnswer = 1 << 20
 
+// maxExpiresIn refuses a lifetime that would overflow a time.Duration (about 292 years); no
+// server means ten years.
+const maxExpiresIn = 10 * 366 * 24 * 3600
+
 // Endpoint is a token endpoint that takes a JSON body, as Auth0-style servers (chimpy) and
 // jackpot's /v2/token do; x/oauth2 can only send forms.
 type Endpoint struct {
@@ -32,11 +36,38 @@ type Endpoint struct {
 // Post sends body as JSON and decodes an RFC 6749 §5.1 answer. A refusal is an
 // *oauth2.RetrieveError carrying the server's error and error_description (its Response has the
 // headers, Retry-After included); use errors.As to read them.
+//
+// A 503 that asks to come back within MaxUnavailableWait (a busy server: posgate answers so when
+// no password check can start in time) is sent again, at most twice, after the wait it asks for;
+// ctx bounds the waits.
 func (e Endpoint) Post(ctx context.Context, body any) (*oauth2.Token, error) {
 	data, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
+	for attempt := 0; ; attempt++ {
+		tok, err := e.post(ctx, data)
+		var re *oauth2.RetrieveError
+		if attempt == 2 || !errors.As(err, &re) || re.Response.StatusCode != http.StatusServiceUnavailable {
+			return tok, err
+		}
+		wait := ParseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now())
+		if wait > MaxUnavailableWait {
+			return tok, err
+		}
+		select {
+		case <-time.After(max(wait, 100*time.Millisecond)):
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
+}
+
+// MaxUnavailableWait is the longest Retry-After of a 503 that Endpoint.Post waits for itself;
+// a longer one is returned to the caller (and the Source backs off).
+const MaxUnavailableWait = 5 * time.Second
+
+func (e Endpoint) post(ctx context.Context, data []byte) (*oauth2.Token, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.URL, bytes.NewReader(data))
 	if err != nil {
 		return nil, err
@@ -103,7 +134,7 @@ func ParseToken(raw []byte, now time.Time) (*oauth2.Token, error) {
 	tok := &oauth2.Token{AccessToken: a.AccessToken, TokenType: a.TokenType, RefreshToken: a.RefreshToken}
 	if a.ExpiresIn != "" {
 		secs, err := strconv.ParseInt(strings.TrimSuffix(a.ExpiresIn.String(), ".0"), 10, 64)
-		if err != nil || secs < 0 {
+		if err != nil || secs < 0 || secs > maxExpiresIn {
 			return nil, fmt.Errorf("token endpoint: bad expires_in %q", a.ExpiresIn)
 		}
 		if secs > 0 {
@@ -119,7 +150,8 @@ func ParseToken(raw []byte, now time.Time) (*oauth2.Token, error) {
 }
 
 // RetryAfter is the wait a refusal asks for: the Retry-After header (seconds or an HTTP date) of
-// an *oauth2.RetrieveError's response, or of an error with a RetryAfter method; 0 otherwise.
+// an *oauth2.RetrieveError's response — or, without one, Auth0's X-RateLimit-Reset (epoch
+// seconds) of a 429 —, or what an error with a RetryAfter method says; 0 otherwise.
 func RetryAfter(err error) time.Duration {
 	var ra interface{ RetryAfter() time.Duration }
 	if errors.As(err, &ra) {
@@ -129,8 +161,20 @@ func RetryAfter(err error) time.Duration {
 	if !errors.As(err, &re) || re.Response == nil {
 		return 0
 	}
-	return ParseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now())
+	now := time.Now()
+	if d := ParseRetryAfter(re.Response.Header.Get("Retry-After"), now); d > 0 {
+		return d
+	}
+	if re.Response.StatusCode == http.StatusTooManyRequests {
+		if reset, err := strconv.ParseInt(re.Response.Header.Get("X-RateLimit-Reset"), 10, 64); err == nil && reset > now.Unix() {
+			return time.Unix(reset, 0).Sub(now)
+		}
+	}
+	return 0
 }
+
+// maxRetryAfterSecs bounds a Retry-After in seconds (a day) so it cannot overflow a Duration.
+const maxRetryAfterSecs = 86400
 
 // ParseRetryAfter reads a Retry-After value (RFC 9110 §10.2.3) relative to now.
 func ParseRetryAfter(v string, now time.Time) time.Duration {
@@ -141,7 +185,7 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 		if n < 0 {
 			return 0
 		}
-		return time.Duration(n) * time.Second
+		return time.Duration(min(n, maxRetryAfterSecs)) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
 		return t.Sub(now)

@@ -67,6 +67,9 @@ type Source struct {
 	failures int
 	retryAt  time.Time // no fetch before this time after a failure
 	lastErr  error
+
+	invalidations int       // honoured in a row, each within MaxBackoff of the previous one
+	lastInvalid   time.Time // when the last one was honoured
 }
 
 type entry struct {
@@ -145,7 +148,10 @@ func (s *Source) Cached() *oauth2.Token {
 
 // Invalidate tells the Source that the server refused tok (a 401): if it is still the cached
 // token, the next call fetches a new one at once, whatever its expiry says and whatever back-off
-// is running. Its refresh token, if any, is kept for that fetch.
+// is running. Its refresh token, if any, is kept for that fetch. Invalidations that follow each
+// other are honoured with the same doubling back-off as failures (MinBackoff, then twice that…,
+// up to MaxBackoff), so an API that refuses every token cannot make each of its calls a token
+// request too.
 func (s *Source) Invalidate(tok *oauth2.Token) {
 	if tok == nil {
 		return
@@ -156,8 +162,19 @@ func (s *Source) Invalidate(tok *oauth2.Token) {
 	if e == nil || e.tok.AccessToken != tok.AccessToken {
 		return
 	}
+	now := s.o.Now()
+	if !s.lastInvalid.IsZero() {
+		since := now.Sub(s.lastInvalid)
+		if since >= 2*s.o.MaxBackoff {
+			s.invalidations = 0
+		} else if since < s.step(s.invalidations) {
+			return // too soon after the previous one: keep the token, the caller sees the 401
+		}
+	}
+	s.invalidations++
+	s.lastInvalid = now
 	stale := *e.tok
-	stale.Expiry = s.o.Now().Add(-time.Second) // invalid: never served again
+	stale.Expiry = now.Add(-time.Second) // invalid: never served again
 	s.cur.Store(&entry{tok: &stale, renewAt: stale.Expiry})
 	s.retryAt = time.Time{}
 }
@@ -243,12 +260,17 @@ func (s *Source) start(ctx context.Context, e *entry) *flight {
 	return f
 }
 
-func (s *Source) backoff(err error) time.Duration {
+// step is the n-th wait of the doubling back-off (n ≥ 1): MinBackoff, twice that, … MaxBackoff.
+func (s *Source) step(n int) time.Duration {
 	d := s.o.MinBackoff
-	for i := 1; i < s.failures && d < s.o.MaxBackoff; i++ {
+	for i := 1; i < n && d < s.o.MaxBackoff; i++ {
 		d *= 2
 	}
-	d = min(d, s.o.MaxBackoff)
+	return min(d, s.o.MaxBackoff)
+}
+
+func (s *Source) backoff(err error) time.Duration {
+	d := s.step(s.failures)
 	if ra := RetryAfter(err); ra > d {
 		d = min(ra, maxRetryAfter)
 	}
