@@ -1,0 +1,177 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/posgate/posgate/internal/server/servertest"
+)
+
+// integrator holds a posgate access token with the given scopes.
+type integrator struct {
+	inst *servertest.Instance
+	tok  string
+}
+
+func newIntegrator(t *testing.T, inst *servertest.Instance, scope string) *integrator {
+	t.Helper()
+	st, resp := inst.Admin(t, "POST", "/clients", map[string]any{"name": "integrator", "grant_types": []string{"client_credentials"},
+		"scopes": []string{scope}, "audiences": []string{"posgate"}})
+	if st != http.StatusCreated {
+		t.Fatalf("create client: %d %v", st, resp)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "audience": {"posgate"}, "scope": {scope}}
+	req, _ := http.NewRequest("POST", inst.URL+"/oauth/token", strings.NewReader(form.Encode()))
+	req.SetBasicAuth(url.QueryEscape(resp["client_id"].(string)), url.QueryEscape(resp["client_secret"].(string)))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	st, body := send(t, inst, req)
+	var tr struct {
+		AccessToken string `json:"access_token"`
+	}
+	if st != 200 || json.Unmarshal(body, &tr) != nil || tr.AccessToken == "" {
+		t.Fatalf("token: %d %s", st, body)
+	}
+	return &integrator{inst: inst, tok: tr.AccessToken}
+}
+
+func send(t *testing.T, inst *servertest.Instance, req *http.Request) (int, []byte) {
+	t.Helper()
+	res, err := inst.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res.StatusCode, body
+}
+
+func (in *integrator) call(t *testing.T, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, in.inst.URL+path, rd)
+	req.Header.Set("Authorization", "Bearer "+in.tok)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	st, data := send(t, in.inst, req)
+	var m map[string]any
+	_ = json.Unmarshal(data, &m)
+	return st, m
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond) // polls for a state, not for time to pass
+	}
+}
+
+// TestSimulateOrderpayAgainstPosgate runs the simulator (and so client/orderpay) against a real
+// posgate: requests through the integrator API are answered with the canned payloads; a request
+// queued while the POS is away is delivered when it comes back; a second POS for the outlet
+// replaces the first (4009), and disabling the outlet stops the POS (4003).
+func TestSimulateOrderpayAgainstPosgate(t *testing.T) {
+	for _, driver := range []string{"sqlite", "postgres"} {
+		t.Run(driver, func(t *testing.T) {
+			inst := servertest.Start(t, servertest.Options{Driver: driver})
+			st, o := inst.Admin(t, "POST", "/orderpay/outlets", map[string]any{"provider_outlet_id": "outlet-7",
+				"pos_remote_id": "pe-7", "provider_id": 321, "provider_name": "Acme"})
+			if st != http.StatusCreated {
+				t.Fatalf("create outlet: %d %v", st, o)
+			}
+			id, secret := o["id"].(string), o["auth_secret"].(string)
+			env := map[string]string{"POSGATE_ORDERPAY_AUTH_SECRET": secret}
+			args := []string{"simulate", "orderpay-pos", "--url", inst.URL, "--outlet", "outlet-7", "--pos-remote-id", "pe-7", "-v"}
+			online := func() bool {
+				_, got := inst.Admin(t, "GET", "/orderpay/outlets/"+id, nil)
+				return got["online"] == true
+			}
+			in := newIntegrator(t, inst, "orderpay:send")
+			const reqs = "/v1/orderpay/outlets/outlet-7/requests"
+
+			sim := startCommand(t, env, "", args...)
+			eventually(t, "the simulator online", online)
+			st, a := in.call(t, "POST", reqs+"?wait=10", `{"MessageType":1,"Payload":{},"RequestID":"open-1"}`)
+			if st != 200 || a["RequestID"] != "open-1" || a["ResultCode"] != float64(0) || !strings.Contains(mustJSON(a["Payload"]), "sim-1001") {
+				t.Fatalf("GetOpenOrders: %d %v", st, a)
+			}
+			st, a = in.call(t, "POST", reqs+"?wait=10", `{"MessageType":0,"Payload":{"PIN":"0000"},"RequestID":"pin-1"}`)
+			if st != 200 || a["ResultCode"] != float64(4) || a["ErrorMessage"] != "no user found" {
+				t.Fatalf("GetUserFromPIN: %d %v", st, a)
+			}
+			waitFor(t, sim.stdout, `RequestID="pin-1" MessageType=0 (GetUserFromPIN) -> ResultCode 4`)
+
+			// The POS goes away; a request is queued (202) and delivered when it is back.
+			if code := sim.stop(t); code != 0 {
+				t.Fatalf("simulator exit %d: %s", code, sim.stderr)
+			}
+			eventually(t, "the outlet offline", func() bool { return !online() })
+			st, a = in.call(t, "POST", reqs+"?wait=0", `{"MessageType":12,"Payload":{"OrderID":"o-55"},"RequestID":"upd-1"}`)
+			if st != 202 || a["RequestID"] != "upd-1" {
+				t.Fatalf("offline: %d %v", st, a)
+			}
+			sim = startCommand(t, env, "", args...)
+			eventually(t, "the queued request answered", func() bool {
+				_, got := in.call(t, "GET", reqs+"/upd-1", "")
+				return got["State"] == "answered"
+			})
+			_, got := in.call(t, "GET", reqs+"/upd-1", "")
+			if p := mustJSON(got["Answer"]); !strings.Contains(p, `"OrderID":"o-55"`) || !strings.Contains(p, `"Status":"Updated"`) {
+				t.Fatalf("answer of the queued request: %v", got)
+			}
+
+			// A second POS for the same outlet replaces the first, which stops.
+			second := startCommand(t, env, "", args...)
+			select {
+			case code := <-sim.code:
+				sim.code <- code
+				if code != 1 || !strings.Contains(sim.stderr.String(), "replaced") {
+					t.Fatalf("replaced simulator: exit %d: %s", code, sim.stderr)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the replaced simulator did not stop")
+			}
+			eventually(t, "the second simulator online", online)
+			// Disabling the outlet closes its socket with 4003; the POS stops and says why.
+			if st, body := inst.Admin(t, "POST", "/orderpay/outlets/"+id+"/disable", nil); st != 200 && st != 204 {
+				t.Fatalf("disable: %d %v", st, body)
+			}
+			select {
+			case code := <-second.code:
+				second.code <- code
+				if code != 1 || !strings.Contains(second.stderr.String(), "disabled") {
+					t.Fatalf("disabled simulator: exit %d: %s", code, second.stderr)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the simulator of a disabled outlet did not stop")
+			}
+			// Nothing the simulators printed or logged carries the secret; the server's logs carry
+			// no ticket query.
+			for _, out := range []string{sim.stdout.String(), sim.stderr.String(), second.stdout.String(), second.stderr.String()} {
+				if strings.Contains(out, secret) {
+					t.Fatal("the AuthSecret was printed")
+				}
+			}
+			if strings.Contains(inst.Logs(), "token=") {
+				t.Fatal("a ?token= reached posgate's log")
+			}
+		})
+	}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
