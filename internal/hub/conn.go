@@ -1,10 +1,12 @@
 package hub
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -21,6 +23,7 @@ import (
 type Conn struct {
 	h         *Hub
 	ws        *websocket.Conn
+	raw       net.Conn // the hijacked socket under ws
 	id        string
 	dialect   string
 	tenants   []string
@@ -103,20 +106,30 @@ func (c *Conn) Close(code Code, reason string) {
 	if !c.beginClose(code) {
 		return
 	}
-	go func() { _ = c.ws.Close(websocket.StatusCode(code), reason) }()
+	go c.handshake(code, reason)
 }
 
 // closeSync closes from the reader goroutine, which then reads the peer's closing frame itself.
 func (c *Conn) closeSync(code Code, reason string) {
 	if c.beginClose(code) {
-		_ = c.ws.Close(websocket.StatusCode(code), reason)
+		c.handshake(code, reason)
 	}
 }
 
-// abort drops the connection without a close handshake.
+// handshake runs the close handshake, bounded by WriteTimeout: a peer that does not read (the
+// reason it is closed, often) cannot hold the socket open for the library's longer timeouts.
+func (c *Conn) handshake(code Code, reason string) {
+	t := time.AfterFunc(c.h.o.WriteTimeout, c.abort)
+	_ = c.ws.Close(websocket.StatusCode(code), reason)
+	t.Stop()
+}
+
+// abort drops the connection without a close handshake. It closes the socket underneath the
+// library, which then fails every pending read and write (CloseNow would wait for a handshake
+// in progress).
 func (c *Conn) abort() {
 	c.beginClose(CodeGoingAway)
-	_ = c.ws.CloseNow()
+	_ = c.raw.Close()
 }
 
 func (c *Conn) beginClose(code Code) bool {
@@ -153,7 +166,8 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, s Spec) (*Conn, er
 		wake:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	hw := &hijackWriter{ResponseWriter: w}
+	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		OnPongReceived: func(context.Context, []byte) { c.unanswered.Store(0) },
 	})
 	if err != nil {
@@ -161,6 +175,7 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, s Spec) (*Conn, er
 	}
 	ws.SetReadLimit(h.o.MaxMessage)
 	c.ws = ws
+	c.raw = hw.conn
 	c.ctx, c.cancel = context.WithCancel(h.bg)
 	return c, nil
 }
@@ -193,6 +208,21 @@ func (c *Conn) serve() {
 		cl.Closed(c, code)
 	}
 }
+
+// hijackWriter keeps the socket the websocket library hijacks, so the hub can drop it when a
+// close handshake overstays.
+type hijackWriter struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	w.conn = c
+	return c, rw, err
+}
+
+func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
@@ -282,7 +312,7 @@ func (c *Conn) writeLoop() {
 				if err != nil {
 					// The library has closed the socket (a write that timed out included).
 					c.beginClose(1006)
-					_ = c.ws.CloseNow()
+					_ = c.raw.Close()
 					err = ErrClosed
 				} else {
 					c.m.out.Inc()
@@ -297,12 +327,11 @@ func (c *Conn) writeLoop() {
 			}
 		case <-t.C:
 			if c.unanswered.Add(1) > 2 {
-				// Two pings went unanswered: the peer is gone or stuck; there is nobody to
-				// hold a close handshake with.
+				// Two pings went unanswered: the peer is gone or stuck. The close handshake
+				// runs in the background, bounded by the library's timeouts.
 				c.h.o.Log.LogAttrs(c.ctx, slog.LevelInfo, "hub: peer missed two pongs, closing",
 					slog.String("dialect", c.dialect), slog.String("conn", c.id))
-				c.beginClose(CodePolicy)
-				_ = c.ws.CloseNow()
+				c.Close(CodePolicy, "missed two pongs")
 				c.drain()
 				return
 			}

@@ -152,6 +152,7 @@ type Presences interface {
 	PutPresence(ctx context.Context, p *store.Presence) error
 	TouchPresence(ctx context.Context, connID string, at time.Time) error
 	DeletePresence(ctx context.Context, connID string) error
+	DeletePresenceSeenBefore(ctx context.Context, t time.Time) (int, error)
 }
 
 // OptionsFromConfig maps the hub config section onto Options.
@@ -236,6 +237,35 @@ func (h *Hub) Replica() string { return h.o.Replica }
 // as gone: three refresh periods, so one slow refresh does not flap a tenant offline.
 func (h *Hub) PresenceStale() time.Duration { return 3 * h.o.PresenceRefresh }
 
+// maintain runs the periodic work: outbox polling and expiry every PollInterval, and the
+// deletion of presence rows left by dead replicas every PresenceRefresh.
+func (h *Hub) maintain(ctx context.Context) {
+	var poll, clean <-chan time.Time
+	if h.o.Outbox != nil {
+		t := time.NewTicker(h.o.PollInterval)
+		defer t.Stop()
+		poll = t.C
+	}
+	if h.o.Presences != nil {
+		t := time.NewTicker(h.o.PresenceRefresh)
+		defer t.Stop()
+		clean = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-poll:
+			h.d.poll(ctx)
+		case <-clean:
+			before := h.o.Clock.Now().Add(-h.PresenceStale())
+			if _, err := h.o.Presences.DeletePresenceSeenBefore(ctx, before); err != nil && ctx.Err() == nil {
+				h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: deleting stale presence failed", slog.String("error", err.Error()))
+			}
+		}
+	}
+}
+
 // Start subscribes to the event bus and starts the outbox deliverer. It returns at once.
 func (h *Hub) Start(ctx context.Context) error {
 	h.mu.Lock()
@@ -251,9 +281,9 @@ func (h *Hub) Start(ctx context.Context) error {
 			b.Subscribe(events.TopicOutbox, h.onOutboxNotice),
 		)
 	}
-	if h.o.Outbox != nil {
+	if h.o.Outbox != nil || h.o.Presences != nil {
 		h.workers.Add(1)
-		go func() { defer h.workers.Done(); h.d.poll(h.bg) }()
+		go func() { defer h.workers.Done(); h.maintain(h.bg) }()
 	}
 	return nil
 }
