@@ -203,7 +203,7 @@ func expiry(jwt string) time.Time {
 		return time.Time{}
 	}
 	secs, err := cl.Exp.Float64()
-	if err != nil || secs <= 0 {
+	if err != nil || secs <= 0 || secs > 1e11 { // beyond year 5000: not a real expiry
 		return time.Time{}
 	}
 	return time.Unix(int64(secs), 0)

@@ -254,6 +254,7 @@ func TestExpiredByServerClockRenewsOnce(t *testing.T) {
 
 func TestRevokedDevice(t *testing.T) {
 	e := newEnv(t, nil, nil)
+	e.cfg.Endpoint = e.inst.URL + "/pcu/server/public/index.php/api/json-rpc/v1" // the vendor's documented path
 	c := chef.New(context.Background(), e.cfg)
 	done := make(chan error, 1)
 	go func() { _, err := c.Token(); done <- err }()

@@ -12,5 +12,10 @@
 //     VendorKey.Set switches every signer to the new key at once; the server accepts the old one
 //     during its overlap window, so nothing fails in between.
 //
+// A POS also keeps a websocket open so the platform can push events to it (new orders): an
+// on-premises POS per location, with its location token; a cloud POS one for all its vendor's
+// locations, with a vendor JWT (VendorKey.SignVendor). POSSocket does that — heartbeats,
+// reconnection with back-off, events handed over once.
+//
 // Errors of the API are *Error values with the HTTP status and Doshii's {"message"}.
 package doshii

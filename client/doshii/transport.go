@@ -10,7 +10,7 @@ import (
 
 // Transport authenticates venue calls for one location: each request gets a freshly signed
 // location JWT in `authorization` and the vendor's API name in `vendor`. It is safe for
-// concurrent use.
+// concurrent use. A redirect to another host is sent without them.
 //
 // A 401 whose Date header is more than tokensource.SkewThreshold away from the (corrected) local
 // clock means this client's clock is off: the offset is kept in Skew and the request is signed
@@ -35,6 +35,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	now := time.Now
 	if t.Now != nil {
 		now = t.Now
+	}
+	if tokensource.Redirected(req) {
+		return base.RoundTrip(req) // another host: no JWT, no vendor name
 	}
 	sent := now()
 	r, err := t.signed(req, sent)

@@ -90,7 +90,7 @@ func (c *Config) endpoint() tokensource.Endpoint {
 }
 
 // APIKeyTransport sends every request with the `apikey` header, for routes that take the API key
-// alone.
+// alone — except a redirect to another host, which gets no key.
 type APIKeyTransport struct {
 	Key  string
 	Base http.RoundTripper // http.DefaultTransport when nil
@@ -101,6 +101,9 @@ func (t *APIKeyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	base := t.Base
 	if base == nil {
 		base = http.DefaultTransport
+	}
+	if tokensource.Redirected(req) {
+		return base.RoundTrip(req)
 	}
 	r := req.Clone(req.Context())
 	r.Header.Set("apikey", t.Key)

@@ -18,6 +18,10 @@ import (
 // maxAnswer caps a token endpoint's answer; a token answer is a few KiB.
 const maxAnswer = 1 << 20
 
+// maxExpiresIn refuses a lifetime that would overflow a time.Duration (about 292 years); no
+// server means ten years.
+const maxExpiresIn = 10 * 366 * 24 * 3600
+
 // Endpoint is a token endpoint that takes a JSON body, as Auth0-style servers (chimpy) and
 // jackpot's /v2/token do; x/oauth2 can only send forms.
 type Endpoint struct {
@@ -103,7 +107,7 @@ func ParseToken(raw []byte, now time.Time) (*oauth2.Token, error) {
 	tok := &oauth2.Token{AccessToken: a.AccessToken, TokenType: a.TokenType, RefreshToken: a.RefreshToken}
 	if a.ExpiresIn != "" {
 		secs, err := strconv.ParseInt(strings.TrimSuffix(a.ExpiresIn.String(), ".0"), 10, 64)
-		if err != nil || secs < 0 {
+		if err != nil || secs < 0 || secs > maxExpiresIn {
 			return nil, fmt.Errorf("token endpoint: bad expires_in %q", a.ExpiresIn)
 		}
 		if secs > 0 {
@@ -119,7 +123,8 @@ func ParseToken(raw []byte, now time.Time) (*oauth2.Token, error) {
 }
 
 // RetryAfter is the wait a refusal asks for: the Retry-After header (seconds or an HTTP date) of
-// an *oauth2.RetrieveError's response, or of an error with a RetryAfter method; 0 otherwise.
+// an *oauth2.RetrieveError's response — or, without one, Auth0's X-RateLimit-Reset (epoch
+// seconds) of a 429 —, or what an error with a RetryAfter method says; 0 otherwise.
 func RetryAfter(err error) time.Duration {
 	var ra interface{ RetryAfter() time.Duration }
 	if errors.As(err, &ra) {
@@ -129,8 +134,20 @@ func RetryAfter(err error) time.Duration {
 	if !errors.As(err, &re) || re.Response == nil {
 		return 0
 	}
-	return ParseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now())
+	now := time.Now()
+	if d := ParseRetryAfter(re.Response.Header.Get("Retry-After"), now); d > 0 {
+		return d
+	}
+	if re.Response.StatusCode == http.StatusTooManyRequests {
+		if reset, err := strconv.ParseInt(re.Response.Header.Get("X-RateLimit-Reset"), 10, 64); err == nil && reset > now.Unix() {
+			return time.Unix(reset, 0).Sub(now)
+		}
+	}
+	return 0
 }
+
+// maxRetryAfterSecs bounds a Retry-After in seconds (a day) so it cannot overflow a Duration.
+const maxRetryAfterSecs = 86400
 
 // ParseRetryAfter reads a Retry-After value (RFC 9110 §10.2.3) relative to now.
 func ParseRetryAfter(v string, now time.Time) time.Duration {
@@ -141,7 +158,7 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 		if n < 0 {
 			return 0
 		}
-		return time.Duration(n) * time.Second
+		return time.Duration(min(n, maxRetryAfterSecs)) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
 		return t.Sub(now)

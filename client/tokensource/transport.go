@@ -22,7 +22,8 @@ type Invalidator interface {
 // Transport is oauth2.Transport plus one renewal: when the server answers 401 and Source is an
 // Invalidator, the token is invalidated, a new one fetched, and the request sent once more (only
 // when its body can be sent again: none, or req.GetBody set, as http.NewRequest does for byte
-// and string readers). A second 401 is returned as it is.
+// and string readers). A second 401 is returned as it is. A redirect to another host is sent
+// without the token.
 type Transport struct {
 	Source oauth2.TokenSource
 	Base   http.RoundTripper // http.DefaultTransport when nil
@@ -39,6 +40,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	base := t.Base
 	if base == nil {
 		base = http.DefaultTransport
+	}
+	if Redirected(req) {
+		return base.RoundTrip(req) // another host: no token
 	}
 	tok, err := t.token(req.Context())
 	if err != nil {

@@ -1,5 +1,5 @@
-// Package cli is posgate's command line: `serve`, `admin …` (a client of the admin API) and
-// `version`. cmd/posgate only calls Main.
+// Package cli is posgate's command line: `serve`, `admin …` (a client of the admin API), `token …`
+// (the client SDK from a shell) and `version`. cmd/posgate only calls Main.
 package cli
 
 import (
@@ -51,6 +51,8 @@ func Run(args []string, env Env) int {
 		return adminMain(args[1:], env)
 	case "simulate":
 		return simulateMain(args[1:], env)
+	case "token":
+		return tokenMain(args[1:], env)
 	case "version", "--version", "-version":
 		fmt.Fprintln(env.Stdout, "posgate", Version())
 		return 0
@@ -71,6 +73,7 @@ usage:
   posgate serve [--config FILE] [--data-dir DIR] [--addr HOST:PORT] [--http-addr HOST:PORT] [--demo]
   posgate admin <resource> <verb> [ARGS] [--url URL] [--token TOKEN] [-o json|table]
   posgate simulate orderpay-pos|doshii-pos [flags]   (a POS on the other end of posgate's websockets)
+  posgate token <dialect> [flags]   (a token or a signed credential, as each dialect's client gets it)
   posgate version
 
 Run "posgate admin help" for the admin commands, docs/configuration.md for every setting.
