@@ -1,14 +1,18 @@
 package cli_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/posgate/posgate/client/doshii"
 	"github.com/posgate/posgate/internal/server/servertest"
 )
 
@@ -18,14 +22,14 @@ type integrator struct {
 	tok  string
 }
 
-func newIntegrator(t *testing.T, inst *servertest.Instance, scope string) *integrator {
+func newIntegrator(t *testing.T, inst *servertest.Instance, scope, audience string) *integrator {
 	t.Helper()
 	st, resp := inst.Admin(t, "POST", "/clients", map[string]any{"name": "integrator", "grant_types": []string{"client_credentials"},
-		"scopes": []string{scope}, "audiences": []string{"posgate"}})
+		"scopes": []string{scope}, "audiences": []string{audience}})
 	if st != http.StatusCreated {
 		t.Fatalf("create client: %d %v", st, resp)
 	}
-	form := url.Values{"grant_type": {"client_credentials"}, "audience": {"posgate"}, "scope": {scope}}
+	form := url.Values{"grant_type": {"client_credentials"}, "audience": {audience}, "scope": {scope}}
 	req, _ := http.NewRequest("POST", inst.URL+"/oauth/token", strings.NewReader(form.Encode()))
 	req.SetBasicAuth(url.QueryEscape(resp["client_id"].(string)), url.QueryEscape(resp["client_secret"].(string)))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -98,7 +102,7 @@ func TestSimulateOrderpayAgainstPosgate(t *testing.T) {
 				_, got := inst.Admin(t, "GET", "/orderpay/outlets/"+id, nil)
 				return got["online"] == true
 			}
-			in := newIntegrator(t, inst, "orderpay:send")
+			in := newIntegrator(t, inst, "orderpay:send", "posgate")
 			const reqs = "/v1/orderpay/outlets/outlet-7/requests"
 
 			sim := startCommand(t, env, "", args...)
@@ -162,6 +166,94 @@ func TestSimulateOrderpayAgainstPosgate(t *testing.T) {
 			for _, out := range []string{sim.stdout.String(), sim.stderr.String(), second.stdout.String(), second.stderr.String()} {
 				if strings.Contains(out, secret) {
 					t.Fatal("the AuthSecret was printed")
+				}
+			}
+			if strings.Contains(inst.Logs(), "token=") {
+				t.Fatal("a ?token= reached posgate's log")
+			}
+		})
+	}
+}
+
+// TestSimulateDoshiiAgainstPosgate runs two doshii simulators (and so client/doshii's POSSocket)
+// against a real posgate: an on-premises POS with its location token and a cloud POS with its
+// vendor key. Both bring the venue online, both print a published event once (even when it is
+// published twice), and disabling the venue stops the on-premises POS (4003).
+func TestSimulateDoshiiAgainstPosgate(t *testing.T) {
+	for _, driver := range []string{"sqlite", "postgres"} {
+		t.Run(driver, func(t *testing.T) {
+			inst := servertest.Start(t, servertest.Options{Driver: driver})
+			st, v := inst.Admin(t, "POST", "/doshii/vendors", map[string]any{"api_name": "simco"})
+			if st != http.StatusCreated {
+				t.Fatalf("create vendor: %d %v", st, v)
+			}
+			vendorKey := v["vendor_key"].(string)
+			vc := &doshii.Client{BaseURL: inst.URL + "/pos/v3", Vendor: "simco", Key: doshii.NewVendorKey(vendorKey), HTTPClient: inst.Client}
+			org, err := vc.CreateOrganisation(context.Background(), doshii.Organisation{Name: "Sim Cafe", Country: "AU",
+				Location: &doshii.Location{Name: "Sim Cafe CBD", Timezone: "Australia/Melbourne"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			loc := org.Location
+			tokenFile := filepath.Join(t.TempDir(), "location-token")
+			os.WriteFile(tokenFile, []byte(loc.Token+"\n"), 0o600)
+			online := func() bool {
+				_, got := inst.Admin(t, "GET", "/doshii/locations/"+loc.ID, nil)
+				return got["online"] == true
+			}
+			if online() {
+				t.Fatal("online before any socket")
+			}
+			onPrem := startCommand(t, nil, "", "simulate", "doshii-pos", "--url", inst.URL, "--location-token-file", tokenFile, "-v")
+			cloud := startCommand(t, map[string]string{"POSGATE_DOSHII_VENDOR_KEY": vendorKey}, "",
+				"simulate", "doshii-pos", "--url", inst.URL, "--vendor", "simco", "-v")
+			eventually(t, "the venue online", online)
+
+			pub := newIntegrator(t, inst, "doshii:publish", "doshii")
+			body := `{"type":"order_created","data":{"orderId":"1001"},"id":"order-1001"}`
+			for range 2 {
+				if st, got := pub.call(t, "POST", "/v1/doshii/locations/"+loc.ID+"/events", body); st != 202 {
+					t.Fatalf("publish: %d %v", st, got)
+				}
+			}
+			line := `event id="order-1001" type="order_created" location="` + loc.ID + `" data={"orderId":"1001"}`
+			waitFor(t, onPrem.stdout, line)
+			waitFor(t, cloud.stdout, line)
+			eventually(t, "the event delivered", func() bool {
+				_, got := pub.call(t, "GET", "/v1/doshii/locations/"+loc.ID+"/events/order-1001", "")
+				return got["state"] == "delivered"
+			})
+			// A second event after the first proves the first was not followed by a duplicate.
+			if st, got := pub.call(t, "POST", "/v1/doshii/locations/"+loc.ID+"/events", `{"type":"order_updated","data":{"orderId":"1001"},"id":"order-1001-u"}`); st != 202 {
+				t.Fatalf("publish: %d %v", st, got)
+			}
+			waitFor(t, onPrem.stdout, `id="order-1001-u"`)
+			waitFor(t, cloud.stdout, `id="order-1001-u"`)
+			for _, out := range []string{onPrem.stdout.String(), cloud.stdout.String()} {
+				if n := strings.Count(out, `id="order-1001"`); n != 1 {
+					t.Fatalf("the event was printed %d times:\n%s", n, out)
+				}
+			}
+
+			// Disabling the venue closes its POS socket with 4003: the on-premises POS stops.
+			if st, got := inst.Admin(t, "POST", "/doshii/locations/"+loc.ID+"/disable", nil); st != 200 && st != 204 {
+				t.Fatalf("disable: %d %v", st, got)
+			}
+			select {
+			case code := <-onPrem.code:
+				onPrem.code <- code
+				if code != 1 || !strings.Contains(onPrem.stderr.String(), "disabled") {
+					t.Fatalf("on-premises simulator: exit %d: %s", code, onPrem.stderr)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("the POS of a disabled venue did not stop: %s", onPrem.stderr)
+			}
+			if code := cloud.stop(t); code != 0 {
+				t.Fatalf("cloud simulator: exit %d: %s", code, cloud.stderr)
+			}
+			for _, out := range []string{onPrem.stderr.String(), cloud.stderr.String(), onPrem.stdout.String(), cloud.stdout.String()} {
+				if strings.Contains(out, loc.Token) || strings.Contains(out, vendorKey) || strings.Contains(out, "eyJ") {
+					t.Fatal("a credential was printed")
 				}
 			}
 			if strings.Contains(inst.Logs(), "token=") {
