@@ -345,7 +345,7 @@ func (s *POSSocket) connectOnce(ctx context.Context, base *url.URL, events chan<
 	defer stop()
 	go hb.loop(connCtx)
 
-	err = s.read(connCtx, conn, hb, events)
+	err = s.read(connCtx, ctx.Done(), conn, hb, events)
 	conn.CloseNow()
 	return time.Since(start), err
 }
@@ -452,7 +452,9 @@ func (s *POSSocket) version() string {
 	return s.Version
 }
 
-func (s *POSSocket) read(ctx context.Context, conn *websocket.Conn, hb *heartbeat, events chan<- *Event) error {
+// read reads frames until the socket ends and returns why it ended; stop is Run's end, which
+// unblocks a reader waiting for room in the event queue.
+func (s *POSSocket) read(ctx context.Context, stop <-chan struct{}, conn *websocket.Conn, hb *heartbeat, events chan<- *Event) error {
 	log := s.log()
 	for {
 		typ, data, err := conn.Read(ctx)
@@ -498,8 +500,8 @@ func (s *POSSocket) read(ctx context.Context, conn *websocket.Conn, hb *heartbea
 			}
 			select {
 			case events <- f.event:
-			case <-ctx.Done():
-				return ctx.Err()
+			case <-stop:
+				return errors.New("doshii: stopping")
 			}
 		}
 	}

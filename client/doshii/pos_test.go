@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -516,5 +517,29 @@ func TestCloudSocketUsesTheRotatedKey(t *testing.T) {
 	fd.next(t)
 	if jwt := <-fd.jwts; !fd.verifyJWT(jwt, testVendor) {
 		t.Fatal("not signed with the current key")
+	}
+}
+
+// A handler that never finishes and a flood that fills the queue: cancelling Run still returns.
+func TestCancelWithAFullQueue(t *testing.T) {
+	fd := newFakeDoshii(t, 0)
+	started := make(chan struct{}, 1)
+	h := newSockHarness(t, fd, false, func(s *POSSocket) {
+		s.Handler = EventHandlerFunc(func(ctx context.Context, e *Event) {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			<-ctx.Done()
+		})
+	})
+	h.start()
+	fs := fd.next(t)
+	for i := range 300 {
+		fs.write(t, map[string]any{"type": "flood", "id": strconv.Itoa(i)})
+	}
+	<-started
+	if err := h.stop(t); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
 	}
 }

@@ -508,3 +508,27 @@ func TestUntrustedCertificateStops(t *testing.T) {
 		t.Fatal("the secret was sent to an untrusted server")
 	}
 }
+
+// A handler that never finishes and a flood that fills the queue: cancelling Run still returns.
+func TestCancelWithAFullQueue(t *testing.T) {
+	fs := newFakeServer(t)
+	started := make(chan struct{}, 1)
+	h := HandlerFunc(func(ctx context.Context, r *Request) Answer {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return Answer{}
+	})
+	hs := newHarness(t, fs, h, nil)
+	hs.start()
+	fc := fs.next(t)
+	for i := range 300 {
+		fc.send(t, request(fmt.Sprint("flood-", i), 1))
+	}
+	<-started
+	if err := hs.stop(t); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+}
