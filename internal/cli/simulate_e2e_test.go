@@ -4,15 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/posgate/posgate/client/doshii"
+	"github.com/posgate/posgate/client/orderpay"
 	"github.com/posgate/posgate/internal/server/servertest"
 )
 
@@ -266,4 +270,105 @@ func TestSimulateDoshiiAgainstPosgate(t *testing.T) {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// proxy forwards loopback TCP connections to target; cut drops every live one, as a broken
+// network link would.
+type proxy struct {
+	l     net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{l: l}
+	t.Cleanup(func() { l.Close(); p.cut() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			go func() { io.Copy(u, c); u.Close() }()
+			go func() { io.Copy(c, u); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// TestOrderpayClientRedeliveryAgainstPosgate: the link breaks while the POS is still working on
+// a request; posgate re-delivers it on the new connection under the same RequestID, and the
+// client answers it there without running the handler a second time.
+func TestOrderpayClientRedeliveryAgainstPosgate(t *testing.T) {
+	inst := servertest.Start(t, servertest.Options{})
+	st, o := inst.Admin(t, "POST", "/orderpay/outlets", map[string]any{"provider_outlet_id": "outlet-r",
+		"pos_remote_id": "pe-r", "provider_id": 1, "provider_name": "Acme"})
+	if st != http.StatusCreated {
+		t.Fatalf("create outlet: %d %v", st, o)
+	}
+	u, _ := url.Parse(inst.URL)
+	px := newProxy(t, u.Host)
+	var calls atomic.Int32
+	entered, release := make(chan struct{}, 4), make(chan struct{})
+	c := &orderpay.Client{URL: "http://" + px.l.Addr().String(), MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		Credentials: orderpay.Credentials{ProviderOutletID: "outlet-r", POSRemoteID: "pe-r", AuthSecret: o["auth_secret"].(string)},
+		Handler: orderpay.HandlerFunc(func(ctx context.Context, r *orderpay.Request) orderpay.Answer {
+			calls.Add(1)
+			entered <- struct{}{}
+			<-release
+			return orderpay.Answer{Payload: map[string]any{"done": r.RequestID}}
+		})}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	online := func() bool {
+		_, got := inst.Admin(t, "GET", "/orderpay/outlets/"+o["id"].(string), nil)
+		return got["online"] == true
+	}
+	eventually(t, "the POS online", online)
+	in := newIntegrator(t, inst, "orderpay:send", "posgate")
+	if st, got := in.call(t, "POST", "/v1/orderpay/outlets/outlet-r/requests?wait=0", `{"MessageType":1,"Payload":{},"RequestID":"slow-1"}`); st != 202 {
+		t.Fatalf("send: %d %v", st, got)
+	}
+	<-entered
+	px.cut() // the answer will have no connection to go to
+	eventually(t, "the outlet offline", func() bool { return !online() })
+	eventually(t, "the POS back online", online)
+	close(release)
+	eventually(t, "the request answered", func() bool {
+		_, got := in.call(t, "GET", "/v1/orderpay/outlets/outlet-r/requests/slow-1", "")
+		return got["State"] == "answered"
+	})
+	_, got := in.call(t, "GET", "/v1/orderpay/outlets/outlet-r/requests/slow-1", "")
+	if !strings.Contains(mustJSON(got["Answer"]), `"done":"slow-1"`) {
+		t.Fatalf("answer %v", got)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("the handler ran %d times for one RequestID", n)
+	}
 }
