@@ -193,6 +193,22 @@ func TestAuthErrors(t *testing.T) {
 	})
 }
 
+// A Retry-After given as an HTTP-date counts from the server's own Date, so a POS whose clock is
+// hours off waits what the server meant, not hours or nothing.
+func TestRetryAfterDateIgnoresTheLocalClock(t *testing.T) {
+	fs := newFakeServer(t)
+	serverNow := time.Now().Add(-3 * time.Hour).UTC()
+	fs.authScript = []int{429}
+	fs.date = serverNow.Format(http.TimeFormat)
+	fs.retryAfter = serverNow.Add(9 * time.Second).Format(http.TimeFormat)
+	hs := newHarness(t, fs, &countingHandler{}, func(c *Client) { c.MaxBackoff = time.Second })
+	hs.start()
+	fs.next(t)
+	if s := hs.recordedSleeps(); len(s) != 1 || s[0] != 9*time.Second {
+		t.Fatalf("sleeps %v, want exactly 9 s", s)
+	}
+}
+
 func TestStopsOnDisabledAndReplaced(t *testing.T) {
 	for _, c := range []struct {
 		code websocket.StatusCode
