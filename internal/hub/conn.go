@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -180,14 +181,10 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, s Spec) (*Conn, er
 	return c, nil
 }
 
-// serve runs the connection on the calling goroutine (the reader) until it is closed.
+// serve runs a registered connection on the calling goroutine (the reader) until it is closed.
 func (c *Conn) serve() {
 	h := c.h
-	if !h.register(c) {
-		c.cancel()
-		_ = c.ws.Close(websocket.StatusCode(CodeGoingAway), "server shutting down")
-		return
-	}
+	defer h.live.Done()
 	go c.writeLoop()
 	h.putPresence(c)
 	if o, ok := c.handler.(Opener); ok {
@@ -218,9 +215,26 @@ type hijackWriter struct {
 
 func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return c, rw, err
+	}
 	w.conn = c
-	return c, rw, err
+	// The HTTP server's buffers are 4 KiB each way and live as long as the socket. An idle POS
+	// socket carries small frames; larger ones bypass a buffer anyway (bufio reads and writes
+	// big slices directly), so smaller buffers cost little and save most of the per-socket
+	// memory they held. Bytes the peer sent right after its handshake are kept.
+	if n := rw.Reader.Buffered(); n <= connBufferSize {
+		buffered, _ := rw.Reader.Peek(n)
+		br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(append([]byte(nil), buffered...)), c), connBufferSize)
+		if _, err := br.Peek(n); err == nil {
+			rw = bufio.NewReadWriter(br, bufio.NewWriterSize(c, connBufferSize))
+		}
+	}
+	return c, rw, nil
 }
+
+// connBufferSize is the read and the write buffer of one socket.
+const connBufferSize = 1024
 
 func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 

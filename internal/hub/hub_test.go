@@ -14,6 +14,7 @@ import (
 
 	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/hub"
+	"github.com/posgate/posgate/internal/metrics"
 )
 
 // testTimeout bounds every wait in these tests; none of them expects to come near it.
@@ -42,7 +43,11 @@ func newServer(t *testing.T, o hub.Options) *server {
 	}
 	s.spec = func(r *http.Request) hub.Spec {
 		q := r.URL.Query()
-		spec := hub.Spec{Dialect: "test", Tenants: []string{q.Get("tenant")},
+		dialect := q.Get("dialect")
+		if dialect == "" {
+			dialect = "test"
+		}
+		spec := hub.Spec{Dialect: dialect, Tenants: []string{q.Get("tenant")},
 			Exclusive: q.Get("exclusive") == "1", Handler: &echo{s: s}}
 		switch q.Get("deliver") {
 		case "answer":
@@ -435,4 +440,76 @@ func TestAcrossReplicas(t *testing.T) {
 			t.Fatalf("closed with %v, want 4003", code)
 		}
 	}
+}
+
+// A request that is not a websocket handshake is answered by the library (426) and Accept
+// returns its error; nothing is registered.
+func TestAcceptRefusesPlainRequest(t *testing.T) {
+	s := newServer(t, hub.Options{})
+	resp, err := http.Get(s.srv.URL + "/?tenant=t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUpgradeRequired {
+		t.Fatalf("status %d, want 426", resp.StatusCode)
+	}
+	if n := s.hub.Len(); n != 0 {
+		t.Fatalf("%d connections registered", n)
+	}
+}
+
+// The hub's series: live sockets by dialect, messages in and out, closes by code.
+func TestMetrics(t *testing.T) {
+	s := newServer(t, hub.Options{})
+	in0, out0 := metric(t, "posgate_hub_messages_total", "metrics", "in"), metric(t, "posgate_hub_messages_total", "metrics", "out")
+	closes0 := metric(t, "posgate_hub_closes_total", "1000", "metrics")
+	ws, _ := s.dialURL(s.url("m", false)+"&dialect=metrics", nil)
+	if got := metric(t, "posgate_hub_sockets", "metrics"); got != 1 {
+		t.Fatalf("hub_sockets{dialect=metrics} = %v, want 1", got)
+	}
+	write(t, ws, websocket.MessageText, []byte("hi"))
+	read(t, ws)
+	if metric(t, "posgate_hub_messages_total", "metrics", "in")-in0 != 1 || metric(t, "posgate_hub_messages_total", "metrics", "out")-out0 != 1 {
+		t.Fatal("messages in/out not counted")
+	}
+	_ = ws.Close(websocket.StatusNormalClosure, "")
+	s.waitGone()
+	if got := metric(t, "posgate_hub_sockets", "metrics"); got != 0 {
+		t.Fatalf("hub_sockets after close = %v", got)
+	}
+	if metric(t, "posgate_hub_closes_total", "1000", "metrics")-closes0 != 1 {
+		t.Fatal("close not counted under 1000")
+	}
+}
+
+// metric reads a gauge or counter of the registry /metrics serves, by its label values in the
+// order of the label names (as the registry sorts them).
+func metric(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	fams, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for i, l := range m.GetLabel() {
+				if l.GetValue() != labels[i] {
+					continue next
+				}
+			}
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }
