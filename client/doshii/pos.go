@@ -75,10 +75,11 @@ func (f EventHandlerFunc) HandleEvent(ctx context.Context, e *Event) { f(ctx, e)
 // connection. If posgate refuses it and its Date header shows the local clock more than
 // tokensource.SkewThreshold off, the JWT is signed again with the server's time before giving up.
 //
-// How a connection ends decides what comes next. Run returns: when ctx is cancelled; on 401 for a
-// location token (ErrSocketRefused: the token is wrong or was rotated); on 4001 for a location
-// token (ErrSocketRevoked: rotated while connected); on 4003 (ErrSocketDisabled) and 4009
-// (ErrSocketReplaced); when posgate's TLS certificate is not trusted (ErrSocketCertificate). Anything else — 1000, 1001 (posgate shutting down), 1011, 4001 on a
+// How a connection ends decides what comes next. Run returns: when ctx is cancelled; when the
+// upgrade is refused with 401 (ErrSocketRefused: a wrong or rotated location token, a wrong vendor
+// key — for a cloud POS after the one re-signing above) or 403 (ErrSocketDisabled); on 4001 for a
+// location token (ErrSocketRevoked: rotated while connected); on 4003 (ErrSocketDisabled) and
+// 4009 (ErrSocketReplaced); when posgate's TLS certificate is not trusted (ErrSocketCertificate). Anything else — 1000, 1001 (posgate shutting down), 1011, 4001 on a
 // cloud socket (a fresh JWT is signed), a dropped link, missed pongs, 429/503 (no sooner than
 // Retry-After) — leads to a new connection after a capped, jittered exponential backoff.
 //
@@ -146,12 +147,16 @@ func (e *SocketRefusedError) Error() string {
 	return s
 }
 
-// Unwrap returns ErrSocketRefused when retrying with the same credential cannot help.
+// Unwrap returns ErrSocketDisabled for 403 and ErrSocketRefused for 401: retrying with the same
+// credential cannot help.
 func (e *SocketRefusedError) Unwrap() error {
-	if e.permanent {
-		return ErrSocketRefused
+	switch {
+	case !e.permanent:
+		return nil
+	case e.StatusCode == http.StatusForbidden:
+		return ErrSocketDisabled
 	}
-	return nil
+	return ErrSocketRefused
 }
 
 // SocketCloseError is a socket posgate closed with a status code.
@@ -345,7 +350,7 @@ func (s *POSSocket) connectOnce(ctx context.Context, base *url.URL, events chan<
 	defer stop()
 	go hb.loop(connCtx)
 
-	err = s.read(connCtx, conn, hb, events)
+	err = s.read(connCtx, ctx.Done(), conn, hb, events)
 	conn.CloseNow()
 	return time.Since(start), err
 }
@@ -452,7 +457,9 @@ func (s *POSSocket) version() string {
 	return s.Version
 }
 
-func (s *POSSocket) read(ctx context.Context, conn *websocket.Conn, hb *heartbeat, events chan<- *Event) error {
+// read reads frames until the socket ends and returns why it ended; stop is Run's end, which
+// unblocks a reader waiting for room in the event queue.
+func (s *POSSocket) read(ctx context.Context, stop <-chan struct{}, conn *websocket.Conn, hb *heartbeat, events chan<- *Event) error {
 	log := s.log()
 	for {
 		typ, data, err := conn.Read(ctx)
@@ -498,8 +505,8 @@ func (s *POSSocket) read(ctx context.Context, conn *websocket.Conn, hb *heartbea
 			}
 			select {
 			case events <- f.event:
-			case <-ctx.Done():
-				return ctx.Err()
+			case <-stop:
+				return errors.New("doshii: stopping")
 			}
 		}
 	}

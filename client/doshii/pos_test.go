@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,7 @@ type fakeDoshii struct {
 	skew    time.Duration // the server's clock minus the real one
 	refuse  atomic.Int32  // refuse the next N upgrades with 503 + Retry-After
 	deaf    atomic.Bool   // new sockets never answer heartbeats
+	forbid  atomic.Bool   // refuse upgrades with 403 (a disabled location)
 	upgrade atomic.Int32  // upgrades attempted
 	conns   chan *fakeSock
 	jwts    chan string // vendor JWTs accepted
@@ -99,6 +101,10 @@ func (fd *fakeDoshii) serve(w http.ResponseWriter, r *http.Request) {
 		fd.refuse.Add(-1)
 		w.Header().Set("Retry-After", "5")
 		fd.message(w, 503, "try later")
+		return
+	}
+	if fd.forbid.Load() {
+		fd.message(w, 403, "location disabled")
 		return
 	}
 	tok := r.URL.Query().Get("token")
@@ -444,6 +450,16 @@ func TestStops(t *testing.T) {
 			}
 		})
 	}
+	t.Run("403 disabled before the upgrade", func(t *testing.T) {
+		fd := newFakeDoshii(t, 0)
+		fd.forbid.Store(true)
+		h := newSockHarness(t, fd, false, nil)
+		h.start()
+		var re *SocketRefusedError
+		if err := h.wait(t); !errors.Is(err, ErrSocketDisabled) || !errors.As(err, &re) || re.StatusCode != 403 {
+			t.Fatalf("Run: %v", err)
+		}
+	})
 	t.Run("wrong location token", func(t *testing.T) {
 		fd := newFakeDoshii(t, 0)
 		h := newSockHarness(t, fd, false, func(s *POSSocket) { s.LocationToken = "pg_lt_wrong" })
@@ -516,5 +532,29 @@ func TestCloudSocketUsesTheRotatedKey(t *testing.T) {
 	fd.next(t)
 	if jwt := <-fd.jwts; !fd.verifyJWT(jwt, testVendor) {
 		t.Fatal("not signed with the current key")
+	}
+}
+
+// A handler that never finishes and a flood that fills the queue: cancelling Run still returns.
+func TestCancelWithAFullQueue(t *testing.T) {
+	fd := newFakeDoshii(t, 0)
+	started := make(chan struct{}, 1)
+	h := newSockHarness(t, fd, false, func(s *POSSocket) {
+		s.Handler = EventHandlerFunc(func(ctx context.Context, e *Event) {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			<-ctx.Done()
+		})
+	})
+	h.start()
+	fs := fd.next(t)
+	for i := range 300 {
+		fs.write(t, map[string]any{"type": "flood", "id": strconv.Itoa(i)})
+	}
+	<-started
+	if err := h.stop(t); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
 	}
 }

@@ -32,6 +32,7 @@ type fakeServer struct {
 	// authScript answers the next auth calls with these statuses (0 = issue a ticket).
 	authScript []int
 	retryAfter string
+	date       string // when set, the Date header of refusals (a server clock far from ours)
 	// upgradeScript refuses the next upgrades with these statuses (0 = accept).
 	upgradeScript []int
 	reused        int // upgrades presenting a ticket already used or never issued
@@ -83,6 +84,9 @@ func (fs *fakeServer) auth(w http.ResponseWriter, r *http.Request) {
 	if status != 0 {
 		if fs.retryAfter != "" {
 			w.Header().Set("Retry-After", fs.retryAfter)
+		}
+		if fs.date != "" {
+			w.Header().Set("Date", fs.date)
 		}
 		errorMessage(w, status, "scripted refusal")
 		return

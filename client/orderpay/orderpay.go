@@ -478,7 +478,7 @@ func (c *Client) connectOnce(ctx context.Context, base *url.URL, work chan<- job
 	defer stop()
 	go c.pinger(connCtx, conn)
 
-	err = c.read(connCtx, s, work)
+	err = c.read(connCtx, ctx.Done(), s, work)
 	conn.CloseNow()
 	return time.Since(start), err
 }
@@ -505,8 +505,9 @@ func (c *Client) pinger(ctx context.Context, conn *websocket.Conn) {
 	}
 }
 
-// read reads frames until the connection ends and returns why it ended.
-func (c *Client) read(ctx context.Context, s *session, work chan<- job) error {
+// read reads frames until the connection ends and returns why it ended; stop is Run's end, which
+// unblocks a reader waiting for room in the work queue.
+func (c *Client) read(ctx context.Context, stop <-chan struct{}, s *session, work chan<- job) error {
 	log := c.log()
 	for {
 		typ, data, err := s.conn.Read(ctx)
@@ -527,13 +528,15 @@ func (c *Client) read(ctx context.Context, s *session, work chan<- job) error {
 			log.Warn("orderpay: ignored a malformed request", "err", err, "bytes", len(data))
 			continue
 		}
-		c.dispatch(ctx, req, s, work)
+		if !c.dispatch(stop, req, s, work) {
+			return errors.New("orderpay: stopping")
+		}
 	}
 }
 
 // dispatch answers a re-delivered RequestID from memory, joins one being answered, or queues a
-// new one for the workers.
-func (c *Client) dispatch(ctx context.Context, req *Request, s *session, work chan<- job) {
+// new one for the workers; false when Run stopped while it waited for room in the queue.
+func (c *Client) dispatch(stop <-chan struct{}, req *Request, s *session, work chan<- job) bool {
 	c.mu.Lock()
 	if frame, ok := c.answered.Get(req.RequestID); ok {
 		c.mu.Unlock()
@@ -541,27 +544,29 @@ func (c *Client) dispatch(ctx context.Context, req *Request, s *session, work ch
 		if err := s.send(frame); err != nil {
 			c.log().Warn("orderpay: could not send an answer", "request_id", req.RequestID, "err", err)
 		}
-		return
+		return true
 	}
 	if p, ok := c.pending[req.RequestID]; ok {
 		for _, w := range p.waiters {
 			if w == s {
 				c.mu.Unlock()
-				return
+				return true
 			}
 		}
 		p.waiters = append(p.waiters, s)
 		c.mu.Unlock()
-		return
+		return true
 	}
 	c.pending[req.RequestID] = &pending{waiters: []*session{s}}
 	c.mu.Unlock()
 	select {
 	case work <- job{req: req, s: s}:
-	case <-ctx.Done():
+		return true
+	case <-stop:
 		c.mu.Lock()
 		delete(c.pending, req.RequestID)
 		c.mu.Unlock()
+		return false
 	}
 }
 

@@ -193,6 +193,22 @@ func TestAuthErrors(t *testing.T) {
 	})
 }
 
+// A Retry-After given as an HTTP-date counts from the server's own Date, so a POS whose clock is
+// hours off waits what the server meant, not hours or nothing.
+func TestRetryAfterDateIgnoresTheLocalClock(t *testing.T) {
+	fs := newFakeServer(t)
+	serverNow := time.Now().Add(-3 * time.Hour).UTC()
+	fs.authScript = []int{429}
+	fs.date = serverNow.Format(http.TimeFormat)
+	fs.retryAfter = serverNow.Add(9 * time.Second).Format(http.TimeFormat)
+	hs := newHarness(t, fs, &countingHandler{}, func(c *Client) { c.MaxBackoff = time.Second })
+	hs.start()
+	fs.next(t)
+	if s := hs.recordedSleeps(); len(s) != 1 || s[0] != 9*time.Second {
+		t.Fatalf("sleeps %v, want exactly 9 s", s)
+	}
+}
+
 func TestStopsOnDisabledAndReplaced(t *testing.T) {
 	for _, c := range []struct {
 		code websocket.StatusCode
@@ -506,5 +522,29 @@ func TestUntrustedCertificateStops(t *testing.T) {
 	}
 	if auth, _, _ := fs.counts(); auth != 0 {
 		t.Fatal("the secret was sent to an untrusted server")
+	}
+}
+
+// A handler that never finishes and a flood that fills the queue: cancelling Run still returns.
+func TestCancelWithAFullQueue(t *testing.T) {
+	fs := newFakeServer(t)
+	started := make(chan struct{}, 1)
+	h := HandlerFunc(func(ctx context.Context, r *Request) Answer {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return Answer{}
+	})
+	hs := newHarness(t, fs, h, nil)
+	hs.start()
+	fc := fs.next(t)
+	for i := range 300 {
+		fc.send(t, request(fmt.Sprint("flood-", i), 1))
+	}
+	<-started
+	if err := hs.stop(t); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -87,6 +89,26 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.ca, "cacert", "", "same as --ca")
 	fs.BoolVar(&f.insecure, "insecure", false, "do not verify the server's TLS certificate")
 	fs.BoolVar(&f.verbose, "v", false, "log connection details (never secrets)")
+}
+
+// httpClient trusts what `posgate admin` trusts (see httpClient); a certificate that does not
+// match the pinned one is reported as a certificate verification error, so the clients stop at
+// once instead of retrying a connection that can never be trusted.
+func (f *simFlags) httpClient() (*http.Client, error) {
+	hc, err := httpClient(adminFlags{dataDir: f.dataDir, ca: f.ca, insecure: f.insecure})
+	if err != nil {
+		return nil, err
+	}
+	if tr, ok := hc.Transport.(*http.Transport); ok && tr.TLSClientConfig != nil && tr.TLSClientConfig.VerifyConnection != nil {
+		verify := tr.TLSClientConfig.VerifyConnection
+		tr.TLSClientConfig.VerifyConnection = func(cs tls.ConnectionState) error {
+			if err := verify(cs); err != nil {
+				return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates, Err: err}
+			}
+			return nil
+		}
+	}
+	return hc, nil
 }
 
 // secretFrom picks a secret: the file (or "-" for one line of standard input), else the
@@ -182,7 +204,7 @@ func simulateOrderpay(args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "%s: no AuthSecret: use --secret-file FILE (or -) or set $%s\n", name, envOrderpaySecret)
 		return 2
 	}
-	hc, err := httpClient(adminFlags{dataDir: sf.dataDir, ca: sf.ca, insecure: sf.insecure})
+	hc, err := sf.httpClient()
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 		return 1
@@ -314,7 +336,7 @@ func simulateDoshii(args []string, env Env) int {
 			return 2
 		}
 	}
-	if s.HTTPClient, err = httpClient(adminFlags{dataDir: sf.dataDir, ca: sf.ca, insecure: sf.insecure}); err != nil {
+	if s.HTTPClient, err = sf.httpClient(); err != nil {
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 		return 1
 	}

@@ -3,8 +3,15 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +25,7 @@ import (
 
 	"github.com/posgate/posgate/client/orderpay"
 	"github.com/posgate/posgate/internal/cli"
+	"github.com/posgate/posgate/internal/server"
 )
 
 // lockedBuffer is written by a running command while the test reads it.
@@ -279,4 +287,56 @@ func TestSimulateDoshii(t *testing.T) {
 	if code := b.stop(t); code != 0 {
 		t.Fatalf("exit %d: %s", code, b.stderr)
 	}
+}
+
+// The data dir's certificate is pinned, as `posgate admin` does: the right one connects without
+// --ca, another one stops the simulator at once instead of retrying.
+func TestSimulateDoshiiPinsTheDataDirCertificate(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /pos/socket", func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.Write(r.Context(), websocket.MessageText, []byte(`{"type":"hello","id":"ev-pin","data":{}}`))
+		for {
+			if _, _, err := c.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	})
+	srv := httptest.NewTLSServer(mux)
+	defer srv.Close()
+	pinned := t.TempDir()
+	os.WriteFile(filepath.Join(pinned, server.CertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+	env := map[string]string{"POSGATE_DOSHII_LOCATION_TOKEN": "pg_lt_x"}
+	b := startCommand(t, env, "", "simulate", "doshii-pos", "--url", srv.URL, "--data-dir", pinned)
+	waitFor(t, b.stdout, `event id="ev-pin"`)
+	if code := b.stop(t); code != 0 {
+		t.Fatalf("exit %d: %s", code, b.stderr)
+	}
+
+	// A data dir pinning another certificate (httptest servers all share one, so the pin changes).
+	otherDir := t.TempDir()
+	os.WriteFile(filepath.Join(otherDir, server.CertFile), selfSignedPEM(t), 0o600)
+	r := cli.Run([]string{"simulate", "doshii-pos", "--url", srv.URL, "--data-dir", otherDir},
+		cli.Env{Stdout: io.Discard, Stderr: b.stderr, Getenv: func(k string) string { return env[k] }})
+	if r != 1 || !strings.Contains(b.stderr.String(), "not the one pinned") {
+		t.Fatalf("exit %d: %s", r, b.stderr)
+	}
+}
+
+func selfSignedPEM(t *testing.T) []byte {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
