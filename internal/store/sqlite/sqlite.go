@@ -4,8 +4,9 @@
 // Connection layout. SQLite runs one writer at a time. Instead of letting many pooled connections
 // race for the write lock (each loser sleeping in the busy handler, a "SQLITE_BUSY storm"), every
 // write and every transaction goes through one dedicated writer connection, so writers queue in Go
-// on database/sql's connection wait, honour their context, and take the lock in order. Reads use a
-// separate pool of read-only connections; in WAL mode they never wait for the writer. BEGIN is
+// for their turn, honour their context, and take the lock in order; the writes waiting at one
+// moment share one transaction and one fsync (group commit, group.go). Reads use a separate pool
+// of read-only connections; in WAL mode they never wait for the writer. BEGIN is
 // IMMEDIATE (_txlock=immediate) so a transaction takes the write lock at its start instead of
 // failing to upgrade halfway, and busy_timeout covers a second process opening the same file.
 package sqlite
@@ -93,12 +94,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 			return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 		}
 	}
-	w, r := &sqlDB{writer}, &sqlDB{reader}
+	w, r := newGroupDB(writer), &sqlDB{reader}
 	return &Store{sqlstore.New(sqlstore.Config{
 		Writer:   w,
 		Reader:   r,
 		Classify: classify,
 		Close: func() error {
+			w.close()
 			err := writer.Close()
 			if reader != writer {
 				err = errors.Join(err, reader.Close())
