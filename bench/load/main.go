@@ -67,6 +67,7 @@ type options struct {
 	writes        bool
 	flood         bool
 	consumeTokens int
+	flows         string
 }
 
 func parseFlags() (*options, error) {
@@ -89,6 +90,7 @@ func parseFlags() (*options, error) {
 	flag.BoolVar(&o.writes, "writes", false, "measure the write path: client_credentials, refresh rotation, jackpot jwt-bearer and a consume route (see writes.go)")
 	flag.BoolVar(&o.flood, "flood", false, "with -writes: also refresh rotation under a concurrent flood of wrong client secrets")
 	flag.IntVar(&o.consumeTokens, "consume-tokens", 12000, "with -writes: access tokens minted before each consume run (the run ends when they are spent)")
+	flag.StringVar(&o.flows, "flows", "refresh,jwt-bearer,consume", "with -writes: the write flows to drive beside client_credentials")
 	flag.Parse()
 	for _, s := range strings.Split(conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))

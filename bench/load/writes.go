@@ -100,7 +100,15 @@ func runWrites(ctx context.Context, o *options) error {
 	if o.store == "postgres" {
 		pgPIDs = postgresPIDs()
 	}
-	targets := []target{e.cc(), e.refresh(), e.jwtBearer(), e.consume()}
+	targets := []target{e.cc()}
+	for _, t := range []target{e.refresh(), e.jwtBearer(), e.consume()} {
+		if slices.Contains(strings.Split(o.flows, ","), t.name) {
+			targets = append(targets, t)
+		}
+	}
+	if o.flood && !slices.Contains(strings.Split(o.flows, ","), "refresh") {
+		return errors.New("-flood measures refresh under the flood: -flows must include refresh")
+	}
 	flood := e.flood()
 	fmt.Printf("posgate write path, store %s, GOMAXPROCS=%d, %s per run (+%s warm-up) × %d rounds; medians over rounds\n",
 		o.store, runtime.GOMAXPROCS(0), o.duration, o.warmup, o.rounds)
@@ -145,7 +153,7 @@ func runWrites(ctx context.Context, o *options) error {
 					fr = run(floodCtx, newClient(c), flood, c, o.duration+o.warmup+time.Minute, o.max, 0)
 					close(stop)
 				}()
-				t := targets[1]
+				t := e.refresh()
 				t.name = "refresh+flood"
 				r := runProbed(ctx, t, c, o, pgPIDs)
 				cancelFlood()
@@ -156,7 +164,10 @@ func runWrites(ctx context.Context, o *options) error {
 				ratios["(flood)"] = append(ratios["(flood)"], 0)
 			}
 		}
-		names := []string{"client_credentials", "refresh", "jwt-bearer", "consume"}
+		var names []string
+		for _, t := range targets {
+			names = append(names, t.name)
+		}
 		if o.flood {
 			names = append(names, "refresh+flood", "(flood)")
 		}
