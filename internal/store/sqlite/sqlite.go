@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/pressly/goose/v3"
 	sqlite "modernc.org/sqlite"
@@ -94,7 +95,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 			return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 		}
 	}
-	w, r := newGroupDB(writer), &sqlDB{reader}
+	w, r := newGroupDB(writer), &sqlDB{db: reader, stmts: map[string]*sql.Stmt{}}
 	return &Store{sqlstore.New(sqlstore.Config{
 		Writer:   w,
 		Reader:   r,
@@ -180,15 +181,51 @@ func classify(err error) sqlstore.Class {
 	return sqlstore.Other
 }
 
-// sqlDB adapts database/sql to sqlstore.DB.
-type sqlDB struct{ db *sql.DB }
+// sqlDB adapts database/sql to sqlstore.DB for the readers. Statements are prepared once per
+// connection and kept: SQLite compiles a statement on every prepare, which costs a read about as
+// much as running it.
+type sqlDB struct {
+	db    *sql.DB
+	mu    sync.RWMutex
+	stmts map[string]*sql.Stmt
+}
+
+// maxCachedStmts bounds the statement cache; the store's statements are a fixed set well below
+// it, and a query beyond it simply runs unprepared.
+const maxCachedStmts = 256
+
+func (d *sqlDB) stmt(ctx context.Context, q string) *sql.Stmt {
+	d.mu.RLock()
+	st := d.stmts[q]
+	d.mu.RUnlock()
+	if st != nil {
+		return st
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if st = d.stmts[q]; st != nil || len(d.stmts) >= maxCachedStmts {
+		return st
+	}
+	st, err := d.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil // the unprepared call reports the error
+	}
+	d.stmts[q] = st
+	return st
+}
 
 func (d *sqlDB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	return execResult(d.db.ExecContext(ctx, q, args...))
 }
 
 func (d *sqlDB) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
-	rows, err := d.db.QueryContext(ctx, q, args...)
+	var rows *sql.Rows
+	var err error
+	if st := d.stmt(ctx, q); st != nil {
+		rows, err = st.QueryContext(ctx, args...)
+	} else {
+		rows, err = d.db.QueryContext(ctx, q, args...)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -196,6 +233,9 @@ func (d *sqlDB) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows
 }
 
 func (d *sqlDB) QueryRow(ctx context.Context, q string, args ...any) sqlstore.Row {
+	if st := d.stmt(ctx, q); st != nil {
+		return sqlRow{st.QueryRowContext(ctx, args...)}
+	}
 	return sqlRow{d.db.QueryRowContext(ctx, q, args...)}
 }
 
