@@ -68,6 +68,8 @@ type options struct {
 	flood         bool
 	consumeTokens int
 	flows         string
+	profileFlow   string
+	floodRate     int
 }
 
 func parseFlags() (*options, error) {
@@ -91,6 +93,8 @@ func parseFlags() (*options, error) {
 	flag.BoolVar(&o.flood, "flood", false, "with -writes: also refresh rotation under a concurrent flood of wrong client secrets")
 	flag.IntVar(&o.consumeTokens, "consume-tokens", 12000, "with -writes: access tokens minted before each consume run (the run ends when they are spent)")
 	flag.StringVar(&o.flows, "flows", "refresh,jwt-bearer,consume", "with -writes: the write flows to drive beside client_credentials")
+	flag.StringVar(&o.profileFlow, "profile-flow", "refresh", "with -writes and -cpuprofile: the flow whose first run is profiled")
+	flag.IntVar(&o.floodRate, "flood-rate", 500, "with -flood: wrong secrets per second (spread over as many workers as -concurrency)")
 	flag.Parse()
 	for _, s := range strings.Split(conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))

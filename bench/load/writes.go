@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,9 +37,10 @@ import (
 //     notificationKey each time, no jti: one single-use record per request);
 //   - consume: a gateway route with consume: true, each request presenting a fresh access token
 //     minted before the run (a single-use claim and a jti revocation per request);
-//   - refresh+flood (-flood): refresh again while as many other workers send wrong client secrets,
-//     each from a different forwarded address, so every attempt costs its failed-attempt audit
-//     event and throttle counter writes; its ratio is against refresh alone in the same round.
+//   - refresh+flood (-flood): refresh again while -flood-rate wrong client secrets per second
+//     arrive, each from a different forwarded address, so every attempt costs its failed-attempt
+//     audit event and throttle counter writes; its ratio is against refresh alone in the same
+//     round.
 //
 // For each it reports the median over rounds of requests/s, p50, p99, the ratio to
 // client_credentials measured in the same round, CPU per request (of this whole process:
@@ -202,14 +204,40 @@ func runWrites(ctx context.Context, o *options) error {
 	return nil
 }
 
+// profiled and profileFile track the one CPU profile -cpuprofile asks for.
+var (
+	profiled    bool
+	profileFile *os.File
+)
+
 // runProbed runs t once, measuring the process CPU of the measured phase and the fsync calls of
 // warm-up and measured phase together.
 func runProbed(ctx context.Context, t target, c int, o *options, pgPIDs []int) *result {
 	pids := append([]int{os.Getpid()}, pgPIDs...)
 	stopPerf := startPerf(pids)
+	profile := o.cpuprofile != "" && t.name == o.profileFlow && !profiled
 	t.measured = func() func() time.Duration {
+		if profile {
+			if f, err := os.Create(o.cpuprofile); err == nil {
+				profiled = pprof.StartCPUProfile(f) == nil
+				defer func() {
+					if !profiled {
+						f.Close()
+					}
+				}()
+				profileFile = f
+			}
+		}
 		start := processCPU()
-		return func() time.Duration { return processCPU() - start }
+		return func() time.Duration {
+			cpu := processCPU() - start
+			if profile && profileFile != nil {
+				pprof.StopCPUProfile()
+				profileFile.Close()
+				profileFile = nil
+			}
+			return cpu
+		}
 	}
 	r := run(ctx, newClient(c), t, c, o.duration, o.max, o.warmup)
 	r.fsyncs = stopPerf()
@@ -550,13 +578,28 @@ func (e *writeEnv) consume() target {
 	}
 }
 
-// flood sends an unknown client id with a wrong secret, a fresh id from a fresh forwarded address
-// each time, so no throttle counter ever blocks it cheaply and every attempt costs its audit
-// event and counter writes; 401 is the expected answer.
+// flood sends -flood-rate requests per second, each an unknown client id with a wrong secret, a
+// fresh id from a fresh forwarded address each time, so no throttle counter ever blocks it
+// cheaply and every attempt costs its audit event and counter writes; 401 is the expected answer.
 func (e *writeEnv) flood() target {
 	form := ccForm(e.o.audience)
+	interval := time.Second / time.Duration(max(e.o.floodRate, 1))
+	var mu sync.Mutex
+	var next time.Time
 	return target{name: "(flood)",
 		newRequest: func(int) (*http.Request, error) {
+			// Paced: the flood is a fixed number of wrong secrets per second, not as many as two
+			// shared cores can answer, so what it costs the legitimate writes is its writes and
+			// the work of refusing that many requests.
+			mu.Lock()
+			now := time.Now()
+			if next.Before(now) {
+				next = now
+			}
+			slot := next
+			next = next.Add(interval)
+			mu.Unlock()
+			time.Sleep(time.Until(slot))
 			req, err := formRequest(e.base+"/oauth/token", basicAuth("pg_ck_"+randomID(), "pg_cs_wrong"+randomID()), form)
 			if err != nil {
 				return nil, err
