@@ -88,7 +88,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, action, target string
 // WriteError writes the admin API error shape {"error","error_description"}.
 func WriteError(w http.ResponseWriter, status int, code, desc string) {
 	w.Header().Set("Cache-Control", "no-store")
-	httpx.WriteJSON(w, status, map[string]string{"error": code, "error_description": desc})
+	httpx.WriteError(w, status, code, desc)
 }
 
 // classify maps an error to status, code and a description safe to show.
@@ -105,7 +105,7 @@ func classify(err error) (int, string, string) {
 		status := errs.HTTPStatus(e.Kind)
 		code := e.Code
 		switch e.Kind {
-		case errs.BadInput:
+		case errs.BadInput, errs.TooLarge, errs.UnsupportedMediaType:
 			code = "invalid_request"
 		case errs.Internal:
 			return http.StatusInternalServerError, "server_error", "internal error"

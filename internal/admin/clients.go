@@ -12,7 +12,6 @@ import (
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/httpx"
-	"github.com/posgate/posgate/internal/jsonx"
 	"github.com/posgate/posgate/internal/oauth"
 	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/store"
@@ -64,12 +63,9 @@ type CreateClientResponse struct {
 
 // decodeStrict decodes one JSON object with no duplicate and no unknown keys.
 func decodeStrict(data []byte, v any) error {
-	if err := jsonx.Decode(data, v, true); err != nil {
-		msg := err.Error()
-		if len(msg) > 200 {
-			msg = msg[:200]
-		}
-		return errs.Wrap(errs.BadInput, "invalid_request", "request body is not valid: "+msg, err)
+	if err := httpx.DecodeJSON(data, v, true); err != nil {
+		e, _ := errs.As(err)
+		return errs.Wrap(errs.BadInput, "invalid_request", e.Message, err)
 	}
 	return nil
 }

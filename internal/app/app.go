@@ -12,6 +12,7 @@ import (
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/events"
+	"github.com/posgate/posgate/internal/hub"
 	"github.com/posgate/posgate/internal/keys"
 	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/token"
@@ -30,6 +31,9 @@ type Services struct {
 	Events   events.Bus
 	Throttle *auth.Throttle
 	Auth     *auth.Registry
+	// Hub holds the websocket connections of the dialects whose POS keeps a socket open
+	// (orderpay, doshii). The server starts it and shuts it down.
+	Hub *hub.Hub
 	// Upstream forwards an authenticated request to a named upstream (the gateway's reverse proxy),
 	// for dialects that forward calls themselves (chef data calls). Set before modules are built.
 	Upstream Forwarder

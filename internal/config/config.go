@@ -19,6 +19,7 @@ type Config struct {
 	Jackpot   Jackpot           `yaml:"jackpot"`
 	Doshii    Doshii            `yaml:"doshii"`
 	Orderpay  Orderpay          `yaml:"orderpay"`
+	Hub       Hub               `yaml:"hub"`
 	Throttle  Throttle          `yaml:"throttle"`
 }
 
@@ -129,6 +130,14 @@ type Orderpay struct {
 	TicketLifetime int `yaml:"ticket_lifetime"` // seconds, default 300
 	RequestWait    int `yaml:"request_wait"`    // seconds, default 30
 	RequestTTL     int `yaml:"request_ttl"`     // seconds, default 600
+}
+
+// Hub is the websocket hub shared by the dialects whose POS keeps a socket open (orderpay, doshii).
+type Hub struct {
+	PingInterval int   `yaml:"ping_interval"` // seconds between server pings, default 30; two unanswered pings close the socket
+	WriteTimeout int   `yaml:"write_timeout"` // seconds one frame may take to write, default 10
+	MaxMessage   int64 `yaml:"max_message"`   // bytes, default 1048576; a larger message closes the socket (1009)
+	SendQueue    int   `yaml:"send_queue"`    // frames waiting per socket, default 64; a socket that falls further behind is closed
 }
 
 // Throttle limits failed credential checks. Per address first; identity-wide only much higher.

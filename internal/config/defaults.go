@@ -63,6 +63,12 @@ func Default() *Config {
 			RequestWait:    30,
 			RequestTTL:     600,
 		},
+		Hub: Hub{
+			PingInterval: 30,
+			WriteTimeout: 10,
+			MaxMessage:   1 << 20,
+			SendQueue:    64,
+		},
 		Throttle: Throttle{
 			Window:          300,
 			PerAddress:      20,

@@ -54,6 +54,10 @@ var ranges = map[string][2]int64{
 	"orderpay.ticket_lifetime":     {1, 86400},
 	"orderpay.request_wait":        {1, 600},
 	"orderpay.request_ttl":         {1, 86400},
+	"hub.ping_interval":            {1, 3600},
+	"hub.write_timeout":            {1, 600},
+	"hub.max_message":              {1 << 10, 64 << 20},
+	"hub.send_queue":               {1, 65536},
 	"throttle.window":              {1, 86400},
 	"throttle.per_address":         {1, 1000000},
 	"throttle.per_address_ident":   {1, 1000000},
@@ -69,9 +73,9 @@ func Range(key string) (min, max int64, ok bool) {
 
 func unit(key string) string {
 	switch key {
-	case "server.max_body_bytes", "server.max_header_bytes":
+	case "server.max_body_bytes", "server.max_header_bytes", "hub.max_message":
 		return "bytes"
-	case "chef.max_pending", "chef.max_pending_per_address", "chef.max_batch", "throttle.per_address", "throttle.per_address_ident", "throttle.per_identity":
+	case "chef.max_pending", "chef.max_pending_per_address", "chef.max_batch", "throttle.per_address", "throttle.per_address_ident", "throttle.per_identity", "hub.send_queue":
 		return ""
 	}
 	return "seconds"

@@ -16,6 +16,15 @@ const (
 	// TopicClientChanged announces that an OAuth client changed (disabled, new secret or API
 	// signature): payload {"id":"cl_…"}. Subscribers drop their cached copies of that client.
 	TopicClientChanged = "client_changed"
+	// TopicOutbox announces a new outbox message: payload {"queue":"orderpay:…"}. The replica
+	// holding the queue's peer delivers it (it also polls, so a lost notice only delays).
+	TopicOutbox = "outbox"
+	// TopicHubConnect announces an exclusive websocket connection: payload {"tenants":[…],
+	// "conn","replica","since"}. Other replicas close their older connections of those tenants.
+	TopicHubConnect = "hub_connect"
+	// TopicHubClose asks every replica to close a tenant's sockets: payload {"tenant","code",
+	// "reason","replica"}.
+	TopicHubClose = "hub_close"
 )
 
 // Bus publishes to and subscribes on topics.

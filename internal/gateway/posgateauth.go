@@ -251,7 +251,7 @@ func challenge(realm, code, desc, scope string) string {
 	b.WriteByte('"')
 	if desc != "" {
 		b.WriteString(`, error_description="`)
-		b.WriteString(quote(desc))
+		b.WriteString(httpx.SafeDescription(desc))
 		b.WriteByte('"')
 	}
 	if scope != "" {
@@ -278,12 +278,7 @@ func quote(s string) string {
 	return b.String()
 }
 
-type jsonError struct {
-	Error       string `json:"error"`
-	Description string `json:"error_description,omitempty"`
-}
-
 func writeJSONError(w http.ResponseWriter, status int, code, desc string) {
 	httpx.NoStore(w)
-	httpx.WriteJSON(w, status, jsonError{Error: code, Description: desc})
+	httpx.WriteError(w, status, code, desc)
 }

@@ -8,7 +8,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/jsonx"
@@ -17,7 +19,8 @@ import (
 // DefaultMaxBody is the body limit when the caller gives none.
 const DefaultMaxBody = 1 << 20
 
-// ReadBody reads at most max bytes of r's body; a longer body is a BadInput error ("body_too_large").
+// ReadBody reads at most max bytes of r's body; a longer body is a TooLarge error ("body_too_large",
+// 413 on every surface, each in its own shape).
 func ReadBody(r *http.Request, max int64) ([]byte, error) {
 	if max <= 0 {
 		max = DefaultMaxBody
@@ -29,20 +32,26 @@ func ReadBody(r *http.Request, max int64) ([]byte, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, errs.New(errs.BadInput, "body_too_large", "request body is too large")
+			return nil, errs.New(errs.TooLarge, "body_too_large", "request body is too large")
 		}
 		return nil, errs.Wrap(errs.BadInput, "body_unreadable", "request body could not be read", err)
 	}
 	if int64(len(data)) > max {
-		return nil, errs.New(errs.BadInput, "body_too_large", "request body is too large")
+		return nil, errs.New(errs.TooLarge, "body_too_large", "request body is too large")
 	}
 	return data, nil
 }
 
-// IsJSON reports whether the request's Content-Type is application/json (parameters allowed).
+// IsJSON reports whether the request's Content-Type is application/json. JSON is UTF-8 (RFC 8259
+// §8.1): a charset parameter naming anything else is refused, since the bytes would be read as
+// something the sender did not mean.
 func IsJSON(r *http.Request) bool {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	return err == nil && mt == "application/json"
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	cs, ok := params["charset"]
+	return !ok || strings.EqualFold(cs, "utf-8") || strings.EqualFold(cs, "utf8")
 }
 
 // IsForm reports whether the request's Content-Type is application/x-www-form-urlencoded.
@@ -56,11 +65,22 @@ func IsForm(r *http.Request) bool {
 // Every failure is a BadInput *errs.Error whose Message is safe to show.
 func ReadJSON(r *http.Request, max int64, v any, strict bool) error {
 	if !IsJSON(r) {
-		return errs.New(errs.BadInput, "unsupported_content_type", "Content-Type must be application/json")
+		return errs.New(errs.BadInput, "unsupported_content_type", "Content-Type must be application/json (UTF-8)")
 	}
 	data, err := ReadBody(r, max)
 	if err != nil {
 		return err
+	}
+	return DecodeJSON(data, v, strict)
+}
+
+// DecodeJSON decodes data, one JSON object without duplicate keys, into v; unknown fields are
+// refused when strict. Text that is not valid UTF-8 is refused (encoding/json would silently store
+// U+FFFD in its place). Every failure is a BadInput *errs.Error ("invalid_json") whose Message
+// names the field or the byte at fault and never Go type names or a value.
+func DecodeJSON(data []byte, v any, strict bool) error {
+	if !utf8.Valid(data) {
+		return errs.New(errs.BadInput, "invalid_json", "request body is not valid UTF-8")
 	}
 	if err := jsonx.Decode(data, v, strict); err != nil {
 		return errs.Wrap(errs.BadInput, "invalid_json", jsonMessage(err), err)
@@ -68,14 +88,58 @@ func ReadJSON(r *http.Request, max int64, v any, strict bool) error {
 	return nil
 }
 
-// jsonMessage turns a decode error into a message safe to show: encoding/json's messages name
-// fields and types but never echo values, except syntax errors, which name only a character.
+// jsonMessage turns a decode error into a message safe to show and free of Go internals (struct
+// and type names): it names the offending field and what it must be, or where the syntax broke.
+// Values are never echoed.
 func jsonMessage(err error) string {
-	msg := err.Error()
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+		msg string
+	)
+	switch {
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			msg = "the body must be a JSON object"
+		} else {
+			msg = "field " + field + " must be " + jsonKind(typ.Type.Kind().String())
+		}
+	case errors.As(err, &syn):
+		msg = "invalid JSON at byte " + strconv.FormatInt(syn.Offset, 10)
+	default:
+		text := err.Error()
+		if _, name, ok := strings.Cut(text, "json: unknown field "); ok {
+			msg = "unknown field " + strings.Trim(name, `"`)
+		} else if strings.Contains(text, "duplicate") {
+			msg = "the body must be one JSON object without duplicate keys"
+		} else {
+			msg = "the body must be one JSON object"
+		}
+	}
 	if len(msg) > 200 {
 		msg = msg[:200]
 	}
 	return "request body is not valid: " + msg
+}
+
+// jsonKind names a Go kind the way a JSON author thinks of it.
+func jsonKind(kind string) string {
+	switch kind {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "slice", "array":
+		return "an array"
+	case "map", "struct", "ptr":
+		return "an object"
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "an integer"
+	case "float32", "float64":
+		return "a number"
+	}
+	return "of another type"
 }
 
 // WriteJSON writes v as JSON with the given status. Responses carrying credentials should set

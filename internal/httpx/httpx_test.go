@@ -31,21 +31,25 @@ func TestReadJSON(t *testing.T) {
 	req := func(ct, body string) error {
 		r := httptest.NewRequest("POST", "/", strings.NewReader(body))
 		r.Header.Set("Content-Type", ct)
-		return ReadJSON(r, 16, &v, true)
+		return ReadJSON(r, 20, &v, true)
 	}
 	if err := req("application/json; charset=utf-8", `{"a":"x"}`); err != nil || v.A != "x" {
 		t.Fatalf("ReadJSON = %v, %+v", err, v)
 	}
 	for name, err := range map[string]error{
 		"content type": req("text/plain", `{"a":"x"}`),
-		"too large":    req("application/json", `{"a":"xxxxxxxxxxxxxxxxxxxxxxx"}`),
 		"duplicate":    req("application/json", `{"a":"x","a":"y"}`),
 		"unknown":      req("application/json", `{"b":1}`),
 		"not object":   req("application/json", `[1]`),
+		"not UTF-8":    req("application/json", "{\"a\":\"\xff\"}"),
+		"latin-1":      req("application/json; charset=iso-8859-1", `{"a":"x"}`),
 	} {
 		if errs.KindOf(err) != errs.BadInput {
 			t.Errorf("%s: ReadJSON = %v, want bad input", name, err)
 		}
+	}
+	if err := req("application/json", `{"a":"xxxxxxxxxxxxxxxxxxxxxxx"}`); errs.KindOf(err) != errs.TooLarge {
+		t.Errorf("too large: ReadJSON = %v, want too large", err)
 	}
 }
 

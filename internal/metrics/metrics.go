@@ -55,10 +55,46 @@ var (
 		Help:    "Latency of forwarded upstream calls, by route pattern.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 	}, []string{"route"})
+
+	// HubSockets is the number of live websocket connections of this replica, by dialect.
+	HubSockets = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "posgate", Name: "hub_sockets",
+		Help: "Live websocket connections on this replica, by dialect.",
+	}, []string{"dialect"})
+
+	// HubMessages counts websocket messages by dialect and direction ("in": received from a peer
+	// and handed to the dialect, "out": written to a peer).
+	HubMessages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "posgate", Name: "hub_messages_total",
+		Help: "Websocket messages, by dialect and direction (in, out).",
+	}, []string{"dialect", "direction"})
+
+	// HubCloses counts closed websocket connections by dialect and close code (a code outside
+	// posgate's list is counted as "other").
+	HubCloses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "posgate", Name: "hub_closes_total",
+		Help: "Closed websocket connections, by dialect and close code.",
+	}, []string{"dialect", "code"})
+
+	// OutboxDepth is the number of outbox messages not yet finished (queued or sent), all queues,
+	// as last counted by this replica's deliverer.
+	OutboxDepth = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "posgate", Name: "outbox_depth",
+		Help: "Outbox messages queued or sent and not yet finished, all queues.",
+	})
+
+	// OutboxDeliveryLatency is the time from a message's acceptance into the outbox to its write
+	// on a peer's socket, by dialect.
+	OutboxDeliveryLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "posgate", Name: "outbox_delivery_latency_seconds",
+		Help:    "Time from outbox acceptance to the write on the peer's socket, by dialect.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+	}, []string{"dialect"})
 )
 
 func init() {
 	Registry.MustRegister(TokensIssued, TokenVerifications, Requests, RequestDuration, UpstreamDuration,
+		HubSockets, HubMessages, HubCloses, OutboxDepth, OutboxDeliveryLatency,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }

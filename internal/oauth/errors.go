@@ -73,12 +73,6 @@ func storeFailure(err error) *errs.Error {
 	return errs.Wrap(errs.Internal, CodeServerError, "internal error", err)
 }
 
-// errorBody is the RFC 6749 §5.2 error body.
-type errorBody struct {
-	Error       string `json:"error"`
-	Description string `json:"error_description,omitempty"`
-}
-
 // normalise returns the code, status and description to send for err.
 func normalise(err error) (code string, status int, desc string, retry time.Duration) {
 	e, ok := errs.As(err)
@@ -90,8 +84,11 @@ func normalise(err error) (code string, status int, desc string, retry time.Dura
 		// An error from a shared mechanism (the throttle, httpx, the store) carries its own code;
 		// map it by kind.
 		switch e.Kind {
-		case errs.BadInput:
+		case errs.BadInput, errs.UnsupportedMediaType:
 			code = CodeInvalidRequest
+		case errs.TooLarge:
+			// invalid_request, but with the status that tells the client the body was too big.
+			return CodeInvalidRequest, http.StatusRequestEntityTooLarge, e.Message, 0
 		case errs.Unauthenticated:
 			code = CodeInvalidClient
 		case errs.Forbidden:
@@ -130,5 +127,5 @@ func writeError(ctx context.Context, log *slog.Logger, w http.ResponseWriter, er
 		}
 		h.Set("Retry-After", strconv.Itoa(secs))
 	}
-	httpx.WriteJSON(w, status, errorBody{Error: code, Description: desc})
+	httpx.WriteError(w, status, code, desc)
 }

@@ -128,7 +128,7 @@ func methodNotAllowed(allow string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
 		httpx.NoStore(w)
-		httpx.WriteJSON(w, http.StatusMethodNotAllowed, errorBody{Error: CodeInvalidRequest, Description: "method not allowed; use " + allow})
+		httpx.WriteError(w, http.StatusMethodNotAllowed, CodeInvalidRequest, "method not allowed; use "+allow)
 	})
 }
 

@@ -379,5 +379,5 @@ func joinPattern(prefix, pattern string) string {
 // writeError writes the server's own JSON error shape (OAuth 2 style).
 func writeError(w http.ResponseWriter, status int, code, desc string) {
 	w.Header().Set("Cache-Control", "no-store")
-	httpx.WriteJSON(w, status, map[string]string{"error": code, "error_description": desc})
+	httpx.WriteError(w, status, code, desc)
 }

@@ -167,6 +167,10 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		Auth:     auth.NewRegistry(),
 	}
 	s.svc = svc
+	svc.Hub = newHub(cfg, s.store, s.bus, clk, s.log)
+	if err := svc.Hub.Start(s.bg); err != nil {
+		return s, fmt.Errorf("hub: %w", err)
+	}
 	svc.Throttle = auth.NewThrottle(s.store, clk, auth.ThrottleLimits{
 		Window:          config.Seconds(cfg.Throttle.Window),
 		PerAddress:      cfg.Throttle.PerAddress,
@@ -411,6 +415,15 @@ func (s *Server) Serve(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), config.Seconds(cfg.ShutdownTimeout))
 	defer cancel()
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// The HTTP server's Shutdown does not know hijacked connections: the hub closes its
+		// sockets itself (1001).
+		if err := s.svc.Hub.Shutdown(sctx); err != nil {
+			s.log.Warn("hub shutdown did not finish in time", slog.String("error", err.Error()))
+		}
+	}()
 	for _, m := range s.modules {
 		if sh, ok := m.mod.(interface{ Shutdown(context.Context) error }); ok {
 			wg.Add(1)
@@ -441,6 +454,11 @@ func (s *Server) Serve(ctx context.Context) error {
 // only when Serve was never called.
 func (s *Server) Close() {
 	s.closed.Do(func() {
+		if s.svc != nil && s.svc.Hub != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), config.Seconds(s.cfg.Server.ShutdownTimeout))
+			_ = s.svc.Hub.Shutdown(ctx)
+			cancel()
+		}
 		s.stop()
 		s.wg.Wait()
 		for _, ln := range []net.Listener{s.httpLn, s.httpsLn} {

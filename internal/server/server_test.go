@@ -162,7 +162,7 @@ func TestAdminAPIRefusals(t *testing.T) {
 		{"duplicate keys", "POST", "/admin/api/v1/clients", bearer, "application/json", `{"name":"x","name":"y","grant_types":["password"]}`, 400, "invalid_request"},
 		{"unknown field", "POST", "/admin/api/v1/clients", bearer, "application/json", `{"name":"x","grant_types":["password"],"secret":"s"}`, 400, "invalid_request"},
 		{"bad grant", "POST", "/admin/api/v1/clients", bearer, "application/json", `{"name":"x","grant_types":["implicit"]}`, 400, "invalid_request"},
-		{"too large", "POST", "/admin/api/v1/clients", bearer, "application/json", `{"name":"` + strings.Repeat("x", 70000) + `","grant_types":["password"]}`, 400, "invalid_request"},
+		{"too large", "POST", "/admin/api/v1/clients", bearer, "application/json", `{"name":"` + strings.Repeat("x", 70000) + `","grant_types":["password"]}`, 413, "invalid_request"},
 		{"revoke garbage", "POST", "/admin/api/v1/tokens/revoke", bearer, "application/json", `{"token":"abc"}`, 400, "invalid_token"},
 		{"audit limit", "GET", "/admin/api/v1/audit?limit=0", bearer, "", "", 400, "invalid_request"},
 	} {

@@ -43,41 +43,57 @@ type OutboxMessage struct {
 	// A lease that has run out, or was released, lets another delivery claim the message again.
 	LeaseOwner string
 	LeaseUntil *time.Time
-	SentAt     *time.Time
-	DoneAt     *time.Time
-	Answer     []byte // the peer's answer (orderpay), nil when none is expected
+	SentAt     *time.Time // the latest write to a socket
+	DoneAt     *time.Time // when it became done or expired
+	Answer     []byte     // the peer's answer (orderpay), nil when none is expected
 }
 
 // Outbox stores delivery queues. Every transition is a conditional update, so two replicas
-// racing on one message cannot both win.
+// racing on one message cannot both win. A message is open while it is queued or sent.
+//
+// Order: a queue is delivered in Seq order, and Seq follows the order in which enqueues returned
+// (enqueues running concurrently have no order between them). A queue is held by one delivery
+// at a time: while one owner holds a live lease on an open message of a queue, no other owner
+// can claim from it, so a reconnecting peer cannot receive a newer message before the older ones
+// given to its previous connection.
 type Outbox interface {
-	// EnqueueOutbox stores m as queued (Seq, State and Attempts are set by the store) and returns
-	// it with created=true. If (Queue, ID) exists already, nothing changes and the stored message
-	// is returned with created=false — or ErrConflict (with the stored message) when its BodyHash
-	// differs. Concurrent enqueues of one (Queue, ID) store one row.
+	// EnqueueOutbox stores m as queued (Seq, State, Attempts, lease, SentAt, DoneAt and Answer are
+	// set by the store) and returns it with created=true. If (Queue, ID) exists already, nothing
+	// changes and the stored message is returned with created=false — or ErrConflict (with the
+	// stored message) when its BodyHash differs. Concurrent enqueues of one (Queue, ID) store one
+	// row. Queue, ID, BodyHash and Payload must not be empty and ExpiresAt must be after CreatedAt
+	// (else an error that is none of the sentinels, and nothing is stored).
 	EnqueueOutbox(ctx context.Context, m *OutboxMessage) (stored *OutboxMessage, created bool, err error)
 	// GetOutbox returns one message; ErrNotFound when unknown.
 	GetOutbox(ctx context.Context, queue, id string) (*OutboxMessage, error)
-	// ClaimOutbox leases to owner, until leaseUntil, at most limit messages of queue that are
-	// queued or sent, not expired at now, and not leased to another owner past now — lowest Seq
-	// first — and returns them in Seq order with Attempts incremented. A message is claimed by one
-	// owner at a time.
+	// ClaimOutbox leases to owner, until leaseUntil, at most limit (<= 0: 100; at most 1000) open
+	// messages of queue that are not expired at now (ExpiresAt > now) and whose lease is free
+	// (released, never taken, or run out at now — owner's own run-out leases included) — the
+	// lowest Seq first — and returns them in Seq order with Attempts incremented. It returns none
+	// while another owner holds a live lease (LeaseUntil > now) on an open message of the queue,
+	// and never a message after one it had to skip, so what it returns continues the queue in
+	// order. Of concurrent claimers of one message exactly one gets it. A message owner holds on
+	// a live lease is not returned again; when the lease runs out before the message is done,
+	// the next claim returns it again (redelivery, same ID). leaseUntil must be after now.
 	ClaimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*OutboxMessage, error)
-	// MarkOutboxSent moves a message owner holds from queued to sent. ErrConflict when owner does
-	// not hold it or it is not queued (done or expired meanwhile).
+	// MarkOutboxSent records that owner wrote a message it holds to a socket at `at`: queued (or
+	// sent, on a redelivery) becomes sent with SentAt = at; the lease is kept. ErrNotFound when
+	// unknown; ErrConflict when owner is not its lease owner (never claimed, released, or claimed
+	// by another since) or it is done or expired.
 	MarkOutboxSent(ctx context.Context, queue, id, owner string, at time.Time) error
-	// CompleteOutbox moves a queued or sent message to done with answer (may be nil), whoever holds
-	// it. ErrNotFound when unknown; ErrAlreadyUsed when it is done or expired already.
+	// CompleteOutbox moves an open message to done at `at` with answer (may be nil), whoever holds
+	// it, and ends its lease. ErrNotFound when unknown; ErrAlreadyUsed when it is done or expired
+	// already (of concurrent completions, and of a completion racing ExpireOutbox, one wins).
 	CompleteOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) error
-	// ReleaseOutbox gives back every lease owner holds (its connection went away): the messages
-	// stay in their state and are claimable again at once.
+	// ReleaseOutbox gives back every lease owner holds on open messages (its connection went
+	// away): the messages stay in their state and are claimable again at once.
 	ReleaseOutbox(ctx context.Context, owner string) error
-	// ExpireOutbox moves every queued or sent message whose ExpiresAt <= now to expired and
-	// returns how many.
+	// ExpireOutbox moves every open message whose ExpiresAt <= now to expired (DoneAt = now,
+	// lease ended) and returns how many.
 	ExpireOutbox(ctx context.Context, now time.Time) (int, error)
-	// CountOutbox returns how many messages of queue ("" = every queue) are queued or sent.
+	// CountOutbox returns how many messages of queue ("" = every queue) are open.
 	CountOutbox(ctx context.Context, queue string) (int, error)
-	// DeleteOutboxFinishedBefore deletes done and expired messages that finished (or expired)
-	// before t.
-	DeleteOutboxFinishedBefore(ctx context.Context, t time.Time) error
+	// DeleteOutboxFinishedBefore deletes done and expired messages whose DoneAt is before t and
+	// returns how many. Open messages are never deleted.
+	DeleteOutboxFinishedBefore(ctx context.Context, t time.Time) (int, error)
 }

@@ -22,14 +22,17 @@ type Presence struct {
 // Presences stores presence rows. A replica that dies leaves its rows behind: readers ignore rows
 // whose SeenAt is older than their staleness bound, and cleanup deletes them.
 type Presences interface {
-	// PutPresence inserts or replaces the row of p.ConnID.
+	// PutPresence inserts or replaces the row of p.ConnID. ConnID, Tenant and Replica must not be
+	// empty (else an error that is none of the sentinels, and nothing is stored).
 	PutPresence(ctx context.Context, p *Presence) error
 	// TouchPresence sets SeenAt of connID (ErrNotFound when the row is gone).
 	TouchPresence(ctx context.Context, connID string, at time.Time) error
 	// DeletePresence deletes connID's row (deleting a missing row is not an error).
 	DeletePresence(ctx context.Context, connID string) error
-	// ListPresence returns tenant's rows seen at or after seenSince, newest Since first.
+	// ListPresence returns tenant's rows seen at or after seenSince, newest Since first (ties:
+	// ConnID descending); none is an empty list, not an error.
 	ListPresence(ctx context.Context, tenant string, seenSince time.Time) ([]*Presence, error)
-	// DeletePresenceSeenBefore deletes rows not seen since t (connections of dead replicas).
-	DeletePresenceSeenBefore(ctx context.Context, t time.Time) error
+	// DeletePresenceSeenBefore deletes rows whose SeenAt is before t (connections of dead
+	// replicas) and returns how many.
+	DeletePresenceSeenBefore(ctx context.Context, t time.Time) (int, error)
 }

@@ -39,6 +39,8 @@ type Store interface {
 	Chef
 	Audit
 	Counters
+	Outbox
+	Presences
 
 	// Ping checks the database is reachable (for /readyz).
 	Ping(ctx context.Context) error

@@ -195,5 +195,5 @@ func adminError(w http.ResponseWriter, err error) {
 	if e.Kind == errs.Unavailable {
 		w.Header().Set("Retry-After", "5")
 	}
-	httpx.WriteJSON(w, errs.HTTPStatus(e.Kind), map[string]string{"error": code, "error_description": desc})
+	httpx.WriteError(w, errs.HTTPStatus(e.Kind), code, desc)
 }

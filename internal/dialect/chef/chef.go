@@ -120,7 +120,7 @@ func New(svc *app.Services) (app.Module, error) {
 		return nil, errors.New("chef.prefix: must start with / (got " + svc.Config.Chef.Prefix + ")")
 	}
 	m.pairing = newPairing(m)
-	m.cancel = svc.Events.Subscribe(events.TopicChefDevice, m.pairing.onNotice)
+	m.cancel = m.pairing.rv.Listen(svc.Events, events.TopicChefDevice, noticeKey)
 	modules.Store(svc, m)
 	return m, nil
 }
@@ -131,15 +131,7 @@ func New(svc *app.Services) (app.Module, error) {
 func (m *Module) Shutdown(context.Context) error {
 	m.stopSweeper()
 	m.pairing.closing.Store(true)
-	m.pairing.mu.Lock()
-	ws := make([]*wait, 0, len(m.pairing.waits))
-	for _, w := range m.pairing.waits {
-		ws = append(ws, w)
-	}
-	m.pairing.mu.Unlock()
-	for _, w := range ws {
-		m.pairing.resolve(w, decision{err: errShuttingDown})
-	}
+	m.pairing.rv.Stop(errShuttingDown)
 	return nil
 }
 
@@ -183,12 +175,7 @@ func (m *Module) Mount(public, admin app.Mux) error {
 
 // Waiting reports how many calls this replica holds for device id (tests, diagnostics).
 func (m *Module) Waiting(deviceID string) int {
-	m.pairing.mu.Lock()
-	defer m.pairing.mu.Unlock()
-	if w := m.pairing.waits[deviceID]; w != nil {
-		return w.refs
-	}
-	return 0
+	return m.pairing.rv.Waiting(deviceID)
 }
 
 // throttleScope counts failed device-token checks.

@@ -39,7 +39,7 @@ const maxUpstreamBatchBytes = 8 << 20
 func (m *Module) serveRPC(w http.ResponseWriter, r *http.Request) {
 	if !rpcContentType(r) {
 		writeResponses(w, http.StatusUnsupportedMediaType, false, []jsonrpc.Response{
-			jsonrpc.Failure(jsonrpc.Null, jsonrpc.NewError(jsonrpc.CodeInvalidRequest, "Content-Type must be application/json")),
+			jsonrpc.Failure(jsonrpc.Null, jsonrpc.NewError(jsonrpc.CodeInvalidRequest, "Content-Type must be application/json (UTF-8)")),
 		})
 		return
 	}
@@ -53,8 +53,14 @@ func (m *Module) serveRPC(w http.ResponseWriter, r *http.Request) {
 			writeResponses(w, http.StatusRequestEntityTooLarge, false, []jsonrpc.Response{
 				jsonrpc.Failure(jsonrpc.Null, jsonrpc.NewError(jsonrpc.CodeInvalidRequest, fmt.Sprintf("body exceeds %d bytes", limit))),
 			})
+			return
 		}
-		return // unreadable: the client went away
+		// Broken framing (a malformed chunked body) or a client that stopped sending: answer,
+		// so nobody mistakes an empty 200 for a result. The client may be gone already.
+		writeResponses(w, http.StatusBadRequest, false, []jsonrpc.Response{
+			jsonrpc.Failure(jsonrpc.Null, jsonrpc.NewError(jsonrpc.CodeParseError, "request body could not be read")),
+		})
+		return
 	}
 	b, perr := jsonrpc.Parse(body, jsonrpc.Limits{MaxBatch: m.cfg.maxBatch})
 	if perr != nil {
@@ -77,11 +83,16 @@ func (m *Module) serveRPC(w http.ResponseWriter, r *http.Request) {
 	m.serveMixed(w, r, b, local, data)
 }
 
-// rpcContentType accepts application/json and the two media types of the JSON-RPC over HTTP draft.
+// rpcContentType accepts application/json and the two media types of the JSON-RPC over HTTP draft,
+// in UTF-8 (a charset parameter naming anything else is refused: JSON is UTF-8, RFC 8259 §8.1).
 // A JSON type is required so a web page cannot make a browser post a "simple" cross-site request.
 func rpcContentType(r *http.Request) bool {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	return err == nil && (mt == "application/json" || mt == "application/json-rpc" || mt == "application/jsonrequest")
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/json" && mt != "application/json-rpc" && mt != "application/jsonrequest") {
+		return false
+	}
+	cs, ok := params["charset"]
+	return !ok || strings.EqualFold(cs, "utf-8") || strings.EqualFold(cs, "utf8")
 }
 
 // isData reports whether c is a data call to forward upstream.

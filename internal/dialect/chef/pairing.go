@@ -19,6 +19,7 @@ import (
 	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/jsonrpc"
 	"github.com/posgate/posgate/internal/metrics"
+	"github.com/posgate/posgate/internal/rendezvous"
 	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/token"
@@ -30,10 +31,6 @@ const (
 	maxLabelLen     = 128
 	maxUserAgentLen = 512
 )
-
-// recheckEvery is how often a held call re-reads its device from the store, in case the decision
-// notice from another replica was lost (the bus is best effort).
-const recheckEvery = 2 * time.Second
 
 // identity is who an authenticateClient call says it is.
 type identity struct {
@@ -172,30 +169,18 @@ func clip(s string, max int) string {
 	return b.String()
 }
 
-// outcome of waiting for a decision.
+// decision is the outcome a held call waits for.
 type decision struct {
 	dev  *store.ChefDevice // the decided device (approved, declined or revoked)
 	gone bool              // the request was deleted (stale, by a replica whose clock runs ahead)
-	err  error             // the store failed
-}
-
-// wait is the in-memory rendezvous of every call held for one pending device on this replica.
-type wait struct {
-	deviceID string
-	refs     int           // calls holding it
-	wake     chan struct{} // poked by a local decision or a bus notice (capacity 1)
-	done     chan struct{} // closed once res is set
-	res      decision
-	stop     chan struct{} // closed when the last call leaves without a decision
-	once     sync.Once     // guards res and done
 }
 
 // pairing is the device-pairing engine of one process.
 type pairing struct {
 	m *Module
 
-	mu    sync.Mutex
-	waits map[string]*wait // by device id
+	// rv holds the calls waiting for a decision, by device id.
+	rv *rendezvous.Point[decision]
 
 	// keyMu serialises the create-or-join step per device key on this replica, so concurrent
 	// calls from one device coalesce on one pending request.
@@ -215,7 +200,24 @@ type keyLock struct {
 }
 
 func newPairing(m *Module) *pairing {
-	return &pairing{m: m, waits: map[string]*wait{}, keys: map[string]*keyLock{}}
+	p := &pairing{m: m, keys: map[string]*keyLock{}}
+	p.rv = rendezvous.New(p.check, rendezvous.Options{})
+	return p
+}
+
+// check reads the decision on device id from the store: a held call ends when the device is no
+// longer pending.
+func (p *pairing) check(ctx context.Context, id string) (decision, bool, error) {
+	dev, err := p.m.svc.Store.GetChefDevice(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return decision{gone: true}, true, nil
+	case err != nil:
+		return decision{}, false, err // store unavailable: keep holding, the recheck retries
+	case dev.State == store.DevicePending:
+		return decision{}, false, nil
+	}
+	return decision{dev: dev}, true, nil
 }
 
 func (p *pairing) lockKey(k string) func() {
@@ -239,28 +241,14 @@ func (p *pairing) lockKey(k string) func() {
 	}
 }
 
-// wakeDevice pokes the calls held for device id (a decision was made, here or on another replica).
-func (p *pairing) wakeDevice(id string) {
-	p.mu.Lock()
-	w := p.waits[id]
-	p.mu.Unlock()
-	if w != nil {
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// onNotice handles a TopicChefDevice notice from any replica.
-func (p *pairing) onNotice(payload []byte) {
+// noticeKey is the device whose held calls a TopicChefDevice notice from any replica concerns
+// ("" for a device still pending: nothing to wake).
+func noticeKey(payload []byte) string {
 	var n notice
-	if json.Unmarshal(payload, &n) != nil || n.ID == "" {
-		return
+	if json.Unmarshal(payload, &n) != nil || n.State == string(store.DevicePending) {
+		return ""
 	}
-	if n.State != string(store.DevicePending) {
-		p.wakeDevice(n.ID)
-	}
+	return n.ID
 }
 
 // notice is the TopicChefDevice payload.
@@ -294,7 +282,7 @@ func (p *pairing) authenticateClient(ctx context.Context, r *http.Request, id id
 	}
 
 	release := p.lockKey(id.key())
-	w, holdFor, immediate, err := p.createOrJoin(ctx, id)
+	devID, holdFor, immediate, err := p.createOrJoin(ctx, id)
 	release()
 	if err != nil {
 		return nil, err
@@ -305,38 +293,21 @@ func (p *pairing) authenticateClient(ctx context.Context, r *http.Request, id id
 
 	// Held open until a decision, the end of the request's approval window, or the caller going
 	// away.
-	timer := time.NewTimer(holdFor)
-	defer timer.Stop()
 	timeout := failureResult(&Failure{NumTimeout, msgTimeout(int(m.cfg.approvalTimeout / time.Second))})
-	decided := func() (json.RawMessage, error) {
-		p.leave(w, true)
-		if w.res.err != nil {
-			return nil, w.res.err
-		}
-		if w.res.gone {
-			return timeout, nil // the device asks again and makes a new request
-		}
-		return p.answerDecided(ctx, w.res.dev, true)
-	}
-	select {
-	case <-w.done:
-		return decided()
-	case <-timer.C:
-		select {
-		case <-w.done: // decided at the last moment: the decision wins
-			return decided()
-		default:
-		}
-		p.leave(w, false)
+	d, err := p.rv.Wait(ctx, devID, holdFor)
+	switch {
+	case errors.Is(err, rendezvous.ErrTimeout):
 		return timeout, nil
-	case <-ctx.Done():
-		p.leave(w, false)
-		return nil, ctx.Err()
+	case err != nil:
+		return nil, err
+	case d.gone:
+		return timeout, nil // the device asks again and makes a new request
 	}
+	return p.answerDecided(ctx, d.dev, true)
 }
 
-// createOrJoin finds the device of id and either answers at once (immediate) or returns the wait to
-// hold the call on and how long to hold it, creating or refreshing the pending request when there
+// createOrJoin finds the device of id and either answers at once (immediate) or returns the
+// device to hold the call on and how long to hold it, creating or refreshing the pending request when there
 // is none a call may join.
 //
 // A call is held no longer than its request stays fresh (UpdatedAt + the approval window), so a
@@ -351,31 +322,31 @@ func (p *pairing) authenticateClient(ctx context.Context, r *http.Request, id id
 // on (device, generation) before the upsert, and refreshing a pending request is a conditional
 // update (pending → pending). A replica that loses re-reads the device and joins the request the
 // winner made — so an approval given in between is never overwritten by a late upsert.
-func (p *pairing) createOrJoin(ctx context.Context, id identity) (*wait, time.Duration, json.RawMessage, error) {
+func (p *pairing) createOrJoin(ctx context.Context, id identity) (string, time.Duration, json.RawMessage, error) {
 	m := p.m
 	window := m.cfg.approvalTimeout
 	for attempt := 0; attempt < 5; attempt++ {
 		now := m.svc.Clock.Now()
 		dev, err := m.svc.Store.GetChefDeviceByKey(ctx, id.key())
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, 0, nil, unavailable(err)
+			return "", 0, nil, unavailable(err)
 		}
 		if dev == nil {
-			w, res, retry, err := p.ask(ctx, id, nil, "chef.device.create:"+id.key(), now)
+			devID, res, retry, err := p.ask(ctx, id, nil, "chef.device.create:"+id.key(), now)
 			if retry {
 				continue
 			}
-			return w, window, res, err
+			return devID, window, res, err
 		}
 		switch dev.State {
 		case store.DeviceApproved:
 			res, err := p.issue(ctx, dev, false)
-			return nil, 0, res, err
+			return "", 0, res, err
 		case store.DevicePending:
 			left := dev.UpdatedAt.Add(window).Sub(now)
 			if left >= window/2 {
 				// Fresh: a call here or on another replica asked; hold this one on the same request.
-				return p.hold(dev.ID), left, nil, nil
+				return dev.ID, left, nil, nil
 			}
 			if left > 0 {
 				// Fresh but ending soon: extend it. It already counts toward the caps, and it is
@@ -385,17 +356,17 @@ func (p *pairing) createOrJoin(ctx context.Context, id identity) (*wait, time.Du
 					continue // decided or deleted meanwhile: read it again
 				}
 				if err != nil {
-					return nil, 0, nil, unavailable(err)
+					return "", 0, nil, unavailable(err)
 				}
 				m.publish(ctx, fresh.ID, store.DevicePending)
-				return p.hold(fresh.ID), window, nil, nil
+				return fresh.ID, window, nil, nil
 			}
 			// A stale request nobody waits for: ask again (the caps apply), refreshing it only if
 			// it is still pending.
 			p.createMu.Lock()
 			if res, err := p.checkCap(ctx, now, id); res != nil || err != nil {
 				p.createMu.Unlock()
-				return nil, 0, res, err
+				return "", 0, res, err
 			}
 			fresh, err := m.svc.Store.DecideChefDevice(ctx, dev.ID, []store.DeviceState{store.DevicePending}, store.DevicePending, "", now)
 			p.createMu.Unlock()
@@ -403,51 +374,53 @@ func (p *pairing) createOrJoin(ctx context.Context, id identity) (*wait, time.Du
 				continue // decided, or deleted by the sweeper, meanwhile: read it again
 			}
 			if err != nil {
-				return nil, 0, nil, unavailable(err)
+				return "", 0, nil, unavailable(err)
 			}
-			return p.asked(ctx, fresh, id), window, nil, nil
+			p.asked(ctx, fresh, id)
+			return fresh.ID, window, nil, nil
 		case store.DeviceDeclined, store.DeviceRevoked:
 			if dev.DecidedAt != nil && now.Before(dev.DecidedAt.Add(m.cfg.cooldown)) {
-				return nil, 0, failureResult(&Failure{NumDeclined, msgDeclined}), nil
+				return "", 0, failureResult(&Failure{NumDeclined, msgDeclined}), nil
 			}
 			claim := "chef.device.ask:" + dev.ID + ":" + strconv.Itoa(dev.Generation)
-			w, res, retry, err := p.ask(ctx, id, dev, claim, now)
+			devID, res, retry, err := p.ask(ctx, id, dev, claim, now)
 			if retry {
 				continue
 			}
-			return w, window, res, err
+			return devID, window, res, err
 		default:
-			return nil, 0, nil, errs.New(errs.Internal, "device_state", "device in an unknown state "+string(dev.State))
+			return "", 0, nil, errs.New(errs.Internal, "device_state", "device in an unknown state "+string(dev.State))
 		}
 	}
-	return nil, 0, nil, unavailable(errors.New("chef: the device kept changing under a pairing call"))
+	return "", 0, nil, unavailable(errors.New("chef: the device kept changing under a pairing call"))
 }
 
 // ask makes a new pending request for id — a new device (was nil), or a declined or revoked one
 // after its cool-down — if the pending cap allows and this replica wins the claim. retry means
 // another replica won it: read the device again.
-func (p *pairing) ask(ctx context.Context, id identity, was *store.ChefDevice, claim string, now time.Time) (*wait, json.RawMessage, bool, error) {
+func (p *pairing) ask(ctx context.Context, id identity, was *store.ChefDevice, claim string, now time.Time) (string, json.RawMessage, bool, error) {
 	p.createMu.Lock()
 	if res, err := p.checkCap(ctx, now, id); res != nil || err != nil {
 		p.createMu.Unlock()
-		return nil, res, false, err
+		return "", res, false, err
 	}
 	won, err := p.claim(ctx, claim, now)
 	if err != nil {
 		p.createMu.Unlock()
-		return nil, nil, false, err
+		return "", nil, false, err
 	}
 	if !won {
 		p.createMu.Unlock()
 		p.awaitChange(ctx, id.key(), was)
-		return nil, nil, true, nil
+		return "", nil, true, nil
 	}
 	stored, err := p.m.svc.Store.UpsertPendingChefDevice(ctx, p.pendingRecord(id, now))
 	p.createMu.Unlock()
 	if err != nil {
-		return nil, nil, false, unavailable(err)
+		return "", nil, false, unavailable(err)
 	}
-	return p.asked(ctx, stored, id), nil, false, nil
+	p.asked(ctx, stored, id)
+	return stored.ID, nil, false, nil
 }
 
 func (p *pairing) pendingRecord(id identity, now time.Time) *store.ChefDevice {
@@ -464,14 +437,12 @@ func (p *pairing) pendingRecord(id identity, now time.Time) *store.ChefDevice {
 	}
 }
 
-// asked holds the call on a request just made pending here, audits it and announces it (the
-// console's live list and the other replicas hear of it).
-func (p *pairing) asked(ctx context.Context, dev *store.ChefDevice, id identity) *wait {
-	w := p.hold(dev.ID)
+// asked audits a request just made pending here and announces it (the console's live list and the
+// other replicas hear of it).
+func (p *pairing) asked(ctx context.Context, dev *store.ChefDevice, id identity) {
 	p.m.svc.Audit(ctx, store.AuditEvent{Actor: "device:" + dev.ID, Action: "chef.device.request", Target: dev.ID,
 		Address: id.address, Outcome: "pending", Detail: "label=" + clip(id.label, 64)})
 	p.m.publish(ctx, dev.ID, store.DevicePending)
-	return w
 }
 
 // claimTTL bounds a creation claim: long enough to cover the upsert that follows it, short enough
@@ -558,122 +529,11 @@ func (l *logLimiter) allow(now time.Time) (bool, int) {
 	return true, n
 }
 
-// join adds a call to an existing local wait for device id.
-func (p *pairing) join(id string) *wait {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	w := p.waits[id]
-	if w != nil {
-		select {
-		case <-w.done:
-			// Decided already; a newcomer re-reads the store instead of sharing a past outcome.
-			return nil
-		default:
-		}
-		w.refs++
-	}
-	return w
-}
-
-// hold returns the wait for device id, creating it (and its watcher) when there is none.
-func (p *pairing) hold(id string) *wait {
-	if w := p.join(id); w != nil {
-		return w
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	w := &wait{deviceID: id, refs: 1, wake: make(chan struct{}, 1), done: make(chan struct{}), stop: make(chan struct{})}
-	p.waits[id] = w
-	go p.watch(w)
-	if p.closing.Load() { // Shutdown collected the waits before this one existed
-		go p.resolve(w, decision{err: errShuttingDown})
-	}
-	return w
-}
-
-// leave drops one call from w; the last call to leave undecided stops the watcher.
-func (p *pairing) leave(w *wait, decided bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	w.refs--
-	if w.refs > 0 {
-		return
-	}
-	if p.waits[w.deviceID] == w {
-		delete(p.waits, w.deviceID)
-	}
-	if !decided {
-		select {
-		case <-w.done:
-		default:
-			close(w.stop)
-		}
-	}
-}
-
-// resolve answers every call held on w with res, once.
-func (p *pairing) resolve(w *wait, res decision) {
-	w.once.Do(func() {
-		w.res = res
-		p.mu.Lock()
-		if p.waits[w.deviceID] == w {
-			delete(p.waits, w.deviceID)
-		}
-		p.mu.Unlock()
-		close(w.done)
-	})
-}
-
 // decided answers the calls held for dev on this replica at once with the device as decided (the
 // local decision path: no store read between the decision and the answer).
 func (p *pairing) decided(dev *store.ChefDevice) {
-	if dev.State == store.DevicePending {
-		return
-	}
-	p.mu.Lock()
-	w := p.waits[dev.ID]
-	p.mu.Unlock()
-	if w != nil {
-		p.resolve(w, decision{dev: dev})
-	}
-}
-
-// watch re-reads the device when poked (a notice from another replica), and every recheckEvery as
-// a fallback, until it is decided or every call has left.
-func (p *pairing) watch(w *wait) {
-	ticker := time.NewTicker(recheckEvery)
-	defer ticker.Stop()
-	ctx := context.Background()
-	check := func() bool {
-		dev, err := p.m.svc.Store.GetChefDevice(ctx, w.deviceID)
-		if err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				p.resolve(w, decision{gone: true})
-				return true
-			}
-			return false // store unavailable: keep holding, the ticker retries
-		}
-		if dev.State == store.DevicePending {
-			return false
-		}
-		p.resolve(w, decision{dev: dev})
-		return true
-	}
-	if check() {
-		return
-	}
-	for {
-		select {
-		case <-w.stop:
-			return
-		case <-w.done:
-			return
-		case <-w.wake:
-		case <-ticker.C:
-		}
-		if check() {
-			return
-		}
+	if dev.State != store.DevicePending {
+		p.rv.Resolve(dev.ID, decision{dev: dev})
 	}
 }
 

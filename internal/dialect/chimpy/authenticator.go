@@ -248,7 +248,7 @@ func WriteError(w http.ResponseWriter, _ *http.Request, err error) {
 		secs := int((e.RetryAfter + time.Second - 1) / time.Second)
 		h.Set("Retry-After", strconv.Itoa(max(secs, 1)))
 	}
-	httpx.WriteJSON(w, status, map[string]string{"error": code, "error_description": desc})
+	httpx.WriteError(w, status, code, desc)
 }
 
 // challenge builds an RFC 6750 §3 WWW-Authenticate value. Attribute values are quoted strings;
@@ -258,7 +258,7 @@ func challenge(code, desc string, scopes []string) string {
 	var b strings.Builder
 	b.WriteString(`Bearer realm="` + Realm + `", error="` + code + `"`)
 	if desc != "" {
-		b.WriteString(`, error_description="` + quoteSafe(desc) + `"`)
+		b.WriteString(`, error_description="` + httpx.SafeDescription(desc) + `"`)
 	}
 	if len(scopes) > 0 {
 		b.WriteString(`, scope="` + quoteSafe(strings.Join(scopes, " ")) + `"`)

@@ -79,13 +79,13 @@ type users struct{ svc *app.Services }
 func adminError(w http.ResponseWriter, err error) {
 	e, ok := errs.As(err)
 	if !ok || e.Kind == errs.Internal {
-		httpx.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal", "error_description": "internal error"})
+		httpx.WriteError(w, http.StatusInternalServerError, "internal", "internal error")
 		return
 	}
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", "2")
 	}
-	httpx.WriteJSON(w, errs.HTTPStatus(e.Kind), map[string]string{"error": e.Code, "error_description": e.Message})
+	httpx.WriteError(w, errs.HTTPStatus(e.Kind), e.Code, e.Message)
 }
 
 func storeErr(err error) error {

@@ -19,12 +19,6 @@ import (
 // URLs, so it is kept to a safe, readable alphabet.
 var apiNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-// adminError is the admin API's error shape: {"error","error_description"}.
-type adminError struct {
-	Error       string `json:"error"`
-	Description string `json:"error_description"`
-}
-
 // writeAdminError renders err in the admin API's shape with the status of its kind.
 func (m *Module) writeAdminError(w http.ResponseWriter, r *http.Request, err error) {
 	e, ok := errs.As(err)
@@ -33,7 +27,8 @@ func (m *Module) writeAdminError(w http.ResponseWriter, r *http.Request, err err
 	}
 	status := errs.HTTPStatus(e.Kind)
 	code := map[errs.Kind]string{
-		errs.BadInput: "invalid_request", errs.Unauthenticated: "unauthorized", errs.Forbidden: "forbidden",
+		errs.BadInput: "invalid_request", errs.TooLarge: "invalid_request", errs.UnsupportedMediaType: "invalid_request",
+		errs.Unauthenticated: "unauthorized", errs.Forbidden: "forbidden",
 		errs.NotFound: "not_found", errs.Conflict: "conflict", errs.Throttled: "too_many_requests",
 		errs.Unavailable: "temporarily_unavailable",
 	}[e.Kind]
@@ -49,7 +44,7 @@ func (m *Module) writeAdminError(w http.ResponseWriter, r *http.Request, err err
 		m.svc.Log.LogAttrs(r.Context(), slog.LevelError, "doshii admin request failed",
 			slog.String("route", r.Pattern), slog.Int("status", status), slog.String("error", err.Error()))
 	}
-	httpx.WriteJSON(w, status, adminError{Error: code, Description: msg})
+	httpx.WriteError(w, status, code, msg)
 }
 
 type vendorKeyInfo struct {

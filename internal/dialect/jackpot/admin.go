@@ -41,7 +41,7 @@ func (m *Module) rotateAssertionSecret(w http.ResponseWriter, r *http.Request) {
 		if status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
 		}
-		httpx.WriteJSON(w, status, map[string]string{"error": code, "error_description": desc})
+		httpx.WriteError(w, status, code, desc)
 		return
 	}
 	m.svc.Audit(ctx, store.AuditEvent{Actor: "admin", Action: "client.rotate_assertion_secret", Target: id,

@@ -31,6 +31,9 @@ func checkTokenErrorShape(t *testing.T, a answer, status int, code string) {
 	if len(a.JSON) != 2 || a.str("error_description") == "" {
 		t.Fatalf("body %s: want exactly error and error_description", a.Raw)
 	}
+	if d := a.str("error_description"); strings.ContainsAny(d, "\"\\") || strings.IndexFunc(d, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0 {
+		t.Fatalf("error_description %q holds a character RFC 6749 §5.2 forbids", d)
+	}
 	if a.Header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("Cache-Control %q", a.Header.Get("Cache-Control"))
 	}
@@ -95,7 +98,7 @@ func TestTokenRequestShapes(t *testing.T) {
 		}, 400, "invalid_request"},
 		{"body too large", func() answer {
 			return raw("application/json", `{"grant_type":"client_credentials","pad":"`+strings.Repeat("x", 20<<10)+`"}`)
-		}, 400, "invalid_request"},
+		}, 413, "invalid_request"},
 		{"grant_type missing", func() answer { return e.token(t, map[string]string{"client_id": c.APIKey}) }, 400, "invalid_request"},
 		{"grant password", func() answer {
 			return e.token(t, map[string]string{"grant_type": "password", "client_id": c.APIKey, "username": "u", "password": "p"})
@@ -211,6 +214,7 @@ func TestAssertionChecks(t *testing.T) {
 		{"alg none, signed", signHS256(key, `{"alg":"none"}`, claims()), "HS256"},
 		{"alg HS512", hs512(key, claims()), "HS256"},
 		{"alg RS256 (HMAC with the key as if it were public)", signHS256(key, `{"alg":"RS256","typ":"JWT"}`, claims()), "HS256"},
+		{"alg with a quote and a backslash", signHS256(key, `{"alg":"H\\\"S256\u00e9","typ":"JWT"}`, claims()), "HS256"},
 		{"alg missing", signHS256(key, `{"typ":"JWT"}`, claims()), "alg"},
 		{"duplicate alg", signHS256(key, `{"alg":"none","alg":"HS256"}`, claims()), "malformed"},
 		{"duplicate amount", signHS256(key, hs256, fmt.Sprintf(`{"amount":1,"amount":1000,"iat":%d,"notificationKey":"dup"}`, now)), "malformed"},

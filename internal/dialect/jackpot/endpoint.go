@@ -78,7 +78,7 @@ func writeOAuthError(w http.ResponseWriter, oe *oauthError) {
 	if oe.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((oe.retryAfter+time.Second-1)/time.Second)))
 	}
-	httpx.WriteJSON(w, oe.status, map[string]string{"error": oe.code, "error_description": oe.desc})
+	httpx.WriteError(w, oe.status, oe.code, oe.desc)
 }
 
 // tokenRequest is the JSON body of POST /v2/token. Unrecognised members are ignored (RFC 6749
@@ -97,7 +97,8 @@ func parseTokenRequest(r *http.Request) (*tokenRequest, *oauthError) {
 	body, err := httpx.ReadBody(r, maxTokenBody)
 	if err != nil {
 		if errs.CodeOf(err) == "body_too_large" {
-			return nil, badRequest("request body is larger than " + strconv.Itoa(maxTokenBody) + " bytes")
+			return nil, &oauthError{status: http.StatusRequestEntityTooLarge, code: "invalid_request",
+				desc: "request body is larger than " + strconv.Itoa(maxTokenBody) + " bytes"}
 		}
 		return nil, badRequest("request body could not be read")
 	}

@@ -80,6 +80,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	db := pgDB{pool}
 	return &Store{
 		Store: sqlstore.New(sqlstore.Config{
+			Dialect:  sqlstore.PostgreSQL,
 			Writer:   db,
 			Reader:   db,
 			Classify: classify,

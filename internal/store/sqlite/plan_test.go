@@ -27,6 +27,19 @@ func TestHotPathsUseIndexes(t *testing.T) {
 		"ListRecentChefDevices":          `SELECT id FROM chef_devices WHERE state = $2 ORDER BY updated_at DESC, id DESC LIMIT $1`,
 		"DeletePendingChefDevicesBefore": `DELETE FROM chef_devices WHERE state = 'pending' AND updated_at < $1`,
 		"DeleteAuditBefore":              `DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE occurred_at < $1 ORDER BY occurred_at LIMIT $2)`,
+		"ClaimOutbox": `WITH c AS (SELECT seq FROM outbox WHERE queue = $1 AND state IN ('queued', 'sent') AND expires_at > $3
+			AND (lease_until IS NULL OR lease_until <= $3) ORDER BY seq LIMIT $2)
+			UPDATE outbox SET lease_owner = $2, lease_until = $3, attempts = attempts + 1
+			WHERE seq IN (SELECT seq FROM c) AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.queue = $1 AND o.state IN ('queued', 'sent')
+				AND o.expires_at > $3 AND ((o.lease_owner <> $2 AND o.lease_until > $3) OR (o.seq < outbox.seq
+				AND o.seq NOT IN (SELECT seq FROM c) AND (o.lease_owner <> $2 OR o.lease_until IS NULL OR o.lease_until <= $3))))
+			RETURNING seq`,
+		"CountOutbox":                "SELECT COUNT(*) FROM outbox WHERE queue = $1 AND state IN ('queued', 'sent')",
+		"ReleaseOutbox":              "UPDATE outbox SET lease_owner = '', lease_until = NULL WHERE lease_owner = $1 AND state IN ('queued', 'sent')",
+		"ExpireOutbox":               "UPDATE outbox SET state = 'expired' WHERE state IN ('queued', 'sent') AND expires_at <= $1",
+		"DeleteOutboxFinishedBefore": "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE state IN ('done', 'expired') AND done_at < $1 ORDER BY done_at LIMIT $2)",
+		"ListPresence":               `SELECT conn_id FROM presence WHERE tenant = $1 AND seen_at >= $2 ORDER BY since DESC, conn_id DESC`,
+		"DeletePresenceSeenBefore":   `DELETE FROM presence WHERE seen_at < $1`,
 	} {
 		rows, err := s.Writer().Query(t.Context(), "EXPLAIN QUERY PLAN "+q, "a", "b", "c")
 		if err != nil {

@@ -97,6 +97,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	w, r := newGroupDB(writer), &sqlDB{db: reader, stmts: map[string]*sql.Stmt{}}
 	return &Store{sqlstore.New(sqlstore.Config{
+		Dialect:  sqlstore.SQLite,
 		Writer:   w,
 		Reader:   r,
 		Classify: classify,

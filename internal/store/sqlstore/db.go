@@ -6,8 +6,9 @@
 // What differs between engines is kept out of this package and handed in through Config: the
 // driver (database/sql for SQLite, a pgx pool for PostgreSQL) behind the small DB interface, the
 // connection used for writes (SQLite: one writer connection, so writers queue in Go instead of
-// spinning on SQLITE_BUSY; PostgreSQL: the pool), and the error classifier that recognises unique
-// violations and an unreachable database in the driver's own error types.
+// spinning on SQLITE_BUSY; PostgreSQL: the pool), the error classifier that recognises unique
+// violations and an unreachable database in the driver's own error types, and the Dialect for the
+// rare clause only one engine has (PostgreSQL's FOR UPDATE SKIP LOCKED).
 package sqlstore
 
 import (
@@ -83,8 +84,18 @@ const (
 	Unavailable              // the database cannot be reached or cannot serve the request now
 )
 
+// Dialect names the engine, for the few statements whose text cannot be the same on both.
+type Dialect int
+
+// Dialects.
+const (
+	SQLite     Dialect = iota // one writer at a time: a write statement never races another
+	PostgreSQL                // concurrent writers: rows picked for a later update are locked explicitly
+)
+
 // Config is what an engine hands the shared implementation.
 type Config struct {
+	Dialect  Dialect
 	Writer   DB // runs every write and every transaction
 	Reader   DB // runs single-statement reads (may be Writer)
 	Classify func(err error) Class

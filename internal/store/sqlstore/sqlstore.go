@@ -15,6 +15,7 @@ import (
 
 // Store implements store.Store over an engine's Config.
 type Store struct {
+	dialect  Dialect
 	w, r     DB
 	classify func(error) Class
 	closeFn  func() error
@@ -28,7 +29,7 @@ func New(cfg Config) *Store {
 	if cfg.Reader == nil {
 		cfg.Reader = cfg.Writer
 	}
-	return &Store{w: cfg.Writer, r: cfg.Reader, classify: cfg.Classify, closeFn: cfg.Close}
+	return &Store{dialect: cfg.Dialect, w: cfg.Writer, r: cfg.Reader, classify: cfg.Classify, closeFn: cfg.Close}
 }
 
 // Ping checks the database answers.

@@ -48,6 +48,17 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CounterRace", testCounterRace},
 		{"TimeRoundTrip", testTimeRoundTrip},
 		{"Closed", testClosed},
+		{"OutboxEnqueue", testOutboxEnqueue},
+		{"OutboxOrder", testOutboxOrder},
+		{"OutboxLease", testOutboxLease},
+		{"OutboxComplete", testOutboxComplete},
+		{"OutboxExpiry", testOutboxExpiry},
+		{"OutboxCleanup", testOutboxCleanup},
+		{"OutboxClaimRace", testOutboxClaimRace},
+		{"OutboxEnqueueRace", testOutboxEnqueueRace},
+		{"OutboxCompleteRace", testOutboxCompleteRace},
+		{"OutboxClosed", testOutboxClosed},
+		{"Presence", testPresence},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

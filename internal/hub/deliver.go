@@ -1,0 +1,333 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/posgate/posgate/internal/events"
+	"github.com/posgate/posgate/internal/metrics"
+	"github.com/posgate/posgate/internal/store"
+)
+
+// Outbox is the store role the deliverer works with: messages accepted for a peer, claimed by
+// the replica that holds the peer's socket.
+type Outbox interface {
+	ClaimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error)
+	MarkOutboxSent(ctx context.Context, queue, id, owner string, at time.Time) error
+	CompleteOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) error
+	ReleaseOutbox(ctx context.Context, owner string) error
+	ExpireOutbox(ctx context.Context, now time.Time) (int, error)
+	CountOutbox(ctx context.Context, queue string) (int, error)
+}
+
+// DeliveryMode says when a delivered message is finished.
+type DeliveryMode int
+
+const (
+	// AwaitAnswer: a message written to the socket is marked sent; the dialect completes it
+	// (CompleteOutbox) when the peer answers. Until then it is not written again on the same
+	// connection, but is on the next one (orderpay requests).
+	AwaitAnswer DeliveryMode = iota + 1
+	// DoneWhenWritten: a message written to the socket is done (doshii events).
+	DoneWhenWritten
+)
+
+// Delivery asks the hub to deliver outbox queues to a connection. Queue names are tenant names
+// ("orderpay:<outlet id>", "doshii:<location id>"). Messages are written in queue order, each as
+// its stored Payload. When several connections on this replica deliver one queue, a message is
+// written to each of them and counts as written when one write succeeded.
+type Delivery struct {
+	Queues []string
+	Mode   DeliveryMode
+}
+
+// Notify announces that queue has a new message, on every replica (through the event bus, which
+// also reaches this one) so the replica holding the peer delivers it now rather than at its next
+// poll. Call it after the message is stored.
+func (h *Hub) Notify(ctx context.Context, queue string) error {
+	if h.o.Events == nil {
+		h.d.wake(queue)
+		return nil
+	}
+	p, _ := json.Marshal(outboxNotice{Queue: queue})
+	return h.o.Events.Publish(ctx, events.TopicOutbox, p)
+}
+
+type outboxNotice struct {
+	Queue string `json:"queue"`
+}
+
+func (h *Hub) onOutboxNotice(p []byte) {
+	var n outboxNotice
+	if json.Unmarshal(p, &n) == nil && n.Queue != "" {
+		h.d.wake(n.Queue)
+	}
+}
+
+// claimBatch bounds one claim: it is also how many messages of one queue may await their
+// answers on one connection before newer ones wait for them.
+const claimBatch = 64
+
+type deliverer struct {
+	h      *Hub
+	mu     sync.Mutex
+	queues map[string]*queueState
+}
+
+// queueState is the delivery of one queue on this replica, while it has connections.
+type queueState struct {
+	name    string
+	owner   string // lease owner: unique to this delivery
+	mode    DeliveryMode
+	conns   []*Conn
+	running bool // a run is in progress
+	again   bool // woken during the run: run once more
+	gone    bool // the last connection left
+	written map[string]*Conn
+}
+
+func newDeliverer(h *Hub) *deliverer {
+	return &deliverer{h: h, queues: map[string]*queueState{}}
+}
+
+func (d *deliverer) attach(c *Conn) {
+	if c.delivery == nil || d.h.o.Outbox == nil {
+		return
+	}
+	d.mu.Lock()
+	for _, q := range c.delivery.Queues {
+		st := d.queues[q]
+		if st == nil {
+			st = &queueState{name: q, owner: d.h.o.Replica + "/" + randomID(), mode: c.delivery.Mode}
+			d.queues[q] = st
+		}
+		st.conns = append(st.conns, c)
+	}
+	d.mu.Unlock()
+	for _, q := range c.delivery.Queues {
+		d.wake(q)
+	}
+}
+
+func (d *deliverer) detach(c *Conn) {
+	if c.delivery == nil || d.h.o.Outbox == nil {
+		return
+	}
+	var release []string
+	d.mu.Lock()
+	for _, q := range c.delivery.Queues {
+		st := d.queues[q]
+		if st == nil {
+			continue
+		}
+		for i, o := range st.conns {
+			if o == c {
+				st.conns = append(st.conns[:i], st.conns[i+1:]...)
+				break
+			}
+		}
+		if len(st.conns) == 0 {
+			delete(d.queues, q)
+			st.gone = true
+			if !st.running {
+				release = append(release, st.owner)
+			}
+		}
+	}
+	d.mu.Unlock()
+	for _, owner := range release {
+		d.release(owner)
+	}
+}
+
+func (d *deliverer) release(owner string) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.h.o.WriteTimeout)
+	defer cancel()
+	if err := d.h.o.Outbox.ReleaseOutbox(ctx, owner); err != nil {
+		d.h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: releasing outbox leases failed", slog.String("error", err.Error()))
+	}
+}
+
+// wake starts a delivery run of queue if this replica delivers it.
+func (d *deliverer) wake(queue string) {
+	if st := d.begin(queue); st != nil {
+		go d.run(st)
+	}
+}
+
+// begin marks queue's delivery as running and returns it, or nil when the queue is not
+// delivered here or a run is already going (which is then told to look again).
+func (d *deliverer) begin(queue string) *queueState {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.queues[queue]
+	if st == nil {
+		return nil
+	}
+	if st.running {
+		st.again = true
+		return nil
+	}
+	st.running = true
+	return st
+}
+
+// run delivers st's queue until it has nothing more to write, then ends the run.
+func (d *deliverer) run(st *queueState) {
+	for {
+		more := d.deliverOnce(st)
+		d.mu.Lock()
+		if st.gone {
+			st.running = false
+			d.mu.Unlock()
+			d.release(st.owner)
+			return
+		}
+		if !more && !st.again {
+			st.running = false
+			d.mu.Unlock()
+			return
+		}
+		st.again = false
+		d.mu.Unlock()
+	}
+}
+
+// deliverOnce claims one batch and writes what it has not written yet. It reports whether it
+// made progress on a full batch (so another claim may find more).
+func (d *deliverer) deliverOnce(st *queueState) bool {
+	h := d.h
+	ctx := h.bg
+	now := h.o.Clock.Now()
+	msgs, err := h.o.Outbox.ClaimOutbox(ctx, st.name, st.owner, now, now.Add(h.o.Lease), claimBatch)
+	if err != nil {
+		if ctx.Err() == nil {
+			h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: claiming outbox messages failed", slog.String("error", err.Error()))
+		}
+		return false
+	}
+	d.mu.Lock()
+	conns := append([]*Conn(nil), st.conns...)
+	// Forget what was written on connections that are gone or about messages no longer
+	// claimable (answered, expired).
+	claimed := make(map[string]bool, len(msgs))
+	for _, m := range msgs {
+		claimed[m.ID] = true
+	}
+	for id, c := range st.written {
+		if !claimed[id] || !contains(conns, c) {
+			delete(st.written, id)
+		}
+	}
+	d.mu.Unlock()
+	if len(conns) == 0 {
+		return false
+	}
+	wrote := 0
+	for _, m := range msgs {
+		d.mu.Lock()
+		_, done := st.written[m.ID]
+		d.mu.Unlock()
+		if done {
+			continue
+		}
+		c := writeAll(conns, m.Payload)
+		if c == nil {
+			return false // every connection is closing; detach releases the leases
+		}
+		wrote++
+		at := h.o.Clock.Now()
+		c.m.latency.Observe(at.Sub(m.CreatedAt).Seconds())
+		switch st.mode {
+		case DoneWhenWritten:
+			err = h.o.Outbox.CompleteOutbox(ctx, st.name, m.ID, nil, at)
+		default:
+			err = h.o.Outbox.MarkOutboxSent(ctx, st.name, m.ID, st.owner, at)
+			d.mu.Lock()
+			if st.written == nil {
+				st.written = map[string]*Conn{}
+			}
+			st.written[m.ID] = c
+			d.mu.Unlock()
+		}
+		// A conflict means the message moved on meanwhile (the answer came first, it
+		// expired): nothing to do.
+		if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrAlreadyUsed) && ctx.Err() == nil {
+			h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: recording an outbox delivery failed", slog.String("error", err.Error()))
+		}
+	}
+	return len(msgs) == claimBatch && wrote > 0
+}
+
+func contains(cs []*Conn, c *Conn) bool {
+	for _, o := range cs {
+		if o == c {
+			return true
+		}
+	}
+	return false
+}
+
+// writeAll writes frame to every connection and waits for the writes; it returns one connection
+// that took it, or nil.
+func writeAll(conns []*Conn, frame []byte) *Conn {
+	type result struct {
+		c   *Conn
+		err error
+	}
+	res := make(chan result, len(conns))
+	n := 0
+	for _, c := range conns {
+		if c.Send(frame, func(err error) { res <- result{c, err} }) == nil {
+			n++
+		}
+	}
+	var ok *Conn
+	for ; n > 0; n-- {
+		if r := <-res; r.err == nil && ok == nil {
+			ok = r.c
+		}
+	}
+	return ok
+}
+
+// poll looks at every local queue each PollInterval (a lost wake-up only delays a message),
+// expires messages past their lifetime and updates the outbox depth gauge.
+func (d *deliverer) poll(ctx context.Context) {
+	t := time.NewTicker(d.h.o.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ob := d.h.o.Outbox
+		if _, err := ob.ExpireOutbox(ctx, d.h.o.Clock.Now()); err != nil && ctx.Err() == nil {
+			d.h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: expiring outbox messages failed", slog.String("error", err.Error()))
+		}
+		if n, err := ob.CountOutbox(ctx, ""); err == nil {
+			metrics.OutboxDepth.Set(float64(n))
+		}
+		d.mu.Lock()
+		names := make([]string, 0, len(d.queues))
+		for q := range d.queues {
+			names = append(names, q)
+		}
+		d.mu.Unlock()
+		// One queue at a time: a poll over thousands of idle queues must not become a burst
+		// of thousands of concurrent claims.
+		for _, q := range names {
+			if ctx.Err() != nil {
+				return
+			}
+			if st := d.begin(q); st != nil {
+				d.run(st)
+			}
+		}
+	}
+}

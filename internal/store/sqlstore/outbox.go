@@ -1,0 +1,268 @@
+package sqlstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/posgate/posgate/internal/store"
+)
+
+const outboxCols = `seq, queue, id, body_hash, payload, state, created_at, expires_at, attempts, lease_owner, lease_until, sent_at, done_at, answer`
+
+// open is the SQL condition of a message still to be delivered; it is also the predicate of the
+// partial indexes that cover the delivery path, so it must stay textually the same as theirs.
+const outboxOpen = `state IN ('queued', 'sent')`
+
+// Claim bounds: a non-positive limit means defaultClaimLimit; larger ones are capped.
+const (
+	defaultClaimLimit = 100
+	maxClaimLimit     = 1000
+)
+
+func scanOutbox(sc func(...any) error) (*store.OutboxMessage, error) {
+	var m store.OutboxMessage
+	var state string
+	var created, expires, attempts int64
+	var leaseUntil, sent, done *int64
+	if err := sc(&m.Seq, &m.Queue, &m.ID, &m.BodyHash, &m.Payload, &state, &created, &expires, &attempts,
+		&m.LeaseOwner, &leaseUntil, &sent, &done, &m.Answer); err != nil {
+		return nil, err
+	}
+	m.State = store.OutboxState(state)
+	m.CreatedAt, m.ExpiresAt = fromMS(created), fromMS(expires)
+	m.Attempts = int(attempts)
+	m.LeaseUntil, m.SentAt, m.DoneAt = fromMSPtr(leaseUntil), fromMSPtr(sent), fromMSPtr(done)
+	m.BodyHash, m.Payload, m.Answer = blobOut(m.BodyHash), blobOut(m.Payload), blobOut(m.Answer)
+	return &m, nil
+}
+
+// EnqueueOutbox inserts m as queued, or returns the stored message of (Queue, ID). The insert is
+// one statement that does nothing on a duplicate, so of concurrent enqueues of one id the unique
+// index lets exactly one insert; the others then read the winner's row. A row deleted between the
+// two statements (cleanup of a finished message) is inserted again on the next round.
+func (s *Store) EnqueueOutbox(ctx context.Context, m *store.OutboxMessage) (*store.OutboxMessage, bool, error) {
+	const op = "enqueue outbox message"
+	switch {
+	case m.Queue == "" || m.ID == "":
+		return nil, false, s.fail(op, errors.New("empty queue or id"))
+	case len(m.BodyHash) == 0 || len(m.Payload) == 0:
+		return nil, false, s.fail(op, errors.New("empty body hash or payload"))
+	case !m.ExpiresAt.After(m.CreatedAt):
+		return nil, false, s.fail(op, fmt.Errorf("expiry %s is not after creation %s", m.ExpiresAt, m.CreatedAt))
+	}
+	w, err := s.writer()
+	if err != nil {
+		return nil, false, s.fail(op, err)
+	}
+	for range 3 {
+		out, err := scanOutbox(w.QueryRow(ctx, `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at,
+			expires_at, attempts, lease_owner) VALUES ($1, $2, $3, $4, 'queued', $5, $6, 0, '')
+			ON CONFLICT (queue, id) DO NOTHING RETURNING `+outboxCols,
+			m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt)).Scan)
+		if err == nil {
+			return out, true, nil
+		}
+		if !errors.Is(err, ErrNoRows) {
+			return nil, false, s.fail(op, err)
+		}
+		stored, err := s.GetOutbox(ctx, m.Queue, m.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if !bytes.Equal(stored.BodyHash, m.BodyHash) {
+			return stored, false, s.fail(op, fmt.Errorf("id %q of queue %q has another body: %w", m.ID, m.Queue, store.ErrConflict))
+		}
+		return stored, false, nil
+	}
+	return nil, false, s.fail(op, fmt.Errorf("id %q of queue %q keeps being deleted while enqueued: %w", m.ID, m.Queue, store.ErrUnavailable))
+}
+
+// GetOutbox returns the message id of queue.
+func (s *Store) GetOutbox(ctx context.Context, queue, id string) (*store.OutboxMessage, error) {
+	r, err := s.reader()
+	if err != nil {
+		return nil, s.fail("get outbox message", err)
+	}
+	m, err := scanOutbox(r.QueryRow(ctx, `SELECT `+outboxCols+` FROM outbox WHERE queue = $1 AND id = $2`, queue, id).Scan)
+	return m, s.fail("get outbox message", err)
+}
+
+// ClaimOutbox leases the head of queue to owner in one statement. The CTE picks the lowest-Seq
+// open, unexpired messages whose lease is free; on PostgreSQL it locks them FOR UPDATE SKIP
+// LOCKED, so a concurrent claimer skips them instead of waiting, and a row another claimer
+// committed meanwhile is re-checked against the latest version and dropped. The update then takes
+// a candidate only if no open message of the queue is leased live to another owner and no open
+// message before it was left out of the candidates (locked by a concurrent claimer): a claim
+// continues the queue in order or takes nothing. SQLite runs one write statement at a time, so
+// there the CTE sees every committed claim and needs no lock clause.
+func (s *Store) ClaimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error) {
+	const op = "claim outbox messages"
+	if owner == "" {
+		return nil, s.fail(op, errors.New("empty owner"))
+	}
+	if !leaseUntil.After(now) {
+		return nil, s.fail(op, fmt.Errorf("lease end %s is not after %s", leaseUntil, now))
+	}
+	if limit <= 0 {
+		limit = defaultClaimLimit
+	}
+	limit = min(limit, maxClaimLimit)
+	lock := ""
+	if s.dialect == PostgreSQL {
+		lock = ` FOR UPDATE SKIP LOCKED`
+	}
+	w, err := s.writer()
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	rows, err := w.Query(ctx, `WITH c AS (
+			SELECT seq FROM outbox WHERE queue = $1 AND `+outboxOpen+` AND expires_at > $3
+				AND (lease_until IS NULL OR lease_until <= $3)
+			ORDER BY seq LIMIT $5`+lock+`)
+		UPDATE outbox SET lease_owner = $2, lease_until = $4, attempts = attempts + 1
+		WHERE seq IN (SELECT seq FROM c) AND NOT EXISTS (
+			SELECT 1 FROM outbox o WHERE o.queue = $1 AND o.`+outboxOpen+` AND o.expires_at > $3 AND (
+				(o.lease_owner <> $2 AND o.lease_until > $3)
+				OR (o.seq < outbox.seq AND o.seq NOT IN (SELECT seq FROM c)
+					AND (o.lease_owner <> $2 OR o.lease_until IS NULL OR o.lease_until <= $3))))
+		RETURNING `+outboxCols, queue, owner, ms(now), ms(leaseUntil), int64(limit))
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	defer rows.Close()
+	var out []*store.OutboxMessage
+	for rows.Next() {
+		m, err := scanOutbox(rows.Scan)
+		if err != nil {
+			return nil, s.fail(op, err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(op, err)
+	}
+	// RETURNING has no defined order on either engine.
+	slices.SortFunc(out, func(a, b *store.OutboxMessage) int { return compareInt64(a.Seq, b.Seq) })
+	return out, nil
+}
+
+func compareInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// MarkOutboxSent moves a message owner holds to sent with one conditional update; when it
+// changes nothing, a second read tells an unknown message from one that is not owner's (or no
+// longer open).
+func (s *Store) MarkOutboxSent(ctx context.Context, queue, id, owner string, at time.Time) error {
+	const op = "mark outbox message sent"
+	if owner == "" {
+		return s.fail(op, errors.New("empty owner"))
+	}
+	n, err := s.exec(ctx, `UPDATE outbox SET state = 'sent', sent_at = $4
+		WHERE queue = $1 AND id = $2 AND lease_owner = $3 AND `+outboxOpen, queue, id, owner, ms(at))
+	if err != nil {
+		return s.fail(op, err)
+	}
+	if n == 1 {
+		return nil
+	}
+	return s.fail(op, s.outboxMiss(ctx, queue, id, store.ErrConflict))
+}
+
+// CompleteOutbox moves an open message to done with one conditional update: of concurrent
+// completions (and of a completion racing ExpireOutbox) exactly one changes the row.
+func (s *Store) CompleteOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) error {
+	const op = "complete outbox message"
+	n, err := s.exec(ctx, `UPDATE outbox SET state = 'done', done_at = $3, answer = $4, lease_owner = '', lease_until = NULL
+		WHERE queue = $1 AND id = $2 AND `+outboxOpen, queue, id, ms(at), blob(answer))
+	if err != nil {
+		return s.fail(op, err)
+	}
+	if n == 1 {
+		return nil
+	}
+	return s.fail(op, s.outboxMiss(ctx, queue, id, store.ErrAlreadyUsed))
+}
+
+// outboxMiss explains a conditional update that changed nothing: ErrNotFound when the message
+// does not exist, else ifExists. It reads through the writer so it sees what the update saw.
+func (s *Store) outboxMiss(ctx context.Context, queue, id string, ifExists error) error {
+	w, err := s.writer()
+	if err != nil {
+		return err
+	}
+	var one int64
+	if err := w.QueryRow(ctx, `SELECT 1 FROM outbox WHERE queue = $1 AND id = $2`, queue, id).Scan(&one); err != nil {
+		return err
+	}
+	return ifExists
+}
+
+// ReleaseOutbox ends every lease owner holds on an open message.
+func (s *Store) ReleaseOutbox(ctx context.Context, owner string) error {
+	if owner == "" {
+		return s.fail("release outbox leases", errors.New("empty owner"))
+	}
+	_, err := s.exec(ctx, `UPDATE outbox SET lease_owner = '', lease_until = NULL WHERE lease_owner = $1 AND `+outboxOpen, owner)
+	return s.fail("release outbox leases", err)
+}
+
+// ExpireOutbox moves every open message with expires_at <= now to expired in one statement; a
+// completion racing it either changed the row first (and it no longer matches) or finds it expired.
+func (s *Store) ExpireOutbox(ctx context.Context, now time.Time) (int, error) {
+	n, err := s.exec(ctx, `UPDATE outbox SET state = 'expired', done_at = $1, lease_owner = '', lease_until = NULL
+		WHERE `+outboxOpen+` AND expires_at <= $1`, ms(now))
+	return int(n), s.fail("expire outbox messages", err)
+}
+
+// CountOutbox counts the open messages of queue ("" = all queues).
+func (s *Store) CountOutbox(ctx context.Context, queue string) (int, error) {
+	r, err := s.reader()
+	if err != nil {
+		return 0, s.fail("count outbox messages", err)
+	}
+	var n int64
+	if queue == "" {
+		err = r.QueryRow(ctx, `SELECT COUNT(*) FROM outbox WHERE `+outboxOpen).Scan(&n)
+	} else {
+		err = r.QueryRow(ctx, `SELECT COUNT(*) FROM outbox WHERE queue = $1 AND `+outboxOpen, queue).Scan(&n)
+	}
+	return int(n), s.fail("count outbox messages", err)
+}
+
+// outboxDeleteBatch bounds one DELETE of finished messages, for the reason auditDeleteBatch does.
+const outboxDeleteBatch = 1000
+
+// DeleteOutboxFinishedBefore deletes done and expired messages that finished before t, in
+// batches of outboxDeleteBatch (each its own statement) until none is left or ctx ends.
+func (s *Store) DeleteOutboxFinishedBefore(ctx context.Context, t time.Time) (int, error) {
+	const op = "delete finished outbox messages"
+	total := 0
+	for {
+		n, err := s.exec(ctx, `DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox
+			WHERE state IN ('done', 'expired') AND done_at < $1 ORDER BY done_at LIMIT $2)`, ms(t), int64(outboxDeleteBatch))
+		if err != nil {
+			return total, s.fail(op, err)
+		}
+		total += int(n)
+		if n < outboxDeleteBatch {
+			return total, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return total, s.fail(op, err)
+		}
+	}
+}

@@ -1,0 +1,602 @@
+package storetest
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/posgate/posgate/internal/store"
+)
+
+// Conformance cases of the Outbox and Presences roles, run by Run.
+
+func hashOf(s string) []byte {
+	h := sha256.Sum256([]byte(s))
+	return h[:]
+}
+
+// newMsg is a message of queue with id, created at base and expiring after ttl.
+func newMsg(queue, id string, ttl time.Duration) *store.OutboxMessage {
+	return &store.OutboxMessage{Queue: queue, ID: id, BodyHash: hashOf(queue + "/" + id), Payload: []byte("frame " + id),
+		CreatedAt: base, ExpiresAt: base.Add(ttl)}
+}
+
+func enqueue(t *testing.T, s store.Store, m *store.OutboxMessage) *store.OutboxMessage {
+	t.Helper()
+	out, created, err := s.EnqueueOutbox(ctx(t), m)
+	ok(t, err)
+	if !created {
+		t.Fatalf("enqueue %s/%s: created = false on a fresh id", m.Queue, m.ID)
+	}
+	return out
+}
+
+func claim(t *testing.T, s store.Store, queue, owner string, now time.Duration, lease time.Duration, limit int) []string {
+	t.Helper()
+	l, err := s.ClaimOutbox(ctx(t), queue, owner, base.Add(now), base.Add(now+lease), limit)
+	ok(t, err)
+	ids := []string{}
+	for i, m := range l {
+		if i > 0 && m.Seq <= l[i-1].Seq {
+			t.Fatalf("claim returned seq %d after %d", m.Seq, l[i-1].Seq)
+		}
+		if m.LeaseOwner != owner || m.LeaseUntil == nil || !m.LeaseUntil.Equal(at(now+lease)) {
+			t.Fatalf("claimed %s: lease %q until %v, want %q until %v", m.ID, m.LeaseOwner, m.LeaseUntil, owner, at(now+lease))
+		}
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
+func getMsg(t *testing.T, s store.Store, queue, id string) *store.OutboxMessage {
+	t.Helper()
+	m, err := s.GetOutbox(ctx(t), queue, id)
+	ok(t, err)
+	return m
+}
+
+func count(t *testing.T, s store.Store, queue string) int {
+	t.Helper()
+	n, err := s.CountOutbox(ctx(t), queue)
+	ok(t, err)
+	return n
+}
+
+func testOutboxEnqueue(t *testing.T, s store.Store) {
+	// Bad input is refused with an error that is none of the sentinels and stores nothing.
+	for name, m := range map[string]*store.OutboxMessage{
+		"empty queue":        {ID: "r1", BodyHash: hashOf("x"), Payload: []byte("x"), CreatedAt: base, ExpiresAt: base.Add(time.Minute)},
+		"empty id":           {Queue: "q", BodyHash: hashOf("x"), Payload: []byte("x"), CreatedAt: base, ExpiresAt: base.Add(time.Minute)},
+		"empty hash":         {Queue: "q", ID: "r1", Payload: []byte("x"), CreatedAt: base, ExpiresAt: base.Add(time.Minute)},
+		"empty payload":      {Queue: "q", ID: "r1", BodyHash: hashOf("x"), CreatedAt: base, ExpiresAt: base.Add(time.Minute)},
+		"expiry at creation": {Queue: "q", ID: "r1", BodyHash: hashOf("x"), Payload: []byte("x"), CreatedAt: base, ExpiresAt: base},
+	} {
+		_, created, err := s.EnqueueOutbox(ctx(t), m)
+		if err == nil || created || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s: created %v, error %v; want a plain error", name, created, err)
+		}
+	}
+	eq(t, "count after refused enqueues", count(t, s, ""), 0)
+
+	m1 := enqueue(t, s, newMsg("orderpay:o1", "r1", time.Minute))
+	if m1.Seq <= 0 {
+		t.Errorf("Seq = %d, want > 0", m1.Seq)
+	}
+	eq(t, "State", m1.State, store.OutboxQueued)
+	eq(t, "Attempts", m1.Attempts, 0)
+	eq(t, "LeaseOwner", m1.LeaseOwner, "")
+	eqTimePtr(t, "LeaseUntil", m1.LeaseUntil, nil)
+	eqTimePtr(t, "SentAt", m1.SentAt, nil)
+	eqTimePtr(t, "DoneAt", m1.DoneAt, nil)
+	eqBytes(t, "Answer", m1.Answer, nil)
+	eqTime(t, "CreatedAt", m1.CreatedAt, at(0))
+	eqTime(t, "ExpiresAt", m1.ExpiresAt, at(time.Minute))
+	eqBytes(t, "Payload", m1.Payload, []byte("frame r1"))
+	eqBytes(t, "BodyHash", m1.BodyHash, hashOf("orderpay:o1/r1"))
+	if got := getMsg(t, s, "orderpay:o1", "r1"); fmt.Sprint(*got) != fmt.Sprint(*m1) {
+		t.Errorf("GetOutbox = %+v, want %+v", got, m1)
+	}
+
+	// The same (queue, id) and body hash: nothing changes, the stored message comes back, even
+	// when the caller's other fields differ.
+	again := newMsg("orderpay:o1", "r1", time.Hour)
+	again.Payload = []byte("another frame")
+	got, created, err := s.EnqueueOutbox(ctx(t), again)
+	ok(t, err)
+	eq(t, "created on a repeat", created, false)
+	eq(t, "Seq on a repeat", got.Seq, m1.Seq)
+	eqBytes(t, "Payload on a repeat", got.Payload, []byte("frame r1"))
+	eqTime(t, "ExpiresAt on a repeat", got.ExpiresAt, at(time.Minute))
+
+	// Another body hash under the same id is a conflict; the stored message is returned.
+	other := newMsg("orderpay:o1", "r1", time.Minute)
+	other.BodyHash = hashOf("another body")
+	got, created, err = s.EnqueueOutbox(ctx(t), other)
+	wantErr(t, err, store.ErrConflict)
+	eq(t, "created on a conflict", created, false)
+	if got == nil || got.Seq != m1.Seq || string(got.BodyHash) != string(m1.BodyHash) {
+		t.Errorf("conflict returned %+v, want the stored message", got)
+	}
+	eqBytes(t, "stored hash after a conflict", getMsg(t, s, "orderpay:o1", "r1").BodyHash, m1.BodyHash)
+
+	// An id is unique within its queue only; Seq increases.
+	m2 := enqueue(t, s, newMsg("orderpay:o2", "r1", time.Minute))
+	m3 := enqueue(t, s, newMsg("orderpay:o1", "r2", time.Minute))
+	if m2.Seq <= m1.Seq || m3.Seq <= m2.Seq {
+		t.Errorf("Seq %d, %d, %d: want increasing", m1.Seq, m2.Seq, m3.Seq)
+	}
+	eq(t, "count o1", count(t, s, "orderpay:o1"), 2)
+	eq(t, "count o2", count(t, s, "orderpay:o2"), 1)
+	eq(t, "count all", count(t, s, ""), 3)
+	eq(t, "count unknown queue", count(t, s, "orderpay:none"), 0)
+
+	_, err = s.GetOutbox(ctx(t), "orderpay:o1", "none")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.GetOutbox(ctx(t), "orderpay:none", "r1")
+	wantErr(t, err, store.ErrNotFound)
+}
+
+func testOutboxOrder(t *testing.T, s store.Store) {
+	// Two queues interleaved: each is claimed in its own enqueue order, the lowest Seq first.
+	for i := range 5 {
+		enqueue(t, s, newMsg("a", fmt.Sprintf("a%d", i), time.Hour))
+		enqueue(t, s, newMsg("b", fmt.Sprintf("b%d", i), time.Hour))
+	}
+	eqList(t, "first claim of a", claim(t, s, "a", "conn1", 0, time.Minute, 2), []string{"a0", "a1"})
+	// The owner's live leases are not returned again; the claim continues the queue.
+	eqList(t, "second claim of a", claim(t, s, "a", "conn1", time.Second, time.Minute, 10), []string{"a2", "a3", "a4"})
+	eqList(t, "third claim of a", claim(t, s, "a", "conn1", 2*time.Second, time.Minute, 10), []string{})
+	eqList(t, "claim of b", claim(t, s, "b", "conn2", 0, time.Minute, 0), []string{"b0", "b1", "b2", "b3", "b4"})
+	eqList(t, "claim of an empty queue", claim(t, s, "c", "conn3", 0, time.Minute, 0), []string{})
+
+	// A message enqueued later, after finished ones, still comes after them.
+	for _, id := range []string{"a0", "a1"} {
+		ok(t, s.CompleteOutbox(ctx(t), "a", id, nil, at(3*time.Second)))
+	}
+	enqueue(t, s, newMsg("a", "a5", time.Hour))
+	eqList(t, "claim after new message", claim(t, s, "a", "conn1", 4*time.Second, time.Minute, 0), []string{"a5"})
+	// When the leases run out, the whole open queue comes back in order.
+	eqList(t, "claim after lease ends", claim(t, s, "a", "conn1", 2*time.Minute, time.Minute, 0), []string{"a2", "a3", "a4", "a5"})
+	eq(t, "Attempts after two claims", getMsg(t, s, "a", "a2").Attempts, 2)
+	eq(t, "Attempts after two claims", getMsg(t, s, "a", "a5").Attempts, 2)
+}
+
+func testOutboxLease(t *testing.T, s store.Store) {
+	for i := range 3 {
+		enqueue(t, s, newMsg("q", fmt.Sprintf("m%d", i), time.Hour))
+	}
+	_, err := s.ClaimOutbox(ctx(t), "q", "c1", base, base, 1)
+	if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+		t.Errorf("claim with a lease ending now: %v, want a plain error", err)
+	}
+	_, err = s.ClaimOutbox(ctx(t), "q", "", base, base.Add(time.Minute), 1)
+	if err == nil {
+		t.Errorf("claim without an owner succeeded")
+	}
+
+	eqList(t, "c1 claims", claim(t, s, "q", "c1", 0, time.Minute, 1), []string{"m0"})
+	// While c1 holds a live lease on the queue, another owner gets nothing — not even m1, which
+	// nobody holds, because it must not overtake m0.
+	eqList(t, "c2 claims during c1's lease", claim(t, s, "q", "c2", time.Second, time.Minute, 0), []string{})
+
+	// Sent: only by the lease owner, only when open; unknown is ErrNotFound.
+	wantErr(t, s.MarkOutboxSent(ctx(t), "q", "m0", "c2", at(time.Second)), store.ErrConflict)
+	wantErr(t, s.MarkOutboxSent(ctx(t), "q", "m1", "c1", at(time.Second)), store.ErrConflict) // never claimed
+	wantErr(t, s.MarkOutboxSent(ctx(t), "q", "none", "c1", at(time.Second)), store.ErrNotFound)
+	ok(t, s.MarkOutboxSent(ctx(t), "q", "m0", "c1", at(time.Second)))
+	m0 := getMsg(t, s, "q", "m0")
+	eq(t, "state after sent", m0.State, store.OutboxSent)
+	eqTimePtr(t, "SentAt", m0.SentAt, ptr(at(time.Second)))
+	eq(t, "lease owner after sent", m0.LeaseOwner, "c1")
+	eqTimePtr(t, "LeaseUntil after sent", m0.LeaseUntil, ptr(at(time.Minute)))
+	eq(t, "Attempts", m0.Attempts, 1)
+
+	// The lease runs out: another owner claims the open messages, sent ones included, in order.
+	eqList(t, "c2 claims after c1's lease", claim(t, s, "q", "c2", time.Minute, time.Minute, 0), []string{"m0", "m1", "m2"})
+	m0 = getMsg(t, s, "q", "m0")
+	eq(t, "state after reclaim", m0.State, store.OutboxSent)
+	eq(t, "Attempts after reclaim", m0.Attempts, 2)
+	wantErr(t, s.MarkOutboxSent(ctx(t), "q", "m0", "c1", at(time.Minute)), store.ErrConflict)
+	// A redelivered sent message is marked sent again with the new time.
+	ok(t, s.MarkOutboxSent(ctx(t), "q", "m0", "c2", at(61*time.Second)))
+	eqTimePtr(t, "SentAt after redelivery", getMsg(t, s, "q", "m0").SentAt, ptr(at(61*time.Second)))
+
+	// Release gives every lease of c2 back at once; a release of an unknown owner does nothing.
+	ok(t, s.ReleaseOutbox(ctx(t), "nobody"))
+	ok(t, s.ReleaseOutbox(ctx(t), "c2"))
+	for _, id := range []string{"m0", "m1", "m2"} {
+		m := getMsg(t, s, "q", id)
+		if m.LeaseOwner != "" || m.LeaseUntil != nil {
+			t.Errorf("%s after release: lease %q until %v", id, m.LeaseOwner, m.LeaseUntil)
+		}
+	}
+	eq(t, "state kept by release", getMsg(t, s, "q", "m0").State, store.OutboxSent)
+	wantErr(t, s.MarkOutboxSent(ctx(t), "q", "m1", "c2", at(62*time.Second)), store.ErrConflict)
+	eqList(t, "c3 claims after release", claim(t, s, "q", "c3", 62*time.Second, time.Minute, 2), []string{"m0", "m1"})
+	// c3 holds m0 and m1; its next claim continues with m2.
+	eqList(t, "c3 claims again", claim(t, s, "q", "c3", 63*time.Second, time.Minute, 2), []string{"m2"})
+
+	// A lease that ran out on some messages while the owner still holds others live: another owner
+	// still waits, so the queue is never split between two deliveries.
+	enqueue(t, s, newMsg("h", "h0", time.Hour))
+	enqueue(t, s, newMsg("h", "h1", time.Hour))
+	eqList(t, "c4 claims h0", claim(t, s, "h", "c4", 0, time.Minute, 1), []string{"h0"})
+	eqList(t, "c4 claims h1 later", claim(t, s, "h", "c4", 30*time.Second, time.Minute, 1), []string{"h1"})
+	eqList(t, "c5 while c4 holds h1", claim(t, s, "h", "c5", 70*time.Second, time.Minute, 0), []string{})
+	eqList(t, "c4 takes h0 back", claim(t, s, "h", "c4", 70*time.Second, time.Minute, 0), []string{"h0"})
+}
+
+func testOutboxComplete(t *testing.T, s store.Store) {
+	enqueue(t, s, newMsg("q", "m0", time.Hour))
+	enqueue(t, s, newMsg("q", "m1", time.Hour))
+	enqueue(t, s, newMsg("q", "m2", time.Hour))
+	wantErr(t, s.CompleteOutbox(ctx(t), "q", "none", nil, at(0)), store.ErrNotFound)
+	wantErr(t, s.CompleteOutbox(ctx(t), "other", "m0", nil, at(0)), store.ErrNotFound)
+
+	eqList(t, "claim", claim(t, s, "q", "c1", 0, time.Minute, 0), []string{"m0", "m1", "m2"})
+	ok(t, s.MarkOutboxSent(ctx(t), "q", "m0", "c1", at(time.Second)))
+	// Completion does not depend on who holds the message.
+	ok(t, s.CompleteOutbox(ctx(t), "q", "m0", []byte(`{"answer":1}`), at(2*time.Second)))
+	m0 := getMsg(t, s, "q", "m0")
+	eq(t, "state", m0.State, store.OutboxDone)
+	eqBytes(t, "Answer", m0.Answer, []byte(`{"answer":1}`))
+	eqTimePtr(t, "DoneAt", m0.DoneAt, ptr(at(2*time.Second)))
+	eqTimePtr(t, "SentAt kept", m0.SentAt, ptr(at(time.Second)))
+	if m0.LeaseOwner != "" || m0.LeaseUntil != nil {
+		t.Errorf("lease after done: %q until %v", m0.LeaseOwner, m0.LeaseUntil)
+	}
+	wantErr(t, s.CompleteOutbox(ctx(t), "q", "m0", []byte("again"), at(3*time.Second)), store.ErrAlreadyUsed)
+	eqBytes(t, "Answer after a second completion", getMsg(t, s, "q", "m0").Answer, []byte(`{"answer":1}`))
+	wantErr(t, s.MarkOutboxSent(ctx(t), "q", "m0", "c1", at(3*time.Second)), store.ErrConflict)
+
+	// A queued message (doshii event written to a socket) completes without an answer.
+	ok(t, s.CompleteOutbox(ctx(t), "q", "m1", nil, at(3*time.Second)))
+	eqBytes(t, "Answer of an event", getMsg(t, s, "q", "m1").Answer, nil)
+	eq(t, "count", count(t, s, "q"), 1)
+
+	// Done messages are never claimed again, even after the leases end; an idempotent repeat of
+	// the enqueue returns the finished message.
+	ok(t, s.ReleaseOutbox(ctx(t), "c1"))
+	eqList(t, "claim after completion", claim(t, s, "q", "c2", 2*time.Minute, time.Minute, 0), []string{"m2"})
+	got, created, err := s.EnqueueOutbox(ctx(t), newMsg("q", "m0", time.Hour))
+	ok(t, err)
+	eq(t, "created on a repeat of a done id", created, false)
+	eq(t, "state on a repeat of a done id", got.State, store.OutboxDone)
+}
+
+func testOutboxExpiry(t *testing.T, s store.Store) {
+	enqueue(t, s, newMsg("q", "short", time.Minute))
+	enqueue(t, s, newMsg("q", "long", time.Hour))
+	enqueue(t, s, newMsg("p", "short", 2*time.Minute))
+
+	// An expired message is not claimed even before ExpireOutbox ran; the claim goes on after it.
+	eqList(t, "claim at expiry", claim(t, s, "q", "c1", time.Minute, time.Minute, 0), []string{"long"})
+	ok(t, s.ReleaseOutbox(ctx(t), "c1"))
+
+	n, err := s.ExpireOutbox(ctx(t), at(time.Minute-time.Millisecond))
+	ok(t, err)
+	eq(t, "expired before ExpiresAt", n, 0)
+	n, err = s.ExpireOutbox(ctx(t), at(time.Minute))
+	ok(t, err)
+	eq(t, "expired at ExpiresAt", n, 1)
+	m := getMsg(t, s, "q", "short")
+	eq(t, "state", m.State, store.OutboxExpired)
+	eqTimePtr(t, "DoneAt of expired", m.DoneAt, ptr(at(time.Minute)))
+	wantErr(t, s.CompleteOutbox(ctx(t), "q", "short", []byte("late"), at(time.Minute)), store.ErrAlreadyUsed)
+	eqBytes(t, "Answer of expired", getMsg(t, s, "q", "short").Answer, nil)
+	n, err = s.ExpireOutbox(ctx(t), at(time.Minute))
+	ok(t, err)
+	eq(t, "expired again", n, 0)
+	eq(t, "count q", count(t, s, "q"), 1)
+
+	// A leased and sent message expires too, and its lease ends.
+	eqList(t, "claim p", claim(t, s, "p", "c2", 0, time.Hour, 0), []string{"short"})
+	ok(t, s.MarkOutboxSent(ctx(t), "p", "short", "c2", at(time.Second)))
+	n, err = s.ExpireOutbox(ctx(t), at(3*time.Minute))
+	ok(t, err)
+	eq(t, "expired sent", n, 1)
+	m = getMsg(t, s, "p", "short")
+	if m.State != store.OutboxExpired || m.LeaseOwner != "" || m.LeaseUntil != nil {
+		t.Errorf("expired sent message: %+v", m)
+	}
+	wantErr(t, s.MarkOutboxSent(ctx(t), "p", "short", "c2", at(3*time.Minute)), store.ErrConflict)
+	eq(t, "count all", count(t, s, ""), 1)
+}
+
+func testOutboxCleanup(t *testing.T, s store.Store) {
+	enqueue(t, s, newMsg("q", "done-early", time.Hour))
+	enqueue(t, s, newMsg("q", "done-late", time.Hour))
+	enqueue(t, s, newMsg("q", "expired", time.Minute))
+	enqueue(t, s, newMsg("q", "open-old", time.Hour)) // created at base, never finished
+	ok(t, s.CompleteOutbox(ctx(t), "q", "done-early", nil, at(time.Second)))
+	ok(t, s.CompleteOutbox(ctx(t), "q", "done-late", nil, at(10*time.Minute)))
+	n, err := s.ExpireOutbox(ctx(t), at(2*time.Minute))
+	ok(t, err)
+	eq(t, "expired", n, 1)
+
+	n, err = s.DeleteOutboxFinishedBefore(ctx(t), at(2*time.Minute)) // DoneAt == t is kept
+	ok(t, err)
+	eq(t, "deleted", n, 1)
+	_, err = s.GetOutbox(ctx(t), "q", "done-early")
+	wantErr(t, err, store.ErrNotFound)
+	getMsg(t, s, "q", "expired")
+	n, err = s.DeleteOutboxFinishedBefore(ctx(t), at(2*time.Hour))
+	ok(t, err)
+	eq(t, "deleted later", n, 2)
+	for _, id := range []string{"done-late", "expired"} {
+		_, err = s.GetOutbox(ctx(t), "q", id)
+		wantErr(t, err, store.ErrNotFound)
+	}
+	eq(t, "open message kept", getMsg(t, s, "q", "open-old").State, store.OutboxQueued)
+
+	// Once deleted, the id is new again.
+	_, created, err := s.EnqueueOutbox(ctx(t), newMsg("q", "done-early", time.Hour))
+	ok(t, err)
+	eq(t, "created after cleanup", created, true)
+
+	// Cleanup works in batches: more rows than one batch all go.
+	for i := range 1005 {
+		m := newMsg("bulk", fmt.Sprintf("m%04d", i), time.Minute)
+		enqueue(t, s, m)
+	}
+	n, err = s.ExpireOutbox(ctx(t), at(3*time.Minute))
+	ok(t, err)
+	eq(t, "bulk expired", n, 1005)
+	n, err = s.DeleteOutboxFinishedBefore(ctx(t), at(4*time.Minute))
+	ok(t, err)
+	eq(t, "bulk deleted", n, 1005)
+	eq(t, "count", count(t, s, ""), 2)
+}
+
+// testOutboxClaimRace: deliverers on several replicas claim one queue at once. Of one message
+// exactly one claimer gets it; of a longer queue one owner gets the head, in order, and every
+// message is held by at most one owner.
+func testOutboxClaimRace(t *testing.T, s store.Store) {
+	for round := range 10 {
+		q := fmt.Sprintf("one-%d", round)
+		enqueue(t, s, newMsg(q, "m", time.Hour))
+		got := make([][]*store.OutboxMessage, 2)
+		errs := race(2, func(i int) error {
+			var err error
+			got[i], err = s.ClaimOutbox(ctx(t), q, fmt.Sprintf("d%d", i), base, base.Add(time.Minute), 10)
+			return err
+		})
+		for _, err := range errs {
+			ok(t, err)
+		}
+		if len(got[0])+len(got[1]) != 1 {
+			t.Fatalf("round %d: claims returned %d and %d messages, want exactly one in all", round, len(got[0]), len(got[1]))
+		}
+		winner := 0
+		if len(got[1]) == 1 {
+			winner = 1
+		}
+		eq(t, "stored lease owner", getMsg(t, s, q, "m").LeaseOwner, fmt.Sprintf("d%d", winner))
+		eq(t, "Attempts", getMsg(t, s, q, "m").Attempts, 1)
+	}
+
+	for i := range 20 {
+		enqueue(t, s, newMsg("long", fmt.Sprintf("m%02d", i), time.Hour))
+	}
+	const claimers = 8
+	got := make([][]*store.OutboxMessage, claimers)
+	errs := race(claimers, func(i int) error {
+		var err error
+		got[i], err = s.ClaimOutbox(ctx(t), "long", fmt.Sprintf("d%d", i), base, base.Add(time.Minute), 5)
+		return err
+	})
+	holders := map[string]int{}
+	owners := 0
+	for i, err := range errs {
+		ok(t, err)
+		if len(got[i]) > 0 {
+			owners++
+		}
+		for _, m := range got[i] {
+			if prev, dup := holders[m.ID]; dup {
+				t.Fatalf("%s claimed by d%d and d%d", m.ID, prev, i)
+			}
+			holders[m.ID] = i
+		}
+	}
+	if owners != 1 {
+		t.Fatalf("%d owners got messages of one queue, want 1", owners)
+	}
+	ids := slices.Sorted(func(yield func(string) bool) {
+		for id := range holders {
+			if !yield(id) {
+				return
+			}
+		}
+	})
+	eqList(t, "claimed head", ids, []string{"m00", "m01", "m02", "m03", "m04"})
+}
+
+// testOutboxEnqueueRace: 50 concurrent enqueues of one id store one row; with two different
+// bodies racing, the losers with the winner's body see it stored, the others get ErrConflict.
+func testOutboxEnqueueRace(t *testing.T, s store.Store) {
+	const n = 50
+	created := make([]bool, n)
+	seqs := make([]int64, n)
+	errs := race(n, func(i int) error {
+		m, c, err := s.EnqueueOutbox(ctx(t), newMsg("q", "same", time.Hour))
+		if err == nil {
+			created[i], seqs[i] = c, m.Seq
+		}
+		return err
+	})
+	wins := 0
+	for i, err := range errs {
+		ok(t, err)
+		if created[i] {
+			wins++
+		}
+		if seqs[i] != seqs[0] {
+			t.Fatalf("enqueue %d got seq %d, enqueue 0 got %d", i, seqs[i], seqs[0])
+		}
+	}
+	eq(t, "enqueues that created the row", wins, 1)
+	eq(t, "rows", count(t, s, "q"), 1)
+
+	errs = race(n, func(i int) error {
+		m := newMsg("q", "mixed", time.Hour)
+		m.BodyHash = hashOf(fmt.Sprint(i % 2))
+		_, c, err := s.EnqueueOutbox(ctx(t), m)
+		created[i] = c
+		return err
+	})
+	winner := -1
+	for i := range n {
+		if created[i] {
+			if winner >= 0 {
+				t.Fatalf("enqueues %d and %d both created the row", winner, i)
+			}
+			winner = i
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no enqueue created the row")
+	}
+	for i, err := range errs {
+		switch {
+		case i%2 == winner%2 && err != nil:
+			t.Errorf("enqueue %d with the stored body: %v", i, err)
+		case i%2 != winner%2 && !errors.Is(err, store.ErrConflict):
+			t.Errorf("enqueue %d with another body: %v, want ErrConflict", i, err)
+		}
+	}
+	eq(t, "rows", count(t, s, "q"), 2)
+}
+
+// testOutboxCompleteRace: concurrent completions of one message have one winner; a completion
+// racing the expiry sweep either completes the message or finds it expired, never both.
+func testOutboxCompleteRace(t *testing.T, s store.Store) {
+	enqueue(t, s, newMsg("q", "m", time.Hour))
+	errs := race(8, func(i int) error {
+		return s.CompleteOutbox(ctx(t), "q", "m", []byte(fmt.Sprint(i)), at(time.Second))
+	})
+	w := oneWinner(t, errs, store.ErrAlreadyUsed)
+	eqBytes(t, "winner's answer", getMsg(t, s, "q", "m").Answer, []byte(fmt.Sprint(w)))
+
+	completed, expired := 0, 0
+	for round := range 20 {
+		id := fmt.Sprintf("r%d", round)
+		enqueue(t, s, newMsg("race", id, time.Minute))
+		var completeErr error
+		var n int
+		errs := race(2, func(i int) error {
+			if i == 0 {
+				completeErr = s.CompleteOutbox(ctx(t), "race", id, []byte("answer"), at(time.Minute))
+				return nil
+			}
+			var err error
+			n, err = s.ExpireOutbox(ctx(t), at(time.Minute))
+			return err
+		})
+		ok(t, errs[1])
+		m := getMsg(t, s, "race", id)
+		switch {
+		case completeErr == nil && n == 0:
+			completed++
+			eq(t, "state after completion won", m.State, store.OutboxDone)
+		case errors.Is(completeErr, store.ErrAlreadyUsed) && n == 1:
+			expired++
+			eq(t, "state after expiry won", m.State, store.OutboxExpired)
+			eqBytes(t, "answer after expiry won", m.Answer, nil)
+		default:
+			t.Fatalf("round %d: complete %v, expired %d: want exactly one to win", round, completeErr, n)
+		}
+	}
+	t.Logf("complete vs expire: completion won %d, expiry won %d", completed, expired)
+}
+
+func testOutboxClosed(t *testing.T, s store.Store) {
+	ok(t, s.Close())
+	checks := map[string]error{}
+	_, _, checks["EnqueueOutbox"] = s.EnqueueOutbox(ctx(t), newMsg("q", "m", time.Hour))
+	_, checks["GetOutbox"] = s.GetOutbox(ctx(t), "q", "m")
+	_, checks["ClaimOutbox"] = s.ClaimOutbox(ctx(t), "q", "c", base, base.Add(time.Minute), 1)
+	checks["MarkOutboxSent"] = s.MarkOutboxSent(ctx(t), "q", "m", "c", base)
+	checks["CompleteOutbox"] = s.CompleteOutbox(ctx(t), "q", "m", nil, base)
+	checks["ReleaseOutbox"] = s.ReleaseOutbox(ctx(t), "c")
+	_, checks["ExpireOutbox"] = s.ExpireOutbox(ctx(t), base)
+	_, checks["CountOutbox"] = s.CountOutbox(ctx(t), "")
+	_, checks["DeleteOutboxFinishedBefore"] = s.DeleteOutboxFinishedBefore(ctx(t), base)
+	checks["PutPresence"] = s.PutPresence(ctx(t), &store.Presence{ConnID: "c", Tenant: "t", Replica: "r", Since: base, SeenAt: base})
+	checks["TouchPresence"] = s.TouchPresence(ctx(t), "c", base)
+	checks["DeletePresence"] = s.DeletePresence(ctx(t), "c")
+	_, checks["ListPresence"] = s.ListPresence(ctx(t), "t", base)
+	_, checks["DeletePresenceSeenBefore"] = s.DeletePresenceSeenBefore(ctx(t), base)
+	for name, err := range checks {
+		if !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s on a closed store: %v, want ErrUnavailable", name, err)
+		}
+	}
+}
+
+func testPresence(t *testing.T, s store.Store) {
+	for name, p := range map[string]*store.Presence{
+		"empty conn id": {Tenant: "t", Replica: "r", Since: base, SeenAt: base},
+		"empty tenant":  {ConnID: "c", Replica: "r", Since: base, SeenAt: base},
+		"empty replica": {ConnID: "c", Tenant: "t", Since: base, SeenAt: base},
+	} {
+		if err := s.PutPresence(ctx(t), p); err == nil || errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s: %v, want a plain error", name, err)
+		}
+	}
+	list := func(tenant string, seenSince time.Duration) []string {
+		t.Helper()
+		l, err := s.ListPresence(ctx(t), tenant, base.Add(seenSince))
+		ok(t, err)
+		if l == nil {
+			t.Fatalf("ListPresence returned nil, want an empty list")
+		}
+		out := []string{}
+		for _, p := range l {
+			out = append(out, p.ConnID+"@"+p.Replica)
+		}
+		return out
+	}
+	eqList(t, "empty", list("orderpay:o1", 0), []string{})
+
+	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "c1", Tenant: "orderpay:o1", Replica: "r1", Since: base, SeenAt: base}))
+	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "c2", Tenant: "orderpay:o1", Replica: "r2", Since: base.Add(time.Second), SeenAt: base.Add(time.Second)}))
+	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "c0", Tenant: "orderpay:o1", Replica: "r2", Since: base.Add(time.Second), SeenAt: base.Add(time.Second)}))
+	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "c3", Tenant: "doshii:l1", Replica: "r1", Since: base, SeenAt: base}))
+	eqList(t, "newest Since first, ties by ConnID descending", list("orderpay:o1", 0), []string{"c2@r2", "c0@r2", "c1@r1"})
+	eqList(t, "seen since", list("orderpay:o1", time.Second), []string{"c2@r2", "c0@r2"})
+
+	l, err := s.ListPresence(ctx(t), "doshii:l1", base)
+	ok(t, err)
+	if len(l) != 1 {
+		t.Fatalf("doshii:l1 rows = %d", len(l))
+	}
+	eq(t, "Tenant", l[0].Tenant, "doshii:l1")
+	eqTime(t, "Since", l[0].Since, at(0))
+	eqTime(t, "SeenAt", l[0].SeenAt, at(0))
+
+	// Touch refreshes SeenAt; a gone row is ErrNotFound.
+	ok(t, s.TouchPresence(ctx(t), "c1", base.Add(time.Minute)))
+	eqList(t, "after touch", list("orderpay:o1", time.Minute), []string{"c1@r1"})
+	wantErr(t, s.TouchPresence(ctx(t), "none", base), store.ErrNotFound)
+
+	// Put replaces the whole row of a ConnID (the connection moved to another tenant or replica).
+	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "c1", Tenant: "doshii:l1", Replica: "r3", Since: base.Add(2 * time.Minute), SeenAt: base.Add(2 * time.Minute)}))
+	eqList(t, "old tenant after replace", list("orderpay:o1", 0), []string{"c2@r2", "c0@r2"})
+	eqList(t, "new tenant after replace", list("doshii:l1", 0), []string{"c1@r3", "c3@r1"})
+
+	ok(t, s.DeletePresence(ctx(t), "c2"))
+	ok(t, s.DeletePresence(ctx(t), "c2")) // missing is fine
+	eqList(t, "after delete", list("orderpay:o1", 0), []string{"c0@r2"})
+	wantErr(t, s.TouchPresence(ctx(t), "c2", base), store.ErrNotFound)
+
+	// Rows of dead replicas: everything not seen since t goes; SeenAt == t stays.
+	n, err := s.DeletePresenceSeenBefore(ctx(t), base.Add(time.Second))
+	ok(t, err)
+	eq(t, "stale rows deleted", n, 1) // c3
+	eqList(t, "doshii after cleanup", list("doshii:l1", 0), []string{"c1@r3"})
+	eqList(t, "orderpay after cleanup", list("orderpay:o1", 0), []string{"c0@r2"})
+}
