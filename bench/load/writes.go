@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/posgate/posgate/internal/config"
 )
@@ -46,9 +47,9 @@ import (
 // client_credentials measured in the same round, CPU per request (of this whole process:
 // posgate and the load generator) and fsync+fdatasync calls per request. The fsync count comes
 // from `perf stat` on the syscalls:sys_enter_fsync and sys_enter_fdatasync tracepoints (kernel
-// counters, no ptrace), attached to this process (SQLite) or to this process and every postgres
-// server process (PostgreSQL: the count is the whole cluster's, including other users' work) for
-// the warm-up and the measured phase, divided by the requests of both; "-" when perf is missing.
+// counters, no ptrace), attached to this process and, on PostgreSQL, to the server's WAL writer and
+// the backends connected to the benchmark's database (see postgresPIDs), for the warm-up and the
+// measured phase, divided by the requests of both; "-" when perf cannot count.
 
 type writeEnv struct {
 	o    *options
@@ -98,10 +99,6 @@ func runWrites(ctx context.Context, o *options) error {
 		return err
 	}
 
-	var pgPIDs []int
-	if o.store == "postgres" {
-		pgPIDs = postgresPIDs()
-	}
 	targets := []target{e.cc()}
 	for _, t := range []target{e.refresh(), e.jwtBearer(), e.consume()} {
 		if slices.Contains(strings.Split(o.flows, ","), t.name) {
@@ -131,7 +128,7 @@ func runWrites(ctx context.Context, o *options) error {
 						return err
 					}
 				}
-				r := runProbed(ctx, t, c, o, pgPIDs)
+				r := runProbed(ctx, t, c, o)
 				all[t.name] = append(all[t.name], r)
 				switch t.name {
 				case "client_credentials":
@@ -157,7 +154,7 @@ func runWrites(ctx context.Context, o *options) error {
 				}()
 				t := e.refresh()
 				t.name = "refresh+flood"
-				r := runProbed(ctx, t, c, o, pgPIDs)
+				r := runProbed(ctx, t, c, o)
 				cancelFlood()
 				wg.Wait()
 				all[t.name] = append(all[t.name], r)
@@ -212,8 +209,11 @@ var (
 
 // runProbed runs t once, measuring the process CPU of the measured phase and the fsync calls of
 // warm-up and measured phase together.
-func runProbed(ctx context.Context, t target, c int, o *options, pgPIDs []int) *result {
-	pids := append([]int{os.Getpid()}, pgPIDs...)
+func runProbed(ctx context.Context, t target, c int, o *options) *result {
+	pids := []int{os.Getpid()}
+	if o.store == "postgres" {
+		pids = append(pids, postgresPIDs(ctx, o.dsn)...)
+	}
 	stopPerf := startPerf(pids)
 	profile := o.cpuprofile != "" && t.name == o.profileFlow && !profiled
 	t.measured = func() func() time.Duration {
@@ -317,20 +317,30 @@ func startPerf(pids []int) func() int64 {
 	}
 }
 
-// postgresPIDs lists the running postgres server processes (the postmaster, its WAL writer and
-// backends), whose fsyncs are the commits' cost when the store is PostgreSQL.
-func postgresPIDs() []int {
-	out, err := exec.Command("pgrep", "-x", "postgres").Output()
+// postgresPIDs lists the server processes whose fsyncs are this benchmark's commits: the backends
+// connected to its database (a backend flushes the WAL for its own commit, and for the others
+// waiting when it does) and the WAL writer. Other databases' backends on a shared server are left
+// out; processes that start during a run are not counted.
+func postgresPIDs(ctx context.Context, dsn string) []int {
+	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return nil
 	}
-	var pids []int
-	for _, f := range strings.Fields(string(out)) {
-		if p, err := strconv.Atoi(f); err == nil {
-			pids = append(pids, p)
-		}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT pid FROM pg_stat_activity
+		WHERE (datname = current_database() AND pid <> pg_backend_pid()) OR backend_type = 'walwriter'`)
+	if err != nil {
+		return nil
 	}
-	return pids
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil
+	}
+	out := make([]int, len(pids))
+	for i, p := range pids {
+		out[i] = int(p)
+	}
+	return out
 }
 
 func basicAuth(id, sec string) string {
