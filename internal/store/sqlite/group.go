@@ -44,7 +44,16 @@ type groupDB struct {
 
 	commits  atomic.Int64 // committed batches, for tests and diagnostics
 	maxUnits atomic.Int64 // the most units one committed batch held
+
+	// Prepared statements, kept across transactions (SQLite compiles a statement on every
+	// prepare). A statement first seen inside a transaction runs unprepared and is prepared on
+	// the connection when the next batch opens, the one moment the turn holder knows the
+	// connection is not inside a transaction. Both maps are used only while holding a turn.
+	stmts  map[string]*sql.Stmt
+	wanted map[string]bool
 }
+
+const maxCachedWriterStmts = 256
 
 // maxBatch bounds the units of one transaction, so a steady stream of writers cannot postpone a
 // commit (and the answers waiting for it) indefinitely.
@@ -61,7 +70,7 @@ type batch struct {
 }
 
 func newGroupDB(db *sql.DB) *groupDB {
-	return &groupDB{db: db, turn: make(chan struct{}, 1)}
+	return &groupDB{db: db, turn: make(chan struct{}, 1), stmts: map[string]*sql.Stmt{}, wanted: map[string]bool{}}
 }
 
 func (g *groupDB) acquire(ctx context.Context) error {
@@ -88,6 +97,7 @@ func (g *groupDB) begin(ctx context.Context) (*unit, error) {
 		return nil, err
 	}
 	if g.batch == nil {
+		g.prepareWanted()
 		tx, err := g.db.BeginTx(context.Background(), nil)
 		if err != nil {
 			g.release()
@@ -96,12 +106,57 @@ func (g *groupDB) begin(ctx context.Context) (*unit, error) {
 		g.batch = &batch{tx: tx, done: make(chan struct{})}
 	}
 	b := g.batch
-	if _, err := b.tx.ExecContext(context.Background(), "SAVEPOINT "+savepoint); err != nil {
+	if _, err := g.exec(b, "SAVEPOINT "+savepoint); err != nil {
 		g.fail(b, err)
 		g.release()
 		return nil, err
 	}
 	return &unit{g: g, b: b}, nil
+}
+
+// prepareWanted prepares the statements that ran unprepared since the last batch opened.
+func (g *groupDB) prepareWanted() {
+	for q := range g.wanted {
+		delete(g.wanted, q)
+		if len(g.stmts) >= maxCachedWriterStmts {
+			continue
+		}
+		if st, err := g.db.PrepareContext(context.Background(), q); err == nil {
+			g.stmts[q] = st
+		}
+	}
+}
+
+// stmt returns q prepared for b's transaction, or nil (then q runs unprepared this time).
+func (g *groupDB) stmt(b *batch, q string) *sql.Stmt {
+	if st := g.stmts[q]; st != nil {
+		return b.tx.StmtContext(context.Background(), st)
+	}
+	if len(g.stmts) < maxCachedWriterStmts {
+		g.wanted[q] = true
+	}
+	return nil
+}
+
+func (g *groupDB) exec(b *batch, q string, args ...any) (int64, error) {
+	if st := g.stmt(b, q); st != nil {
+		return execResult(st.ExecContext(context.Background(), args...))
+	}
+	return execResult(b.tx.ExecContext(context.Background(), q, args...))
+}
+
+func (g *groupDB) query(b *batch, q string, args ...any) (*sql.Rows, error) {
+	if st := g.stmt(b, q); st != nil {
+		return st.QueryContext(context.Background(), args...)
+	}
+	return b.tx.QueryContext(context.Background(), q, args...)
+}
+
+func (g *groupDB) queryRow(b *batch, q string, args ...any) *sql.Row {
+	if st := g.stmt(b, q); st != nil {
+		return st.QueryRowContext(context.Background(), args...)
+	}
+	return b.tx.QueryRowContext(context.Background(), q, args...)
 }
 
 // fail ends b after SQLite lost its transaction: every unit of it gets err.
@@ -193,14 +248,14 @@ func (u *unit) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	if err := u.usable(ctx); err != nil {
 		return 0, err
 	}
-	return execResult(u.b.tx.ExecContext(context.Background(), q, args...))
+	return u.g.exec(u.b, q, args...)
 }
 
 func (u *unit) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
 	if err := u.usable(ctx); err != nil {
 		return nil, err
 	}
-	rows, err := u.b.tx.QueryContext(context.Background(), q, args...)
+	rows, err := u.g.query(u.b, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +266,7 @@ func (u *unit) QueryRow(ctx context.Context, q string, args ...any) sqlstore.Row
 	if err := u.usable(ctx); err != nil {
 		return errRow{err}
 	}
-	return sqlRow{u.b.tx.QueryRowContext(context.Background(), q, args...)}
+	return sqlRow{u.g.queryRow(u.b, q, args...)}
 }
 
 func (u *unit) usable(ctx context.Context) error {
@@ -228,10 +283,10 @@ func (u *unit) Commit(ctx context.Context) error {
 	}
 	u.ended = true
 	g, b := u.g, u.b
-	if _, err := b.tx.ExecContext(context.Background(), "RELEASE "+savepoint); err != nil {
-		if _, rerr := b.tx.ExecContext(context.Background(), "ROLLBACK TO "+savepoint); rerr != nil {
+	if _, err := g.exec(b, "RELEASE "+savepoint); err != nil {
+		if _, rerr := g.exec(b, "ROLLBACK TO "+savepoint); rerr != nil {
 			g.fail(b, err)
-		} else if _, rerr := b.tx.ExecContext(context.Background(), "RELEASE "+savepoint); rerr != nil {
+		} else if _, rerr := g.exec(b, "RELEASE "+savepoint); rerr != nil {
 			g.fail(b, err)
 		} else {
 			g.settle(b)
@@ -254,8 +309,8 @@ func (u *unit) Rollback(context.Context) error {
 	u.ended = true
 	g, b := u.g, u.b
 	var err error
-	if _, err = b.tx.ExecContext(context.Background(), "ROLLBACK TO "+savepoint); err == nil {
-		_, err = b.tx.ExecContext(context.Background(), "RELEASE "+savepoint)
+	if _, err = g.exec(b, "ROLLBACK TO "+savepoint); err == nil {
+		_, err = g.exec(b, "RELEASE "+savepoint)
 	}
 	if err != nil {
 		g.fail(b, err)
@@ -294,7 +349,7 @@ func (g *groupDB) Query(ctx context.Context, q string, args ...any) (sqlstore.Ro
 	if err != nil {
 		return nil, err
 	}
-	rows, err := u.b.tx.QueryContext(context.Background(), q, args...)
+	rows, err := g.query(u.b, q, args...)
 	if err != nil {
 		_ = u.Rollback(ctx)
 		return nil, err
@@ -317,7 +372,7 @@ func (r groupRow) Scan(dest ...any) error {
 	if err != nil {
 		return err
 	}
-	err = u.b.tx.QueryRowContext(context.Background(), r.q, r.args...).Scan(dest...)
+	err = r.g.queryRow(u.b, r.q, r.args...).Scan(dest...)
 	noRows := errors.Is(err, sql.ErrNoRows)
 	if err != nil && !noRows {
 		_ = u.Rollback(r.ctx)
