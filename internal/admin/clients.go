@@ -9,10 +9,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/httpx"
-	"github.com/posgate/posgate/internal/oauth"
 	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/store"
 )
@@ -70,8 +70,9 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
-// ParseCreateClient decodes and validates a POST /clients body. Every refusal names the field.
-func ParseCreateClient(data []byte) (*CreateClientRequest, error) {
+// ParseCreateClient decodes and validates a POST /clients body; an audience in reserved is
+// refused. Every refusal names the field.
+func ParseCreateClient(data []byte, reserved app.Audiences) (*CreateClientRequest, error) {
 	var req CreateClientRequest
 	if err := decodeStrict(data, &req); err != nil {
 		return nil, err
@@ -115,11 +116,11 @@ func ParseCreateClient(data []byte) (*CreateClientRequest, error) {
 		if slices.Contains(req.Audiences[:i], au) {
 			return nil, badInput("audiences[%d]: %q is repeated", i, au)
 		}
-		if oauth.IsReservedAudience(au) {
+		if reserved.Has(au) {
 			// Tokens for these are minted only by their dialect's own endpoint (its client
 			// authentication, throttle and lifetime); a client listing one could mint them at
 			// /oauth/token instead.
-			return nil, badInput("audiences[%d]: %q is reserved for its dialect's own tokens (reserved: %s)", i, au, strings.Join(oauth.ReservedAudiences(), ", "))
+			return nil, badInput("audiences[%d]: %q is reserved for its dialect's own tokens (reserved: %s)", i, au, strings.Join(reserved, ", "))
 		}
 	}
 	if req.AssertionSecret && !req.APIKey {
@@ -173,7 +174,7 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request) {
 		err = errs.New(errs.BadInput, "invalid_request", "Content-Type must be application/json")
 	}
 	if err == nil {
-		req, err = ParseCreateClient(data)
+		req, err = ParseCreateClient(data, a.svc.Reserved)
 	}
 	if err != nil {
 		a.fail(w, r, action, "", err)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 
 	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/clock"
@@ -41,7 +42,19 @@ type Services struct {
 	// console (internal/console) signs people in with it. Set by the server before modules are
 	// built; nil means console sign-in is refused.
 	CheckAdminToken func(token string) bool
+	// Reserved are the audiences modules mint tokens for behind their own endpoints (see
+	// AudienceReserver). The server sets it once every module is built, before serving.
+	Reserved Audiences
 }
+
+// Audiences is a list of audience names.
+type Audiences []string
+
+// Has reports whether aud is in the list (exact match).
+func (a Audiences) Has(aud string) bool { return slices.Contains(a, aud) }
+
+// HasAny reports whether any of auds is in the list.
+func (a Audiences) HasAny(auds []string) bool { return slices.ContainsFunc(auds, a.Has) }
 
 // Forwarder sends r to the upstream named upstream on behalf of p: credentials stripped, identity
 // headers added. Upstream failures are written with writeErr (an *errs.Error of kind Unavailable
@@ -50,20 +63,6 @@ type Services struct {
 type Forwarder interface {
 	Forward(w http.ResponseWriter, r *http.Request, upstream string, p *auth.Principal,
 		writeErr func(http.ResponseWriter, *http.Request, error), onSuccess func())
-}
-
-// Mux is where a module mounts handlers (an *http.ServeMux satisfies it). Patterns are Go 1.22
-// ServeMux patterns ("POST /oauth/token").
-type Mux interface {
-	Handle(pattern string, handler http.Handler)
-}
-
-// Module is a dialect or feature that mounts routes and registers authenticators.
-//   - public: the internet-facing mux (dialect endpoints).
-//   - admin: the admin API mux, already behind admin-token authentication; patterns are relative to
-//     /admin/api/v1 (e.g. "POST /doshii/vendors").
-type Module interface {
-	Mount(public, admin Mux) error
 }
 
 // Audit records an audit event in the store and in the log (never a secret). Failures to write the
@@ -78,11 +77,4 @@ func (s *Services) Audit(ctx context.Context, e store.AuditEvent) {
 	if err := s.Store.AppendAudit(ctx, &e); err != nil {
 		s.Log.LogAttrs(ctx, slog.LevelWarn, "audit write failed", slog.String("action", e.Action), slog.String("error", err.Error()))
 	}
-}
-
-// Demoer is implemented by modules that can seed an example credential set for `posgate serve
-// --demo`. Demo creates it (idempotently) and returns ready-to-paste curl lines for baseURL; the
-// secrets in them are shown on the terminal only, never logged.
-type Demoer interface {
-	Demo(ctx context.Context, baseURL string) ([]string, error)
 }

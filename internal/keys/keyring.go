@@ -103,6 +103,10 @@ func NewKeyring(st store.SigningKeys, s Sealer, clk clock.Clock, alg string, rot
 	return &Keyring{st: st, sealer: s, clk: clk, alg: alg, rotateEvery: rotateEvery, maxLifetime: maxTokenLifetime}
 }
 
+// SetMaxTokenLifetime replaces the maxTokenLifetime given to NewKeyring, for a caller that learns
+// it from what it builds on the keyring (the server asks its modules). Call it before Load.
+func (k *Keyring) SetMaxTokenLifetime(d time.Duration) { k.maxLifetime = d }
+
 // MaxTokenLifetime is the longest lifetime a token may be issued with.
 func (k *Keyring) MaxTokenLifetime() time.Duration { return k.maxLifetime }
 

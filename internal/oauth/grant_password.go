@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/store"
@@ -34,7 +35,7 @@ func (g passwordGrant) Handle(ctx context.Context, gr *GrantRequest) (*TokenResp
 	}
 	// Everything that needs no password check comes first: a malformed request costs no argon2id
 	// and no throttle count.
-	aud, err := userAudience(gr)
+	aud, err := userAudience(gr, s.svc.Reserved)
 	if err != nil {
 		return nil, err
 	}
@@ -127,10 +128,10 @@ func (g passwordGrant) Handle(ctx context.Context, gr *GrantRequest) (*TokenResp
 // userAudience is the audience of a user token: the requested one, which the client must list, or,
 // when none is requested and the client lists exactly one, that one (RFC 6749 clients such as
 // golang.org/x/oauth2's password grant cannot send an audience).
-func userAudience(gr *GrantRequest) (string, error) {
+func userAudience(gr *GrantRequest, reserved app.Audiences) (string, error) {
 	if gr.Audience == "" {
 		if len(gr.Client.Audiences) == 1 {
-			if aud := gr.Client.Audiences[0]; IsReservedAudience(aud) { // a client made before the admin API refused it
+			if aud := gr.Client.Audiences[0]; reserved.Has(aud) { // a client made before the admin API refused it
 				return "", errReservedAudience(aud)
 			}
 			return gr.Client.Audiences[0], nil

@@ -30,7 +30,7 @@ func (g refreshGrant) Handle(ctx context.Context, gr *GrantRequest) (*TokenRespo
 		if gr.Audience != "" && gr.Audience != fam.Audience {
 			return Fail(CodeAccessDenied, "the refresh token was not issued for this audience")
 		}
-		if IsReservedAudience(fam.Audience) { // a family from before reserved audiences were refused
+		if s.svc.Reserved.Has(fam.Audience) { // a family from before reserved audiences were refused
 			return errReservedAudience(fam.Audience)
 		}
 		famScope := strings.Fields(fam.Scope)

@@ -97,6 +97,21 @@ func NewServer(svc *app.Services) (*Server, error) {
 	return s, nil
 }
 
+// MaxTokenLifetime is the longest access token lifetime configured (app.TokenLifetimer).
+func (s *Server) MaxTokenLifetime() time.Duration { return maxAccessLifetime(s.svc.Config) }
+
+// Maintenance deletes the refresh-token families past their expiry (app.Maintainer).
+func (s *Server) Maintenance() []app.Task {
+	return []app.Task{{Name: "refresh tokens", Every: app.CleanupEvery, Run: func(ctx context.Context) error {
+		return s.svc.Store.DeleteRefreshExpiredBefore(ctx, s.svc.Clock.Now())
+	}}}
+}
+
+var (
+	_ app.TokenLifetimer = (*Server)(nil)
+	_ app.Maintainer     = (*Server)(nil)
+)
+
 // Register adds a grant type.
 func (s *Server) Register(g Grant) error {
 	if _, dup := s.grants[g.Type()]; dup {
@@ -116,20 +131,13 @@ func (s *Server) Mount(public, _ app.Mux) error {
 	public.Handle("POST /oauth/introspect", http.HandlerFunc(s.handleIntrospect))
 	public.Handle("POST /oauth/revoke", http.HandlerFunc(s.handleRevoke))
 	public.Handle("GET /.well-known/oauth-authorization-server", http.HandlerFunc(s.handleMetadata))
-	// Any other method gets 405 with Allow (rather than falling through to a catch-all route).
-	for path, allow := range map[string]string{"/oauth/token": "POST", "/oauth/introspect": "POST", "/oauth/revoke": "POST",
-		"/.well-known/oauth-authorization-server": "GET, HEAD"} {
-		public.Handle(path, methodNotAllowed(allow))
-	}
 	return nil
 }
 
-func methodNotAllowed(allow string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", allow)
-		httpx.NoStore(w)
-		httpx.WriteError(w, http.StatusMethodNotAllowed, CodeInvalidRequest, "method not allowed; use "+allow)
-	})
+// WriteMethodNotAllowed answers a wrong method on an /oauth endpoint (the server sets Allow).
+func (s *Server) WriteMethodNotAllowed(w http.ResponseWriter, _ *http.Request, allow string) {
+	httpx.NoStore(w)
+	httpx.WriteError(w, http.StatusMethodNotAllowed, CodeInvalidRequest, "method not allowed; use "+allow)
 }
 
 // readRequest reads and parses the body of a request to an /oauth/* endpoint. Parameters in the
@@ -194,8 +202,8 @@ func (s *Server) token(r *http.Request, basic *bool) (*TokenResponse, error) {
 		return nil, Fail(CodeUnauthorizedClient, "the client may not use the "+g.Type()+" grant")
 	}
 	// Another dialect's audience is refused whatever the grant and whatever the client lists:
-	// those tokens are minted only by their own endpoints (see audience.go).
-	if IsReservedAudience(req.Audience) {
+	// those tokens are minted only by their own endpoints (app.AudienceReserver).
+	if s.svc.Reserved.Has(req.Audience) {
 		return nil, errReservedAudience(req.Audience)
 	}
 	resp, err := g.Handle(ctx, &GrantRequest{Request: req, Client: c, ClientID: cred.id, Addr: addr, Now: now})
@@ -248,7 +256,7 @@ func (s *Server) issuerURL(r *http.Request) string {
 
 // mint issues an access token for a grant.
 func (s *Server) mint(ctx context.Context, gr *GrantRequest, sub, aud string, scope []string, gty, sid string, forUser bool) (string, int64, error) {
-	if IsReservedAudience(aud) {
+	if s.svc.Reserved.Has(aud) {
 		// The last line of defence: an audience that reached here without being requested (a
 		// client's only audience, a refresh family, the issuer URL) is refused all the same.
 		return "", 0, errReservedAudience(aud)

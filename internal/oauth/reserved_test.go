@@ -16,16 +16,17 @@ import (
 // The reserved list is the dialects' own audience names, so renaming one cannot silently reopen
 // the token endpoint for it.
 func TestReservedAudiencesAreTheDialects(t *testing.T) {
+	reserved := newEnv(t, envOptions{}).inst.Svc.Reserved
 	want := []string{jackpot.Audience, chef.Audience}
-	if got := oauth.ReservedAudiences(); !slices.Equal(got, want) {
-		t.Fatalf("ReservedAudiences() = %v, want %v", got, want)
+	if !slices.Equal(reserved, want) {
+		t.Fatalf("reserved audiences = %v, want %v", reserved, want)
 	}
 	for _, a := range want {
-		if !oauth.IsReservedAudience(a) {
+		if !reserved.Has(a) {
 			t.Errorf("%q not reserved", a)
 		}
 	}
-	if oauth.IsReservedAudience("") || oauth.IsReservedAudience("Jackpot") || oauth.IsReservedAudience(apiAudience) {
+	if reserved.Has("") || reserved.Has("Jackpot") || reserved.Has(apiAudience) {
 		t.Error("an unreserved audience is reported reserved")
 	}
 }
@@ -39,7 +40,7 @@ func TestReservedAudiencesRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{configure: noThrottle})
 	ctx := t.Context()
-	for _, aud := range oauth.ReservedAudiences() {
+	for _, aud := range e.inst.Svc.Reserved {
 		st, body := e.inst.Admin(t, "POST", "/clients", map[string]any{"name": "m2m", "grant_types": []string{"client_credentials"},
 			"scopes": []string{}, "audiences": []string{aud}})
 		if st != http.StatusBadRequest || body["error"] != "invalid_request" {
@@ -61,11 +62,11 @@ func TestReservedAudiencesRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	setAudiences(c.Internal, append([]string{apiAudience}, oauth.ReservedAudiences()...))
+	setAudiences(c.Internal, append([]string{apiAudience}, e.inst.Svc.Reserved...))
 	setAudiences(solo.Internal, []string{jackpot.Audience})
 	e.advance(2 * time.Second) // past the client cache
 
-	for _, aud := range oauth.ReservedAudiences() {
+	for _, aud := range e.inst.Svc.Reserved {
 		for _, style := range []authStyle{inBody, inBasic} {
 			a := e.post(t, "/oauth/token", map[string]string{"grant_type": "client_credentials", "audience": aud}, &c, style, style == inBasic)
 			checkError(t, a, http.StatusForbidden, "access_denied", style == inBasic)

@@ -5,25 +5,37 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/keys"
 )
 
-// cleanupEvery is how often expired rows (refresh families, revocations, single-use records,
-// failure counters, dropped signing keys) and audit events older than server.audit_retention are
-// deleted. Expiry is enforced on read; the cleanup only keeps tables small, so its period is not
-// a security property.
-const cleanupEvery = 10 * time.Minute
-
 // maintain runs the periodic work until ctx ends: keyring rotation and refresh every
-// keys.RefreshInterval (so a rotation on another replica is picked up), store cleanups every
-// cleanupEvery.
+// keys.RefreshInterval (so a rotation on another replica is picked up), and the housekeeping
+// tasks of the shared mechanisms and of the modules (app.Maintainer), each at once and then every
+// its period, tasks of one period one after the other.
 func (s *Server) maintain(ctx context.Context) {
+	var periods []time.Duration
+	byPeriod := map[time.Duration][]app.Task{}
+	for _, t := range s.tasks() {
+		if t.Every <= 0 {
+			t.Every = app.CleanupEvery
+		}
+		if _, ok := byPeriod[t.Every]; !ok {
+			periods = append(periods, t.Every)
+		}
+		byPeriod[t.Every] = append(byPeriod[t.Every], t)
+	}
+	for _, every := range periods {
+		s.wg.Add(1)
+		go func(tasks []app.Task) {
+			defer s.wg.Done()
+			s.runTasks(ctx, every, tasks)
+		}(byPeriod[every])
+	}
+
 	keyTick := time.NewTicker(keys.RefreshInterval)
 	defer keyTick.Stop()
-	cleanTick := time.NewTicker(cleanupEvery)
-	defer cleanTick.Stop()
-	s.cleanup(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -34,34 +46,52 @@ func (s *Server) maintain(ctx context.Context) {
 			} else if rotated {
 				s.log.Info("signing key rotated (schedule)")
 			}
-		case <-cleanTick.C:
-			s.cleanup(ctx)
 		}
 	}
 }
 
-func (s *Server) cleanup(ctx context.Context) {
-	now := s.svc.Clock.Now()
-	for _, c := range []struct {
-		what string
-		fn   func(context.Context, time.Time) error
-	}{
-		{"refresh tokens", s.store.DeleteRefreshExpiredBefore},
-		{"revocations", s.store.DeleteRevocationsExpiredBefore},
-		{"single-use records", s.store.DeleteSingleUseExpiredBefore},
-		{"failure counters", s.store.DeleteCountersExpiredBefore},
-		{"signing keys", s.store.DeleteSigningKeysExpiredBefore},
-		{"audit events", func(ctx context.Context, now time.Time) error {
-			return s.store.DeleteAuditBefore(ctx, now.Add(-auditRetention(s.cfg)))
-		}},
-	} {
-		if ctx.Err() != nil {
-			return
+func (s *Server) runTasks(ctx context.Context, every time.Duration, tasks []app.Task) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		for _, t := range tasks {
+			if ctx.Err() != nil {
+				return
+			}
+			if err := t.Run(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("cleanup failed", slog.String("what", t.Name), slog.String("error", err.Error()))
+			}
 		}
-		if err := c.fn(ctx, now); err != nil {
-			s.log.Warn("cleanup failed", slog.String("what", c.what), slog.String("error", err.Error()))
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
 	}
+}
+
+// tasks are the cleanups of the shared mechanisms (expired revocations, single-use records,
+// failure counters, dropped signing keys; audit events older than server.audit_retention), then
+// the modules' own.
+func (s *Server) tasks() []app.Task {
+	at := func(del func(context.Context, time.Time) error) func(context.Context) error {
+		return func(ctx context.Context) error { return del(ctx, s.svc.Clock.Now()) }
+	}
+	tasks := []app.Task{
+		{Name: "revocations", Every: app.CleanupEvery, Run: at(s.store.DeleteRevocationsExpiredBefore)},
+		{Name: "single-use records", Every: app.CleanupEvery, Run: at(s.store.DeleteSingleUseExpiredBefore)},
+		{Name: "failure counters", Every: app.CleanupEvery, Run: at(s.store.DeleteCountersExpiredBefore)},
+		{Name: "signing keys", Every: app.CleanupEvery, Run: at(s.store.DeleteSigningKeysExpiredBefore)},
+		{Name: "audit events", Every: app.CleanupEvery, Run: func(ctx context.Context) error {
+			return s.store.DeleteAuditBefore(ctx, s.svc.Clock.Now().Add(-auditRetention(s.cfg)))
+		}},
+	}
+	for _, m := range s.modules {
+		if mt, ok := m.mod.(app.Maintainer); ok {
+			tasks = append(tasks, mt.Maintenance()...)
+		}
+	}
+	return tasks
 }
 
 // auditRetention is how long audit events are kept (server.audit_retention; validation keeps it

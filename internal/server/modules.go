@@ -31,8 +31,15 @@ var moduleConstructors = []struct {
 	{"gateway", gateway.New}, // last
 }
 
+// upstreamForwarder is the gateway's reverse proxy as the server holds it: modules forward
+// through it (svc.Upstream), and the server closes its idle connections when it closes.
+type upstreamForwarder interface {
+	app.Forwarder
+	Close()
+}
+
 // newForwarder builds the gateway's reverse proxy, which dialects that forward calls themselves
 // (chef) use through svc.Upstream.
-func newForwarder(cfg *config.Config, master []byte, log *slog.Logger, clk clock.Clock) (app.Forwarder, error) {
+func newForwarder(cfg *config.Config, master []byte, log *slog.Logger, clk clock.Clock) (upstreamForwarder, error) {
 	return gateway.NewForwarder(cfg, master, log, clk)
 }

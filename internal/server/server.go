@@ -25,6 +25,7 @@ import (
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/events"
+	"github.com/posgate/posgate/internal/httpx"
 	"github.com/posgate/posgate/internal/keys"
 	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/token"
@@ -61,6 +62,7 @@ type Server struct {
 	verifier *token.PosgateVerifier
 	handler  http.Handler
 	modules  []namedModule
+	fwd      upstreamForwarder
 
 	httpLn, httpsLn net.Listener
 	servers         []*http.Server
@@ -142,11 +144,9 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		return s, err
 	}
 
-	s.keyring = keys.NewKeyring(s.store, sealer, clk, cfg.Keys.Algorithm,
-		config.Seconds(cfg.Keys.RotationInterval), MaxTokenLifetime(cfg))
-	if err := s.keyring.Load(ctx); err != nil {
-		return s, fmt.Errorf("keyring: %w", err)
-	}
+	// The keyring learns the longest token lifetime from the modules, which are built on it; it is
+	// loaded once they are.
+	s.keyring = keys.NewKeyring(s.store, sealer, clk, cfg.Keys.Algorithm, config.Seconds(cfg.Keys.RotationInterval), 0)
 	issuer := token.NewIssuer(s.keyring, clk, s.issuer)
 	s.verifier = token.NewVerifier(s.keyring, s.store, s.bus, clk, s.issuer, s.log)
 	s.verifier.SetResyncInterval(config.Seconds(cfg.Keys.RevocationResync))
@@ -193,19 +193,23 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		s.log.Info("admin token generated", slog.String("file", tokPath))
 	}
 
-	fwd, err := newForwarder(cfg, master, s.log, clk)
-	if err != nil {
+	if s.fwd, err = newForwarder(cfg, master, s.log, clk); err != nil {
 		return s, err
 	}
-	svc.Upstream = fwd
+	svc.Upstream = s.fwd
 
 	public := http.NewServeMux()
 	adminMux := http.NewServeMux()
+	// Every admin route answers a wrong method with 405 + Allow in the admin shape.
+	adminRoutes := httpx.NewAllowMux(adminMux, func(w http.ResponseWriter, r *http.Request, allow string) {
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "this resource accepts "+allow)
+	})
+	allowMuxes := []*httpx.AllowMux{adminRoutes}
 	adminCore, err := admin.New(svc, s.keyring)
 	if err != nil {
 		return s, err
 	}
-	if err := adminCore.Mount(public, adminMux); err != nil {
+	if err := adminCore.Mount(public, adminRoutes); err != nil {
 		return s, fmt.Errorf("admin: %w", err)
 	}
 	s.modules = append(s.modules, namedModule{"posgate", adminCore})
@@ -214,12 +218,33 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		if err != nil {
 			return s, fmt.Errorf("module %s: %w", c.name, err)
 		}
-		if err := m.Mount(public, adminMux); err != nil {
+		var pub app.Mux = public
+		if nw, ok := m.(app.MethodNotAllowedWriter); ok {
+			am := httpx.NewAllowMux(public, nw.WriteMethodNotAllowed)
+			allowMuxes = append(allowMuxes, am)
+			pub = am
+		}
+		if err := m.Mount(pub, adminRoutes); err != nil {
 			return s, fmt.Errorf("module %s: %w", c.name, err)
 		}
 		s.modules = append(s.modules, namedModule{c.name, m})
 	}
+	svc.Reserved = s.reservedAudiences()
+	s.keyring.SetMaxTokenLifetime(s.maxTokenLifetime())
+	if err := s.keyring.Load(ctx); err != nil {
+		return s, fmt.Errorf("keyring: %w", err)
+	}
+	for _, m := range s.modules {
+		if st, ok := m.mod.(app.Starter); ok {
+			if err := st.Start(s.bg); err != nil {
+				return s, fmt.Errorf("module %s: start: %w", m.name, err)
+			}
+		}
+	}
 	s.mountStandard(public)
+	for _, am := range allowMuxes { // after every module: see httpx.AllowMux
+		am.Finish()
+	}
 	adminMux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such admin API resource")
 	}))
@@ -237,18 +262,27 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	return s, nil
 }
 
-// MaxTokenLifetime is the longest a posgate token may live under cfg, plus any window in which an
-// expired one is still accepted (chef renewal): the keyring keeps retired keys that long.
-func MaxTokenLifetime(cfg *config.Config) time.Duration {
-	longest := 0
-	for _, n := range []int{cfg.OAuth.AccessLifetime, cfg.Chimpy.AccessLifetime, cfg.Jackpot.SessionLifetime,
-		cfg.Jackpot.M2MLifetime, cfg.Chef.TokenLifetime + cfg.Chef.RenewWindow, cfg.Orderpay.TicketLifetime} {
-		longest = max(longest, n)
+// reservedAudiences gathers the audiences the modules reserve (app.AudienceReserver).
+func (s *Server) reservedAudiences() app.Audiences {
+	var out app.Audiences
+	for _, m := range s.modules {
+		if r, ok := m.mod.(app.AudienceReserver); ok {
+			out = append(out, r.ReservedAudiences()...)
+		}
 	}
-	for _, n := range cfg.Chimpy.AudienceLifetimes {
-		longest = max(longest, n)
+	return out
+}
+
+// maxTokenLifetime is the longest a posgate token minted by any module may be accepted
+// (app.TokenLifetimer): the keyring keeps retired keys that long.
+func (s *Server) maxTokenLifetime() time.Duration {
+	var longest time.Duration
+	for _, m := range s.modules {
+		if l, ok := m.mod.(app.TokenLifetimer); ok {
+			longest = max(longest, l.MaxTokenLifetime())
+		}
 	}
-	return config.Seconds(longest)
+	return longest
 }
 
 // NewLogger returns posgate's JSON logger at level ("debug", "info", "warn", "error"). When w is a
@@ -425,7 +459,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}()
 	for _, m := range s.modules {
-		if sh, ok := m.mod.(interface{ Shutdown(context.Context) error }); ok {
+		if sh, ok := m.mod.(app.Shutdowner); ok {
 			wg.Add(1)
 			go func(name string) {
 				defer wg.Done()
@@ -471,10 +505,8 @@ func (s *Server) Close() {
 				c.Close()
 			}
 		}
-		if s.svc != nil {
-			if f, ok := s.svc.Upstream.(interface{ Close() }); ok {
-				f.Close()
-			}
+		if s.fwd != nil {
+			s.fwd.Close()
 		}
 		if s.bus != nil {
 			s.bus.Close()

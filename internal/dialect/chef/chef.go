@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/posgate/posgate/internal/app"
@@ -98,12 +99,8 @@ type Module struct {
 	pairing *pairing
 	cancel  func()
 
-	// The sweeper deletes stale pending requests (see sweep.go): started by Mount, stopped by
-	// Shutdown or Close.
-	sweepMu     sync.Mutex
-	sweepCancel func()
-	sweepDone   chan struct{}
-	sweepNow    chan chan sweepResult
+	sweepMu sync.Mutex  // one sweep of stale pending requests at a time (sweep.go)
+	stopped atomic.Bool // Shutdown or Close: no more sweeps
 }
 
 // modules maps a running posgate's Services to its chef module, so a decision taken in this
@@ -115,7 +112,7 @@ func New(svc *app.Services) (app.Module, error) {
 	if svc == nil || svc.Store == nil || svc.Issuer == nil || svc.Verifier == nil || svc.Revoker == nil || svc.Events == nil || svc.Clock == nil || svc.Log == nil || svc.Config == nil {
 		return nil, errors.New("chef: Services lacks Config, Store, Clock, Log, Issuer, Verifier, Revoker or Events")
 	}
-	m := &Module{svc: svc, cfg: settingsOf(svc.Config.Chef), sweepNow: make(chan chan sweepResult)}
+	m := &Module{svc: svc, cfg: settingsOf(svc.Config.Chef)}
 	if m.cfg.prefix != "" && !strings.HasPrefix(m.cfg.prefix, "/") {
 		return nil, errors.New("chef.prefix: must start with / (got " + svc.Config.Chef.Prefix + ")")
 	}
@@ -129,7 +126,7 @@ func New(svc *app.Services) (app.Module, error) {
 // retries, on another replica or after the restart, and finds its request still pending), and
 // refuses new pairing calls, so a graceful shutdown never waits out an approval window.
 func (m *Module) Shutdown(context.Context) error {
-	m.stopSweeper()
+	m.stopped.Store(true)
 	m.pairing.closing.Store(true)
 	m.pairing.rv.Stop(errShuttingDown)
 	return nil
@@ -140,7 +137,7 @@ var errShuttingDown = &errs.Error{Kind: errs.Unavailable, Code: "shutting_down",
 // Close stops listening for device notices (tests build several modules on one bus) and stops
 // the sweeper.
 func (m *Module) Close() error {
-	m.stopSweeper()
+	m.stopped.Store(true)
 	m.cancel()
 	modules.CompareAndDelete(m.svc, m)
 	return nil
@@ -169,9 +166,15 @@ func (m *Module) Mount(public, admin app.Mux) error {
 	admin.Handle("POST /chef/devices/{id}/approve", m.adminDecide(ActionApprove))
 	admin.Handle("POST /chef/devices/{id}/decline", m.adminDecide(ActionDecline))
 	admin.Handle("POST /chef/devices/{id}/revoke", m.adminDecide(ActionRevoke))
-	m.startSweeper()
 	return nil
 }
+
+// ReservedAudiences reserves Audience: device tokens come from pairing only (app.AudienceReserver).
+func (m *Module) ReservedAudiences() []string { return []string{Audience} }
+
+// MaxTokenLifetime is the device token lifetime plus the renewal window, in which an expired token
+// is still accepted (app.TokenLifetimer).
+func (m *Module) MaxTokenLifetime() time.Duration { return m.cfg.tokenLifetime + m.cfg.renewWindow }
 
 // Waiting reports how many calls this replica holds for device id (tests, diagnostics).
 func (m *Module) Waiting(deviceID string) int {
@@ -211,4 +214,10 @@ func (m *Module) Demo(_ context.Context, baseURL string) ([]string, error) {
 	}, nil
 }
 
-var _ app.Demoer = (*Module)(nil)
+var (
+	_ app.Demoer           = (*Module)(nil)
+	_ app.Shutdowner       = (*Module)(nil)
+	_ app.Maintainer       = (*Module)(nil)
+	_ app.AudienceReserver = (*Module)(nil)
+	_ app.TokenLifetimer   = (*Module)(nil)
+)

@@ -14,7 +14,6 @@ import (
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/httpx"
 	"github.com/posgate/posgate/internal/metrics"
-	"github.com/posgate/posgate/internal/oauth"
 	"github.com/posgate/posgate/internal/token"
 )
 
@@ -40,7 +39,7 @@ var grantTypes = []string{"password", "refresh_token", "client_credentials"}
 // and a JSON body for a missing, malformed, expired or revoked token; 403 `insufficient_scope`.
 //
 // The registered "chimpy" authenticator accepts any audience except those of other dialects
-// (oauth.ReservedAudiences); a route that names an audience (`audience:` in the route config)
+// (app.Services.Reserved); a route that names an audience (`audience:` in the route config)
 // should use ForAudience, which accepts only tokens for that audience. The principal carries the
 // audience in Claims["aud"] either way.
 type Authenticator struct {
@@ -119,17 +118,14 @@ func (a *Authenticator) verify(ctx context.Context, raw string) (*auth.Principal
 		return nil, &errs.Error{Kind: errs.Unauthenticated, Code: CodeInvalidToken, Message: desc, Err: err}
 	}
 	gty, _ := cl.Extra["gty"].(string)
-	if !slices.Contains(grantTypes, gty) || oauth.HasReservedAudience(cl.Audience) {
+	if !slices.Contains(grantTypes, gty) || a.svc.Reserved.HasAny(cl.Audience) {
 		metrics.TokenVerifications.WithLabelValues("chimpy", "claims").Inc()
 		return nil, invalidToken("The access token is not valid for this API.")
 	}
 	metrics.TokenVerifications.WithLabelValues("chimpy", "ok").Inc()
-	claims := map[string]any{"gty": gty}
-	if len(cl.Audience) == 1 {
-		claims["aud"] = cl.Audience[0]
-	} else {
-		claims["aud"] = slices.Clone(cl.Audience)
-	}
+	// aud is always an array in the principal, as the posgate authenticator gives it: an
+	// upstream reading X-Posgate-Principal sees one type whatever the dialect.
+	claims := map[string]any{"gty": gty, "aud": slices.Clone(cl.Audience)}
 	if v, ok := cl.Extra["azp"].(string); ok {
 		claims["azp"] = v
 	}
@@ -232,6 +228,9 @@ func WriteError(w http.ResponseWriter, _ *http.Request, err error) {
 	}
 	h := w.Header()
 	switch {
+	case status == http.StatusUnauthorized && auth.IsNoCredential(err):
+		// RFC 6750 §3.1: no credential at all gets a challenge without error information.
+		h.Set("WWW-Authenticate", `Bearer realm="`+Realm+`"`)
 	case status == http.StatusUnauthorized:
 		h.Set("WWW-Authenticate", challenge(CodeInvalidToken, desc, nil))
 	case status == http.StatusForbidden && code == CodeInsufficientScope:

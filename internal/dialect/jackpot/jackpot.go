@@ -135,6 +135,20 @@ func settingsFrom(jc config.Jackpot) (settings, error) {
 	}, nil
 }
 
+// ReservedAudiences reserves Audience: jackpot tokens come from POST /v2/token only
+// (app.AudienceReserver).
+func (m *Module) ReservedAudiences() []string { return []string{Audience} }
+
+// MaxTokenLifetime is the longer of the session and m2m lifetimes (app.TokenLifetimer).
+func (m *Module) MaxTokenLifetime() time.Duration {
+	return max(m.cfg.sessionLifetime, m.cfg.m2mLifetime)
+}
+
+var (
+	_ app.AudienceReserver = (*Module)(nil)
+	_ app.TokenLifetimer   = (*Module)(nil)
+)
+
 // Mount registers POST /v2/token, the three authenticators, and the admin route rotating a
 // client's API signature.
 func (m *Module) Mount(public, admin app.Mux) error {
