@@ -42,6 +42,11 @@ func (s *Server) mountStandard(public *http.ServeMux) {
 			httpx.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "store": "unreachable"})
 			return
 		}
+		if err := s.probeWrites(ctx); err != nil {
+			w.Header().Set("Retry-After", "5")
+			httpx.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "store": "writes_failing"})
+			return
+		}
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "store": "ok"})
 	}))
 	public.Handle("GET /metrics", metrics.Handler())

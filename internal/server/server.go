@@ -63,6 +63,7 @@ type Server struct {
 	handler  http.Handler
 	modules  []namedModule
 	fwd      upstreamForwarder
+	probe    writeProbe // /readyz's periodic small write
 
 	httpLn, httpsLn net.Listener
 	servers         []*http.Server

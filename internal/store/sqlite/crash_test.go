@@ -214,7 +214,7 @@ func groupCrashChild(path string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	g := s.Writer().(*groupDB)
+	g := s.group
 	var mu sync.Mutex
 	w := bufio.NewWriter(os.Stdout)
 	ack := func(format string, args ...any) {

@@ -33,7 +33,7 @@ import (
 // Statements run under a context that is never cancelled: interrupting a statement inside an
 // explicit transaction may make SQLite roll back the whole transaction, which would fail the
 // other callers' units. A caller's context is honoured everywhere else: while it waits for its
-// turn (it gives up and nothing of it ran), before each of its statements (its unit fails and is
+// turn or for the BEGIN of a new batch (it gives up and nothing of it ran), before each of its statements (its unit fails and is
 // rolled back), and while it waits for the commit (it gets the context's error; its write may
 // or may not be committed, exactly as when a connection is lost during COMMIT).
 type groupDB struct {
@@ -98,10 +98,9 @@ func (g *groupDB) begin(ctx context.Context) (*unit, error) {
 	}
 	if g.batch == nil {
 		g.prepareWanted()
-		tx, err := g.db.BeginTx(context.Background(), nil)
+		tx, err := g.beginTx(ctx)
 		if err != nil {
-			g.release()
-			return nil, err
+			return nil, err // the turn is released (or will be, when the BEGIN ends)
 		}
 		g.batch = &batch{tx: tx, done: make(chan struct{})}
 	}
@@ -112,6 +111,46 @@ func (g *groupDB) begin(ctx context.Context) (*unit, error) {
 		return nil, err
 	}
 	return &unit{g: g, b: b}, nil
+}
+
+// beginTx opens the batch's transaction. BEGIN IMMEDIATE waits (busy_timeout) while another
+// process holds the write lock; the caller waits no longer than its context allows. The
+// transaction itself must not end with the caller's context (it will hold other callers' units),
+// so it is begun under a context that never ends, and a BEGIN the caller gave up on finishes in
+// the background: the empty transaction is rolled back and only then is the turn released, so
+// the callers behind it keep waiting under their own deadlines. On error the turn is released.
+func (g *groupDB) beginTx(ctx context.Context) (*sql.Tx, error) {
+	if ctx.Done() == nil {
+		tx, err := g.db.BeginTx(context.Background(), nil)
+		if err != nil {
+			g.release()
+		}
+		return tx, err
+	}
+	type begun struct {
+		tx  *sql.Tx
+		err error
+	}
+	ch := make(chan begun, 1)
+	go func() {
+		tx, err := g.db.BeginTx(context.Background(), nil)
+		ch <- begun{tx, err}
+	}()
+	select {
+	case b := <-ch:
+		if b.err != nil {
+			g.release()
+		}
+		return b.tx, b.err
+	case <-ctx.Done():
+		go func() {
+			if b := <-ch; b.err == nil {
+				_ = b.tx.Rollback()
+			}
+			g.release()
+		}()
+		return nil, ctx.Err()
+	}
 }
 
 // prepareWanted prepares the statements that ran unprepared since the last batch opened.

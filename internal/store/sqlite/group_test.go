@@ -25,10 +25,7 @@ func openPath(t *testing.T) (*Store, *groupDB, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	g, ok := s.Writer().(*groupDB)
-	if !ok {
-		t.Fatalf("writer is %T, want the group-commit writer", s.Writer())
-	}
+	g := s.group
 	return s, g, path
 }
 

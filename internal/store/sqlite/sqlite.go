@@ -35,6 +35,7 @@ import (
 // Store is a SQLite-backed store.Store.
 type Store struct {
 	*sqlstore.Store
+	group *groupDB // the writer, for engine tests
 }
 
 // Durability: journal_mode=WAL with synchronous=FULL. In WAL mode a commit appends to the WAL
@@ -52,8 +53,9 @@ const (
 
 // Open opens (creating it if needed, mode 0600) the SQLite database at path, applies the
 // migrations, and returns the store. path ":memory:" gives a private in-memory database on one
-// connection (tests only: it is lost on Close).
-func Open(ctx context.Context, path string) (*Store, error) {
+// connection (tests only: it is lost on Close). opts adjust the shared implementation (e.g.
+// sqlstore.WithTimeout).
+func Open(ctx context.Context, path string, opts ...sqlstore.Option) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty database path")
 	}
@@ -96,7 +98,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		}
 	}
 	w, r := newGroupDB(writer), &sqlDB{db: reader, stmts: map[string]*sql.Stmt{}}
-	return &Store{sqlstore.New(sqlstore.Config{
+	cfg := sqlstore.Config{
 		Dialect:  sqlstore.SQLite,
 		Writer:   w,
 		Reader:   r,
@@ -109,7 +111,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 			}
 			return err
 		},
-	})}, nil
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return &Store{Store: sqlstore.New(cfg), group: w}, nil
 }
 
 // prepareFile creates the directory and an empty database file readable only by its owner:

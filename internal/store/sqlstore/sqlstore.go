@@ -29,6 +29,16 @@ func New(cfg Config) *Store {
 	if cfg.Reader == nil {
 		cfg.Reader = cfg.Writer
 	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	same := cfg.Reader == cfg.Writer
+	cfg.Writer = withDeadline(cfg.Writer, cfg.Timeout)
+	if same {
+		cfg.Reader = cfg.Writer
+	} else {
+		cfg.Reader = withDeadline(cfg.Reader, cfg.Timeout)
+	}
 	return &Store{dialect: cfg.Dialect, w: cfg.Writer, r: cfg.Reader, classify: cfg.Classify, closeFn: cfg.Close}
 }
 
@@ -134,7 +144,13 @@ func (s *Store) batch(ctx context.Context, stmts ...*Stmt) error {
 	if err != nil {
 		return err
 	}
-	if b, ok := w.(Batcher); ok {
+	if d, ok := w.(deadlineDB); ok {
+		if b, ok := d.db.(Batcher); ok {
+			ctx, cancel := context.WithTimeout(ctx, d.d)
+			defer cancel()
+			return b.Batch(ctx, stmts)
+		}
+	} else if b, ok := w.(Batcher); ok {
 		return b.Batch(ctx, stmts)
 	}
 	tx, err := w.Begin(ctx)
