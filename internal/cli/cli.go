@@ -49,6 +49,8 @@ func Run(args []string, env Env) int {
 		return serve(args[1:], env)
 	case "admin":
 		return adminMain(args[1:], env)
+	case "simulate":
+		return simulateMain(args[1:], env)
 	case "version", "--version", "-version":
 		fmt.Fprintln(env.Stdout, "posgate", Version())
 		return 0
@@ -68,6 +70,7 @@ func usage(w io.Writer) {
 usage:
   posgate serve [--config FILE] [--data-dir DIR] [--addr HOST:PORT] [--http-addr HOST:PORT] [--demo]
   posgate admin <resource> <verb> [ARGS] [--url URL] [--token TOKEN] [-o json|table]
+  posgate simulate orderpay-pos|doshii-pos [flags]   (a POS on the other end of posgate's websockets)
   posgate version
 
 Run "posgate admin help" for the admin commands, docs/configuration.md for every setting.

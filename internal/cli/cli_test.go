@@ -147,10 +147,35 @@ func TestAdminCommandsAgainstARealServer(t *testing.T) {
 		t.Errorf("rotate-signature: %v", rot)
 	}
 
-	// orderpay outlets: the resource answers once the orderpay dialect lands; until then a clean 404.
-	r, _ = admin(t, inst, "", "orderpay", "outlets", "create", "--provider-outlet-id", "o1", "--pos-remote-id", "p1", "--provider-id", "1", "--provider-name", "x")
-	if r.code != 0 && !strings.Contains(r.stderr, "404") {
-		t.Errorf("orderpay outlets create: %+v", r)
+	// orderpay outlets: a generated AuthSecret is shown once; list, get, disable, enable, secret.
+	r, op := admin(t, inst, "", "orderpay", "outlets", "create", "--provider-outlet-id", "o1", "--pos-remote-id", "p1", "--provider-id", "1", "--provider-name", "x", "-o", "json")
+	mustOK(t, r, "orderpay outlets create")
+	if !strings.HasPrefix(str(op["auth_secret"]), "pg_os_") || str(op["provider_outlet_id"]) != "o1" {
+		t.Fatalf("orderpay outlet: %v", op)
+	}
+	r, _ = admin(t, inst, "", "orderpay", "outlets", "list")
+	mustOK(t, r, "orderpay outlets list")
+	if !strings.Contains(r.stdout, "o1") || strings.Contains(r.stdout, str(op["auth_secret"])) {
+		t.Errorf("orderpay outlets list: %q", r.stdout)
+	}
+	r, got = admin(t, inst, "", "orderpay", "outlets", "disable", str(op["id"]), "-o", "json")
+	mustOK(t, r, "orderpay outlets disable")
+	if got["disabled"] != true {
+		t.Errorf("disable: %v", got)
+	}
+	r, got = admin(t, inst, "", "orderpay", "outlets", "enable", str(op["id"]), "-o", "json")
+	mustOK(t, r, "orderpay outlets enable")
+	if got["disabled"] != false || got["online"] != false {
+		t.Errorf("enable: %v", got)
+	}
+	r, got = admin(t, inst, "", "orderpay", "outlets", "secret", str(op["id"]), "-o", "json")
+	mustOK(t, r, "orderpay outlets secret")
+	if s := str(got["auth_secret"]); !strings.HasPrefix(s, "pg_os_") || s == op["auth_secret"] {
+		t.Errorf("secret: %v", got)
+	}
+	r, _ = admin(t, inst, "", "orderpay", "outlets", "create", "--provider-outlet-id", "o1", "--pos-remote-id", "p2", "--provider-id", "1", "--provider-name", "y")
+	if r.code == 0 || !strings.Contains(r.stderr, "409") && !strings.Contains(r.stderr, "already exists") {
+		t.Errorf("duplicate outlet: %+v", r)
 	}
 
 	// audit: every action above is there, as admin, with an outcome; no secret in it.

@@ -74,9 +74,16 @@ var commands = []command{
 	{words: w("orderpay outlets create"), method: "POST", path: "/orderpay/outlets", help: "create an orderpay outlet", body: []field{
 		{flag: "provider-outlet-id", json: "provider_outlet_id", required: true},
 		{flag: "pos-remote-id", json: "pos_remote_id", required: true},
-		{flag: "provider-id", json: "provider_id", required: true},
-		{flag: "provider-name", json: "provider_name", required: true},
-		{flag: "auth-secret", json: "auth_secret", kind: kSecret, usage: `AuthSecret, or "-" to read it from standard input; default: generated`},
+		{flag: "provider-id", json: "provider_id", kind: kInt, required: true, usage: "ProviderID sent to the POS in every request"},
+		{flag: "provider-name", json: "provider_name", required: true, usage: "ProviderName sent to the POS (at most 64 characters)"},
+		{flag: "auth-secret", json: "auth_secret", kind: kSecret, usage: `AuthSecret, or "-" to read it from standard input; default: generated (shown once)`},
 	}},
+	{words: w("orderpay outlets list"), method: "GET", path: "/orderpay/outlets", list: "outlets", columns: []string{"id", "provider_outlet_id", "pos_remote_id", "provider_name", "disabled", "online", "connected_since", "replica"}, help: "list orderpay outlets with their connection state"},
+	{words: w("orderpay outlets get"), method: "GET", path: "/orderpay/outlets/{id}", args: []string{"id"}, help: "show an orderpay outlet (online, connected since, replica)"},
+	{words: w("orderpay outlets secret"), method: "POST", path: "/orderpay/outlets/{id}/secret", args: []string{"id"}, help: "set or generate an outlet's AuthSecret (a generated one is shown once)", body: []field{
+		{flag: "auth-secret", json: "auth_secret", kind: kSecret, usage: `new AuthSecret, or "-" to read it from standard input; default: generated`},
+	}},
+	{words: w("orderpay outlets disable"), method: "POST", path: "/orderpay/outlets/{id}/disable", args: []string{"id"}, help: "disable an outlet (its socket is closed, auth refused)"},
+	{words: w("orderpay outlets enable"), method: "POST", path: "/orderpay/outlets/{id}/enable", args: []string{"id"}, help: "enable a disabled outlet"},
 	{words: w("jackpot clients rotate-signature"), method: "POST", path: "/clients/{id}/rotate-assertion-secret", args: []string{"id"}, help: "issue a new jackpot API signature (shown once)"},
 }

@@ -1,6 +1,7 @@
 // Package console is posgate's web console at /admin/: a person signs in with the admin token and
 // approves or declines chef devices as they ask (the pending list updates live through server-sent
-// events), revokes devices, and reads the audit trail.
+// events), revokes devices, sees which orderpay outlets are connected (since when, to which
+// replica), and reads the audit trail.
 //
 // Security, in one place:
 //   - Sign-in compares the admin token in constant time (app.Services.CheckAdminToken); failures
@@ -73,7 +74,7 @@ func New(svc *app.Services) (app.Module, error) {
 	}
 	m := &Module{svc: svc, pages: map[string]*template.Template{}, sessions: map[string]*session{}}
 	funcs := template.FuncMap{"when": when, "whenp": whenPtr}
-	for _, page := range []string{"login", "pending", "devices", "audit"} {
+	for _, page := range []string{"login", "pending", "devices", "locations", "outlets", "audit"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, err
@@ -95,6 +96,8 @@ func (m *Module) Mount(public, _ app.Mux) error {
 	public.Handle("GET /admin/pending/events", h(m.signedIn(m.pendingEvents)))
 	public.Handle("GET /admin/devices", h(m.signedIn(m.devicesPage)))
 	public.Handle("POST /admin/devices/{id}/{action}", h(m.signedIn(m.decide)))
+	public.Handle("GET /admin/locations", h(m.signedIn(m.locationsPage)))
+	public.Handle("GET /admin/outlets", h(m.signedIn(m.outletsPage)))
 	public.Handle("GET /admin/audit", h(m.signedIn(m.auditPage)))
 	sub, _ := fs.Sub(staticFS, "static")
 	public.Handle("GET /admin/static/", headers(http.StripPrefix("/admin/static/", staticFiles(http.FileServerFS(sub)))))

@@ -11,6 +11,8 @@ import (
 
 	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/dialect/chef"
+	"github.com/posgate/posgate/internal/dialect/doshii"
+	"github.com/posgate/posgate/internal/dialect/orderpay"
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/httpx"
@@ -29,9 +31,12 @@ type pageData struct {
 	Error   string
 	Notice  string
 	Devices []chef.DeviceView
+	Outlets []orderpay.OutletView
 	Audit   []*store.AuditEvent
-	Limit   int
-	Filter  string
+	// Locations are the doshii locations with their online state (the locations page).
+	Locations []doshii.LocationStatus
+	Limit     int
+	Filter    string
 	// The pending page: how many requests are pending in all (Devices holds at most
 	// pendingShown of them) and how long a stale one is kept.
 	Total     int
@@ -209,6 +214,27 @@ func (m *Module) devicesPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.render(w, http.StatusOK, "devices", pageData{Title: "Devices", Nav: "devices", Devices: list, Filter: string(filter), Notice: m.popFlash(sessionOf(r))})
+}
+
+// locationsPage lists doshii locations: online (a heartbeat within doshii.offline_after), offline
+// since when, or disabled.
+func (m *Module) locationsPage(w http.ResponseWriter, r *http.Request) {
+	list, err := doshii.LocationStatuses(r.Context(), m.svc.Store, m.svc.Clock.Now())
+	if err != nil {
+		m.unavailable(w, "locations", err)
+		return
+	}
+	m.render(w, http.StatusOK, "locations", pageData{Title: "Locations", Nav: "locations", Locations: list})
+}
+
+// outletsPage lists the orderpay outlets: online or offline, since when, on which replica.
+func (m *Module) outletsPage(w http.ResponseWriter, r *http.Request) {
+	list, err := orderpay.Outlets(r.Context(), m.svc)
+	if err != nil {
+		m.unavailable(w, "outlets", err)
+		return
+	}
+	m.render(w, http.StatusOK, "outlets", pageData{Title: "Outlets", Nav: "outlets", Outlets: list})
 }
 
 func (m *Module) auditPage(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 	"github.com/posgate/posgate/internal/dialect/chimpy"
 	"github.com/posgate/posgate/internal/dialect/doshii"
 	"github.com/posgate/posgate/internal/dialect/jackpot"
+	"github.com/posgate/posgate/internal/dialect/orderpay"
 	"github.com/posgate/posgate/internal/gateway"
 	"github.com/posgate/posgate/internal/oauth"
 )
@@ -27,6 +28,7 @@ var moduleConstructors = []struct {
 	{"jackpot", jackpot.New},
 	{"doshii", doshii.New},
 	{"chef", chef.New},
+	{"orderpay", orderpay.New},
 	{"console", console.New},
 	{"gateway", gateway.New}, // last
 }

@@ -1,0 +1,338 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/posgate/posgate/client/doshii"
+	"github.com/posgate/posgate/client/orderpay"
+)
+
+// Environment variables the simulators read secrets from (the command line is visible to every
+// local user through ps and /proc, and stays in shell history).
+const (
+	envOrderpaySecret      = "POSGATE_ORDERPAY_AUTH_SECRET"
+	envDoshiiLocationToken = "POSGATE_DOSHII_LOCATION_TOKEN"
+	envDoshiiVendorKey     = "POSGATE_DOSHII_VENDOR_KEY"
+)
+
+func simulateUsage(w io.Writer) {
+	fmt.Fprintf(w, `usage:
+  posgate simulate orderpay-pos --url URL --outlet ID --pos-remote-id ID [--secret-file FILE] [TLS flags]
+      A PowerEPOS "Order N Pay" POS: authenticates, keeps the websocket open, answers each request
+      with a canned payload (0 GetUserFromPIN, 1 GetOpenOrders, 12 UpdateOrder, others a plain
+      success) and prints one line per request.
+      The AuthSecret comes from --secret-file (a file, or "-" for standard input) or $%s.
+
+  posgate simulate doshii-pos --url URL (--location-token-file FILE | --vendor NAME [--vendor-key-file FILE]) [TLS flags]
+      A Doshii POS socket, on-premises (a location token) or cloud (a vendor and its key): sends
+      heartbeats and prints every event it receives.
+      The location token comes from --location-token-file or $%s, the vendor key
+      from --vendor-key-file or $%s.
+
+Secrets are never taken from the command line unless you insist (--secret, --location-token,
+--vendor-key): every local user can read a process's arguments.
+TLS flags: --data-dir DIR pins the self-signed certificate posgate generated there (default
+./posgate-data), --ca FILE (or --cacert) trusts a PEM CA or certificate, --insecure trusts anything.
+`, envOrderpaySecret, envDoshiiLocationToken, envDoshiiVendorKey)
+}
+
+func simulateMain(args []string, env Env) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) == 0 {
+			simulateUsage(env.Stderr)
+			return 2
+		}
+		simulateUsage(env.Stdout)
+		return 0
+	}
+	switch args[0] {
+	case "orderpay-pos":
+		return simulateOrderpay(args[1:], env)
+	case "doshii-pos":
+		return simulateDoshii(args[1:], env)
+	default:
+		fmt.Fprintf(env.Stderr, "posgate simulate: unknown simulator %q\n\n", args[0])
+		simulateUsage(env.Stderr)
+		return 2
+	}
+}
+
+// simFlags are the flags both simulators share.
+type simFlags struct {
+	url      string
+	dataDir  string
+	ca       string
+	insecure bool
+	verbose  bool
+}
+
+func (f *simFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.url, "url", "https://127.0.0.1:8443", "base URL of posgate")
+	fs.StringVar(&f.dataDir, "data-dir", "./posgate-data", "posgate's data dir, to pin its self-signed certificate")
+	fs.StringVar(&f.ca, "ca", "", "PEM file of the CA (or self-signed certificate) to trust")
+	fs.StringVar(&f.ca, "cacert", "", "same as --ca")
+	fs.BoolVar(&f.insecure, "insecure", false, "do not verify the server's TLS certificate")
+	fs.BoolVar(&f.verbose, "v", false, "log connection details (never secrets)")
+}
+
+// secretFrom picks a secret: the file (or "-" for one line of standard input), else the
+// environment variable, else the command-line value (with a warning). what names it in messages.
+func secretFrom(env Env, name, what, file, envVar, argv string, stdin *bufio.Reader) (string, error) {
+	switch {
+	case file == "-":
+		s, err := readLine(stdin)
+		if err != nil {
+			return "", fmt.Errorf("reading the %s from standard input: %w", what, err)
+		}
+		return strings.TrimSpace(s), nil
+	case file != "":
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("reading the %s: %w", what, err)
+		}
+		s := strings.TrimSpace(string(data))
+		if s == "" {
+			return "", fmt.Errorf("%s is empty", file)
+		}
+		return s, nil
+	case env.Getenv(envVar) != "":
+		return env.Getenv(envVar), nil
+	case argv != "":
+		fmt.Fprintf(env.Stderr, "%s: warning: the %s was given on the command line, where every local user can read it; prefer a file or $%s\n", name, what, envVar)
+		return argv, nil
+	}
+	return "", nil
+}
+
+func simContext(env Env) (context.Context, context.CancelFunc) {
+	if env.Context != nil {
+		return context.WithCancel(env.Context)
+	}
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func simLogger(env Env, verbose bool) *slog.Logger {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// lineWriter serialises lines from the simulators' goroutines.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lineWriter) printf(format string, a ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.w, time.Now().UTC().Format(time.RFC3339)+" "+format+"\n", a...)
+}
+
+func simulateOrderpay(args []string, env Env) int {
+	const name = "posgate simulate orderpay-pos"
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	var sf simFlags
+	sf.register(fs)
+	outlet := fs.String("outlet", "", "the outlet's ProviderOutletID")
+	remote := fs.String("pos-remote-id", "", "the outlet's POSRemoteID")
+	secretFile := fs.String("secret-file", "", `file holding the AuthSecret, or "-" for standard input (default: $`+envOrderpaySecret+`)`)
+	secretArg := fs.String("secret", "", "the AuthSecret itself (visible to every local user: avoid)")
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "usage: %s --url URL --outlet ID --pos-remote-id ID [--secret-file FILE]\n", name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.Stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
+		return 2
+	}
+	if *outlet == "" || *remote == "" {
+		fmt.Fprintf(env.Stderr, "%s: --outlet and --pos-remote-id are required\n", name)
+		return 2
+	}
+	secret, err := secretFrom(env, name, "AuthSecret", *secretFile, envOrderpaySecret, *secretArg, bufio.NewReader(orEmpty(env.Stdin)))
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	if secret == "" {
+		fmt.Fprintf(env.Stderr, "%s: no AuthSecret: use --secret-file FILE (or -) or set $%s\n", name, envOrderpaySecret)
+		return 2
+	}
+	hc, err := httpClient(adminFlags{dataDir: sf.dataDir, ca: sf.ca, insecure: sf.insecure})
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	out := &lineWriter{w: env.Stdout}
+	c := &orderpay.Client{
+		URL:         sf.url,
+		Credentials: orderpay.Credentials{ProviderOutletID: *outlet, POSRemoteID: *remote, AuthSecret: secret},
+		HTTPClient:  hc,
+		Logger:      simLogger(env, sf.verbose),
+		Handler: orderpay.HandlerFunc(func(ctx context.Context, r *orderpay.Request) orderpay.Answer {
+			a := CannedOrderpayAnswer(r)
+			out.printf("request %s (%s) -> ResultCode %d", r, messageTypeName(r.MessageType), a.ResultCode)
+			return a
+		}),
+	}
+	ctx, stop := simContext(env)
+	defer stop()
+	fmt.Fprintf(env.Stderr, "%s: outlet %s, posgate at %s; stop with Ctrl-C\n", name, *outlet, sf.url)
+	if err := c.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	return 0
+}
+
+func messageTypeName(t int) string {
+	switch t {
+	case orderpay.GetUserFromPIN:
+		return "GetUserFromPIN"
+	case orderpay.GetOpenOrders:
+		return "GetOpenOrders"
+	case orderpay.UpdateOrder:
+		return "UpdateOrder"
+	}
+	return "other"
+}
+
+// CannedOrderpayAnswer is the simulator's answer to r: plausible payloads for the documented
+// message types, a plain success for the others. GetUserFromPIN with PIN "0000" finds no user
+// (ResultCode 4), so an integrator can exercise that path too.
+func CannedOrderpayAnswer(r *orderpay.Request) orderpay.Answer {
+	var in map[string]any
+	_ = json.Unmarshal(r.Payload, &in)
+	switch r.MessageType {
+	case orderpay.GetUserFromPIN:
+		if pin, _ := in["PIN"].(string); pin == "0000" {
+			return orderpay.Answer{ResultCode: 4, ErrorMessage: "no user found"}
+		}
+		return orderpay.Answer{Payload: map[string]any{
+			"UserID": "sim-user-1", "FirstName": "Sam", "LastName": "Simulator", "Role": "Waiter",
+		}}
+	case orderpay.GetOpenOrders:
+		return orderpay.Answer{Payload: map[string]any{"Orders": []any{
+			map[string]any{"OrderID": "sim-1001", "TableNumber": "12", "Covers": 2, "Total": 27.5, "Balance": 27.5,
+				"Items": []any{
+					map[string]any{"ItemID": "fw", "Name": "Flat white", "Quantity": 2, "Price": 4.75},
+					map[string]any{"ItemID": "eb", "Name": "Eggs benedict", "Quantity": 1, "Price": 18.0},
+				}},
+			map[string]any{"OrderID": "sim-1002", "TableNumber": "4", "Covers": 1, "Total": 6.0, "Balance": 0.0,
+				"Items": []any{map[string]any{"ItemID": "tea", "Name": "Pot of tea", "Quantity": 1, "Price": 6.0}}},
+		}}}
+	case orderpay.UpdateOrder:
+		id, _ := in["OrderID"].(string)
+		if id == "" {
+			id = "sim-1001"
+		}
+		return orderpay.Answer{Payload: map[string]any{"OrderID": id, "Status": "Updated"}}
+	}
+	return orderpay.Answer{Payload: map[string]any{"Simulated": true}}
+}
+
+func simulateDoshii(args []string, env Env) int {
+	const name = "posgate simulate doshii-pos"
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	var sf simFlags
+	sf.register(fs)
+	tokenFile := fs.String("location-token-file", "", `file holding the location token, or "-" for standard input (default: $`+envDoshiiLocationToken+`)`)
+	tokenArg := fs.String("location-token", "", "the location token itself (visible to every local user: avoid)")
+	vendor := fs.String("vendor", "", "a cloud POS: the vendor's API name")
+	keyFile := fs.String("vendor-key-file", "", `a cloud POS: file holding the vendor key, or "-" (default: $`+envDoshiiVendorKey+`)`)
+	keyArg := fs.String("vendor-key", "", "the vendor key itself (visible to every local user: avoid)")
+	version := fs.String("version", "posgate-simulator", "POS version sent in heartbeats")
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "usage: %s --url URL (--location-token-file FILE | --vendor NAME [--vendor-key-file FILE])\n", name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.Stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
+		return 2
+	}
+	stdin := bufio.NewReader(orEmpty(env.Stdin))
+	s := &doshii.POSSocket{URL: sf.url, Version: *version, Logger: simLogger(env, sf.verbose)}
+	var err error
+	if *vendor != "" {
+		if *tokenFile != "" || *tokenArg != "" {
+			fmt.Fprintf(env.Stderr, "%s: give a location token (on-premises POS) or --vendor (cloud POS), not both\n", name)
+			return 2
+		}
+		s.Vendor = *vendor
+		key, err := secretFrom(env, name, "vendor key", *keyFile, envDoshiiVendorKey, *keyArg, stdin)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
+			return 1
+		}
+		s.VendorKey = doshii.NewVendorKey(key)
+		if key == "" {
+			fmt.Fprintf(env.Stderr, "%s: no vendor key: use --vendor-key-file FILE (or -) or set $%s\n", name, envDoshiiVendorKey)
+			return 2
+		}
+	} else {
+		if *keyFile != "" || *keyArg != "" {
+			fmt.Fprintf(env.Stderr, "%s: a vendor key needs --vendor\n", name)
+			return 2
+		}
+		if s.LocationToken, err = secretFrom(env, name, "location token", *tokenFile, envDoshiiLocationToken, *tokenArg, stdin); err != nil {
+			fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
+			return 1
+		}
+		if s.LocationToken == "" {
+			fmt.Fprintf(env.Stderr, "%s: no credential: use --location-token-file FILE (or -) or $%s, or --vendor with a vendor key\n", name, envDoshiiLocationToken)
+			return 2
+		}
+	}
+	if s.HTTPClient, err = httpClient(adminFlags{dataDir: sf.dataDir, ca: sf.ca, insecure: sf.insecure}); err != nil {
+		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	out := &lineWriter{w: env.Stdout}
+	s.Handler = doshii.EventHandlerFunc(func(ctx context.Context, e *doshii.Event) {
+		var data bytes.Buffer
+		if json.Compact(&data, e.Data) != nil || data.Len() == 0 {
+			data.Reset()
+			data.WriteString("null")
+		}
+		out.printf("event id=%q type=%q location=%q data=%s", e.ID, e.Type, e.LocationID, data.String())
+	})
+	ctx, stop := simContext(env)
+	defer stop()
+	fmt.Fprintf(env.Stderr, "%s: posgate at %s; stop with Ctrl-C\n", name, sf.url)
+	if err := s.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,123 @@
+package orderpay
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/posgate/posgate/internal/errs"
+	"github.com/posgate/posgate/internal/hub"
+	"github.com/posgate/posgate/internal/jsonx"
+	"github.com/posgate/posgate/internal/store"
+)
+
+// FuzzAuthBody: parseAuthBody never panics; what it accepts has the three fields non-empty and
+// within their limits and is a JSON object without repeated keys; every refusal is BadInput.
+func FuzzAuthBody(f *testing.F) {
+	for _, s := range []string{
+		`{"ProviderOutletID":"o1","POSRemoteID":"p1","AuthSecret":"s"}`,
+		`{"providerOutletId":"o1","posRemoteId":"p1","authSecret":"s","extra":[1,{"a":null}]}`,
+		`{"ProviderOutletID":"o1","provideroutletid":"o2","POSRemoteID":"p1","AuthSecret":"s"}`,
+		`{"ProviderOutletID":"o\u0000","POSRemoteID":"\ud800","AuthSecret":"\u00e9"}`,
+		`{"ProviderOutletID":1,"POSRemoteID":null,"AuthSecret":true}`,
+		`[]`, `{}`, ``, `{"a":`, `"x"`, `{"ProviderOutletID":"o1"}{}`,
+		`{"ſ":1,"s":2}`, `{"K":1,"k":2}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, err := parseAuthBody(data)
+		if err != nil {
+			if errs.KindOf(err) != errs.BadInput {
+				t.Fatalf("refusal of kind %v: %v", errs.KindOf(err), err)
+			}
+			return
+		}
+		if a.ProviderOutletID == "" || a.POSRemoteID == "" || a.AuthSecret == "" ||
+			len(a.ProviderOutletID) > maxOutletID || len(a.POSRemoteID) > maxOutletID || len(a.AuthSecret) > maxAuthSecret ||
+			!utf8.ValidString(a.ProviderOutletID) || !utf8.ValidString(a.POSRemoteID) {
+			t.Fatalf("accepted %+v from %q", a, data)
+		}
+		if jsonx.CheckObject(data) != nil {
+			t.Fatalf("accepted a body CheckObject refuses: %q", data)
+		}
+	})
+}
+
+// FuzzSendBody: parseSendBody never panics; what it accepts builds a frame that is a JSON object
+// with every request field, the caller's values and the protocol's limits.
+func FuzzSendBody(f *testing.F) {
+	for _, s := range []string{
+		`{"MessageType":1,"Payload":{"a":1}}`,
+		`{"DeviceID":"d","UserIdentifier":"u","MessageType":12,"Payload":[1,2],"RequestID":"r-1"}`,
+		`{"MessageType":1.5,"Payload":{}}`, `{"MessageType":"1","Payload":{}}`,
+		`{"MessageType":1,"Payload":null}`, `{"MessageType":1}`, `{"Payload":{}}`,
+		`{"MessageType":1,"messagetype":2,"Payload":{}}`, `{"MessageType":1,"Payload":{},"ProviderID":1}`,
+		`{"MessageType":9223372036854775807,"Payload":"` + strings.Repeat("x", 100) + `"}`,
+		`{"MessageType":-1,"Payload":{},"RequestID":"\u0000"}`, `[]`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	o := &store.OrderpayOutlet{ProviderID: 321, ProviderName: "P"}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := parseSendBody(data)
+		if err != nil {
+			if errs.KindOf(err) != errs.BadInput {
+				t.Fatalf("refusal of kind %v: %v", errs.KindOf(err), err)
+			}
+			return
+		}
+		id := "generated"
+		if req.RequestID != nil {
+			id = *req.RequestID
+		}
+		frame, hash, err := frameOf(o, req, id)
+		if err != nil {
+			if errs.KindOf(err) != errs.BadInput {
+				t.Fatalf("frame refusal of kind %v: %v", errs.KindOf(err), err)
+			}
+			return
+		}
+		var back map[string]json.RawMessage
+		if json.Unmarshal(frame, &back) != nil || len(back) != 7 || len(hash) != 32 {
+			t.Fatalf("frame %s from %q", frame, data)
+		}
+		var got requestFrame
+		if err := json.Unmarshal(frame, &got); err != nil || got.RequestID != id || got.MessageType != *req.MessageType ||
+			utf8.RuneCountInString(got.DeviceID) > maxDeviceID || utf8.RuneCountInString(got.UserIdentifier) > maxUserIdentifier ||
+			utf8.RuneCountInString(got.RequestID) > maxRequestID {
+			t.Fatalf("frame %s from %q", frame, data)
+		}
+	})
+}
+
+// FuzzAnswer: parseAnswer (the codec of POS messages) never panics; it either closes with 1008
+// or returns a RequestID within limits that the message really carries.
+func FuzzAnswer(f *testing.F) {
+	for _, s := range []string{
+		`{"RequestID":"r-1","ResultCode":0,"ErrorMessage":null,"MessageType":1,"Payload":{}}`,
+		`{"requestId":"r-1","resultCode":4,"errorMessage":"no user found"}`,
+		`{"RequestID":"a","requestid":"b"}`, `{"RequestID":5}`, `{"RequestID":""}`, `{"ResultCode":0}`,
+		`{"RequestID":"` + strings.Repeat("r", 300) + `"}`, `{"RequestID":"\ud800"}`, `[]`, ``, `{`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, err := parseAnswer(data)
+		if err != nil {
+			ce, ok := err.(*hub.CloseError)
+			if !ok || ce.Code != hub.CodePolicy {
+				t.Fatalf("refusal %v", err)
+			}
+			return
+		}
+		if a.RequestID == "" || len(a.RequestID) > maxRequestID || !utf8.ValidString(a.RequestID) {
+			t.Fatalf("accepted RequestID %q", a.RequestID)
+		}
+		var m map[string]any
+		if json.Unmarshal(data, &m) != nil {
+			t.Fatalf("accepted non-JSON %q", data)
+		}
+	})
+}

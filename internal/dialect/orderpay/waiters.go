@@ -1,0 +1,105 @@
+package orderpay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/posgate/posgate/internal/app"
+	"github.com/posgate/posgate/internal/rendezvous"
+	"github.com/posgate/posgate/internal/store"
+)
+
+// waiters lets an integrator call wait for the answer to its request, whichever replica holds
+// the POS socket: the replica that stores an answer announces it on the event bus, and the
+// rendezvous also rereads the store periodically, so a lost notice only delays the answer.
+type waiters struct {
+	m  *Module
+	rv *rendezvous.Point[*store.OutboxMessage]
+}
+
+type answeredNotice struct {
+	Queue string `json:"queue"`
+	ID    string `json:"id"`
+}
+
+func waitKey(queue, id string) string { return queue + "\x00" + id }
+
+func newWaiters(m *Module) *waiters {
+	ws := &waiters{m: m}
+	ws.rv = rendezvous.New(ws.check, rendezvous.Options{Recheck: m.cfg.pollInterval})
+	if m.svc.Events != nil {
+		ws.rv.Listen(m.svc.Events, TopicAnswered, func(p []byte) string {
+			var n answeredNotice
+			if json.Unmarshal(p, &n) != nil || n.Queue == "" || n.ID == "" {
+				return ""
+			}
+			return waitKey(n.Queue, n.ID)
+		})
+	}
+	return ws
+}
+
+// check reads a request's outcome from the store: decided once answered or expired.
+func (ws *waiters) check(ctx context.Context, key string) (*store.OutboxMessage, bool, error) {
+	queue, id, _ := strings.Cut(key, "\x00")
+	msg, err := ws.m.outbox.GetOutbox(ctx, queue, id)
+	if err != nil {
+		return nil, false, err
+	}
+	return msg, finished(ws.m.svc.Clock.Now(), msg), nil
+}
+
+// announce hands msg (answered here) to this replica's waiters and wakes the other replicas'.
+func (ws *waiters) announce(ctx context.Context, msg *store.OutboxMessage) {
+	ws.rv.Resolve(waitKey(msg.Queue, msg.ID), msg)
+	if ws.m.svc.Events == nil {
+		return
+	}
+	p, _ := json.Marshal(answeredNotice{Queue: msg.Queue, ID: msg.ID})
+	if err := ws.m.svc.Events.Publish(context.WithoutCancel(ctx), TopicAnswered, p); err != nil {
+		ws.m.svc.Log.LogAttrs(ctx, slog.LevelWarn, "orderpay: announcing an answer failed", slog.String("error", err.Error()))
+	}
+}
+
+// wait returns the message (queue, id) once it is finished (answered or expired), or as it
+// stands when d has passed or ctx ended.
+func (ws *waiters) wait(ctx context.Context, queue, id string, d time.Duration) (*store.OutboxMessage, error) {
+	msg, err := ws.rv.Wait(ctx, waitKey(queue, id), d)
+	if err == nil {
+		return msg, nil
+	}
+	// Timed out, the caller left, or the server is shutting down: the request stays accepted,
+	// and the caller gets its state as it stands.
+	return ws.m.outbox.GetOutbox(context.WithoutCancel(ctx), queue, id)
+}
+
+// errShuttingDown ends the waits of a stopping server.
+var errShuttingDown = errors.New("orderpay: shutting down")
+
+// Shutdown answers every waiting integrator call at once with the state of its request (202), so
+// a graceful shutdown does not wait out their waits.
+func (m *Module) Shutdown(context.Context) error {
+	m.waiters.rv.Stop(errShuttingDown)
+	return nil
+}
+
+// finished reports whether msg will not change any more: answered, or expired (also when its
+// expiry passed and no sweep has marked it yet).
+func finished(now time.Time, msg *store.OutboxMessage) bool {
+	return msg.State == store.OutboxDone || msg.State == store.OutboxExpired || !now.Before(msg.ExpiresAt)
+}
+
+// ticketRetention is how long an expired ticket is kept before housekeeping deletes it: only
+// for the record (expiry is enforced on use), so its length is no security property.
+const ticketRetention = time.Hour
+
+// Maintenance deletes expired tickets.
+func (m *Module) Maintenance() []app.Task {
+	return []app.Task{{Name: "orderpay expired tickets", Run: func(ctx context.Context) error {
+		return m.store.DeleteOrderpayTicketsExpiredBefore(ctx, m.svc.Clock.Now().Add(-ticketRetention))
+	}}}
+}
