@@ -105,6 +105,12 @@ func tlsFlags(fs *flag.FlagSet, tf *tokenFlags) {
 	fs.BoolVar(&tf.insecure, "insecure", false, "do not verify the server's TLS certificate")
 }
 
+// jackpotFlags are the flags both jackpot grants take before their own.
+func jackpotFlags(fs *flag.FlagSet, tf *tokenFlags) {
+	fs.StringVar(&tf.url, "url", "", "the API's base URL, e.g. https://posgate.example (required)")
+	fs.StringVar(&tf.apiKeyFile, "api-key-file", "", "file holding the API key (else $POSGATE_JACKPOT_API_KEY)")
+}
+
 var tokenCommands = map[string]tokenCommand{
 	"chimpy": {
 		help: "Sign in with the password grant (JSON, as chimpy documents) and print the token answer.",
@@ -124,8 +130,7 @@ var tokenCommands = map[string]tokenCommand{
 	"jackpot-session": {
 		help: "Sign a jwt-bearer assertion (HS256 with the API signature) and exchange it at /v2/token.",
 		flags: func(fs *flag.FlagSet, tf *tokenFlags) {
-			fs.StringVar(&tf.url, "url", "", "the API's base URL, e.g. https://posgate.example (required)")
-			fs.StringVar(&tf.apiKeyFile, "api-key-file", "", "file holding the API key (else $POSGATE_JACKPOT_API_KEY)")
+			jackpotFlags(fs, tf)
 			fs.StringVar(&tf.apiSigFile, "api-signature-file", "", "file holding the API signature (else $POSGATE_JACKPOT_API_SIGNATURE)")
 			fs.Float64Var(&tf.amount, "amount", 0, "the most the session may spend (required)")
 			fs.StringVar(&tf.notificationKey, "notification-key", "", "the transaction's unique key (default: a random one)")
@@ -137,8 +142,7 @@ var tokenCommands = map[string]tokenCommand{
 	"jackpot-m2m": {
 		help: "Get a machine-to-machine token (client_credentials) at /v2/token.",
 		flags: func(fs *flag.FlagSet, tf *tokenFlags) {
-			fs.StringVar(&tf.url, "url", "", "the API's base URL, e.g. https://posgate.example (required)")
-			fs.StringVar(&tf.apiKeyFile, "api-key-file", "", "file holding the API key (else $POSGATE_JACKPOT_API_KEY)")
+			jackpotFlags(fs, tf)
 			fs.StringVar(&tf.clientSecretFile, "client-secret-file", "", "file holding the client secret (else $POSGATE_CLIENT_SECRET)")
 			tlsFlags(fs, tf)
 		},
@@ -291,19 +295,27 @@ func runChimpy(ctx context.Context, tf *tokenFlags, env Env) error {
 	return printToken(env.Stdout, tok)
 }
 
+// jackpotInputs reads what both jackpot grants need, in the order their errors are reported: the
+// base URL, the API key, the grant's own secret (file, else environment variable name) and an
+// HTTP client.
+func jackpotInputs(env Env, tf *tokenFlags, file, name, what string) (key, second string, hc *http.Client, err error) {
+	if err = need("url", tf.url); err != nil {
+		return "", "", nil, err
+	}
+	if key, err = secret(env, tf.apiKeyFile, "POSGATE_JACKPOT_API_KEY", "API key", true); err != nil {
+		return "", "", nil, err
+	}
+	if second, err = secret(env, file, name, what, true); err != nil {
+		return "", "", nil, err
+	}
+	if hc, err = tf.httpClient(30 * time.Second); err != nil {
+		return "", "", nil, err
+	}
+	return key, second, hc, nil
+}
+
 func runJackpotSession(ctx context.Context, tf *tokenFlags, env Env) error {
-	if err := need("url", tf.url); err != nil {
-		return err
-	}
-	key, err := secret(env, tf.apiKeyFile, "POSGATE_JACKPOT_API_KEY", "API key", true)
-	if err != nil {
-		return err
-	}
-	sig, err := secret(env, tf.apiSigFile, "POSGATE_JACKPOT_API_SIGNATURE", "API signature", true)
-	if err != nil {
-		return err
-	}
-	hc, err := tf.httpClient(30 * time.Second)
+	key, sig, hc, err := jackpotInputs(env, tf, tf.apiSigFile, "POSGATE_JACKPOT_API_SIGNATURE", "API signature")
 	if err != nil {
 		return err
 	}
@@ -317,18 +329,7 @@ func runJackpotSession(ctx context.Context, tf *tokenFlags, env Env) error {
 }
 
 func runJackpotM2M(ctx context.Context, tf *tokenFlags, env Env) error {
-	if err := need("url", tf.url); err != nil {
-		return err
-	}
-	key, err := secret(env, tf.apiKeyFile, "POSGATE_JACKPOT_API_KEY", "API key", true)
-	if err != nil {
-		return err
-	}
-	cs, err := secret(env, tf.clientSecretFile, "POSGATE_CLIENT_SECRET", "client secret", true)
-	if err != nil {
-		return err
-	}
-	hc, err := tf.httpClient(30 * time.Second)
+	key, cs, hc, err := jackpotInputs(env, tf, tf.clientSecretFile, "POSGATE_CLIENT_SECRET", "client secret")
 	if err != nil {
 		return err
 	}
