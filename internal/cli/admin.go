@@ -337,13 +337,9 @@ func httpClient(af adminFlags) (*http.Client, error) {
 	case af.insecure:
 		tcfg.InsecureSkipVerify = true
 	case af.ca != "":
-		pem, err := os.ReadFile(af.ca)
+		pool, err := caPool(af.ca)
 		if err != nil {
-			return nil, fmt.Errorf("--ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca %s: no PEM certificate", af.ca)
+			return nil, err
 		}
 		tcfg.RootCAs = pool
 	default:
@@ -360,6 +356,19 @@ func httpClient(af adminFlags) (*http.Client, error) {
 		}
 	}
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tcfg, Proxy: http.ProxyFromEnvironment}}, nil
+}
+
+// caPool reads the --ca file: the PEM certificates to trust instead of the system roots.
+func caPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca %s: no PEM certificate", file)
+	}
+	return pool, nil
 }
 
 func call(c *http.Client, method, u, tok string, body []byte) (int, []byte, error) {

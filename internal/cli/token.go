@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -199,7 +198,7 @@ func secret(env Env, file, name, what string, required bool) (string, error) {
 			defer f.Close()
 			r = f
 		}
-		line, err := bufio.NewReader(io.LimitReader(orEmptyReader(r), 64<<10)).ReadString('\n')
+		line, err := bufio.NewReader(io.LimitReader(orEmpty(r), 64<<10)).ReadString('\n')
 		if err != nil && err != io.EOF {
 			return "", fmt.Errorf("%s: %w", what, err)
 		}
@@ -217,13 +216,6 @@ func secret(env Env, file, name, what string, required bool) (string, error) {
 	return "", nil
 }
 
-func orEmptyReader(r io.Reader) io.Reader {
-	if r == nil {
-		return strings.NewReader("")
-	}
-	return r
-}
-
 func need(vals ...string) error {
 	for i := 0; i+1 < len(vals); i += 2 {
 		if vals[i+1] == "" {
@@ -239,13 +231,9 @@ func (tf *tokenFlags) httpClient(timeout time.Duration) (*http.Client, error) {
 	case tf.insecure:
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
 	case tf.ca != "":
-		pem, err := os.ReadFile(tf.ca)
+		pool, err := caPool(tf.ca)
 		if err != nil {
-			return nil, fmt.Errorf("--ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca %s: no PEM certificate", tf.ca)
+			return nil, err
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
 	}
