@@ -167,12 +167,46 @@ func (l *lineWriter) printf(format string, a ...any) {
 	fmt.Fprintf(l.w, time.Now().UTC().Format(time.RFC3339)+" "+format+"\n", a...)
 }
 
-func simulateOrderpay(args []string, env Env) int {
-	const name = "posgate simulate orderpay-pos"
+// simFlagSet is a simulator's flag set, holding the flags every simulator takes.
+func simFlagSet(name string, env Env, sf *simFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
-	var sf simFlags
 	sf.register(fs)
+	return fs
+}
+
+// parseSim parses a simulator's arguments; when ok is false the simulator stops with code (0
+// after -h, 2 for a bad flag or a stray argument).
+func parseSim(fs *flag.FlagSet, args []string, env Env) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.Stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return 2, false
+	}
+	return 0, true
+}
+
+// runSim runs a simulator's client until Ctrl-C (or env's context ends); a stop is a clean exit.
+func runSim(env Env, name, banner string, run func(context.Context) error) int {
+	ctx, stop := simContext(env)
+	defer stop()
+	fmt.Fprintf(env.Stderr, "%s: %s; stop with Ctrl-C\n", name, banner)
+	if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	return 0
+}
+
+func simulateOrderpay(args []string, env Env) int {
+	const name = "posgate simulate orderpay-pos"
+	var sf simFlags
+	fs := simFlagSet(name, env, &sf)
 	outlet := fs.String("outlet", "", "the outlet's ProviderOutletID")
 	remote := fs.String("pos-remote-id", "", "the outlet's POSRemoteID")
 	secretFile := fs.String("secret-file", "", `file holding the AuthSecret, or "-" for standard input (default: $`+envOrderpaySecret+`)`)
@@ -181,15 +215,8 @@ func simulateOrderpay(args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "usage: %s --url URL --outlet ID --pos-remote-id ID [--secret-file FILE]\n", name)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(env.Stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
-		return 2
+	if code, ok := parseSim(fs, args, env); !ok {
+		return code
 	}
 	if *outlet == "" || *remote == "" {
 		fmt.Fprintf(env.Stderr, "%s: --outlet and --pos-remote-id are required\n", name)
@@ -221,14 +248,7 @@ func simulateOrderpay(args []string, env Env) int {
 			return a
 		}),
 	}
-	ctx, stop := simContext(env)
-	defer stop()
-	fmt.Fprintf(env.Stderr, "%s: outlet %s, posgate at %s; stop with Ctrl-C\n", name, *outlet, sf.url)
-	if err := c.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
-		return 1
-	}
-	return 0
+	return runSim(env, name, fmt.Sprintf("outlet %s, posgate at %s", *outlet, sf.url), c.Run)
 }
 
 func messageTypeName(t int) string {
@@ -279,10 +299,8 @@ func CannedOrderpayAnswer(r *orderpay.Request) orderpay.Answer {
 
 func simulateDoshii(args []string, env Env) int {
 	const name = "posgate simulate doshii-pos"
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	var sf simFlags
-	sf.register(fs)
+	fs := simFlagSet(name, env, &sf)
 	tokenFile := fs.String("location-token-file", "", `file holding the location token, or "-" for standard input (default: $`+envDoshiiLocationToken+`)`)
 	tokenArg := fs.String("location-token", "", "the location token itself (visible to every local user: avoid)")
 	vendor := fs.String("vendor", "", "a cloud POS: the vendor's API name")
@@ -293,15 +311,8 @@ func simulateDoshii(args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "usage: %s --url URL (--location-token-file FILE | --vendor NAME [--vendor-key-file FILE])\n", name)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(env.Stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
-		return 2
+	if code, ok := parseSim(fs, args, env); !ok {
+		return code
 	}
 	stdin := bufio.NewReader(orEmpty(env.Stdin))
 	s := &doshii.POSSocket{URL: sf.url, Version: *version, Logger: simLogger(env, sf.verbose)}
@@ -349,12 +360,5 @@ func simulateDoshii(args []string, env Env) int {
 		}
 		out.printf("event id=%q type=%q location=%q data=%s", e.ID, e.Type, e.LocationID, data.String())
 	})
-	ctx, stop := simContext(env)
-	defer stop()
-	fmt.Fprintf(env.Stderr, "%s: posgate at %s; stop with Ctrl-C\n", name, sf.url)
-	if err := s.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
-		return 1
-	}
-	return 0
+	return runSim(env, name, "posgate at "+sf.url, s.Run)
 }
