@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -255,8 +254,7 @@ func (s *POSSocket) Run(ctx context.Context) error {
 		worker.Wait()
 	}()
 
-	backoff := socket.Backoff{Min: orDefault(s.MinBackoff, DefaultSocketMinBackoff), Max: orDefault(s.MaxBackoff, DefaultSocketMaxBackoff)}
-	attempt := 0
+	retry := socket.Retry{Backoff: socket.Backoff{Min: orDefault(s.MinBackoff, DefaultSocketMinBackoff), Max: orDefault(s.MaxBackoff, DefaultSocketMaxBackoff)}}
 	resigned := false
 	log := s.log()
 	for {
@@ -279,14 +277,11 @@ func (s *POSSocket) Run(ctx context.Context) error {
 			log.Error("doshii: stopping", "err", err)
 			return err
 		}
-		if up >= backoff.Max {
-			attempt = 0
+		var retryAfter time.Duration
+		if re != nil {
+			retryAfter = re.RetryAfter
 		}
-		wait := backoff.Delay(attempt, rand.Float64())
-		attempt++
-		if re != nil && re.RetryAfter > wait {
-			wait = re.RetryAfter
-		}
+		wait := retry.Next(up, retryAfter)
 		log.Warn("doshii: disconnected; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
 		if err := sleep(ctx, wait); err != nil {
 			return err

@@ -39,7 +39,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -392,8 +391,7 @@ func (c *Client) Run(ctx context.Context) error {
 		c.mu.Unlock()
 	}()
 
-	backoff := socket.Backoff{Min: orDefault(c.MinBackoff, DefaultMinBackoff), Max: orDefault(c.MaxBackoff, DefaultMaxBackoff)}
-	attempt := 0
+	retry := socket.Retry{Backoff: socket.Backoff{Min: orDefault(c.MinBackoff, DefaultMinBackoff), Max: orDefault(c.MaxBackoff, DefaultMaxBackoff)}}
 	log := c.log()
 	for {
 		up, err := c.connectOnce(ctx, base, work)
@@ -404,17 +402,7 @@ func (c *Client) Run(ctx context.Context) error {
 			log.Error("orderpay: stopping", "err", err)
 			return err
 		}
-		// A connection that stayed up longer than the longest backoff was a success: start
-		// again from the shortest delay. One that dropped at once counts as a failed attempt,
-		// so a server that accepts and immediately closes is not hammered.
-		if up >= backoff.Max {
-			attempt = 0
-		}
-		wait := backoff.Delay(attempt, rand.Float64())
-		attempt++
-		if ra := retryAfter(err); ra > wait {
-			wait = ra
-		}
+		wait := retry.Next(up, retryAfter(err))
 		log.Warn("orderpay: disconnected; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
 		if err := sleep(ctx, wait); err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -51,6 +52,28 @@ func (b Backoff) Delay(n int, r float64) time.Duration {
 		r = 0.999999
 	}
 	return d/2 + time.Duration(float64(d/2)*r)
+}
+
+// Retry schedules a client's reconnections with Backoff. A connection that stayed up at least
+// Backoff.Max was a success: the next wait starts again from the shortest delay. One that dropped
+// sooner counts as a failed attempt, so a server that accepts and at once closes is not hammered.
+type Retry struct {
+	Backoff Backoff
+	attempt int
+}
+
+// Next returns the wait before reconnecting after a connection that was up for up; the server's
+// retryAfter, when longer, wins.
+func (r *Retry) Next(up, retryAfter time.Duration) time.Duration {
+	if up >= r.Backoff.Max {
+		r.attempt = 0
+	}
+	wait := r.Backoff.Delay(r.attempt, rand.Float64())
+	r.attempt++
+	if retryAfter > wait {
+		wait = retryAfter
+	}
+	return wait
 }
 
 // Sleep waits d or until ctx is done.
