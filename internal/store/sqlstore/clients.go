@@ -50,13 +50,7 @@ func (s *Store) GetClientByIDHash(ctx context.Context, h []byte) (*store.Client,
 
 func (s *Store) oneClient(ctx context.Context, op, query string, arg any) (*store.Client, error) {
 	l, err := s.queryClients(ctx, query, arg)
-	if err != nil {
-		return nil, s.fail(op, err)
-	}
-	if len(l) == 0 {
-		return nil, s.fail(op, store.ErrNotFound)
-	}
-	return l[0], nil
+	return firstOf(s, op, l, err)
 }
 
 // ListClients returns every client, oldest first.

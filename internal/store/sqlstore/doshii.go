@@ -51,13 +51,7 @@ func (s *Store) ListDoshiiVendors(ctx context.Context) ([]*store.DoshiiVendor, e
 
 func (s *Store) oneVendor(ctx context.Context, op, query string, arg any) (*store.DoshiiVendor, error) {
 	l, err := s.queryVendors(ctx, query, arg)
-	if err != nil {
-		return nil, s.fail(op, err)
-	}
-	if len(l) == 0 {
-		return nil, s.fail(op, store.ErrNotFound)
-	}
-	return l[0], nil
+	return firstOf(s, op, l, err)
 }
 
 func (s *Store) queryVendors(ctx context.Context, query string, args ...any) ([]*store.DoshiiVendor, error) {

@@ -39,13 +39,7 @@ func (s *Store) ListOrderpayOutlets(ctx context.Context) ([]*store.OrderpayOutle
 
 func (s *Store) oneOrderpayOutlet(ctx context.Context, op, query string, arg any) (*store.OrderpayOutlet, error) {
 	l, err := s.queryOrderpayOutlets(ctx, query, arg)
-	if err != nil {
-		return nil, s.fail(op, err)
-	}
-	if len(l) == 0 {
-		return nil, s.fail(op, store.ErrNotFound)
-	}
-	return l[0], nil
+	return firstOf(s, op, l, err)
 }
 
 func (s *Store) queryOrderpayOutlets(ctx context.Context, query string, args ...any) ([]*store.OrderpayOutlet, error) {

@@ -100,6 +100,18 @@ func (s *Store) fail(op string, err error) error {
 	return fmt.Errorf("store: %s: %w", op, err)
 }
 
+// firstOf is the row a lookup by a unique key found, from a query's rows and error: the first
+// row, or ErrNotFound when there is none, with errors wrapped as op's.
+func firstOf[T any](s *Store, op string, l []*T, err error) (*T, error) {
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	if len(l) == 0 {
+		return nil, s.fail(op, store.ErrNotFound)
+	}
+	return l[0], nil
+}
+
 // reader and writer refuse work after Close without touching the driver, so a closed store
 // answers ErrUnavailable even where the driver would panic or report something else.
 func (s *Store) reader() (DB, error) {

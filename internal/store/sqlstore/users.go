@@ -28,13 +28,7 @@ func (s *Store) GetUserByUsername(ctx context.Context, username string) (*store.
 
 func (s *Store) oneUser(ctx context.Context, op, query string, arg any) (*store.User, error) {
 	l, err := s.queryUsers(ctx, query, arg)
-	if err != nil {
-		return nil, s.fail(op, err)
-	}
-	if len(l) == 0 {
-		return nil, s.fail(op, store.ErrNotFound)
-	}
-	return l[0], nil
+	return firstOf(s, op, l, err)
 }
 
 // ListUsers returns every user, oldest first.
