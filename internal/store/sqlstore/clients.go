@@ -65,11 +65,7 @@ func (s *Store) ListClients(ctx context.Context) ([]*store.Client, error) {
 // queryClients reads joined rows; the rows of one client are adjacent (every query orders by
 // client first).
 func (s *Store) queryClients(ctx context.Context, query string, args ...any) ([]*store.Client, error) {
-	r, err := s.reader()
-	if err != nil {
-		return nil, err
-	}
-	rows, err := r.Query(ctx, query, args...)
+	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -55,11 +55,7 @@ func (s *Store) oneVendor(ctx context.Context, op, query string, arg any) (*stor
 }
 
 func (s *Store) queryVendors(ctx context.Context, query string, args ...any) ([]*store.DoshiiVendor, error) {
-	r, err := s.reader()
-	if err != nil {
-		return nil, err
-	}
-	rows, err := r.Query(ctx, query, args...)
+	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -43,11 +43,7 @@ func (s *Store) oneOrderpayOutlet(ctx context.Context, op, query string, arg any
 }
 
 func (s *Store) queryOrderpayOutlets(ctx context.Context, query string, args ...any) ([]*store.OrderpayOutlet, error) {
-	r, err := s.reader()
-	if err != nil {
-		return nil, err
-	}
-	rows, err := r.Query(ctx, query, args...)
+	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

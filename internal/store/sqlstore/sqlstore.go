@@ -121,6 +121,15 @@ func (s *Store) reader() (DB, error) {
 	return s.r, nil
 }
 
+// query runs a read on the reader.
+func (s *Store) query(ctx context.Context, query string, args ...any) (Rows, error) {
+	r, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	return r.Query(ctx, query, args...)
+}
+
 func (s *Store) writer() (DB, error) {
 	if s.closed.Load() {
 		return nil, errClosed

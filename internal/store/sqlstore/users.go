@@ -38,11 +38,7 @@ func (s *Store) ListUsers(ctx context.Context) ([]*store.User, error) {
 }
 
 func (s *Store) queryUsers(ctx context.Context, query string, args ...any) ([]*store.User, error) {
-	r, err := s.reader()
-	if err != nil {
-		return nil, err
-	}
-	rows, err := r.Query(ctx, query, args...)
+	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
