@@ -29,6 +29,7 @@ import (
 
 	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/secret"
+	"github.com/posgate/posgate/internal/store"
 )
 
 //go:embed templates/*.html
@@ -51,10 +52,25 @@ const CookieName = "posgate_console"
 const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
 	"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
+// Devices is the device pairing the console shows and decides on (the chef dialect's). The server
+// hands it over when it builds the console.
+type Devices interface {
+	// Devices lists the devices in state ("" for every state).
+	Devices(ctx context.Context, state store.DeviceState) ([]app.DeviceView, error)
+	// RecentPending lists at most limit pending requests, the most recently asked first, and how
+	// many are pending in all.
+	RecentPending(ctx context.Context, limit int) ([]app.DeviceView, int, error)
+	// Decide applies a person's decision; errors are *errs.Error (NotFound, Conflict, Unavailable).
+	Decide(ctx context.Context, id string, action app.DeviceAction, actor, addr, via string) (app.DeviceView, error)
+	// PendingRetention is how long a pending request nobody calls about is kept.
+	PendingRetention() time.Duration
+}
+
 // Module is the web console.
 type Module struct {
-	svc   *app.Services
-	pages map[string]*template.Template
+	svc     *app.Services
+	devices Devices
+	pages   map[string]*template.Template
 
 	mu       sync.Mutex
 	sessions map[string]*session // by hex SHA-256 of the cookie value
@@ -66,12 +82,15 @@ type session struct {
 	flash    string // a one-time notice for the next page (the outcome of a form post)
 }
 
-// New builds the console.
-func New(svc *app.Services) (app.Module, error) {
+// New builds the console on the device pairing of devices.
+func New(svc *app.Services, devices Devices) (app.Module, error) {
 	if svc == nil || svc.Store == nil || svc.Clock == nil || svc.Log == nil || svc.Config == nil || svc.Events == nil {
 		return nil, errors.New("console: Services lacks Config, Store, Clock, Log or Events")
 	}
-	m := &Module{svc: svc, pages: map[string]*template.Template{}, sessions: map[string]*session{}}
+	if devices == nil {
+		return nil, errors.New("console: no device pairing to show")
+	}
+	m := &Module{svc: svc, devices: devices, pages: map[string]*template.Template{}, sessions: map[string]*session{}}
 	funcs := template.FuncMap{"when": when, "whenp": whenPtr}
 	for _, page := range []string{"login", "pending", "devices", "audit"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")

@@ -47,6 +47,8 @@ type Options struct {
 	Getenv func(string) string
 	// Demo seeds each module's example credentials and prints curl lines (serve --demo).
 	Demo bool
+
+	extra []moduleConstructor // tests: modules built after posgate's own
 }
 
 // Server is a built posgate, ready to serve.
@@ -135,7 +137,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		return s, err
 	}
 
-	open, ok := storeDrivers[cfg.Store.Driver]
+	open, ok := storeDriver(cfg.Store.Driver)
 	if !ok {
 		return s, fmt.Errorf("store.driver: %q is not built into this binary", cfg.Store.Driver)
 	}
@@ -207,8 +209,9 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		return s, fmt.Errorf("admin: %w", err)
 	}
 	s.modules = append(s.modules, namedModule{"posgate", adminCore})
-	for _, c := range moduleConstructors {
-		m, err := c.build(svc)
+	var built []app.Module
+	for _, c := range append(modules(), o.extra...) {
+		m, err := c.build(svc, built)
 		if err != nil {
 			return s, fmt.Errorf("module %s: %w", c.name, err)
 		}
@@ -216,6 +219,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 			return s, fmt.Errorf("module %s: %w", c.name, err)
 		}
 		s.modules = append(s.modules, namedModule{c.name, m})
+		built = append(built, m)
 	}
 	svc.Reserved = s.reservedAudiences()
 	s.keyring.SetMaxTokenLifetime(s.maxTokenLifetime())

@@ -193,7 +193,7 @@ func Start(t testing.TB, opts Options) *Instance {
 	if err := mod.Mount(public, admin); err != nil {
 		t.Fatal(err)
 	}
-	con, err := console.New(svc)
+	con, err := console.New(svc, inst.Module)
 	if err != nil {
 		t.Fatal(err)
 	}
