@@ -276,8 +276,8 @@ func (s *Server) maxTokenLifetime() time.Duration {
 
 // NewLogger returns posgate's JSON logger at level ("debug", "info", "warn", "error"). When w is a
 // file (stderr, a log file) the lines are buffered and written out every 100 ms, when 32 KiB have
-// gathered, and when a Server using the logger closes (see logbuf.go): one write syscall per
-// access-log line was a fifth of a proxied request's cost.
+// gathered, and when a Server using the logger closes (see logbuf.go): a write syscall per
+// access-log line would be a large share of a proxied request's cost.
 func NewLogger(w io.Writer, level string) *slog.Logger {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {

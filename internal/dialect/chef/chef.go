@@ -1,8 +1,7 @@
 // Package chef is the Chef (Xenial/PenguinPOS "Chef Reporting API") dialect: a JSON-RPC 2.0
 // endpoint where a device pairs with Authentication.authenticateClient — held open until a person
 // approves it in the console or the admin API — and then makes data calls with the device token,
-// which posgate verifies and forwards to the configured upstream. See protocols/chef.md and
-// docs/dialects/chef.md.
+// which posgate verifies and forwards to the configured upstream. See docs/dialects/chef.md.
 package chef
 
 import (
