@@ -66,7 +66,8 @@ type Forwarder interface {
 }
 
 // Audit records an audit event in the store and in the log (never a secret). Failures to write the
-// audit trail are logged, not returned: an unavailable store must not turn a refusal into a 500.
+// audit trail are logged with the whole event at error level, not returned: an unavailable store
+// must not turn a refusal into a 500, and the event must survive somewhere.
 func (s *Services) Audit(ctx context.Context, e store.AuditEvent) {
 	if e.At.IsZero() {
 		e.At = s.Clock.Now()
@@ -75,6 +76,11 @@ func (s *Services) Audit(ctx context.Context, e store.AuditEvent) {
 		slog.String("actor", e.Actor), slog.String("action", e.Action), slog.String("target", e.Target),
 		slog.String("address", e.Address), slog.String("outcome", e.Outcome), slog.String("detail", e.Detail))
 	if err := s.Store.AppendAudit(ctx, &e); err != nil {
-		s.Log.LogAttrs(ctx, slog.LevelWarn, "audit write failed", slog.String("action", e.Action), slog.String("error", err.Error()))
+		// The whole event, at a level every log_level keeps: when the store cannot take it (a full
+		// disk, a hung database) this line is the only record of it. Events are secret-free.
+		s.Log.LogAttrs(ctx, slog.LevelError, "audit event not stored",
+			slog.Time("at", e.At), slog.String("actor", e.Actor), slog.String("action", e.Action), slog.String("target", e.Target),
+			slog.String("address", e.Address), slog.String("outcome", e.Outcome), slog.String("detail", e.Detail),
+			slog.String("error", err.Error()))
 	}
 }

@@ -80,3 +80,12 @@ type TokenLifetimer interface {
 type Demoer interface {
 	Demo(ctx context.Context, baseURL string) ([]string, error)
 }
+
+// MethodNotAllowedWriter is a module whose public endpoints answer a wrong method in their own
+// error shape. The server then answers, for every "METHOD /path" the module mounts, the other
+// methods with 405 and an Allow header (httpx.AllowMux), the body written by
+// WriteMethodNotAllowed (the header is already set). Modules without it (the gateway, which
+// answers its own routes) are mounted as they are.
+type MethodNotAllowedWriter interface {
+	WriteMethodNotAllowed(w http.ResponseWriter, r *http.Request, allow string)
+}

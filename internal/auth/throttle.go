@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sync"
 	"time"
@@ -29,6 +30,10 @@ type ThrottleLimits struct {
 // check, so it never reads the store: a replica learns a key is over its limit when its own Fail
 // call gets the shared count back, and remembers the block locally until the window ends. A
 // distributed guesser therefore gets at most one extra attempt per replica per window.
+//
+// When the store cannot count (a full disk, a hung or stopped database), the failure is counted
+// in this replica's memory instead, with the same limits and windows, so throttling never fails
+// open: a guesser is blocked on this replica as if it were the only one.
 type Throttle struct {
 	store           store.Counters
 	clock           clock.Clock
@@ -36,13 +41,20 @@ type Throttle struct {
 	onIdentityBlock func(ctx context.Context, scope, identity, addr string)
 
 	mu      sync.Mutex
-	blocked map[string]time.Time // counter key → blocked until
+	blocked map[string]time.Time  // counter key → blocked until
+	local   map[string]localCount // counter key → count kept while the store could not count
+}
+
+// localCount is one fallback counter: its window start and count.
+type localCount struct {
+	start time.Time
+	n     int
 }
 
 // NewThrottle returns a throttle over counters. onIdentityBlock (may be nil) is called once when an
 // identity-wide block starts, so the caller can audit it.
 func NewThrottle(c store.Counters, clk clock.Clock, l ThrottleLimits, onIdentityBlock func(ctx context.Context, scope, identity, addr string)) *Throttle {
-	return &Throttle{store: c, clock: clk, limits: l, onIdentityBlock: onIdentityBlock, blocked: map[string]time.Time{}}
+	return &Throttle{store: c, clock: clk, limits: l, onIdentityBlock: onIdentityBlock, blocked: map[string]time.Time{}, local: map[string]localCount{}}
 }
 
 func throttleKeys(scope, addr, identity string) (a, ai, i string) {
@@ -108,45 +120,61 @@ func (t *Throttle) Check(_ context.Context, scope, addr, identity string) error 
 	return &errs.Error{Kind: errs.Throttled, Code: "too_many_attempts", Message: "too many failed attempts; try again later", RetryAfter: retry.Round(time.Second)}
 }
 
-// Fail records one failed check. Store errors are returned (the caller usually only logs them).
+// Fail records one failed check. Every counter is counted even when the store fails (in memory
+// then); the first store error is returned so the caller can log it.
 func (t *Throttle) Fail(ctx context.Context, scope, addr, identity string) error {
 	now := t.clock.Now()
 	a, ai, i := throttleKeys(scope, addr, identity)
 	w := t.limits.Window
 	start := now.Truncate(w)
-	if err := t.count(ctx, a, start, w, t.limits.PerAddress); err != nil {
-		return err
-	}
+	_, err := t.count(ctx, a, start, w, t.limits.PerAddress)
 	if identity == "" {
-		return nil
-	}
-	if err := t.count(ctx, ai, start, w, t.limits.PerAddressIdent); err != nil {
 		return err
 	}
+	_, err2 := t.count(ctx, ai, start, w, t.limits.PerAddressIdent)
 	iw := t.limits.IdentityBackoff
-	istart := now.Truncate(iw)
-	n, err := t.store.IncrCounter(ctx, i, istart, istart.Add(2*iw))
-	if err != nil {
-		return err
+	n, err3 := t.count(ctx, i, now.Truncate(iw), iw, t.limits.PerIdentity)
+	if n == t.limits.PerIdentity && t.limits.PerIdentity > 0 && t.onIdentityBlock != nil {
+		t.onIdentityBlock(ctx, scope, identity, addr)
 	}
-	if t.limits.PerIdentity > 0 && n >= t.limits.PerIdentity {
-		t.block(i, istart.Add(iw))
-		if n == t.limits.PerIdentity && t.onIdentityBlock != nil {
-			t.onIdentityBlock(ctx, scope, identity, addr)
-		}
-	}
-	return nil
+	return errors.Join(err, err2, err3)
 }
 
-func (t *Throttle) count(ctx context.Context, key string, start time.Time, w time.Duration, limit int) error {
+// count adds one to key in the window starting at start (in the store, or in memory when the
+// store fails), blocks key until the window ends once the count reaches limit, and returns the
+// count.
+func (t *Throttle) count(ctx context.Context, key string, start time.Time, w time.Duration, limit int) (int, error) {
 	n, err := t.store.IncrCounter(ctx, key, start, start.Add(2*w))
 	if err != nil {
-		return err
+		n = t.countLocal(key, start)
 	}
 	if limit > 0 && n >= limit {
 		t.block(key, start.Add(w))
 	}
-	return nil
+	return n, err
+}
+
+// countLocal is the in-memory fallback of IncrCounter: a count per key in a fixed window,
+// restarting when the window moves on.
+func (t *Throttle) countLocal(key string, start time.Time) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.local[key]
+	if !c.start.Equal(start) {
+		c = localCount{start: start}
+	}
+	c.n++
+	t.local[key] = c
+	// Keep the map bounded: windows are at most a day, so entries two days old are over.
+	if len(t.local) > 100_000 {
+		old := t.clock.Now().Add(-48 * time.Hour)
+		for k, v := range t.local {
+			if v.start.Before(old) {
+				delete(t.local, k)
+			}
+		}
+	}
+	return c.n
 }
 
 func (t *Throttle) block(key string, until time.Time) {

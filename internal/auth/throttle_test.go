@@ -1,6 +1,8 @@
 package auth_test
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/clock"
+	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/store/sqlite"
 )
 
@@ -115,4 +118,54 @@ func FuzzAddrKey(f *testing.F) {
 			t.Fatalf("IPv6 %q keyed as %q", s, k)
 		}
 	})
+}
+
+// When the store cannot count failures (a full disk, a stopped database: here a closed store,
+// which fails every call with ErrUnavailable), the throttle counts in memory and still blocks at
+// the limits: it never fails open. Fail reports the store's error so the caller can log it.
+func TestThrottleFailsClosedWithoutStore(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	clk := clock.NewFake(time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC))
+	var identityBlocks int
+	th := auth.NewThrottle(st, clk, auth.ThrottleLimits{Window: time.Minute, PerAddress: 10, PerAddressIdent: 3,
+		PerIdentity: 5, IdentityBackoff: time.Minute}, func(context.Context, string, string, string) { identityBlocks++ })
+	ctx := t.Context()
+	const scope = "test.scope"
+	for i := range 3 {
+		if err := th.Check(ctx, scope, "192.0.2.1", "alice"); err != nil {
+			t.Fatalf("attempt %d blocked before the limit: %v", i, err)
+		}
+		if err := th.Fail(ctx, scope, "192.0.2.1", "alice"); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("Fail on a store that cannot count: %v, want the store's ErrUnavailable", err)
+		}
+	}
+	if err := th.Check(ctx, scope, "192.0.2.1", "alice"); err == nil {
+		t.Fatal("address+identity not blocked after its limit while the store cannot count")
+	}
+	if err := th.Check(ctx, scope, "192.0.2.1", "bob"); err != nil {
+		t.Errorf("another identity from the same address is blocked: %v", err)
+	}
+	// The identity-wide limit counts in memory too, and its audit hook fires once.
+	for _, a := range []string{"192.0.2.2", "192.0.2.3"} {
+		_ = th.Fail(ctx, scope, a, "alice")
+	}
+	if err := th.Check(ctx, scope, "192.0.2.9", "alice"); err == nil {
+		t.Error("identity not blocked after the identity-wide limit while the store cannot count")
+	}
+	if identityBlocks != 1 {
+		t.Errorf("identity block hook called %d times, want 1", identityBlocks)
+	}
+	// A new window starts afresh.
+	clk.Advance(2 * time.Minute)
+	if err := th.Check(ctx, scope, "192.0.2.1", "alice"); err != nil {
+		t.Errorf("still blocked in the next window: %v", err)
+	}
+	_ = th.Fail(ctx, scope, "192.0.2.1", "alice")
+	if err := th.Check(ctx, scope, "192.0.2.1", "alice"); err != nil {
+		t.Errorf("one failure in a new window blocks: %v", err)
+	}
 }

@@ -43,6 +43,7 @@ type Server struct {
 	TrustedProxies    []string `yaml:"trusted_proxies"`     // CIDRs whose X-Forwarded-For is believed; default none
 	AuditRetention    int      `yaml:"audit_retention"`     // seconds audit events are kept, default 7776000 (90 d)
 	GCPercent         int      `yaml:"gc_percent"`          // Go's GOGC for `posgate serve`, default 400; the GOGC environment variable wins
+	MemoryLimit       int64    `yaml:"memory_limit"`        // bytes, Go's GOMEMLIMIT for `posgate serve`, default 0 (none); the GOMEMLIMIT environment variable wins
 }
 
 // Store selects the backend.
@@ -50,6 +51,9 @@ type Store struct {
 	Driver string `yaml:"driver"` // sqlite (default) | postgres
 	Path   string `yaml:"path"`   // sqlite file, default <data-dir>/posgate.db
 	DSN    string `yaml:"dsn"`    // postgres://…
+	// Timeout: seconds any one store statement (or transaction) may take before the caller gets
+	// 503 + Retry-After as for an unreachable store; default 5.
+	Timeout int `yaml:"timeout"`
 }
 
 // Keys is the signing keyring.

@@ -19,7 +19,7 @@ func Default() *Config {
 			AuditRetention:    7776000,
 			GCPercent:         400,
 		},
-		Store: Store{Driver: "sqlite"},
+		Store: Store{Driver: "sqlite", Timeout: 5},
 		Keys: Keys{
 			Algorithm:        "EdDSA",
 			RotationInterval: 7776000,

@@ -29,7 +29,7 @@ func TestDefaultsAsDocumented(t *testing.T) {
 		"server.data_dir": "./posgate-data", "server.addr": ":8443", "server.http_addr": "",
 		"server.read_header_timeout": "5", "server.read_timeout": "30", "server.write_timeout": "90",
 		"server.idle_timeout": "120", "server.shutdown_timeout": "30", "server.max_body_bytes": "1048576",
-		"server.max_header_bytes": "16384", "server.log_level": "info", "server.audit_retention": "7776000", "server.gc_percent": "400",
+		"server.max_header_bytes": "16384", "server.log_level": "info", "server.audit_retention": "7776000", "server.gc_percent": "400", "server.memory_limit": "0",
 		"store.driver": "sqlite", "keys.algorithm": "EdDSA", "keys.rotation_interval": "7776000",
 		"keys.revocation_resync": "5", "oauth.access_lifetime": "3600", "gateway.upstream_timeout": "30",
 		"chef.approval_timeout": "60", "chef.cooldown": "10", "chef.token_lifetime": "3600", "chef.leeway": "0",

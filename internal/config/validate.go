@@ -26,6 +26,8 @@ var ranges = map[string][2]int64{
 	"server.max_header_bytes":      {4 << 10, 1 << 20},
 	"server.audit_retention":       {86400, 10 * 365 * 86400},
 	"server.gc_percent":            {25, 10000},
+	"server.memory_limit":          {0, 1 << 40},
+	"store.timeout":                {1, 300},
 	"keys.rotation_interval":       {0, 10 * 365 * 86400},
 	"keys.revocation_resync":       {1, 300},
 	"oauth.access_lifetime":        {1, 86400},
@@ -73,7 +75,7 @@ func Range(key string) (min, max int64, ok bool) {
 
 func unit(key string) string {
 	switch key {
-	case "server.max_body_bytes", "server.max_header_bytes", "hub.max_message":
+	case "server.max_body_bytes", "server.max_header_bytes", "server.memory_limit", "hub.max_message":
 		return "bytes"
 	case "chef.max_pending", "chef.max_pending_per_address", "chef.max_batch", "throttle.per_address", "throttle.per_address_ident", "throttle.per_identity", "hub.send_queue":
 		return ""
@@ -112,6 +114,9 @@ func (c *Config) Validate() error {
 	s := c.Server
 	if strings.TrimSpace(s.DataDir) == "" {
 		p.add("server.data_dir: must not be empty (a directory for the master key, certificate and SQLite file)")
+	}
+	if s.MemoryLimit > 0 && s.MemoryLimit < 64<<20 {
+		p.add("server.memory_limit: %d is too small (0 for no limit, or at least 67108864 bytes; a limit near the live heap makes the collector run without pause)", s.MemoryLimit)
 	}
 	if s.Addr == "" && s.HTTPAddr == "" {
 		p.add("server.addr and server.http_addr: both are empty; set at least one listen address (HOST:PORT)")

@@ -282,6 +282,14 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request, upstreamName
 		writeErr.WriteError(w, r, errs.Wrap(errs.Internal, "server_error", "internal error", err))
 		return "misconfigured"
 	}
+	if _, ok := r.Header["Upgrade"]; ok {
+		// No ordinary route upgrades a connection: an upstream that accepted an Upgrade (h2c,
+		// websocket) would turn it into a tunnel no later request on it is checked for. The
+		// request goes on as plain HTTP.
+		r = r.Clone(r.Context())
+		r.Header.Del("Upgrade")
+		r.Header.Del("Connection")
+	}
 	st := &fwdState{
 		Context:   r.Context(),
 		route:     route,
@@ -308,6 +316,15 @@ func stateOf(r *http.Request) *fwdState {
 func (f *Forwarder) rewrite(up *upstream, pr *httputil.ProxyRequest) {
 	st := stateOf(pr.In)
 	pr.SetURL(up.target)
+	// The query exactly as the caller sent it (the gateway refused any it cannot parse):
+	// ReverseProxy re-encodes a query holding ';' or a bad escape, which reorders and drops
+	// parameters the routes' checks saw, and the signature must cover what the upstream reads.
+	if q := pr.In.URL.RawQuery; q != "" {
+		if t := up.target.RawQuery; t != "" {
+			q = t + "&" + q
+		}
+		pr.Out.URL.RawQuery = q
+	}
 	stripInbound(pr.Out.Header)
 
 	// One backing array for the five values (keys are already canonical), kept in the request's

@@ -28,6 +28,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -278,6 +279,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 			fmt.Sprintf("header names with an underscore are not accepted (%.64s): use hyphens", name)))
 		return
 	}
+	if err := checkRequestShape(r); err != nil {
+		observeOutcome(label, outcomeBadRequest)
+		first.WriteError(w, r, err)
+		return
+	}
 	p, a, outcome := g.authenticate(w, r, rt)
 	if p == nil {
 		observeOutcome(label, outcome)
@@ -318,6 +324,33 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 		stable = sp.StablePrincipals()
 	}
 	observeOutcome(label, g.fwd.forward(w, r, rt.upstream, label, p, stable, a, onSuccess, onRefused))
+}
+
+// checkRequestShape refuses what the gateway could not forward faithfully or safely:
+//   - a query string that does not parse (a ';' separator, a malformed escape): the upstream
+//     gets the query byte for byte, so posgate must read it the way the upstream will, and
+//     ReverseProxy would silently drop or reorder what it cannot parse;
+//   - a credential sent more than once or more than one way (RFC 6750 §2: 400 invalid_request):
+//     two Authorization headers, or an access_token query parameter (never forwarded upstream,
+//     and never accepted: URLs end up in logs).
+func checkRequestShape(r *http.Request) error {
+	if len(r.Header["Authorization"]) > 1 {
+		return errs.New(errs.BadInput, "invalid_request", "the request carries more than one Authorization header")
+	}
+	if q := r.URL.RawQuery; q != "" {
+		vals, err := url.ParseQuery(q)
+		if err != nil {
+			return errs.New(errs.BadInput, "invalid_request",
+				"the query string cannot be parsed: separate parameters with '&' and encode ';' and '%' as %3B and %25")
+		}
+		for k := range vals {
+			if strings.EqualFold(k, "access_token") {
+				return errs.New(errs.BadInput, "invalid_request",
+					"access tokens are accepted only in the Authorization header, never in the URL")
+			}
+		}
+	}
+	return nil
 }
 
 // underscoreHeader reports a header whose name contains '_'. CGI-style upstreams (and the

@@ -199,6 +199,12 @@ func checkPathSlow(rawPath string) error {
 		return errs.New(errs.BadInput, "non_canonical_path", "request path must start with /")
 	}
 	lower := strings.ToLower(rawPath)
+	// An encoded '%' (%25) may be decoded once more by an upstream or a framework behind it:
+	// %252e%252e%252f is ../ to it. Peel every layer before checking (each pass shortens the
+	// string, so the loop ends).
+	for strings.Contains(lower, "%25") {
+		lower = strings.ReplaceAll(lower, "%25", "%")
+	}
 	if strings.ContainsAny(lower, "\\\x00") ||
 		strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(lower, "%00") ||
 		strings.Contains(lower, "//") {

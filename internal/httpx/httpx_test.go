@@ -9,9 +9,10 @@ import (
 )
 
 func TestCheckPath(t *testing.T) {
-	ok := []string{"/", "/a", "/a/b/", "/v2/stores/123/offers/x.y", "/a/.well-known", "/a/..b", "/a/b..", "/%41"}
+	ok := []string{"/", "/a", "/a/b/", "/v2/stores/123/offers/x.y", "/a/.well-known", "/a/..b", "/a/b..", "/%41", "/files/100%25", "/a%2541"}
 	bad := []string{"", "*", "a", "/a/../b", "/a/./b", "/..", "/a/..", "/a/%2e%2e/b", "/a/%2E./b", "/a/.%2e",
-		"/a%2fb", "/a%2Fb", "/a\\b", "/a%5cb", "/a\x00", "/a%00", "//a", "/a//b"}
+		"/a%2fb", "/a%2Fb", "/a\\b", "/a%5cb", "/a\x00", "/a%00", "//a", "/a//b",
+		"/a/%252e%252e/b", "/a%252fb", "/a/%25252E%25252E/x", "/a%255cb", "/a%2500", "/%252e%252e%252f"}
 	for _, p := range ok {
 		if err := CheckPath(p); err != nil {
 			t.Errorf("CheckPath(%q) = %v, want nil", p, err)

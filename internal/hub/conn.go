@@ -1,10 +1,13 @@
 package hub
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -21,6 +24,7 @@ import (
 type Conn struct {
 	h         *Hub
 	ws        *websocket.Conn
+	raw       net.Conn // the hijacked socket under ws
 	id        string
 	dialect   string
 	tenants   []string
@@ -103,20 +107,30 @@ func (c *Conn) Close(code Code, reason string) {
 	if !c.beginClose(code) {
 		return
 	}
-	go func() { _ = c.ws.Close(websocket.StatusCode(code), reason) }()
+	go c.handshake(code, reason)
 }
 
 // closeSync closes from the reader goroutine, which then reads the peer's closing frame itself.
 func (c *Conn) closeSync(code Code, reason string) {
 	if c.beginClose(code) {
-		_ = c.ws.Close(websocket.StatusCode(code), reason)
+		c.handshake(code, reason)
 	}
 }
 
-// abort drops the connection without a close handshake.
+// handshake runs the close handshake, bounded by WriteTimeout: a peer that does not read (the
+// reason it is closed, often) cannot hold the socket open for the library's longer timeouts.
+func (c *Conn) handshake(code Code, reason string) {
+	t := time.AfterFunc(c.h.o.WriteTimeout, c.abort)
+	_ = c.ws.Close(websocket.StatusCode(code), reason)
+	t.Stop()
+}
+
+// abort drops the connection without a close handshake. It closes the socket underneath the
+// library, which then fails every pending read and write (CloseNow would wait for a handshake
+// in progress).
 func (c *Conn) abort() {
 	c.beginClose(CodeGoingAway)
-	_ = c.ws.CloseNow()
+	_ = c.raw.Close()
 }
 
 func (c *Conn) beginClose(code Code) bool {
@@ -153,7 +167,8 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, s Spec) (*Conn, er
 		wake:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	hw := &hijackWriter{ResponseWriter: w}
+	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		OnPongReceived: func(context.Context, []byte) { c.unanswered.Store(0) },
 	})
 	if err != nil {
@@ -161,18 +176,15 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, s Spec) (*Conn, er
 	}
 	ws.SetReadLimit(h.o.MaxMessage)
 	c.ws = ws
+	c.raw = hw.conn
 	c.ctx, c.cancel = context.WithCancel(h.bg)
 	return c, nil
 }
 
-// serve runs the connection on the calling goroutine (the reader) until it is closed.
+// serve runs a registered connection on the calling goroutine (the reader) until it is closed.
 func (c *Conn) serve() {
 	h := c.h
-	if !h.register(c) {
-		c.cancel()
-		_ = c.ws.Close(websocket.StatusCode(CodeGoingAway), "server shutting down")
-		return
-	}
+	defer h.live.Done()
 	go c.writeLoop()
 	h.putPresence(c)
 	if o, ok := c.handler.(Opener); ok {
@@ -193,6 +205,38 @@ func (c *Conn) serve() {
 		cl.Closed(c, code)
 	}
 }
+
+// hijackWriter keeps the socket the websocket library hijacks, so the hub can drop it when a
+// close handshake overstays.
+type hijackWriter struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return c, rw, err
+	}
+	w.conn = c
+	// The HTTP server's buffers are 4 KiB each way and live as long as the socket. An idle POS
+	// socket carries small frames; larger ones bypass a buffer anyway (bufio reads and writes
+	// big slices directly), so smaller buffers cost little and save most of the per-socket
+	// memory they held. Bytes the peer sent right after its handshake are kept.
+	if n := rw.Reader.Buffered(); n <= connBufferSize {
+		buffered, _ := rw.Reader.Peek(n)
+		br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(append([]byte(nil), buffered...)), c), connBufferSize)
+		if _, err := br.Peek(n); err == nil {
+			rw = bufio.NewReadWriter(br, bufio.NewWriterSize(c, connBufferSize))
+		}
+	}
+	return c, rw, nil
+}
+
+// connBufferSize is the read and the write buffer of one socket.
+const connBufferSize = 1024
+
+func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
@@ -282,7 +326,7 @@ func (c *Conn) writeLoop() {
 				if err != nil {
 					// The library has closed the socket (a write that timed out included).
 					c.beginClose(1006)
-					_ = c.ws.CloseNow()
+					_ = c.raw.Close()
 					err = ErrClosed
 				} else {
 					c.m.out.Inc()
@@ -297,12 +341,11 @@ func (c *Conn) writeLoop() {
 			}
 		case <-t.C:
 			if c.unanswered.Add(1) > 2 {
-				// Two pings went unanswered: the peer is gone or stuck; there is nobody to
-				// hold a close handshake with.
+				// Two pings went unanswered: the peer is gone or stuck. The close handshake
+				// runs in the background, bounded by the library's timeouts.
 				c.h.o.Log.LogAttrs(c.ctx, slog.LevelInfo, "hub: peer missed two pongs, closing",
 					slog.String("dialect", c.dialect), slog.String("conn", c.id))
-				c.beginClose(CodePolicy)
-				_ = c.ws.CloseNow()
+				c.Close(CodePolicy, "missed two pongs")
 				c.drain()
 				return
 			}

@@ -117,7 +117,7 @@ func (d *deliverer) detach(c *Conn) {
 	if c.delivery == nil || d.h.o.Outbox == nil {
 		return
 	}
-	var release []string
+	var release []*queueState
 	d.mu.Lock()
 	for _, q := range c.delivery.Queues {
 		st := d.queues[q]
@@ -134,21 +134,34 @@ func (d *deliverer) detach(c *Conn) {
 			delete(d.queues, q)
 			st.gone = true
 			if !st.running {
-				release = append(release, st.owner)
+				release = append(release, &queueState{name: st.name, owner: st.owner})
 			}
+			continue
 		}
+		// Other connections stay (a replacement that arrived first, a second socket of the
+		// peer): what was written to this one must be written to them, and the delivery's
+		// leases would keep it from being claimed again until they run out. So the delivery
+		// takes a new owner and gives back the old one's leases.
+		release = append(release, &queueState{name: st.name, owner: st.owner})
+		st.owner = d.h.o.Replica + "/" + randomID()
 	}
 	d.mu.Unlock()
-	for _, owner := range release {
-		d.release(owner)
+	for _, st := range release {
+		d.release(st)
 	}
 }
 
-func (d *deliverer) release(owner string) {
+// release gives back the leases of a delivery whose connections are gone, and announces the
+// queue: a newer connection of the peer, here or on another replica, may be waiting for them.
+func (d *deliverer) release(st *queueState) {
 	ctx, cancel := context.WithTimeout(context.Background(), d.h.o.WriteTimeout)
 	defer cancel()
-	if err := d.h.o.Outbox.ReleaseOutbox(ctx, owner); err != nil {
+	if err := d.h.o.Outbox.ReleaseOutbox(ctx, st.owner); err != nil {
 		d.h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: releasing outbox leases failed", slog.String("error", err.Error()))
+		return
+	}
+	if err := d.h.Notify(ctx, st.name); err != nil {
+		d.h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: announcing released messages failed", slog.String("error", err.Error()))
 	}
 }
 
@@ -183,8 +196,9 @@ func (d *deliverer) run(st *queueState) {
 		d.mu.Lock()
 		if st.gone {
 			st.running = false
+			owner := st.owner
 			d.mu.Unlock()
-			d.release(st.owner)
+			d.release(&queueState{name: st.name, owner: owner})
 			return
 		}
 		if !more && !st.again {
@@ -203,7 +217,10 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 	h := d.h
 	ctx := h.bg
 	now := h.o.Clock.Now()
-	msgs, err := h.o.Outbox.ClaimOutbox(ctx, st.name, st.owner, now, now.Add(h.o.Lease), claimBatch)
+	d.mu.Lock()
+	owner := st.owner
+	d.mu.Unlock()
+	msgs, err := h.o.Outbox.ClaimOutbox(ctx, st.name, owner, now, now.Add(h.o.Lease), claimBatch)
 	if err != nil {
 		if ctx.Err() == nil {
 			h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: claiming outbox messages failed", slog.String("error", err.Error()))
@@ -233,6 +250,10 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 		_, done := st.written[m.ID]
 		d.mu.Unlock()
 		if done {
+			if m.State == store.OutboxQueued {
+				// Written, but its mark was refused: the lease changed owner meanwhile.
+				d.record(ctx, st, owner, m.ID, h.o.Clock.Now())
+			}
 			continue
 		}
 		c := writeAll(conns, m.Payload)
@@ -242,11 +263,7 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 		wrote++
 		at := h.o.Clock.Now()
 		c.m.latency.Observe(at.Sub(m.CreatedAt).Seconds())
-		switch st.mode {
-		case DoneWhenWritten:
-			err = h.o.Outbox.CompleteOutbox(ctx, st.name, m.ID, nil, at)
-		default:
-			err = h.o.Outbox.MarkOutboxSent(ctx, st.name, m.ID, st.owner, at)
+		if st.mode == AwaitAnswer {
 			d.mu.Lock()
 			if st.written == nil {
 				st.written = map[string]*Conn{}
@@ -254,13 +271,25 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 			st.written[m.ID] = c
 			d.mu.Unlock()
 		}
-		// A conflict means the message moved on meanwhile (the answer came first, it
-		// expired): nothing to do.
-		if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrAlreadyUsed) && ctx.Err() == nil {
-			h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: recording an outbox delivery failed", slog.String("error", err.Error()))
-		}
+		d.record(ctx, st, owner, m.ID, at)
 	}
 	return len(msgs) == claimBatch && wrote > 0
+}
+
+// record notes in the store that message id was written: sent (an answer is awaited) or done.
+func (d *deliverer) record(ctx context.Context, st *queueState, owner, id string, at time.Time) {
+	ob := d.h.o.Outbox
+	var err error
+	if st.mode == DoneWhenWritten {
+		err = ob.CompleteOutbox(ctx, st.name, id, nil, at)
+	} else {
+		err = ob.MarkOutboxSent(ctx, st.name, id, owner, at)
+	}
+	// A conflict means the message moved on meanwhile (answered first, expired, its lease
+	// given back): nothing to do here.
+	if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrAlreadyUsed) && ctx.Err() == nil {
+		d.h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: recording an outbox delivery failed", slog.String("error", err.Error()))
+	}
 }
 
 func contains(cs []*Conn, c *Conn) bool {
@@ -295,39 +324,30 @@ func writeAll(conns []*Conn, frame []byte) *Conn {
 	return ok
 }
 
-// poll looks at every local queue each PollInterval (a lost wake-up only delays a message),
-// expires messages past their lifetime and updates the outbox depth gauge.
+// poll looks at every local queue (a lost wake-up only delays a message), expires messages past
+// their lifetime and updates the outbox depth gauge.
 func (d *deliverer) poll(ctx context.Context) {
-	t := time.NewTicker(d.h.o.PollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	ob := d.h.o.Outbox
+	if _, err := ob.ExpireOutbox(ctx, d.h.o.Clock.Now()); err != nil && ctx.Err() == nil {
+		d.h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: expiring outbox messages failed", slog.String("error", err.Error()))
+	}
+	if n, err := ob.CountOutbox(ctx, ""); err == nil {
+		metrics.OutboxDepth.Set(float64(n))
+	}
+	d.mu.Lock()
+	names := make([]string, 0, len(d.queues))
+	for q := range d.queues {
+		names = append(names, q)
+	}
+	d.mu.Unlock()
+	// One queue at a time: a poll over thousands of idle queues must not become a burst of
+	// thousands of concurrent claims.
+	for _, q := range names {
+		if ctx.Err() != nil {
 			return
-		case <-t.C:
 		}
-		ob := d.h.o.Outbox
-		if _, err := ob.ExpireOutbox(ctx, d.h.o.Clock.Now()); err != nil && ctx.Err() == nil {
-			d.h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: expiring outbox messages failed", slog.String("error", err.Error()))
-		}
-		if n, err := ob.CountOutbox(ctx, ""); err == nil {
-			metrics.OutboxDepth.Set(float64(n))
-		}
-		d.mu.Lock()
-		names := make([]string, 0, len(d.queues))
-		for q := range d.queues {
-			names = append(names, q)
-		}
-		d.mu.Unlock()
-		// One queue at a time: a poll over thousands of idle queues must not become a burst
-		// of thousands of concurrent claims.
-		for _, q := range names {
-			if ctx.Err() != nil {
-				return
-			}
-			if st := d.begin(q); st != nil {
-				d.run(st)
-			}
+		if st := d.begin(q); st != nil {
+			d.run(st)
 		}
 	}
 }

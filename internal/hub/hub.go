@@ -5,7 +5,7 @@
 // dialect's codec) for the messages it receives.
 //
 // The rules every connection lives by:
-//   - one reader goroutine (the HTTP handler's own) and one writer goroutine;
+//   - one reader and one writer goroutine (Accept returns once the socket is registered);
 //   - a bounded send queue: Send never blocks, and a peer that cannot keep up is closed rather
 //     than allowed to stall anything else;
 //   - a ping every PingInterval; a peer that leaves two pings unanswered is closed;
@@ -28,6 +28,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/config"
@@ -152,6 +154,7 @@ type Presences interface {
 	PutPresence(ctx context.Context, p *store.Presence) error
 	TouchPresence(ctx context.Context, connID string, at time.Time) error
 	DeletePresence(ctx context.Context, connID string) error
+	DeletePresenceSeenBefore(ctx context.Context, t time.Time) (int, error)
 }
 
 // OptionsFromConfig maps the hub config section onto Options.
@@ -236,6 +239,35 @@ func (h *Hub) Replica() string { return h.o.Replica }
 // as gone: three refresh periods, so one slow refresh does not flap a tenant offline.
 func (h *Hub) PresenceStale() time.Duration { return 3 * h.o.PresenceRefresh }
 
+// maintain runs the periodic work: outbox polling and expiry every PollInterval, and the
+// deletion of presence rows left by dead replicas every PresenceRefresh.
+func (h *Hub) maintain(ctx context.Context) {
+	var poll, clean <-chan time.Time
+	if h.o.Outbox != nil {
+		t := time.NewTicker(h.o.PollInterval)
+		defer t.Stop()
+		poll = t.C
+	}
+	if h.o.Presences != nil {
+		t := time.NewTicker(h.o.PresenceRefresh)
+		defer t.Stop()
+		clean = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-poll:
+			h.d.poll(ctx)
+		case <-clean:
+			before := h.o.Clock.Now().Add(-h.PresenceStale())
+			if _, err := h.o.Presences.DeletePresenceSeenBefore(ctx, before); err != nil && ctx.Err() == nil {
+				h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: deleting stale presence failed", slog.String("error", err.Error()))
+			}
+		}
+	}
+}
+
 // Start subscribes to the event bus and starts the outbox deliverer. It returns at once.
 func (h *Hub) Start(ctx context.Context) error {
 	h.mu.Lock()
@@ -251,9 +283,9 @@ func (h *Hub) Start(ctx context.Context) error {
 			b.Subscribe(events.TopicOutbox, h.onOutboxNotice),
 		)
 	}
-	if h.o.Outbox != nil {
+	if h.o.Outbox != nil || h.o.Presences != nil {
 		h.workers.Add(1)
-		go func() { defer h.workers.Done(); h.d.poll(h.bg) }()
+		go func() { defer h.workers.Done(); h.maintain(h.bg) }()
 	}
 	return nil
 }
@@ -384,9 +416,12 @@ func sendableCode(c Code) bool {
 	return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 4000 && c <= 4999)
 }
 
-// Accept upgrades r (already authenticated by the dialect) and serves the connection until it
-// closes; it returns then, with nil for a connection that was served. It answers 503 without
-// upgrading when the hub is shutting down.
+// Accept upgrades r (already authenticated by the dialect), registers the connection and
+// returns; the connection is served on its own reader and writer goroutines until it closes
+// (Closer tells when). Returning frees what the HTTP server kept for the request, which an idle
+// socket would otherwise hold for its whole life. It answers 503 without upgrading when the hub
+// is shutting down, and returns the upgrade's error when the request was not a websocket
+// handshake (the library has answered it).
 func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, s Spec) error {
 	if s.Handler == nil || len(s.Tenants) == 0 {
 		panic("hub: Accept needs a Handler and at least one tenant")
@@ -402,12 +437,18 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, s Spec) error {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return ErrShuttingDown
 	}
-	defer h.live.Done()
 	c, err := h.upgrade(w, r, s)
 	if err != nil {
+		h.live.Done()
 		return err
 	}
-	c.serve()
+	if !h.register(c) {
+		defer h.live.Done()
+		c.cancel()
+		_ = c.ws.Close(websocket.StatusCode(CodeGoingAway), "server shutting down")
+		return ErrShuttingDown
+	}
+	go c.serve()
 	return nil
 }
 

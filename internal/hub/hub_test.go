@@ -12,7 +12,9 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/hub"
+	"github.com/posgate/posgate/internal/metrics"
 )
 
 // testTimeout bounds every wait in these tests; none of them expects to come near it.
@@ -40,8 +42,20 @@ func newServer(t *testing.T, o hub.Options) *server {
 		t.Fatal(err)
 	}
 	s.spec = func(r *http.Request) hub.Spec {
-		return hub.Spec{Dialect: "test", Tenants: []string{r.URL.Query().Get("tenant")},
-			Exclusive: r.URL.Query().Get("exclusive") == "1", Handler: &echo{s: s}}
+		q := r.URL.Query()
+		dialect := q.Get("dialect")
+		if dialect == "" {
+			dialect = "test"
+		}
+		spec := hub.Spec{Dialect: dialect, Tenants: []string{q.Get("tenant")},
+			Exclusive: q.Get("exclusive") == "1", Handler: &echo{s: s}}
+		switch q.Get("deliver") {
+		case "answer":
+			spec.Delivery = &hub.Delivery{Queues: spec.Tenants, Mode: hub.AwaitAnswer}
+		case "written":
+			spec.Delivery = &hub.Delivery{Queues: spec.Tenants, Mode: hub.DoneWhenWritten}
+		}
+		return spec
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = s.hub.Accept(w, r, s.spec(r))
@@ -84,9 +98,14 @@ func (s *server) url(tenant string, exclusive bool) string {
 
 func (s *server) dial(tenant string, exclusive bool, opts *websocket.DialOptions) (*websocket.Conn, *hub.Conn) {
 	s.t.Helper()
+	return s.dialURL(s.url(tenant, exclusive), opts)
+}
+
+func (s *server) dialURL(url string, opts *websocket.DialOptions) (*websocket.Conn, *hub.Conn) {
+	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, s.url(tenant, exclusive), opts)
+	ws, _, err := websocket.Dial(ctx, url, opts)
 	if err != nil {
 		s.t.Fatalf("dial: %v", err)
 	}
@@ -196,4 +215,301 @@ func TestHandlerCloseError(t *testing.T) {
 	if code := readClose(t, ws); code != websocket.StatusPolicyViolation {
 		t.Fatalf("close %v, want 1008", code)
 	}
+}
+
+// A peer that answers pings stays connected; one that leaves two unanswered is closed (1008).
+func TestPingsAndMissedPongs(t *testing.T) {
+	const interval = 20 * time.Millisecond
+	s := newServer(t, hub.Options{PingInterval: interval})
+
+	pings := make(chan struct{}, 100)
+	live, _ := s.dial("live", false, &websocket.DialOptions{OnPingReceived: func(context.Context, []byte) bool {
+		pings <- struct{}{}
+		return true // answer with a pong
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	liveErr := make(chan error, 1)
+	go func() { _, _, err := live.Read(ctx); liveErr <- err }()
+	// Without pongs the server closes after its third tick; six pings mean the pongs counted.
+	for i := 0; i < 6; i++ {
+		select {
+		case <-pings:
+		case err := <-liveErr:
+			t.Fatalf("a peer answering pings was closed after %d pings: %v", i, err)
+		case <-time.After(testTimeout):
+			t.Fatal("no ping received")
+		}
+	}
+	if n := len(s.hub.Conns("live")); n != 1 {
+		t.Fatalf("live peer: %d connections registered, want 1", n)
+	}
+
+	silent := make(chan struct{}, 100)
+	mute, _ := s.dial("mute", false, &websocket.DialOptions{OnPingReceived: func(context.Context, []byte) bool {
+		silent <- struct{}{}
+		return false // no pong
+	}})
+	if code := readClose(t, mute); code != websocket.StatusPolicyViolation {
+		t.Fatalf("mute peer closed with %v, want 1008", code)
+	}
+	if n := len(silent); n < 2 {
+		t.Fatalf("mute peer was closed after %d pings, want at least 2 missed", n)
+	}
+	if _, code := s.waitGone(); code != hub.CodePolicy {
+		t.Fatalf("dialect saw close code %d, want 1008", code)
+	}
+}
+
+// Frames the hub refuses: each closes its own connection with its code, and another connection
+// of the same hub carries on.
+func TestRefusedFrames(t *testing.T) {
+	s := newServer(t, hub.Options{MaxMessage: 1024})
+	other, _ := s.dial("other", false, nil)
+	for _, tc := range []struct {
+		name string
+		typ  websocket.MessageType
+		msg  []byte
+		want websocket.StatusCode
+	}{
+		{"oversize", websocket.MessageText, []byte(strings.Repeat("a", 1025)), websocket.StatusMessageTooBig},
+		{"oversize binary", websocket.MessageBinary, make([]byte, 4096), websocket.StatusPolicyViolation},
+		{"bad utf-8", websocket.MessageText, []byte("caf\xc3\x28"), websocket.StatusInvalidFramePayloadData},
+		{"truncated utf-8", websocket.MessageText, []byte("\xe2\x82"), websocket.StatusInvalidFramePayloadData},
+		{"binary", websocket.MessageBinary, []byte(`{"ok":true}`), websocket.StatusPolicyViolation},
+		{"handler refusal", websocket.MessageText, []byte("bad"), websocket.StatusPolicyViolation},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ws, _ := s.dial("t", false, nil)
+			write(t, ws, tc.typ, tc.msg)
+			if code := readClose(t, ws); code != tc.want {
+				t.Fatalf("close %v, want %v", code, tc.want)
+			}
+			if _, code := s.waitGone(); code != hub.Code(tc.want) {
+				t.Fatalf("dialect saw close code %d, want %d", code, tc.want)
+			}
+			write(t, other, websocket.MessageText, []byte("still here"))
+			if got := read(t, other); got != "echo:still here" {
+				t.Fatalf("other connection got %q", got)
+			}
+		})
+	}
+	// The largest allowed message passes.
+	big := strings.Repeat("é", 512) // 1024 bytes
+	write(t, other, websocket.MessageText, []byte(big))
+	if got := read(t, other); got != "echo:"+big {
+		t.Fatal("a message of exactly max_message bytes was not delivered")
+	}
+}
+
+// A peer that stops reading is closed once its send queue is full; the others are not slowed.
+func TestSlowConsumerClosed(t *testing.T) {
+	s := newServer(t, hub.Options{SendQueue: 4, WriteTimeout: 200 * time.Millisecond})
+	_, slow := s.dial("slow", false, nil) // never reads
+	fast, fastConn := s.dial("fast", false, nil)
+
+	frame := make([]byte, 256<<10)
+	for i := range frame {
+		frame[i] = 'x'
+	}
+	var failed []error
+	var mu sync.Mutex
+	full := false
+	for i := 0; i < 10000 && !full; i++ {
+		err := slow.Send(frame, func(err error) {
+			if err != nil {
+				mu.Lock()
+				failed = append(failed, err)
+				mu.Unlock()
+			}
+		})
+		switch {
+		case errors.Is(err, hub.ErrQueueFull):
+			full = true
+		case err != nil:
+			t.Fatalf("Send: %v", err)
+		}
+		// Meanwhile the fast peer is served at once.
+		done := make(chan error, 1)
+		if err := fastConn.Send([]byte("tick"), func(err error) { done <- err }); err != nil {
+			t.Fatal(err)
+		}
+		if got := read(t, fast); got != "tick" {
+			t.Fatalf("fast peer got %q", got)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !full {
+		t.Fatal("the send queue of a peer that never reads never filled")
+	}
+	c, code := s.waitGone()
+	if c != slow || code == hub.CodeNormal {
+		t.Fatalf("closed %v with %d, want the slow peer", c.Tenants(), code)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(failed) == 0 {
+		t.Fatal("no queued frame reported a failure")
+	}
+	for _, err := range failed {
+		if !errors.Is(err, hub.ErrClosed) {
+			t.Fatalf("done(%v), want ErrClosed", err)
+		}
+	}
+	write(t, fast, websocket.MessageText, []byte("after"))
+	if got := read(t, fast); got != "echo:after" {
+		t.Fatalf("fast peer got %q", got)
+	}
+}
+
+// Shutdown closes every socket with 1001 and refuses new upgrades with 503.
+func TestShutdown(t *testing.T) {
+	s := newServer(t, hub.Options{})
+	a, _ := s.dial("a", false, nil)
+	b, _ := s.dial("b", true, nil)
+	codes := make(chan websocket.StatusCode, 2)
+	for _, ws := range []*websocket.Conn{a, b} {
+		go func() { codes <- readClose(t, ws) }()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := s.hub.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if code := <-codes; code != websocket.StatusGoingAway {
+			t.Fatalf("close %v, want 1001", code)
+		}
+	}
+	if n := s.hub.Len(); n != 0 {
+		t.Fatalf("%d connections left after Shutdown", n)
+	}
+	_, resp, err := websocket.Dial(ctx, s.url("c", false), nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("dial after Shutdown: %v, %v; want 503", err, resp)
+	}
+}
+
+// A newer exclusive connection of a tenant replaces the older one (4009); connections of other
+// tenants and non-exclusive ones stay.
+func TestReplacementLocal(t *testing.T) {
+	s := newServer(t, hub.Options{})
+	old, _ := s.dial("orderpay:o1", true, nil)
+	other, _ := s.dial("orderpay:o2", true, nil)
+	_, newer := s.dial("orderpay:o1", true, nil)
+	if code := readClose(t, old); code != 4009 {
+		t.Fatalf("older connection closed with %v, want 4009", code)
+	}
+	if _, code := s.waitGone(); code != hub.CodeReplaced {
+		t.Fatalf("dialect saw %d, want 4009", code)
+	}
+	if got := s.hub.Conns("orderpay:o1"); len(got) != 1 || got[0] != newer {
+		t.Fatalf("Conns(o1) = %v, want only the newer", got)
+	}
+	write(t, other, websocket.MessageText, []byte("x"))
+	if got := read(t, other); got != "echo:x" {
+		t.Fatalf("other tenant's connection: %q", got)
+	}
+}
+
+// Two hubs (two replicas) sharing one event bus: a connection on B replaces the older one on A,
+// and a tenant closed on A is closed on B.
+func TestAcrossReplicas(t *testing.T) {
+	bus := events.NewLocal()
+	a := newServer(t, hub.Options{Events: bus, Replica: "a"})
+	b := newServer(t, hub.Options{Events: bus, Replica: "b"})
+
+	old, _ := a.dial("orderpay:o1", true, nil)
+	b.dial("orderpay:o1", true, nil)
+	if code := readClose(t, old); code != 4009 {
+		t.Fatalf("connection on replica a closed with %v, want 4009", code)
+	}
+	if n := len(b.hub.Conns("orderpay:o1")); n != 1 {
+		t.Fatalf("replica b holds %d connections of o1, want 1 (the newer)", n)
+	}
+
+	onB, _ := b.dial("doshii:l1", false, nil)
+	onA, _ := a.dial("doshii:l1", false, nil)
+	if n := a.hub.CloseTenant(context.Background(), "doshii:l1", hub.CodeDisabled, "location disabled"); n != 1 {
+		t.Fatalf("CloseTenant closed %d here, want 1", n)
+	}
+	for _, ws := range []*websocket.Conn{onA, onB} {
+		if code := readClose(t, ws); code != 4003 {
+			t.Fatalf("closed with %v, want 4003", code)
+		}
+	}
+}
+
+// A request that is not a websocket handshake is answered by the library (426) and Accept
+// returns its error; nothing is registered.
+func TestAcceptRefusesPlainRequest(t *testing.T) {
+	s := newServer(t, hub.Options{})
+	resp, err := http.Get(s.srv.URL + "/?tenant=t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUpgradeRequired {
+		t.Fatalf("status %d, want 426", resp.StatusCode)
+	}
+	if n := s.hub.Len(); n != 0 {
+		t.Fatalf("%d connections registered", n)
+	}
+}
+
+// The hub's series: live sockets by dialect, messages in and out, closes by code.
+func TestMetrics(t *testing.T) {
+	s := newServer(t, hub.Options{})
+	in0, out0 := metric(t, "posgate_hub_messages_total", "metrics", "in"), metric(t, "posgate_hub_messages_total", "metrics", "out")
+	closes0 := metric(t, "posgate_hub_closes_total", "1000", "metrics")
+	ws, _ := s.dialURL(s.url("m", false)+"&dialect=metrics", nil)
+	if got := metric(t, "posgate_hub_sockets", "metrics"); got != 1 {
+		t.Fatalf("hub_sockets{dialect=metrics} = %v, want 1", got)
+	}
+	write(t, ws, websocket.MessageText, []byte("hi"))
+	read(t, ws)
+	if metric(t, "posgate_hub_messages_total", "metrics", "in")-in0 != 1 || metric(t, "posgate_hub_messages_total", "metrics", "out")-out0 != 1 {
+		t.Fatal("messages in/out not counted")
+	}
+	_ = ws.Close(websocket.StatusNormalClosure, "")
+	s.waitGone()
+	if got := metric(t, "posgate_hub_sockets", "metrics"); got != 0 {
+		t.Fatalf("hub_sockets after close = %v", got)
+	}
+	if metric(t, "posgate_hub_closes_total", "1000", "metrics")-closes0 != 1 {
+		t.Fatal("close not counted under 1000")
+	}
+}
+
+// metric reads a gauge or counter of the registry /metrics serves, by its label values in the
+// order of the label names (as the registry sorts them).
+func metric(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	fams, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for i, l := range m.GetLabel() {
+				if l.GetValue() != labels[i] {
+					continue next
+				}
+			}
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }

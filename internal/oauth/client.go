@@ -40,6 +40,9 @@ func usesBasic(r *http.Request) bool {
 // client_id alone. Basic plus a client_secret in the body is refused, as is a body client_id that
 // differs from the Basic one.
 func clientCredentialsOf(r *http.Request, req *Request) (clientCred, error) {
+	if len(r.Header.Values("Authorization")) > 1 {
+		return clientCred{}, invalidRequest("the request carries more than one Authorization header")
+	}
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		if req.ClientID == "" {

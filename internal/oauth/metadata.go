@@ -23,16 +23,21 @@ type Metadata struct {
 // MetadataFor returns the metadata for issuer iss.
 func (s *Server) MetadataFor(iss string) *Metadata {
 	return &Metadata{
-		Issuer:                            iss,
-		TokenEndpoint:                     iss + "/oauth/token",
-		JWKSURI:                           iss + "/.well-known/jwks.json",
-		IntrospectionEndpoint:             iss + "/oauth/introspect",
-		RevocationEndpoint:                iss + "/oauth/revoke",
-		GrantTypesSupported:               s.GrantTypes(),
-		ResponseTypesSupported:            []string{}, // no authorization endpoint
-		TokenEndpointAuthMethodsSupported: []string{AuthBasic, AuthPost, AuthNone},
+		Issuer:                iss,
+		TokenEndpoint:         iss + "/oauth/token",
+		JWKSURI:               iss + "/.well-known/jwks.json",
+		IntrospectionEndpoint: iss + "/oauth/introspect",
+		RevocationEndpoint:    iss + "/oauth/revoke",
+		GrantTypesSupported:   s.GrantTypes(),
+		// RFC 8414 requires the member and clients (authlib) refuse an empty list. posgate has no
+		// authorization endpoint, so the one honest value is "none" (the registered response
+		// type that returns no code and no token).
+		ResponseTypesSupported: []string{"none"},
+		// Only what works: the admin API creates confidential clients only, so "none" (a public
+		// client) is not offered.
+		TokenEndpointAuthMethodsSupported: []string{AuthBasic, AuthPost},
 		IntrospectionEndpointAuthMethods:  []string{AuthBasic, AuthPost},
-		RevocationEndpointAuthMethods:     []string{AuthBasic, AuthPost, AuthNone},
+		RevocationEndpointAuthMethods:     []string{AuthBasic, AuthPost},
 	}
 }
 

@@ -131,20 +131,13 @@ func (s *Server) Mount(public, _ app.Mux) error {
 	public.Handle("POST /oauth/introspect", http.HandlerFunc(s.handleIntrospect))
 	public.Handle("POST /oauth/revoke", http.HandlerFunc(s.handleRevoke))
 	public.Handle("GET /.well-known/oauth-authorization-server", http.HandlerFunc(s.handleMetadata))
-	// Any other method gets 405 with Allow (rather than falling through to a catch-all route).
-	for path, allow := range map[string]string{"/oauth/token": "POST", "/oauth/introspect": "POST", "/oauth/revoke": "POST",
-		"/.well-known/oauth-authorization-server": "GET, HEAD"} {
-		public.Handle(path, methodNotAllowed(allow))
-	}
 	return nil
 }
 
-func methodNotAllowed(allow string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", allow)
-		httpx.NoStore(w)
-		httpx.WriteError(w, http.StatusMethodNotAllowed, CodeInvalidRequest, "method not allowed; use "+allow)
-	})
+// WriteMethodNotAllowed answers a wrong method on an /oauth endpoint (the server sets Allow).
+func (s *Server) WriteMethodNotAllowed(w http.ResponseWriter, _ *http.Request, allow string) {
+	httpx.NoStore(w)
+	httpx.WriteError(w, http.StatusMethodNotAllowed, CodeInvalidRequest, "method not allowed; use "+allow)
 }
 
 // readRequest reads and parses the body of a request to an /oauth/* endpoint. Parameters in the

@@ -42,6 +42,11 @@ func (s *Server) mountStandard(public *http.ServeMux) {
 			httpx.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "store": "unreachable"})
 			return
 		}
+		if err := s.probeWrites(ctx); err != nil {
+			w.Header().Set("Retry-After", "5")
+			httpx.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "store": "writes_failing"})
+			return
+		}
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "store": "ok"})
 	}))
 	public.Handle("GET /metrics", metrics.Handler())
@@ -61,7 +66,13 @@ func requireAdmin(svc *app.Services, tok *adminToken, next http.Handler) http.Ha
 				retry = int(e.RetryAfter.Seconds())
 			}
 			w.Header().Set("Retry-After", strconv.Itoa(retry))
-			writeError(w, http.StatusTooManyRequests, "too_many_attempts", "too many failed admin sign-ins from this address; try again later")
+			writeError(w, http.StatusTooManyRequests, "too_many_attempts",
+				"too many failed admin sign-ins from this address; try again in "+strconv.Itoa(retry)+" s (at "+
+					svc.Clock.Now().Add(time.Duration(retry)*time.Second).UTC().Format(time.RFC3339)+")")
+			return
+		}
+		if len(r.Header.Values("Authorization")) > 1 {
+			writeError(w, http.StatusBadRequest, "invalid_request", "the request carries more than one Authorization header")
 			return
 		}
 		h := r.Header.Get("Authorization")
@@ -77,8 +88,18 @@ func requireAdmin(svc *app.Services, tok *adminToken, next http.Handler) http.Ha
 				svc.Log.Warn("throttle", slog.String("error", err.Error()))
 			}
 			svc.Audit(r.Context(), store.AuditEvent{Actor: "anonymous", Action: "admin.auth", Target: r.Method + " " + logPath(r), Address: addr, Outcome: "denied", Detail: detail})
-			w.Header().Set("WWW-Authenticate", `Bearer realm="posgate-admin", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "invalid_token", "the admin API needs Authorization: Bearer <admin token>")
+			// RFC 6750 §3.1: a request without any credential gets a challenge without an error.
+			switch {
+			case h == "":
+				w.Header().Set("WWW-Authenticate", `Bearer realm="posgate-admin"`)
+				writeError(w, http.StatusUnauthorized, "unauthorized", "the admin API needs Authorization: Bearer <admin token>")
+			case !strings.EqualFold(scheme, "Bearer"):
+				w.Header().Set("WWW-Authenticate", `Bearer realm="posgate-admin", error="invalid_request"`)
+				writeError(w, http.StatusUnauthorized, "invalid_request", "the admin API takes the admin token as Authorization: Bearer <admin token>")
+			default:
+				w.Header().Set("WWW-Authenticate", `Bearer realm="posgate-admin", error="invalid_token"`)
+				writeError(w, http.StatusUnauthorized, "invalid_token", "the admin token is wrong")
+			}
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -35,3 +35,26 @@ func TestTuneRuntime(t *testing.T) {
 		t.Fatalf("with GOGC set: TuneRuntime = %d, runtime at %d; want -1 and 150 untouched", got, gcPercent())
 	}
 }
+
+func TestTuneRuntimeMemoryLimit(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	gcBefore := gcPercent()
+	t.Cleanup(func() { debug.SetMemoryLimit(before); debug.SetGCPercent(gcBefore) })
+	cfg := config.Default()
+	cfg.Server.MemoryLimit = 1 << 30
+	TuneRuntime(cfg, func(string) string { return "" })
+	if got := debug.SetMemoryLimit(-1); got != 1<<30 {
+		t.Fatalf("memory limit %d, want 1 GiB", got)
+	}
+	// GOMEMLIMIT set by the operator wins.
+	debug.SetMemoryLimit(2 << 30)
+	TuneRuntime(cfg, func(k string) string {
+		if k == "GOMEMLIMIT" {
+			return "2GiB"
+		}
+		return ""
+	})
+	if got := debug.SetMemoryLimit(-1); got != 2<<30 {
+		t.Fatalf("with GOMEMLIMIT set: memory limit %d, want 2 GiB untouched", got)
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/events"
+	"github.com/posgate/posgate/internal/httpx"
 	"github.com/posgate/posgate/internal/keys"
 	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/token"
@@ -64,6 +65,7 @@ type Server struct {
 	handler  http.Handler
 	modules  []namedModule
 	fwd      upstreamForwarder
+	probe    writeProbe // /readyz's periodic small write
 
 	httpLn, httpsLn net.Listener
 	servers         []*http.Server
@@ -201,11 +203,16 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 
 	public := http.NewServeMux()
 	adminMux := http.NewServeMux()
+	// Every admin route answers a wrong method with 405 + Allow in the admin shape.
+	adminRoutes := httpx.NewAllowMux(adminMux, func(w http.ResponseWriter, r *http.Request, allow string) {
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "this resource accepts "+allow)
+	})
+	allowMuxes := []*httpx.AllowMux{adminRoutes}
 	adminCore, err := admin.New(svc, s.keyring)
 	if err != nil {
 		return s, err
 	}
-	if err := adminCore.Mount(public, adminMux); err != nil {
+	if err := adminCore.Mount(public, adminRoutes); err != nil {
 		return s, fmt.Errorf("admin: %w", err)
 	}
 	s.modules = append(s.modules, namedModule{"posgate", adminCore})
@@ -215,7 +222,13 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		if err != nil {
 			return s, fmt.Errorf("module %s: %w", c.name, err)
 		}
-		if err := m.Mount(public, adminMux); err != nil {
+		var pub app.Mux = public
+		if nw, ok := m.(app.MethodNotAllowedWriter); ok {
+			am := httpx.NewAllowMux(public, nw.WriteMethodNotAllowed)
+			allowMuxes = append(allowMuxes, am)
+			pub = am
+		}
+		if err := m.Mount(pub, adminRoutes); err != nil {
 			return s, fmt.Errorf("module %s: %w", c.name, err)
 		}
 		s.modules = append(s.modules, namedModule{c.name, m})
@@ -234,6 +247,9 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		}
 	}
 	s.mountStandard(public)
+	for _, am := range allowMuxes { // after every module: see httpx.AllowMux
+		am.Finish()
+	}
 	adminMux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such admin API resource")
 	}))

@@ -153,9 +153,9 @@ func TestAdminAPIRefusals(t *testing.T) {
 		status                                int
 		code                                  string
 	}{
-		{"no token", "GET", "/admin/api/v1/clients", "", "", "", 401, "invalid_token"},
+		{"no token", "GET", "/admin/api/v1/clients", "", "", "", 401, "unauthorized"},
 		{"wrong token", "GET", "/admin/api/v1/clients", "Bearer pg_at_nope", "", "", 401, "invalid_token"},
-		{"basic scheme", "GET", "/admin/api/v1/clients", "Basic " + inst.AdminToken, "", "", 401, "invalid_token"},
+		{"basic scheme", "GET", "/admin/api/v1/clients", "Basic " + inst.AdminToken, "", "", 401, "invalid_request"},
 		{"unknown resource", "GET", "/admin/api/v1/nothing", bearer, "", "", 404, "not_found"},
 		{"unknown client", "GET", "/admin/api/v1/clients/cl_nope", bearer, "", "", 404, "not_found"},
 		{"not json", "POST", "/admin/api/v1/clients", bearer, "text/plain", `{"name":"x","grant_types":["password"]}`, 400, "invalid_request"},
@@ -172,6 +172,13 @@ func TestAdminAPIRefusals(t *testing.T) {
 		}
 		if status == 401 && !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") {
 			t.Errorf("%s: WWW-Authenticate %q", tc.name, h.Get("WWW-Authenticate"))
+		}
+		// RFC 6750 §3.1: no credential, no error in the challenge; a wrong one is named as such.
+		if ch := h.Get("WWW-Authenticate"); tc.auth == "" && strings.Contains(ch, "error") {
+			t.Errorf("%s: challenge %q carries an error although no credential was sent", tc.name, ch)
+		}
+		if tc.name == "wrong token" && m["error_description"] != "the admin token is wrong" {
+			t.Errorf("wrong token: %v", m)
 		}
 	}
 	// Nothing was created by the refused requests; the refusals are audited.

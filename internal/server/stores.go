@@ -11,6 +11,7 @@ import (
 	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/store/sqlite"
+	"github.com/posgate/posgate/internal/store/sqlstore"
 )
 
 // storeOpener opens a store and the event bus that goes with it: in-process for SQLite (one
@@ -32,7 +33,7 @@ func openSQLite(ctx context.Context, cfg *config.Config, _ *slog.Logger) (store.
 	if err := os.MkdirAll(filepath.Dir(cfg.Store.Path), 0o700); err != nil {
 		return nil, nil, fmt.Errorf("store.path %s: %w", cfg.Store.Path, err)
 	}
-	st, err := sqlite.Open(ctx, cfg.Store.Path)
+	st, err := sqlite.Open(ctx, cfg.Store.Path, sqlstore.WithTimeout(config.Seconds(cfg.Store.Timeout)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("store (sqlite %s): %w", cfg.Store.Path, err)
 	}

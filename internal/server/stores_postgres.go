@@ -10,10 +10,11 @@ import (
 	"github.com/posgate/posgate/internal/events/pgbus"
 	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/store/postgres"
+	"github.com/posgate/posgate/internal/store/sqlstore"
 )
 
 func openPostgres(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, events.Bus, error) {
-	st, err := postgres.Open(ctx, cfg.Store.DSN)
+	st, err := postgres.Open(ctx, cfg.Store.DSN, sqlstore.WithTimeout(config.Seconds(cfg.Store.Timeout)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("store (postgres): %w", err)
 	}

@@ -38,7 +38,7 @@ type OutboxMessage struct {
 	State     OutboxState
 	CreatedAt time.Time
 	ExpiresAt time.Time
-	Attempts  int // how many times it was claimed for delivery
+	Attempts  int // how many times a delivery took it (a lease renewal by its holder does not count)
 	// LeaseOwner/LeaseUntil: the delivery (one connection on one replica) that claimed it last.
 	// A lease that has run out, or was released, lets another delivery claim the message again.
 	LeaseOwner string
@@ -68,13 +68,13 @@ type Outbox interface {
 	GetOutbox(ctx context.Context, queue, id string) (*OutboxMessage, error)
 	// ClaimOutbox leases to owner, until leaseUntil, at most limit (<= 0: 100; at most 1000) open
 	// messages of queue that are not expired at now (ExpiresAt > now) and whose lease is free
-	// (released, never taken, or run out at now — owner's own run-out leases included) — the
-	// lowest Seq first — and returns them in Seq order with Attempts incremented. It returns none
-	// while another owner holds a live lease (LeaseUntil > now) on an open message of the queue,
-	// and never a message after one it had to skip, so what it returns continues the queue in
-	// order. Of concurrent claimers of one message exactly one gets it. A message owner holds on
-	// a live lease is not returned again; when the lease runs out before the message is done,
-	// the next claim returns it again (redelivery, same ID). leaseUntil must be after now.
+	// (released, never taken, run out at now) or already owner's — the lowest Seq first — and
+	// returns them in Seq order. Messages owner already held on a live lease come back with the
+	// lease renewed (a poll keeps the leases of a live delivery) and the same Attempts; the others
+	// with Attempts incremented. It returns none while another owner holds a live lease
+	// (LeaseUntil > now) on an open message of the queue, and never a message after one it had to
+	// skip, so what it returns continues the queue in order. Of concurrent claimers of one message
+	// exactly one gets it. leaseUntil must be after now.
 	ClaimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*OutboxMessage, error)
 	// MarkOutboxSent records that owner wrote a message it holds to a socket at `at`: queued (or
 	// sent, on a redelivery) becomes sent with SentAt = at; the lease is kept. ErrNotFound when

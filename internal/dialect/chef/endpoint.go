@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/posgate/posgate/internal/app"
 	"mime"
 	"net/http"
 	"strconv"
@@ -40,6 +41,13 @@ func (m *Module) serveRPC(w http.ResponseWriter, r *http.Request) {
 	if !rpcContentType(r) {
 		writeResponses(w, http.StatusUnsupportedMediaType, false, []jsonrpc.Response{
 			jsonrpc.Failure(jsonrpc.Null, jsonrpc.NewError(jsonrpc.CodeInvalidRequest, "Content-Type must be application/json (UTF-8)")),
+		})
+		return
+	}
+	if len(r.Header.Values("Authorization")) > 1 {
+		// One credential, sent once: which of two tokens a device meant is not ours to guess.
+		writeResponses(w, http.StatusBadRequest, false, []jsonrpc.Response{
+			jsonrpc.Failure(jsonrpc.Null, jsonrpc.NewError(jsonrpc.CodeInvalidRequest, "the request carries more than one Authorization header")),
 		})
 		return
 	}
@@ -422,3 +430,13 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 	}
 	return c.body.Write(p)
 }
+
+// WriteMethodNotAllowed answers a wrong method on a JSON-RPC path with a JSON-RPC error object
+// (the server has set Allow): JSON-RPC over HTTP is POST only.
+func (m *Module) WriteMethodNotAllowed(w http.ResponseWriter, _ *http.Request, allow string) {
+	writeResponses(w, http.StatusMethodNotAllowed, false, []jsonrpc.Response{
+		jsonrpc.Failure(jsonrpc.Null, jsonrpc.NewError(jsonrpc.CodeInvalidRequest, "method not allowed; use "+allow)),
+	})
+}
+
+var _ app.MethodNotAllowedWriter = (*Module)(nil)

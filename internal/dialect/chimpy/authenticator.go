@@ -123,12 +123,9 @@ func (a *Authenticator) verify(ctx context.Context, raw string) (*auth.Principal
 		return nil, invalidToken("The access token is not valid for this API.")
 	}
 	metrics.TokenVerifications.WithLabelValues("chimpy", "ok").Inc()
-	claims := map[string]any{"gty": gty}
-	if len(cl.Audience) == 1 {
-		claims["aud"] = cl.Audience[0]
-	} else {
-		claims["aud"] = slices.Clone(cl.Audience)
-	}
+	// aud is always an array in the principal, as the posgate authenticator gives it: an
+	// upstream reading X-Posgate-Principal sees one type whatever the dialect.
+	claims := map[string]any{"gty": gty, "aud": slices.Clone(cl.Audience)}
 	if v, ok := cl.Extra["azp"].(string); ok {
 		claims["azp"] = v
 	}
@@ -231,6 +228,9 @@ func WriteError(w http.ResponseWriter, _ *http.Request, err error) {
 	}
 	h := w.Header()
 	switch {
+	case status == http.StatusUnauthorized && auth.IsNoCredential(err):
+		// RFC 6750 §3.1: no credential at all gets a challenge without error information.
+		h.Set("WWW-Authenticate", `Bearer realm="`+Realm+`"`)
 	case status == http.StatusUnauthorized:
 		h.Set("WWW-Authenticate", challenge(CodeInvalidToken, desc, nil))
 	case status == http.StatusForbidden && code == CodeInsufficientScope:

@@ -2,6 +2,7 @@ package doshii
 
 import (
 	"errors"
+	"github.com/posgate/posgate/internal/app"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -79,3 +80,11 @@ func storeError(err error) error {
 }
 
 func badInput(code, msg string) error { return errs.New(errs.BadInput, code, msg) }
+
+// WriteMethodNotAllowed answers a wrong method on a Doshii endpoint in Doshii's shape (the server
+// has set Allow).
+func (m *Module) WriteMethodNotAllowed(w http.ResponseWriter, _ *http.Request, allow string) {
+	httpx.WriteJSON(w, http.StatusMethodNotAllowed, errorBody{Message: "method not allowed; use " + allow})
+}
+
+var _ app.MethodNotAllowedWriter = (*Module)(nil)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/posgate/posgate/internal/app"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -374,3 +375,11 @@ func jsonNumberFloat(v any) (float64, bool) {
 	}
 	return 0, false
 }
+
+// WriteMethodNotAllowed answers a wrong method on /v2/token in the token endpoint's shape (the
+// server has set Allow).
+func (m *Module) WriteMethodNotAllowed(w http.ResponseWriter, _ *http.Request, allow string) {
+	writeOAuthError(w, &oauthError{status: http.StatusMethodNotAllowed, code: "invalid_request", desc: "method not allowed; use " + allow})
+}
+
+var _ app.MethodNotAllowedWriter = (*Module)(nil)

@@ -44,8 +44,9 @@ const migrationLockID = 0x706f7367617465
 const defaultConnectTimeout = 5 * time.Second
 
 // Open connects to the database named by dsn (a postgres:// URL or key=value string; pool
-// settings such as pool_max_conns are honoured), migrates it and returns the store.
-func Open(ctx context.Context, dsn string) (*Store, error) {
+// settings such as pool_max_conns are honoured), migrates it and returns the store. opts adjust
+// the shared implementation (e.g. sqlstore.WithTimeout).
+func Open(ctx context.Context, dsn string, opts ...sqlstore.Option) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: parse DSN: %w", err) // pgx redacts the password
@@ -68,16 +69,17 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, wrapOpen("connect", err)
 	}
 	db := pgDB{pool}
-	return &Store{
-		Store: sqlstore.New(sqlstore.Config{
-			Dialect:  sqlstore.PostgreSQL,
-			Writer:   db,
-			Reader:   db,
-			Classify: classify,
-			Close:    func() error { pool.Close(); return nil },
-		}),
-		pool: pool,
-	}, nil
+	sc := sqlstore.Config{
+		Dialect:  sqlstore.PostgreSQL,
+		Writer:   db,
+		Reader:   db,
+		Classify: classify,
+		Close:    func() error { pool.Close(); return nil },
+	}
+	for _, o := range opts {
+		o(&sc)
+	}
+	return &Store{Store: sqlstore.New(sc), pool: pool}, nil
 }
 
 func wrapOpen(op string, err error) error {

@@ -28,7 +28,7 @@ func TestHotPathsUseIndexes(t *testing.T) {
 		"DeletePendingChefDevicesBefore": `DELETE FROM chef_devices WHERE state = 'pending' AND updated_at < $1`,
 		"DeleteAuditBefore":              `DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE occurred_at < $1 ORDER BY occurred_at LIMIT $2)`,
 		"ClaimOutbox": `WITH c AS (SELECT seq FROM outbox WHERE queue = $1 AND state IN ('queued', 'sent') AND expires_at > $3
-			AND (lease_until IS NULL OR lease_until <= $3) ORDER BY seq LIMIT $2)
+			AND (lease_until IS NULL OR lease_until <= $3 OR lease_owner = $2) ORDER BY seq LIMIT $2)
 			UPDATE outbox SET lease_owner = $2, lease_until = $3, attempts = attempts + 1
 			WHERE seq IN (SELECT seq FROM c) AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.queue = $1 AND o.state IN ('queued', 'sent')
 				AND o.expires_at > $3 AND ((o.lease_owner <> $2 AND o.lease_until > $3) OR (o.seq < outbox.seq

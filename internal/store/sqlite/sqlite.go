@@ -50,8 +50,9 @@ const (
 
 // Open opens (creating it if needed, mode 0600) the SQLite database at path, applies the
 // migrations, and returns the store. path ":memory:" gives a private in-memory database on one
-// connection (tests only: it is lost on Close).
-func Open(ctx context.Context, path string) (*Store, error) {
+// connection (tests only: it is lost on Close). opts adjust the shared implementation (e.g.
+// sqlstore.WithTimeout).
+func Open(ctx context.Context, path string, opts ...sqlstore.Option) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty database path")
 	}
@@ -94,7 +95,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		}
 	}
 	w, r := &sqlDB{writer}, &sqlDB{reader}
-	return &Store{sqlstore.New(sqlstore.Config{
+	cfg := sqlstore.Config{
 		Dialect:  sqlstore.SQLite,
 		Writer:   w,
 		Reader:   r,
@@ -106,7 +107,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 			}
 			return err
 		},
-	})}, nil
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return &Store{sqlstore.New(cfg)}, nil
 }
 
 // prepareFile creates the directory and an empty database file readable only by its owner:

@@ -14,6 +14,7 @@ package sqlstore
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // ErrNoRows is what an adapter's Row.Scan returns when the query matched nothing.
@@ -81,4 +82,7 @@ type Config struct {
 	Reader   DB // runs single-statement reads (may be Writer)
 	Classify func(err error) Class
 	Close    func() error // releases the engine's connections
+	// Timeout bounds each statement and each transaction as a whole (0: DefaultTimeout; < 0:
+	// none). Past it the call fails with store.ErrUnavailable.
+	Timeout time.Duration
 }

@@ -95,7 +95,7 @@ func (s *Store) GetOutbox(ctx context.Context, queue, id string) (*store.OutboxM
 }
 
 // ClaimOutbox leases the head of queue to owner in one statement. The CTE picks the lowest-Seq
-// open, unexpired messages whose lease is free; on PostgreSQL it locks them FOR UPDATE SKIP
+// open, unexpired messages whose lease is free or owner's; on PostgreSQL it locks them FOR UPDATE SKIP
 // LOCKED, so a concurrent claimer skips them instead of waiting, and a row another claimer
 // committed meanwhile is re-checked against the latest version and dropped. The update then takes
 // a candidate only if no open message of the queue is leased live to another owner and no open
@@ -124,9 +124,10 @@ func (s *Store) ClaimOutbox(ctx context.Context, queue, owner string, now, lease
 	}
 	rows, err := w.Query(ctx, `WITH c AS (
 			SELECT seq FROM outbox WHERE queue = $1 AND `+outboxOpen+` AND expires_at > $3
-				AND (lease_until IS NULL OR lease_until <= $3)
+				AND (lease_until IS NULL OR lease_until <= $3 OR lease_owner = $2)
 			ORDER BY seq LIMIT $5`+lock+`)
-		UPDATE outbox SET lease_owner = $2, lease_until = $4, attempts = attempts + 1
+		UPDATE outbox SET lease_owner = $2, lease_until = $4,
+			attempts = attempts + CASE WHEN lease_owner = $2 AND lease_until > $3 THEN 0 ELSE 1 END
 		WHERE seq IN (SELECT seq FROM c) AND NOT EXISTS (
 			SELECT 1 FROM outbox o WHERE o.queue = $1 AND o.`+outboxOpen+` AND o.expires_at > $3 AND (
 				(o.lease_owner <> $2 AND o.lease_until > $3)

@@ -29,6 +29,16 @@ func New(cfg Config) *Store {
 	if cfg.Reader == nil {
 		cfg.Reader = cfg.Writer
 	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	same := cfg.Reader == cfg.Writer
+	cfg.Writer = withDeadline(cfg.Writer, cfg.Timeout)
+	if same {
+		cfg.Reader = cfg.Writer
+	} else {
+		cfg.Reader = withDeadline(cfg.Reader, cfg.Timeout)
+	}
 	return &Store{dialect: cfg.Dialect, w: cfg.Writer, r: cfg.Reader, classify: cfg.Classify, closeFn: cfg.Close}
 }
 

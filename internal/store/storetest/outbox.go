@@ -146,9 +146,12 @@ func testOutboxOrder(t *testing.T, s store.Store) {
 		enqueue(t, s, newMsg("b", fmt.Sprintf("b%d", i), time.Hour))
 	}
 	eqList(t, "first claim of a", claim(t, s, "a", "conn1", 0, time.Minute, 2), []string{"a0", "a1"})
-	// The owner's live leases are not returned again; the claim continues the queue.
-	eqList(t, "second claim of a", claim(t, s, "a", "conn1", time.Second, time.Minute, 10), []string{"a2", "a3", "a4"})
-	eqList(t, "third claim of a", claim(t, s, "a", "conn1", 2*time.Second, time.Minute, 10), []string{})
+	// The owner's live leases come back renewed (same Attempts), and the claim continues the queue.
+	eqList(t, "second claim of a", claim(t, s, "a", "conn1", time.Second, time.Minute, 10), []string{"a0", "a1", "a2", "a3", "a4"})
+	a0 := getMsg(t, s, "a", "a0")
+	eq(t, "Attempts after a renewal", a0.Attempts, 1)
+	eqTimePtr(t, "LeaseUntil after a renewal", a0.LeaseUntil, ptr(at(time.Second+time.Minute)))
+	eqList(t, "third claim of a", claim(t, s, "a", "conn1", 2*time.Second, time.Minute, 10), []string{"a0", "a1", "a2", "a3", "a4"})
 	eqList(t, "claim of b", claim(t, s, "b", "conn2", 0, time.Minute, 0), []string{"b0", "b1", "b2", "b3", "b4"})
 	eqList(t, "claim of an empty queue", claim(t, s, "c", "conn3", 0, time.Minute, 0), []string{})
 
@@ -157,7 +160,7 @@ func testOutboxOrder(t *testing.T, s store.Store) {
 		ok(t, s.CompleteOutbox(ctx(t), "a", id, nil, at(3*time.Second)))
 	}
 	enqueue(t, s, newMsg("a", "a5", time.Hour))
-	eqList(t, "claim after new message", claim(t, s, "a", "conn1", 4*time.Second, time.Minute, 0), []string{"a5"})
+	eqList(t, "claim after new message", claim(t, s, "a", "conn1", 4*time.Second, time.Minute, 0), []string{"a2", "a3", "a4", "a5"})
 	// When the leases run out, the whole open queue comes back in order.
 	eqList(t, "claim after lease ends", claim(t, s, "a", "conn1", 2*time.Minute, time.Minute, 0), []string{"a2", "a3", "a4", "a5"})
 	eq(t, "Attempts after two claims", getMsg(t, s, "a", "a2").Attempts, 2)
@@ -216,17 +219,20 @@ func testOutboxLease(t *testing.T, s store.Store) {
 	eq(t, "state kept by release", getMsg(t, s, "q", "m0").State, store.OutboxSent)
 	wantErr(t, s.MarkOutboxSent(ctx(t), "q", "m1", "c2", at(62*time.Second)), store.ErrConflict)
 	eqList(t, "c3 claims after release", claim(t, s, "q", "c3", 62*time.Second, time.Minute, 2), []string{"m0", "m1"})
-	// c3 holds m0 and m1; its next claim continues with m2.
-	eqList(t, "c3 claims again", claim(t, s, "q", "c3", 63*time.Second, time.Minute, 2), []string{"m2"})
+	// c3's held messages fill a batch of 2 again; a larger batch continues with m2.
+	eqList(t, "c3 claims again", claim(t, s, "q", "c3", 63*time.Second, time.Minute, 2), []string{"m0", "m1"})
+	eqList(t, "c3 claims a larger batch", claim(t, s, "q", "c3", 64*time.Second, time.Minute, 0), []string{"m0", "m1", "m2"})
 
 	// A lease that ran out on some messages while the owner still holds others live: another owner
 	// still waits, so the queue is never split between two deliveries.
 	enqueue(t, s, newMsg("h", "h0", time.Hour))
 	enqueue(t, s, newMsg("h", "h1", time.Hour))
-	eqList(t, "c4 claims h0", claim(t, s, "h", "c4", 0, time.Minute, 1), []string{"h0"})
-	eqList(t, "c4 claims h1 later", claim(t, s, "h", "c4", 30*time.Second, time.Minute, 1), []string{"h1"})
-	eqList(t, "c5 while c4 holds h1", claim(t, s, "h", "c5", 70*time.Second, time.Minute, 0), []string{})
-	eqList(t, "c4 takes h0 back", claim(t, s, "h", "c4", 70*time.Second, time.Minute, 0), []string{"h0"})
+	eqList(t, "c4 claims h", claim(t, s, "h", "c4", 0, time.Minute, 0), []string{"h0", "h1"})
+	eqList(t, "c4 renews h0 only", claim(t, s, "h", "c4", 30*time.Second, time.Minute, 1), []string{"h0"})
+	eqList(t, "c5 while c4 holds h0", claim(t, s, "h", "c5", 70*time.Second, time.Minute, 0), []string{})
+	eqList(t, "c4 keeps h0, takes h1 again", claim(t, s, "h", "c4", 70*time.Second, time.Minute, 0), []string{"h0", "h1"})
+	eq(t, "Attempts of the renewed h0", getMsg(t, s, "h", "h0").Attempts, 1)
+	eq(t, "Attempts of h1 taken again", getMsg(t, s, "h", "h1").Attempts, 2)
 }
 
 func testOutboxComplete(t *testing.T, s store.Store) {

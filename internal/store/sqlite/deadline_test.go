@@ -1,0 +1,81 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/store/sqlstore"
+)
+
+// TestWriteLockDeadline: another process holding the write lock is what a hung SQLite store
+// looks like (busy_timeout would make writers wait 10 s each). With the store's timeout a write
+// and a transaction give up with ErrUnavailable after it instead, reads go on (WAL), and writes
+// succeed again once the lock is gone.
+func TestWriteLockDeadline(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "posgate.db")
+	const timeout = 300 * time.Millisecond
+	s, err := Open(t.Context(), path, sqlstore.WithTimeout(timeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	ctx := t.Context()
+	now := time.Now()
+	if err := s.UseOnce(ctx, "before", now, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer unlock()
+
+	calls := map[string]func() error{
+		"UseOnce": func() error { return s.UseOnce(ctx, "during", now, now.Add(time.Hour)) },
+		"RotateRefreshToken": func() error { // a transaction
+			return s.RotateRefreshToken(ctx, []byte("x"), now, &store.RefreshToken{Hash: []byte("y"), FamilyID: "f", CreatedAt: now, IdleExpiresAt: now}, nil)
+		},
+	}
+	const slack = 5 * time.Second // busy_timeout, the stall this replaces, is 10 s
+	for name, call := range calls {
+		start := time.Now()
+		err := call()
+		if !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s while another process holds the write lock: %v, want ErrUnavailable", name, err)
+		}
+		if d := time.Since(start); d > timeout+slack {
+			t.Errorf("%s gave up after %v (timeout %v)", name, d, timeout)
+		}
+	}
+	if _, err := s.IsRevoked(ctx, "jti", "x"); err != nil {
+		t.Errorf("read while the write lock is held: %v", err)
+	}
+	unlock()
+	if err := s.UseOnce(ctx, "before", now, now.Add(time.Hour)); !errors.Is(err, store.ErrAlreadyUsed) {
+		t.Fatalf("after the lock is released: %v, want ErrAlreadyUsed", err)
+	}
+}
