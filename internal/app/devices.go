@@ -27,3 +27,10 @@ type DeviceView struct {
 	// Waiting: a pending request younger than the approval window (its call may still be held).
 	Waiting bool `json:"waiting"`
 }
+
+// LocationStatus is one websocket location's state as the console shows it (doshii's venues).
+type LocationStatus struct {
+	ID, Name, VendorID string
+	Disabled, Online   bool
+	Disconnected       *time.Time // nil while online
+}

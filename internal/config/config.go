@@ -128,6 +128,8 @@ type Doshii struct {
 	PastWindow   int    `yaml:"past_window"`   // seconds, default 600
 	FutureWindow int    `yaml:"future_window"` // seconds, default 60
 	KeyOverlap   int    `yaml:"key_overlap"`   // seconds, default 86400
+	OfflineAfter int    `yaml:"offline_after"` // seconds without a heartbeat before a location is offline, default 90
+	EventTTL     int    `yaml:"event_ttl"`     // seconds a platform event waits for a socket, default 600
 }
 
 // Orderpay dialect (websocket hub: next phase).

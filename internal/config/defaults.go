@@ -57,6 +57,8 @@ func Default() *Config {
 			PastWindow:   600,
 			FutureWindow: 60,
 			KeyOverlap:   86400,
+			OfflineAfter: 90,
+			EventTTL:     600,
 		},
 		Orderpay: Orderpay{
 			TicketLifetime: 300,

@@ -38,6 +38,7 @@ func TestDefaultsAsDocumented(t *testing.T) {
 		"chimpy.refresh_grace": "0", "jackpot.session_lifetime": "3600", "jackpot.m2m_lifetime": "3600",
 		"jackpot.iat_past": "300", "jackpot.iat_future": "60", "jackpot.key_overlap": "86400",
 		"doshii.prefix": "/pos/v3", "doshii.past_window": "600", "doshii.future_window": "60", "doshii.key_overlap": "86400",
+		"doshii.offline_after": "90", "doshii.event_ttl": "600",
 		"orderpay.ticket_lifetime": "300", "orderpay.request_wait": "30", "orderpay.request_ttl": "600",
 		"hub.ping_interval": "30", "hub.write_timeout": "10", "hub.max_message": "1048576", "hub.send_queue": "64",
 		"throttle.window": "300", "throttle.per_address": "20", "throttle.per_address_ident": "5",

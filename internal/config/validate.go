@@ -53,6 +53,8 @@ var ranges = map[string][2]int64{
 	"doshii.past_window":           {0, 3600},
 	"doshii.future_window":         {0, 3600},
 	"doshii.key_overlap":           {0, 365 * 86400},
+	"doshii.offline_after":         {1, 86400},
+	"doshii.event_ttl":             {1, 7 * 86400},
 	"orderpay.ticket_lifetime":     {1, 86400},
 	"orderpay.request_wait":        {1, 600},
 	"orderpay.request_ttl":         {1, 86400},

@@ -66,11 +66,18 @@ type Devices interface {
 	PendingRetention() time.Duration
 }
 
+// Locations are the websocket locations the console lists with their online state (the doshii
+// dialect's). The server hands them over when it builds the console.
+type Locations interface {
+	LocationStatuses(ctx context.Context) ([]app.LocationStatus, error)
+}
+
 // Module is the web console.
 type Module struct {
-	svc     *app.Services
-	devices Devices
-	pages   map[string]*template.Template
+	svc       *app.Services
+	devices   Devices
+	locations Locations // nil: the locations page lists none
+	pages     map[string]*template.Template
 
 	mu       sync.Mutex
 	sessions map[string]*session // by hex SHA-256 of the cookie value
@@ -82,17 +89,18 @@ type session struct {
 	flash    string // a one-time notice for the next page (the outcome of a form post)
 }
 
-// New builds the console on the device pairing of devices.
-func New(svc *app.Services, devices Devices) (app.Module, error) {
+// New builds the console on the device pairing of devices and the locations of locations (may
+// be nil).
+func New(svc *app.Services, devices Devices, locations Locations) (app.Module, error) {
 	if svc == nil || svc.Store == nil || svc.Clock == nil || svc.Log == nil || svc.Config == nil || svc.Events == nil {
 		return nil, errors.New("console: Services lacks Config, Store, Clock, Log or Events")
 	}
 	if devices == nil {
 		return nil, errors.New("console: no device pairing to show")
 	}
-	m := &Module{svc: svc, devices: devices, pages: map[string]*template.Template{}, sessions: map[string]*session{}}
+	m := &Module{svc: svc, devices: devices, locations: locations, pages: map[string]*template.Template{}, sessions: map[string]*session{}}
 	funcs := template.FuncMap{"when": when, "whenp": whenPtr}
-	for _, page := range []string{"login", "pending", "devices", "audit"} {
+	for _, page := range []string{"login", "pending", "devices", "locations", "audit"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, err
@@ -114,6 +122,7 @@ func (m *Module) Mount(public, _ app.Mux) error {
 	public.Handle("GET /admin/pending/events", h(m.signedIn(m.pendingEvents)))
 	public.Handle("GET /admin/devices", h(m.signedIn(m.devicesPage)))
 	public.Handle("POST /admin/devices/{id}/{action}", h(m.signedIn(m.decide)))
+	public.Handle("GET /admin/locations", h(m.signedIn(m.locationsPage)))
 	public.Handle("GET /admin/audit", h(m.signedIn(m.auditPage)))
 	sub, _ := fs.Sub(staticFS, "static")
 	public.Handle("GET /admin/static/", headers(http.StripPrefix("/admin/static/", staticFiles(http.FileServerFS(sub)))))

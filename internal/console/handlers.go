@@ -30,8 +30,10 @@ type pageData struct {
 	Notice  string
 	Devices []app.DeviceView
 	Audit   []*store.AuditEvent
-	Limit   int
-	Filter  string
+	// Locations are the doshii locations with their online state (the locations page).
+	Locations []app.LocationStatus
+	Limit     int
+	Filter    string
 	// The pending page: how many requests are pending in all (Devices holds at most
 	// pendingShown of them) and how long a stale one is kept.
 	Total     int
@@ -182,6 +184,21 @@ func (m *Module) devicesPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.render(w, http.StatusOK, "devices", pageData{Title: "Devices", Nav: "devices", Devices: list, Filter: string(filter), Notice: m.popFlash(sessionOf(r))})
+}
+
+// locationsPage lists doshii locations: online (a heartbeat within doshii.offline_after), offline
+// since when, or disabled.
+func (m *Module) locationsPage(w http.ResponseWriter, r *http.Request) {
+	var list []app.LocationStatus
+	var err error
+	if m.locations != nil {
+		list, err = m.locations.LocationStatuses(r.Context())
+	}
+	if err != nil {
+		m.unavailable(w, "locations", err)
+		return
+	}
+	m.render(w, http.StatusOK, "locations", pageData{Title: "Locations", Nav: "locations", Locations: list})
 }
 
 func (m *Module) auditPage(w http.ResponseWriter, r *http.Request) {

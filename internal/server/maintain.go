@@ -85,6 +85,13 @@ func (s *Server) tasks() []app.Task {
 		{Name: "audit events", Every: app.CleanupEvery, Run: func(ctx context.Context) error {
 			return s.store.DeleteAuditBefore(ctx, s.svc.Clock.Now().Add(-auditRetention(s.cfg)))
 		}},
+		// The write probe runs here too, so a replica nobody polls on /readyz still notices that
+		// writes work again and gives back the WAL space a full disk left behind. Its failure is
+		// logged by the probe itself.
+		{Name: "store write probe", Every: app.CleanupEvery, Run: func(ctx context.Context) error {
+			_ = s.probeWrites(ctx)
+			return nil
+		}},
 	}
 	for _, m := range s.modules {
 		if mt, ok := m.mod.(app.Maintainer); ok {

@@ -34,7 +34,8 @@ func modules() []moduleConstructor {
 		{"doshii", only(doshii.New)},
 		{"chef", only(chef.New)},
 		{"console", func(svc *app.Services, built []app.Module) (app.Module, error) {
-			return console.New(svc, first[console.Devices](built)) // chef's device pairing
+			// chef's device pairing, doshii's locations
+			return console.New(svc, first[console.Devices](built), first[console.Locations](built))
 		}},
 		{"gateway", only(gateway.New)}, // last
 	}

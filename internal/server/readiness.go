@@ -9,8 +9,8 @@ import (
 
 // writeProbeEvery is how often /readyz tries a small write. A store can answer reads and pings
 // while every write fails (a full disk, a read-only standby), and a load balancer must take such
-// a replica out: the probe is what tells. Probing on /readyz calls, at most this often, keeps a
-// replica nobody asks from writing at all.
+// a replica out: the probe is what tells. It runs on /readyz calls, at most this often, and with
+// the periodic cleanup, so an idle replica writes rarely but still notices recovery.
 const writeProbeEvery = 5 * time.Second
 
 // writeProbeKey is the counter the probe increments (shared by replicas; cleaned up with the other

@@ -11,6 +11,7 @@ type DoshiiVendor struct {
 	APIName   string // unique; the `vendor` header
 	Keys      []VendorKey
 	CreatedAt time.Time
+	Disabled  bool // its credentials are refused and its sockets closed
 }
 
 // VendorKey is a sealed vendor key (HS256 secret and onboarding bearer). The newest is first;
@@ -44,7 +45,10 @@ type DoshiiLocation struct {
 	Body           []byte // JSON object of the descriptive fields
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
+	// DisconnectedAt is when the location is (or was) offline: its last heartbeat plus the
+	// offline delay. A time still ahead means online; nil means it never sent a heartbeat.
 	DisconnectedAt *time.Time
+	Disabled       bool // its credentials are refused and its sockets closed
 }
 
 // Doshii stores vendors, organisations and locations.
@@ -64,4 +68,15 @@ type Doshii interface {
 	GetDoshiiLocation(ctx context.Context, id string) (*DoshiiLocation, error)
 	GetDoshiiLocationByTokenHash(ctx context.Context, hash []byte) (*DoshiiLocation, error)
 	SetDoshiiLocationToken(ctx context.Context, id string, tokenHash []byte, at time.Time) error
+	// ListDoshiiLocations returns vendorID's locations ("" = every vendor's), oldest first.
+	ListDoshiiLocations(ctx context.Context, vendorID string) ([]*DoshiiLocation, error)
+	// SetDoshiiVendorDisabled and SetDoshiiLocationDisabled set the flag (ErrNotFound when unknown).
+	SetDoshiiVendorDisabled(ctx context.Context, id string, disabled bool) error
+	SetDoshiiLocationDisabled(ctx context.Context, id string, disabled bool, at time.Time) error
+	// ExtendDoshiiLocationOnline records a heartbeat: DisconnectedAt becomes offlineAt unless it is
+	// later already (a replica with a slower clock never moves it back). ErrNotFound when unknown.
+	ExtendDoshiiLocationOnline(ctx context.Context, id string, offlineAt time.Time) error
+	// ExtendDoshiiVendorOnline does the same for every enabled location of vendorID (a cloud POS's
+	// heartbeat speaks for all of them). Unknown vendors change nothing.
+	ExtendDoshiiVendorOnline(ctx context.Context, vendorID string, offlineAt time.Time) error
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/posgate/posgate/internal/jsonx"
 )
@@ -84,6 +85,9 @@ func decodeHeaderSegment(h string) ([]byte, *VerifyError) {
 	if e != nil {
 		return nil, &VerifyError{Reason: ReasonJSON, Detail: "header: " + e.Error(), Err: e}
 	}
+	if !utf8.Valid(header) {
+		return nil, verr(ReasonJSON, "header is not valid UTF-8")
+	}
 	return header, nil
 }
 
@@ -91,6 +95,11 @@ func decodeBody(p, sg string) (payload, sig []byte, err *VerifyError) {
 	payload, e := decodeSegment(p)
 	if e != nil {
 		return nil, nil, &VerifyError{Reason: ReasonJSON, Detail: "payload: " + e.Error(), Err: e}
+	}
+	// RFC 8259 §8.1: JSON is UTF-8. encoding/json would turn invalid bytes into U+FFFD, so two
+	// different payloads could decode to the same claims; refuse them instead.
+	if !utf8.Valid(payload) {
+		return nil, nil, verr(ReasonJSON, "payload is not valid UTF-8")
 	}
 	if sig, e = decodeSegment(sg); e != nil {
 		return nil, nil, &VerifyError{Reason: ReasonJSON, Detail: "signature: " + e.Error(), Err: e}

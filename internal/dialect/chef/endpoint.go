@@ -207,8 +207,33 @@ func (m *Module) serveData(w http.ResponseWriter, r *http.Request, body []byte, 
 	writeErr := func(w http.ResponseWriter, _ *http.Request, err error) {
 		m.answerAll(w, b.Batch, b.Calls, func(c *jsonrpc.Call) result { return m.failed(c.ID, err) })
 	}
+	if allNotifications(b.Calls) {
+		// JSON-RPC 2.0 §4.1: a notification is never answered. The upstream gets it; its answer
+		// (a body, an error status) is dropped and the caller gets 204, as for local notifications.
+		m.svc.Upstream.Forward(discardResponse{}, fwd, m.cfg.upstream, p, writeErr, nil)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	m.svc.Upstream.Forward(w, fwd, m.cfg.upstream, p, writeErr, nil)
 }
+
+// allNotifications reports whether every call of a body is a notification (no id).
+func allNotifications(calls []jsonrpc.Call) bool {
+	for i := range calls {
+		if !calls[i].IsNotification() {
+			return false
+		}
+	}
+	return len(calls) > 0
+}
+
+// discardResponse is a ResponseWriter that drops what is written to it: the upstream's answer to
+// notifications.
+type discardResponse struct{}
+
+func (discardResponse) Header() http.Header         { return http.Header{} }
+func (discardResponse) Write(p []byte) (int, error) { return len(p), nil }
+func (discardResponse) WriteHeader(int)             {}
 
 // answerAll answers every call of a body with answer (notifications get nothing).
 func (m *Module) answerAll(w http.ResponseWriter, batch bool, calls []jsonrpc.Call, answer func(*jsonrpc.Call) result) {

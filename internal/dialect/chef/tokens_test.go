@@ -192,6 +192,29 @@ func TestDataCallsAndRevocation(t *testing.T) {
 	if rec := inst.Received(); string(rec[len(rec)-1].Body) != "["+dataCall+`,{"jsonrpc":"2.0","method":"Nope"}]` {
 		t.Fatalf("mixed forwarded %s", rec[len(rec)-1].Body)
 	}
+	// Data-call notifications are forwarded and answered 204 with no body, whatever the upstream
+	// answers (JSON-RPC 2.0 §4.1).
+	for _, up := range []func(w http.ResponseWriter, body []byte){
+		func(w http.ResponseWriter, body []byte) {
+			w.Write([]byte(`{"jsonrpc":"2.0","id":null,"result":"leak"}`))
+		},
+		func(w http.ResponseWriter, body []byte) {
+			w.WriteHeader(http.StatusInternalServerError)
+			w.Write([]byte("boom"))
+		},
+	} {
+		inst.UpstreamAnswer = up
+		before := len(inst.Received())
+		for _, body := range []string{`{"jsonrpc":"2.0","method":"Orders.touch"}`, `[{"jsonrpc":"2.0","method":"A"},{"jsonrpc":"2.0","method":"B"}]`} {
+			a = post(t, inst, rpcPath, body, "Authorization", tok)
+			if a.status != http.StatusNoContent || len(a.body) != 0 {
+				t.Fatalf("notification %s: %d %q, want 204 and no body", body, a.status, a.body)
+			}
+		}
+		if n := len(inst.Received()) - before; n != 2 {
+			t.Fatalf("notifications forwarded %d times, want 2", n)
+		}
+	}
 	inst.UpstreamAnswer = nil
 
 	// The chef.device authenticator for gateway routes says the same.

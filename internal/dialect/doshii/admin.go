@@ -11,6 +11,7 @@ import (
 	"github.com/posgate/posgate/internal/auth"
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/httpx"
+	"github.com/posgate/posgate/internal/hub"
 	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/store"
 )
@@ -56,12 +57,13 @@ type vendorKeyInfo struct {
 type vendorInfo struct {
 	ID        string          `json:"id"`
 	APIName   string          `json:"api_name"`
+	Disabled  bool            `json:"disabled"`
 	CreatedAt time.Time       `json:"created_at"`
 	Keys      []vendorKeyInfo `json:"keys"`
 }
 
 func vendorView(v *store.DoshiiVendor) vendorInfo {
-	out := vendorInfo{ID: v.ID, APIName: v.APIName, CreatedAt: v.CreatedAt.UTC(), Keys: []vendorKeyInfo{}}
+	out := vendorInfo{ID: v.ID, APIName: v.APIName, Disabled: v.Disabled, CreatedAt: v.CreatedAt.UTC(), Keys: []vendorKeyInfo{}}
 	for _, k := range v.Keys {
 		ki := vendorKeyInfo{ID: k.ID, CreatedAt: k.CreatedAt.UTC()}
 		if k.NotAfter != nil {
@@ -220,6 +222,11 @@ func (m *Module) rotateLocationToken(ctx context.Context, id string) (string, er
 		return "", storeError(err)
 	}
 	m.announce(ctx, change{Location: id})
+	if m.sockets != nil {
+		// The sockets opened with the old token are closed on every replica (4001); the POS
+		// reconnects with the new one.
+		m.sockets.hub.CloseTenant(context.WithoutCancel(ctx), locationTenant(id), hub.CodeRevoked, "location token rotated")
+	}
 	return tok, nil
 }
 

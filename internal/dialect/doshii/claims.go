@@ -79,6 +79,9 @@ func parseLocationClaims(payload []byte, now time.Time, w Window) (*LocationClai
 	if err != nil {
 		return nil, err
 	}
+	if err := registeredTimes(m, now); err != nil {
+		return nil, err
+	}
 	return &LocationClaims{LocationToken: lt, Timestamp: ts}, nil
 }
 
@@ -96,6 +99,9 @@ func parseVendorClaims(payload []byte, apiName string, now time.Time, w Window) 
 	}
 	ts, err := timestampClaim(m, now, w)
 	if err != nil {
+		return nil, err
+	}
+	if err := registeredTimes(m, now); err != nil {
 		return nil, err
 	}
 	return &VendorClaims{Vendor: v, Timestamp: ts}, nil
@@ -124,6 +130,15 @@ func stringClaim(m map[string]json.RawMessage, name string, max int) (string, er
 		return "", &claimError{fmt.Sprintf("JWT claim %s must be a non-empty string of at most %d bytes", name, max)}
 	}
 	return s, nil
+}
+
+// registeredTimes honours exp and nbf when the JWT carries them (Doshii's JWTs need neither, but
+// a POS that sets them means them): RFC 7519 §4.1.4–5, checked after the timestamp window.
+func registeredTimes(m map[string]json.RawMessage, now time.Time) error {
+	if err := token.CheckExpNbf(string(m["exp"]), string(m["nbf"]), now); err != nil {
+		return &claimError{"JWT claim " + err.Error()}
+	}
+	return nil
 }
 
 // timestampClaim reads timestamp: a JSON number of epoch seconds, integer or float

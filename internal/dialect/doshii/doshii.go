@@ -5,11 +5,16 @@
 //   - venue calls: every other route, authenticated with a location JWT — HS256 signed with the
 //     vendor key, payload {"locationToken","timestamp"} — through the authenticator "doshii.venue"
 //     that gateway routes list; GET {prefix}/locations/{id} is served here;
-//   - the admin API: vendors (key shown once, rotation with overlap) and location-token rotation.
+//   - the POS sockets on the shared hub: GET /pos/socket (location token) and GET /vendor/socket
+//     (vendor JWT), heartbeats, online state (disconnectedDate), health checks;
+//   - the platform events API: POST/GET /v1/doshii/locations/{location_id}/events, pushed to the
+//     location's sockets through the outbox;
+//   - the admin API: vendors (key shown once, rotation with overlap, disable), locations (online
+//     state, disable, token rotation).
 //
-// The checks themselves live in Verifier, so the websocket issue can reuse them unchanged: a
-// location JWT, a cloud-POS vendor JWT {"vendor","timestamp"}, a raw location token (on-premises
-// socket) and the onboarding vendor key, each behind the same throttle.
+// Every credential check lives in Verifier — a location JWT, a cloud-POS vendor JWT
+// {"vendor","timestamp"}, a raw location token and the onboarding vendor key — behind one
+// throttle, shared by the REST routes and the socket handshakes.
 //
 // This package holds wire shapes only; HS256 parsing is the shared token.VerifyHS256 front door,
 // persistence is store.Doshii, secrets come from internal/secret and are sealed with keys.Sealer.
@@ -26,6 +31,7 @@ import (
 
 	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/gateway"
 	"github.com/posgate/posgate/internal/httpx"
 )
 
@@ -76,6 +82,8 @@ type Module struct {
 	svc      *app.Services
 	cfg      settings
 	verifier *Verifier
+	sockets  *sockets   // nil without a hub
+	events   *eventsAPI // nil without a hub or an outbox store
 }
 
 // settings are config.Doshii with defaults applied and durations converted.
@@ -84,6 +92,8 @@ type settings struct {
 	pastWindow   time.Duration
 	futureWindow time.Duration
 	keyOverlap   time.Duration
+	offlineAfter time.Duration
+	eventTTL     time.Duration
 	maxBody      int64
 }
 
@@ -109,6 +119,12 @@ func newModule(svc *app.Services) (*Module, error) {
 	}
 	m := &Module{svc: svc, cfg: cfg}
 	m.verifier = newVerifier(svc, cfg.pastWindow, cfg.futureWindow)
+	if svc.Hub != nil {
+		m.sockets = newSockets(m, svc.Hub, cfg.offlineAfter)
+		if ob, ok := svc.Store.(EventOutbox); ok && svc.Verifier != nil {
+			m.events = &eventsAPI{m: m, ob: ob, ttl: cfg.eventTTL, authn: gateway.NewPosgateAuthenticator(svc.Verifier)}
+		}
+	}
 	if svc.Events != nil {
 		// A vendor key or location token rotated on any replica is dropped from this replica's
 		// caches at once; the cache lifetimes only bound what a missed notice can cost.
@@ -179,6 +195,12 @@ func settingsFrom(dc config.Doshii, sc config.Server) (settings, error) {
 	if s.keyOverlap, err = pick("key_overlap", dc.KeyOverlap, 86400); err != nil {
 		return s, err
 	}
+	if s.offlineAfter, err = pick("offline_after", dc.OfflineAfter, 90); err != nil {
+		return s, err
+	}
+	if s.eventTTL, err = pick("event_ttl", dc.EventTTL, 600); err != nil {
+		return s, err
+	}
 	s.prefix = dc.Prefix
 	if s.prefix == "" {
 		s.prefix = DefaultPrefix
@@ -210,6 +232,22 @@ func checkPrefix(p string) error {
 	return nil
 }
 
+// Start runs the sockets' health-check loop until ctx ends or Shutdown.
+func (m *Module) Start(ctx context.Context) error {
+	if m.sockets != nil {
+		m.sockets.start(ctx)
+	}
+	return nil
+}
+
+// Shutdown stops the sockets' health checks (the hub closes the sockets themselves).
+func (m *Module) Shutdown(ctx context.Context) error {
+	if m.sockets == nil {
+		return nil
+	}
+	return m.sockets.shutdown(ctx)
+}
+
 // Verifier returns the module's credential checks (the websocket handlers reuse them).
 func (m *Module) Verifier() *Verifier { return m.verifier }
 
@@ -221,7 +259,21 @@ func (m *Module) Mount(public, admin app.Mux) error {
 	public.Handle("POST "+p+"/locations", http.HandlerFunc(m.createLocation))
 	public.Handle("GET "+p+"/locations/{id}", http.HandlerFunc(m.getLocation))
 	m.svc.Auth.Register(AuthVenue, &venueAuthenticator{m: m})
+	if m.sockets != nil {
+		public.Handle("GET /pos/socket", http.HandlerFunc(m.sockets.posSocket))
+		public.Handle("GET /vendor/socket", http.HandlerFunc(m.sockets.vendorSocket))
+	}
+	if m.events != nil {
+		public.Handle("POST /v1/doshii/locations/{location_id}/events", http.HandlerFunc(m.events.publish))
+		public.Handle("GET /v1/doshii/locations/{location_id}/events/{id}", http.HandlerFunc(m.events.get))
+	}
 	if admin != nil {
+		admin.Handle("GET /doshii/locations", http.HandlerFunc(m.adminListLocations))
+		admin.Handle("GET /doshii/locations/{id}", http.HandlerFunc(m.adminGetLocation))
+		admin.Handle("POST /doshii/locations/{id}/disable", m.adminSetLocationDisabled(true))
+		admin.Handle("POST /doshii/locations/{id}/enable", m.adminSetLocationDisabled(false))
+		admin.Handle("POST /doshii/vendors/{id}/disable", m.adminSetVendorDisabled(true))
+		admin.Handle("POST /doshii/vendors/{id}/enable", m.adminSetVendorDisabled(false))
 		admin.Handle("POST /doshii/vendors", http.HandlerFunc(m.adminCreateVendor))
 		admin.Handle("GET /doshii/vendors", http.HandlerFunc(m.adminListVendors))
 		admin.Handle("POST /doshii/vendors/{id}/rotate-key", http.HandlerFunc(m.adminRotateVendorKey))

@@ -40,7 +40,9 @@ type locationResponse struct {
 	APIVersion     string `json:"apiVersion"`
 	Name           string `json:"name"`
 	locationFields
-	DisconnectedDate *string `json:"disconnectedDate,omitempty"`
+	// DisconnectedDate is null while the location is online (a heartbeat within
+	// doshii.offline_after), else when it went offline (its creation if it never connected).
+	DisconnectedDate *string `json:"disconnectedDate"`
 	CreatedAt        string  `json:"createdAt"`
 	UpdatedAt        string  `json:"updatedAt"`
 	URI              string  `json:"uri"`
@@ -279,8 +281,8 @@ func (m *Module) locationResponse(r *http.Request, l *store.DoshiiLocation, f lo
 		CreatedAt: l.CreatedAt.UTC().Format(timeFormat), UpdatedAt: l.UpdatedAt.UTC().Format(timeFormat),
 		URI: m.baseURL(r) + m.cfg.prefix + "/locations/" + l.ID,
 	}
-	if l.DisconnectedAt != nil {
-		s := l.DisconnectedAt.UTC().Format(timeFormat)
+	if d := disconnectedAt(l, m.svc.Clock.Now()); d != nil {
+		s := d.UTC().Format(timeFormat)
 		resp.DisconnectedDate = &s
 	}
 	return resp
@@ -331,4 +333,19 @@ func (a *venueAuthenticator) WriteError(w http.ResponseWriter, r *http.Request, 
 func (a *venueAuthenticator) HasCredential(r *http.Request) bool {
 	_, _, err := headerCredentials(r)
 	return err == nil || !auth.IsNoCredential(err)
+}
+
+// disconnectedAt is when l went offline, or nil while it is online: the store keeps the moment
+// its last heartbeat stops counting, and a location that never sent one has been disconnected
+// since it was created.
+func disconnectedAt(l *store.DoshiiLocation, now time.Time) *time.Time {
+	switch {
+	case l.DisconnectedAt == nil:
+		t := l.CreatedAt
+		return &t
+	case now.Before(*l.DisconnectedAt):
+		return nil
+	default:
+		return l.DisconnectedAt
+	}
 }

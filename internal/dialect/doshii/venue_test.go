@@ -86,6 +86,13 @@ func TestVenueJWT(t *testing.T) {
 		{"no location token", a.name, signRaw(`{"alg":"HS256"}`, fmt.Sprintf(`{"timestamp":%s}`, ts(0)), []byte(a.key)), 401},
 		{"location token a number", a.name, signRaw(`{"alg":"HS256"}`, fmt.Sprintf(`{"locationToken":5,"timestamp":%s}`, ts(0)), []byte(a.key)), 401},
 		{"duplicate claim", a.name, signRaw(`{"alg":"HS256"}`, fmt.Sprintf(`{"locationToken":%q,"locationToken":%q,"timestamp":%s}`, lb.token, la.token, ts(0)), []byte(a.key)), 401},
+		// RFC 7519 §4.1.4–5: registered claims present in the token are honoured even inside the window.
+		{"exp in the past", a.name, signRaw(`{"alg":"HS256"}`, fmt.Sprintf(`{"locationToken":%q,"timestamp":%s,"exp":%d}`, la.token, ts(0), now.Unix()-1), []byte(a.key)), 401},
+		{"exp in the future", a.name, signRaw(`{"alg":"HS256"}`, fmt.Sprintf(`{"locationToken":%q,"timestamp":%s,"exp":%d}`, la.token, ts(0), now.Unix()+60), []byte(a.key)), 200},
+		{"nbf in the future", a.name, signRaw(`{"alg":"HS256"}`, fmt.Sprintf(`{"locationToken":%q,"timestamp":%s,"nbf":%d}`, la.token, ts(0), now.Unix()+30), []byte(a.key)), 401},
+		{"exp not a number", a.name, signRaw(`{"alg":"HS256"}`, fmt.Sprintf(`{"locationToken":%q,"timestamp":%s,"exp":"soon"}`, la.token, ts(0)), []byte(a.key)), 401},
+		// RFC 8259 §8.1: a claim that is not UTF-8 is refused, not read as U+FFFD.
+		{"claim not UTF-8", a.name, signRaw(`{"alg":"HS256"}`, fmt.Sprintf("{\"locationToken\":%q,\"timestamp\":%s,\"note\":\"\xff\"}", la.token, ts(0)), []byte(a.key)), 401},
 		{"alg none", a.name, none, 401},
 		{"alg HS512", a.name, hs512, 401},
 		{"alg RS256", a.name, rs256, 401},

@@ -95,7 +95,19 @@ var (
 	errWrongVendorKey = unauthenticated("invalid_vendor_key", "invalid vendor credentials")
 	errNoLiveKey      = unauthenticated("no_vendor_key", "the vendor has no valid key")
 	errUnknownToken   = unauthenticated("invalid_location_token", "invalid location token")
+	// A disabled vendor or location is told so only after its credential verified: a guesser
+	// learns nothing from it.
+	errVendorDisabled   = errs.New(errs.Forbidden, "vendor_disabled", "the vendor is disabled")
+	errLocationDisabled = errs.New(errs.Forbidden, "location_disabled", "the location is disabled")
 )
+
+// disabled refuses a verified credential of a disabled vendor or location: audited, not counted
+// (it is the key holder's, not a guesser's).
+func (v *Verifier) disabled(ctx context.Context, addr string, vendor Vendor, what string, err *errs.Error) error {
+	v.audit(context.WithoutCancel(ctx), store.AuditEvent{Actor: "vendor:" + vendor.ID, Action: "doshii.auth_failed",
+		Target: what, Address: addr, Outcome: "denied", Detail: err.Code})
+	return err
+}
 
 // AuthenticateVenue checks a location JWT presented with the `vendor` header vendorName from
 // client address addr: HS256 with one of that vendor's unexpired keys, {locationToken, timestamp}
@@ -125,6 +137,12 @@ func (v *Verifier) AuthenticateVenue(ctx context.Context, addr, vendorName, raw 
 		// nothing about tokens that are not its own.
 		return nil, v.refuse(ctx, addr, ve, "location_jwt", errUnknownToken, true)
 	}
+	if ve.disabled {
+		return nil, v.disabled(ctx, addr, ve.vendor, "location_jwt", errVendorDisabled)
+	}
+	if loc.Disabled {
+		return nil, v.disabled(ctx, addr, ve.vendor, "location_jwt", errLocationDisabled)
+	}
 	return &Venue{Vendor: ve.vendor, Location: loc, ExpiresAt: claims.Timestamp.Add(v.window.Past)}, nil
 }
 
@@ -145,6 +163,9 @@ func (v *Verifier) AuthenticateVendorJWT(ctx context.Context, addr, vendorName, 
 	})
 	if err != nil {
 		return nil, time.Time{}, v.refuse(ctx, addr, ve, "vendor_jwt", err, false)
+	}
+	if ve.disabled {
+		return nil, time.Time{}, v.disabled(ctx, addr, ve.vendor, "vendor_jwt", errVendorDisabled)
 	}
 	vendor := ve.vendor
 	return &vendor, claims.Timestamp.Add(v.window.Past), nil
@@ -168,7 +189,14 @@ func (v *Verifier) AuthenticateLocationToken(ctx context.Context, addr, raw stri
 	if err != nil {
 		return nil, storeError(err)
 	}
-	return &Venue{Vendor: Vendor{ID: vd.ID, APIName: vd.APIName}, Location: loc}, nil
+	vendor := Vendor{ID: vd.ID, APIName: vd.APIName}
+	if vd.Disabled {
+		return nil, v.disabled(ctx, addr, vendor, "location_token", errVendorDisabled)
+	}
+	if loc.Disabled {
+		return nil, v.disabled(ctx, addr, vendor, "location_token", errLocationDisabled)
+	}
+	return &Venue{Vendor: vendor, Location: loc}, nil
 }
 
 // AuthenticateVendorKey checks the onboarding credential: the raw vendor key as a Bearer token,
@@ -195,10 +223,13 @@ func (v *Verifier) AuthenticateVendorKey(ctx context.Context, addr, vendorName, 
 	if !check(ve) {
 		// A key created on another replica a moment ago is not in our cache yet.
 		if fresh, err := v.reload(ctx, ve); err == nil && fresh != nil && check(fresh) {
-			vendor := fresh.vendor
-			return &vendor, nil
+			ve = fresh
+		} else {
+			return nil, v.refuse(ctx, addr, ve, "vendor_key", errWrongVendorKey, false)
 		}
-		return nil, v.refuse(ctx, addr, ve, "vendor_key", errWrongVendorKey, false)
+	}
+	if ve.disabled {
+		return nil, v.disabled(ctx, addr, ve.vendor, "vendor_key", errVendorDisabled)
 	}
 	vendor := ve.vendor
 	return &vendor, nil
@@ -343,7 +374,7 @@ func (v *Verifier) loadVendor(ctx context.Context, apiName string) (*vendorEntry
 	if err != nil {
 		return nil, storeError(err)
 	}
-	e := &vendorEntry{vendor: Vendor{ID: d.ID, APIName: d.APIName}, loaded: v.clk.Now()}
+	e := &vendorEntry{vendor: Vendor{ID: d.ID, APIName: d.APIName}, disabled: d.Disabled, loaded: v.clk.Now()}
 	for _, k := range d.Keys {
 		plain, err := v.sealer.Open(k.Sealed, vendorKeyAD(d.ID, k.ID))
 		if err != nil {
@@ -421,9 +452,10 @@ type cachedKey struct {
 func (k cachedKey) live(now time.Time) bool { return k.notAfter == nil || now.Before(*k.notAfter) }
 
 type vendorEntry struct {
-	vendor Vendor
-	keys   []cachedKey
-	loaded time.Time
+	vendor   Vendor
+	disabled bool
+	keys     []cachedKey
+	loaded   time.Time
 }
 
 // liveSecrets returns the keys that verify at now. NotAfter is evaluated on every call, so an old

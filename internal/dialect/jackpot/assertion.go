@@ -148,23 +148,8 @@ func parseAssertionClaims(payload []byte, now time.Time, w AssertionWindow) (*As
 	a.IssuedAt = time.Unix(iat, 0)
 
 	// exp and nbf are not part of jackpot's assertion, but a caller that sets them means them.
-	if v, ok := claims["exp"]; ok && v != nil {
-		exp, ok := numericDate(v)
-		if !ok {
-			return nil, claimError("exp must be a number of seconds since the epoch")
-		}
-		if !now.Before(exp) {
-			return nil, claimError("assertion has expired (exp)")
-		}
-	}
-	if v, ok := claims["nbf"]; ok && v != nil {
-		nbf, ok := numericDate(v)
-		if !ok {
-			return nil, claimError("nbf must be a number of seconds since the epoch")
-		}
-		if now.Before(nbf) {
-			return nil, claimError("assertion is not valid yet (nbf)")
-		}
+	if err := token.CheckExpNbf(claimText(claims["exp"]), claimText(claims["nbf"]), now); err != nil {
+		return nil, claimError("%s", err.Error())
 	}
 
 	// notificationKey: the caller's unique transaction key.
@@ -228,16 +213,14 @@ func integerSeconds(v any) (int64, bool) {
 	return i, true
 }
 
-// numericDate accepts an RFC 7519 NumericDate (integer or fractional seconds).
-func numericDate(v any) (time.Time, bool) {
-	n, ok := v.(json.Number)
-	if !ok {
-		return time.Time{}, false
+// claimText is the JSON text of a numeric claim decoded with UseNumber ("" when absent or not a
+// number, which CheckExpNbf refuses as a malformed date when present).
+func claimText(v any) string {
+	switch n := v.(type) {
+	case nil:
+		return ""
+	case json.Number:
+		return string(n)
 	}
-	f, err := strconv.ParseFloat(string(n), 64)
-	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || math.Abs(f) > 1e15 {
-		return time.Time{}, false
-	}
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)), true
+	return "x"
 }

@@ -240,6 +240,10 @@ func TestAssertionChecks(t *testing.T) {
 		{"userId wrong type", signHS256(key, hs256, claims("userId", []int{1})), "userId"},
 		{"forceManualConfirm wrong type", signHS256(key, hs256, claims("forceManualConfirm", "yes")), "forceManualConfirm must be a boolean"},
 		{"exp passed", signHS256(key, hs256, claims("exp", now-1)), "expired"},
+		{"exp ahead", signHS256(key, hs256, claims("exp", now+60)), ""},
+		{"nbf ahead", signHS256(key, hs256, claims("nbf", now+30)), "not valid yet"},
+		{"nbf not a number", signHS256(key, hs256, claims("nbf", "now")), "nbf must be a number"},
+		{"claim not UTF-8", signHS256(key, hs256, fmt.Sprintf("{\"amount\":1,\"iat\":%d,\"notificationKey\":\"nk-\xff\"}", now)), "UTF-8"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

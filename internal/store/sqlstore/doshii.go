@@ -7,15 +7,15 @@ import (
 	"github.com/posgate/posgate/internal/store"
 )
 
-const vendorSelect = `SELECT v.id, v.api_name, v.created_at, k.id, k.sealed, k.hash, k.created_at, k.not_after
+const vendorSelect = `SELECT v.id, v.api_name, v.created_at, v.disabled, k.id, k.sealed, k.hash, k.created_at, k.not_after
 FROM doshii_vendors v LEFT JOIN doshii_vendor_keys k ON k.vendor_id = v.id`
 
 // CreateDoshiiVendor stores v and its keys (given newest first). ErrConflict on a duplicate id
 // or API name.
 func (s *Store) CreateDoshiiVendor(ctx context.Context, v *store.DoshiiVendor) error {
 	return s.inTx(ctx, "create doshii vendor", func(tx Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO doshii_vendors (id, api_name, created_at) VALUES ($1, $2, $3)`,
-			v.ID, v.APIName, ms(v.CreatedAt)); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO doshii_vendors (id, api_name, created_at, disabled) VALUES ($1, $2, $3, $4)`,
+			v.ID, v.APIName, ms(v.CreatedAt), v.Disabled); err != nil {
 			return err
 		}
 		for i := len(v.Keys) - 1; i >= 0; i-- {
@@ -79,7 +79,7 @@ func (s *Store) queryVendors(ctx context.Context, query string, args ...any) ([]
 			kSealed, kHash      []byte
 			kCreated, kNotAfter *int64
 		)
-		if err := rows.Scan(&v.ID, &v.APIName, &created, &kID, &kSealed, &kHash, &kCreated, &kNotAfter); err != nil {
+		if err := rows.Scan(&v.ID, &v.APIName, &created, &v.Disabled, &kID, &kSealed, &kHash, &kCreated, &kNotAfter); err != nil {
 			return nil, err
 		}
 		cur := &v
@@ -146,9 +146,9 @@ func (s *Store) CreateDoshiiLocation(ctx context.Context, l *store.DoshiiLocatio
 
 func insertLocation(ctx context.Context, tx Tx, l *store.DoshiiLocation) error {
 	_, err := tx.Exec(ctx, `INSERT INTO doshii_locations (id, vendor_id, organisation_id, name, token_hash, body,
-		created_at, updated_at, disconnected_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		created_at, updated_at, disconnected_at, disabled) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		l.ID, l.VendorID, l.OrganisationID, l.Name, blob(l.TokenHash), blob(l.Body), ms(l.CreatedAt), ms(l.UpdatedAt),
-		msPtr(l.DisconnectedAt))
+		msPtr(l.DisconnectedAt), l.Disabled)
 	return err
 }
 
@@ -163,7 +163,7 @@ func (s *Store) CreateDoshiiOrganisationWithLocation(ctx context.Context, o *sto
 }
 
 const locationSelect = `SELECT id, vendor_id, organisation_id, name, token_hash, body, created_at, updated_at,
-	disconnected_at FROM doshii_locations`
+	disconnected_at, disabled FROM doshii_locations`
 
 // GetDoshiiLocation returns the location id.
 func (s *Store) GetDoshiiLocation(ctx context.Context, id string) (*store.DoshiiLocation, error) {
@@ -180,13 +180,21 @@ func (s *Store) oneLocation(ctx context.Context, op, query string, arg any) (*st
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
+	l, err := scanLocation(r.QueryRow(ctx, query, arg))
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	return l, nil
+}
+
+func scanLocation(row interface{ Scan(...any) error }) (*store.DoshiiLocation, error) {
 	var l store.DoshiiLocation
 	var created, updated int64
 	var disconnected *int64
-	err = r.QueryRow(ctx, query, arg).Scan(&l.ID, &l.VendorID, &l.OrganisationID, &l.Name, &l.TokenHash, &l.Body,
-		&created, &updated, &disconnected)
+	err := row.Scan(&l.ID, &l.VendorID, &l.OrganisationID, &l.Name, &l.TokenHash, &l.Body,
+		&created, &updated, &disconnected, &l.Disabled)
 	if err != nil {
-		return nil, s.fail(op, err)
+		return nil, err
 	}
 	l.TokenHash, l.Body = blobOut(l.TokenHash), blobOut(l.Body)
 	l.CreatedAt, l.UpdatedAt, l.DisconnectedAt = fromMS(created), fromMS(updated), fromMSPtr(disconnected)
@@ -200,4 +208,67 @@ func (s *Store) SetDoshiiLocationToken(ctx context.Context, id string, tokenHash
 		err = store.ErrNotFound
 	}
 	return s.fail("set doshii location token", err)
+}
+
+// ListDoshiiLocations returns vendorID's locations ("" = all), oldest first.
+func (s *Store) ListDoshiiLocations(ctx context.Context, vendorID string) ([]*store.DoshiiLocation, error) {
+	const op = "list doshii locations"
+	r, err := s.reader()
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	rows, err := r.Query(ctx, locationSelect+` WHERE $1 = '' OR vendor_id = $1 ORDER BY created_at, id`, vendorID)
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	defer rows.Close()
+	var out []*store.DoshiiLocation
+	for rows.Next() {
+		l, err := scanLocation(rows)
+		if err != nil {
+			return nil, s.fail(op, err)
+		}
+		out = append(out, l)
+	}
+	return out, s.fail(op, rows.Err())
+}
+
+// SetDoshiiVendorDisabled sets the vendor's disabled flag.
+func (s *Store) SetDoshiiVendorDisabled(ctx context.Context, id string, disabled bool) error {
+	n, err := s.exec(ctx, `UPDATE doshii_vendors SET disabled = $2 WHERE id = $1`, id, disabled)
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	return s.fail("set doshii vendor disabled", err)
+}
+
+// SetDoshiiLocationDisabled sets the location's disabled flag.
+func (s *Store) SetDoshiiLocationDisabled(ctx context.Context, id string, disabled bool, at time.Time) error {
+	n, err := s.exec(ctx, `UPDATE doshii_locations SET disabled = $2, updated_at = $3 WHERE id = $1`, id, disabled, ms(at))
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	return s.fail("set doshii location disabled", err)
+}
+
+// ExtendDoshiiLocationOnline moves disconnected_at forward to offlineAt; an earlier offlineAt
+// leaves the row as it is.
+func (s *Store) ExtendDoshiiLocationOnline(ctx context.Context, id string, offlineAt time.Time) error {
+	const op = "extend doshii location online"
+	n, err := s.exec(ctx, `UPDATE doshii_locations SET disconnected_at = $2
+		WHERE id = $1 AND (disconnected_at IS NULL OR disconnected_at < $2)`, id, ms(offlineAt))
+	if err != nil || n == 1 {
+		return s.fail(op, err)
+	}
+	if _, err := s.GetDoshiiLocation(ctx, id); err != nil {
+		return s.fail(op, err)
+	}
+	return nil
+}
+
+// ExtendDoshiiVendorOnline moves disconnected_at forward on every enabled location of vendorID.
+func (s *Store) ExtendDoshiiVendorOnline(ctx context.Context, vendorID string, offlineAt time.Time) error {
+	_, err := s.exec(ctx, `UPDATE doshii_locations SET disconnected_at = $2
+		WHERE vendor_id = $1 AND NOT disabled AND (disconnected_at IS NULL OR disconnected_at < $2)`, vendorID, ms(offlineAt))
+	return s.fail("extend doshii vendor online", err)
 }

@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SingleUseRace", testSingleUseRace},
 		{"DoshiiVendors", testDoshiiVendors},
 		{"DoshiiOrganisationsAndLocations", testDoshiiOrganisationsAndLocations},
+		{"DoshiiOnlineAndDisabled", testDoshiiOnlineAndDisabled},
 		{"ChefDevices", testChefDevices},
 		{"ChefDecisionRace", testChefDecisionRace},
 		{"ChefPendingHousekeeping", testChefPendingHousekeeping},

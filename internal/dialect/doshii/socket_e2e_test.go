@@ -1,0 +1,524 @@
+package doshii_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/posgate/posgate/internal/clock"
+	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/server/servertest"
+)
+
+// sock is a raw websocket client of a doshii socket.
+type sock struct {
+	t *testing.T
+	c *websocket.Conn
+}
+
+func wsURL(inst *servertest.Instance, pathQuery string) string {
+	return "ws" + strings.TrimPrefix(inst.URL, "http") + pathQuery
+}
+
+// dial opens a socket or returns the refusal's status and body.
+func dial(t *testing.T, inst *servertest.Instance, pathQuery string) (*sock, int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, wsURL(inst, pathQuery), nil)
+	if err != nil {
+		if resp == nil {
+			t.Fatalf("dial %s: %v", strings.Split(pathQuery, "?")[0], err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		return nil, resp.StatusCode, string(body)
+	}
+	c.SetReadLimit(1 << 20)
+	s := &sock{t: t, c: c}
+	t.Cleanup(func() { c.CloseNow() })
+	return s, http.StatusSwitchingProtocols, ""
+}
+
+func mustDial(t *testing.T, inst *servertest.Instance, pathQuery string) *sock {
+	t.Helper()
+	s, st, body := dial(t, inst, pathQuery)
+	if s == nil {
+		t.Fatalf("dial %s: %d %s", strings.Split(pathQuery, "?")[0], st, body)
+	}
+	return s
+}
+
+func (s *sock) send(text string) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.c.Write(ctx, websocket.MessageText, []byte(text)); err != nil {
+		s.t.Fatalf("write: %v", err)
+	}
+}
+
+// frame is what the server sends.
+type frame struct {
+	Type       string          `json:"type"`
+	Data       json.RawMessage `json:"data"`
+	ID         string          `json:"id"`
+	LocationID string          `json:"locationId"`
+	raw        string
+}
+
+// next returns the next frame that is not a health_check (unless health checks are wanted).
+func (s *sock) next(wantHealth bool) (frame, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for {
+		_, data, err := s.c.Read(ctx)
+		if err != nil {
+			return frame{}, err
+		}
+		var f frame
+		if err := json.Unmarshal(data, &f); err != nil {
+			s.t.Fatalf("server sent a frame that is not JSON: %q", data)
+		}
+		f.raw = string(data)
+		if f.Type == "health_check" && !wantHealth {
+			continue
+		}
+		return f, nil
+	}
+}
+
+func (s *sock) mustNext() frame {
+	s.t.Helper()
+	f, err := s.next(false)
+	if err != nil {
+		s.t.Fatalf("read: %v", err)
+	}
+	return f
+}
+
+// heartbeat sends a heartbeat and checks the pong.
+func (s *sock) heartbeat(ping string) {
+	s.t.Helper()
+	s.send(`{"doshii":{"ping":` + ping + `,"version":"test-pos 1.0"}}`)
+	f := s.mustNext()
+	if want := `{"type":"message","data":{"doshii":{"pong":` + ping + `,"version":"v3"}}}`; f.raw != want {
+		s.t.Fatalf("pong %s, want %s", f.raw, want)
+	}
+}
+
+// closedWith waits for the server to close the socket and checks the code.
+func (s *sock) closedWith(code websocket.StatusCode) {
+	s.t.Helper()
+	for {
+		_, err := s.next(true)
+		if err != nil {
+			if got := websocket.CloseStatus(err); got != code {
+				s.t.Fatalf("closed with %d (%v), want %d", got, err, code)
+			}
+			return
+		}
+	}
+}
+
+func vendorJWT(alg, vendorName, key string, now time.Time) string {
+	b64 := base64.RawURLEncoding.EncodeToString
+	in := b64([]byte(`{"alg":"`+alg+`","typ":"JWT"}`)) + "." +
+		b64([]byte(fmt.Sprintf(`{"vendor":%q,"timestamp":%d}`, vendorName, now.Unix())))
+	mac := hmac.New(sha256.New, []byte(key))
+	mac.Write([]byte(in))
+	return in + "." + b64(mac.Sum(nil))
+}
+
+func posQuery(v venue) string { return "/pos/socket?token=" + url.QueryEscape(v.token) }
+
+func vendorQuery(v venue, now time.Time) string {
+	return "/vendor/socket?vendor=" + url.QueryEscape(v.vendorName) + "&token=" + vendorJWT("HS256", v.vendorName, v.vendorKey, now)
+}
+
+// publisher holds a posgate access token with doshii:publish.
+func publisher(t *testing.T, inst *servertest.Instance, scopes ...string) string {
+	t.Helper()
+	st, resp := inst.Admin(t, "POST", "/clients", map[string]any{"name": "platform-" + strings.Join(scopes, "-"),
+		"grant_types": []string{"client_credentials"}, "scopes": scopes, "audiences": []string{"doshii"}})
+	if st != http.StatusCreated {
+		t.Fatalf("create client: %d %v", st, resp)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "audience": {"doshii"}, "scope": {strings.Join(scopes, " ")}}
+	req, _ := http.NewRequest("POST", inst.URL+"/oauth/token", strings.NewReader(form.Encode()))
+	req.SetBasicAuth(url.QueryEscape(resp["client_id"].(string)), url.QueryEscape(resp["client_secret"].(string)))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res, err := inst.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var tr struct {
+		AccessToken string `json:"access_token"`
+	}
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 || json.Unmarshal(body, &tr) != nil || tr.AccessToken == "" {
+		t.Fatalf("token: %d %s", res.StatusCode, body)
+	}
+	return tr.AccessToken
+}
+
+// publish posts an event and returns the status and answer.
+func publish(t *testing.T, inst *servertest.Instance, tok, location, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", inst.URL+"/v1/doshii/locations/"+location+"/events", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := inst.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	return res.StatusCode, out
+}
+
+func eventState(t *testing.T, inst *servertest.Instance, tok, location, id string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", inst.URL+"/v1/doshii/locations/"+location+"/events/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := inst.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	return res.StatusCode, out
+}
+
+// disconnectedDate reads the location's REST representation with a location JWT.
+func (e *e2e) disconnectedDate(v venue, now time.Time) any {
+	e.t.Helper()
+	st, raw, out := e.call("GET", "/pos/v3/locations/"+v.id, nil, "vendor", v.vendorName, "Authorization", "Bearer "+v.jwtAt(now))
+	if st != http.StatusOK {
+		e.t.Fatalf("get location: %d %s", st, raw)
+	}
+	d, present := out["disconnectedDate"]
+	if !present {
+		e.t.Fatalf("no disconnectedDate member: %s", raw)
+	}
+	return d
+}
+
+func TestSocketsSQLite(t *testing.T)   { testSockets(t, "sqlite") }
+func TestSocketsPostgres(t *testing.T) { testSockets(t, "postgres") }
+
+// testSockets runs the socket contract against one instance: handshakes, heartbeats and online
+// state, events to exactly the right sockets, bad input, disable and rotation.
+func testSockets(t *testing.T, driver string) {
+	clk := clock.NewFake(time.Now())
+	inst := servertest.Start(t, servertest.Options{Driver: driver, Clock: clk, Configure: func(c *config.Config) {
+		c.Doshii.OfflineAfter = 3 // the health-check loop runs every second (real time)
+	}})
+	e := &e2e{t: t, inst: inst}
+	a1 := e.onboard("vendor-a", "Org A", "Venue A1")
+	a2 := e.addLocation(a1, "Venue A2")
+	a3 := e.addLocation(a1, "Venue A3")
+	b1 := e.onboard("vendor-b", "Org B", "Venue B1")
+	tok := publisher(t, inst, "doshii:publish")
+
+	// Refused upgrades: 401 {"message"} before any 101.
+	for _, c := range []struct{ name, pq string }{
+		{"no token", "/pos/socket"},
+		{"unknown location token", "/pos/socket?token=pg_lt_unknown"},
+		{"token twice", posQuery(a1) + "&token=" + url.QueryEscape(a1.token)},
+		{"vendor JWT with HS512", "/vendor/socket?vendor=vendor-a&token=" + vendorJWT("HS512", "vendor-a", a1.vendorKey, clk.Now())},
+		{"vendor JWT with none", "/vendor/socket?vendor=vendor-a&token=" + vendorJWT("none", "vendor-a", a1.vendorKey, clk.Now())},
+		{"vendor query not the JWT's vendor", "/vendor/socket?vendor=vendor-b&token=" + vendorJWT("HS256", "vendor-a", a1.vendorKey, clk.Now())},
+		{"JWT of vendor A with vendor B's name signed by A", "/vendor/socket?vendor=vendor-a&token=" + vendorJWT("HS256", "vendor-b", a1.vendorKey, clk.Now())},
+		{"a location token on the cloud socket", "/vendor/socket?vendor=vendor-a&token=" + url.QueryEscape(a1.token)},
+		{"another vendor's location JWT on the cloud socket", "/vendor/socket?vendor=vendor-a&token=" + b1.jwtAt(clk.Now())},
+		{"stale vendor JWT", "/vendor/socket?vendor=vendor-a&token=" + vendorJWT("HS256", "vendor-a", a1.vendorKey, clk.Now().Add(-time.Hour))},
+		{"no vendor", "/vendor/socket?token=" + vendorJWT("HS256", "vendor-a", a1.vendorKey, clk.Now())},
+	} {
+		s, st, body := dial(t, inst, c.pq)
+		if s != nil || st != http.StatusUnauthorized {
+			t.Fatalf("%s: status %d, want 401", c.name, st)
+		}
+		var m map[string]any
+		if json.Unmarshal([]byte(body), &m) != nil || len(m) != 1 || m["message"] == "" {
+			t.Errorf("%s: body %q, want {\"message\"}", c.name, body)
+		}
+	}
+
+	// Heartbeat, pong and online state.
+	pos1 := mustDial(t, inst, posQuery(a1))
+	if d := e.disconnectedDate(a1, clk.Now()); d == nil {
+		t.Fatal("a location that never sent a heartbeat is online")
+	}
+	pos1.heartbeat("1700000000123")
+	pos1.heartbeat("1.7e12")
+	if d := e.disconnectedDate(a1, clk.Now()); d != nil {
+		t.Fatalf("after a heartbeat disconnectedDate is %v, want null", d)
+	}
+	clk.Advance(4 * time.Second) // past offline_after
+	if d := e.disconnectedDate(a1, clk.Now()); d == nil {
+		t.Fatal("no heartbeat for offline_after, still online")
+	}
+	if st, body := inst.Admin(t, "GET", "/doshii/locations/"+a1.id, nil); st != http.StatusOK || body["online"] != false || body["disconnected_date"] == nil {
+		t.Fatalf("admin view of an offline location: %d %v", st, body)
+	}
+	// The silent socket is asked for a heartbeat.
+	if f, err := pos1.next(true); err != nil || f.Type != "health_check" || !strings.HasPrefix(f.raw, `{"type":"health_check","data":{"ping":`) {
+		t.Fatalf("expected a health_check, got %+v %v", f, err)
+	}
+	pos1.heartbeat("42")
+	if d := e.disconnectedDate(a1, clk.Now()); d != nil {
+		t.Fatalf("online again after a heartbeat: disconnectedDate %v", d)
+	}
+	if st, body := inst.Admin(t, "GET", "/doshii/locations?vendor="+vendorID(t, inst, "vendor-a"), nil); st != http.StatusOK ||
+		len(body["locations"].([]any)) != 3 {
+		t.Fatalf("admin list: %d %v", st, body)
+	} else {
+		for _, l := range body["locations"].([]any) {
+			l := l.(map[string]any)
+			if online := l["id"] == a1.id; l["online"] != online || (l["disconnected_date"] == nil) != online {
+				t.Fatalf("admin list: %v", l)
+			}
+		}
+	}
+
+	// Events reach the location's POS socket and its vendor's cloud socket, nobody else's.
+	cloudA := mustDial(t, inst, vendorQuery(a1, clk.Now()))
+	cloudB := mustDial(t, inst, vendorQuery(b1, clk.Now()))
+	posB := mustDial(t, inst, posQuery(b1))
+	pos3 := mustDial(t, inst, posQuery(a3))
+	st, out := publish(t, inst, tok, a1.id, `{"type":"order_created","data":{"orderId":"o-1","items":[1, 2]},"id":"ev-1"}`)
+	if st != http.StatusAccepted || out["id"] != "ev-1" || out["state"] == nil {
+		t.Fatalf("publish: %d %v", st, out)
+	}
+	want := `{"type":"order_created","data":{"orderId":"o-1","items":[1,2]},"id":"ev-1","locationId":"` + a1.id + `"}`
+	for name, s := range map[string]*sock{"POS socket": pos1, "cloud socket": cloudA} {
+		if f := s.mustNext(); f.raw != want {
+			t.Fatalf("%s received %s, want %s", name, f.raw, want)
+		}
+	}
+	// The same id again is accepted and not delivered again; another body under it is a conflict.
+	if st, out := publish(t, inst, tok, a1.id, `{"type":"order_created","data":{"orderId":"o-1","items":[1,2]},"id":"ev-1"}`); st != http.StatusAccepted || out["id"] != "ev-1" {
+		t.Fatalf("publish again: %d %v", st, out)
+	}
+	if st, out := publish(t, inst, tok, a1.id, `{"type":"order_created","data":{"orderId":"other"},"id":"ev-1"}`); st != http.StatusConflict || out["error"] != "conflict" {
+		t.Fatalf("same id, other body: %d %v", st, out)
+	}
+	for i := 2; i <= 4; i++ {
+		if st, out := publish(t, inst, tok, a1.id, fmt.Sprintf(`{"type":"order_updated","data":{"n":%d},"id":"ev-%d"}`, i, i)); st != http.StatusAccepted {
+			t.Fatalf("publish ev-%d: %d %v", i, st, out)
+		}
+	}
+	for name, s := range map[string]*sock{"POS socket": pos1, "cloud socket": cloudA} {
+		for i := 2; i <= 4; i++ { // in order, and ev-1 not again
+			if f := s.mustNext(); f.ID != fmt.Sprintf("ev-%d", i) || f.LocationID != a1.id {
+				t.Fatalf("%s: frame %d is %s", name, i, f.raw)
+			}
+		}
+	}
+	st, out = eventState(t, inst, tok, a1.id, "ev-1")
+	if st != http.StatusOK || out["id"] != "ev-1" || out["type"] != "order_created" || out["state"] != "delivered" {
+		t.Fatalf("event state: %d %v", st, out)
+	}
+	if st, out := eventState(t, inst, tok, a2.id, "ev-1"); st != http.StatusNotFound {
+		t.Fatalf("event of another location: %d %v", st, out)
+	}
+	// Vendor B's sockets and location A3's socket received none of vendor A's location A1 events:
+	// their first frame is their own.
+	if st, _ := publish(t, inst, tok, b1.id, `{"type":"ping_b","data":{},"id":"b-1"}`); st != http.StatusAccepted {
+		t.Fatal("publish to B1")
+	}
+	if st, _ := publish(t, inst, tok, a3.id, `{"type":"ping_a3","data":{},"id":"a3-1"}`); st != http.StatusAccepted {
+		t.Fatal("publish to A3")
+	}
+	for name, c := range map[string]struct {
+		s  *sock
+		id string
+	}{"B1's POS socket": {posB, "b-1"}, "B's cloud socket": {cloudB, "b-1"}, "A3's POS socket": {pos3, "a3-1"}} {
+		if f := c.s.mustNext(); f.ID != c.id {
+			t.Fatalf("%s first received %s", name, f.raw)
+		}
+	}
+	if f := cloudA.mustNext(); f.ID != "a3-1" || f.LocationID != a3.id {
+		t.Fatalf("A's cloud socket: %s", f.raw)
+	}
+
+	// An event for a location without a socket waits and is delivered on connect.
+	if st, out := publish(t, inst, tok, a2.id, `{"type":"order_created","data":{"x":true},"id":"late"}`); st != http.StatusAccepted || out["state"] != "queued" {
+		t.Fatalf("publish while offline: %d %v", st, out)
+	}
+	if f := cloudA.mustNext(); f.ID != "late" {
+		t.Fatalf("cloud socket: %s", f.raw)
+	}
+
+	// Bad input on A2's socket closes that socket only; A2's pending event comes first.
+	for _, c := range []struct {
+		name  string
+		frame string
+		code  websocket.StatusCode
+	}{
+		{"text that is not JSON", "hello", 1008},
+		{"non-numeric ping", `{"doshii":{"ping":"123","version":"1"}}`, 1008},
+		{"not a heartbeat", `{"type":"message","data":{}}`, 1008},
+		{"not UTF-8", "{\"doshii\":{\"ping\":1,\"version\":\"\xff\"}}", 1007},
+		{"oversized", `{"doshii":{"ping":1,"version":"` + strings.Repeat("v", 8<<10) + `"}}`, 1009},
+		{"over the hub limit", strings.Repeat(" ", 2<<20), 1009},
+	} {
+		s := mustDial(t, inst, posQuery(a2))
+		if c.name == "text that is not JSON" {
+			if f := s.mustNext(); f.ID != "late" {
+				t.Fatalf("A2's socket first received %s", f.raw)
+			}
+		}
+		s.send(c.frame)
+		s.closedWith(c.code)
+	}
+	s := mustDial(t, inst, posQuery(a2))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := s.c.Write(ctx, websocket.MessageBinary, []byte(`{"doshii":{"ping":1}}`)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	s.closedWith(1008)
+	pos1.heartbeat("7") // the others carry on
+	cloudA.heartbeat("8")
+	posB.heartbeat("9")
+
+	// Disabling a location closes its socket (4003) and refuses it; the cloud socket stays.
+	if st, body := inst.Admin(t, "POST", "/doshii/locations/"+a3.id+"/disable", nil); st != http.StatusOK || body["disabled"] != true {
+		t.Fatalf("disable: %d %v", st, body)
+	}
+	pos3.closedWith(4003)
+	if _, st, body := dial(t, inst, posQuery(a3)); st != http.StatusForbidden || !strings.Contains(body, `"message"`) {
+		t.Fatalf("socket of a disabled location: %d %s", st, body)
+	}
+	if st, raw, _ := e.call("GET", "/pos/v3/locations/"+a3.id, nil, "vendor", a3.vendorName, "Authorization", "Bearer "+a3.jwtAt(clk.Now())); st != http.StatusForbidden {
+		t.Fatalf("venue call of a disabled location: %d %s", st, raw)
+	}
+	if st, out := publish(t, inst, tok, a3.id, `{"type":"x","data":{}}`); st != http.StatusConflict {
+		t.Fatalf("publish to a disabled location: %d %v", st, out)
+	}
+	cloudA.heartbeat("10")
+
+	// A rotated location token closes the sockets opened with the old one (4001).
+	if st, body := inst.Admin(t, "POST", "/doshii/locations/"+a1.id+"/rotate-token", nil); st != http.StatusOK {
+		t.Fatalf("rotate: %d %v", st, body)
+	}
+	pos1.closedWith(4001)
+	if _, st, _ := dial(t, inst, posQuery(a1)); st != http.StatusUnauthorized {
+		t.Fatalf("old token after rotation: %d", st)
+	}
+
+	// Disabling a vendor closes its cloud socket and its locations' sockets.
+	if st, body := inst.Admin(t, "POST", "/doshii/vendors/"+vendorID(t, inst, "vendor-b")+"/disable", nil); st != http.StatusOK || body["disabled"] != true {
+		t.Fatalf("disable vendor: %d %v", st, body)
+	}
+	cloudB.closedWith(4003)
+	posB.closedWith(4003)
+	if _, st, _ := dial(t, inst, vendorQuery(b1, clk.Now())); st != http.StatusForbidden {
+		t.Fatalf("cloud socket of a disabled vendor: %d", st)
+	}
+	cloudA.heartbeat("11") // vendor A is untouched
+
+	// Events API refusals: RFC 6750.
+	other := publisher(t, inst, "orders")
+	if st, out := publish(t, inst, other, a1.id, `{"type":"x","data":{}}`); st != http.StatusForbidden || out["error"] != "insufficient_scope" {
+		t.Fatalf("without doshii:publish: %d %v", st, out)
+	}
+	if st, out := publish(t, inst, "not-a-token", a1.id, `{"type":"x","data":{}}`); st != http.StatusUnauthorized || out["error"] != "invalid_token" {
+		t.Fatalf("bad token: %d %v", st, out)
+	}
+	for _, body := range []string{`{"type":"x"}`, `{"type":"x","data":[]}`, `{"type":"","data":{}}`, `{"type":"message","data":{}}`,
+		`{"type":"x","data":{},"id":"a/b"}`, `{"type":"x","data":{},"extra":1}`, `{"type":"x","type":"y","data":{}}`, `not json`} {
+		if st, out := publish(t, inst, tok, a1.id, body); st != http.StatusBadRequest || out["error"] != "invalid_request" {
+			t.Errorf("body %s: %d %v", body, st, out)
+		}
+	}
+	if st, out := publish(t, inst, tok, "dl_missing", `{"type":"x","data":{}}`); st != http.StatusNotFound {
+		t.Fatalf("unknown location: %d %v", st, out)
+	}
+
+	logs := inst.Logs()
+	for _, secret := range []string{a1.token, a2.token, b1.token, a1.vendorKey, "pg_lt_", "pg_vk_", "token="} {
+		if strings.Contains(logs, secret) {
+			t.Fatalf("a credential (%.10s…) reached the logs", secret)
+		}
+	}
+}
+
+// TestSocketReplicas: an event published on replica one reaches a socket held by replica two,
+// and a location's online state is the same on both.
+func TestSocketReplicas(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	one := servertest.Start(t, servertest.Options{Driver: "postgres", Clock: clk})
+	two := servertest.Start(t, servertest.Options{ReplicaOf: one, Clock: clk})
+	e1, e2 := &e2e{t: t, inst: one}, &e2e{t: t, inst: two}
+	a := e1.onboard("vendor-a", "Org A", "Venue A")
+	tok := publisher(t, one, "doshii:publish")
+
+	pos := mustDial(t, two, posQuery(a))
+	pos.heartbeat("1")
+	if d := e1.disconnectedDate(a, clk.Now()); d != nil {
+		t.Fatalf("replica one: disconnectedDate %v after a heartbeat on replica two", d)
+	}
+	for i := 1; i <= 20; i++ {
+		if st, out := publish(t, one, tok, a.id, fmt.Sprintf(`{"type":"order_created","data":{"n":%d},"id":"r-%d"}`, i, i)); st != http.StatusAccepted {
+			t.Fatalf("publish %d: %d %v", i, st, out)
+		}
+	}
+	for i := 1; i <= 20; i++ {
+		if f := pos.mustNext(); f.ID != fmt.Sprintf("r-%d", i) {
+			t.Fatalf("frame %d on replica two: %s", i, f.raw)
+		}
+	}
+	clk.Advance(91 * time.Second)
+	if d := e2.disconnectedDate(a, clk.Now()); d == nil {
+		t.Fatal("replica two: still online after offline_after without a heartbeat")
+	}
+	// A disable on replica one closes the socket on replica two.
+	if st, body := one.Admin(t, "POST", "/doshii/locations/"+a.id+"/disable", nil); st != http.StatusOK {
+		t.Fatalf("disable: %d %v", st, body)
+	}
+	pos.closedWith(4003)
+}
+
+// TestSocketThrottle: failed socket handshakes count like failed venue calls; past the
+// per-address limit the upgrade is refused with 429, Retry-After and {"message"}, before any 101.
+func TestSocketThrottle(t *testing.T) {
+	inst := servertest.Start(t, servertest.Options{Configure: func(c *config.Config) { c.Throttle.PerAddress = 5 }})
+	var last int
+	var body string
+	var hdr http.Header
+	for i := 0; i < 8; i++ {
+		req, _ := http.NewRequest("GET", inst.URL+"/pos/socket?token=pg_lt_guess"+fmt.Sprint(i), nil)
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "websocket")
+		req.Header.Set("Sec-WebSocket-Version", "13")
+		req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		res, err := inst.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		last, body, hdr = res.StatusCode, string(raw), res.Header
+	}
+	if last != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" || !strings.HasPrefix(body, `{"message":`) {
+		t.Fatalf("after 8 failed handshakes: %d %v %s", last, hdr, body)
+	}
+}

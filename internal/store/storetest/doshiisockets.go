@@ -1,0 +1,92 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/posgate/posgate/internal/store"
+)
+
+// testDoshiiOnlineAndDisabled covers what the doshii sockets need: listing locations per vendor,
+// disabling vendors and locations, and the heartbeat deadline that only moves forward.
+func testDoshiiOnlineAndDisabled(t *testing.T, s store.Store) {
+	for _, v := range []string{"dv_1", "dv_2"} {
+		ok(t, s.CreateDoshiiVendor(ctx(t), &store.DoshiiVendor{ID: v, APIName: v + "-name", CreatedAt: base}))
+		ok(t, s.CreateDoshiiOrganisation(ctx(t), &store.DoshiiOrganisation{ID: "org_" + v, VendorID: v, Name: "Org", CreatedAt: base, UpdatedAt: base}))
+	}
+	loc := func(id, vendor string, created time.Duration) {
+		ok(t, s.CreateDoshiiLocation(ctx(t), &store.DoshiiLocation{ID: id, VendorID: vendor, OrganisationID: "org_" + vendor,
+			Name: id, TokenHash: []byte("hash " + id), CreatedAt: at(created), UpdatedAt: at(created)}))
+	}
+	loc("loc_b", "dv_1", 2*time.Second)
+	loc("loc_a", "dv_1", time.Second)
+	loc("loc_c", "dv_2", 0)
+
+	ids := func(vendor string) []string {
+		t.Helper()
+		l, err := s.ListDoshiiLocations(ctx(t), vendor)
+		ok(t, err)
+		var out []string
+		for _, x := range l {
+			out = append(out, x.ID)
+		}
+		return out
+	}
+	eqList(t, "dv_1 locations", ids("dv_1"), []string{"loc_a", "loc_b"})
+	eqList(t, "all locations", ids(""), []string{"loc_c", "loc_a", "loc_b"})
+	eqList(t, "unknown vendor", ids("dv_missing"), nil)
+
+	// Disabled flags.
+	ok(t, s.SetDoshiiVendorDisabled(ctx(t), "dv_1", true))
+	v, err := s.GetDoshiiVendorByName(ctx(t), "dv_1-name")
+	ok(t, err)
+	eq(t, "vendor disabled", v.Disabled, true)
+	v, err = s.GetDoshiiVendor(ctx(t), "dv_2")
+	ok(t, err)
+	eq(t, "other vendor disabled", v.Disabled, false)
+	ok(t, s.SetDoshiiVendorDisabled(ctx(t), "dv_1", false))
+	v, err = s.GetDoshiiVendor(ctx(t), "dv_1")
+	ok(t, err)
+	eq(t, "vendor enabled again", v.Disabled, false)
+	wantErr(t, s.SetDoshiiVendorDisabled(ctx(t), "dv_missing", true), store.ErrNotFound)
+
+	ok(t, s.SetDoshiiLocationDisabled(ctx(t), "loc_a", true, at(time.Minute)))
+	l, err := s.GetDoshiiLocationByTokenHash(ctx(t), []byte("hash loc_a"))
+	ok(t, err)
+	eq(t, "location disabled", l.Disabled, true)
+	eqTime(t, "UpdatedAt", l.UpdatedAt, at(time.Minute))
+	l, err = s.GetDoshiiLocation(ctx(t), "loc_b")
+	ok(t, err)
+	eq(t, "other location disabled", l.Disabled, false)
+	wantErr(t, s.SetDoshiiLocationDisabled(ctx(t), "loc_missing", true, base), store.ErrNotFound)
+
+	// The heartbeat deadline only moves forward.
+	eqTimePtr(t, "never heartbeated", l.DisconnectedAt, nil)
+	ok(t, s.ExtendDoshiiLocationOnline(ctx(t), "loc_b", at(90*time.Second)))
+	ok(t, s.ExtendDoshiiLocationOnline(ctx(t), "loc_b", at(60*time.Second))) // an older heartbeat, from a slower clock
+	l, err = s.GetDoshiiLocation(ctx(t), "loc_b")
+	ok(t, err)
+	eqTimePtr(t, "deadline kept", l.DisconnectedAt, ptr(at(90*time.Second)))
+	ok(t, s.ExtendDoshiiLocationOnline(ctx(t), "loc_b", at(120*time.Second)))
+	ok(t, s.ExtendDoshiiLocationOnline(ctx(t), "loc_b", at(120*time.Second))) // the same deadline again
+	l, err = s.GetDoshiiLocation(ctx(t), "loc_b")
+	ok(t, err)
+	eqTimePtr(t, "deadline moved", l.DisconnectedAt, ptr(at(120*time.Second)))
+	wantErr(t, s.ExtendDoshiiLocationOnline(ctx(t), "loc_missing", at(0)), store.ErrNotFound)
+
+	// A cloud POS's heartbeat: every enabled location of its vendor, forward only.
+	ok(t, s.ExtendDoshiiVendorOnline(ctx(t), "dv_1", at(100*time.Second)))
+	ok(t, s.ExtendDoshiiVendorOnline(ctx(t), "dv_missing", at(100*time.Second)))
+	for id, want := range map[string]*time.Time{"loc_a": nil, "loc_b": ptr(at(120 * time.Second)), "loc_c": nil} {
+		l, err := s.GetDoshiiLocation(ctx(t), id)
+		ok(t, err)
+		eqTimePtr(t, id+" after the vendor heartbeat", l.DisconnectedAt, want)
+	}
+	ok(t, s.SetDoshiiLocationDisabled(ctx(t), "loc_a", false, at(time.Minute)))
+	ok(t, s.ExtendDoshiiVendorOnline(ctx(t), "dv_1", at(150*time.Second)))
+	for _, id := range []string{"loc_a", "loc_b"} {
+		l, err := s.GetDoshiiLocation(ctx(t), id)
+		ok(t, err)
+		eqTimePtr(t, id+" after the second vendor heartbeat", l.DisconnectedAt, ptr(at(150*time.Second)))
+	}
+}
