@@ -36,12 +36,8 @@ type adminFlags struct {
 }
 
 func adminMain(args []string, env Env) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		adminUsage(env.Stdout)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	if code, done := helpAsked(args, env, adminUsage); done {
+		return code
 	}
 	if len(args) >= 2 && args[0] == "gateway" && args[1] == "signing-key" {
 		return gatewaySigningKey(args[2:], env)
@@ -231,6 +227,19 @@ func adminMain(args []string, env Env) int {
 		return 1
 	}
 	return 0
+}
+
+// helpAsked prints a command's usage to standard output when it is given no arguments (a usage
+// error: code 2) or a help word (code 0); done says whether it did.
+func helpAsked(args []string, env Env, usage func(io.Writer)) (code int, done bool) {
+	if len(args) > 0 && args[0] != "help" && args[0] != "-h" && args[0] != "--help" {
+		return 0, false
+	}
+	usage(env.Stdout)
+	if len(args) == 0 {
+		return 2, true
+	}
+	return 0, true
 }
 
 func orEmpty(r io.Reader) io.Reader {

@@ -28,12 +28,8 @@ import (
 // tokenMain is `posgate token <dialect> …`: get a token, or sign a credential, as each dialect's
 // client does, with the SDK under client/, for debugging an integration from a shell.
 func tokenMain(args []string, env Env) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		tokenUsage(env.Stdout)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	if code, done := helpAsked(args, env, tokenUsage); done {
+		return code
 	}
 	cmd, ok := tokenCommands[args[0]]
 	if !ok {
