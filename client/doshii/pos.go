@@ -196,13 +196,6 @@ func (s *POSSocket) now() time.Time {
 	return time.Now()
 }
 
-func orDefault[T int | int64 | time.Duration](v, d T) T {
-	if v <= 0 {
-		return d
-	}
-	return v
-}
-
 func (s *POSSocket) cloud() bool { return s.LocationToken == "" }
 
 // Run keeps the socket open and hands events to the Handler until ctx is cancelled (it then
@@ -230,7 +223,7 @@ func (s *POSSocket) Run(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	if s.seen == nil {
-		s.seen = socket.NewRecent[struct{}](orDefault(s.EventDedup, DefaultEventDedup), 0)
+		s.seen = socket.NewRecent[struct{}](socket.OrDefault(s.EventDedup, DefaultEventDedup), 0)
 	}
 	s.mu.Unlock()
 
@@ -254,7 +247,7 @@ func (s *POSSocket) Run(ctx context.Context) error {
 		worker.Wait()
 	}()
 
-	retry := socket.Retry{Backoff: socket.Backoff{Min: orDefault(s.MinBackoff, DefaultSocketMinBackoff), Max: orDefault(s.MaxBackoff, DefaultSocketMaxBackoff)}}
+	retry := socket.Retry{Backoff: socket.Backoff{Min: socket.OrDefault(s.MinBackoff, DefaultSocketMinBackoff), Max: socket.OrDefault(s.MaxBackoff, DefaultSocketMaxBackoff)}}
 	resigned := false
 	log := s.log()
 	for {
@@ -317,7 +310,7 @@ func (s *POSSocket) connectOnce(ctx context.Context, base *url.URL, events chan<
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrSocketRefused, err) // no key: nothing to retry with
 	}
-	conn, ref, err := socket.Dial(ctx, u, secret, s.HTTPClient, orDefault(s.MaxMessage, DefaultSocketMaxMessage), s.now)
+	conn, ref, err := socket.Dial(ctx, u, secret, s.HTTPClient, socket.OrDefault(s.MaxMessage, DefaultSocketMaxMessage), s.now)
 	if err != nil {
 		if ref == nil {
 			return 0, fmt.Errorf("doshii: connecting: %w", err)
@@ -363,7 +356,7 @@ type heartbeat struct {
 }
 
 func (h *heartbeat) loop(ctx context.Context) {
-	t := time.NewTicker(orDefault(h.s.HeartbeatInterval, DefaultHeartbeatInterval))
+	t := time.NewTicker(socket.OrDefault(h.s.HeartbeatInterval, DefaultHeartbeatInterval))
 	defer t.Stop()
 	missed, seen := 0, int64(0)
 	if !h.send(ctx) {
@@ -380,7 +373,7 @@ func (h *heartbeat) loop(ctx context.Context) {
 			} else {
 				missed, seen = 0, p
 			}
-			if missed >= orDefault(h.s.MissedPongs, DefaultMissedPongs) {
+			if missed >= socket.OrDefault(h.s.MissedPongs, DefaultMissedPongs) {
 				h.s.log().Warn("doshii: heartbeats not answered; dropping the socket", "missed", missed)
 				h.conn.CloseNow()
 				return
@@ -400,7 +393,7 @@ func (h *heartbeat) send(ctx context.Context) bool {
 	h.next++
 	h.mu.Unlock()
 	frame, _ := json.Marshal(map[string]any{"doshii": map[string]any{"ping": v, "version": h.s.version()}})
-	wctx, cancel := context.WithTimeout(ctx, orDefault(h.s.WriteTimeout, DefaultSocketWrite))
+	wctx, cancel := context.WithTimeout(ctx, socket.OrDefault(h.s.WriteTimeout, DefaultSocketWrite))
 	defer cancel()
 	if err := h.conn.Write(wctx, websocket.MessageText, frame); err != nil {
 		if ctx.Err() == nil {

@@ -338,13 +338,6 @@ func (c *Client) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func orDefault[T int | int64 | time.Duration](v, d T) T {
-	if v <= 0 {
-		return d
-	}
-	return v
-}
-
 // Run connects and answers requests until ctx is cancelled (it then returns ctx.Err()) or until
 // retrying cannot help (see the package comment); it reconnects after every other failure.
 // Run must not be called again while it runs.
@@ -366,7 +359,7 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	if c.answered == nil {
-		c.answered = socket.NewRecent[[]byte](orDefault(c.DedupEntries, DefaultDedupEntries), orDefault(c.DedupBytes, DefaultDedupBytes))
+		c.answered = socket.NewRecent[[]byte](socket.OrDefault(c.DedupEntries, DefaultDedupEntries), socket.OrDefault(c.DedupBytes, DefaultDedupBytes))
 		c.pending = map[string]*pending{}
 	}
 	c.mu.Unlock()
@@ -374,7 +367,7 @@ func (c *Client) Run(ctx context.Context) error {
 	work := make(chan job, 256)
 	var workers sync.WaitGroup
 	runCtx, stopWorkers := context.WithCancel(ctx)
-	for range orDefault(c.Concurrency, 1) {
+	for range socket.OrDefault(c.Concurrency, 1) {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
@@ -391,7 +384,7 @@ func (c *Client) Run(ctx context.Context) error {
 		c.mu.Unlock()
 	}()
 
-	retry := socket.Retry{Backoff: socket.Backoff{Min: orDefault(c.MinBackoff, DefaultMinBackoff), Max: orDefault(c.MaxBackoff, DefaultMaxBackoff)}}
+	retry := socket.Retry{Backoff: socket.Backoff{Min: socket.OrDefault(c.MinBackoff, DefaultMinBackoff), Max: socket.OrDefault(c.MaxBackoff, DefaultMaxBackoff)}}
 	log := c.log()
 	for {
 		up, err := c.connectOnce(ctx, base, work)
@@ -445,7 +438,7 @@ func (c *Client) connectOnce(ctx context.Context, base *url.URL, work chan<- job
 		now = time.Now
 	}
 	conn, ref, err := socket.Dial(ctx, socket.Endpoint(base, SocketPath, url.Values{"token": {ticket}}, true), ticket,
-		c.httpClient(), orDefault(c.MaxMessage, DefaultMaxMessage)+1024, now)
+		c.httpClient(), socket.OrDefault(c.MaxMessage, DefaultMaxMessage)+1024, now)
 	if err != nil {
 		if ref != nil {
 			var e struct{ ErrorMessage string }
@@ -457,7 +450,7 @@ func (c *Client) connectOnce(ctx context.Context, base *url.URL, work chan<- job
 	start := time.Now()
 	log := c.log()
 	log.Info("orderpay: connected", "outlet", c.Credentials.ProviderOutletID)
-	s := &session{conn: conn, writeTimeout: orDefault(c.WriteTimeout, DefaultWriteTimeout)}
+	s := &session{conn: conn, writeTimeout: socket.OrDefault(c.WriteTimeout, DefaultWriteTimeout)}
 
 	connCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -474,7 +467,7 @@ func (c *Client) connectOnce(ctx context.Context, base *url.URL, work chan<- job
 // pinger pings the server; a ping unanswered within PingTimeout closes the connection, which
 // ends the reader and so leads to a reconnection.
 func (c *Client) pinger(ctx context.Context, conn *websocket.Conn) {
-	t := time.NewTicker(orDefault(c.PingInterval, DefaultPingInterval))
+	t := time.NewTicker(socket.OrDefault(c.PingInterval, DefaultPingInterval))
 	defer t.Stop()
 	for {
 		select {
@@ -482,7 +475,7 @@ func (c *Client) pinger(ctx context.Context, conn *websocket.Conn) {
 			return
 		case <-t.C:
 		}
-		pctx, cancel := context.WithTimeout(ctx, orDefault(c.PingTimeout, DefaultPingTimeout))
+		pctx, cancel := context.WithTimeout(ctx, socket.OrDefault(c.PingTimeout, DefaultPingTimeout))
 		err := conn.Ping(pctx)
 		cancel()
 		if err != nil && ctx.Err() == nil {
@@ -591,7 +584,7 @@ func (c *Client) worker(ctx context.Context, work <-chan job) {
 
 // answer calls the Handler and encodes its Answer as the frame to send.
 func (c *Client) answer(ctx context.Context, req *Request) (frame []byte) {
-	hctx, cancel := context.WithTimeout(ctx, orDefault(c.HandlerTimeout, DefaultHandlerTimeout))
+	hctx, cancel := context.WithTimeout(ctx, socket.OrDefault(c.HandlerTimeout, DefaultHandlerTimeout))
 	defer cancel()
 	defer func() {
 		if r := recover(); r != nil {

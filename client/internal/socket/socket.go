@@ -76,6 +76,14 @@ func (r *Retry) Next(up, retryAfter time.Duration) time.Duration {
 	return wait
 }
 
+// OrDefault is a client's setting v, or d when v is unset (zero or negative).
+func OrDefault[T int | int64 | time.Duration](v, d T) T {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
 // Sleep waits d or until ctx is done.
 func Sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
