@@ -61,6 +61,7 @@ func (d *orderpayDialect) Start(ctx context.Context, o RoundTripOptions) error {
 	for {
 		v, err := d.c.admin(ctx, "GET", "/orderpay/outlets/"+id, nil, http.StatusOK)
 		if err == nil && v["online"] == true {
+			d.c.loadStarts()
 			return nil
 		}
 		select {
@@ -146,6 +147,7 @@ func (d *doshiiDialect) Start(ctx context.Context, o RoundTripOptions) error {
 		return err
 	}
 	go d.read()
+	d.c.loadStarts()
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +36,8 @@ type cluster struct {
 	adminDSN string
 	dbName   string
 	client   *http.Client
+	cpu0     []time.Duration // CPU time of each process when the load began
+	calls    atomic.Int64    // requests sent, for CPU per request
 }
 
 func randHex(n int) string {
@@ -182,7 +185,26 @@ func (c *cluster) waitReady(ctx context.Context, base string) error {
 // url is the base URL of replica i (the last one when there are fewer).
 func (c *cluster) url(i int) string { return c.urls[min(i, len(c.urls)-1)] }
 
+// loadStarts records each process's CPU time, so stop can report CPU per request: where the
+// time goes when the round trip does not keep the pace.
+func (c *cluster) loadStarts() {
+	c.cpu0 = c.cpu0[:0]
+	for _, p := range c.procs {
+		t, _ := procCPU(p.Process.Pid)
+		c.cpu0 = append(c.cpu0, t)
+	}
+}
+
 func (c *cluster) stop() {
+	if n := c.calls.Load(); n > 0 && len(c.cpu0) == len(c.procs) {
+		for i, p := range c.procs {
+			if t, err := procCPU(p.Process.Pid); err == nil {
+				used := t - c.cpu0[i]
+				fmt.Fprintf(os.Stderr, "posgate %d: %.2f s CPU for %d requests (warm-up included): %.0f µs per request\n",
+					i, used.Seconds(), n, float64(used.Microseconds())/float64(n))
+			}
+		}
+	}
 	for _, p := range c.procs {
 		_ = p.Process.Signal(syscall.SIGTERM)
 	}
@@ -265,6 +287,7 @@ func (c *cluster) accessToken(ctx context.Context, scope, audience string) (stri
 
 // post sends body to path on replica i with the bearer token and returns status and body.
 func (c *cluster) post(ctx context.Context, i int, path, tok string, body []byte) (int, []byte, error) {
+	c.calls.Add(1)
 	req, _ := http.NewRequestWithContext(ctx, "POST", c.url(i)+path, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "application/json")
