@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,9 +16,16 @@ import (
 // single-use) and check decides whether a response counts as a success.
 type target struct {
 	name       string
-	newRequest func() (*http.Request, error)
-	check      func(status int, body []byte) error
+	newRequest func(worker int) (*http.Request, error)
+	check      func(worker, status int, body []byte) error
+	// measured, if set, is called when the measured phase starts; the function it returns is
+	// called when it ends and gives the CPU time the phase cost.
+	measured func() func() time.Duration
 }
+
+// errExhausted from newRequest ends that worker's run: the target has no more work (a pool of
+// single-use tokens is empty). It is not a failure.
+var errExhausted = errors.New("target exhausted")
 
 // result is what one run measured.
 type result struct {
@@ -28,6 +36,16 @@ type result struct {
 	firstErr    error         // the first failure, for the report
 	elapsed     time.Duration // wall time of the measured phase
 	latencies   []time.Duration
+	warmN       int           // requests completed during the warm-up
+	cpu         time.Duration // CPU of the measured phase (when the target measures it)
+	fsyncs      int64         // fsync calls of warm-up and measured phase; -1 when not counted
+}
+
+func (r *result) fsyncPerReq() float64 {
+	if r.fsyncs < 0 {
+		return -1
+	}
+	return float64(r.fsyncs) / float64(max(r.n+r.warmN, 1))
 }
 
 func (r *result) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
@@ -43,8 +61,8 @@ func (r *result) quantile(q float64) time.Duration {
 // run drives t with `concurrency` workers for at most d and at most maxCount requests, after a
 // short warm-up that is not measured (connections opened, caches filled).
 func run(ctx context.Context, client *http.Client, t target, concurrency int, d time.Duration, maxCount int64, warmup time.Duration) *result {
-	once := func() (time.Duration, error) {
-		req, err := t.newRequest()
+	once := func(worker int) (time.Duration, error) {
+		req, err := t.newRequest(worker)
 		if err != nil {
 			return 0, err
 		}
@@ -59,7 +77,7 @@ func run(ctx context.Context, client *http.Client, t target, concurrency int, d 
 		if err != nil {
 			return 0, err
 		}
-		if err := t.check(resp.StatusCode, body); err != nil {
+		if err := t.check(worker, resp.StatusCode, body); err != nil {
 			return 0, err
 		}
 		return el, nil
@@ -67,24 +85,35 @@ func run(ctx context.Context, client *http.Client, t target, concurrency int, d 
 
 	// Warm-up: every worker makes requests until warmup has passed.
 	var wg sync.WaitGroup
+	var warmN atomic.Int64
 	warmEnd := time.Now().Add(warmup)
-	for range concurrency {
+	for w := range concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(warmEnd) && ctx.Err() == nil {
-				_, _ = once()
+				_, err := once(w)
+				if errors.Is(err, errExhausted) {
+					return
+				}
+				if err == nil {
+					warmN.Add(1)
+				}
 			}
 		}()
 	}
 	wg.Wait()
 
-	res := &result{name: t.name, concurrency: concurrency}
+	res := &result{name: t.name, concurrency: concurrency, warmN: int(warmN.Load()), fsyncs: -1}
+	var stopCPU func() time.Duration
+	if t.measured != nil {
+		stopCPU = t.measured()
+	}
 	var issued atomic.Int64
 	var mu sync.Mutex
 	deadline := time.Now().Add(d)
 	start := time.Now()
-	for range concurrency {
+	for w := range concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -92,7 +121,10 @@ func run(ctx context.Context, client *http.Client, t target, concurrency int, d 
 			fails := 0
 			var firstErr error
 			for time.Now().Before(deadline) && ctx.Err() == nil && issued.Add(1) <= maxCount {
-				el, err := once()
+				el, err := once(w)
+				if errors.Is(err, errExhausted) || (err != nil && ctx.Err() != nil) {
+					break // out of work, or the run was stopped: neither is a failure
+				}
 				if err != nil {
 					fails++
 					if firstErr == nil {
@@ -113,6 +145,9 @@ func run(ctx context.Context, client *http.Client, t target, concurrency int, d 
 	}
 	wg.Wait()
 	res.elapsed = time.Since(start)
+	if stopCPU != nil {
+		res.cpu = stopCPU()
+	}
 	res.n = len(res.latencies)
 	sortDurations(res.latencies)
 	return res

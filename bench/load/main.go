@@ -4,6 +4,7 @@
 //	go run ./bench/load -duration 10s -rounds 3 -concurrency 8
 //	go run ./bench/load -store postgres -dsn postgres://postgres@127.0.0.1:5432/bench
 //	go run ./bench/load -url http://127.0.0.1:8080 -client-id pg_ck_… -client-secret pg_cs_… -audience https://api
+//	go run ./bench/load -writes -flood -concurrency 8 -duration 2s -rounds 3   # the write path (writes.go)
 //
 // For each concurrency it drives, in the same run and over the same HTTP stack, (a) a reference
 // handler that only signs one EdDSA JWT per request — no parsing, no client lookup, no secret check:
@@ -62,6 +63,13 @@ type options struct {
 	logLevel    string
 	cpuprofile  string
 	only        string
+
+	writes        bool
+	flood         bool
+	consumeTokens int
+	flows         string
+	profileFlow   string
+	floodRate     int
 }
 
 func parseFlags() (*options, error) {
@@ -81,6 +89,12 @@ func parseFlags() (*options, error) {
 	flag.StringVar(&o.logLevel, "log-level", "info", "in-process posgate log level (logs are formatted, then discarded)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the posgate runs to this file")
 	flag.StringVar(&o.only, "only", "", `"posgate" or "reference" to drive only one target`)
+	flag.BoolVar(&o.writes, "writes", false, "measure the write path: client_credentials, refresh rotation, jackpot jwt-bearer and a consume route (see writes.go)")
+	flag.BoolVar(&o.flood, "flood", false, "with -writes: also refresh rotation under a concurrent flood of wrong client secrets")
+	flag.IntVar(&o.consumeTokens, "consume-tokens", 12000, "with -writes: access tokens minted before each consume run (the run ends when they are spent)")
+	flag.StringVar(&o.flows, "flows", "refresh,jwt-bearer,consume", "with -writes: the write flows to drive beside client_credentials")
+	flag.StringVar(&o.profileFlow, "profile-flow", "refresh", "with -writes and -cpuprofile: the flow whose first run is profiled")
+	flag.IntVar(&o.floodRate, "flood-rate", 500, "with -flood: wrong secrets per second (spread over as many workers as -concurrency)")
 	flag.Parse()
 	for _, s := range strings.Split(conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -127,10 +141,13 @@ func run1() error {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
+	if o.writes {
+		return runWrites(ctx, o)
+	}
 
 	base := o.url
 	if base == "" {
-		inst, err := startPosgate(ctx, o)
+		inst, err := startPosgate(ctx, o, nil)
 		if err != nil {
 			return err
 		}
@@ -149,7 +166,7 @@ func run1() error {
 	mk := func(name, u string) target {
 		return target{
 			name: name,
-			newRequest: func() (*http.Request, error) {
+			newRequest: func(int) (*http.Request, error) {
 				req, err := http.NewRequest("POST", u, strings.NewReader(form))
 				if err != nil {
 					return nil, err
@@ -158,7 +175,7 @@ func run1() error {
 				req.Header.Set("Authorization", basic)
 				return req, nil
 			},
-			check: func(status int, body []byte) error {
+			check: func(_, status int, body []byte) error {
 				if status != http.StatusOK || !bytes.Contains(body, []byte(`"access_token":"`)) {
 					return fmt.Errorf("status %d: %.200s", status, body)
 				}
@@ -228,7 +245,7 @@ func run1() error {
 }
 
 func (t target) newRequestURL(string) string {
-	req, err := t.newRequest()
+	req, err := t.newRequest(0)
 	if err != nil {
 		return "?"
 	}
@@ -286,13 +303,15 @@ func startReference() (string, func(), error) {
 
 type posgateInstance struct {
 	url, clientID, secret string
-	stop                  func()
+	// admin calls posgate's admin API (JSON in and out) and decodes the answer into out.
+	admin func(ctx context.Context, method, path string, in, out any) error
+	stop  func()
 }
 
 // startPosgate starts a complete posgate in this process (the same server `posgate serve` runs:
 // every module, the middleware chain, the store) on 127.0.0.1 with plain HTTP, and creates a
-// client through its admin API.
-func startPosgate(ctx context.Context, o *options) (*posgateInstance, error) {
+// client through its admin API. configure, if set, adjusts the configuration first.
+func startPosgate(ctx context.Context, o *options, configure func(*config.Config)) (*posgateInstance, error) {
 	dir, err := os.MkdirTemp("", "posgate-bench-")
 	if err != nil {
 		return nil, err
@@ -304,6 +323,9 @@ func startPosgate(ctx context.Context, o *options) (*posgateInstance, error) {
 	cfg.Server.LogLevel = o.logLevel
 	if o.store == "postgres" {
 		cfg.Store.Driver, cfg.Store.DSN = "postgres", o.dsn
+	}
+	if configure != nil {
+		configure(cfg)
 	}
 	cfg.Resolve()
 	if err := cfg.Validate(); err != nil {
@@ -330,24 +352,33 @@ func startPosgate(ctx context.Context, o *options) (*posgateInstance, error) {
 	go func() { defer close(done); _ = srv.Serve(sctx) }()
 	stop := func() { cancel(); <-done; os.RemoveAll(dir) }
 
-	body, _ := json.Marshal(map[string]any{"name": "bench", "grant_types": []string{"client_credentials"},
-		"scopes": []string{"read"}, "audiences": []string{o.audience}})
-	req, _ := http.NewRequestWithContext(ctx, "POST", srv.HTTPURL()+server.AdminPrefix+"/clients", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		stop()
-		return nil, err
+	admin := func(ctx context.Context, method, path string, in, out any) error {
+		body, _ := json.Marshal(in)
+		req, err := http.NewRequestWithContext(ctx, method, srv.HTTPURL()+server.AdminPrefix+path, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("admin %s %s: status %d: %.300s", method, path, resp.StatusCode, b)
+		}
+		return json.Unmarshal(b, out)
 	}
-	defer resp.Body.Close()
 	var c struct {
 		ClientID     string `json:"client_id"`
 		ClientSecret string `json:"client_secret"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil || resp.StatusCode != http.StatusCreated {
+	if err := admin(ctx, "POST", "/clients", map[string]any{"name": "bench", "grant_types": []string{"client_credentials"},
+		"scopes": []string{"read"}, "audiences": []string{o.audience}}, &c); err != nil {
 		stop()
-		return nil, fmt.Errorf("create client: status %d: %v", resp.StatusCode, err)
+		return nil, fmt.Errorf("create client: %w", err)
 	}
-	return &posgateInstance{url: srv.HTTPURL(), clientID: c.ClientID, secret: c.ClientSecret, stop: stop}, nil
+	return &posgateInstance{url: srv.HTTPURL(), clientID: c.ClientID, secret: c.ClientSecret, admin: admin, stop: stop}, nil
 }

@@ -5,7 +5,8 @@ package config
 
 import "time"
 
-// Config is the whole configuration. Field tags are the stable key names of DESIGN.md.
+// Config is the whole configuration. Field tags are the key names operators write: stable, never
+// renamed.
 type Config struct {
 	Server    Server            `yaml:"server"`
 	Store     Store             `yaml:"store"`

@@ -18,7 +18,7 @@ import (
 // EnvPrefix starts every environment variable posgate reads.
 const EnvPrefix = "POSGATE_"
 
-// NonConfigEnv are the POSGATE_ variables that are not configuration keys (DESIGN.md contracts):
+// NonConfigEnv are the POSGATE_ variables that are not configuration keys (documented names):
 // they are read elsewhere and never rejected as unknown keys. Variables starting with
 // POSGATE_TEST_ are test knobs and are ignored too.
 var NonConfigEnv = []string{"POSGATE_MASTER_KEY", "POSGATE_ADMIN_TOKEN", "POSGATE_TEST_PG"}

@@ -201,7 +201,7 @@ func TestBrowserPairing(t *testing.T) {
 	if m := eval(`window.__noReload || ""`); m != "still here" {
 		t.Fatal("the page reloaded")
 	}
-	if _, err := chef.Decide(context.Background(), inst.Svc, d.ID, chef.ActionDecline, "admin", "127.0.0.1", "test"); err != nil {
+	if _, err := inst.Module.Decide(context.Background(), d.ID, chef.ActionDecline, "admin", "127.0.0.1", "test"); err != nil {
 		t.Fatal(err)
 	}
 	<-ch

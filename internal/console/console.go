@@ -30,6 +30,7 @@ import (
 
 	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/secret"
+	"github.com/posgate/posgate/internal/store"
 )
 
 //go:embed templates/*.html
@@ -52,10 +53,39 @@ const CookieName = "posgate_console"
 const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
 	"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
+// Devices is the device pairing the console shows and decides on (the chef dialect's). The server
+// hands it over when it builds the console.
+type Devices interface {
+	// Devices lists the devices in state ("" for every state).
+	Devices(ctx context.Context, state store.DeviceState) ([]app.DeviceView, error)
+	// RecentPending lists at most limit pending requests, the most recently asked first, and how
+	// many are pending in all.
+	RecentPending(ctx context.Context, limit int) ([]app.DeviceView, int, error)
+	// Decide applies a person's decision; errors are *errs.Error (NotFound, Conflict, Unavailable).
+	Decide(ctx context.Context, id string, action app.DeviceAction, actor, addr, via string) (app.DeviceView, error)
+	// PendingRetention is how long a pending request nobody calls about is kept.
+	PendingRetention() time.Duration
+}
+
+// Locations are the websocket locations the console lists with their online state (the doshii
+// dialect's). The server hands them over when it builds the console.
+type Locations interface {
+	LocationStatuses(ctx context.Context) ([]app.LocationStatus, error)
+}
+
+// Outlets are the websocket outlets the console lists with their online state (the orderpay
+// dialect's). The server hands them over when it builds the console.
+type Outlets interface {
+	OutletStatuses(ctx context.Context) ([]app.OutletStatus, error)
+}
+
 // Module is the web console.
 type Module struct {
-	svc   *app.Services
-	pages map[string]*template.Template
+	svc       *app.Services
+	devices   Devices
+	locations Locations // nil: the locations page lists none
+	outlets   Outlets   // nil: the outlets page lists none
+	pages     map[string]*template.Template
 
 	mu       sync.Mutex
 	sessions map[string]*session // by hex SHA-256 of the cookie value
@@ -67,12 +97,16 @@ type session struct {
 	flash    string // a one-time notice for the next page (the outcome of a form post)
 }
 
-// New builds the console.
-func New(svc *app.Services) (app.Module, error) {
+// New builds the console on the device pairing of devices, the locations of locations and the
+// outlets of outlets (both may be nil).
+func New(svc *app.Services, devices Devices, locations Locations, outlets Outlets) (app.Module, error) {
 	if svc == nil || svc.Store == nil || svc.Clock == nil || svc.Log == nil || svc.Config == nil || svc.Events == nil {
 		return nil, errors.New("console: Services lacks Config, Store, Clock, Log or Events")
 	}
-	m := &Module{svc: svc, pages: map[string]*template.Template{}, sessions: map[string]*session{}}
+	if devices == nil {
+		return nil, errors.New("console: no device pairing to show")
+	}
+	m := &Module{svc: svc, devices: devices, locations: locations, outlets: outlets, pages: map[string]*template.Template{}, sessions: map[string]*session{}}
 	funcs := template.FuncMap{"when": when, "whenp": whenPtr}
 	for _, page := range []string{"login", "pending", "devices", "locations", "outlets", "audit"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")

@@ -9,10 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/auth"
-	"github.com/posgate/posgate/internal/dialect/chef"
-	"github.com/posgate/posgate/internal/dialect/doshii"
-	"github.com/posgate/posgate/internal/dialect/orderpay"
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/httpx"
@@ -30,11 +28,11 @@ type pageData struct {
 	Nav     string
 	Error   string
 	Notice  string
-	Devices []chef.DeviceView
-	Outlets []orderpay.OutletView
+	Devices []app.DeviceView
+	Outlets []app.OutletStatus
 	Audit   []*store.AuditEvent
 	// Locations are the doshii locations with their online state (the locations page).
-	Locations []doshii.LocationStatus
+	Locations []app.LocationStatus
 	Limit     int
 	Filter    string
 	// The pending page: how many requests are pending in all (Devices holds at most
@@ -53,28 +51,16 @@ const pendingShown = 200
 // pendingList is what the pending page and its event stream show: at most pendingShown pending
 // requests, the most recently asked first, and how many are pending in all.
 type pendingList struct {
-	Devices []chef.DeviceView `json:"devices"`
-	Total   int               `json:"total"`
+	Devices []app.DeviceView `json:"devices"`
+	Total   int              `json:"total"`
 }
 
 func (m *Module) pending(ctx context.Context) (pendingList, error) {
-	list, err := m.svc.Store.ListRecentChefDevices(ctx, store.DevicePending, pendingShown)
+	list, total, err := m.devices.RecentPending(ctx, pendingShown)
 	if err != nil {
 		return pendingList{}, err
 	}
-	total := len(list)
-	if total >= pendingShown {
-		if total, err = m.svc.Store.CountChefDevices(ctx, store.DevicePending); err != nil {
-			return pendingList{}, err
-		}
-	}
-	now := m.svc.Clock.Now()
-	window := chef.ApprovalTimeout(m.svc)
-	out := pendingList{Devices: make([]chef.DeviceView, 0, len(list)), Total: max(total, len(list))}
-	for _, d := range list {
-		out.Devices = append(out.Devices, chef.View(d, now, window))
-	}
-	return out, nil
+	return pendingList{Devices: list, Total: total}, nil
 }
 
 func (m *Module) render(w http.ResponseWriter, status int, page string, d pageData) {
@@ -152,21 +138,6 @@ func (m *Module) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
 }
 
-// devices lists devices in state ("" = all) as views.
-func (m *Module) devices(r *http.Request, state store.DeviceState) ([]chef.DeviceView, error) {
-	list, err := m.svc.Store.ListChefDevices(r.Context(), state)
-	if err != nil {
-		return nil, err
-	}
-	now := m.svc.Clock.Now()
-	window := chef.ApprovalTimeout(m.svc)
-	out := make([]chef.DeviceView, 0, len(list))
-	for _, d := range list {
-		out = append(out, chef.View(d, now, window))
-	}
-	return out, nil
-}
-
 func (m *Module) unavailable(w http.ResponseWriter, page string, err error) {
 	m.svc.Log.Warn("console: store unavailable", "page", page, "error", err.Error())
 	w.Header().Set("Retry-After", "5")
@@ -180,7 +151,7 @@ func (m *Module) pendingPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.render(w, http.StatusOK, "pending", pageData{Title: "Pending devices", Nav: "pending", Devices: p.Devices, Total: p.Total,
-		Retention: duration(chef.PendingRetention(m.svc)), Notice: m.popFlash(sessionOf(r))})
+		Retention: duration(m.devices.PendingRetention()), Notice: m.popFlash(sessionOf(r))})
 }
 
 // duration says d in whole hours, minutes or seconds, as a person would.
@@ -208,7 +179,7 @@ func (m *Module) devicesPage(w http.ResponseWriter, r *http.Request) {
 	default:
 		filter = ""
 	}
-	list, err := m.devices(r, filter)
+	list, err := m.devices.Devices(r.Context(), filter)
 	if err != nil {
 		m.unavailable(w, "devices", err)
 		return
@@ -219,7 +190,11 @@ func (m *Module) devicesPage(w http.ResponseWriter, r *http.Request) {
 // locationsPage lists doshii locations: online (a heartbeat within doshii.offline_after), offline
 // since when, or disabled.
 func (m *Module) locationsPage(w http.ResponseWriter, r *http.Request) {
-	list, err := doshii.LocationStatuses(r.Context(), m.svc.Store, m.svc.Clock.Now())
+	var list []app.LocationStatus
+	var err error
+	if m.locations != nil {
+		list, err = m.locations.LocationStatuses(r.Context())
+	}
 	if err != nil {
 		m.unavailable(w, "locations", err)
 		return
@@ -229,10 +204,13 @@ func (m *Module) locationsPage(w http.ResponseWriter, r *http.Request) {
 
 // outletsPage lists the orderpay outlets: online or offline, since when, on which replica.
 func (m *Module) outletsPage(w http.ResponseWriter, r *http.Request) {
-	list, err := orderpay.Outlets(r.Context(), m.svc)
-	if err != nil {
-		m.unavailable(w, "outlets", err)
-		return
+	var list []app.OutletStatus
+	if m.outlets != nil {
+		var err error
+		if list, err = m.outlets.OutletStatuses(r.Context()); err != nil {
+			m.unavailable(w, "outlets", err)
+			return
+		}
 	}
 	m.render(w, http.StatusOK, "outlets", pageData{Title: "Outlets", Nav: "outlets", Outlets: list})
 }
@@ -255,9 +233,9 @@ func (m *Module) auditPage(w http.ResponseWriter, r *http.Request) {
 // decide applies approve / decline / revoke. The page's script posts with Accept: application/json
 // and gets JSON; a plain form post (no script) is redirected back to the page it came from.
 func (m *Module) decide(w http.ResponseWriter, r *http.Request) {
-	action := chef.Action(r.PathValue("action"))
+	action := app.DeviceAction(r.PathValue("action"))
 	switch action {
-	case chef.ActionApprove, chef.ActionDecline, chef.ActionRevoke:
+	case app.DeviceApprove, app.DeviceDecline, app.DeviceRevoke:
 	default:
 		http.NotFound(w, r)
 		return
@@ -267,7 +245,7 @@ func (m *Module) decide(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("from") == "devices" {
 		back = "/admin/devices"
 	}
-	dev, err := chef.Decide(r.Context(), m.svc, r.PathValue("id"), action, "admin", auth.Addr(r), "console")
+	view, err := m.devices.Decide(r.Context(), r.PathValue("id"), action, "admin", auth.Addr(r), "console")
 	if err != nil {
 		e, _ := errs.As(err)
 		status, msg := http.StatusInternalServerError, "internal error"
@@ -282,7 +260,6 @@ func (m *Module) decide(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, back, http.StatusSeeOther)
 		return
 	}
-	view := chef.View(dev, m.svc.Clock.Now(), chef.ApprovalTimeout(m.svc))
 	if wantJSON {
 		httpx.NoStore(w)
 		httpx.WriteJSON(w, http.StatusOK, view)

@@ -49,8 +49,9 @@ type tenantWildcard struct {
 	field string // "location", "outlet", "organisation"
 }
 
-// tenantFields maps a path wildcard name to the principal field it is bound to. The names are
-// DESIGN.md's: {location} (doshii), {outlet} (orderpay); {organisation} follows the same rule.
+// tenantFields maps a path wildcard name to the principal field it is bound to: {location}
+// (doshii), {outlet} (orderpay), {organisation}. These names are part of the route configuration
+// operators write, so they never change.
 var tenantFields = map[string]string{"location": "location", "outlet": "outlet", "organisation": "organisation"}
 
 // DoshiiLocationHeader always names the caller's location when present.

@@ -34,9 +34,8 @@ var errTooDeep = errors.New("invalid JSON: nested too deeply")
 // makes them equal. That is at least as strict as encoding/json's field matching (it folds with
 // Unicode simple case folding, so "K", "k" and the Kelvin sign U+212A, or "s" and the long s
 // U+017F, all match the same field) and as strings.ToLower (which also maps U+0130 "İ" to "i").
-// It refuses more than the strings.ToLower comparison CheckObject used before: "s" and "ſ",
-// "I" and "ı", "σ" and "ς", "μ" and the micro sign "µ" are now duplicates too, as they are to
-// encoding/json.
+// So "s" and "ſ", "I" and "ı", "σ" and "ς", "μ" and the micro sign "µ" are duplicates too, as
+// they are to encoding/json.
 //
 // The work is one pass over the bytes that validates the syntax and tracks the keys of each open
 // object, without allocating for ordinary documents. Only when that pass finds the input is not

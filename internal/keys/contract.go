@@ -1,7 +1,6 @@
 // Package keys holds posgate's signing keyring (EdDSA by default, ES256/RS256 selectable; states
 // next → active → retired; JWKS) and seals secrets at rest with AES-256-GCM under the master key.
-//
-// CONTRACT: the Sealer interface below is what other packages code against.
+// Other packages code against the Sealer interface below.
 package keys
 
 // Sealer seals and opens small secrets with the master key (AES-256-GCM, random nonce). The

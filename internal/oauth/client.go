@@ -133,9 +133,8 @@ func (s *Server) authenticateClient(ctx context.Context, cred clientCred, addr s
 
 // clientCacheTTL bounds how long a client record is reused without a store read. The token
 // endpoint reads the client on every request, and on SQLite that read costs about as much as
-// signing the token (BenchmarkTokenEndpoint: ~60 µs per request with a read, ~34 µs without, the
-// signature alone ~28 µs), so the cache is the difference between ~0.5× and ~0.8× the signing
-// limit for client_credentials. The price is bounded staleness: a
+// signing the token (BenchmarkTokenEndpoint; figures in docs/BENCHMARKS.md). The price is bounded
+// staleness: a
 // client disabled through the admin API may keep authenticating for at most this long. Publishing
 // on events.TopicClientChanged (the admin API does when it changes a client) drops the cache at once on
 // every replica that hears it.

@@ -112,6 +112,14 @@ func receive(t *testing.T, ch <-chan result) result {
 	}
 }
 
+// answered checks that the caller of ch got want.
+func answered(t *testing.T, ch <-chan result, want string) {
+	t.Helper()
+	if r := receive(t, ch); r.err != nil || r.v != want {
+		t.Fatalf("got %+v, want %q", r, want)
+	}
+}
+
 func quiet(t *testing.T, ch <-chan result) {
 	t.Helper()
 	select {
@@ -151,9 +159,7 @@ func TestResolveAnswersEveryCallerWithoutReadingTheStore(t *testing.T) {
 
 	p.Resolve("dev_1", "approved")
 	for _, c := range []<-chan result{c1, c2} {
-		if r := receive(t, c); r.err != nil || r.v != "approved" {
-			t.Fatalf("got %+v, want approved", r)
-		}
+		answered(t, c, "approved")
 	}
 	if got := a.reads.Load(); got != reads {
 		t.Fatalf("Resolve read the store (%d reads, then %d)", reads, got)
@@ -175,9 +181,7 @@ func TestResolveWithNobodyWaitingIsNotRemembered(t *testing.T) {
 	quiet(t, c)
 	a.set("dev_1", "declined")
 	p.Wake("dev_1")
-	if r := receive(t, c); r.err != nil || r.v != "declined" {
-		t.Fatalf("got %+v, want the store's declined", r)
-	}
+	answered(t, c, "declined")
 }
 
 func TestOutcomeAlreadyStoredAnswersAtOnce(t *testing.T) {
@@ -204,9 +208,7 @@ func TestBusNoticeWakes(t *testing.T) {
 
 	a.set("req_1", "answer")
 	publish(t, bus, "req_1")
-	if r := receive(t, c); r.err != nil || r.v != "answer" {
-		t.Fatalf("got %+v", r)
-	}
+	answered(t, c, "answer")
 }
 
 // A lost notice only delays: the watcher reads the store again every recheck period.
@@ -219,9 +221,7 @@ func TestLostNoticeOnlyDelays(t *testing.T) {
 	clk.Advance(time.Second)
 	quiet(t, c)
 	clk.Advance(time.Second) // the recheck period has passed
-	if r := receive(t, c); r.err != nil || r.v != "answer" {
-		t.Fatalf("got %+v", r)
-	}
+	answered(t, c, "answer")
 }
 
 // A store error keeps the callers waiting; the next recheck reads again.
@@ -237,9 +237,7 @@ func TestStoreErrorKeepsWaiting(t *testing.T) {
 
 	a.setFail(false)
 	clk.Advance(2 * time.Second)
-	if r := receive(t, c); r.err != nil || r.v != "answer" {
-		t.Fatalf("got %+v", r)
-	}
+	answered(t, c, "answer")
 }
 
 func TestTimeout(t *testing.T) {
@@ -298,9 +296,7 @@ func TestCallersLeaveIndependently(t *testing.T) {
 		t.Fatalf("Waiting = %d, want the long caller", n)
 	}
 	p.Resolve("dev_1", "approved")
-	if r := receive(t, long); r.err != nil || r.v != "approved" {
-		t.Fatalf("long caller got %+v", r)
-	}
+	answered(t, long, "approved")
 }
 
 func TestStopAnswersEveryCallerAndRefusesNewOnes(t *testing.T) {
@@ -392,7 +388,5 @@ func TestAcrossReplicasOnPostgres(t *testing.T) {
 	held(t, pa, clk, "req_1", 1, 2)
 	shared.set("req_1", "answer") // replica B stores the POS answer and announces it
 	publish(t, busB, "req_1")
-	if r := receive(t, c); r.err != nil || r.v != "answer" {
-		t.Fatalf("got %+v", r)
-	}
+	answered(t, c, "answer")
 }

@@ -19,7 +19,7 @@ import (
 	"encoding/base64"
 )
 
-// Credential prefixes (DESIGN.md). The prefix makes a leaked secret recognisable to a secret
+// Credential prefixes. The prefix makes a leaked secret recognisable to a secret
 // scanner and to a human, and tells a support engineer which kind of credential they are looking at.
 const (
 	PrefixClientID        = "pg_ck_" // API key / client id

@@ -11,10 +11,10 @@ import (
 	"github.com/posgate/posgate/internal/jsonx"
 )
 
-// The access log: one line per request, written by observe. Through slog a line cost 1.6 µs and 3
-// allocations in-process (ten attributes overflow the Record's inline storage, and slog's JSON
-// handler encodes a float64 with encoding/json, reflection and all) and more on a busy proxy —
-// a good part of what the server adds to a proxied request (docs/BENCHMARKS.md "Gateway"). When the logger is NewLogger's own, the line is
+// The access log: one line per request, written by observe. Through slog a line allocates (ten
+// attributes overflow the Record's inline storage, and slog's JSON handler encodes a float64 with
+// encoding/json, reflection and all) — a good part of what the server adds to a proxied request
+// (docs/BENCHMARKS.md "Gateway"). When the logger is NewLogger's own, the line is
 // therefore encoded here, byte for byte as its JSON handler writes it (TestAccessLineMatchesSlog,
 // FuzzAccessLine), and handed to the same writer; any other logger gets the same attributes
 // through slog.

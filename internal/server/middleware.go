@@ -70,7 +70,7 @@ func RequestID(ctx context.Context) string {
 	return ""
 }
 
-// Request ids are 16 lowercase hex characters (64 bits), as before: mix(base + n), where base is
+// Request ids are 16 lowercase hex characters (64 bits): mix(base + n), where base is
 // random per process (crypto/rand, read once), n counts this process's requests, and mix is a
 // bijection on 64-bit values (the splitmix64 finaliser). Ids are therefore unique within a process
 // for 2^64 requests, as unlikely to collide across processes as random ids, do not reveal request

@@ -16,21 +16,48 @@ import (
 	"github.com/posgate/posgate/internal/oauth"
 )
 
-// moduleConstructors are the modules of posgate, in build order: dialects first (they register
-// their authenticators in svc.Auth), the gateway last (it resolves the authenticator names its
-// routes list). Adding a module is one line here.
-var moduleConstructors = []struct {
+// moduleConstructor builds one module from the services and the modules built before it.
+type moduleConstructor struct {
 	name  string
-	build func(*app.Services) (app.Module, error)
-}{
-	{"oauth", oauth.New},
-	{"chimpy", chimpy.New},
-	{"jackpot", jackpot.New},
-	{"doshii", doshii.New},
-	{"chef", chef.New},
-	{"orderpay", orderpay.New},
-	{"console", console.New},
-	{"gateway", gateway.New}, // last
+	build func(svc *app.Services, built []app.Module) (app.Module, error)
+}
+
+// modules are the modules of posgate, in build order: dialects first (they register their
+// authenticators in svc.Auth), the gateway last (it resolves the authenticator names its routes
+// list). Adding a module is one line here; what else it does (background work, shutdown,
+// cleanups, reserved audiences, token lifetimes) the server learns from the app interfaces it
+// implements.
+func modules() []moduleConstructor {
+	return []moduleConstructor{
+		{"oauth", only(oauth.New)},
+		{"chimpy", only(chimpy.New)},
+		{"jackpot", only(jackpot.New)},
+		{"doshii", only(doshii.New)},
+		{"chef", only(chef.New)},
+		{"orderpay", only(orderpay.New)},
+		{"console", func(svc *app.Services, built []app.Module) (app.Module, error) {
+			// chef's device pairing, doshii's locations, orderpay's outlets
+			return console.New(svc, first[console.Devices](built), first[console.Locations](built), first[console.Outlets](built))
+		}},
+		{"gateway", only(gateway.New)}, // last
+	}
+}
+
+// only adapts a constructor that needs nothing but the services.
+func only(build func(*app.Services) (app.Module, error)) func(*app.Services, []app.Module) (app.Module, error) {
+	return func(svc *app.Services, _ []app.Module) (app.Module, error) { return build(svc) }
+}
+
+// first returns the first of built that implements T (the zero T when none does): how a module
+// receives another as the narrow interface it declares.
+func first[T any](built []app.Module) T {
+	for _, m := range built {
+		if t, ok := m.(T); ok {
+			return t
+		}
+	}
+	var zero T
+	return zero
 }
 
 // upstreamForwarder is the gateway's reverse proxy as the server holds it: modules forward

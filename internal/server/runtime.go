@@ -12,11 +12,10 @@ import (
 // it left the runtime alone. `posgate serve` calls it once before New; a program that embeds a
 // Server keeps its own settings by not calling it.
 //
-// Why posgate sets it at all: its live heap is 1–2 MiB and a proxied request allocates ~10 KiB. At
-// Go's default (100) the heap target is its 4 MiB minimum, so the collector runs every ~2 MiB
-// allocated — 40 cycles a second at 8 000 requests/s, each ~1.8 ms of CPU on the benchmark
-// machine: about a tenth of what a proxied request costs (docs/BENCHMARKS.md "Gateway"). At 400 the
-// minimum target is 16 MiB and the collector runs about seven times less often.
+// Why posgate sets it at all: its live heap is small, so at Go's default (100) the heap target is
+// its 4 MiB minimum and the collector runs every few MiB allocated — a noticeable share of a
+// proxied request's CPU (docs/BENCHMARKS.md "Gateway"). At 400 the minimum target is 16 MiB and
+// the collector runs several times less often.
 //
 // The same factor multiplies a websocket hub's live memory (every idle socket keeps its buffers
 // and two goroutine stacks): a large hub needs server.memory_limit so the heap stops growing

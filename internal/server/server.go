@@ -48,6 +48,8 @@ type Options struct {
 	Getenv func(string) string
 	// Demo seeds each module's example credentials and prints curl lines (serve --demo).
 	Demo bool
+
+	extra []moduleConstructor // tests: modules built after posgate's own
 }
 
 // Server is a built posgate, ready to serve.
@@ -137,7 +139,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		return s, err
 	}
 
-	open, ok := storeDrivers[cfg.Store.Driver]
+	open, ok := storeDriver(cfg.Store.Driver)
 	if !ok {
 		return s, fmt.Errorf("store.driver: %q is not built into this binary", cfg.Store.Driver)
 	}
@@ -214,8 +216,9 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		return s, fmt.Errorf("admin: %w", err)
 	}
 	s.modules = append(s.modules, namedModule{"posgate", adminCore})
-	for _, c := range moduleConstructors {
-		m, err := c.build(svc)
+	var built []app.Module
+	for _, c := range append(modules(), o.extra...) {
+		m, err := c.build(svc, built)
 		if err != nil {
 			return s, fmt.Errorf("module %s: %w", c.name, err)
 		}
@@ -229,6 +232,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 			return s, fmt.Errorf("module %s: %w", c.name, err)
 		}
 		s.modules = append(s.modules, namedModule{c.name, m})
+		built = append(built, m)
 	}
 	svc.Reserved = s.reservedAudiences()
 	s.keyring.SetMaxTokenLifetime(s.maxTokenLifetime())
@@ -288,8 +292,8 @@ func (s *Server) maxTokenLifetime() time.Duration {
 
 // NewLogger returns posgate's JSON logger at level ("debug", "info", "warn", "error"). When w is a
 // file (stderr, a log file) the lines are buffered and written out every 100 ms, when 32 KiB have
-// gathered, and when a Server using the logger closes (see logbuf.go): one write syscall per
-// access-log line was a fifth of a proxied request's cost.
+// gathered, and when a Server using the logger closes (see logbuf.go): a write syscall per
+// access-log line would be a large share of a proxied request's cost.
 func NewLogger(w io.Writer, level string) *slog.Logger {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {

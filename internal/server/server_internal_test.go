@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,16 +37,10 @@ func (m *testModule) Mount(public, _ app.Mux) error {
 
 func (m *testModule) Shutdown(context.Context) error { m.shutdown.Store(true); return nil }
 
-var moduleMu sync.Mutex
-
-func withModule(t *testing.T, m app.Module) {
-	moduleMu.Lock()
-	saved := moduleConstructors
-	moduleConstructors = append(append(moduleConstructors[:0:0], moduleConstructors...), struct {
-		name  string
-		build func(*app.Services) (app.Module, error)
-	}{"test", func(*app.Services) (app.Module, error) { return m, nil }})
-	t.Cleanup(func() { moduleConstructors = saved; moduleMu.Unlock() })
+// withModule adds m to the modules of a server built with o.
+func withModule(o Options, m app.Module) Options {
+	o.extra = []moduleConstructor{{"test", func(*app.Services, []app.Module) (app.Module, error) { return m, nil }}}
+	return o
 }
 
 func testConfig(t *testing.T, dataDir string) *config.Config {
@@ -64,11 +57,10 @@ func testConfig(t *testing.T, dataDir string) *config.Config {
 
 func TestGracefulShutdownDrainsInFlightRequests(t *testing.T) {
 	m := &testModule{started: make(chan struct{}), release: make(chan struct{})}
-	withModule(t, m)
 	cfg := testConfig(t, t.TempDir())
 	var out bytes.Buffer
-	srv, err := New(context.Background(), Options{Config: cfg, Log: NewLogger(io.Discard, "info"), Out: &out,
-		Getenv: func(string) string { return "" }})
+	srv, err := New(context.Background(), withModule(Options{Config: cfg, Log: NewLogger(io.Discard, "info"), Out: &out,
+		Getenv: func(string) string { return "" }}, m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,5 +218,76 @@ func TestPlainHTTPWarnsUnlessLoopback(t *testing.T) {
 	}
 	if srv.Issuer() != srv.HTTPURL() || !strings.HasPrefix(srv.Issuer(), "http://localhost:") {
 		t.Errorf("issuer %q, http %q", srv.Issuer(), srv.HTTPURL())
+	}
+}
+
+// contractModule implements every optional capability of app.Module.
+type contractModule struct {
+	startCtx chan context.Context
+	ran      chan struct{}
+	closed   atomic.Bool
+}
+
+func (*contractModule) Mount(_, _ app.Mux) error { return nil }
+
+func (m *contractModule) Start(ctx context.Context) error { m.startCtx <- ctx; return nil }
+
+func (m *contractModule) Maintenance() []app.Task {
+	return []app.Task{{Name: "test", Every: time.Hour, Run: func(context.Context) error {
+		select {
+		case m.ran <- struct{}{}:
+		default:
+		}
+		return nil
+	}}}
+}
+
+func (*contractModule) ReservedAudiences() []string { return []string{"test-aud"} }
+
+func (*contractModule) MaxTokenLifetime() time.Duration { return 400 * 24 * time.Hour }
+
+func (m *contractModule) Close() error { m.closed.Store(true); return nil }
+
+// The server finds a module's capabilities by their app interface names: Start runs once the
+// server is built (its context ends when the server closes), a maintenance task runs when serving
+// starts, the reserved audiences and the longest token lifetime reach the services and the
+// keyring, and Close runs last.
+func TestModuleContract(t *testing.T) {
+	m := &contractModule{startCtx: make(chan context.Context, 1), ran: make(chan struct{}, 1)}
+	cfg := testConfig(t, t.TempDir())
+	srv, err := New(context.Background(), withModule(Options{Config: cfg, Log: NewLogger(io.Discard, "info"), Out: io.Discard,
+		Getenv: func(string) string { return "" }}, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var startCtx context.Context
+	select {
+	case startCtx = <-m.startCtx:
+	default:
+		t.Fatal("Start was not called by New")
+	}
+	if !srv.Services().Reserved.Has("test-aud") || !srv.Services().Reserved.Has("jackpot") || !srv.Services().Reserved.Has("chef") {
+		t.Fatalf("reserved audiences %v", srv.Services().Reserved)
+	}
+	if got := srv.Keyring().MaxTokenLifetime(); got != 400*24*time.Hour {
+		t.Fatalf("keyring max token lifetime %v", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	select {
+	case <-m.ran:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the maintenance task did not run when serving started")
+	}
+	if startCtx.Err() != nil {
+		t.Fatal("the start context ended while serving")
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	if startCtx.Err() == nil || !m.closed.Load() {
+		t.Fatalf("after the server stopped: start context %v, closed %v", startCtx.Err(), m.closed.Load())
 	}
 }

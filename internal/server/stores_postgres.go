@@ -13,17 +13,15 @@ import (
 	"github.com/posgate/posgate/internal/store/sqlstore"
 )
 
-func init() {
-	storeDrivers["postgres"] = func(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, events.Bus, error) {
-		st, err := postgres.Open(ctx, cfg.Store.DSN, sqlstore.WithTimeout(config.Seconds(cfg.Store.Timeout)))
-		if err != nil {
-			return nil, nil, fmt.Errorf("store (postgres): %w", err)
-		}
-		bus, err := pgbus.New(ctx, cfg.Store.DSN, log)
-		if err != nil {
-			st.Close()
-			return nil, nil, fmt.Errorf("event bus (postgres): %w", err)
-		}
-		return st, bus, nil
+func openPostgres(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, events.Bus, error) {
+	st, err := postgres.Open(ctx, cfg.Store.DSN, sqlstore.WithTimeout(config.Seconds(cfg.Store.Timeout)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("store (postgres): %w", err)
 	}
+	bus, err := pgbus.New(ctx, cfg.Store.DSN, log)
+	if err != nil {
+		st.Close()
+		return nil, nil, fmt.Errorf("event bus (postgres): %w", err)
+	}
+	return st, bus, nil
 }

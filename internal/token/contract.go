@@ -1,8 +1,6 @@
 // Package token issues and verifies posgate's own JWTs (RFC 9068 profile) and verifies third-party
-// shared-key (HS256) JWTs for the dialects that use them (doshii, jackpot).
-//
-// CONTRACT (the types and signatures below are what every other package codes against; the bodies
-// are filled in by the keys/token work).
+// shared-key (HS256) JWTs for the dialects that use them (doshii, jackpot). Other packages code
+// against the Issuer, Verifier and Revoker interfaces below.
 package token
 
 import (

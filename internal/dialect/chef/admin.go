@@ -14,29 +14,16 @@ import (
 )
 
 // Action is a person's decision about a device.
-type Action string
+type Action = app.DeviceAction
 
 const (
-	ActionApprove Action = "approve" // pending → approved: the held calls get a token
-	ActionDecline Action = "decline" // pending → declined: the held calls get 57
-	ActionRevoke  Action = "revoke"  // approved → revoked: every token of the pairing stops verifying
+	ActionApprove = app.DeviceApprove
+	ActionDecline = app.DeviceDecline
+	ActionRevoke  = app.DeviceRevoke
 )
 
 // DeviceView is a device as the admin API and the console show it.
-type DeviceView struct {
-	ID        string     `json:"id"`
-	DeviceID  string     `json:"device_id"` // the id the device sent; "" when it sent none (fingerprint)
-	Label     string     `json:"label"`
-	Address   string     `json:"address"`
-	UserAgent string     `json:"user_agent"`
-	State     string     `json:"state"`
-	FirstSeen time.Time  `json:"first_seen"`
-	UpdatedAt time.Time  `json:"updated_at"`
-	DecidedAt *time.Time `json:"decided_at"`
-	DecidedBy string     `json:"decided_by"`
-	// Waiting: a pending request younger than the approval window (its call may still be held).
-	Waiting bool `json:"waiting"`
-}
+type DeviceView = app.DeviceView
 
 // View returns d as shown to people; now and the approval window decide Waiting.
 func View(d *store.ChefDevice, now time.Time, approvalTimeout time.Duration) DeviceView {
@@ -60,24 +47,59 @@ func utcPtr(t *time.Time) *time.Time {
 	return &u
 }
 
-// ApprovalTimeout is the configured approval window of svc (for View).
-func ApprovalTimeout(svc *app.Services) time.Duration {
-	return settingsOf(svc.Config.Chef).approvalTimeout
+// PendingRetention is how long after its last call a pending request nobody waits for is kept
+// (then the sweep deletes it).
+func (m *Module) PendingRetention() time.Duration { return m.cfg.retention }
+
+// Devices lists the devices in state ("" for every state) as people see them.
+func (m *Module) Devices(ctx context.Context, state store.DeviceState) ([]DeviceView, error) {
+	list, err := m.svc.Store.ListChefDevices(ctx, state)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return m.views(list), nil
 }
 
-// PendingRetention is how long after its last call a pending request nobody waits for is kept
-// (then the sweeper deletes it).
-func PendingRetention(svc *app.Services) time.Duration {
-	return settingsOf(svc.Config.Chef).retention
+// RecentPending lists at most limit pending requests, the most recently asked first (the ones a
+// device may still be waiting on), and how many are pending in all.
+func (m *Module) RecentPending(ctx context.Context, limit int) ([]DeviceView, int, error) {
+	list, err := m.svc.Store.ListRecentChefDevices(ctx, store.DevicePending, limit)
+	if err != nil {
+		return nil, 0, unavailable(err)
+	}
+	total := len(list)
+	if total >= limit {
+		if total, err = m.svc.Store.CountChefDevices(ctx, store.DevicePending); err != nil {
+			return nil, 0, unavailable(err)
+		}
+	}
+	return m.views(list), max(total, len(list)), nil
+}
+
+func (m *Module) views(list []*store.ChefDevice) []DeviceView {
+	now := m.svc.Clock.Now()
+	out := make([]DeviceView, 0, len(list))
+	for _, d := range list {
+		out = append(out, View(d, now, m.cfg.approvalTimeout))
+	}
+	return out
 }
 
 // Decide applies a person's decision to device id: the store is updated with a conditional
 // transition, a revocation revokes the pairing's sid (immediate on every replica), the decision is
-// audited (actor, address, via) and announced on the bus so held calls on every replica are
-// answered at once. Errors are *errs.Error: NotFound, Conflict (the device is not in a state the
-// action applies to), Unavailable.
-func Decide(ctx context.Context, svc *app.Services, id string, action Action, actor, addr, via string) (*store.ChefDevice, error) {
-	cfg := settingsOf(svc.Config.Chef)
+// audited (actor, address, via), the calls held here are answered at once and the decision is
+// announced on the bus for the other replicas. Errors are *errs.Error: NotFound, Conflict (the
+// device is not in a state the action applies to), Unavailable.
+func (m *Module) Decide(ctx context.Context, id string, action Action, actor, addr, via string) (DeviceView, error) {
+	dev, err := m.decide(ctx, id, action, actor, addr, via)
+	if err != nil {
+		return DeviceView{}, err
+	}
+	return View(dev, m.svc.Clock.Now(), m.cfg.approvalTimeout), nil
+}
+
+func (m *Module) decide(ctx context.Context, id string, action Action, actor, addr, via string) (*store.ChefDevice, error) {
+	svc, cfg := m.svc, m.cfg
 	var from []store.DeviceState
 	var to store.DeviceState
 	switch action {
@@ -121,13 +143,8 @@ func Decide(ctx context.Context, svc *app.Services, id string, action Action, ac
 	}
 	// Wake the held calls first (here, then on every replica), then write the audit event: the
 	// decision is already durable in the store, and the device should not wait for the audit write.
-	if v, ok := modules.Load(svc); ok {
-		m := v.(*Module)
-		m.pairing.decided(dev)
-		m.publish(ctx, dev.ID, dev.State)
-	} else {
-		(&Module{svc: svc}).publish(ctx, dev.ID, dev.State)
-	}
+	m.pairing.decided(dev)
+	m.publish(ctx, dev.ID, dev.State)
 	audit("ok", "label="+clip(dev.Label, 64)+"; via "+via)
 	return dev, nil
 }
@@ -142,15 +159,10 @@ func (m *Module) adminList(w http.ResponseWriter, r *http.Request) {
 		adminError(w, errs.New(errs.BadInput, "invalid_request", "state must be one of pending, approved, declined, revoked"))
 		return
 	}
-	list, err := m.svc.Store.ListChefDevices(r.Context(), state)
+	out, err := m.Devices(r.Context(), state)
 	if err != nil {
-		adminError(w, unavailable(err))
+		adminError(w, err)
 		return
-	}
-	now := m.svc.Clock.Now()
-	out := make([]DeviceView, 0, len(list))
-	for _, d := range list {
-		out = append(out, View(d, now, m.cfg.approvalTimeout))
 	}
 	httpx.NoStore(w)
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"devices": out})
@@ -172,13 +184,13 @@ func (m *Module) adminGet(w http.ResponseWriter, r *http.Request) {
 
 func (m *Module) adminDecide(a Action) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, err := Decide(r.Context(), m.svc, r.PathValue("id"), a, "admin", auth.Addr(r), "admin API")
+		v, err := m.Decide(r.Context(), r.PathValue("id"), a, "admin", auth.Addr(r), "admin API")
 		if err != nil {
 			adminError(w, err)
 			return
 		}
 		httpx.NoStore(w)
-		httpx.WriteJSON(w, http.StatusOK, View(d, m.svc.Clock.Now(), m.cfg.approvalTimeout))
+		httpx.WriteJSON(w, http.StatusOK, v)
 	})
 }
 

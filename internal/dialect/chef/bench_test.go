@@ -29,7 +29,7 @@ func pendingNotices(inst *cheftest.Instance) (<-chan string, func()) {
 }
 
 // BenchmarkApproveToToken measures, without a browser, the time from a person's approval
-// (chef.Decide, what the console and the admin API call) to the held HTTP call returning its token
+// (Module.Decide, what the console and the admin API call) to the held HTTP call returning its token
 // to the device. The baseline in the same run is a plain round trip to the same endpoint (a
 // notification answered 204), so the ratio says what pairing adds on top of HTTP.
 //
@@ -62,7 +62,7 @@ func BenchmarkApproveToToken(b *testing.B) {
 		}
 		b.StartTimer()
 		t0 := time.Now()
-		if _, err := chef.Decide(ctx, inst.Svc, id, chef.ActionApprove, "admin", "127.0.0.1", "benchmark"); err != nil {
+		if _, err := inst.Module.Decide(ctx, id, chef.ActionApprove, "admin", "127.0.0.1", "benchmark"); err != nil {
 			b.Fatal(err)
 		}
 		a := <-ch

@@ -1,8 +1,7 @@
 // Package chef is the Chef (Xenial/PenguinPOS "Chef Reporting API") dialect: a JSON-RPC 2.0
 // endpoint where a device pairs with Authentication.authenticateClient — held open until a person
 // approves it in the console or the admin API — and then makes data calls with the device token,
-// which posgate verifies and forwards to the configured upstream. See protocols/chef.md and
-// docs/dialects/chef.md.
+// which posgate verifies and forwards to the configured upstream. See docs/dialects/chef.md.
 package chef
 
 import (
@@ -103,10 +102,6 @@ type Module struct {
 	stopped atomic.Bool // Shutdown or Close: no more sweeps
 }
 
-// modules maps a running posgate's Services to its chef module, so a decision taken in this
-// process (admin API, console) wakes the held calls directly instead of through the bus only.
-var modules sync.Map // *app.Services → *Module
-
 // New builds the chef dialect from svc.
 func New(svc *app.Services) (app.Module, error) {
 	if svc == nil || svc.Store == nil || svc.Issuer == nil || svc.Verifier == nil || svc.Revoker == nil || svc.Events == nil || svc.Clock == nil || svc.Log == nil || svc.Config == nil {
@@ -118,7 +113,6 @@ func New(svc *app.Services) (app.Module, error) {
 	}
 	m.pairing = newPairing(m)
 	m.cancel = m.pairing.rv.Listen(svc.Events, events.TopicChefDevice, noticeKey)
-	modules.Store(svc, m)
 	return m, nil
 }
 
@@ -139,7 +133,6 @@ var errShuttingDown = &errs.Error{Kind: errs.Unavailable, Code: "shutting_down",
 func (m *Module) Close() error {
 	m.stopped.Store(true)
 	m.cancel()
-	modules.CompareAndDelete(m.svc, m)
 	return nil
 }
 

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Chef's business error numbers (protocols/chef.md). The texts are the vendor's, character for
+// Chef's business error numbers, as the vendor documents them. The texts are the vendor's, character for
 // character; a bracketed placeholder in the vendor's table ("[alg]", "[detail]") is replaced by
 // the value it names.
 const (

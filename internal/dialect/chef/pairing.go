@@ -264,7 +264,7 @@ func (m *Module) publish(ctx context.Context, id string, state store.DeviceState
 	}
 }
 
-// authenticateClient answers Authentication.authenticateClient (protocols/chef.md): a token at once
+// authenticateClient answers Authentication.authenticateClient: a token at once
 // for an approved device or a renewal; otherwise a pending request held open until a person decides
 // or the approval window ends. It returns the `result` to send, or an error (store unavailable).
 func (p *pairing) authenticateClient(ctx context.Context, r *http.Request, id identity) (json.RawMessage, error) {

@@ -1,4 +1,4 @@
-// Package chimpy is the chimpy dialect (shared/protocols/chimpy.md): the protected-API side of
+// Package chimpy is the chimpy dialect (docs/dialects/chimpy.md): the protected-API side of
 // chimpy's Auth0-style tokens (the "chimpy" authenticator, RFC 6750 answers) and the users who
 // sign in with the password grant (admin API). The token endpoint itself — password and
 // refresh_token grants, rotating refresh-token families — is posgate's OAuth server

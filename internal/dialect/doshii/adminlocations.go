@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/httpx"
 	"github.com/posgate/posgate/internal/hub"
@@ -37,10 +38,11 @@ func (m *Module) locationView(l *store.DoshiiLocation, now time.Time) locationIn
 }
 
 // LocationStatus is one location's state for the console.
-type LocationStatus struct {
-	ID, Name, VendorID string
-	Disabled, Online   bool
-	Disconnected       *time.Time // nil while online
+type LocationStatus = app.LocationStatus
+
+// LocationStatuses lists every location with its online state now (console.Locations).
+func (m *Module) LocationStatuses(ctx context.Context) ([]LocationStatus, error) {
+	return LocationStatuses(ctx, m.svc.Store, m.svc.Clock.Now())
 }
 
 // LocationStatuses lists every location with its online state at now (the console's view).

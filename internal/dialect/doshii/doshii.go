@@ -1,5 +1,4 @@
-// Package doshii speaks the POS-facing side of Doshii's API (see shared/protocols/doshii.md and
-// docs/dialects/doshii.md):
+// Package doshii speaks the POS-facing side of Doshii's API (see docs/dialects/doshii.md):
 //
 //   - onboarding: POST {prefix}/organisations and POST {prefix}/locations, authenticated with the
 //     raw vendor key as a Bearer token plus the `vendor` header (the vendor's API name);

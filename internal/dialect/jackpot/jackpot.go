@@ -1,5 +1,5 @@
 // Package jackpot speaks Jackpot API v2's three authentication means (see
-// shared/protocols/jackpot.md and docs/dialects/jackpot.md):
+// docs/dialects/jackpot.md):
 //
 //   - the API key: header `apikey: <key>`; the key is the client's client_id, stored as SHA-256
 //     (authenticator "jackpot.apikey");

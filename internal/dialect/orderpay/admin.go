@@ -290,3 +290,18 @@ func (m *Module) setDisabled(w http.ResponseWriter, r *http.Request, disabled bo
 	}
 	httpx.WriteJSON(w, http.StatusOK, v)
 }
+
+// OutletStatuses lists the outlets with their online state for the web console.
+func (m *Module) OutletStatuses(ctx context.Context) ([]app.OutletStatus, error) {
+	views, err := Outlets(ctx, m.svc)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]app.OutletStatus, len(views))
+	for i, v := range views {
+		out[i] = app.OutletStatus{ID: v.ID, ProviderOutletID: v.ProviderOutletID, POSRemoteID: v.POSRemoteID,
+			ProviderName: v.ProviderName, ProviderID: v.ProviderID, Disabled: v.Disabled, Online: v.Online,
+			ConnectedSince: v.ConnectedSince, Replica: v.Replica}
+	}
+	return out, nil
+}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"time"
 
@@ -43,6 +44,12 @@ const migrationLockID = 0x706f7367617465
 // server turns into ErrUnavailable instead of a request hanging on a dial.
 const defaultConnectTimeout = 5 * time.Second
 
+// defaultMaxConns sizes the pool when the DSN does not: pgx's default (the number of CPUs, at
+// least 4) makes requests queue in posgate for a connection while PostgreSQL, which overlaps
+// transactions and commits concurrent ones with one WAL flush, could run them: a write spends
+// most of its time waiting for the server's WAL flush, not using a CPU here.
+func defaultMaxConns() int32 { return int32(max(16, 4*runtime.GOMAXPROCS(0))) }
+
 // Open connects to the database named by dsn (a postgres:// URL or key=value string; pool
 // settings such as pool_max_conns are honoured), migrates it and returns the store. opts adjust
 // the shared implementation (e.g. sqlstore.WithTimeout).
@@ -56,6 +63,9 @@ func Open(ctx context.Context, dsn string, opts ...sqlstore.Option) (*Store, err
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		cfg.MaxConns = defaultMaxConns()
 	}
 	if err := migrate(ctx, cfg.ConnConfig.Copy()); err != nil {
 		return nil, wrapOpen("migrate", err)
@@ -171,6 +181,31 @@ func (d pgDB) Begin(ctx context.Context) (sqlstore.Tx, error) {
 }
 
 func (d pgDB) Ping(ctx context.Context) error { return d.p.Ping(ctx) }
+
+// Batch sends stmts in one round trip. The extended protocol runs everything before the batch's
+// one Sync as a single implicit transaction: a failing statement rolls back the ones before it
+// and the rest do not run.
+func (d pgDB) Batch(ctx context.Context, stmts []*sqlstore.Stmt) error {
+	var b pgx.Batch
+	for _, st := range stmts {
+		q := b.Queue(st.SQL, st.Args...)
+		if st.Scan != nil {
+			q.QueryRow(func(row pgx.Row) error {
+				err := row.Scan(st.Scan...)
+				if st.NoRows = errors.Is(err, pgx.ErrNoRows); st.NoRows {
+					return nil
+				}
+				return err
+			})
+		} else {
+			q.Exec(func(tag pgconn.CommandTag) error {
+				st.Affected = tag.RowsAffected()
+				return nil
+			})
+		}
+	}
+	return d.p.SendBatch(ctx, &b).Close()
+}
 
 type pgTx struct{ tx pgx.Tx }
 

@@ -4,8 +4,9 @@
 // Connection layout. SQLite runs one writer at a time. Instead of letting many pooled connections
 // race for the write lock (each loser sleeping in the busy handler, a "SQLITE_BUSY storm"), every
 // write and every transaction goes through one dedicated writer connection, so writers queue in Go
-// on database/sql's connection wait, honour their context, and take the lock in order. Reads use a
-// separate pool of read-only connections; in WAL mode they never wait for the writer. BEGIN is
+// for their turn, honour their context, and take the lock in order; the writes waiting at one
+// moment share one transaction and one fsync (group commit, group.go). Reads use a separate pool
+// of read-only connections; in WAL mode they never wait for the writer. BEGIN is
 // IMMEDIATE (_txlock=immediate) so a transaction takes the write lock at its start instead of
 // failing to upgrade halfway, and busy_timeout covers a second process opening the same file.
 package sqlite
@@ -21,6 +22,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/pressly/goose/v3"
 	sqlite "modernc.org/sqlite"
@@ -33,6 +35,7 @@ import (
 // Store is a SQLite-backed store.Store.
 type Store struct {
 	*sqlstore.Store
+	group *groupDB // the writer, for engine tests
 }
 
 // Durability: journal_mode=WAL with synchronous=FULL. In WAL mode a commit appends to the WAL
@@ -94,13 +97,14 @@ func Open(ctx context.Context, path string, opts ...sqlstore.Option) (*Store, er
 			return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 		}
 	}
-	w, r := &sqlDB{writer}, &sqlDB{reader}
+	w, r := newGroupDB(writer), &sqlDB{db: reader, stmts: map[string]*sql.Stmt{}}
 	cfg := sqlstore.Config{
 		Dialect:  sqlstore.SQLite,
 		Writer:   w,
 		Reader:   r,
 		Classify: classify,
 		Close: func() error {
+			w.close()
 			err := writer.Close()
 			if reader != writer {
 				err = errors.Join(err, reader.Close())
@@ -111,7 +115,7 @@ func Open(ctx context.Context, path string, opts ...sqlstore.Option) (*Store, er
 	for _, o := range opts {
 		o(&cfg)
 	}
-	return &Store{sqlstore.New(cfg)}, nil
+	return &Store{Store: sqlstore.New(cfg), group: w}, nil
 }
 
 // prepareFile creates the directory and an empty database file readable only by its owner:
@@ -184,15 +188,51 @@ func classify(err error) sqlstore.Class {
 	return sqlstore.Other
 }
 
-// sqlDB adapts database/sql to sqlstore.DB.
-type sqlDB struct{ db *sql.DB }
+// sqlDB adapts database/sql to sqlstore.DB for the readers. Statements are prepared once per
+// connection and kept: SQLite compiles a statement on every prepare, which costs a read about as
+// much as running it.
+type sqlDB struct {
+	db    *sql.DB
+	mu    sync.RWMutex
+	stmts map[string]*sql.Stmt
+}
+
+// maxCachedStmts bounds the statement cache; the store's statements are a fixed set well below
+// it, and a query beyond it simply runs unprepared.
+const maxCachedStmts = 256
+
+func (d *sqlDB) stmt(ctx context.Context, q string) *sql.Stmt {
+	d.mu.RLock()
+	st := d.stmts[q]
+	d.mu.RUnlock()
+	if st != nil {
+		return st
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if st = d.stmts[q]; st != nil || len(d.stmts) >= maxCachedStmts {
+		return st
+	}
+	st, err := d.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil // the unprepared call reports the error
+	}
+	d.stmts[q] = st
+	return st
+}
 
 func (d *sqlDB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	return execResult(d.db.ExecContext(ctx, q, args...))
 }
 
 func (d *sqlDB) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
-	rows, err := d.db.QueryContext(ctx, q, args...)
+	var rows *sql.Rows
+	var err error
+	if st := d.stmt(ctx, q); st != nil {
+		rows, err = st.QueryContext(ctx, args...)
+	} else {
+		rows, err = d.db.QueryContext(ctx, q, args...)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +240,9 @@ func (d *sqlDB) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows
 }
 
 func (d *sqlDB) QueryRow(ctx context.Context, q string, args ...any) sqlstore.Row {
+	if st := d.stmt(ctx, q); st != nil {
+		return sqlRow{st.QueryRowContext(ctx, args...)}
+	}
 	return sqlRow{d.db.QueryRowContext(ctx, q, args...)}
 }
 

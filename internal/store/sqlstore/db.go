@@ -55,6 +55,25 @@ type DB interface {
 	Ping(ctx context.Context) error
 }
 
+// Stmt is one statement of a Batch. With Scan set, the statement returns at most one row, which
+// is scanned into Scan; NoRows reports that it returned none. Without Scan, Affected is the
+// number of rows it changed.
+type Stmt struct {
+	SQL      string
+	Args     []any
+	Scan     []any
+	NoRows   bool
+	Affected int64
+}
+
+// Batcher is an optional capability of Config.Writer: it runs stmts in order as one transaction
+// (all or nothing) and sends them together, in one round trip to a database server. Without it
+// the store runs a batch as a transaction of one statement after the other, which costs nothing
+// more on an embedded database.
+type Batcher interface {
+	Batch(ctx context.Context, stmts []*Stmt) error
+}
+
 // Class is what an engine's classifier makes of a driver error.
 type Class int
 

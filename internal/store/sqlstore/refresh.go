@@ -88,31 +88,45 @@ func (s *Store) GetRefreshToken(ctx context.Context, hash []byte) (*store.Refres
 // conditional UPDATE (rotated_at IS NULL) changes exactly one row for exactly one of any number of
 // concurrent callers; the others get ErrAlreadyUsed and change nothing. ErrNotFound when old does
 // not exist. The successor always joins old's family (next.FamilyID, if set, must agree).
+//
+// The two statements need nothing from the caller between them, so they go to the database as
+// one batch (one round trip to a server): the INSERT copies the family from the row the UPDATE
+// just marked, and inserts nothing when the UPDATE changed nothing. Only a refused rotation
+// costs a second read, to tell its reason.
 func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, at time.Time, next *store.RefreshToken, successorSealed []byte) error {
-	return s.inTx(ctx, "rotate refresh token", func(tx Tx) error {
-		var family string
-		err := tx.QueryRow(ctx, `UPDATE refresh_tokens SET rotated_at = $2, successor_hash = $3, successor_sealed = $4
-			WHERE hash = $1 AND rotated_at IS NULL RETURNING family_id`,
-			blob(oldHash), ms(at), blob(next.Hash), blob(successorSealed)).Scan(&family)
-		if errors.Is(err, ErrNoRows) {
-			var one int64
-			switch err := tx.QueryRow(ctx, `SELECT 1 FROM refresh_tokens WHERE hash = $1`, blob(oldHash)).Scan(&one); {
-			case err == nil:
-				return store.ErrAlreadyUsed
-			case errors.Is(err, ErrNoRows):
-				return store.ErrNotFound
-			default:
-				return err
-			}
+	var family string
+	mark := &Stmt{SQL: `UPDATE refresh_tokens SET rotated_at = $2, successor_hash = $3, successor_sealed = $4
+		WHERE hash = $1 AND rotated_at IS NULL AND ($5 = '' OR family_id = $5) RETURNING family_id`,
+		Args: []any{blob(oldHash), ms(at), blob(next.Hash), blob(successorSealed), next.FamilyID}, Scan: []any{&family}}
+	insert := &Stmt{SQL: `INSERT INTO refresh_tokens (hash, family_id, created_at, idle_expires_at, rotated_at,
+		successor_hash, successor_sealed) SELECT $1, family_id, $2, $3, $4, $5, $6 FROM refresh_tokens
+		WHERE hash = $7 AND rotated_at = $8 AND successor_hash = $1`,
+		Args: []any{blob(next.Hash), ms(next.CreatedAt), ms(next.IdleExpiresAt), msPtr(next.RotatedAt),
+			blob(next.SuccessorHash), blob(next.SuccessorSealed), blob(oldHash), ms(at)}}
+	if err := s.batch(ctx, mark, insert); err != nil {
+		return s.fail("rotate refresh token", err)
+	}
+	if !mark.NoRows {
+		if insert.Affected != 1 {
+			return s.fail("rotate refresh token", fmt.Errorf("successor not stored (%d rows)", insert.Affected))
 		}
-		if err != nil {
-			return err
-		}
-		if next.FamilyID != "" && next.FamilyID != family {
-			return fmt.Errorf("successor names family %q, not the rotated token's %q", next.FamilyID, family)
-		}
-		return insertRefreshToken(ctx, tx, next, family)
-	})
+		return nil
+	}
+	r, err := s.reader()
+	if err != nil {
+		return s.fail("rotate refresh token", err)
+	}
+	var rotated *int64
+	switch err := r.QueryRow(ctx, `SELECT family_id, rotated_at FROM refresh_tokens WHERE hash = $1`, blob(oldHash)).Scan(&family, &rotated); {
+	case errors.Is(err, ErrNoRows):
+		return s.fail("rotate refresh token", store.ErrNotFound)
+	case err != nil:
+		return s.fail("rotate refresh token", err)
+	case rotated == nil && next.FamilyID != "" && next.FamilyID != family:
+		return s.fail("rotate refresh token", fmt.Errorf("successor names family %q, not the rotated token's %q", next.FamilyID, family))
+	default:
+		return s.fail("rotate refresh token", store.ErrAlreadyUsed)
+	}
 }
 
 // RevokeRefreshFamily marks the family revoked; revoking it again keeps the first time and reason.

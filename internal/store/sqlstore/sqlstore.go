@@ -137,6 +137,48 @@ func (s *Store) inTx(ctx context.Context, op string, fn func(tx Tx) error) error
 	return nil
 }
 
+// batch runs stmts as one write transaction: through the writer's Batcher (one round trip) when
+// it has one, else statement by statement in a transaction.
+func (s *Store) batch(ctx context.Context, stmts ...*Stmt) error {
+	w, err := s.writer()
+	if err != nil {
+		return err
+	}
+	if d, ok := w.(deadlineDB); ok {
+		if b, ok := d.db.(Batcher); ok {
+			ctx, cancel := context.WithTimeout(ctx, d.d)
+			defer cancel()
+			return b.Batch(ctx, stmts)
+		}
+	} else if b, ok := w.(Batcher); ok {
+		return b.Batch(ctx, stmts)
+	}
+	tx, err := w.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	for _, st := range stmts {
+		if st.Scan != nil {
+			err = tx.QueryRow(ctx, st.SQL, st.Args...).Scan(st.Scan...)
+			st.NoRows = errors.Is(err, ErrNoRows)
+			if st.NoRows {
+				err = nil
+			}
+		} else {
+			st.Affected, err = tx.Exec(ctx, st.SQL, st.Args...)
+		}
+		if err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			return err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	return nil
+}
+
 // exec runs one write statement and returns the rows it changed.
 func (s *Store) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	w, err := s.writer()

@@ -25,6 +25,7 @@ import (
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/console"
 	"github.com/posgate/posgate/internal/dialect/chef"
+	"github.com/posgate/posgate/internal/dialect/doshii"
 	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/gateway"
 	"github.com/posgate/posgate/internal/keys"
@@ -72,6 +73,13 @@ type Instance struct {
 	UpstreamAnswer func(w http.ResponseWriter, body []byte)
 	// OnRequest, when set, sees every request as it arrives (before routing): latency breakdowns.
 	OnRequest func(r *http.Request)
+}
+
+// locations lists the doshii locations of the instance's store for the console's locations page.
+type locations struct{ svc *app.Services }
+
+func (l locations) LocationStatuses(ctx context.Context) ([]app.LocationStatus, error) {
+	return doshii.LocationStatuses(ctx, l.svc.Store, l.svc.Clock.Now())
 }
 
 // Start starts an instance and stops it at test end.
@@ -193,7 +201,7 @@ func Start(t testing.TB, opts Options) *Instance {
 	if err := mod.Mount(public, admin); err != nil {
 		t.Fatal(err)
 	}
-	con, err := console.New(svc)
+	con, err := console.New(svc, inst.Module, locations{svc}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,476 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/posgate/posgate/internal/store/sqlstore"
+)
+
+// Group commit. With synchronous=FULL every COMMIT waits for an fsync of the WAL, and one writer
+// connection means writes commit one after the other: the write rate is at most one transaction
+// per fsync, however many callers wait. groupDB lets the write transactions waiting at one moment
+// share one SQLite transaction and so one fsync:
+//
+//   - Callers take turns on the writer connection (turn, a one-slot semaphore whose blocked
+//     senders queue in order). The first caller opens a batch (BEGIN IMMEDIATE); each caller runs
+//     its unit (a transaction, or one statement) inside its own SAVEPOINT on the batch's
+//     transaction, so later units see earlier ones' writes exactly as if they had committed one
+//     after the other: a conditional UPDATE or an ON CONFLICT upsert decides against every
+//     earlier unit of the batch, and single use or rotation still has exactly one winner.
+//   - A unit that fails is rolled back to its savepoint; the rest of the batch is unaffected.
+//   - When a unit is released and nobody else waits for a turn (or the batch is full), its caller
+//     commits at once. Otherwise a flusher queues for a turn behind the callers waiting at that
+//     moment and commits when it gets it, so the batch holds exactly those callers' units.
+//   - No caller is answered before the COMMIT of its batch returned (the WAL is fsynced): a
+//     caller whose unit was released waits for that commit and gets its error if it fails. If
+//     SQLite rolled the whole transaction back (an I/O error, a full disk), every unit of the
+//     batch fails: none was acknowledged.
+//
+// Statements run under a context that is never cancelled: interrupting a statement inside an
+// explicit transaction may make SQLite roll back the whole transaction, which would fail the
+// other callers' units. A caller's context is honoured everywhere else: while it waits for its
+// turn or for the BEGIN of a new batch (it gives up and nothing of it ran), before each of its statements (its unit fails and is
+// rolled back), and while it waits for the commit (it gets the context's error; its write may
+// or may not be committed, exactly as when a connection is lost during COMMIT).
+type groupDB struct {
+	db      *sql.DB
+	turn    chan struct{} // holding a turn = exclusive use of the writer connection
+	waiting atomic.Int64  // callers blocked in acquire
+	batch   *batch        // the open transaction; read and written only while holding a turn
+
+	commits  atomic.Int64 // committed batches, for tests and diagnostics
+	maxUnits atomic.Int64 // the most units one committed batch held
+
+	// Prepared statements, kept across transactions (SQLite compiles a statement on every
+	// prepare). A statement first seen inside a transaction runs unprepared and is prepared on
+	// the connection when the next batch opens, the one moment the turn holder knows the
+	// connection is not inside a transaction. Both maps are used only while holding a turn.
+	stmts  map[string]*sql.Stmt
+	wanted map[string]bool
+}
+
+const maxCachedWriterStmts = 256
+
+// maxBatch bounds the units of one transaction, so a steady stream of writers cannot postpone a
+// commit (and the answers waiting for it) indefinitely.
+const maxBatch = 64
+
+const savepoint = "posgate_unit"
+
+type batch struct {
+	tx      *sql.Tx
+	units   int  // released units: work that the commit makes durable
+	flusher bool // a flusher is queued for this batch
+	done    chan struct{}
+	err     error // the commit's outcome, readable after done is closed
+}
+
+func newGroupDB(db *sql.DB) *groupDB {
+	return &groupDB{db: db, turn: make(chan struct{}, 1), stmts: map[string]*sql.Stmt{}, wanted: map[string]bool{}}
+}
+
+func (g *groupDB) acquire(ctx context.Context) error {
+	select {
+	case g.turn <- struct{}{}:
+		return nil
+	default:
+	}
+	g.waiting.Add(1)
+	defer g.waiting.Add(-1)
+	select {
+	case g.turn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *groupDB) release() { <-g.turn }
+
+// begin takes a turn and opens a unit on the current batch (opening the batch if none is open).
+func (g *groupDB) begin(ctx context.Context) (*unit, error) {
+	if err := g.acquire(ctx); err != nil {
+		return nil, err
+	}
+	if g.batch == nil {
+		g.prepareWanted()
+		tx, err := g.beginTx(ctx)
+		if err != nil {
+			return nil, err // the turn is released (or will be, when the BEGIN ends)
+		}
+		g.batch = &batch{tx: tx, done: make(chan struct{})}
+	}
+	b := g.batch
+	if _, err := g.exec(b, "SAVEPOINT "+savepoint); err != nil {
+		g.fail(b, err)
+		g.release()
+		return nil, err
+	}
+	return &unit{g: g, b: b}, nil
+}
+
+// beginTx opens the batch's transaction. BEGIN IMMEDIATE waits (busy_timeout) while another
+// process holds the write lock; the caller waits no longer than its context allows. The
+// transaction itself must not end with the caller's context (it will hold other callers' units),
+// so it is begun under a context that never ends, and a BEGIN the caller gave up on finishes in
+// the background: the empty transaction is rolled back and only then is the turn released, so
+// the callers behind it keep waiting under their own deadlines. On error the turn is released.
+func (g *groupDB) beginTx(ctx context.Context) (*sql.Tx, error) {
+	if ctx.Done() == nil {
+		tx, err := g.db.BeginTx(context.Background(), nil)
+		if err != nil {
+			g.release()
+		}
+		return tx, err
+	}
+	type begun struct {
+		tx  *sql.Tx
+		err error
+	}
+	ch := make(chan begun, 1)
+	go func() {
+		tx, err := g.db.BeginTx(context.Background(), nil)
+		ch <- begun{tx, err}
+	}()
+	select {
+	case b := <-ch:
+		if b.err != nil {
+			g.release()
+		}
+		return b.tx, b.err
+	case <-ctx.Done():
+		go func() {
+			if b := <-ch; b.err == nil {
+				_ = b.tx.Rollback()
+			}
+			g.release()
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// prepareWanted prepares the statements that ran unprepared since the last batch opened.
+func (g *groupDB) prepareWanted() {
+	for q := range g.wanted {
+		delete(g.wanted, q)
+		if len(g.stmts) >= maxCachedWriterStmts {
+			continue
+		}
+		if st, err := g.db.PrepareContext(context.Background(), q); err == nil {
+			g.stmts[q] = st
+		}
+	}
+}
+
+// stmt returns q prepared for b's transaction, or nil (then q runs unprepared this time).
+func (g *groupDB) stmt(b *batch, q string) *sql.Stmt {
+	if st := g.stmts[q]; st != nil {
+		return b.tx.StmtContext(context.Background(), st)
+	}
+	if len(g.stmts) < maxCachedWriterStmts {
+		g.wanted[q] = true
+	}
+	return nil
+}
+
+func (g *groupDB) exec(b *batch, q string, args ...any) (int64, error) {
+	if st := g.stmt(b, q); st != nil {
+		return execResult(st.ExecContext(context.Background(), args...))
+	}
+	return execResult(b.tx.ExecContext(context.Background(), q, args...))
+}
+
+func (g *groupDB) query(b *batch, q string, args ...any) (*sql.Rows, error) {
+	if st := g.stmt(b, q); st != nil {
+		return st.QueryContext(context.Background(), args...)
+	}
+	return b.tx.QueryContext(context.Background(), q, args...)
+}
+
+func (g *groupDB) queryRow(b *batch, q string, args ...any) *sql.Row {
+	if st := g.stmt(b, q); st != nil {
+		return st.QueryRowContext(context.Background(), args...)
+	}
+	return b.tx.QueryRowContext(context.Background(), q, args...)
+}
+
+// fail ends b after SQLite lost its transaction: every unit of it gets err.
+func (g *groupDB) fail(b *batch, err error) {
+	_ = b.tx.Rollback()
+	g.batch = nil
+	b.err = fmt.Errorf("sqlite: the group transaction was rolled back: %w", err)
+	close(b.done)
+}
+
+// settle decides, holding the turn, what happens to b after one of its units ended: commit now,
+// or leave it open for the callers waiting for a turn and make sure a flusher will commit it.
+func (g *groupDB) settle(b *batch) {
+	switch {
+	case g.batch != b:
+		// already failed
+	case b.units == 0:
+		_ = b.tx.Rollback() // nothing to keep: the only units were rolled back
+		g.batch = nil
+		close(b.done)
+	case b.units >= maxBatch || g.waiting.Load() == 0:
+		g.commit(b)
+	case !b.flusher:
+		b.flusher = true
+		go g.flush(b)
+	}
+}
+
+func (g *groupDB) commit(b *batch) {
+	g.batch = nil
+	b.err = b.tx.Commit()
+	if b.err == nil {
+		g.commits.Add(1)
+		if n := int64(b.units); n > g.maxUnits.Load() {
+			g.maxUnits.Store(n) // only the turn holder writes it
+		}
+	}
+	close(b.done)
+}
+
+// flush commits b once the callers that were waiting when it was queued have had their turn.
+func (g *groupDB) flush(b *batch) {
+	g.turn <- struct{}{}
+	if g.batch == b {
+		g.commit(b)
+	}
+	g.release()
+}
+
+// wait returns b's commit outcome, or ctx's error if it ends first.
+func wait(ctx context.Context, b *batch) error {
+	select {
+	case <-b.done:
+		return b.err
+	default:
+	}
+	select {
+	case <-b.done:
+		return b.err
+	case <-ctx.Done():
+		return fmt.Errorf("sqlite: stopped waiting for the commit, the write may or may not be durable: %w", ctx.Err())
+	}
+}
+
+// close commits any open batch and keeps later callers from opening one on the closed database.
+func (g *groupDB) close() {
+	g.turn <- struct{}{}
+	if b := g.batch; b != nil {
+		if b.units > 0 {
+			g.commit(b)
+		} else {
+			g.batch = nil
+			_ = b.tx.Rollback()
+			close(b.done)
+		}
+	}
+	g.release()
+}
+
+// unit is one caller's part of a batch, from begin to commit or rollback; it holds the turn
+// until it ends.
+type unit struct {
+	g     *groupDB
+	b     *batch
+	ended bool
+}
+
+func (u *unit) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	if err := u.usable(ctx); err != nil {
+		return 0, err
+	}
+	return u.g.exec(u.b, q, args...)
+}
+
+func (u *unit) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
+	if err := u.usable(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := u.g.query(u.b, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rows}, nil
+}
+
+func (u *unit) QueryRow(ctx context.Context, q string, args ...any) sqlstore.Row {
+	if err := u.usable(ctx); err != nil {
+		return errRow{err}
+	}
+	return sqlRow{u.g.queryRow(u.b, q, args...)}
+}
+
+func (u *unit) usable(ctx context.Context) error {
+	if u.ended {
+		return sql.ErrTxDone
+	}
+	return ctx.Err()
+}
+
+// Commit releases the unit's savepoint into the batch and returns once the batch is durable.
+func (u *unit) Commit(ctx context.Context) error {
+	if u.ended {
+		return sql.ErrTxDone
+	}
+	u.ended = true
+	g, b := u.g, u.b
+	if _, err := g.exec(b, "RELEASE "+savepoint); err != nil {
+		if _, rerr := g.exec(b, "ROLLBACK TO "+savepoint); rerr != nil {
+			g.fail(b, err)
+		} else if _, rerr := g.exec(b, "RELEASE "+savepoint); rerr != nil {
+			g.fail(b, err)
+		} else {
+			g.settle(b)
+		}
+		g.release()
+		return err
+	}
+	b.units++
+	g.settle(b)
+	g.release()
+	return wait(ctx, b)
+}
+
+// Rollback undoes the unit's work (back to its savepoint); the other units of the batch keep
+// theirs. Rolling back an ended unit does nothing.
+func (u *unit) Rollback(context.Context) error {
+	if u.ended {
+		return nil
+	}
+	u.ended = true
+	g, b := u.g, u.b
+	var err error
+	if _, err = g.exec(b, "ROLLBACK TO "+savepoint); err == nil {
+		_, err = g.exec(b, "RELEASE "+savepoint)
+	}
+	if err != nil {
+		g.fail(b, err)
+	} else {
+		g.settle(b)
+	}
+	g.release()
+	return err
+}
+
+// The statements the store runs outside a transaction are units of one statement each.
+
+func (g *groupDB) Begin(ctx context.Context) (sqlstore.Tx, error) { return g.begin(ctx) }
+
+func (g *groupDB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	u, err := g.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n, err := u.Exec(ctx, q, args...)
+	if err != nil {
+		_ = u.Rollback(ctx)
+		return 0, err
+	}
+	return n, u.Commit(ctx)
+}
+
+func (g *groupDB) QueryRow(ctx context.Context, q string, args ...any) sqlstore.Row {
+	return groupRow{g: g, ctx: ctx, q: q, args: args}
+}
+
+// Query runs q as a unit whose rows are read before it ends: the unit commits when Next reports
+// the end (a commit failure is then what Err returns) or when Close is called.
+func (g *groupDB) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
+	u, err := g.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := g.query(u.b, q, args...)
+	if err != nil {
+		_ = u.Rollback(ctx)
+		return nil, err
+	}
+	return &groupRows{u: u, ctx: ctx, rows: rows}, nil
+}
+
+func (g *groupDB) Ping(ctx context.Context) error { return g.db.PingContext(ctx) }
+
+// groupRow runs its statement as a unit when scanned.
+type groupRow struct {
+	g    *groupDB
+	ctx  context.Context
+	q    string
+	args []any
+}
+
+func (r groupRow) Scan(dest ...any) error {
+	u, err := r.g.begin(r.ctx)
+	if err != nil {
+		return err
+	}
+	err = r.g.queryRow(u.b, r.q, r.args...).Scan(dest...)
+	noRows := errors.Is(err, sql.ErrNoRows)
+	if err != nil && !noRows {
+		_ = u.Rollback(r.ctx)
+		return err
+	}
+	if err := u.Commit(r.ctx); err != nil {
+		return err
+	}
+	if noRows {
+		return sqlstore.ErrNoRows
+	}
+	return nil
+}
+
+type groupRows struct {
+	u    *unit
+	ctx  context.Context
+	rows *sql.Rows
+	err  error
+	done bool
+}
+
+func (r *groupRows) Next() bool {
+	if r.done {
+		return false
+	}
+	if r.rows.Next() {
+		return true
+	}
+	r.finish()
+	return false
+}
+
+func (r *groupRows) Scan(dest ...any) error { return r.rows.Scan(dest...) }
+
+func (r *groupRows) Err() error {
+	if r.err != nil {
+		return r.err
+	}
+	return r.rows.Err()
+}
+
+func (r *groupRows) Close() { r.finish() }
+
+func (r *groupRows) finish() {
+	if r.done {
+		return
+	}
+	r.done = true
+	err := r.rows.Err()
+	_ = r.rows.Close()
+	if err != nil {
+		r.err = err
+		_ = r.u.Rollback(r.ctx)
+		return
+	}
+	r.err = r.u.Commit(r.ctx)
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
