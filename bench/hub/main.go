@@ -4,6 +4,7 @@
 //	/tmp/benchhub echo  -duration 5s -rounds 3               # (a) echo round trip: bare coder/websocket vs the hub
 //	/tmp/benchhub idle  -sockets 2000 -procs 2 -addrs 2        # (b) idle sockets: RSS per socket with pings running
 //	/tmp/benchhub roundtrip -dialect echo -rate 1000 -duration 10s   # (c) request → peer → answer, open loop
+//	/tmp/benchhub roundtrip -dialect orderpay -store postgres -rate 100 -duration 5s   # (c) through real posgate replicas
 //
 // (a) drives, in the same process and over loopback TCP, a bare coder/websocket echo server (a
 // reader loop that writes each message back: the fastest a websocket round trip can be here) and
@@ -20,7 +21,10 @@
 //
 // (c) is the harness the dialects reuse: a Dialect sets up a peer and sends one request through
 // posgate and waits for the answer; the harness paces requests at -rate, records latency, and runs
-// the bare echo of (a) in the same run for the ratio. The "echo" dialect drives the hub itself.
+// the bare echo of (a) in the same run for the ratio. The "echo" dialect drives the hub itself;
+// "orderpay" (integrator request → POS answer) and "doshii" (event publish → POS socket) start
+// `posgate serve` processes — two replicas on one PostgreSQL database with -store postgres, the
+// caller on the first and the POS on the second — and go through the public APIs and clients.
 //
 // Everything talks to loopback only and is bounded in time and count.
 package main

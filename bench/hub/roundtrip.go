@@ -33,7 +33,9 @@ type RoundTripOptions struct {
 // dialects are the round trips this program knows; a dialect adds itself in its own file's
 // init-free constructor here.
 var dialects = map[string]func() Dialect{
-	"echo": func() Dialect { return &echoDialect{} },
+	"echo":     func() Dialect { return &echoDialect{} },
+	"orderpay": func() Dialect { return &orderpayDialect{} },
+	"doshii":   func() Dialect { return &doshiiDialect{} },
 }
 
 func runRoundTrip(args []string) error {
