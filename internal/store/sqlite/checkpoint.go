@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 )
@@ -10,11 +11,16 @@ import (
 // the log to zero bytes (PRAGMA wal_checkpoint(TRUNCATE)). SQLite reuses a log after an ordinary
 // checkpoint but never shrinks the file, so after a full disk — when checkpoints could not run and
 // the log grew as far as the space allowed — this is what gives the space back without a restart.
-// It waits for the writer like any write; readers in the middle of a read make it report that the
+// It takes the writer's turn like any write; readers in the middle of a read make it report that the
 // log could not be truncated yet.
 func (s *Store) CheckpointWAL(ctx context.Context) error {
 	var busy, frames, done int64
-	if err := s.Writer().QueryRow(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &done); err != nil {
+	// Not through Writer(): its statements run inside the group transaction, where SQLite
+	// refuses a checkpoint ("database table is locked").
+	err := s.group.outside(ctx, func(ctx context.Context, db *sql.DB) error {
+		return db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &done)
+	})
+	if err != nil {
 		return fmt.Errorf("sqlite: checkpoint: %w", err)
 	}
 	if busy != 0 {

@@ -474,3 +474,21 @@ func (r *groupRows) finish() {
 type errRow struct{ err error }
 
 func (r errRow) Scan(...any) error { return r.err }
+
+// outside runs fn on the writer connection outside any transaction: it takes a turn, commits the
+// batch left open for a flusher (its units are released and only wait for the commit), and holds
+// the turn while fn runs. Statements that SQLite refuses inside a transaction (a TRUNCATE
+// checkpoint) go through here.
+func (g *groupDB) outside(ctx context.Context, fn func(ctx context.Context, db *sql.DB) error) error {
+	if err := g.acquire(ctx); err != nil {
+		return err
+	}
+	defer g.release()
+	if b := g.batch; b != nil {
+		g.commit(b)
+		if b.err != nil {
+			return b.err
+		}
+	}
+	return fn(ctx, g.db)
+}
