@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"github.com/posgate/posgate/internal/errs"
 	"net/http"
 	"strings"
 )
@@ -49,4 +50,26 @@ func SafeDescription(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// ErrorCode is the "error" member the admin API writes for an error of kind k ("" for Internal
+// and unknown kinds: the caller answers server_error and hides the message).
+func ErrorCode(k errs.Kind) string {
+	switch k {
+	case errs.BadInput, errs.TooLarge, errs.UnsupportedMediaType:
+		return "invalid_request"
+	case errs.Unauthenticated:
+		return "unauthorized"
+	case errs.Forbidden:
+		return "forbidden"
+	case errs.NotFound:
+		return "not_found"
+	case errs.Conflict:
+		return "conflict"
+	case errs.Throttled:
+		return "too_many_requests"
+	case errs.Unavailable:
+		return "temporarily_unavailable"
+	}
+	return ""
 }

@@ -27,12 +27,7 @@ func (m *Module) writeAdminError(w http.ResponseWriter, r *http.Request, err err
 		e = errs.Wrap(errs.Internal, "internal", "internal error", err)
 	}
 	status := errs.HTTPStatus(e.Kind)
-	code := map[errs.Kind]string{
-		errs.BadInput: "invalid_request", errs.TooLarge: "invalid_request", errs.UnsupportedMediaType: "invalid_request",
-		errs.Unauthenticated: "unauthorized", errs.Forbidden: "forbidden",
-		errs.NotFound: "not_found", errs.Conflict: "conflict", errs.Throttled: "too_many_requests",
-		errs.Unavailable: "temporarily_unavailable",
-	}[e.Kind]
+	code := httpx.ErrorCode(e.Kind)
 	msg := e.Message
 	if code == "" {
 		code, msg = "server_error", "internal error"

@@ -77,12 +77,7 @@ func (m *Module) writeAdminError(w http.ResponseWriter, r *http.Request, err err
 		e = errs.Wrap(errs.Internal, "internal", "internal error", err)
 	}
 	status := errs.HTTPStatus(e.Kind)
-	code := map[errs.Kind]string{
-		errs.BadInput: "invalid_request", errs.Unauthenticated: "unauthorized", errs.Forbidden: "forbidden",
-		errs.NotFound: "not_found", errs.Conflict: "conflict", errs.Throttled: "too_many_requests",
-		errs.Unavailable: "temporarily_unavailable", errs.TooLarge: "invalid_request",
-		errs.UnsupportedMediaType: "invalid_request",
-	}[e.Kind]
+	code := httpx.ErrorCode(e.Kind)
 	msg := e.Message
 	if code == "" {
 		code, msg = "server_error", "internal error"
@@ -94,7 +89,7 @@ func (m *Module) writeAdminError(w http.ResponseWriter, r *http.Request, err err
 		m.svc.Log.LogAttrs(r.Context(), slog.LevelError, "orderpay admin request failed",
 			slog.String("route", r.Pattern), slog.Int("status", status), slog.String("error", err.Error()))
 	}
-	httpx.WriteJSON(w, status, map[string]string{"error": code, "error_description": msg})
+	httpx.WriteError(w, status, code, msg)
 }
 
 func setRetryAfter(w http.ResponseWriter, d time.Duration) {
