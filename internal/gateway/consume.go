@@ -9,9 +9,36 @@ import (
 	"time"
 
 	"github.com/posgate/posgate/internal/auth"
+	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/token"
 )
+
+// Bounds of the single-use decision.
+const (
+	consumeRevokeTimeout  = 5 * time.Second
+	consumedEntriesMax    = 100_000
+	defaultConsumedExpiry = 24 * time.Hour
+	// claimMargin keeps a consume claim past the token's expiry, so a verifier that tolerates
+	// some clock skew on exp can never accept the token once its claim has lapsed.
+	claimMargin = 10 * time.Minute
+	// storeRetryAfter is the Retry-After of a 503 when the store cannot decide a claim.
+	storeRetryAfter = 2 * time.Second
+)
+
+// singleUse decides the single use of consumable tokens on consuming routes: a claim in the
+// store before forwarding, released when the upstream refused the call, and a revocation on every
+// replica after a 2xx answer.
+type singleUse struct {
+	log     *slog.Logger
+	clock   clock.Clock
+	revoker token.Revoker
+	// claims is the store, shared by every replica (never memory alone: two replicas would each
+	// let one call through).
+	claims   store.SingleUse
+	consumed consumedSet // tokens consumed through this replica: refused on every route at once
+}
 
 // tokenExpiry is how long p's token can be presented: its expiry, or a day when it has none.
 func tokenExpiry(p *auth.Principal, now time.Time) time.Time {
@@ -27,9 +54,9 @@ func claimKey(jti string) string { return "consume:" + jti }
 // claim takes p's token's single use in the store. Exactly one caller on any replica gets it
 // until it is released or the token has expired; the others get 409. A store that cannot decide
 // is 503 with Retry-After: nothing is forwarded on a guess.
-func (g *Gateway) claim(ctx context.Context, route string, p *auth.Principal) (string, error) {
-	now := g.clock.Now()
-	err := g.claims.UseOnce(ctx, claimKey(p.TokenID), now, tokenExpiry(p, now).Add(claimMargin))
+func (su *singleUse) claim(ctx context.Context, route string, p *auth.Principal) (string, error) {
+	now := su.clock.Now()
+	err := su.claims.UseOnce(ctx, claimKey(p.TokenID), now, tokenExpiry(p, now).Add(claimMargin))
 	switch {
 	case err == nil:
 		return "", nil
@@ -37,7 +64,7 @@ func (g *Gateway) claim(ctx context.Context, route string, p *auth.Principal) (s
 		return outcomeInProgress, errs.New(errs.Conflict, "consume_in_progress",
 			"this token has already been used on this route, or another call with it is in progress")
 	default:
-		g.log.LogAttrs(ctx, slog.LevelError, "gateway: single-use claim failed; call refused",
+		su.log.LogAttrs(ctx, slog.LevelError, "gateway: single-use claim failed; call refused",
 			slog.String("route", route), slog.String("means", p.Means), slog.String("client", p.Client),
 			slog.String("error", err.Error()))
 		return outcomeUnavailable, &errs.Error{Kind: errs.Unavailable, Code: "store_unavailable",
@@ -49,11 +76,11 @@ func (g *Gateway) claim(ctx context.Context, route string, p *auth.Principal) (s
 // connection at all), so the token may be used again. It runs before the answer is written to
 // the caller. If the store cannot release it, the token stays used until it expires: the safe
 // side (the caller needs a new token), logged.
-func (g *Gateway) release(ctx context.Context, route string, p *auth.Principal) {
+func (su *singleUse) release(ctx context.Context, route string, p *auth.Principal) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), consumeRevokeTimeout)
 	defer cancel()
-	if err := g.claims.ReleaseOnce(ctx, claimKey(p.TokenID)); err != nil {
-		g.log.LogAttrs(ctx, slog.LevelWarn, "gateway: single-use claim not released; the token stays used until it expires",
+	if err := su.claims.ReleaseOnce(ctx, claimKey(p.TokenID)); err != nil {
+		su.log.LogAttrs(ctx, slog.LevelWarn, "gateway: single-use claim not released; the token stays used until it expires",
 			slog.String("route", route), slog.String("means", p.Means), slog.String("client", p.Client),
 			slog.String("error", err.Error()))
 	}
@@ -64,14 +91,14 @@ func (g *Gateway) release(ctx context.Context, route string, p *auth.Principal) 
 // consuming ones (which the store claim already closes). It runs before the answer is written to
 // the caller. The token is also remembered locally, so this replica refuses it on every route
 // even if the revocation failed.
-func (g *Gateway) consume(ctx context.Context, route string, p *auth.Principal) {
-	now := g.clock.Now()
+func (su *singleUse) consume(ctx context.Context, route string, p *auth.Principal) {
+	now := su.clock.Now()
 	exp := tokenExpiry(p, now)
-	g.consumed.add(p.TokenID, exp, now)
+	su.consumed.add(p.TokenID, exp, now)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), consumeRevokeTimeout)
 	defer cancel()
-	if err := g.revoker.Revoke(ctx, "jti", p.TokenID, exp, "consumed by "+route); err != nil {
-		g.log.LogAttrs(ctx, slog.LevelError, "gateway: consumed token could not be revoked on every replica",
+	if err := su.revoker.Revoke(ctx, "jti", p.TokenID, exp, "consumed by "+route); err != nil {
+		su.log.LogAttrs(ctx, slog.LevelError, "gateway: consumed token could not be revoked on every replica",
 			slog.String("route", route), slog.String("means", p.Means), slog.String("client", p.Client),
 			slog.String("error", err.Error()))
 	}

@@ -26,39 +26,28 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/httpx"
-	"github.com/posgate/posgate/internal/store"
-	"github.com/posgate/posgate/internal/token"
 )
 
 // Outcome labels (metrics) of refusals decided by the gateway.
 const (
-	outcomeNoCredential   = "no_credential"
-	outcomeBadCredential  = "bad_credential"
-	outcomeOtherMeans     = "other_means"
-	outcomeAudience       = "wrong_audience"
-	outcomeScope          = "insufficient_scope"
-	outcomeNotConsumable  = "not_consumable"
-	outcomeConsumed       = "already_consumed"
-	outcomeInProgress     = "consume_in_progress"
-	outcomeUnavailable    = "store_unavailable"
-	outcomeRateLimited    = "rate_limited"
-	outcomeTenant         = "tenant_mismatch"
-	outcomeAmount         = "amount_exceeded"
-	outcomeBadRequest     = "bad_request"
-	outcomeInternal       = "internal_error"
-	consumeRevokeTimeout  = 5 * time.Second
-	consumedEntriesMax    = 100_000
-	defaultConsumedExpiry = 24 * time.Hour
-	// claimMargin keeps a consume claim past the token's expiry, so a verifier that tolerates
-	// some clock skew on exp can never accept the token once its claim has lapsed.
-	claimMargin = 10 * time.Minute
-	// storeRetryAfter is the Retry-After of a 503 when the store cannot decide a claim.
-	storeRetryAfter = 2 * time.Second
+	outcomeNoCredential  = "no_credential"
+	outcomeBadCredential = "bad_credential"
+	outcomeOtherMeans    = "other_means"
+	outcomeAudience      = "wrong_audience"
+	outcomeScope         = "insufficient_scope"
+	outcomeNotConsumable = "not_consumable"
+	outcomeConsumed      = "already_consumed"
+	outcomeInProgress    = "consume_in_progress"
+	outcomeUnavailable   = "store_unavailable"
+	outcomeRateLimited   = "rate_limited"
+	outcomeTenant        = "tenant_mismatch"
+	outcomeAmount        = "amount_exceeded"
+	outcomeBadRequest    = "bad_request"
+	outcomeInternal      = "internal_error"
 )
 
 // CredentialDetector is implemented by authenticators that can tell, without checking it and
@@ -79,20 +68,13 @@ type StablePrincipals interface {
 
 // Gateway is the gateway module.
 type Gateway struct {
-	log      *slog.Logger
-	clock    clock.Clock
-	fwd      *Forwarder
-	revoker  token.Revoker
-	routes   []*route
-	table    *http.ServeMux // the route table alone (405 answers, tests)
-	byPat    map[string]*route
-	maxBody  int64
-	limiters *limiters
-
-	// claims decides the single use of consumable tokens: the store, shared by every replica
-	// (never memory alone: two replicas would each let one call through).
-	claims   store.SingleUse
-	consumed consumedSet // tokens consumed through this replica: refused on every route at once
+	log    *slog.Logger
+	fwd    *Forwarder
+	routes []*route
+	table  *http.ServeMux // the route table alone (405 answers, tests)
+	byPat  map[string]*route
+	policy policy
+	single *singleUse
 }
 
 var _ app.Module = (*Gateway)(nil)
@@ -141,13 +123,14 @@ func NewGateway(svc *app.Services) (*Gateway, error) {
 	if maxBody <= 0 {
 		maxBody = httpx.DefaultMaxBody
 	}
-	g := &Gateway{
-		log: log, clock: clk, fwd: fwd, revoker: svc.Revoker,
-		routes: routes, table: table, byPat: map[string]*route{},
-		maxBody: maxBody, limiters: newLimiters(DefaultMaxLimiters),
-	}
+	single := &singleUse{log: log, clock: clk, revoker: svc.Revoker}
 	if svc.Store != nil {
-		g.claims = svc.Store
+		single.claims = svc.Store
+	}
+	g := &Gateway{
+		log: log, fwd: fwd, routes: routes, table: table, byPat: map[string]*route{},
+		policy: policy{clock: clk, limiters: newLimiters(DefaultMaxLimiters), maxBody: maxBody, consumed: &single.consumed},
+		single: single,
 	}
 	for _, rt := range routes {
 		for _, p := range rt.patterns {

@@ -46,7 +46,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 		observeOutcome(label, outcome)
 		return
 	}
-	if outcome, err := g.authorize(r, rt, p); err != nil {
+	if outcome, err := g.policy.authorize(r, rt, p); err != nil {
 		observeOutcome(label, outcome)
 		if e, ok := errs.As(err); ok && e.Kind == errs.Throttled {
 			setRetryAfter(w.Header(), e)
@@ -65,7 +65,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 		// fails, no replica forwards this token on a consuming route again) and is released after
 		// an answer the upstream refused; when the outcome is unknown (timeout, connection lost
 		// after sending) it stays: the upstream may have acted on the call.
-		if outcome, err := g.claim(r.Context(), label, p); err != nil {
+		if outcome, err := g.single.claim(r.Context(), label, p); err != nil {
 			observeOutcome(label, outcome)
 			if e, ok := errs.As(err); ok && e.Kind == errs.Unavailable {
 				setRetryAfter(w.Header(), e)
@@ -73,8 +73,8 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 			a.WriteError(w, r, err)
 			return
 		}
-		onSuccess = func() { g.consume(r.Context(), label, p) }
-		onRefused = func() { g.release(r.Context(), label, p) }
+		onSuccess = func() { g.single.consume(r.Context(), label, p) }
+		onRefused = func() { g.single.release(r.Context(), label, p) }
 	}
 	stable := false
 	if sp, ok := a.(StablePrincipals); ok {

@@ -8,16 +8,34 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/posgate/posgate/internal/auth"
+	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/httpx"
 	"github.com/posgate/posgate/internal/jsonx"
 )
 
+// policy applies a route's rules to an authenticated principal: audience, scopes, local
+// consumption, consumability, rate limit, tenant binding and amount cap. It may read the body
+// (and puts it back for the proxy) but writes no answer and never touches the store, so every
+// refusal it returns leaves nothing changed.
+type policy struct {
+	clock    clock.Clock
+	limiters *limiters
+	maxBody  int64
+	consumed consumedTokens
+}
+
+// consumedTokens reports the tokens consumed through this replica, refused on every route.
+type consumedTokens interface {
+	has(jti string, now time.Time) bool
+}
+
 // authorize applies the route's policy to p. On refusal it returns the outcome label and the
 // error to render; nothing has been forwarded.
-func (g *Gateway) authorize(r *http.Request, rt *route, p *auth.Principal) (string, error) {
+func (pol *policy) authorize(r *http.Request, rt *route, p *auth.Principal) (string, error) {
 	if aud := rt.cfg.Audience; aud != "" && !hasAudience(p.Claims["aud"], aud) {
 		return outcomeAudience, errs.New(errs.Unauthenticated, "invalid_token", "the access token is not valid for this API (audience)")
 	}
@@ -26,27 +44,27 @@ func (g *Gateway) authorize(r *http.Request, rt *route, p *auth.Principal) (stri
 			Message: "the access token lacks a required scope: " + strings.Join(rt.scopes, " "),
 			Err:     &ScopeError{Required: rt.scopes}}
 	}
-	if p.TokenID != "" && g.consumed.has(p.TokenID, g.clock.Now()) {
+	if p.TokenID != "" && pol.consumed.has(p.TokenID, pol.clock.Now()) {
 		return outcomeConsumed, errs.New(errs.Unauthenticated, "invalid_token", "the token has already been used")
 	}
 	if rt.cfg.Consume && p.TokenID == "" {
 		return outcomeNotConsumable, errs.New(errs.Forbidden, "not_consumable", "this route needs a single-use token; this credential cannot be consumed")
 	}
 	if rt.limit > 0 {
-		ok, wait := g.limiters.allow(limiterKey(rt, p), rt.limit, rt.burst, g.clock.Now())
+		ok, wait := pol.limiters.allow(limiterKey(rt, p), rt.limit, rt.burst, pol.clock.Now())
 		if !ok {
 			return outcomeRateLimited, &errs.Error{Kind: errs.Throttled, Code: "rate_limited",
 				Message: "too many requests; slow down", RetryAfter: wait}
 		}
 	}
-	if err := g.checkTenant(r, rt, p); err != nil {
+	if err := pol.checkTenant(r, rt, p); err != nil {
 		if errs.KindOf(err) == errs.Forbidden {
 			return outcomeTenant, err
 		}
 		return outcomeBadRequest, err
 	}
 	if rt.cfg.MaxAmountField != "" || bound(p) {
-		if outcome, err := g.checkBody(r, rt, p); err != nil {
+		if outcome, err := pol.checkBody(r, rt, p); err != nil {
 			return outcome, err
 		}
 	}
@@ -102,7 +120,7 @@ func errTenant(field string) error {
 }
 
 // checkTenant applies the tenant binding to the path, the headers and the query.
-func (g *Gateway) checkTenant(r *http.Request, rt *route, p *auth.Principal) error {
+func (pol *policy) checkTenant(r *http.Request, rt *route, p *auth.Principal) error {
 	if !bound(p) {
 		return nil
 	}
@@ -167,7 +185,7 @@ func checkIDs(ids []idValue, p *auth.Principal) error {
 // back for the proxy. A body it cannot check is refused, never forwarded unchecked: see
 // checkedBodyKind (415), over the limit (413), starting with a byte-order mark (400), and on an
 // amount route any JSON with a repeated key, compared as jsonx does (400).
-func (g *Gateway) checkBody(r *http.Request, rt *route, p *auth.Principal) (string, error) {
+func (pol *policy) checkBody(r *http.Request, rt *route, p *auth.Principal) (string, error) {
 	amountField := rt.cfg.MaxAmountField
 	kind, kindErr := checkedBodyKind(r.Header, amountField == "")
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
@@ -177,11 +195,11 @@ func (g *Gateway) checkBody(r *http.Request, rt *route, p *auth.Principal) (stri
 	var data []byte
 	if hasBody {
 		var err error
-		data, err = httpx.ReadBody(r, g.maxBody)
+		data, err = httpx.ReadBody(r, pol.maxBody)
 		if err != nil {
 			if errs.CodeOf(err) == "body_too_large" {
 				return outcomeBadRequest, errs.New(errs.TooLarge, "body_too_large",
-					fmt.Sprintf("the request body is over %d bytes", g.maxBody))
+					fmt.Sprintf("the request body is over %d bytes", pol.maxBody))
 			}
 			return outcomeBadRequest, err
 		}
