@@ -63,6 +63,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxCompleteRace", testOutboxCompleteRace},
 		{"OutboxClosed", testOutboxClosed},
 		{"Presence", testPresence},
+		{"Settings", testSettings},
+		{"SettingsRace", testSettingsRace},
+		{"ConsoleSessions", testConsoleSessions},
+		{"ConsoleSessionFlashRace", testConsoleSessionFlashRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1382,6 +1386,9 @@ func testClosed(t *testing.T, s store.Store) {
 	_, checks["ListAudit"] = s.ListAudit(ctx(t), 1)
 	checks["DeleteAuditBefore"] = s.DeleteAuditBefore(ctx(t), base)
 	_, checks["ListSigningKeys"] = s.ListSigningKeys(ctx(t))
+	_, checks["InitSetting"] = s.InitSetting(ctx(t), store.SettingIssuer, "https://a.example", base)
+	_, checks["GetConsoleSession"] = s.GetConsoleSession(ctx(t), []byte("h"), base)
+	checks["CreateConsoleSession"] = s.CreateConsoleSession(ctx(t), newConsoleSession("h", base, time.Hour, time.Hour))
 	for name, err := range checks {
 		if !errors.Is(err, store.ErrUnavailable) {
 			t.Errorf("%s on a closed store: %v, want ErrUnavailable", name, err)
