@@ -208,6 +208,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	}
 	s.adminTokenPath = tokPath
 	svc.CheckAdminToken = tok.Check
+	svc.AdminTokenID = keys.Fingerprint(master, app.AdminTokenIDPurpose, tok.hash)
 	if created {
 		fmt.Fprintf(s.out, "posgate: an admin token was generated into %s (mode 0600); the CLI reads it from there\n", tokPath)
 		s.log.Info("admin token generated", slog.String("file", tokPath))
