@@ -164,6 +164,7 @@ func OptionsFromConfig(c config.Hub) Options {
 		WriteTimeout: config.Seconds(c.WriteTimeout),
 		MaxMessage:   c.MaxMessage,
 		SendQueue:    c.SendQueue,
+		Lease:        config.Seconds(c.Lease),
 	}
 }
 
