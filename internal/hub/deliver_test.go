@@ -336,3 +336,37 @@ func TestDeliverReplacementSameReplica(t *testing.T) {
 		t.Fatalf("newer got %q, want r2", got)
 	}
 }
+
+// A connection of several tenants is present for each of them, on both stores; its rows are
+// refreshed together and gone with it.
+func TestPresenceOfEveryTenantSQLite(t *testing.T) {
+	testPresenceOfEveryTenant(t, openSQLite(t))
+}
+
+func TestPresenceOfEveryTenantPostgres(t *testing.T) {
+	stores, _ := openPostgresReplicas(t)
+	testPresenceOfEveryTenant(t, stores[0])
+}
+
+func testPresenceOfEveryTenant(t *testing.T, st hubStore) {
+	s := newServer(t, hub.Options{Presences: st, Replica: "r1"})
+	tenants := []string{"doshii-vendor:v1", "doshii:l1", "doshii:l2"}
+	ws, c := s.dialURL(s.url(tenants[0], true)+"&also="+tenants[1]+"&also="+tenants[2], nil)
+	ctx := context.Background()
+	for _, tn := range tenants {
+		ps, err := st.ListPresence(ctx, tn, time.Now().Add(-time.Minute))
+		if err != nil || len(ps) != 1 || ps[0].ConnID != c.ID() || ps[0].Replica != "r1" || ps[0].Tenant != tn {
+			t.Fatalf("presence of %s = %+v, %v", tn, ps, err)
+		}
+	}
+	if ps, _ := st.ListPresence(ctx, "doshii:l3", time.Now().Add(-time.Minute)); len(ps) != 0 {
+		t.Fatalf("presence of another tenant: %+v", ps)
+	}
+	_ = ws.Close(websocket.StatusNormalClosure, "")
+	s.waitGone()
+	for _, tn := range tenants {
+		if ps, err := st.ListPresence(ctx, tn, time.Time{}); err != nil || len(ps) != 0 {
+			t.Fatalf("presence of %s after close = %+v, %v", tn, ps, err)
+		}
+	}
+}

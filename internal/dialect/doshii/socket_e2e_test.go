@@ -19,6 +19,7 @@ import (
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/server/servertest"
+	"github.com/posgate/posgate/internal/testutil/wait"
 )
 
 // sock is a raw websocket client of a doshii socket.
@@ -473,6 +474,22 @@ func TestSocketReplicas(t *testing.T) {
 
 	pos := mustDial(t, two, posQuery(a))
 	pos.heartbeat("1")
+	// Both replicas show where the location's sockets are: its POS socket on replica two, its
+	// vendor's cloud socket on replica one.
+	cloud := mustDial(t, one, vendorQuery(a, clk.Now()))
+	cloud.heartbeat("2")
+	for _, inst := range []*servertest.Instance{one, two} {
+		wait.Until(t, "both sockets in the admin view", func() bool {
+			st, body := inst.Admin(t, "GET", "/doshii/locations/"+a.id, nil)
+			socks, _ := body["sockets"].([]any)
+			if st != http.StatusOK || len(socks) != 2 {
+				return false
+			}
+			p, c := socks[0].(map[string]any), socks[1].(map[string]any)
+			return p["kind"] == "pos" && p["replica"] == two.Svc.Hub.Replica() && p["connected_since"] != nil &&
+				c["kind"] == "cloud" && c["replica"] == one.Svc.Hub.Replica()
+		})
+	}
 	if d := e1.disconnectedDate(a, clk.Now()); d != nil {
 		t.Fatalf("replica one: disconnectedDate %v after a heartbeat on replica two", d)
 	}

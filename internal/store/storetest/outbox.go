@@ -589,10 +589,23 @@ func testPresence(t *testing.T, s store.Store) {
 	eqList(t, "after touch", list("orderpay:o1", time.Minute), []string{"c1@r1"})
 	wantErr(t, s.TouchPresence(ctx(t), "none", base), store.ErrNotFound)
 
-	// Put replaces the whole row of a ConnID (the connection moved to another tenant or replica).
+	// A connection of several tenants has a row for each: a Put of another tenant adds one, a Put
+	// of the same (ConnID, Tenant) replaces it.
 	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "c1", Tenant: "doshii:l1", Replica: "r3", Since: base.Add(2 * time.Minute), SeenAt: base.Add(2 * time.Minute)}))
-	eqList(t, "old tenant after replace", list("orderpay:o1", 0), []string{"c2@r2", "c0@r2"})
-	eqList(t, "new tenant after replace", list("doshii:l1", 0), []string{"c1@r3", "c3@r1"})
+	eqList(t, "first tenant after a second one", list("orderpay:o1", 0), []string{"c2@r2", "c0@r2", "c1@r1"})
+	eqList(t, "second tenant", list("doshii:l1", 0), []string{"c1@r3", "c3@r1"})
+	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "c1", Tenant: "orderpay:o1", Replica: "r3", Since: base.Add(2 * time.Minute), SeenAt: base.Add(2 * time.Minute)}))
+	eqList(t, "first tenant replaced", list("orderpay:o1", 0), []string{"c1@r3", "c2@r2", "c0@r2"})
+	// Touch refreshes every row of the connection.
+	ok(t, s.TouchPresence(ctx(t), "c1", base.Add(3*time.Minute)))
+	eqList(t, "touched, first tenant", list("orderpay:o1", 3*time.Minute), []string{"c1@r3"})
+	eqList(t, "touched, second tenant", list("doshii:l1", 3*time.Minute), []string{"c1@r3"})
+	// Delete removes every row of the connection.
+	ok(t, s.DeletePresence(ctx(t), "c1"))
+	eqList(t, "deleted, first tenant", list("orderpay:o1", 0), []string{"c2@r2", "c0@r2"})
+	eqList(t, "deleted, second tenant", list("doshii:l1", 0), []string{"c3@r1"})
+	wantErr(t, s.TouchPresence(ctx(t), "c1", base), store.ErrNotFound)
+	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "c1", Tenant: "doshii:l1", Replica: "r3", Since: base.Add(2 * time.Minute), SeenAt: base.Add(2 * time.Minute)}))
 
 	ok(t, s.DeletePresence(ctx(t), "c2"))
 	ok(t, s.DeletePresence(ctx(t), "c2")) // missing is fine
