@@ -19,6 +19,8 @@ import (
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/server/servertest"
+	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/store/sqlstore"
 	"github.com/posgate/posgate/internal/testutil/wait"
 )
 
@@ -537,5 +539,51 @@ func TestSocketThrottle(t *testing.T) {
 	}
 	if last != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" || !strings.HasPrefix(body, `{"message":`) {
 		t.Fatalf("after 8 failed handshakes: %d %v %s", last, hdr, body)
+	}
+}
+
+// A publish whose second outbox message (the cloud socket's) fails to be stored stores neither:
+// the retry, which has no id and so gets a new one, makes the only event the sockets receive.
+func TestPublishFailingHalfWaySQLite(t *testing.T)   { testPublishFailingHalfWay(t, "sqlite") }
+func TestPublishFailingHalfWayPostgres(t *testing.T) { testPublishFailingHalfWay(t, "postgres") }
+
+func testPublishFailingHalfWay(t *testing.T, driver string) {
+	inst := servertest.Start(t, servertest.Options{Driver: driver})
+	e := &e2e{t: t, inst: inst}
+	a := e.onboard("vendor-a", "Org A", "Venue A")
+	tok := publisher(t, inst, "doshii:publish")
+	db := inst.Svc.Store.(interface{ Writer() sqlstore.Querier }).Writer()
+	ctx := context.Background()
+	// A trigger refuses every insert into the cloud sockets' queues.
+	fail := map[string][]string{
+		"sqlite": {`CREATE TRIGGER fail_cloud BEFORE INSERT ON outbox WHEN NEW.queue LIKE 'doshii-vendor:%'
+			BEGIN SELECT RAISE(ABORT, 'injected failure'); END`},
+		"postgres": {`CREATE FUNCTION fail_cloud() RETURNS trigger AS $$ BEGIN
+				IF NEW.queue LIKE 'doshii-vendor:%' THEN RAISE EXCEPTION 'injected failure'; END IF;
+				RETURN NEW; END $$ LANGUAGE plpgsql`,
+			`CREATE TRIGGER fail_cloud BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION fail_cloud()`},
+	}[driver]
+	for _, q := range fail {
+		if _, err := db.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, out := publish(t, inst, tok, a.id, `{"type":"order_created","data":{"n":1}}`); st < 500 {
+		t.Fatalf("publish with a failing store: %d %v", st, out)
+	}
+	if _, err := db.Exec(ctx, `DROP TRIGGER fail_cloud`+map[string]string{"sqlite": "", "postgres": " ON outbox"}[driver]); err != nil {
+		t.Fatal(err)
+	}
+	st, out := publish(t, inst, tok, a.id, `{"type":"order_created","data":{"n":1}}`)
+	if st != http.StatusAccepted {
+		t.Fatalf("retry: %d %v", st, out)
+	}
+	ob := inst.Svc.Store.(store.Outbox)
+	if n, err := ob.CountOutbox(ctx, "doshii:"+a.id); err != nil || n != 1 {
+		t.Fatalf("the location's queue holds %d events (%v), want the retry's only", n, err)
+	}
+	pos := mustDial(t, inst, posQuery(a))
+	if f := pos.mustNext(); f.ID != out["id"] {
+		t.Fatalf("POS socket first received %s, want the retry's %v", f.raw, out["id"])
 	}
 }
