@@ -59,9 +59,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxCleanup", testOutboxCleanup},
 		{"OutboxClaimRace", testOutboxClaimRace},
 		{"OutboxEnqueueRace", testOutboxEnqueueRace},
+		{"OutboxEnqueueAll", testOutboxEnqueueAll},
 		{"OutboxCompleteRace", testOutboxCompleteRace},
 		{"OutboxClosed", testOutboxClosed},
 		{"Presence", testPresence},
+		{"Settings", testSettings},
+		{"SettingsRace", testSettingsRace},
+		{"ConsoleSessions", testConsoleSessions},
+		{"ConsoleSessionFlashRace", testConsoleSessionFlashRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
