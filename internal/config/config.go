@@ -146,6 +146,12 @@ type Hub struct {
 	WriteTimeout int   `yaml:"write_timeout"` // seconds one frame may take to write, default 10
 	MaxMessage   int64 `yaml:"max_message"`   // bytes, default 1048576; a larger message closes the socket (1009)
 	SendQueue    int   `yaml:"send_queue"`    // frames waiting per socket, default 64; a socket that falls further behind is closed
+	// Lease is how long a message written to a socket stays with that socket's replica before
+	// another may deliver it again (the holder died without giving it back), seconds, default 60.
+	Lease int `yaml:"lease"`
+	// OutboxRetention is how long a finished (answered, delivered or expired) outbox message is
+	// kept for GET and for idempotent retries of its id before it is deleted, seconds, default 86400.
+	OutboxRetention int `yaml:"outbox_retention"`
 }
 
 // Throttle limits failed credential checks. Per address first; identity-wide only much higher.

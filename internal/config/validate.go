@@ -62,6 +62,8 @@ var ranges = map[string][2]int64{
 	"hub.write_timeout":            {1, 600},
 	"hub.max_message":              {1 << 10, 64 << 20},
 	"hub.send_queue":               {1, 65536},
+	"hub.lease":                    {2, 3600},
+	"hub.outbox_retention":         {3600, 365 * 86400},
 	"throttle.window":              {1, 86400},
 	"throttle.per_address":         {1, 1000000},
 	"throttle.per_address_ident":   {1, 1000000},
@@ -245,6 +247,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Chef.Upstream == "" || !nameRE.MatchString(c.Chef.Upstream) {
 		p.add("chef.upstream: %s is not allowed (an upstream name)", quoteValue(c.Chef.Upstream))
+	}
+	// A lease must outlast the write it covers, or a second replica could deliver a message
+	// again while the first is still writing it.
+	if c.Hub.Lease <= c.Hub.WriteTimeout {
+		p.add("hub.lease: %d must be above hub.write_timeout (%d) or a message could be delivered twice while it is being written", c.Hub.Lease, c.Hub.WriteTimeout)
+	}
+	// A finished message is what answers a retry of its id: deleted sooner than the longest an
+	// open one may live, a retry of a request still in flight elsewhere would be accepted again.
+	if ttl := max(c.Orderpay.RequestTTL, c.Doshii.EventTTL); c.Hub.OutboxRetention < ttl {
+		p.add("hub.outbox_retention: %d must be at least orderpay.request_ttl and doshii.event_ttl (%d) or a retried id could be accepted as a new message", c.Hub.OutboxRetention, ttl)
 	}
 	p.prefix("chef.prefix", c.Chef.Prefix, true)
 	p.prefix("doshii.prefix", c.Doshii.Prefix, false)

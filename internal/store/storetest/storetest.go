@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxCleanup", testOutboxCleanup},
 		{"OutboxClaimRace", testOutboxClaimRace},
 		{"OutboxEnqueueRace", testOutboxEnqueueRace},
+		{"OutboxEnqueueAll", testOutboxEnqueueAll},
 		{"OutboxCompleteRace", testOutboxCompleteRace},
 		{"OutboxClosed", testOutboxClosed},
 		{"Presence", testPresence},
