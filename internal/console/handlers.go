@@ -147,6 +147,10 @@ func (m *Module) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setCookie(w, "", -1)
+	if err := m.svc.Events.Publish(r.Context(), events.TopicConsoleSignout, []byte("{}")); err != nil {
+		// Streams still re-check their session on their next refresh.
+		m.svc.Log.Warn("console: announcing a sign-out failed", "error", err.Error())
+	}
 	m.svc.Audit(r.Context(), store.AuditEvent{Actor: "admin", Action: "console.logout", Address: auth.Addr(r), Outcome: "ok"})
 	http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
 }
@@ -290,7 +294,9 @@ func (m *Module) decide(w http.ResponseWriter, r *http.Request) {
 // {"devices": [...], "total": n} — the pendingShown most recently asked requests, newest first,
 // and how many are pending in all — at once, then whenever a device notice arrives from any
 // replica, and every refreshEvery in case a notice was lost or a request went stale. Sending the
-// bounded list whole keeps the client simple and always right.
+// bounded list whole keeps the client simple and always right. The stream ends with a "signout"
+// event once its session is gone: checked on every sign-out notice from any replica, and on every
+// refresh in case a notice was lost.
 func (m *Module) pendingEvents(w http.ResponseWriter, r *http.Request) {
 	const (
 		refreshEvery = 15 * time.Second
@@ -309,6 +315,14 @@ func (m *Module) pendingEvents(w http.ResponseWriter, r *http.Request) {
 		}
 	})
 	defer cancel()
+	signout := make(chan struct{}, 1)
+	cancelSignout := m.svc.Events.Subscribe(events.TopicConsoleSignout, func([]byte) {
+		select {
+		case signout <- struct{}{}:
+		default:
+		}
+	})
+	defer cancelSignout()
 
 	sess := sessionOf(r)
 	ctx := r.Context()
@@ -345,28 +359,31 @@ func (m *Module) pendingEvents(w http.ResponseWriter, r *http.Request) {
 	defer tick.Stop()
 	end := time.NewTimer(maxStream)
 	defer end.Stop()
+	// signedOut ends the stream with a signout event when the session is no longer live.
+	signedOut := func() bool {
+		if m.stillValid(ctx, sess) {
+			return false
+		}
+		fmt.Fprint(w, "event: signout\ndata: {}\n\n")
+		_ = rc.Flush()
+		return true
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-end.C:
 			return
-		case <-changed:
-			if !m.stillValid(ctx, sess) {
-				fmt.Fprint(w, "event: signout\ndata: {}\n\n")
-				_ = rc.Flush()
+		case <-signout:
+			if signedOut() {
 				return
 			}
-			if !send(false) {
+		case <-changed:
+			if signedOut() || !send(false) {
 				return
 			}
 		case <-tick.C:
-			if !m.stillValid(ctx, sess) {
-				fmt.Fprint(w, "event: signout\ndata: {}\n\n")
-				_ = rc.Flush()
-				return
-			}
-			if !send(false) {
+			if signedOut() || !send(false) {
 				return
 			}
 		}
