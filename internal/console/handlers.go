@@ -290,6 +290,19 @@ func (m *Module) decide(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, back, http.StatusSeeOther)
 }
 
+// notices subscribes to topic: the channel holds one pending notice at most (several collapse into
+// one, since each only means "look again").
+func (m *Module) notices(topic string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	cancel := m.svc.Events.Subscribe(topic, func([]byte) {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	})
+	return ch, cancel
+}
+
 // pendingEvents streams the pending list as server-sent events: a "pending" event whose data is
 // {"devices": [...], "total": n} — the pendingShown most recently asked requests, newest first,
 // and how many are pending in all — at once, then whenever a device notice arrives from any
@@ -307,21 +320,9 @@ func (m *Module) pendingEvents(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
-	changed := make(chan struct{}, 1)
-	cancel := m.svc.Events.Subscribe(events.TopicChefDevice, func([]byte) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	})
+	changed, cancel := m.notices(events.TopicChefDevice)
 	defer cancel()
-	signout := make(chan struct{}, 1)
-	cancelSignout := m.svc.Events.Subscribe(events.TopicConsoleSignout, func([]byte) {
-		select {
-		case signout <- struct{}{}:
-		default:
-		}
-	})
+	signout, cancelSignout := m.notices(events.TopicConsoleSignout)
 	defer cancelSignout()
 
 	sess := sessionOf(r)
