@@ -66,6 +66,7 @@ type Server struct {
 	modules  []namedModule
 	fwd      upstreamForwarder
 	probe    writeProbe // /readyz's periodic small write
+	admin    *httpx.AllowMux
 
 	httpLn, httpsLn net.Listener
 	servers         []*http.Server
@@ -207,6 +208,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	adminRoutes := httpx.NewAllowMux(adminMux, func(w http.ResponseWriter, r *http.Request, allow string) {
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "this resource accepts "+allow)
 	})
+	s.admin = adminRoutes
 	allowMuxes := []*httpx.AllowMux{adminRoutes}
 	adminCore, err := admin.New(svc, s.keyring)
 	if err != nil {
@@ -389,6 +391,10 @@ func isLoopback(addr string) bool {
 
 // Handler is the whole HTTP handler (middleware included).
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// AdminRoutes lists the admin API's routes as "METHOD /path" patterns relative to AdminPrefix,
+// every module's included: what the CLI's commands and the documentation must match.
+func (s *Server) AdminRoutes() []string { return s.admin.Patterns() }
 
 // Services are the shared mechanisms the modules were built from.
 func (s *Server) Services() *app.Services { return s.svc }
