@@ -216,7 +216,7 @@ func TestUsageErrors(t *testing.T) {
 	if r := posgate(t, "", "version"); r.code != 0 || !strings.HasPrefix(r.stdout, "posgate ") {
 		t.Errorf("version: %+v", r)
 	}
-	if r := posgate(t, "", "admin", "help"); r.code != 0 || !strings.Contains(r.stdout, "jackpot clients rotate-signature ID") {
+	if r := posgate(t, "", "admin", "help"); r.code != 0 || !strings.Contains(r.stdout, "jackpot clients\n  rotate-signature ID") {
 		t.Errorf("admin help: %+v", r)
 	}
 }

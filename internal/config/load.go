@@ -21,7 +21,9 @@ const EnvPrefix = "POSGATE_"
 // NonConfigEnv are the POSGATE_ variables that are not configuration keys (documented names):
 // they are read elsewhere and never rejected as unknown keys. Variables starting with
 // POSGATE_TEST_ are test knobs and are ignored too.
-var NonConfigEnv = []string{"POSGATE_MASTER_KEY", "POSGATE_ADMIN_TOKEN", "POSGATE_TEST_PG"}
+// POSGATE_URL and POSGATE_CA are the admin CLI's; a shell that sets them for `posgate admin` may
+// start `posgate serve` too.
+var NonConfigEnv = []string{"POSGATE_MASTER_KEY", "POSGATE_ADMIN_TOKEN", "POSGATE_TEST_PG", "POSGATE_URL", "POSGATE_CA"}
 
 // MaxFileBytes caps the config file: a config is a few kilobytes; anything bigger is a mistake.
 const MaxFileBytes = 1 << 20
