@@ -329,3 +329,23 @@ func TestAdminCommandsForEveryRoute(t *testing.T) {
 		t.Errorf("the answer echoes the token: %s", raw)
 	}
 }
+
+// serve reports every problem of its configuration at once, with lines, and creates nothing.
+func TestServeRefusesABadConfigurationWithoutTouchingDisk(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "posgate.yaml")
+	os.WriteFile(file, []byte("server:\n  log_level: loud\n  bogus: 1\nroutes:\n  - {path: /api/, methods: [GET], auth: [nobody], upstream: pos}\n"), 0o600)
+	data := filepath.Join(dir, "data")
+	r := posgate(t, "", "serve", "--config", file, "--data-dir", data, "--http-addr", "127.0.0.1:0")
+	if r.code != 1 {
+		t.Fatalf("serve: %+v", r)
+	}
+	for _, want := range []string{"line 2: server.log_level", "line 3: server.bogus", `line 5: routes[0].auth: unknown authenticator "nobody"`, "line 5: routes[0].upstream"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("serve's error lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Errorf("the data dir was created: %v", err)
+	}
+}
