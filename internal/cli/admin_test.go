@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/posgate/posgate/internal/cli"
+	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/server/servertest"
 )
 
@@ -347,5 +348,31 @@ func TestServeRefusesABadConfigurationWithoutTouchingDisk(t *testing.T) {
 	}
 	if _, err := os.Stat(data); !os.IsNotExist(err) {
 		t.Errorf("the data dir was created: %v", err)
+	}
+}
+
+// Every POSGATE_ variable the command line reads may be set in the shell that starts the server:
+// `posgate serve` refuses unknown POSGATE_ variables, so one the CLI reads must be known to it.
+func TestVariablesTheCLIReadsDoNotStopServe(t *testing.T) {
+	files, _ := filepath.Glob("*.go")
+	name := regexp.MustCompile(`"(POSGATE_[A-Z_]+)"`)
+	var environ []string
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range name.FindAllStringSubmatch(string(src), -1) {
+			environ = append(environ, m[1]+"="+filepath.Join(t.TempDir(), "x"))
+		}
+	}
+	if len(environ) < 8 {
+		t.Fatalf("only %d variables found", len(environ))
+	}
+	if _, err := config.Load(config.Options{Environ: environ}); err != nil {
+		t.Errorf("serve would refuse the CLI's variables: %v", err)
 	}
 }

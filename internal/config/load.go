@@ -21,10 +21,13 @@ const EnvPrefix = "POSGATE_"
 
 // NonConfigEnv are the POSGATE_ variables that are not configuration keys (documented names):
 // they are read elsewhere and never rejected as unknown keys. Variables starting with
-// POSGATE_TEST_ are test knobs and are ignored too.
-// POSGATE_URL and POSGATE_CA are the admin CLI's; a shell that sets them for `posgate admin` may
-// start `posgate serve` too.
-var NonConfigEnv = []string{"POSGATE_MASTER_KEY", "POSGATE_ADMIN_TOKEN", "POSGATE_TEST_PG", "POSGATE_URL", "POSGATE_CA"}
+// POSGATE_TEST_ are test knobs and are ignored too. Besides the server's own, they are the
+// variables the command line reads (the admin CLI's connection, the secrets of `posgate token`
+// and `posgate simulate`): a shell that sets them may start `posgate serve` too.
+var NonConfigEnv = []string{"POSGATE_MASTER_KEY", "POSGATE_ADMIN_TOKEN", "POSGATE_TEST_PG",
+	"POSGATE_URL", "POSGATE_CA", "POSGATE_CLIENT_SECRET", "POSGATE_PASSWORD",
+	"POSGATE_JACKPOT_API_KEY", "POSGATE_JACKPOT_API_SIGNATURE", "POSGATE_DOSHII_LOCATION_TOKEN",
+	"POSGATE_DOSHII_VENDOR_KEY", "POSGATE_ORDERPAY_AUTH_SECRET"}
 
 // MaxFileBytes caps the config file: a config is a few kilobytes; anything bigger is a mistake.
 const MaxFileBytes = 1 << 20
