@@ -389,10 +389,8 @@ func (c *command) fields() []field { return append(append([]field{}, c.body...),
 func findCommand(args []string) (*command, []string, error) {
 	words := leadingWords(args)
 	for n := len(words); n > 0; n-- {
-		for i := range commands {
-			if slices.Equal(commands[i].words, words[:n]) {
-				return &commands[i], args[n:], nil
-			}
+		if c := findCommandNamed(words[:n]); c != nil {
+			return c, args[n:], nil
 		}
 	}
 	n := len(words)
@@ -406,11 +404,23 @@ func findCommand(args []string) (*command, []string, error) {
 		return nil, nil, usagef("missing resource: %s (see posgate admin help)", next)
 	case n == 0:
 		return nil, nil, usagef("unknown command %q; resources: %s (see posgate admin help)", words[0], next)
+	case n == len(words) && findCommandNamed(append(slices.Clone(words), nextWords(words)[0])) == nil:
+		return nil, nil, usagef("%s: missing resource: %s", prefix, next)
 	case n == len(words):
 		return nil, nil, usagef("%s: missing verb: %s", prefix, next)
 	default:
 		return nil, nil, usagef("unknown command %q; %s takes: %s", strings.Join(words[:n+1], " "), prefix, next)
 	}
+}
+
+// findCommandNamed is the command named exactly words, or nil.
+func findCommandNamed(words []string) *command {
+	for i := range commands {
+		if slices.Equal(commands[i].words, words) {
+			return &commands[i]
+		}
+	}
+	return nil
 }
 
 // nextWords lists, in table order, the words that follow prefix in some command's name.

@@ -168,6 +168,9 @@ func TestMissingVerbListsTheVerbs(t *testing.T) {
 	if !strings.Contains(r.stderr, "clients: missing verb: create|list|get|disable") {
 		t.Errorf("admin clients: %q", r.stderr)
 	}
+	if r = posgate(t, "", "admin", "doshii"); !strings.Contains(r.stderr, "doshii: missing resource: vendors|locations") {
+		t.Errorf("admin doshii: %q", r.stderr)
+	}
 	r = posgate(t, "", "admin", "clients", "explode")
 	if r.code != 2 || !strings.Contains(r.stderr, `unknown command "clients explode"`) || !strings.Contains(r.stderr, "create|list") {
 		t.Errorf("admin clients explode: %+v", r)
