@@ -241,34 +241,19 @@ func TestAdminCommandsForEveryRoute(t *testing.T) {
 	r, u := admin(t, inst, "a long enough password\n", "users", "create", "--username", "bob", "--password", "-", "-o", "json")
 	mustOK(t, r, "users create")
 	uid := str(u["id"])
-	r, _ = admin(t, inst, "", "users", "disable", uid)
-	mustOK(t, r, "users disable")
-	r, got := admin(t, inst, "", "users", "get", uid, "-o", "json")
-	mustOK(t, r, "users get")
-	if got["username"] != "bob" || got["disabled"] != true {
-		t.Errorf("users get: %v", got)
-	}
-	r, got = admin(t, inst, "", "users", "enable", uid, "-o", "json")
-	mustOK(t, r, "users enable")
-	if got["disabled"] != false {
-		t.Errorf("users enable: %v", got)
-	}
-
+	disableEnable(t, inst, uid, "users", func() {
+		r, got := admin(t, inst, "", "users", "get", uid, "-o", "json")
+		mustOK(t, r, "users get")
+		if got["username"] != "bob" || got["disabled"] != true {
+			t.Errorf("users get: %v", got)
+		}
+	})
 	r, v := admin(t, inst, "", "doshii", "vendors", "create", "--api-name", "cli-vendor", "-o", "json")
 	mustOK(t, r, "doshii vendors create")
-	r, got = admin(t, inst, "", "doshii", "vendors", "disable", str(v["id"]), "-o", "json")
-	mustOK(t, r, "doshii vendors disable")
-	if got["disabled"] != true {
-		t.Errorf("vendors disable: %v", got)
-	}
-	r, got = admin(t, inst, "", "doshii", "vendors", "enable", str(v["id"]), "-o", "json")
-	mustOK(t, r, "doshii vendors enable")
-	if got["disabled"] != false {
-		t.Errorf("vendors enable: %v", got)
-	}
+	disableEnable(t, inst, str(v["id"]), "doshii vendors", nil)
 
 	// The demo seeded a doshii location.
-	r, got = admin(t, inst, "", "doshii", "locations", "list", "-o", "json")
+	r, got := admin(t, inst, "", "doshii", "locations", "list", "-o", "json")
 	mustOK(t, r, "doshii locations list")
 	locs, _ := got["locations"].([]any)
 	if len(locs) == 0 {
@@ -285,13 +270,7 @@ func TestAdminCommandsForEveryRoute(t *testing.T) {
 	if str(got["id"]) != loc {
 		t.Errorf("locations get: %v", got)
 	}
-	for _, verb := range []string{"disable", "enable"} {
-		r, got = admin(t, inst, "", "doshii", "locations", verb, loc, "-o", "json")
-		mustOK(t, r, "doshii locations "+verb)
-		if got["disabled"] != (verb == "disable") {
-			t.Errorf("locations %s: %v", verb, got)
-		}
-	}
+	disableEnable(t, inst, loc, "doshii locations", nil)
 	r, got = admin(t, inst, "", "doshii", "locations", "rotate-token", loc, "-o", "json")
 	mustOK(t, r, "doshii locations rotate-token")
 	if str(got["token"]) == "" {
@@ -378,4 +357,23 @@ func TestVariablesTheCLIReadsDoNotStopServe(t *testing.T) {
 	if _, err := config.Load(config.Options{Environ: environ}); err != nil {
 		t.Errorf("serve would refuse the CLI's variables: %v", err)
 	}
+}
+
+// disableEnable disables the resource id with `posgate admin <resource> disable`, runs between
+// (may be nil) while it is disabled, enables it again and returns the enable answer.
+func disableEnable(t *testing.T, inst *servertest.Instance, id, resource string, between func()) map[string]any {
+	t.Helper()
+	var got map[string]any
+	for _, verb := range []string{"disable", "enable"} {
+		var r run
+		r, got = admin(t, inst, "", append(strings.Fields(resource), verb, id, "-o", "json")...)
+		mustOK(t, r, resource+" "+verb)
+		if got["disabled"] != (verb == "disable") {
+			t.Errorf("%s %s: %v", resource, verb, got)
+		}
+		if verb == "disable" && between != nil {
+			between()
+		}
+	}
+	return got
 }
