@@ -112,14 +112,17 @@ func Version() string {
 
 func serve(args []string, env Env) int {
 	fs := flag.NewFlagSet("posgate serve", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	file := fs.String("config", "", "YAML configuration file")
 	dataDir := fs.String("data-dir", "", "data directory (master key, admin token, certificate, SQLite file); default ./posgate-data")
 	addr := fs.String("addr", "", "HTTPS listen address; default :8443")
 	httpAddr := fs.String("http-addr", "", "plain-HTTP listen address (turns HTTPS off unless --addr is given too)")
 	demo := fs.Bool("demo", false, "seed one example credential set per dialect and print curl lines")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: posgate serve [flags]\n  Every setting can also come from the config file or a POSGATE_<SECTION>_<KEY> variable\n  (flags win over the environment, which wins over the file); see docs/configuration.md.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if code, ok := parseFlags(fs, args, env); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(env.Stderr, "posgate serve: unexpected argument %q\n", fs.Arg(0))
