@@ -304,7 +304,7 @@ func TestPostgresMissingDatabaseSaysCreateIt(t *testing.T) {
 	}
 	u.Path += "_missing"
 	cfg := testConfig(t, t.TempDir())
-	cfg.Store.Driver, cfg.Store.DSN = "postgres", u.String()
+	cfg.Store.Driver, cfg.Store.DSN, cfg.Server.Issuer = "postgres", u.String(), "https://posgate.test"
 	srv, err := New(t.Context(), Options{Config: cfg, Log: NewLogger(io.Discard, "info"), Out: io.Discard,
 		Getenv: func(string) string { return "" }})
 	if err == nil {
