@@ -45,6 +45,12 @@ func simulateUsage(w io.Writer) {
       The location token comes from --location-token-file or $%s, the vendor key
       from --vendor-key-file or $%s.
 
+  posgate simulate upstream [--addr HOST:PORT] [--config FILE] [--data-dir DIR]
+      The example POS API behind posgate's gateway and chef's data calls (plain HTTP, default
+      127.0.0.1:9000): checks posgate's signed identity headers and answers with what it was
+      asked and who posgate says the caller is (JSON-RPC calls in chef's result envelope). It
+      reads the signing key as posgate serve does: gateway.signing_secret, else the master key.
+
 Secrets are never taken from the command line unless you insist (--secret, --location-token,
 --vendor-key): every local user can read a process's arguments.
 TLS flags: --data-dir DIR pins the self-signed certificate posgate generated there (default
@@ -66,6 +72,8 @@ func simulateMain(args []string, env Env) int {
 		return simulateOrderpay(args[1:], env)
 	case "doshii-pos":
 		return simulateDoshii(args[1:], env)
+	case "upstream":
+		return simulateUpstream(args[1:], env)
 	default:
 		fmt.Fprintf(env.Stderr, "posgate simulate: unknown simulator %q\n\n", args[0])
 		simulateUsage(env.Stderr)

@@ -32,7 +32,7 @@ import (
 )
 
 // AdminPrefix is where the admin API lives; modules mount admin routes relative to it.
-const AdminPrefix = "/admin/api/v1"
+const AdminPrefix = app.AdminPrefix
 
 // Options configure New beyond the configuration file.
 type Options struct {
@@ -75,6 +75,10 @@ type Server struct {
 	httpsURL        string
 	fingerprint     string
 	adminTokenPath  string
+
+	demoUpstream    *http.Server // serve --demo's example upstream
+	demoUpstreamURL string
+	demoRouted      bool // serve --demo added its gateway route
 
 	bg     context.Context // background work (verifier resync, maintenance); cancelled by Close
 	stop   context.CancelFunc
@@ -230,6 +234,11 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		s.log.Info("admin token generated", slog.String("file", tokPath))
 	}
 
+	if o.Demo {
+		if err := s.startDemoUpstream(cfg, master); err != nil {
+			return s, err
+		}
+	}
 	if s.fwd, err = newForwarder(cfg, master, s.log, clk); err != nil {
 		return s, err
 	}
@@ -586,6 +595,7 @@ func (s *Server) Close() {
 		if s.fwd != nil {
 			s.fwd.Close()
 		}
+		s.closeDemoUpstream()
 		if s.bus != nil {
 			s.bus.Close()
 		}
