@@ -37,6 +37,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Revocations", testRevocations},
 		{"SingleUse", testSingleUse},
 		{"SingleUseRace", testSingleUseRace},
+		{"SingleUseChain", testSingleUseChain},
+		{"SingleUseChainRace", testSingleUseChainRace},
 		{"DoshiiVendors", testDoshiiVendors},
 		{"DoshiiOrganisationsAndLocations", testDoshiiOrganisationsAndLocations},
 		{"DoshiiOnlineAndDisabled", testDoshiiOnlineAndDisabled},
@@ -50,6 +52,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuditRetention", testAuditRetention},
 		{"Counters", testCounters},
 		{"CounterRace", testCounterRace},
+		{"CountFailure", testCountFailure},
+		{"CountFailureRace", testCountFailureRace},
 		{"TimeRoundTrip", testTimeRoundTrip},
 		{"Closed", testClosed},
 		{"OutboxEnqueue", testOutboxEnqueue},
@@ -755,6 +759,63 @@ func testSingleUse(t *testing.T, s store.Store) {
 	ok(t, s.UseOnce(ctx(t), "CONSUME:J2", base, base.Add(time.Hour))) // case-sensitive here too
 }
 
+// testSingleUseChain: UseOnceChain records keys in order and stops at the first used one,
+// keeping the ones before it; expired records are taken over as by UseOnce.
+func testSingleUseChain(t *testing.T, s store.Store) {
+	exp := base.Add(time.Minute)
+	chain := func(keys ...string) (int, error) { return s.UseOnceChain(ctx(t), keys, base, exp) }
+	n, err := chain("jti:1", "nk:1")
+	ok(t, err)
+	eq(t, "recorded", n, 2)
+	wantErr(t, s.UseOnce(ctx(t), "jti:1", base, exp), store.ErrAlreadyUsed)
+	wantErr(t, s.UseOnce(ctx(t), "nk:1", base, exp), store.ErrAlreadyUsed)
+
+	// The first key used: nothing is recorded, the second key stays free.
+	n, err = chain("jti:1", "nk:2")
+	wantErr(t, err, store.ErrAlreadyUsed)
+	eq(t, "recorded", n, 0)
+	ok(t, s.UseOnce(ctx(t), "nk:2", base, exp))
+
+	// The second key used: the first one is recorded (burnt), the third is not tried.
+	n, err = chain("jti:3", "nk:1", "x:3")
+	wantErr(t, err, store.ErrAlreadyUsed)
+	eq(t, "recorded", n, 1)
+	wantErr(t, s.UseOnce(ctx(t), "jti:3", base, exp), store.ErrAlreadyUsed)
+	ok(t, s.UseOnce(ctx(t), "x:3", base, exp))
+
+	// A single key behaves as UseOnce; expired records are taken over.
+	n, err = s.UseOnceChain(ctx(t), []string{"nk:1", "jti:1"}, exp, exp.Add(time.Minute))
+	ok(t, err)
+	eq(t, "recorded after expiry", n, 2)
+	n, err = chain("solo")
+	ok(t, err)
+	eq(t, "recorded", n, 1)
+
+	for name, keys := range map[string][]string{"no key": nil, "a key twice": {"d", "e", "d"}} {
+		if _, err := chain(keys...); err == nil || errors.Is(err, store.ErrAlreadyUsed) {
+			t.Errorf("UseOnceChain with %s: %v, want a plain error", name, err)
+		}
+	}
+	if _, err := s.UseOnceChain(ctx(t), []string{"f"}, base, base); err == nil || errors.Is(err, store.ErrAlreadyUsed) {
+		t.Errorf("UseOnceChain with expiry == use time: %v, want a plain error", err)
+	}
+	ok(t, s.UseOnce(ctx(t), "d", base, exp)) // the refused chain recorded nothing
+}
+
+// testSingleUseChainRace: of chains racing on the same second key (each with its own first
+// key), exactly one records both; every loser burnt only its own first key.
+func testSingleUseChainRace(t *testing.T, s store.Store) {
+	const n = 40
+	errs := race(n, func(i int) error {
+		_, err := s.UseOnceChain(ctx(t), []string{fmt.Sprintf("jti:%d", i), "nk:shared"}, base, base.Add(time.Minute))
+		return err
+	})
+	oneWinner(t, errs, store.ErrAlreadyUsed)
+	for i := range n {
+		wantErr(t, s.UseOnce(ctx(t), fmt.Sprintf("jti:%d", i), base, base.Add(time.Minute)), store.ErrAlreadyUsed)
+	}
+}
+
 func testSingleUseRace(t *testing.T, s store.Store) {
 	const n = 50
 	for round, key := range []string{"fresh", "expired", "released"} {
@@ -1327,6 +1388,105 @@ func testCounterRace(t *testing.T, s store.Store) {
 	eq(t, "final count", n, goroutines*each)
 }
 
+// testCountFailure: the counters of a CountFailure count exactly as IncrCounter does (windows,
+// lagging replicas), come back in the caller's order whatever the key order, and the event is
+// stored with its ID.
+func testCountFailure(t *testing.T, s store.Store) {
+	w1, w2 := base, base.Add(time.Minute)
+	incs := func(w time.Time, keys ...string) []store.CounterIncrement {
+		var l []store.CounterIncrement
+		for _, k := range keys {
+			l = append(l, store.CounterIncrement{Key: k, WindowStart: w, ExpiresAt: w.Add(2 * time.Minute)})
+		}
+		return l
+	}
+	_, err := s.IncrCounter(ctx(t), "b", w1, w1.Add(2*time.Minute))
+	ok(t, err)
+	e := &store.AuditEvent{At: base, Actor: "anonymous", Action: "client.auth_failed", Target: "client:unknown",
+		Address: "192.0.2.1", Outcome: "denied", Detail: "wrong secret"}
+	n, err := s.CountFailure(ctx(t), incs(w1, "c", "b", "a"), e)
+	ok(t, err)
+	if !slices.Equal(n, []int{1, 2, 1}) {
+		t.Fatalf("counts %v, want [1 2 1] (the caller's order)", n)
+	}
+	if e.ID == 0 {
+		t.Fatal("event ID not set")
+	}
+	l, err := s.ListAudit(ctx(t), 10)
+	ok(t, err)
+	if len(l) != 1 || l[0].ID != e.ID || l[0].Action != e.Action || l[0].Detail != e.Detail || !l[0].At.Equal(at(0)) {
+		t.Fatalf("audit after CountFailure = %+v, want the one event %+v", l, e)
+	}
+
+	// Without an event only the counters change; a new window restarts at 1, a lagging one keeps
+	// counting in the newer window, and the same key twice counts twice.
+	n, err = s.CountFailure(ctx(t), incs(w2, "a", "b"), nil)
+	ok(t, err)
+	if !slices.Equal(n, []int{1, 1}) {
+		t.Fatalf("counts in the next window %v, want [1 1]", n)
+	}
+	n, err = s.CountFailure(ctx(t), incs(w1, "b", "c", "b"), nil)
+	ok(t, err)
+	if !slices.Equal(n, []int{2, 2, 3}) {
+		t.Fatalf("counts from a lagging window %v, want [2 2 3]", n)
+	}
+	for k, want := range map[string]int{"a": 1, "b": 3, "c": 2} {
+		got, err := s.GetCounter(ctx(t), k, w1)
+		ok(t, err)
+		eq(t, "GetCounter("+k+")", got, want)
+	}
+	l, err = s.ListAudit(ctx(t), 10)
+	ok(t, err)
+	eq(t, "events", len(l), 1)
+}
+
+// testCountFailureRace: failures sharing counters, each naming them in a different order, all
+// succeed (no deadlock between their transactions) and every count is returned exactly once.
+func testCountFailureRace(t *testing.T, s store.Store) {
+	const goroutines, each = 24, 4
+	keys := []string{"a|x", "ai|x|y", "i|y"}
+	var mu sync.Mutex
+	seen := map[string][]int{}
+	errs := race(goroutines, func(g int) error {
+		for i := range each {
+			var incs []store.CounterIncrement
+			for j := range keys {
+				k := keys[(g+i+j)%len(keys)]
+				incs = append(incs, store.CounterIncrement{Key: k, WindowStart: base, ExpiresAt: base.Add(time.Minute)})
+			}
+			if g%2 == 1 {
+				slices.Reverse(incs)
+			}
+			e := &store.AuditEvent{At: base, Actor: "anonymous", Action: "race", Outcome: "denied"}
+			n, err := s.CountFailure(ctx(t), incs, e)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			for j, c := range incs {
+				seen[c.Key] = append(seen[c.Key], n[j])
+			}
+			mu.Unlock()
+		}
+		return nil
+	})
+	for _, err := range errs {
+		ok(t, err)
+	}
+	for _, k := range keys {
+		got := seen[k]
+		slices.Sort(got)
+		for i, n := range got {
+			if n != i+1 {
+				t.Fatalf("counts of %s returned %v, want 1..%d each once", k, got, goroutines*each)
+			}
+		}
+	}
+	l, err := s.ListAudit(ctx(t), 1000)
+	ok(t, err)
+	eq(t, "events", len(l), goroutines*each)
+}
+
 // ---------------------------------------------------------------------------------------------
 
 func testTimeRoundTrip(t *testing.T, s store.Store) {
@@ -1378,7 +1538,9 @@ func testClosed(t *testing.T, s store.Store) {
 	_, checks["GetClientByIDHash"] = s.GetClientByIDHash(ctx(t), []byte("x"))
 	_, checks["GetDoshiiLocationByTokenHash"] = s.GetDoshiiLocationByTokenHash(ctx(t), []byte("x"))
 	_, checks["IsRevoked"] = s.IsRevoked(ctx(t), "jti", "x")
+	_, checks["UseOnceChain"] = s.UseOnceChain(ctx(t), []string{"k"}, base, base.Add(time.Minute))
 	_, checks["IncrCounter"] = s.IncrCounter(ctx(t), "c", base, base.Add(time.Minute))
+	_, checks["CountFailure"] = s.CountFailure(ctx(t), []store.CounterIncrement{{Key: "c", WindowStart: base, ExpiresAt: base.Add(time.Minute)}}, nil)
 	_, checks["ListAudit"] = s.ListAudit(ctx(t), 1)
 	checks["DeleteAuditBefore"] = s.DeleteAuditBefore(ctx(t), base)
 	_, checks["ListSigningKeys"] = s.ListSigningKeys(ctx(t))
