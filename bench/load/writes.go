@@ -41,7 +41,8 @@ import (
 //   - refresh+flood (-flood): refresh again while -flood-rate wrong client secrets per second
 //     arrive, each from a different forwarded address, so every attempt costs its failed-attempt
 //     audit event and throttle counter writes; its ratio is against refresh alone in the same
-//     round.
+//     round. With -flood the same wrong secrets are also driven alone, unpaced ("wrong-secret"),
+//     so what one refused attempt costs is measured per request like every flow.
 //
 // For each it reports the median over rounds of requests/s, p50, p99, the ratio to
 // client_credentials measured in the same round, CPU per request (of this whole process:
@@ -108,7 +109,10 @@ func runWrites(ctx context.Context, o *options) error {
 	if o.flood && !slices.Contains(strings.Split(o.flows, ","), "refresh") {
 		return errors.New("-flood measures refresh under the flood: -flows must include refresh")
 	}
-	flood := e.flood()
+	if o.flood {
+		targets = append(targets, e.flood(false))
+	}
+	flood := e.flood(true)
 	fmt.Printf("posgate write path, store %s, GOMAXPROCS=%d, %s per run (+%s warm-up) × %d rounds; medians over rounds\n",
 		o.store, runtime.GOMAXPROCS(0), o.duration, o.warmup, o.rounds)
 	fmt.Println("cpu/req: this whole process (posgate and the load generator); fsync/req: fsync+fdatasync calls (perf tracepoints) per request")
@@ -718,25 +722,34 @@ func (e *writeEnv) consume() target {
 // flood sends -flood-rate requests per second, each an unknown client id with a wrong secret, a
 // fresh id from a fresh forwarded address each time, so no throttle counter ever blocks it
 // cheaply and every attempt costs its audit event and counter writes; 401 is the expected answer.
-func (e *writeEnv) flood() target {
+//
+// Unpaced (the "wrong-secret" row), the same requests are driven as fast as -concurrency workers
+// can, alone, so the cost of one refused attempt is measured like any flow's.
+func (e *writeEnv) flood(paced bool) target {
 	form := ccForm(e.o.audience)
+	name := "(flood)"
+	if !paced {
+		name = "wrong-secret"
+	}
 	interval := time.Second / time.Duration(max(e.o.floodRate, 1))
 	var mu sync.Mutex
 	var next time.Time
-	return target{name: "(flood)",
+	return target{name: name,
 		newRequest: func(int) (*http.Request, error) {
 			// Paced: the flood is a fixed number of wrong secrets per second, not as many as two
 			// shared cores can answer, so what it costs the legitimate writes is its writes and
 			// the work of refusing that many requests.
-			mu.Lock()
-			now := time.Now()
-			if next.Before(now) {
-				next = now
+			if paced {
+				mu.Lock()
+				now := time.Now()
+				if next.Before(now) {
+					next = now
+				}
+				slot := next
+				next = next.Add(interval)
+				mu.Unlock()
+				time.Sleep(time.Until(slot))
 			}
-			slot := next
-			next = next.Add(interval)
-			mu.Unlock()
-			time.Sleep(time.Until(slot))
 			req, err := formRequest(e.base+"/oauth/token", basicAuth("pg_ck_"+randomID(), "pg_cs_wrong"+randomID()), form)
 			if err != nil {
 				return nil, err
