@@ -8,7 +8,7 @@
 // lost, which is why every consumer also resyncs from the store periodically.
 //
 // Announcements are sent in groups. PostgreSQL serialises the commits of all transactions that
-// NOTIFY (each holds a database-wide lock from its pre-commit until its commit is flushed), so
+// NOTIFY (each holds one server-wide lock from its pre-commit until its commit is flushed), so
 // one announcement per transaction costs every publisher a round trip and a WAL flush in a
 // single queue. Publish instead hands its notice to one sender, which sends everything queued at
 // that moment in one transaction (one statement, one commit) while later publishers queue for
