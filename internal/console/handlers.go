@@ -116,12 +116,10 @@ func (m *Module) login(w http.ResponseWriter, r *http.Request) {
 	tok := r.PostForm.Get("token")
 	ok := m.svc.CheckAdminToken != nil && tok != "" && len(tok) <= maxAdminTokenLen && m.svc.CheckAdminToken(tok)
 	if !ok {
-		if m.svc.Throttle != nil {
-			if err := m.svc.Throttle.Fail(ctx, loginScope, addr, ""); err != nil {
-				m.svc.Log.Warn("console: throttle count failed", "error", err.Error())
-			}
+		if err := m.svc.FailAudited(ctx, loginScope, addr, "", store.AuditEvent{Actor: "anonymous", Action: "console.login",
+			Address: addr, Outcome: "denied", Detail: "wrong admin token"}); err != nil {
+			m.svc.Log.Warn("console: throttle count failed", "error", err.Error())
 		}
-		m.svc.Audit(ctx, store.AuditEvent{Actor: "anonymous", Action: "console.login", Address: addr, Outcome: "denied", Detail: "wrong admin token"})
 		m.render(w, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Error: "That is not the admin token."})
 		return
 	}
