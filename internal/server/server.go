@@ -63,6 +63,7 @@ type Server struct {
 	keyring  *keys.Keyring
 	verifier *token.PosgateVerifier
 	handler  http.Handler
+	infra    []infraPart // in start order, see lifecycle.go
 	modules  []namedModule
 	fwd      upstreamForwarder
 	probe    writeProbe // /readyz's periodic small write
@@ -184,8 +185,8 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	issuer := token.NewIssuer(s.keyring, clk, s.issuer)
 	s.verifier = token.NewVerifier(s.keyring, s.store, s.bus, clk, s.issuer, s.log)
 	s.verifier.SetResyncInterval(config.Seconds(cfg.Keys.RevocationResync))
-	if err := s.verifier.Start(s.bg); err != nil {
-		return s, fmt.Errorf("token verifier: %w", err)
+	if err := s.startInfra("token verifier", s.verifier); err != nil {
+		return s, err
 	}
 
 	svc := &app.Services{
@@ -208,8 +209,8 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 			slog.String("previous_issuer", cfg.Server.PreviousIssuer), slog.String("issuer", s.issuer))
 	}
 	svc.Hub = newHub(cfg, s.store, s.bus, clk, s.log)
-	if err := svc.Hub.Start(s.bg); err != nil {
-		return s, fmt.Errorf("hub: %w", err)
+	if err := s.startInfra("hub", svc.Hub); err != nil {
+		return s, err
 	}
 	svc.Throttle = auth.NewThrottle(s.store, clk, auth.ThrottleLimits{
 		Window:          config.Seconds(cfg.Throttle.Window),
@@ -535,38 +536,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("posgate shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), config.Seconds(cfg.ShutdownTimeout))
 	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		// The HTTP server's Shutdown does not know hijacked connections: the hub closes its
-		// sockets itself (1001).
-		if err := s.svc.Hub.Shutdown(sctx); err != nil {
-			s.log.Warn("hub shutdown did not finish in time", slog.String("error", err.Error()))
-		}
-	}()
-	for _, m := range s.modules {
-		if sh, ok := m.mod.(app.Shutdowner); ok {
-			wg.Add(1)
-			go func(name string) {
-				defer wg.Done()
-				if err := sh.Shutdown(sctx); err != nil {
-					s.log.Warn("module shutdown", slog.String("module", name), slog.String("error", err.Error()))
-				}
-			}(m.name)
-		}
-	}
-	for _, hs := range s.servers {
-		wg.Add(1)
-		go func(hs *http.Server) {
-			defer wg.Done()
-			if err := hs.Shutdown(sctx); err != nil {
-				s.log.Warn("shutdown did not drain in time; closing connections", slog.String("error", err.Error()))
-				hs.Close()
-			}
-		}(hs)
-	}
-	wg.Wait()
+	s.shutdown(sctx)
 	s.Close()
 	return serveErr
 }
@@ -575,11 +545,7 @@ func (s *Server) Serve(ctx context.Context) error {
 // only when Serve was never called.
 func (s *Server) Close() {
 	s.closed.Do(func() {
-		if s.svc != nil && s.svc.Hub != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), config.Seconds(s.cfg.Server.ShutdownTimeout))
-			_ = s.svc.Hub.Shutdown(ctx)
-			cancel()
-		}
+		s.shutdownInfra()
 		s.stop()
 		s.wg.Wait()
 		for _, ln := range []net.Listener{s.httpLn, s.httpsLn} {
