@@ -55,7 +55,7 @@ func FuzzRouteMatch(f *testing.F) {
 		var got *hit
 		mux := http.NewServeMux()
 		for _, rt := range routes {
-			names, err := parseWildcards(rt.path)
+			names, err := config.RouteWildcards(rt.path)
 			if err != nil {
 				t.Fatalf("compiled route %q has bad wildcards: %v", rt.path, err)
 			}
