@@ -3,7 +3,6 @@ package hub
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -17,8 +16,8 @@ import (
 // the replica that holds the peer's socket.
 type Outbox interface {
 	ClaimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error)
-	MarkOutboxSent(ctx context.Context, queue, id, owner string, at time.Time) error
-	CompleteOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) error
+	MarkOutboxSentBatch(ctx context.Context, queue, owner string, ids []string, at time.Time) (int, error)
+	CompleteOutboxBatch(ctx context.Context, queue string, ids []string, at time.Time) (int, error)
 	ReleaseOutbox(ctx context.Context, owner string) error
 	ExpireOutbox(ctx context.Context, now time.Time) (int, error)
 	CountOutbox(ctx context.Context, queue string) (int, error)
@@ -29,7 +28,7 @@ type DeliveryMode int
 
 const (
 	// AwaitAnswer: a message written to the socket is marked sent; the dialect completes it
-	// (CompleteOutbox) when the peer answers. Until then it is not written again on the same
+	// (AnswerOutbox) when the peer answers. Until then it is not written again on the same
 	// connection, but is on the next one (orderpay requests).
 	AwaitAnswer DeliveryMode = iota + 1
 	// DoneWhenWritten: a message written to the socket is done (doshii events).
@@ -211,8 +210,9 @@ func (d *deliverer) run(st *queueState) {
 	}
 }
 
-// deliverOnce claims one batch and writes what it has not written yet. It reports whether it
-// made progress on a full batch (so another claim may find more).
+// deliverOnce claims one batch, writes what it has not written yet and then records the
+// batch's writes in one store write. It reports whether it made progress on a full batch (so
+// another claim may find more).
 func (d *deliverer) deliverOnce(st *queueState) bool {
 	h := d.h
 	ctx := h.bg
@@ -244,7 +244,12 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 	if len(conns) == 0 {
 		return false
 	}
-	wrote := 0
+	// Each frame is written before the next (queue order, and a connection that fails stops
+	// the batch); the store learns of them all at once afterwards. A message written but not
+	// recorded (the process dies, the record fails) is claimed and written again later: at
+	// least once, under its own id.
+	var written []string
+	wrote, stopped := 0, false
 	for _, m := range msgs {
 		d.mu.Lock()
 		_, done := st.written[m.ID]
@@ -252,17 +257,17 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 		if done {
 			if m.State == store.OutboxQueued {
 				// Written, but its mark was refused: the lease changed owner meanwhile.
-				d.record(ctx, st, owner, m.ID, h.o.Clock.Now())
+				written = append(written, m.ID)
 			}
 			continue
 		}
 		c := writeAll(conns, m.Payload)
 		if c == nil {
-			return false // every connection is closing; detach releases the leases
+			stopped = true // every connection is closing; detach releases the leases
+			break
 		}
 		wrote++
-		at := h.o.Clock.Now()
-		c.m.latency.Observe(at.Sub(m.CreatedAt).Seconds())
+		c.m.latency.Observe(h.o.Clock.Now().Sub(m.CreatedAt).Seconds())
 		if st.mode == AwaitAnswer {
 			d.mu.Lock()
 			if st.written == nil {
@@ -271,23 +276,28 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 			st.written[m.ID] = c
 			d.mu.Unlock()
 		}
-		d.record(ctx, st, owner, m.ID, at)
+		written = append(written, m.ID)
 	}
-	return len(msgs) == claimBatch && wrote > 0
+	d.record(ctx, st, owner, written, h.o.Clock.Now())
+	return !stopped && len(msgs) == claimBatch && wrote > 0
 }
 
-// record notes in the store that message id was written: sent (an answer is awaited) or done.
-func (d *deliverer) record(ctx context.Context, st *queueState, owner, id string, at time.Time) {
+// record notes in the store that the messages ids were written: sent (an answer is awaited) or
+// done.
+func (d *deliverer) record(ctx context.Context, st *queueState, owner string, ids []string, at time.Time) {
+	if len(ids) == 0 {
+		return
+	}
 	ob := d.h.o.Outbox
 	var err error
+	// A message left unchanged moved on meanwhile (answered first, expired, its lease given
+	// back): nothing to do here.
 	if st.mode == DoneWhenWritten {
-		err = ob.CompleteOutbox(ctx, st.name, id, nil, at)
+		_, err = ob.CompleteOutboxBatch(ctx, st.name, ids, at)
 	} else {
-		err = ob.MarkOutboxSent(ctx, st.name, id, owner, at)
+		_, err = ob.MarkOutboxSentBatch(ctx, st.name, owner, ids, at)
 	}
-	// A conflict means the message moved on meanwhile (answered first, expired, its lease
-	// given back): nothing to do here.
-	if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrAlreadyUsed) && ctx.Err() == nil {
+	if err != nil && ctx.Err() == nil {
 		d.h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: recording an outbox delivery failed", slog.String("error", err.Error()))
 	}
 }

@@ -24,6 +24,7 @@ type hubStore interface {
 	hub.Presences
 	GetOutbox(ctx context.Context, queue, id string) (*store.OutboxMessage, error)
 	EnqueueOutbox(ctx context.Context, m *store.OutboxMessage) (*store.OutboxMessage, bool, error)
+	CompleteOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) error
 	ListPresence(ctx context.Context, tenant string, seenSince time.Time) ([]*store.Presence, error)
 }
 

@@ -85,6 +85,22 @@ type Outbox interface {
 	// it, and ends its lease. ErrNotFound when unknown; ErrAlreadyUsed when it is done or expired
 	// already (of concurrent completions, and of a completion racing ExpireOutbox, one wins).
 	CompleteOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) error
+	// MarkOutboxSentBatch is MarkOutboxSent for each of ids (at most 1000) of queue, in one
+	// write: a delivery records a batch it wrote with one statement instead of one per message.
+	// An id MarkOutboxSent would refuse (unknown, not owner's, done or expired) is left unchanged
+	// and is no error; it returns how many it marked.
+	MarkOutboxSentBatch(ctx context.Context, queue, owner string, ids []string, at time.Time) (int, error)
+	// CompleteOutboxBatch is CompleteOutbox with no answer for each of ids (at most 1000) of
+	// queue, in one write (a batch of events written to a socket). An id CompleteOutbox would
+	// refuse (unknown, done or expired) is left unchanged and is no error; it returns how many it
+	// completed. Of concurrent completions of one message exactly one counts it.
+	CompleteOutboxBatch(ctx context.Context, queue string, ids []string, at time.Time) (int, error)
+	// AnswerOutbox stores the peer's answer to a message it was given: like CompleteOutbox, but
+	// only for a message a delivery took (Attempts > 0), and it returns the message as it now
+	// stands, so that the answer needs no read before or after. ErrNotFound when the message is
+	// unknown or was never taken by a delivery (the peer cannot have received it); ErrAlreadyUsed
+	// when it is done or expired already.
+	AnswerOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) (*OutboxMessage, error)
 	// ReleaseOutbox gives back every lease owner holds on open messages (its connection went
 	// away): the messages stay in their state and are claimable again at once.
 	ReleaseOutbox(ctx context.Context, owner string) error

@@ -198,6 +198,86 @@ func (s *Store) CompleteOutbox(ctx context.Context, queue, id string, answer []b
 	return s.fail(op, s.outboxMiss(ctx, queue, id, store.ErrAlreadyUsed))
 }
 
+// idsIn is the SQL condition "column is one of the JSON array of strings in the argument
+// placeholder": one statement text whatever the number of ids, so it is prepared once.
+func (s *Store) idsIn(column, placeholder string) string {
+	if s.dialect == PostgreSQL {
+		return column + ` IN (SELECT jsonb_array_elements_text(` + placeholder + `::jsonb))`
+	}
+	return column + ` IN (SELECT value FROM json_each(` + placeholder + `))`
+}
+
+// maxOutboxBatch bounds the ids of one batch call, as maxClaimLimit bounds a claim.
+const maxOutboxBatch = maxClaimLimit
+
+func idList(op string, ids []string) (string, error) {
+	if len(ids) > maxOutboxBatch {
+		return "", fmt.Errorf("%s: %d ids, at most %d", op, len(ids), maxOutboxBatch)
+	}
+	for _, id := range ids {
+		if id == "" {
+			return "", fmt.Errorf("%s: empty id", op)
+		}
+	}
+	return listIn(ids), nil
+}
+
+// MarkOutboxSentBatch is MarkOutboxSent for several messages in one conditional update; the ids
+// it would refuse are left unchanged and not counted.
+func (s *Store) MarkOutboxSentBatch(ctx context.Context, queue, owner string, ids []string, at time.Time) (int, error) {
+	const op = "mark outbox messages sent"
+	if owner == "" {
+		return 0, s.fail(op, errors.New("empty owner"))
+	}
+	list, err := idList(op, ids)
+	if err != nil || len(ids) == 0 {
+		return 0, s.fail(op, err)
+	}
+	n, err := s.exec(ctx, `UPDATE outbox SET state = 'sent', sent_at = $4
+		WHERE queue = $1 AND `+s.idsIn("id", "$2")+` AND lease_owner = $3 AND `+outboxOpen, queue, list, owner, ms(at))
+	return int(n), s.fail(op, err)
+}
+
+// CompleteOutboxBatch is CompleteOutbox without an answer for several messages in one
+// conditional update; the ids it would refuse are left unchanged and not counted.
+func (s *Store) CompleteOutboxBatch(ctx context.Context, queue string, ids []string, at time.Time) (int, error) {
+	const op = "complete outbox messages"
+	list, err := idList(op, ids)
+	if err != nil || len(ids) == 0 {
+		return 0, s.fail(op, err)
+	}
+	n, err := s.exec(ctx, `UPDATE outbox SET state = 'done', done_at = $3, answer = NULL, lease_owner = '', lease_until = NULL
+		WHERE queue = $1 AND `+s.idsIn("id", "$2")+` AND `+outboxOpen, queue, list, ms(at))
+	return int(n), s.fail(op, err)
+}
+
+// AnswerOutbox completes a message that was delivered, returning the row, in one statement; a
+// miss is explained by one more read.
+func (s *Store) AnswerOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) (*store.OutboxMessage, error) {
+	const op = "answer outbox message"
+	w, err := s.writer()
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	m, err := scanOutbox(w.QueryRow(ctx, `UPDATE outbox SET state = 'done', done_at = $3, answer = $4, lease_owner = '', lease_until = NULL
+		WHERE queue = $1 AND id = $2 AND attempts > 0 AND `+outboxOpen+` RETURNING `+outboxCols,
+		queue, id, ms(at), blob(answer)).Scan)
+	if !errors.Is(err, ErrNoRows) {
+		return m, s.fail(op, err)
+	}
+	var state string
+	switch err := w.QueryRow(ctx, `SELECT state FROM outbox WHERE queue = $1 AND id = $2`, queue, id).Scan(&state); {
+	case errors.Is(err, ErrNoRows):
+		return nil, s.fail(op, store.ErrNotFound)
+	case err != nil:
+		return nil, s.fail(op, err)
+	case state == string(store.OutboxQueued) || state == string(store.OutboxSent):
+		// Open and yet not updated: no delivery had taken it when the update ran.
+		return nil, s.fail(op, fmt.Errorf("id %q of queue %q was never delivered: %w", id, queue, store.ErrNotFound))
+	}
+	return nil, s.fail(op, store.ErrAlreadyUsed)
+}
+
 // outboxMiss explains a conditional update that changed nothing: ErrNotFound when the message
 // does not exist, else ifExists. It reads through the writer so it sees what the update saw.
 func (s *Store) outboxMiss(ctx context.Context, queue, id string, ifExists error) error {

@@ -61,6 +61,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxClaimRace", testOutboxClaimRace},
 		{"OutboxEnqueueRace", testOutboxEnqueueRace},
 		{"OutboxCompleteRace", testOutboxCompleteRace},
+		{"OutboxBatch", testOutboxBatch},
+		{"OutboxAnswer", testOutboxAnswer},
+		{"OutboxBatchRace", testOutboxBatchRace},
 		{"OutboxClosed", testOutboxClosed},
 		{"Presence", testPresence},
 	}
