@@ -33,6 +33,16 @@ type LocationStatus struct {
 	ID, Name, VendorID string
 	Disabled, Online   bool
 	Disconnected       *time.Time // nil while online
+	// Sockets are the live sockets that carry the location, on any replica: its own POS socket
+	// and its vendor's cloud socket.
+	Sockets []SocketPresence
+}
+
+// SocketPresence is one live socket of a websocket tenant as the admin API and console show it.
+type SocketPresence struct {
+	Kind    string    `json:"kind"` // the dialect's word for the socket ("pos", "cloud")
+	Replica string    `json:"replica"`
+	Since   time.Time `json:"connected_since"`
 }
 
 // OutletStatus is one websocket outlet's state as the console shows it (orderpay's outlets).

@@ -31,7 +31,8 @@ type Server struct {
 	HTTPAddr          string   `yaml:"http_addr"`           // plain HTTP, default "" (off)
 	TLSCert           string   `yaml:"tls_cert"`            // PEM file; default: generated self-signed in data dir
 	TLSKey            string   `yaml:"tls_key"`             //
-	Issuer            string   `yaml:"issuer"`              // `iss` of posgate tokens and RFC 8414 issuer; default derived from addr
+	Issuer            string   `yaml:"issuer"`              // `iss` of posgate tokens and RFC 8414 issuer; default derived from addr (SQLite only: required with PostgreSQL)
+	PreviousIssuer    string   `yaml:"previous_issuer"`     // the issuer a PostgreSQL deployment recorded, to move it to Issuer on purpose
 	ReadHeaderTimeout int      `yaml:"read_header_timeout"` // seconds, default 5
 	ReadTimeout       int      `yaml:"read_timeout"`        // seconds, default 30
 	WriteTimeout      int      `yaml:"write_timeout"`       // seconds, default 90 (above chef's 60 s held call)
@@ -145,6 +146,12 @@ type Hub struct {
 	WriteTimeout int   `yaml:"write_timeout"` // seconds one frame may take to write, default 10
 	MaxMessage   int64 `yaml:"max_message"`   // bytes, default 1048576; a larger message closes the socket (1009)
 	SendQueue    int   `yaml:"send_queue"`    // frames waiting per socket, default 64; a socket that falls further behind is closed
+	// Lease is how long a message written to a socket stays with that socket's replica before
+	// another may deliver it again (the holder died without giving it back), seconds, default 60.
+	Lease int `yaml:"lease"`
+	// OutboxRetention is how long a finished (answered, delivered or expired) outbox message is
+	// kept for GET and for idempotent retries of its id before it is deleted, seconds, default 86400.
+	OutboxRetention int `yaml:"outbox_retention"`
 }
 
 // Throttle limits failed credential checks. Per address first; identity-wide only much higher.

@@ -66,10 +66,12 @@ func Default() *Config {
 			RequestTTL:     600,
 		},
 		Hub: Hub{
-			PingInterval: 30,
-			WriteTimeout: 10,
-			MaxMessage:   1 << 20,
-			SendQueue:    64,
+			PingInterval:    30,
+			WriteTimeout:    10,
+			MaxMessage:      1 << 20,
+			SendQueue:       64,
+			Lease:           60,
+			OutboxRetention: 86400,
 		},
 		Throttle: Throttle{
 			Window:          300,

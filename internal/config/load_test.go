@@ -41,6 +41,7 @@ func TestDefaultsAsDocumented(t *testing.T) {
 		"doshii.offline_after": "90", "doshii.event_ttl": "600",
 		"orderpay.ticket_lifetime": "300", "orderpay.request_wait": "30", "orderpay.request_ttl": "600",
 		"hub.ping_interval": "30", "hub.write_timeout": "10", "hub.max_message": "1048576", "hub.send_queue": "64",
+		"hub.lease": "60", "hub.outbox_retention": "86400",
 		"throttle.window": "300", "throttle.per_address": "20", "throttle.per_address_ident": "5",
 		"throttle.per_identity": "100", "throttle.identity_backoff": "60",
 	}
@@ -123,7 +124,8 @@ func TestHTTPAddrAloneTurnsHTTPSOff(t *testing.T) {
 }
 
 func TestPostgresFromEnvOnly(t *testing.T) {
-	cfg, err := Load(Options{Environ: []string{"POSGATE_STORE_DRIVER=postgres", "POSGATE_STORE_DSN=postgres://postgres@127.0.0.1:5432/x"}})
+	cfg, err := Load(Options{Environ: []string{"POSGATE_STORE_DRIVER=postgres", "POSGATE_STORE_DSN=postgres://postgres@127.0.0.1:5432/x",
+		"POSGATE_SERVER_ISSUER=https://auth.example.com"}})
 	if err != nil {
 		t.Fatal(err)
 	}

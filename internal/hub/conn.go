@@ -48,6 +48,8 @@ type Conn struct {
 	unanswered atomic.Int32 // pings sent since the last pong
 	touched    atomic.Int64 // unix nanoseconds of the last presence refresh
 	presence   atomic.Bool  // a presence row was written
+	// presencePartial: writing the presence rows failed part-way; the next refresh rewrites them.
+	presencePartial atomic.Bool
 }
 
 type outgoing struct {
@@ -402,11 +404,20 @@ func (h *Hub) putPresence(c *Conn) {
 		return
 	}
 	now := h.o.Clock.Now()
-	p := &store.Presence{ConnID: c.id, Tenant: c.tenants[0], Replica: h.o.Replica, Since: c.since, SeenAt: now}
-	if err := h.o.Presences.PutPresence(c.ctx, p); err != nil {
-		h.o.Log.LogAttrs(c.ctx, slog.LevelWarn, "hub: recording presence failed", slog.String("error", err.Error()))
-		return
+	// One row per tenant: each tenant the connection serves is online through it.
+	for i, t := range c.tenants {
+		p := &store.Presence{ConnID: c.id, Tenant: t, Replica: h.o.Replica, Since: c.since, SeenAt: now}
+		if err := h.o.Presences.PutPresence(c.ctx, p); err != nil {
+			h.o.Log.LogAttrs(c.ctx, slog.LevelWarn, "hub: recording presence failed", slog.String("error", err.Error()))
+			if i > 0 {
+				c.presence.Store(true) // the rows written are deleted when the connection ends
+			}
+			// The next refresh writes every row again (a touch would refresh only these).
+			c.presencePartial.Store(true)
+			return
+		}
 	}
+	c.presencePartial.Store(false)
 	c.touched.Store(now.UnixNano())
 	c.presence.Store(true)
 }
@@ -417,6 +428,10 @@ func (h *Hub) touchPresence(c *Conn) {
 	}
 	now := h.o.Clock.Now()
 	if now.Sub(time.Unix(0, c.touched.Load())) < h.o.PresenceRefresh {
+		return
+	}
+	if c.presencePartial.Load() {
+		h.putPresence(c)
 		return
 	}
 	c.touched.Store(now.UnixNano())

@@ -19,7 +19,6 @@ type Outbox interface {
 	MarkOutboxSentBatch(ctx context.Context, queue, owner string, ids []string, at time.Time) (int, error)
 	CompleteOutboxBatch(ctx context.Context, queue string, ids []string, at time.Time) (int, error)
 	ReleaseOutbox(ctx context.Context, owner string) error
-	ExpireOutbox(ctx context.Context, now time.Time) (int, error)
 	CountOutbox(ctx context.Context, queue string) (int, error)
 }
 
@@ -334,13 +333,10 @@ func writeAll(conns []*Conn, frame []byte) *Conn {
 	return ok
 }
 
-// poll looks at every local queue (a lost wake-up only delays a message), expires messages past
-// their lifetime and updates the outbox depth gauge.
+// poll looks at every local queue (a lost wake-up only delays a message) and updates the outbox
+// depth gauge. Expiry and cleanup are the server's housekeeping (the outbox module).
 func (d *deliverer) poll(ctx context.Context) {
 	ob := d.h.o.Outbox
-	if _, err := ob.ExpireOutbox(ctx, d.h.o.Clock.Now()); err != nil && ctx.Err() == nil {
-		d.h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: expiring outbox messages failed", slog.String("error", err.Error()))
-	}
 	if n, err := ob.CountOutbox(ctx, ""); err == nil {
 		metrics.OutboxDepth.Set(float64(n))
 	}

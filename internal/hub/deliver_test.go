@@ -3,12 +3,16 @@ package hub_test
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/posgate/posgate/internal/clock"
+	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/events/pgbus"
 	"github.com/posgate/posgate/internal/hub"
@@ -177,6 +181,12 @@ func TestDeliverAcrossReplicasSQLite(t *testing.T) {
 }
 
 func TestDeliverAcrossReplicasPostgres(t *testing.T) {
+	stores, buses := openPostgresReplicas(t)
+	testAcrossReplicas(t, stores[0], stores[1], buses[0], buses[1])
+}
+
+// openPostgresReplicas opens two replicas' stores and buses on one new PostgreSQL database.
+func openPostgresReplicas(t *testing.T) ([2]hubStore, [2]events.Bus) {
 	dsn := pgtest.NewDatabase(t)
 	ctx := context.Background()
 	var stores [2]hubStore
@@ -194,7 +204,82 @@ func TestDeliverAcrossReplicasPostgres(t *testing.T) {
 		t.Cleanup(func() { bus.Close() })
 		stores[i], buses[i] = st, bus
 	}
-	testAcrossReplicas(t, stores[0], stores[1], buses[0], buses[1])
+	return stores, buses
+}
+
+// deadReplica is the outbox as a replica killed with kill -9 leaves it: it gives nothing back.
+type deadReplica struct{ hubStore }
+
+func (deadReplica) ReleaseOutbox(context.Context, string) error {
+	return errors.New("the replica is dead")
+}
+
+// A request written to the socket of a replica that then died (no release) is not delivered to
+// the POS's next connection on another replica while the dead one's lease lasts, and is delivered
+// once hub.lease has run out, under the same id.
+func TestDeliverAfterLeaseOfDeadReplicaSQLite(t *testing.T) {
+	st := openSQLite(t)
+	bus := events.NewLocal()
+	testLeaseOfDeadReplica(t, st, st, bus, bus)
+}
+
+func TestDeliverAfterLeaseOfDeadReplicaPostgres(t *testing.T) {
+	stores, buses := openPostgresReplicas(t)
+	testLeaseOfDeadReplica(t, stores[0], stores[1], buses[0], buses[1])
+}
+
+func testLeaseOfDeadReplica(t *testing.T, stA, stB hubStore, busA, busB events.Bus) {
+	clk := clock.NewFake(time.Now())
+	lease := hub.OptionsFromConfig(config.Hub{Lease: 30}).Lease
+	if lease != 30*time.Second {
+		t.Fatalf("hub.lease 30 → %v", lease)
+	}
+	a := newServer(t, hub.Options{Outbox: deadReplica{stA}, Events: busA, Replica: "a", Clock: clk, Lease: lease, PollInterval: time.Hour})
+	b := newServer(t, hub.Options{Outbox: stB, Events: busB, Replica: "b", Clock: clk, Lease: lease, PollInterval: 10 * time.Millisecond})
+	const q = "orderpay:dead"
+	wsA, _ := a.dialURL(a.url(q, true)+"&deliver=answer", nil)
+	enqueue(t, stA, q, "r1")
+	if err := a.hub.Notify(context.Background(), q); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, wsA); got != "r1" {
+		t.Fatalf("got %q", got)
+	}
+	waitState(t, stA, q, "r1", store.OutboxSent)
+	_ = wsA.CloseNow() // the POS loses the dead replica
+	a.waitGone()
+
+	wsB, _ := b.dialURL(b.url(q, true)+"&deliver=answer", nil)
+	got := make(chan string, 4)
+	go func() {
+		for {
+			_, m, err := wsB.Read(context.Background())
+			if err != nil {
+				return
+			}
+			got <- string(m)
+		}
+	}()
+	// B polls every 10 ms meanwhile; within the lease it must not take the message.
+	clk.Advance(lease - time.Second)
+	select {
+	case m := <-got:
+		t.Fatalf("delivered %q while the dead replica's lease lasts", m)
+	case <-time.After(300 * time.Millisecond):
+	}
+	clk.Advance(2 * time.Second)
+	select {
+	case m := <-got:
+		if m != "r1" {
+			t.Fatalf("got %q, want r1", m)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("not redelivered after the lease")
+	}
+	m, err := stB.GetOutbox(context.Background(), q, "r1")
+	if err != nil || m.Attempts != 2 || !strings.HasPrefix(m.LeaseOwner, "b/") {
+		t.Fatalf("after redelivery: %+v, %v", m, err)
+	}
 }
 
 func testAcrossReplicas(t *testing.T, stA, stB hubStore, busA, busB events.Bus) {
@@ -250,5 +335,39 @@ func TestDeliverReplacementSameReplica(t *testing.T) {
 	}
 	if got := read(t, newer); got != "r2" {
 		t.Fatalf("newer got %q, want r2", got)
+	}
+}
+
+// A connection of several tenants is present for each of them, on both stores; its rows are
+// refreshed together and gone with it.
+func TestPresenceOfEveryTenantSQLite(t *testing.T) {
+	testPresenceOfEveryTenant(t, openSQLite(t))
+}
+
+func TestPresenceOfEveryTenantPostgres(t *testing.T) {
+	stores, _ := openPostgresReplicas(t)
+	testPresenceOfEveryTenant(t, stores[0])
+}
+
+func testPresenceOfEveryTenant(t *testing.T, st hubStore) {
+	s := newServer(t, hub.Options{Presences: st, Replica: "r1"})
+	tenants := []string{"doshii-vendor:v1", "doshii:l1", "doshii:l2"}
+	ws, c := s.dialURL(s.url(tenants[0], true)+"&also="+tenants[1]+"&also="+tenants[2], nil)
+	ctx := context.Background()
+	for _, tn := range tenants {
+		ps, err := st.ListPresence(ctx, tn, time.Now().Add(-time.Minute))
+		if err != nil || len(ps) != 1 || ps[0].ConnID != c.ID() || ps[0].Replica != "r1" || ps[0].Tenant != tn {
+			t.Fatalf("presence of %s = %+v, %v", tn, ps, err)
+		}
+	}
+	if ps, _ := st.ListPresence(ctx, "doshii:l3", time.Now().Add(-time.Minute)); len(ps) != 0 {
+		t.Fatalf("presence of another tenant: %+v", ps)
+	}
+	_ = ws.Close(websocket.StatusNormalClosure, "")
+	s.waitGone()
+	for _, tn := range tenants {
+		if ps, err := st.ListPresence(ctx, tn, time.Time{}); err != nil || len(ps) != 0 {
+			t.Fatalf("presence of %s after close = %+v, %v", tn, ps, err)
+		}
 	}
 }

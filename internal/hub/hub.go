@@ -107,7 +107,7 @@ type Spec struct {
 	// Dialect names the dialect for metrics and logs ("orderpay", "doshii"): a fixed word.
 	Dialect string
 	// Tenants the connection is registered under ("orderpay:<outlet id>", "doshii:<location id>",
-	// "doshii-vendor:<vendor id>"). Tenants[0] is the one its presence is recorded for.
+	// "doshii-vendor:<vendor id>"). Its presence is recorded for each of them.
 	Tenants []string
 	// Exclusive: a connection of the same tenants opened later (here or on another replica)
 	// replaces this one, which is closed with 4009; this connection replaces older ones.
@@ -164,6 +164,7 @@ func OptionsFromConfig(c config.Hub) Options {
 		WriteTimeout: config.Seconds(c.WriteTimeout),
 		MaxMessage:   c.MaxMessage,
 		SendQueue:    c.SendQueue,
+		Lease:        config.Seconds(c.Lease),
 	}
 }
 

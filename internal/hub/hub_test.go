@@ -47,7 +47,7 @@ func newServer(t *testing.T, o hub.Options) *server {
 		if dialect == "" {
 			dialect = "test"
 		}
-		spec := hub.Spec{Dialect: dialect, Tenants: []string{q.Get("tenant")},
+		spec := hub.Spec{Dialect: dialect, Tenants: append([]string{q.Get("tenant")}, q["also"]...),
 			Exclusive: q.Get("exclusive") == "1", Handler: &echo{s: s}}
 		switch q.Get("deliver") {
 		case "answer":

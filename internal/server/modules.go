@@ -29,6 +29,7 @@ type moduleConstructor struct {
 // implements.
 func modules() []moduleConstructor {
 	return []moduleConstructor{
+		{"outbox", only(newOutboxHousekeeping)}, // the hub's outbox: expiry and retention
 		{"oauth", only(oauth.New)},
 		{"chimpy", only(chimpy.New)},
 		{"jackpot", only(jackpot.New)},

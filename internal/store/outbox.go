@@ -64,6 +64,13 @@ type Outbox interface {
 	// row. Queue, ID, BodyHash and Payload must not be empty and ExpiresAt must be after CreatedAt
 	// (else an error that is none of the sentinels, and nothing is stored).
 	EnqueueOutbox(ctx context.Context, m *OutboxMessage) (stored *OutboxMessage, created bool, err error)
+	// EnqueueOutboxAll enqueues msgs (as EnqueueOutbox each, in order) in one transaction: every
+	// message is stored, or was already with the same body hash, or nothing changes — so a
+	// message that goes to several queues is never accepted into some and not the others. It
+	// returns the stored messages and which were created. ErrConflict when one exists with
+	// another body hash (then nothing is stored and the first value holds that stored message);
+	// a message that EnqueueOutbox would refuse is refused the same way, and nothing is stored.
+	EnqueueOutboxAll(ctx context.Context, msgs []*OutboxMessage) (stored []*OutboxMessage, created []bool, err error)
 	// GetOutbox returns one message; ErrNotFound when unknown.
 	GetOutbox(ctx context.Context, queue, id string) (*OutboxMessage, error)
 	// ClaimOutbox leases to owner, until leaseUntil, at most limit (<= 0: 100; at most 1000) open

@@ -10,7 +10,7 @@ import (
 // location or vendor), so the admin API can show it and every replica can tell "online".
 
 // Presence is one live connection of a tenant ("orderpay:<outlet id>", "doshii:<location id>",
-// "doshii-vendor:<vendor id>").
+// "doshii-vendor:<vendor id>"). A connection serving several tenants has one per tenant.
 type Presence struct {
 	ConnID  string // unique per connection
 	Tenant  string
@@ -22,12 +22,13 @@ type Presence struct {
 // Presences stores presence rows. A replica that dies leaves its rows behind: readers ignore rows
 // whose SeenAt is older than their staleness bound, and cleanup deletes them.
 type Presences interface {
-	// PutPresence inserts or replaces the row of p.ConnID. ConnID, Tenant and Replica must not be
-	// empty (else an error that is none of the sentinels, and nothing is stored).
+	// PutPresence inserts or replaces the row of (p.ConnID, p.Tenant); the connection's rows of
+	// other tenants stay. ConnID, Tenant and Replica must not be empty (else an error that is none
+	// of the sentinels, and nothing is stored).
 	PutPresence(ctx context.Context, p *Presence) error
-	// TouchPresence sets SeenAt of connID (ErrNotFound when the row is gone).
+	// TouchPresence sets SeenAt of every row of connID (ErrNotFound when it has none left).
 	TouchPresence(ctx context.Context, connID string, at time.Time) error
-	// DeletePresence deletes connID's row (deleting a missing row is not an error).
+	// DeletePresence deletes connID's rows, of every tenant (deleting none is not an error).
 	DeletePresence(ctx context.Context, connID string) error
 	// ListPresence returns tenant's rows seen at or after seenSince, newest Since first (ties:
 	// ConnID descending); none is an empty list, not an error.

@@ -22,31 +22,101 @@ type locationInfo struct {
 	Disabled       bool       `json:"disabled"`
 	Online         bool       `json:"online"`
 	Disconnected   *time.Time `json:"disconnected_date"` // null while online
-	CreatedAt      time.Time  `json:"created_at"`
+	// Sockets are the live sockets carrying the location on any replica: its POS socket ("pos")
+	// and its vendor's cloud socket ("cloud").
+	Sockets   []app.SocketPresence `json:"sockets"`
+	CreatedAt time.Time            `json:"created_at"`
 }
 
-func (m *Module) locationView(l *store.DoshiiLocation, now time.Time) locationInfo {
+// presenceReader reads the sockets of locations from the hub's presence rows (every replica),
+// remembering a vendor's cloud sockets across the locations of one listing.
+type presenceReader struct {
+	m      *Module
+	since  time.Time
+	vendor map[string][]app.SocketPresence
+}
+
+func (m *Module) presenceReader(now time.Time) *presenceReader {
+	pr := &presenceReader{m: m, vendor: map[string][]app.SocketPresence{}}
+	if m.svc.Hub != nil {
+		pr.since = now.Add(-m.svc.Hub.PresenceStale())
+	}
+	return pr
+}
+
+// sockets returns the live sockets of l: its POS socket, then its vendor's cloud socket.
+func (pr *presenceReader) sockets(ctx context.Context, l *store.DoshiiLocation) ([]app.SocketPresence, error) {
+	out := []app.SocketPresence{}
+	pos, err := pr.list(ctx, locationTenant(l.ID), "pos")
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, pos...)
+	cloud, ok := pr.vendor[l.VendorID]
+	if !ok {
+		if cloud, err = pr.list(ctx, vendorTenant(l.VendorID), "cloud"); err != nil {
+			return nil, err
+		}
+		pr.vendor[l.VendorID] = cloud
+	}
+	return append(out, cloud...), nil
+}
+
+func (pr *presenceReader) list(ctx context.Context, tenant, kind string) ([]app.SocketPresence, error) {
+	h := pr.m.svc.Hub
+	if h == nil {
+		return nil, nil
+	}
+	pres, ok := pr.m.svc.Store.(store.Presences)
+	if !ok {
+		// A store without presence rows: this replica's sockets only.
+		var out []app.SocketPresence
+		for _, c := range h.Conns(tenant) {
+			out = append(out, app.SocketPresence{Kind: kind, Replica: h.Replica(), Since: c.Since().UTC()})
+		}
+		return out, nil
+	}
+	rows, err := pres.ListPresence(ctx, tenant, pr.since)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]app.SocketPresence, 0, len(rows))
+	for _, p := range rows {
+		out = append(out, app.SocketPresence{Kind: kind, Replica: p.Replica, Since: p.Since.UTC()})
+	}
+	return out, nil
+}
+
+func (m *Module) locationView(ctx context.Context, pr *presenceReader, l *store.DoshiiLocation, now time.Time) (locationInfo, error) {
+	socks, err := pr.sockets(ctx, l)
+	if err != nil {
+		return locationInfo{}, storeError(err)
+	}
 	out := locationInfo{ID: l.ID, VendorID: l.VendorID, OrganisationID: l.OrganisationID, Name: l.Name,
-		Disabled: l.Disabled, CreatedAt: l.CreatedAt.UTC()}
+		Disabled: l.Disabled, Sockets: socks, CreatedAt: l.CreatedAt.UTC()}
 	if d := disconnectedAt(l, now); d != nil {
 		t := d.UTC()
 		out.Disconnected = &t
 	} else {
 		out.Online = true
 	}
-	return out
+	return out, nil
 }
 
 // LocationStatus is one location's state for the console.
 type LocationStatus = app.LocationStatus
 
-// LocationStatuses lists every location with its online state now (console.Locations).
+// LocationStatuses lists every location with its online state and live sockets now
+// (console.Locations).
 func (m *Module) LocationStatuses(ctx context.Context) ([]LocationStatus, error) {
-	return LocationStatuses(ctx, m.svc.Store, m.svc.Clock.Now())
+	now := m.svc.Clock.Now()
+	return LocationStatuses(ctx, m.svc.Store, now, m.presenceReader(now).sockets)
 }
 
-// LocationStatuses lists every location with its online state at now (the console's view).
-func LocationStatuses(ctx context.Context, st store.Doshii, now time.Time) ([]LocationStatus, error) {
+// LocationStatuses lists every location with its online state at now (the console's view) and,
+// when sockets is not nil, the live sockets it names.
+func LocationStatuses(ctx context.Context, st store.Doshii, now time.Time,
+	sockets func(context.Context, *store.DoshiiLocation) ([]app.SocketPresence, error)) ([]LocationStatus, error) {
 	ls, err := st.ListDoshiiLocations(ctx, "")
 	if err != nil {
 		return nil, err
@@ -54,6 +124,11 @@ func LocationStatuses(ctx context.Context, st store.Doshii, now time.Time) ([]Lo
 	out := make([]LocationStatus, 0, len(ls))
 	for _, l := range ls {
 		s := LocationStatus{ID: l.ID, Name: l.Name, VendorID: l.VendorID, Disabled: l.Disabled}
+		if sockets != nil {
+			if s.Sockets, err = sockets(ctx, l); err != nil {
+				return nil, err
+			}
+		}
 		if d := disconnectedAt(l, now); d != nil {
 			t := d.UTC()
 			s.Disconnected = &t
@@ -73,9 +148,15 @@ func (m *Module) adminListLocations(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := m.svc.Clock.Now()
+	pr := m.presenceReader(now)
 	out := make([]locationInfo, 0, len(ls))
 	for _, l := range ls {
-		out = append(out, m.locationView(l, now))
+		v, err := m.locationView(r.Context(), pr, l, now)
+		if err != nil {
+			m.writeAdminError(w, r, err)
+			return
+		}
+		out = append(out, v)
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"locations": out})
 }
@@ -91,7 +172,7 @@ func (m *Module) adminGetLocation(w http.ResponseWriter, r *http.Request) {
 		m.writeAdminError(w, r, storeError(err))
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, m.locationView(l, m.svc.Clock.Now()))
+	m.writeLocation(w, r, l)
 }
 
 // adminSetLocationDisabled serves POST /doshii/locations/{id}/disable and /enable. Disabling
@@ -121,7 +202,7 @@ func (m *Module) adminSetLocationDisabled(disabled bool) http.HandlerFunc {
 			m.writeAdminError(w, r, storeError(err))
 			return
 		}
-		httpx.WriteJSON(w, http.StatusOK, m.locationView(l, m.svc.Clock.Now()))
+		m.writeLocation(w, r, l)
 	}
 }
 
@@ -163,4 +244,15 @@ func (m *Module) adminSetVendorDisabled(disabled bool) http.HandlerFunc {
 		v.Disabled = disabled
 		httpx.WriteJSON(w, http.StatusOK, vendorView(v))
 	}
+}
+
+// writeLocation answers 200 with l as the admin API shows it.
+func (m *Module) writeLocation(w http.ResponseWriter, r *http.Request, l *store.DoshiiLocation) {
+	now := m.svc.Clock.Now()
+	v, err := m.locationView(r.Context(), m.presenceReader(now), l, now)
+	if err != nil {
+		m.writeAdminError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, v)
 }

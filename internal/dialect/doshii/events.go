@@ -42,7 +42,7 @@ var (
 
 // EventOutbox is the store role the events API needs.
 type EventOutbox interface {
-	EnqueueOutbox(ctx context.Context, m *store.OutboxMessage) (*store.OutboxMessage, bool, error)
+	EnqueueOutboxAll(ctx context.Context, msgs []*store.OutboxMessage) ([]*store.OutboxMessage, []bool, error)
 	GetOutbox(ctx context.Context, queue, id string) (*store.OutboxMessage, error)
 }
 
@@ -199,19 +199,19 @@ func (a *eventsAPI) publish(w http.ResponseWriter, r *http.Request) {
 		{Queue: locationTenant(loc.ID), ID: ev.id},
 		{Queue: vendorTenant(loc.VendorID), ID: loc.ID + "/" + ev.id},
 	}
-	stored := make([]*store.OutboxMessage, len(msgs))
-	for i, m := range msgs {
+	for _, m := range msgs {
 		m.BodyHash, m.Payload, m.CreatedAt, m.ExpiresAt = ev.hash(), frame, now, now.Add(a.ttl)
-		s, _, err := a.ob.EnqueueOutbox(context.WithoutCancel(ctx), m)
-		if errors.Is(err, store.ErrConflict) {
-			gateway.WriteBearerError(w, "posgate", errs.New(errs.Conflict, "conflict", "an event with this id and another body exists"))
-			return
-		}
-		if err != nil {
-			gateway.WriteBearerError(w, "posgate", storeError(err))
-			return
-		}
-		stored[i] = s
+	}
+	// Both messages in one transaction: a failure stores neither, so a retry — which without an
+	// id gets a new one — cannot leave the first socket kind with the event twice.
+	stored, _, err := a.ob.EnqueueOutboxAll(context.WithoutCancel(ctx), msgs)
+	if errors.Is(err, store.ErrConflict) {
+		gateway.WriteBearerError(w, "posgate", errs.New(errs.Conflict, "conflict", "an event with this id and another body exists"))
+		return
+	}
+	if err != nil {
+		gateway.WriteBearerError(w, "posgate", storeError(err))
+		return
 	}
 	for _, m := range msgs {
 		_ = a.m.svc.Hub.Notify(context.WithoutCancel(ctx), m.Queue) // best effort: the deliverer also polls

@@ -19,6 +19,9 @@ import (
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/server/servertest"
+	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/store/sqlstore"
+	"github.com/posgate/posgate/internal/testutil/wait"
 )
 
 // sock is a raw websocket client of a doshii socket.
@@ -473,6 +476,22 @@ func TestSocketReplicas(t *testing.T) {
 
 	pos := mustDial(t, two, posQuery(a))
 	pos.heartbeat("1")
+	// Both replicas show where the location's sockets are: its POS socket on replica two, its
+	// vendor's cloud socket on replica one.
+	cloud := mustDial(t, one, vendorQuery(a, clk.Now()))
+	cloud.heartbeat("2")
+	for _, inst := range []*servertest.Instance{one, two} {
+		wait.Until(t, "both sockets in the admin view", func() bool {
+			st, body := inst.Admin(t, "GET", "/doshii/locations/"+a.id, nil)
+			socks, _ := body["sockets"].([]any)
+			if st != http.StatusOK || len(socks) != 2 {
+				return false
+			}
+			p, c := socks[0].(map[string]any), socks[1].(map[string]any)
+			return p["kind"] == "pos" && p["replica"] == two.Svc.Hub.Replica() && p["connected_since"] != nil &&
+				c["kind"] == "cloud" && c["replica"] == one.Svc.Hub.Replica()
+		})
+	}
 	if d := e1.disconnectedDate(a, clk.Now()); d != nil {
 		t.Fatalf("replica one: disconnectedDate %v after a heartbeat on replica two", d)
 	}
@@ -520,5 +539,51 @@ func TestSocketThrottle(t *testing.T) {
 	}
 	if last != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" || !strings.HasPrefix(body, `{"message":`) {
 		t.Fatalf("after 8 failed handshakes: %d %v %s", last, hdr, body)
+	}
+}
+
+// A publish whose second outbox message (the cloud socket's) fails to be stored stores neither:
+// the retry, which has no id and so gets a new one, makes the only event the sockets receive.
+func TestPublishFailingHalfWaySQLite(t *testing.T)   { testPublishFailingHalfWay(t, "sqlite") }
+func TestPublishFailingHalfWayPostgres(t *testing.T) { testPublishFailingHalfWay(t, "postgres") }
+
+func testPublishFailingHalfWay(t *testing.T, driver string) {
+	inst := servertest.Start(t, servertest.Options{Driver: driver})
+	e := &e2e{t: t, inst: inst}
+	a := e.onboard("vendor-a", "Org A", "Venue A")
+	tok := publisher(t, inst, "doshii:publish")
+	db := inst.Svc.Store.(interface{ Writer() sqlstore.Querier }).Writer()
+	ctx := context.Background()
+	// A trigger refuses every insert into the cloud sockets' queues.
+	fail := map[string][]string{
+		"sqlite": {`CREATE TRIGGER fail_cloud BEFORE INSERT ON outbox WHEN NEW.queue LIKE 'doshii-vendor:%'
+			BEGIN SELECT RAISE(ABORT, 'injected failure'); END`},
+		"postgres": {`CREATE FUNCTION fail_cloud() RETURNS trigger AS $$ BEGIN
+				IF NEW.queue LIKE 'doshii-vendor:%' THEN RAISE EXCEPTION 'injected failure'; END IF;
+				RETURN NEW; END $$ LANGUAGE plpgsql`,
+			`CREATE TRIGGER fail_cloud BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION fail_cloud()`},
+	}[driver]
+	for _, q := range fail {
+		if _, err := db.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, out := publish(t, inst, tok, a.id, `{"type":"order_created","data":{"n":1}}`); st < 500 {
+		t.Fatalf("publish with a failing store: %d %v", st, out)
+	}
+	if _, err := db.Exec(ctx, `DROP TRIGGER fail_cloud`+map[string]string{"sqlite": "", "postgres": " ON outbox"}[driver]); err != nil {
+		t.Fatal(err)
+	}
+	st, out := publish(t, inst, tok, a.id, `{"type":"order_created","data":{"n":1}}`)
+	if st != http.StatusAccepted {
+		t.Fatalf("retry: %d %v", st, out)
+	}
+	ob := inst.Svc.Store.(store.Outbox)
+	if n, err := ob.CountOutbox(ctx, "doshii:"+a.id); err != nil || n != 1 {
+		t.Fatalf("the location's queue holds %d events (%v), want the retry's only", n, err)
+	}
+	pos := mustDial(t, inst, posQuery(a))
+	if f := pos.mustNext(); f.ID != out["id"] {
+		t.Fatalf("POS socket first received %s, want the retry's %v", f.raw, out["id"])
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/posgate/posgate/internal/server/servertest"
+	"github.com/posgate/posgate/internal/testutil/wait"
 )
 
 // outlet is an outlet created through the admin API, with the secret it was created with.
@@ -246,11 +247,5 @@ func compactJSON(t testing.TB, data []byte) string {
 // eventually polls cond every 20 ms for up to 10 s.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.Until(t, what, cond)
 }

@@ -106,11 +106,14 @@ func tailString(s string, n int) string {
 // its answer, some still queued — survive a SIGKILL of the posgate holding them. On SQLite the
 // same data directory is served again; on PostgreSQL the other replica takes over. Every request
 // reaches the POS, in order, under its RequestID, once the POS reconnects. Requests written to
-// the dead process's socket wait for their delivery lease to run out (the hub's lease, 60 s), so
-// this test takes over a minute.
+// the dead process's socket wait for their delivery lease to run out: the victim runs with
+// hub.lease 12 s, so they come back after it, not after the default minute.
+// leaseEnv shortens the victim's delivery lease (hub.lease).
+const leaseEnv = "POSGATE_HUB_LEASE=12"
+
 func TestKill9LosesNothingAccepted(t *testing.T) {
 	if testing.Short() {
-		t.Skip("kill -9 test: over a minute")
+		t.Skip("kill -9 test: builds and kills posgate processes")
 	}
 	bin := buildPosgate(t)
 	for _, driver := range []string{"sqlite", "postgres"} {
@@ -121,12 +124,12 @@ func TestKill9LosesNothingAccepted(t *testing.T) {
 			var survivor func() *servertest.Instance
 			if driver == "sqlite" {
 				dir := t.TempDir()
-				victim = startChild(t, bin, dir, tok)
+				victim = startChild(t, bin, dir, tok, leaseEnv)
 				survivor = func() *servertest.Instance { return startChild(t, bin, dir, tok).inst }
 			} else {
 				dsn := pgtest.NewDatabase(t)
 				a := servertest.Start(t, servertest.Options{DSN: dsn, AdminToken: tok})
-				victim = startChild(t, bin, a.DataDir, tok, "POSGATE_STORE_DRIVER=postgres", "POSGATE_STORE_DSN="+dsn)
+				victim = startChild(t, bin, a.DataDir, tok, leaseEnv, "POSGATE_STORE_DRIVER=postgres", "POSGATE_STORE_DSN="+dsn)
 				survivor = func() *servertest.Instance { return a }
 			}
 			v := victim.inst
@@ -178,7 +181,7 @@ func TestKill9LosesNothingAccepted(t *testing.T) {
 			seen := map[string]bool{}
 			var order []string
 			for len(seen) < len(ids) {
-				f, _ := q.readWithin(90 * time.Second) // the dead process's lease runs out first
+				f, _ := q.readWithin(45 * time.Second) // the dead process's lease runs out first
 				if !seen[f.RequestID] {
 					seen[f.RequestID] = true
 					order = append(order, f.RequestID)

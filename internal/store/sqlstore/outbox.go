@@ -46,13 +46,8 @@ func scanOutbox(sc func(...any) error) (*store.OutboxMessage, error) {
 // two statements (cleanup of a finished message) is inserted again on the next round.
 func (s *Store) EnqueueOutbox(ctx context.Context, m *store.OutboxMessage) (*store.OutboxMessage, bool, error) {
 	const op = "enqueue outbox message"
-	switch {
-	case m.Queue == "" || m.ID == "":
-		return nil, false, s.fail(op, errors.New("empty queue or id"))
-	case len(m.BodyHash) == 0 || len(m.Payload) == 0:
-		return nil, false, s.fail(op, errors.New("empty body hash or payload"))
-	case !m.ExpiresAt.After(m.CreatedAt):
-		return nil, false, s.fail(op, fmt.Errorf("expiry %s is not after creation %s", m.ExpiresAt, m.CreatedAt))
+	if err := checkOutboxMessage(m); err != nil {
+		return nil, false, s.fail(op, err)
 	}
 	w, err := s.writer()
 	if err != nil {

@@ -10,29 +10,29 @@ import (
 
 const presenceCols = `conn_id, tenant, replica, since, seen_at`
 
-// PutPresence inserts p, or replaces every column of the row with its ConnID, in one upsert.
+// PutPresence inserts p, or replaces the row of its (ConnID, Tenant), in one upsert.
 func (s *Store) PutPresence(ctx context.Context, p *store.Presence) error {
 	const op = "put presence"
 	if p.ConnID == "" || p.Tenant == "" || p.Replica == "" {
 		return s.fail(op, errors.New("empty connection id, tenant or replica"))
 	}
 	_, err := s.exec(ctx, `INSERT INTO presence (`+presenceCols+`) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (conn_id) DO UPDATE SET tenant = excluded.tenant, replica = excluded.replica,
+		ON CONFLICT (conn_id, tenant) DO UPDATE SET replica = excluded.replica,
 			since = excluded.since, seen_at = excluded.seen_at`,
 		p.ConnID, p.Tenant, p.Replica, ms(p.Since), ms(p.SeenAt))
 	return s.fail(op, err)
 }
 
-// TouchPresence sets the SeenAt of connID; ErrNotFound when its row is gone.
+// TouchPresence sets the SeenAt of every row of connID; ErrNotFound when it has none.
 func (s *Store) TouchPresence(ctx context.Context, connID string, at time.Time) error {
 	n, err := s.exec(ctx, `UPDATE presence SET seen_at = $2 WHERE conn_id = $1`, connID, ms(at))
-	if err == nil && n != 1 {
+	if err == nil && n == 0 {
 		err = store.ErrNotFound
 	}
 	return s.fail("touch presence", err)
 }
 
-// DeletePresence deletes connID's row, if any.
+// DeletePresence deletes connID's rows, if any.
 func (s *Store) DeletePresence(ctx context.Context, connID string) error {
 	_, err := s.exec(ctx, `DELETE FROM presence WHERE conn_id = $1`, connID)
 	return s.fail("delete presence", err)

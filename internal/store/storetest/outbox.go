@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -523,6 +524,7 @@ func testOutboxClosed(t *testing.T, s store.Store) {
 	ok(t, s.Close())
 	checks := map[string]error{}
 	_, _, checks["EnqueueOutbox"] = s.EnqueueOutbox(ctx(t), newMsg("q", "m", time.Hour))
+	_, _, checks["EnqueueOutboxAll"] = s.EnqueueOutboxAll(ctx(t), []*store.OutboxMessage{newMsg("q", "m", time.Hour)})
 	_, checks["GetOutbox"] = s.GetOutbox(ctx(t), "q", "m")
 	_, checks["ClaimOutbox"] = s.ClaimOutbox(ctx(t), "q", "c", base, base.Add(time.Minute), 1)
 	checks["MarkOutboxSent"] = s.MarkOutboxSent(ctx(t), "q", "m", "c", base)
@@ -592,10 +594,23 @@ func testPresence(t *testing.T, s store.Store) {
 	eqList(t, "after touch", list("orderpay:o1", time.Minute), []string{"c1@r1"})
 	wantErr(t, s.TouchPresence(ctx(t), "none", base), store.ErrNotFound)
 
-	// Put replaces the whole row of a ConnID (the connection moved to another tenant or replica).
+	// A connection of several tenants has a row for each: a Put of another tenant adds one, a Put
+	// of the same (ConnID, Tenant) replaces it.
 	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "c1", Tenant: "doshii:l1", Replica: "r3", Since: base.Add(2 * time.Minute), SeenAt: base.Add(2 * time.Minute)}))
-	eqList(t, "old tenant after replace", list("orderpay:o1", 0), []string{"c2@r2", "c0@r2"})
-	eqList(t, "new tenant after replace", list("doshii:l1", 0), []string{"c1@r3", "c3@r1"})
+	eqList(t, "first tenant after a second one", list("orderpay:o1", 0), []string{"c2@r2", "c0@r2", "c1@r1"})
+	eqList(t, "second tenant", list("doshii:l1", 0), []string{"c1@r3", "c3@r1"})
+	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "c1", Tenant: "orderpay:o1", Replica: "r3", Since: base.Add(2 * time.Minute), SeenAt: base.Add(2 * time.Minute)}))
+	eqList(t, "first tenant replaced", list("orderpay:o1", 0), []string{"c1@r3", "c2@r2", "c0@r2"})
+	// Touch refreshes every row of the connection.
+	ok(t, s.TouchPresence(ctx(t), "c1", base.Add(3*time.Minute)))
+	eqList(t, "touched, first tenant", list("orderpay:o1", 3*time.Minute), []string{"c1@r3"})
+	eqList(t, "touched, second tenant", list("doshii:l1", 3*time.Minute), []string{"c1@r3"})
+	// Delete removes every row of the connection.
+	ok(t, s.DeletePresence(ctx(t), "c1"))
+	eqList(t, "deleted, first tenant", list("orderpay:o1", 0), []string{"c2@r2", "c0@r2"})
+	eqList(t, "deleted, second tenant", list("doshii:l1", 0), []string{"c3@r1"})
+	wantErr(t, s.TouchPresence(ctx(t), "c1", base), store.ErrNotFound)
+	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "c1", Tenant: "doshii:l1", Replica: "r3", Since: base.Add(2 * time.Minute), SeenAt: base.Add(2 * time.Minute)}))
 
 	ok(t, s.DeletePresence(ctx(t), "c2"))
 	ok(t, s.DeletePresence(ctx(t), "c2")) // missing is fine
@@ -779,4 +794,75 @@ func testOutboxBatchRace(t *testing.T, s store.Store) {
 		eq(t, "state after mark and answer", m.State, store.OutboxDone)
 		eqBytes(t, "answer", m.Answer, []byte("answer"))
 	}
+}
+
+// testOutboxEnqueueAll: messages enqueued together are stored together or not at all, also when
+// callers race with the same messages.
+func testOutboxEnqueueAll(t *testing.T, s store.Store) {
+	a, b := newMsg("doshii:l1", "e1", time.Minute), newMsg("doshii-vendor:v1", "l1/e1", time.Minute)
+	got, created, err := s.EnqueueOutboxAll(ctx(t), []*store.OutboxMessage{a, b})
+	ok(t, err)
+	if len(got) != 2 || len(created) != 2 || !created[0] || !created[1] || got[0].Seq >= got[1].Seq {
+		t.Fatalf("first enqueue: %+v %v", got, created)
+	}
+	eq(t, "first queue", got[0].Queue, "doshii:l1")
+	eq(t, "second state", got[1].State, store.OutboxQueued)
+	// Again: nothing changes, the stored messages come back.
+	again, created, err := s.EnqueueOutboxAll(ctx(t), []*store.OutboxMessage{newMsg("doshii:l1", "e1", time.Hour), newMsg("doshii-vendor:v1", "l1/e1", time.Hour)})
+	ok(t, err)
+	if created[0] || created[1] || again[0].Seq != got[0].Seq || again[1].Seq != got[1].Seq {
+		t.Fatalf("repeat: %+v %v", again, created)
+	}
+	// One stored already (a caller that got half-way with EnqueueOutbox), one new: both stored.
+	enqueue(t, s, newMsg("doshii:l1", "e2", time.Minute))
+	_, created, err = s.EnqueueOutboxAll(ctx(t), []*store.OutboxMessage{newMsg("doshii:l1", "e2", time.Minute), newMsg("doshii-vendor:v1", "l1/e2", time.Minute)})
+	ok(t, err)
+	if created[0] || !created[1] {
+		t.Fatalf("half-stored: created %v", created)
+	}
+	// A conflict in the second message: the first, new, is not stored either.
+	clash := newMsg("doshii-vendor:v1", "l1/e1", time.Minute)
+	clash.BodyHash = hashOf("another body")
+	got, _, err = s.EnqueueOutboxAll(ctx(t), []*store.OutboxMessage{newMsg("doshii:l1", "e3", time.Minute), clash})
+	wantErr(t, err, store.ErrConflict)
+	if len(got) != 1 || got[0].ID != "l1/e1" {
+		t.Fatalf("conflict returned %+v, want the stored message", got)
+	}
+	_, err = s.GetOutbox(ctx(t), "doshii:l1", "e3")
+	wantErr(t, err, store.ErrNotFound)
+	// A message EnqueueOutbox would refuse: a plain error, nothing stored.
+	bad := newMsg("doshii-vendor:v1", "l1/e4", time.Minute)
+	bad.Payload = nil
+	_, _, err = s.EnqueueOutboxAll(ctx(t), []*store.OutboxMessage{newMsg("doshii:l1", "e4", time.Minute), bad})
+	if err == nil || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("invalid message: %v, want a plain error", err)
+	}
+	_, err = s.GetOutbox(ctx(t), "doshii:l1", "e4")
+	wantErr(t, err, store.ErrNotFound)
+	_, _, err = s.EnqueueOutboxAll(ctx(t), nil)
+	if err == nil {
+		t.Fatal("no message: no error")
+	}
+	// Concurrent callers with the same pair: one row each, every caller gets them.
+	var wg sync.WaitGroup
+	seqs := make([][2]int64, 20)
+	for i := range seqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, _, err := s.EnqueueOutboxAll(ctx(t), []*store.OutboxMessage{newMsg("doshii:l2", "race", time.Minute), newMsg("doshii-vendor:v1", "l2/race", time.Minute)})
+			if err != nil {
+				t.Errorf("racing enqueue: %v", err)
+				return
+			}
+			seqs[i] = [2]int64{got[0].Seq, got[1].Seq}
+		}()
+	}
+	wg.Wait()
+	for _, sq := range seqs {
+		if sq != seqs[0] {
+			t.Fatalf("racing enqueues saw different rows: %v", seqs)
+		}
+	}
+	eq(t, "rows of the raced queue", count(t, s, "doshii:l2"), 1)
 }

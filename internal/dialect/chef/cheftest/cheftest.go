@@ -79,7 +79,7 @@ type Instance struct {
 type locations struct{ svc *app.Services }
 
 func (l locations) LocationStatuses(ctx context.Context) ([]app.LocationStatus, error) {
-	return doshii.LocationStatuses(ctx, l.svc.Store, l.svc.Clock.Now())
+	return doshii.LocationStatuses(ctx, l.svc.Store, l.svc.Clock.Now(), nil)
 }
 
 // Start starts an instance and stops it at test end.
@@ -188,6 +188,7 @@ func Start(t testing.TB, opts Options) *Instance {
 		Auth:            auth.NewRegistry(),
 		Upstream:        fwd,
 		CheckAdminToken: func(s string) bool { return secret.Equal(secret.Hash(s), adminHash) },
+		AdminTokenID:    keys.Fingerprint(master, app.AdminTokenIDPurpose, adminHash),
 	}
 	inst.Svc = svc
 

@@ -1,0 +1,78 @@
+package sqlstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/posgate/posgate/internal/store"
+)
+
+// EnqueueOutboxAll enqueues msgs in one transaction: either every message is stored (or was
+// already, with the same body hash) or nothing changes. Each insert does nothing on a duplicate;
+// the stored row is then read in the same transaction. On PostgreSQL an insert racing another
+// transaction's insert of the same (queue, id) waits for it to end, so the read sees the winner.
+func (s *Store) EnqueueOutboxAll(ctx context.Context, msgs []*store.OutboxMessage) ([]*store.OutboxMessage, []bool, error) {
+	const op = "enqueue outbox messages"
+	if len(msgs) == 0 {
+		return nil, nil, s.fail(op, errors.New("no message"))
+	}
+	for _, m := range msgs {
+		if err := checkOutboxMessage(m); err != nil {
+			return nil, nil, s.fail(op, err)
+		}
+	}
+	out := make([]*store.OutboxMessage, len(msgs))
+	created := make([]bool, len(msgs))
+	var conflict *store.OutboxMessage
+	err := s.inTx(ctx, op, func(tx Tx) error {
+		for i, m := range msgs {
+			got, err := scanOutbox(tx.QueryRow(ctx, `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at,
+				expires_at, attempts, lease_owner) VALUES ($1, $2, $3, $4, 'queued', $5, $6, 0, '')
+				ON CONFLICT (queue, id) DO NOTHING RETURNING `+outboxCols,
+				m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt)).Scan)
+			if err == nil {
+				out[i], created[i] = got, true
+				continue
+			}
+			if !errors.Is(err, ErrNoRows) {
+				return err
+			}
+			got, err = scanOutbox(tx.QueryRow(ctx, `SELECT `+outboxCols+` FROM outbox WHERE queue = $1 AND id = $2`, m.Queue, m.ID).Scan)
+			if errors.Is(err, ErrNoRows) {
+				// Deleted by the cleanup of finished messages between the two statements.
+				return fmt.Errorf("id %q of queue %q was deleted while enqueued: %w", m.ID, m.Queue, store.ErrUnavailable)
+			}
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(got.BodyHash, m.BodyHash) {
+				conflict = got
+				return fmt.Errorf("id %q of queue %q has another body: %w", m.ID, m.Queue, store.ErrConflict)
+			}
+			out[i] = got
+		}
+		return nil
+	})
+	if err != nil {
+		if conflict != nil {
+			return []*store.OutboxMessage{conflict}, nil, err
+		}
+		return nil, nil, err
+	}
+	return out, created, nil
+}
+
+// checkOutboxMessage refuses a message EnqueueOutbox would not store.
+func checkOutboxMessage(m *store.OutboxMessage) error {
+	switch {
+	case m.Queue == "" || m.ID == "":
+		return errors.New("empty queue or id")
+	case len(m.BodyHash) == 0 || len(m.Payload) == 0:
+		return errors.New("empty body hash or payload")
+	case !m.ExpiresAt.After(m.CreatedAt):
+		return fmt.Errorf("expiry %s is not after creation %s", m.ExpiresAt, m.CreatedAt)
+	}
+	return nil
+}
