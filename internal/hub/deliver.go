@@ -43,26 +43,41 @@ type Delivery struct {
 	Mode   DeliveryMode
 }
 
-// Notify announces that queue has a new message, on every replica (through the event bus, which
-// also reaches this one) so the replica holding the peer delivers it now rather than at its next
-// poll. Call it after the message is stored.
-func (h *Hub) Notify(ctx context.Context, queue string) error {
-	if h.o.Events == nil {
-		h.d.wake(queue)
+// Notify announces that each of queues has a new message, on every replica (through the event
+// bus, which also reaches this one) so the replica holding the peer delivers it now rather than
+// at its next poll. Call it after the messages are stored. Several queues share one notice: on
+// PostgreSQL each notice is a NOTIFY, a transaction of its own.
+func (h *Hub) Notify(ctx context.Context, queues ...string) error {
+	if len(queues) == 0 {
 		return nil
 	}
-	p, _ := json.Marshal(outboxNotice{Queue: queue})
+	if h.o.Events == nil {
+		for _, q := range queues {
+			h.d.wake(q)
+		}
+		return nil
+	}
+	p, _ := json.Marshal(outboxNotice{Queue: queues[0], More: queues[1:]})
 	return h.o.Events.Publish(ctx, events.TopicOutbox, p)
 }
 
+// outboxNotice names the queues with news: Queue, and any More (a replica that knows only Queue
+// wakes that one and finds the others at its next poll).
 type outboxNotice struct {
-	Queue string `json:"queue"`
+	Queue string   `json:"queue"`
+	More  []string `json:"more,omitempty"`
 }
 
 func (h *Hub) onOutboxNotice(p []byte) {
 	var n outboxNotice
-	if json.Unmarshal(p, &n) == nil && n.Queue != "" {
-		h.d.wake(n.Queue)
+	if json.Unmarshal(p, &n) != nil || n.Queue == "" {
+		return
+	}
+	h.d.wake(n.Queue)
+	for _, q := range n.More {
+		if q != "" {
+			h.d.wake(q)
+		}
 	}
 }
 
