@@ -39,6 +39,7 @@ type cluster struct {
 	cpu0     []time.Duration // CPU time of each process when the load began
 	calls    atomic.Int64    // requests sent, for CPU per request
 	perf     bool            // count system calls with perf stat (-args perf=1)
+	keep     bool            // keep the data dir and the logs (-args keep=1)
 	perfs    []*perfStat
 	pg0      *pgCounts
 }
@@ -64,7 +65,7 @@ func startCluster(ctx context.Context, o RoundTripOptions) (*cluster, error) {
 			c.stop()
 		}
 	}()
-	c.perf = o.Args["perf"] == "1"
+	c.perf, c.keep = o.Args["perf"] == "1", o.Args["keep"] == "1"
 	bin := o.Args["bin"]
 	if bin == "" {
 		bin = filepath.Join(c.dir, "posgate")
@@ -231,7 +232,9 @@ func (c *cluster) stop() {
 		}
 		c.dbName = ""
 	}
-	if c.dir != "" {
+	if c.dir != "" && c.keep {
+		fmt.Fprintf(os.Stderr, "kept %s (posgate-N.log are the servers' logs)\n", c.dir)
+	} else if c.dir != "" {
 		os.RemoveAll(c.dir)
 	}
 }

@@ -16,7 +16,7 @@ import (
 // the replica that holds the peer's socket.
 type Outbox interface {
 	ClaimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error)
-	MarkOutboxSentBatch(ctx context.Context, queue, owner string, ids []string, at time.Time) (int, error)
+	ClaimOutboxSent(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error)
 	CompleteOutboxBatch(ctx context.Context, queue string, ids []string, at time.Time) (int, error)
 	ReleaseOutbox(ctx context.Context, owner string) error
 	CountOutbox(ctx context.Context, queue string) (int, error)
@@ -26,8 +26,8 @@ type Outbox interface {
 type DeliveryMode int
 
 const (
-	// AwaitAnswer: a message written to the socket is marked sent; the dialect completes it
-	// (AnswerOutbox) when the peer answers. Until then it is not written again on the same
+	// AwaitAnswer: a message is marked sent as it is claimed for writing to the socket; the
+	// dialect completes it (AnswerOutbox) when the peer answers. Until then it is not written again on the same
 	// connection, but is on the next one (orderpay requests).
 	AwaitAnswer DeliveryMode = iota + 1
 	// DoneWhenWritten: a message written to the socket is done (doshii events).
@@ -234,7 +234,11 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 	d.mu.Lock()
 	owner := st.owner
 	d.mu.Unlock()
-	msgs, err := h.o.Outbox.ClaimOutbox(ctx, st.name, owner, now, now.Add(h.o.Lease), claimBatch)
+	claim := h.o.Outbox.ClaimOutbox
+	if st.mode == AwaitAnswer {
+		claim = h.o.Outbox.ClaimOutboxSent // the claim is the mark: no write after the frames
+	}
+	msgs, err := claim(ctx, st.name, owner, now, now.Add(h.o.Lease), claimBatch)
 	if err != nil {
 		if ctx.Err() == nil {
 			h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: claiming outbox messages failed", slog.String("error", err.Error()))
@@ -259,7 +263,7 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 		return false
 	}
 	// Each frame is written before the next (queue order, and a connection that fails stops
-	// the batch); the store learns of them all at once afterwards. A message written but not
+	// the batch). Events are recorded done all at once afterwards; a message written but not
 	// recorded (the process dies, the record fails) is claimed and written again later: at
 	// least once, under its own id.
 	var written []string
@@ -269,11 +273,7 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 		_, done := st.written[m.ID]
 		d.mu.Unlock()
 		if done {
-			if m.State == store.OutboxQueued {
-				// Written, but its mark was refused: the lease changed owner meanwhile.
-				written = append(written, m.ID)
-			}
-			continue
+			continue // written on a live connection, awaiting its answer
 		}
 		c := writeAll(conns, m.Payload)
 		if c == nil {
@@ -292,28 +292,13 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 		}
 		written = append(written, m.ID)
 	}
-	d.record(ctx, st, owner, written, h.o.Clock.Now())
+	if st.mode == DoneWhenWritten && len(written) > 0 {
+		// One left unchanged moved on meanwhile (expired, completed by another delivery).
+		if _, err := h.o.Outbox.CompleteOutboxBatch(ctx, st.name, written, h.o.Clock.Now()); err != nil && ctx.Err() == nil {
+			h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: recording an outbox delivery failed", slog.String("error", err.Error()))
+		}
+	}
 	return !stopped && len(msgs) == claimBatch && wrote > 0
-}
-
-// record notes in the store that the messages ids were written: sent (an answer is awaited) or
-// done.
-func (d *deliverer) record(ctx context.Context, st *queueState, owner string, ids []string, at time.Time) {
-	if len(ids) == 0 {
-		return
-	}
-	ob := d.h.o.Outbox
-	var err error
-	// A message left unchanged moved on meanwhile (answered first, expired, its lease given
-	// back): nothing to do here.
-	if st.mode == DoneWhenWritten {
-		_, err = ob.CompleteOutboxBatch(ctx, st.name, ids, at)
-	} else {
-		_, err = ob.MarkOutboxSentBatch(ctx, st.name, owner, ids, at)
-	}
-	if err != nil && ctx.Err() == nil {
-		d.h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: recording an outbox delivery failed", slog.String("error", err.Error()))
-	}
 }
 
 func contains(cs []*Conn, c *Conn) bool {

@@ -98,6 +98,19 @@ func (s *Store) GetOutbox(ctx context.Context, queue, id string) (*store.OutboxM
 // continues the queue in order or takes nothing. SQLite runs one write statement at a time, so
 // there the CTE sees every committed claim and needs no lock clause.
 func (s *Store) ClaimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error) {
+	return s.claimOutbox(ctx, queue, owner, now, leaseUntil, limit, "")
+}
+
+// ClaimOutboxSent is ClaimOutbox that also marks what it takes sent, in the same statement. A
+// message the owner already held on a live lease keeps its state and SentAt (it was written
+// before and is not written again on the same connection).
+func (s *Store) ClaimOutboxSent(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error) {
+	return s.claimOutbox(ctx, queue, owner, now, leaseUntil, limit, `,
+			state = CASE WHEN lease_owner = $2 AND lease_until > $3 THEN state ELSE 'sent' END,
+			sent_at = CASE WHEN lease_owner = $2 AND lease_until > $3 THEN sent_at ELSE $3 END`)
+}
+
+func (s *Store) claimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int, set string) ([]*store.OutboxMessage, error) {
 	const op = "claim outbox messages"
 	if owner == "" {
 		return nil, s.fail(op, errors.New("empty owner"))
@@ -122,7 +135,7 @@ func (s *Store) ClaimOutbox(ctx context.Context, queue, owner string, now, lease
 				AND (lease_until IS NULL OR lease_until <= $3 OR lease_owner = $2)
 			ORDER BY seq LIMIT $5`+lock+`)
 		UPDATE outbox SET lease_owner = $2, lease_until = $4,
-			attempts = attempts + CASE WHEN lease_owner = $2 AND lease_until > $3 THEN 0 ELSE 1 END
+			attempts = attempts + CASE WHEN lease_owner = $2 AND lease_until > $3 THEN 0 ELSE 1 END`+set+`
 		WHERE seq IN (SELECT seq FROM c) AND NOT EXISTS (
 			SELECT 1 FROM outbox o WHERE o.queue = $1 AND o.`+outboxOpen+` AND o.expires_at > $3 AND (
 				(o.lease_owner <> $2 AND o.lease_until > $3)
@@ -215,22 +228,6 @@ func idList(op string, ids []string) (string, error) {
 		}
 	}
 	return listIn(ids), nil
-}
-
-// MarkOutboxSentBatch is MarkOutboxSent for several messages in one conditional update; the ids
-// it would refuse are left unchanged and not counted.
-func (s *Store) MarkOutboxSentBatch(ctx context.Context, queue, owner string, ids []string, at time.Time) (int, error) {
-	const op = "mark outbox messages sent"
-	if owner == "" {
-		return 0, s.fail(op, errors.New("empty owner"))
-	}
-	list, err := idList(op, ids)
-	if err != nil || len(ids) == 0 {
-		return 0, s.fail(op, err)
-	}
-	n, err := s.exec(ctx, `UPDATE outbox SET state = 'sent', sent_at = $4
-		WHERE queue = $1 AND `+s.idsIn("id", "$2")+` AND lease_owner = $3 AND `+outboxOpen, queue, list, owner, ms(at))
-	return int(n), s.fail(op, err)
 }
 
 // CompleteOutboxBatch is CompleteOutbox without an answer for several messages in one

@@ -529,7 +529,7 @@ func testOutboxClosed(t *testing.T, s store.Store) {
 	_, checks["ClaimOutbox"] = s.ClaimOutbox(ctx(t), "q", "c", base, base.Add(time.Minute), 1)
 	checks["MarkOutboxSent"] = s.MarkOutboxSent(ctx(t), "q", "m", "c", base)
 	checks["CompleteOutbox"] = s.CompleteOutbox(ctx(t), "q", "m", nil, base)
-	_, checks["MarkOutboxSentBatch"] = s.MarkOutboxSentBatch(ctx(t), "q", "c", []string{"m"}, base)
+	_, checks["ClaimOutboxSent"] = s.ClaimOutboxSent(ctx(t), "q", "c", base, base.Add(time.Minute), 1)
 	_, checks["CompleteOutboxBatch"] = s.CompleteOutboxBatch(ctx(t), "q", []string{"m"}, base)
 	_, checks["AnswerOutbox"] = s.AnswerOutbox(ctx(t), "q", "m", nil, base)
 	checks["ReleaseOutbox"] = s.ReleaseOutbox(ctx(t), "c")
@@ -625,37 +625,19 @@ func testPresence(t *testing.T, s store.Store) {
 	eqList(t, "orderpay after cleanup", list("orderpay:o1", 0), []string{"c0@r2"})
 }
 
-// testOutboxBatch: MarkOutboxSentBatch and CompleteOutboxBatch change, in one call, exactly the
-// messages their single-message forms would, skip the others without an error and count what
-// they changed.
+// testOutboxBatch: CompleteOutboxBatch changes, in one call, exactly the messages
+// CompleteOutbox would, skips the others without an error and counts what it changed.
 func testOutboxBatch(t *testing.T, s store.Store) {
 	for i := range 6 {
 		enqueue(t, s, newMsg("q", fmt.Sprintf("m%d", i), time.Hour))
 	}
-	enqueue(t, s, newMsg("other", "m0", time.Hour))
+	enqueue(t, s, newMsg("other", "m1", time.Hour))
 	eqList(t, "claim", claim(t, s, "q", "c1", 0, time.Minute, 4), []string{"m0", "m1", "m2", "m3"})
 	ok(t, s.CompleteOutbox(ctx(t), "q", "m3", []byte("answer"), at(time.Second)))
 
-	// m4 is not c1's (never claimed), m3 is done, "none" unknown, other/m0 another queue's.
-	n, err := s.MarkOutboxSentBatch(ctx(t), "q", "c1", []string{"m0", "m2", "m3", "m4", "none"}, at(2*time.Second))
-	ok(t, err)
-	eq(t, "marked", n, 2)
-	for id, want := range map[string]store.OutboxState{"m0": store.OutboxSent, "m1": store.OutboxQueued,
-		"m2": store.OutboxSent, "m3": store.OutboxDone, "m4": store.OutboxQueued} {
-		m := getMsg(t, s, "q", id)
-		eq(t, id+" state", m.State, want)
-		if want == store.OutboxSent {
-			eqTimePtr(t, id+" SentAt", m.SentAt, ptr(at(2*time.Second)))
-			eq(t, id+" lease kept", m.LeaseOwner, "c1")
-		}
-	}
-	eq(t, "other queue untouched", getMsg(t, s, "other", "m0").State, store.OutboxQueued)
-	n, err = s.MarkOutboxSentBatch(ctx(t), "q", "c2", []string{"m0", "m1"}, at(3*time.Second))
-	ok(t, err)
-	eq(t, "marked by another owner", n, 0)
-
-	// Completion does not depend on the holder: m4 (never claimed) completes too.
-	n, err = s.CompleteOutboxBatch(ctx(t), "q", []string{"m1", "m3", "m4", "none"}, at(4*time.Second))
+	// Completion does not depend on the holder: m4 (never claimed) completes too; m3 is done
+	// already, "none" unknown, other/m1 another queue's.
+	n, err := s.CompleteOutboxBatch(ctx(t), "q", []string{"m1", "m3", "m4", "none"}, at(4*time.Second))
 	ok(t, err)
 	eq(t, "completed", n, 2)
 	for _, id := range []string{"m1", "m4"} {
@@ -668,27 +650,75 @@ func testOutboxBatch(t *testing.T, s store.Store) {
 		}
 	}
 	eqBytes(t, "m3 keeps its answer", getMsg(t, s, "q", "m3").Answer, []byte("answer"))
+	eq(t, "other queue untouched", getMsg(t, s, "other", "m1").State, store.OutboxQueued)
 	n, err = s.CompleteOutboxBatch(ctx(t), "q", []string{"m1", "m4"}, at(5*time.Second))
 	ok(t, err)
 	eq(t, "completed twice", n, 0)
-	eq(t, "open", count(t, s, "q"), 3) // m0 and m2 sent, m5 queued
+	eq(t, "open", count(t, s, "q"), 3) // m0, m2 and m5
 
 	// Nothing to record is no error; bad input is refused and changes nothing.
-	n, err = s.MarkOutboxSentBatch(ctx(t), "q", "c1", nil, at(6*time.Second))
+	n, err = s.CompleteOutboxBatch(ctx(t), "q", nil, at(6*time.Second))
 	ok(t, err)
-	eq(t, "marked of none", n, 0)
+	eq(t, "completed of none", n, 0)
 	for name, err := range map[string]error{
-		"mark with an empty owner":   second(s.MarkOutboxSentBatch(ctx(t), "q", "", []string{"m0"}, at(6*time.Second))),
-		"mark with an empty id":      second(s.MarkOutboxSentBatch(ctx(t), "q", "c1", []string{"m0", ""}, at(6*time.Second))),
-		"complete with an empty id":  second(s.CompleteOutboxBatch(ctx(t), "q", []string{"", "m2"}, at(6*time.Second))),
-		"complete with too many ids": second(s.CompleteOutboxBatch(ctx(t), "q", make([]string, 1001), at(6*time.Second))),
+		"an empty id":  second(s.CompleteOutboxBatch(ctx(t), "q", []string{"", "m2"}, at(6*time.Second))),
+		"too many ids": second(s.CompleteOutboxBatch(ctx(t), "q", append(make([]string, 1000), "m2"), at(6*time.Second))),
 	} {
 		if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrUnavailable) {
 			t.Errorf("%s: %v, want a plain error", name, err)
 		}
 	}
-	eq(t, "m0 after refused input", getMsg(t, s, "q", "m0").State, store.OutboxSent)
-	eq(t, "m2 after refused input", getMsg(t, s, "q", "m2").State, store.OutboxSent)
+	eq(t, "m2 after refused input", getMsg(t, s, "q", "m2").State, store.OutboxQueued)
+}
+
+// testOutboxClaimSent: ClaimOutboxSent claims exactly what ClaimOutbox would and marks what it
+// takes sent; what the owner renews keeps its state and SentAt.
+func testOutboxClaimSent(t *testing.T, s store.Store) {
+	for _, id := range []string{"m0", "m1", "m2"} {
+		enqueue(t, s, newMsg("q", id, time.Hour))
+	}
+	claimSent := func(owner string, now time.Duration, want ...string) []*store.OutboxMessage {
+		t.Helper()
+		l, err := s.ClaimOutboxSent(ctx(t), "q", owner, at(now), at(now+time.Minute), 2)
+		ok(t, err)
+		var ids []string
+		for _, m := range l {
+			ids = append(ids, m.ID)
+			if m.LeaseOwner != owner || m.LeaseUntil == nil || !m.LeaseUntil.Equal(at(now+time.Minute)) {
+				t.Fatalf("claimed %s: lease %q until %v", m.ID, m.LeaseOwner, m.LeaseUntil)
+			}
+		}
+		eqList(t, "claimed by "+owner, ids, want)
+		return l
+	}
+	check := func(id string, state store.OutboxState, sent *time.Time, attempts int) {
+		t.Helper()
+		m := getMsg(t, s, "q", id)
+		eq(t, id+" state", m.State, state)
+		eqTimePtr(t, id+" SentAt", m.SentAt, sent)
+		eq(t, id+" Attempts", m.Attempts, attempts)
+	}
+	for _, m := range claimSent("c1", 0, "m0", "m1") {
+		eq(t, m.ID+" returned state", m.State, store.OutboxSent)
+		eqTimePtr(t, m.ID+" returned SentAt", m.SentAt, ptr(at(0)))
+	}
+	check("m2", store.OutboxQueued, nil, 0)
+	// A renewal (a poll of the live delivery) keeps what was sent as it was.
+	claimSent("c1", 10*time.Second, "m0", "m1")
+	check("m0", store.OutboxSent, ptr(at(0)), 1)
+	// Another owner gets nothing while c1's leases live; after the release it takes them anew.
+	claimSent("c2", 20*time.Second)
+	ok(t, s.ReleaseOutbox(ctx(t), "c1"))
+	claimSent("c2", 30*time.Second, "m0", "m1")
+	check("m0", store.OutboxSent, ptr(at(30*time.Second)), 2)
+	// Answered messages are not claimed; the plain claim does not mark.
+	_, err := s.AnswerOutbox(ctx(t), "q", "m0", []byte("a"), at(31*time.Second))
+	ok(t, err)
+	_, err = s.AnswerOutbox(ctx(t), "q", "m1", []byte("a"), at(31*time.Second))
+	ok(t, err)
+	eqList(t, "plain claim", claim(t, s, "q", "c2", 32*time.Second, time.Minute, 0), []string{"m2"})
+	check("m2", store.OutboxQueued, nil, 1)
+	check("m0", store.OutboxDone, ptr(at(30*time.Second)), 2)
 }
 
 func second[T any](_ T, err error) error { return err }
@@ -741,7 +771,7 @@ func testOutboxAnswer(t *testing.T, s store.Store) {
 }
 
 // testOutboxBatchRace: batch completions racing each other and single completions complete each
-// message once; marks racing an answer never reopen it.
+// message once; a claim that marks sent, racing an answer, never reopens it.
 func testOutboxBatchRace(t *testing.T, s store.Store) {
 	const msgs = 20
 	ids := make([]string, msgs)
@@ -785,7 +815,7 @@ func testOutboxBatchRace(t *testing.T, s store.Store) {
 				_, answerErr = s.AnswerOutbox(ctx(t), q, "m", []byte("answer"), at(time.Second))
 				return nil
 			}
-			_, err := s.MarkOutboxSentBatch(ctx(t), q, "c", []string{"m"}, at(time.Second))
+			_, err := s.ClaimOutboxSent(ctx(t), q, "c", at(time.Second), at(time.Minute), 10)
 			return err
 		})
 		ok(t, errs[1])

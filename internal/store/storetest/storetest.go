@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxEnqueueAll", testOutboxEnqueueAll},
 		{"OutboxCompleteRace", testOutboxCompleteRace},
 		{"OutboxBatch", testOutboxBatch},
+		{"OutboxClaimSent", testOutboxClaimSent},
 		{"OutboxAnswer", testOutboxAnswer},
 		{"OutboxBatchRace", testOutboxBatchRace},
 		{"OutboxClosed", testOutboxClosed},
