@@ -391,16 +391,23 @@ func TestAcrossReplicasOnPostgres(t *testing.T) {
 	answered(t, c, "answer")
 }
 
+// holdOn holds key and waits until its watcher sleeps until the next recheck (it read nothing).
+func holdOn(t *testing.T, p *rendezvous.Point[string], clk *clock.Fake, key string) *rendezvous.Ticket[string] {
+	t.Helper()
+	tk, err := p.Hold(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held(t, p, clk, key, 1, 1)
+	return tk
+}
+
 // Hold registers the caller before its own write: it reads nothing at once, yet an outcome
 // resolved right after (before Wait is even called) reaches it, and so does a Wake.
 func TestHoldReadsNothingAndMissesNoOutcome(t *testing.T) {
 	p, a, clk := setup(t)
-	a.set("req_1", "stale") // a Hold must not read it: the caller knows the outcome is undecided
-	t1, err := p.Hold("req_1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	held(t, p, clk, "req_1", 1, 1) // the watcher armed its recheck without reading
+	a.set("req_1", "stale")          // a Hold must not read it: the caller knows the outcome is undecided
+	t1 := holdOn(t, p, clk, "req_1") // the watcher armed its recheck without reading
 	if n := a.reads.Load(); n != 0 {
 		t.Fatalf("Hold read the store %d times", n)
 	}
@@ -412,11 +419,7 @@ func TestHoldReadsNothingAndMissesNoOutcome(t *testing.T) {
 		t.Fatalf("the resolved hold read the store %d times", n)
 	}
 
-	t2, err := p.Hold("req_2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	held(t, p, clk, "req_2", 1, 1)
+	t2 := holdOn(t, p, clk, "req_2")
 	a.set("req_2", "from another replica")
 	p.Wake("req_2")
 	if v, err := t2.Wait(context.Background(), 10*time.Second); err != nil || v != "from another replica" {
@@ -427,11 +430,7 @@ func TestHoldReadsNothingAndMissesNoOutcome(t *testing.T) {
 // A Wait that joins a Hold's watcher gets the read a Wait promises.
 func TestWaitJoiningAHoldReadsTheStore(t *testing.T) {
 	p, a, clk := setup(t)
-	t1, err := p.Hold("req_1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	held(t, p, clk, "req_1", 1, 1)
+	t1 := holdOn(t, p, clk, "req_1")
 	a.set("req_1", "answer")
 	c := wait(context.Background(), p, "req_1", 10*time.Second)
 	answered(t, c, "answer")
@@ -443,11 +442,7 @@ func TestWaitJoiningAHoldReadsTheStore(t *testing.T) {
 // Leave ends a hold: nobody waits, and a stopped Point refuses new holds.
 func TestHoldLeaveAndStop(t *testing.T) {
 	p, _, clk := setup(t)
-	t1, err := p.Hold("req_1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	held(t, p, clk, "req_1", 1, 1)
+	t1 := holdOn(t, p, clk, "req_1")
 	t1.Leave()
 	if n := p.Waiting("req_1"); n != 0 {
 		t.Fatalf("Waiting = %d after Leave", n)
