@@ -90,6 +90,10 @@ type Clients interface {
 	ListClients(ctx context.Context) ([]*Client, error)
 	// UpdateClient replaces Name, SecretHash, GrantTypes, Scopes, Audiences, Disabled, UpdatedAt.
 	UpdateClient(ctx context.Context, c *Client) error
+	// SetClientCredentials gives client id a new client_id (its hash and hint) and secret hash:
+	// a client whose identifier is a credential (an API key) can only be re-issued this way.
+	// ErrConflict when the new hash is another client's, ErrNotFound when id is unknown.
+	SetClientCredentials(ctx context.Context, id string, clientIDHash []byte, clientIDHint string, secretHash []byte, at time.Time) error
 	// AddAssertionKey adds k as the newest key of client id and sets NotAfter = overlapEnd on every
 	// older key that has none (or a later one), in one transaction.
 	AddAssertionKey(ctx context.Context, clientID string, k AssertionKey, overlapEnd time.Time) error
