@@ -1,6 +1,7 @@
 package oauth_test
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"testing"
@@ -222,6 +223,34 @@ func TestUserDisableAndPasswordChangeRevokeSessions(t *testing.T) {
 		}
 		e.login(t, &s.c, "ann", "a new long password", "offline_access")
 		wantInvalidGrant(t, e.refresh(t, &s.c, s3.str("refresh_token")))
+	})
+}
+
+// TestRefreshRefusedForChangedUser: a user changed in the store without their sessions being
+// revoked (a password change racing a sign-in, another replica mid-way) gets no successor; the
+// refresh revokes the family, its access tokens die and the old token stays unrotated.
+func TestRefreshRefusedForChangedUser(t *testing.T) {
+	t.Parallel()
+	drivers(t, func(t *testing.T, driver string) {
+		e := newEnv(t, envOptions{driver: driver, configure: lifetimes(3600, 86400, 0)})
+		s := signIn(t, e)
+		s.rotate(t)
+		ctx := context.Background()
+		e.advance(time.Second)
+		if err := e.inst.Svc.Store.SetUserPassword(ctx, s.uid, "elsewhere", e.clk.Now()); err != nil {
+			t.Fatal(err)
+		}
+		wantInvalidGrant(t, e.refresh(t, &s.c, s.rt))
+		if e.active(t, &s.c, s.at) {
+			t.Fatal("an access token of the family survived the refused refresh")
+		}
+		tok, fam, err := e.inst.Svc.Store.GetRefreshToken(ctx, secret.Hash(s.rt))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok.RotatedAt != nil || fam.RevokedAt == nil || fam.RevokeReason != "user changed or disabled" {
+			t.Fatalf("token rotated %v, family revoked %v (%q)", tok.RotatedAt, fam.RevokedAt, fam.RevokeReason)
+		}
 	})
 }
 

@@ -24,6 +24,7 @@ var (
 	ErrNotFound    = errors.New("store: not found")
 	ErrConflict    = errors.New("store: already exists")
 	ErrAlreadyUsed = errors.New("store: already used") // single-use value seen before, or a rotated refresh token
+	ErrUserChanged = errors.New("store: user changed") // a refresh family's user is gone, disabled or updated since sign-in
 	ErrUnavailable = errors.New("store: unavailable")
 )
 
@@ -197,7 +198,10 @@ type RefreshTokens interface {
 	GetRefreshToken(ctx context.Context, hash []byte) (*RefreshToken, *RefreshFamily, error)
 	// RotateRefreshToken marks old as rotated at `at` and stores next, only if old is not rotated yet
 	// (a conditional update changing exactly one row); otherwise ErrAlreadyUsed and nothing changes.
-	RotateRefreshToken(ctx context.Context, oldHash []byte, at time.Time, next *RefreshToken, successorSealed []byte) error
+	// With checkUser, it also rotates only if the family's user exists, is enabled and was not
+	// updated after the family was created, in the same statement; otherwise ErrUserChanged (which
+	// wins over ErrAlreadyUsed) and nothing changes.
+	RotateRefreshToken(ctx context.Context, oldHash []byte, at time.Time, next *RefreshToken, successorSealed []byte, checkUser bool) error
 	// RevokeRefreshFamily marks the family revoked (idempotent; keeps the first RevokedAt).
 	RevokeRefreshFamily(ctx context.Context, id string, at time.Time, reason string) error
 	// RevokeUserRefreshFamilies revokes every live family of a user and returns their ids.

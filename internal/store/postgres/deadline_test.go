@@ -49,7 +49,7 @@ func checkDeadline(t *testing.T, s store.Store, freeze, thaw func(), timeout tim
 			return err
 		},
 		"RotateRefreshToken": func() error { // a transaction
-			return s.RotateRefreshToken(ctx, []byte("x"), now, &store.RefreshToken{Hash: []byte("y"), FamilyID: "f", CreatedAt: now, IdleExpiresAt: now}, nil)
+			return s.RotateRefreshToken(ctx, []byte("x"), now, &store.RefreshToken{Hash: []byte("y"), FamilyID: "f", CreatedAt: now, IdleExpiresAt: now}, nil, false)
 		},
 	}
 	const slack = 10 * time.Second

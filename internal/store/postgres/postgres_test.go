@@ -185,7 +185,7 @@ func checkUnavailable(t *testing.T, s *Store) {
 			return err
 		},
 		"RotateRefreshToken": func() error {
-			return s.RotateRefreshToken(ctx, []byte("x"), now, &store.RefreshToken{Hash: []byte("y"), CreatedAt: now, IdleExpiresAt: now}, nil)
+			return s.RotateRefreshToken(ctx, []byte("x"), now, &store.RefreshToken{Hash: []byte("y"), CreatedAt: now, IdleExpiresAt: now}, nil, false)
 		},
 		"IncrCounter": func() error {
 			_, err := s.IncrCounter(ctx, "c", now, now.Add(time.Minute))

@@ -252,7 +252,7 @@ func groupCrashChild(path string) {
 			for i := 1; ; i++ {
 				next := fmt.Sprintf("t%d-%d", n, i)
 				if err := s.RotateRefreshToken(ctx, []byte(cur), time.Now(), &store.RefreshToken{Hash: []byte(next),
-					CreatedAt: now, IdleExpiresAt: now.Add(time.Hour)}, nil); err != nil {
+					CreatedAt: now, IdleExpiresAt: now.Add(time.Hour)}, nil, false); err != nil {
 					die(err)
 				}
 				ack("ACK rot %s>%s %d\n", cur, next, g.maxUnits.Load())

@@ -57,7 +57,7 @@ func TestWriteLockDeadline(t *testing.T) {
 	calls := map[string]func() error{
 		"UseOnce": func() error { return s.UseOnce(ctx, "during", now, now.Add(time.Hour)) },
 		"RotateRefreshToken": func() error { // a transaction
-			return s.RotateRefreshToken(ctx, []byte("x"), now, &store.RefreshToken{Hash: []byte("y"), FamilyID: "f", CreatedAt: now, IdleExpiresAt: now}, nil)
+			return s.RotateRefreshToken(ctx, []byte("x"), now, &store.RefreshToken{Hash: []byte("y"), FamilyID: "f", CreatedAt: now, IdleExpiresAt: now}, nil, false)
 		},
 	}
 	const slack = 5 * time.Second // busy_timeout, the stall this replaces, is 10 s

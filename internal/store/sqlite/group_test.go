@@ -73,7 +73,7 @@ func TestGroupCommitSerialSemantics(t *testing.T) {
 	}
 	errs = inOneBatch(t, g, 16, func(i int) error {
 		next := &store.RefreshToken{Hash: fmt.Appendf(nil, "h1-%d", i), CreatedAt: now, IdleExpiresAt: now.Add(time.Hour)}
-		return s.RotateRefreshToken(ctx, []byte("h0"), now, next, nil)
+		return s.RotateRefreshToken(ctx, []byte("h0"), now, next, nil, false)
 	})
 	win := -1
 	for i, err := range errs {

@@ -84,19 +84,29 @@ func (s *Store) GetRefreshToken(ctx context.Context, hash []byte) (*store.Refres
 	return &t, f, nil
 }
 
+// userCurrent holds when the user of family f exists, is enabled and was not updated after f was
+// created: a family older than its user's last password change or disable was revoked with it.
+const userCurrent = `EXISTS (SELECT 1 FROM users u WHERE u.id = f.user_id AND NOT u.disabled AND u.updated_at <= f.created_at)`
+
 // RotateRefreshToken marks old rotated and stores next in its family, in one transaction. The
 // conditional UPDATE (rotated_at IS NULL) changes exactly one row for exactly one of any number of
 // concurrent callers; the others get ErrAlreadyUsed and change nothing. ErrNotFound when old does
-// not exist. The successor always joins old's family (next.FamilyID, if set, must agree).
+// not exist. The successor always joins old's family (next.FamilyID, if set, must agree). With
+// checkUser the same UPDATE also requires the family's user to be current, so the check costs no
+// round trip of its own and sees the user as of the rotation, not as of an earlier read.
 //
 // The two statements need nothing from the caller between them, so they go to the database as
 // one batch (one round trip to a server): the INSERT copies the family from the row the UPDATE
 // just marked, and inserts nothing when the UPDATE changed nothing. Only a refused rotation
 // costs a second read, to tell its reason.
-func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, at time.Time, next *store.RefreshToken, successorSealed []byte) error {
+func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, at time.Time, next *store.RefreshToken, successorSealed []byte, checkUser bool) error {
 	var family string
+	cond := ""
+	if checkUser {
+		cond = ` AND EXISTS (SELECT 1 FROM refresh_families f WHERE f.id = refresh_tokens.family_id AND ` + userCurrent + `)`
+	}
 	mark := &Stmt{SQL: `UPDATE refresh_tokens SET rotated_at = $2, successor_hash = $3, successor_sealed = $4
-		WHERE hash = $1 AND rotated_at IS NULL AND ($5 = '' OR family_id = $5) RETURNING family_id`,
+		WHERE hash = $1 AND rotated_at IS NULL AND ($5 = '' OR family_id = $5)` + cond + ` RETURNING family_id`,
 		Args: []any{blob(oldHash), ms(at), blob(next.Hash), blob(successorSealed), next.FamilyID}, Scan: []any{&family}}
 	insert := &Stmt{SQL: `INSERT INTO refresh_tokens (hash, family_id, created_at, idle_expires_at, rotated_at,
 		successor_hash, successor_sealed) SELECT $1, family_id, $2, $3, $4, $5, $6 FROM refresh_tokens
@@ -117,13 +127,21 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, at time.
 		return s.fail("rotate refresh token", err)
 	}
 	var rotated *int64
-	switch err := r.QueryRow(ctx, `SELECT family_id, rotated_at FROM refresh_tokens WHERE hash = $1`, blob(oldHash)).Scan(&family, &rotated); {
+	var current int64
+	switch err := r.QueryRow(ctx, `SELECT t.family_id, t.rotated_at, CASE WHEN `+userCurrent+` THEN 1 ELSE 0 END
+		FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1`, blob(oldHash)).Scan(&family, &rotated, &current); {
 	case errors.Is(err, ErrNoRows):
 		return s.fail("rotate refresh token", store.ErrNotFound)
 	case err != nil:
 		return s.fail("rotate refresh token", err)
 	case rotated == nil && next.FamilyID != "" && next.FamilyID != family:
 		return s.fail("rotate refresh token", fmt.Errorf("successor names family %q, not the rotated token's %q", next.FamilyID, family))
+	case checkUser && current == 0:
+		return s.fail("rotate refresh token", store.ErrUserChanged)
+	case checkUser && rotated == nil:
+		// Refused by a user check this read no longer fails (the user row was replaced in between):
+		// nothing changed, and the caller may try again.
+		return s.fail("rotate refresh token", errors.New("rotation refused by a user check that no longer fails"))
 	default:
 		return s.fail("rotate refresh token", store.ErrAlreadyUsed)
 	}

@@ -20,7 +20,7 @@ func testClosed(t *testing.T, s store.Store) {
 		"ReleaseOnce":        s.ReleaseOnce(ctx(t), "k"),
 		"CreateUser":         s.CreateUser(ctx(t), &store.User{ID: "us_2", Username: "b", PasswordHash: "x", CreatedAt: base, UpdatedAt: base}),
 		"AddRevocation":      s.AddRevocation(ctx(t), store.Revocation{Kind: "jti", Value: "x", RevokedAt: base, ExpiresAt: base.Add(time.Hour)}),
-		"RotateRefreshToken": s.RotateRefreshToken(ctx(t), []byte("x"), base, newRefresh("y", base), nil),
+		"RotateRefreshToken": s.RotateRefreshToken(ctx(t), []byte("x"), base, newRefresh("y", base), nil, false),
 	}
 	_, checks["GetUser"] = s.GetUser(ctx(t), "us_1")
 	_, checks["GetClientByIDHash"] = s.GetClientByIDHash(ctx(t), []byte("x"))

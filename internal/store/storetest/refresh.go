@@ -53,7 +53,7 @@ func testRefreshTokens(t *testing.T, s store.Store) {
 
 	// Rotation: the old token records its successor, the successor joins the family.
 	next := newRefresh("h2", base.Add(time.Minute))
-	ok(t, s.RotateRefreshToken(ctx(t), []byte("h1"), base.Add(time.Minute), next, []byte("sealed h2")))
+	ok(t, s.RotateRefreshToken(ctx(t), []byte("h1"), base.Add(time.Minute), next, []byte("sealed h2"), false))
 	tok, _, err = s.GetRefreshToken(ctx(t), []byte("h1"))
 	ok(t, err)
 	eqTimePtr(t, "RotatedAt", tok.RotatedAt, ptr(at(time.Minute)))
@@ -67,7 +67,7 @@ func testRefreshTokens(t *testing.T, s store.Store) {
 	eqTime(t, "successor IdleExpiresAt", tok.IdleExpiresAt, at(time.Minute+time.Hour))
 
 	// Reuse of a rotated token loses and changes nothing.
-	wantErr(t, s.RotateRefreshToken(ctx(t), []byte("h1"), base.Add(2*time.Minute), newRefresh("h3", base), nil), store.ErrAlreadyUsed)
+	wantErr(t, s.RotateRefreshToken(ctx(t), []byte("h1"), base.Add(2*time.Minute), newRefresh("h3", base), nil, false), store.ErrAlreadyUsed)
 	_, _, err = s.GetRefreshToken(ctx(t), []byte("h3"))
 	wantErr(t, err, store.ErrNotFound)
 	tok, _, err = s.GetRefreshToken(ctx(t), []byte("h1"))
@@ -75,18 +75,18 @@ func testRefreshTokens(t *testing.T, s store.Store) {
 	eqTimePtr(t, "RotatedAt after reuse", tok.RotatedAt, ptr(at(time.Minute)))
 	eqBytes(t, "SuccessorHash after reuse", tok.SuccessorHash, []byte("h2"))
 
-	wantErr(t, s.RotateRefreshToken(ctx(t), []byte("unknown"), base, newRefresh("h4", base), nil), store.ErrNotFound)
+	wantErr(t, s.RotateRefreshToken(ctx(t), []byte("unknown"), base, newRefresh("h4", base), nil, false), store.ErrNotFound)
 	// A successor that names another family is refused, and the old token stays unrotated.
 	bad := newRefresh("h5", base)
 	bad.FamilyID = "sid_other"
-	if err := s.RotateRefreshToken(ctx(t), []byte("h2"), base, bad, nil); err == nil {
+	if err := s.RotateRefreshToken(ctx(t), []byte("h2"), base, bad, nil, false); err == nil {
 		t.Fatal("rotation into another family succeeded")
 	}
 	tok, _, err = s.GetRefreshToken(ctx(t), []byte("h2"))
 	ok(t, err)
 	eqTimePtr(t, "RotatedAt after refused rotation", tok.RotatedAt, nil)
 	// Grace 0: no sealed successor is kept.
-	ok(t, s.RotateRefreshToken(ctx(t), []byte("h2"), base.Add(3*time.Minute), newRefresh("h6", base.Add(3*time.Minute)), nil))
+	ok(t, s.RotateRefreshToken(ctx(t), []byte("h2"), base.Add(3*time.Minute), newRefresh("h6", base.Add(3*time.Minute)), nil, false))
 	tok, _, err = s.GetRefreshToken(ctx(t), []byte("h2"))
 	ok(t, err)
 	eqBytes(t, "SuccessorSealed (grace 0)", tok.SuccessorSealed, nil)
@@ -151,7 +151,7 @@ func testRefreshRotationRace(t *testing.T, s store.Store) {
 	ok(t, s.CreateRefreshFamily(ctx(t), newFamily("sid_1", "us_1", base), newRefresh("old", base)))
 	const n = 50
 	errs := race(n, func(i int) error {
-		return s.RotateRefreshToken(ctx(t), []byte("old"), base.Add(time.Second), newRefresh(fmt.Sprintf("next%02d", i), base.Add(time.Second)), nil)
+		return s.RotateRefreshToken(ctx(t), []byte("old"), base.Add(time.Second), newRefresh(fmt.Sprintf("next%02d", i), base.Add(time.Second)), nil, false)
 	})
 	w := oneWinner(t, errs, store.ErrAlreadyUsed)
 	old, _, err := s.GetRefreshToken(ctx(t), []byte("old"))
@@ -165,4 +165,49 @@ func testRefreshRotationRace(t *testing.T, s store.Store) {
 			wantErr(t, err, store.ErrNotFound)
 		}
 	}
+}
+
+// testRefreshUserCheck covers a rotation that requires the family's user to be current: it
+// rotates for a current user only, refuses the others with ErrUserChanged (before ErrAlreadyUsed)
+// without changing anything, and still lets exactly one of concurrent rotations win.
+func testRefreshUserCheck(t *testing.T, s store.Store) {
+	user := func(id string) *store.User {
+		return &store.User{ID: id, Username: id, PasswordHash: "x", CreatedAt: base, UpdatedAt: base}
+	}
+	for _, id := range []string{"us_ok", "us_off", "us_pw", "us_race"} {
+		ok(t, s.CreateUser(ctx(t), user(id)))
+	}
+	ok(t, s.SetUserDisabled(ctx(t), "us_off", true, base))
+	ok(t, s.SetUserPassword(ctx(t), "us_pw", "y", base.Add(time.Millisecond)))
+	later := base.Add(time.Minute)
+	for _, c := range []struct{ user, hash string }{{"us_off", "off"}, {"us_pw", "pw"}, {"us_gone", "gone"}} {
+		ok(t, s.CreateRefreshFamily(ctx(t), newFamily("sid_"+c.hash, c.user, base), newRefresh(c.hash, base)))
+		wantErr(t, s.RotateRefreshToken(ctx(t), []byte(c.hash), later, newRefresh(c.hash+"2", later), nil, true), store.ErrUserChanged)
+		tok, _, err := s.GetRefreshToken(ctx(t), []byte(c.hash))
+		ok(t, err)
+		eqTimePtr(t, c.user+" RotatedAt", tok.RotatedAt, nil)
+		_, _, err = s.GetRefreshToken(ctx(t), []byte(c.hash+"2"))
+		wantErr(t, err, store.ErrNotFound)
+	}
+	// A family created at the user's last change is current.
+	ok(t, s.CreateRefreshFamily(ctx(t), newFamily("sid_pw2", "us_pw", base.Add(time.Millisecond)), newRefresh("pw_new", base)))
+	ok(t, s.RotateRefreshToken(ctx(t), []byte("pw_new"), later, newRefresh("pw_next", later), nil, true))
+
+	ok(t, s.CreateRefreshFamily(ctx(t), newFamily("sid_ok", "us_ok", base), newRefresh("ok", base)))
+	ok(t, s.RotateRefreshToken(ctx(t), []byte("ok"), later, newRefresh("ok2", later), nil, true))
+	wantErr(t, s.RotateRefreshToken(ctx(t), []byte("ok"), later, newRefresh("ok3", later), nil, true), store.ErrAlreadyUsed)
+	ok(t, s.SetUserDisabled(ctx(t), "us_ok", true, later))
+	wantErr(t, s.RotateRefreshToken(ctx(t), []byte("ok"), later, newRefresh("ok3", later), nil, true), store.ErrUserChanged)
+	wantErr(t, s.RotateRefreshToken(ctx(t), []byte("ok2"), later, newRefresh("ok3", later), nil, true), store.ErrUserChanged)
+	wantErr(t, s.RotateRefreshToken(ctx(t), []byte("unknown"), later, newRefresh("ok3", later), nil, true), store.ErrNotFound)
+
+	ok(t, s.CreateRefreshFamily(ctx(t), newFamily("sid_race", "us_race", base), newRefresh("race", base)))
+	const n = 30
+	errs := race(n, func(i int) error {
+		return s.RotateRefreshToken(ctx(t), []byte("race"), later, newRefresh(fmt.Sprintf("race%02d", i), later), nil, true)
+	})
+	w := oneWinner(t, errs, store.ErrAlreadyUsed)
+	old, _, err := s.GetRefreshToken(ctx(t), []byte("race"))
+	ok(t, err)
+	eqBytes(t, "successor", old.SuccessorHash, []byte(fmt.Sprintf("race%02d", w)))
 }

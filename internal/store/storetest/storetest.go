@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RefreshTokens", testRefreshTokens},
 		{"RefreshRevocation", testRefreshRevocation},
 		{"RefreshRotationRace", testRefreshRotationRace},
+		{"RefreshUserCheck", testRefreshUserCheck},
 		{"Revocations", testRevocations},
 		{"SingleUse", testSingleUse},
 		{"SingleUseRace", testSingleUseRace},
