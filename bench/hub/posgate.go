@@ -38,6 +38,10 @@ type cluster struct {
 	client   *http.Client
 	cpu0     []time.Duration // CPU time of each process when the load began
 	calls    atomic.Int64    // requests sent, for CPU per request
+	perf     bool            // count system calls with perf stat (-args perf=1)
+	keep     bool            // keep the data dir and the logs (-args keep=1)
+	perfs    []*perfStat
+	pg0      *pgCounts
 }
 
 func randHex(n int) string {
@@ -61,6 +65,7 @@ func startCluster(ctx context.Context, o RoundTripOptions) (*cluster, error) {
 			c.stop()
 		}
 	}()
+	c.perf, c.keep = o.Args["perf"] == "1", o.Args["keep"] == "1"
 	bin := o.Args["bin"]
 	if bin == "" {
 		bin = filepath.Join(c.dir, "posgate")
@@ -193,6 +198,7 @@ func (c *cluster) loadStarts() {
 		t, _ := procCPU(p.Process.Pid)
 		c.cpu0 = append(c.cpu0, t)
 	}
+	c.startCounters()
 }
 
 func (c *cluster) stop() {
@@ -204,6 +210,7 @@ func (c *cluster) stop() {
 					i, used.Seconds(), n, float64(used.Microseconds())/float64(n))
 			}
 		}
+		c.reportCounters(n)
 	}
 	for _, p := range c.procs {
 		_ = p.Process.Signal(syscall.SIGTERM)
@@ -225,7 +232,9 @@ func (c *cluster) stop() {
 		}
 		c.dbName = ""
 	}
-	if c.dir != "" {
+	if c.dir != "" && c.keep {
+		fmt.Fprintf(os.Stderr, "kept %s (posgate-N.log are the servers' logs)\n", c.dir)
+	} else if c.dir != "" {
 		os.RemoveAll(c.dir)
 	}
 }

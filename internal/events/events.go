@@ -16,7 +16,7 @@ const (
 	// TopicClientChanged announces that an OAuth client changed (disabled, new secret or API
 	// signature): payload {"id":"cl_…"}. Subscribers drop their cached copies of that client.
 	TopicClientChanged = "client_changed"
-	// TopicOutbox announces a new outbox message: payload {"queue":"orderpay:…"}. The replica
+	// TopicOutbox announces new outbox messages: payload {"queue":"orderpay:…","more":[…]}. The replica
 	// holding the queue's peer delivers it (it also polls, so a lost notice only delays).
 	TopicOutbox = "outbox"
 	// TopicHubConnect announces an exclusive websocket connection: payload {"tenants":[…],

@@ -3,7 +3,6 @@ package hub
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -17,8 +16,8 @@ import (
 // the replica that holds the peer's socket.
 type Outbox interface {
 	ClaimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error)
-	MarkOutboxSent(ctx context.Context, queue, id, owner string, at time.Time) error
-	CompleteOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) error
+	ClaimOutboxSent(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error)
+	CompleteOutboxBatch(ctx context.Context, queue string, ids []string, at time.Time) (int, error)
 	ReleaseOutbox(ctx context.Context, owner string) error
 	CountOutbox(ctx context.Context, queue string) (int, error)
 }
@@ -27,8 +26,8 @@ type Outbox interface {
 type DeliveryMode int
 
 const (
-	// AwaitAnswer: a message written to the socket is marked sent; the dialect completes it
-	// (CompleteOutbox) when the peer answers. Until then it is not written again on the same
+	// AwaitAnswer: a message is marked sent as it is claimed for writing to the socket; the
+	// dialect completes it (AnswerOutbox) when the peer answers. Until then it is not written again on the same
 	// connection, but is on the next one (orderpay requests).
 	AwaitAnswer DeliveryMode = iota + 1
 	// DoneWhenWritten: a message written to the socket is done (doshii events).
@@ -44,26 +43,41 @@ type Delivery struct {
 	Mode   DeliveryMode
 }
 
-// Notify announces that queue has a new message, on every replica (through the event bus, which
-// also reaches this one) so the replica holding the peer delivers it now rather than at its next
-// poll. Call it after the message is stored.
-func (h *Hub) Notify(ctx context.Context, queue string) error {
-	if h.o.Events == nil {
-		h.d.wake(queue)
+// Notify announces that each of queues has a new message, on every replica (through the event
+// bus, which also reaches this one) so the replica holding the peer delivers it now rather than
+// at its next poll. Call it after the messages are stored. Several queues share one notice: on
+// PostgreSQL each notice is a NOTIFY, a transaction of its own.
+func (h *Hub) Notify(ctx context.Context, queues ...string) error {
+	if len(queues) == 0 {
 		return nil
 	}
-	p, _ := json.Marshal(outboxNotice{Queue: queue})
+	if h.o.Events == nil {
+		for _, q := range queues {
+			h.d.wake(q)
+		}
+		return nil
+	}
+	p, _ := json.Marshal(outboxNotice{Queue: queues[0], More: queues[1:]})
 	return h.o.Events.Publish(ctx, events.TopicOutbox, p)
 }
 
+// outboxNotice names the queues with news: Queue, and any More (a replica that knows only Queue
+// wakes that one and finds the others at its next poll).
 type outboxNotice struct {
-	Queue string `json:"queue"`
+	Queue string   `json:"queue"`
+	More  []string `json:"more,omitempty"`
 }
 
 func (h *Hub) onOutboxNotice(p []byte) {
 	var n outboxNotice
-	if json.Unmarshal(p, &n) == nil && n.Queue != "" {
-		h.d.wake(n.Queue)
+	if json.Unmarshal(p, &n) != nil || n.Queue == "" {
+		return
+	}
+	h.d.wake(n.Queue)
+	for _, q := range n.More {
+		if q != "" {
+			h.d.wake(q)
+		}
 	}
 }
 
@@ -210,8 +224,9 @@ func (d *deliverer) run(st *queueState) {
 	}
 }
 
-// deliverOnce claims one batch and writes what it has not written yet. It reports whether it
-// made progress on a full batch (so another claim may find more).
+// deliverOnce claims one batch, writes what it has not written yet and then records the
+// batch's writes in one store write. It reports whether it made progress on a full batch (so
+// another claim may find more).
 func (d *deliverer) deliverOnce(st *queueState) bool {
 	h := d.h
 	ctx := h.bg
@@ -219,7 +234,11 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 	d.mu.Lock()
 	owner := st.owner
 	d.mu.Unlock()
-	msgs, err := h.o.Outbox.ClaimOutbox(ctx, st.name, owner, now, now.Add(h.o.Lease), claimBatch)
+	claim := h.o.Outbox.ClaimOutbox
+	if st.mode == AwaitAnswer {
+		claim = h.o.Outbox.ClaimOutboxSent // the claim is the mark: no write after the frames
+	}
+	msgs, err := claim(ctx, st.name, owner, now, now.Add(h.o.Lease), claimBatch)
 	if err != nil {
 		if ctx.Err() == nil {
 			h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: claiming outbox messages failed", slog.String("error", err.Error()))
@@ -243,25 +262,26 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 	if len(conns) == 0 {
 		return false
 	}
-	wrote := 0
+	// Each frame is written before the next (queue order, and a connection that fails stops
+	// the batch). Events are recorded done all at once afterwards; a message written but not
+	// recorded (the process dies, the record fails) is claimed and written again later: at
+	// least once, under its own id.
+	var written []string
+	wrote, stopped := 0, false
 	for _, m := range msgs {
 		d.mu.Lock()
 		_, done := st.written[m.ID]
 		d.mu.Unlock()
 		if done {
-			if m.State == store.OutboxQueued {
-				// Written, but its mark was refused: the lease changed owner meanwhile.
-				d.record(ctx, st, owner, m.ID, h.o.Clock.Now())
-			}
-			continue
+			continue // written on a live connection, awaiting its answer
 		}
 		c := writeAll(conns, m.Payload)
 		if c == nil {
-			return false // every connection is closing; detach releases the leases
+			stopped = true // every connection is closing; detach releases the leases
+			break
 		}
 		wrote++
-		at := h.o.Clock.Now()
-		c.m.latency.Observe(at.Sub(m.CreatedAt).Seconds())
+		c.m.latency.Observe(h.o.Clock.Now().Sub(m.CreatedAt).Seconds())
 		if st.mode == AwaitAnswer {
 			d.mu.Lock()
 			if st.written == nil {
@@ -270,25 +290,15 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 			st.written[m.ID] = c
 			d.mu.Unlock()
 		}
-		d.record(ctx, st, owner, m.ID, at)
+		written = append(written, m.ID)
 	}
-	return len(msgs) == claimBatch && wrote > 0
-}
-
-// record notes in the store that message id was written: sent (an answer is awaited) or done.
-func (d *deliverer) record(ctx context.Context, st *queueState, owner, id string, at time.Time) {
-	ob := d.h.o.Outbox
-	var err error
-	if st.mode == DoneWhenWritten {
-		err = ob.CompleteOutbox(ctx, st.name, id, nil, at)
-	} else {
-		err = ob.MarkOutboxSent(ctx, st.name, id, owner, at)
+	if st.mode == DoneWhenWritten && len(written) > 0 {
+		// One left unchanged moved on meanwhile (expired, completed by another delivery).
+		if _, err := h.o.Outbox.CompleteOutboxBatch(ctx, st.name, written, h.o.Clock.Now()); err != nil && ctx.Err() == nil {
+			h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: recording an outbox delivery failed", slog.String("error", err.Error()))
+		}
 	}
-	// A conflict means the message moved on meanwhile (answered first, expired, its lease
-	// given back): nothing to do here.
-	if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrAlreadyUsed) && ctx.Err() == nil {
-		d.h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: recording an outbox delivery failed", slog.String("error", err.Error()))
-	}
+	return !stopped && len(msgs) == claimBatch && wrote > 0
 }
 
 func contains(cs []*Conn, c *Conn) bool {

@@ -28,6 +28,7 @@ type hubStore interface {
 	hub.Presences
 	GetOutbox(ctx context.Context, queue, id string) (*store.OutboxMessage, error)
 	EnqueueOutbox(ctx context.Context, m *store.OutboxMessage) (*store.OutboxMessage, bool, error)
+	CompleteOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) error
 	ListPresence(ctx context.Context, tenant string, seenSince time.Time) ([]*store.Presence, error)
 }
 
@@ -169,6 +170,35 @@ func TestDeliverDoneWhenWrittenAndPoll(t *testing.T) {
 	if got := state(t, st, "doshii:l2", "other"); got != store.OutboxQueued {
 		t.Fatalf("other location's event is %s", got)
 	}
+}
+
+// One notice for several queues wakes the delivery of each, and a batch written together is
+// recorded (done) together.
+func TestNotifySeveralQueues(t *testing.T) {
+	st := openSQLite(t)
+	s := newServer(t, hub.Options{Outbox: st, Events: events.NewLocal(), PollInterval: time.Hour})
+	const a, b = "doshii:l1", "doshii-vendor:v1"
+	wsA, _ := s.dialURL(s.url(a, false)+"&deliver=written", nil)
+	wsB, _ := s.dialURL(s.url(b, false)+"&deliver=written", nil)
+	// The connections' first runs found nothing; what follows arrives only by the notice.
+	time.Sleep(50 * time.Millisecond) // lets those runs end: a wake-up during a run would hide a missed notice
+	for _, id := range []string{"e1", "e2", "e3"} {
+		enqueue(t, st, a, id)
+	}
+	enqueue(t, st, b, "l1/e1")
+	if err := s.hub.Notify(context.Background(), a, b); err != nil {
+		t.Fatal(err)
+	}
+	if got := readN(t, wsA, 3); !equal(got, "e1", "e2", "e3") {
+		t.Fatalf("queue a got %v", got)
+	}
+	if got := read(t, wsB); got != "l1/e1" {
+		t.Fatalf("queue b got %q", got)
+	}
+	for _, id := range []string{"e1", "e2", "e3"} {
+		waitState(t, st, a, id, store.OutboxDone)
+	}
+	waitState(t, st, b, "l1/e1", store.OutboxDone)
 }
 
 // Two replicas sharing a store and a bus: the message is accepted on A, the peer is on B; A's

@@ -61,6 +61,7 @@ type wait[T any] struct {
 	wake chan struct{} // capacity 1: a pending wake is enough
 	stop chan struct{} // closed when the last caller leaves without an outcome
 	done chan struct{} // closed once v, err are set
+	lazy bool          // its watcher did not read the store when it started (Hold)
 	once sync.Once
 	v    T
 	err  error
@@ -82,13 +83,47 @@ func New[T any](check Check[T], opt Options) *Point[T] {
 // when d passes first (at once when d <= 0), ctx.Err() when ctx ends first, and Stop's error when
 // the Point is stopped. An outcome that arrives together with the deadline wins.
 func (p *Point[T]) Wait(ctx context.Context, key string, d time.Duration) (T, error) {
-	var zero T
 	if d <= 0 {
+		var zero T
 		return zero, ErrTimeout
 	}
-	w, err := p.hold(key)
+	w, err := p.hold(key, true)
 	if err != nil {
+		var zero T
 		return zero, err
+	}
+	return (&Ticket[T]{p: p, w: w}).Wait(ctx, d)
+}
+
+// Ticket is a caller registered on a key by Hold. It ends with one call of Wait or Leave.
+type Ticket[T any] struct {
+	p *Point[T]
+	w *wait[T]
+}
+
+// Hold registers a caller on key before it does what may decide the outcome (stores a request
+// for a POS, say): from now on a Resolve or Wake of key reaches it. Unlike Wait, Hold does not
+// read the store at once — the caller knows the outcome was undecided when it held (and reads
+// the state itself after its own write) — the first read comes with a Wake or the recheck
+// period. It returns Stop's error when the Point is stopped.
+func (p *Point[T]) Hold(key string) (*Ticket[T], error) {
+	w, err := p.hold(key, false)
+	if err != nil {
+		return nil, err
+	}
+	return &Ticket[T]{p: p, w: w}, nil
+}
+
+// Leave gives up the ticket without waiting.
+func (t *Ticket[T]) Leave() { t.p.leave(t.w) }
+
+// Wait is Point.Wait for the ticket's key, and ends the ticket.
+func (t *Ticket[T]) Wait(ctx context.Context, d time.Duration) (T, error) {
+	p, w := t.p, t.w
+	var zero T
+	if d <= 0 {
+		p.leave(w)
+		return zero, ErrTimeout
 	}
 	timer, stopTimer := p.timers.After(d)
 	defer stopTimer()
@@ -175,7 +210,8 @@ func (p *Point[T]) Waiting(key string) int {
 
 // hold adds a caller to the wait of key, starting one (and its watcher) when there is none or the
 // current one has its outcome already: a newcomer reads the store instead of sharing a past one.
-func (p *Point[T]) hold(key string) (*wait[T], error) {
+// read says whether a new watcher reads the store at once.
+func (p *Point[T]) hold(key string, read bool) (*wait[T], error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopped != nil {
@@ -186,12 +222,19 @@ func (p *Point[T]) hold(key string) (*wait[T], error) {
 		case <-w.done:
 		default:
 			w.refs++
+			if read && w.lazy {
+				// A Wait expects the store read after it arrived.
+				select {
+				case w.wake <- struct{}{}:
+				default:
+				}
+			}
 			return w, nil
 		}
 	}
-	w := &wait[T]{key: key, refs: 1, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	w := &wait[T]{key: key, refs: 1, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), lazy: !read}
 	p.waits[key] = w
-	go p.watch(w)
+	go p.watch(w, read)
 	return w, nil
 }
 
@@ -226,9 +269,9 @@ func (p *Point[T]) resolve(w *wait[T], v T, err error) {
 	})
 }
 
-// watch reads the outcome of w's key at once, when woken and every recheck period, until it is
-// known or every caller has left.
-func (p *Point[T]) watch(w *wait[T]) {
+// watch reads the outcome of w's key at once (if first), when woken and every recheck period,
+// until it is known or every caller has left.
+func (p *Point[T]) watch(w *wait[T], first bool) {
 	check := func() bool {
 		v, done, err := p.check(p.ctx, w.key)
 		if err != nil || !done {
@@ -237,7 +280,7 @@ func (p *Point[T]) watch(w *wait[T]) {
 		p.resolve(w, v, nil)
 		return true
 	}
-	if check() {
+	if first && check() {
 		return
 	}
 	for {

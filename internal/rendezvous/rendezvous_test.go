@@ -390,3 +390,66 @@ func TestAcrossReplicasOnPostgres(t *testing.T) {
 	publish(t, busB, "req_1")
 	answered(t, c, "answer")
 }
+
+// holdOn holds key and waits until its watcher sleeps until the next recheck (it read nothing).
+func holdOn(t *testing.T, p *rendezvous.Point[string], clk *clock.Fake, key string) *rendezvous.Ticket[string] {
+	t.Helper()
+	tk, err := p.Hold(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held(t, p, clk, key, 1, 1)
+	return tk
+}
+
+// Hold registers the caller before its own write: it reads nothing at once, yet an outcome
+// resolved right after (before Wait is even called) reaches it, and so does a Wake.
+func TestHoldReadsNothingAndMissesNoOutcome(t *testing.T) {
+	p, a, clk := setup(t)
+	a.set("req_1", "stale")          // a Hold must not read it: the caller knows the outcome is undecided
+	t1 := holdOn(t, p, clk, "req_1") // the watcher armed its recheck without reading
+	if n := a.reads.Load(); n != 0 {
+		t.Fatalf("Hold read the store %d times", n)
+	}
+	p.Resolve("req_1", "answer") // before Wait
+	if v, err := t1.Wait(context.Background(), 10*time.Second); err != nil || v != "answer" {
+		t.Fatalf("got %q, %v", v, err)
+	}
+	if n := a.reads.Load(); n != 0 {
+		t.Fatalf("the resolved hold read the store %d times", n)
+	}
+
+	t2 := holdOn(t, p, clk, "req_2")
+	a.set("req_2", "from another replica")
+	p.Wake("req_2")
+	if v, err := t2.Wait(context.Background(), 10*time.Second); err != nil || v != "from another replica" {
+		t.Fatalf("got %q, %v", v, err)
+	}
+}
+
+// A Wait that joins a Hold's watcher gets the read a Wait promises.
+func TestWaitJoiningAHoldReadsTheStore(t *testing.T) {
+	p, a, clk := setup(t)
+	t1 := holdOn(t, p, clk, "req_1")
+	a.set("req_1", "answer")
+	c := wait(context.Background(), p, "req_1", 10*time.Second)
+	answered(t, c, "answer")
+	if v, err := t1.Wait(context.Background(), 10*time.Second); err != nil || v != "answer" {
+		t.Fatalf("the holder got %q, %v", v, err)
+	}
+}
+
+// Leave ends a hold: nobody waits, and a stopped Point refuses new holds.
+func TestHoldLeaveAndStop(t *testing.T) {
+	p, _, clk := setup(t)
+	t1 := holdOn(t, p, clk, "req_1")
+	t1.Leave()
+	if n := p.Waiting("req_1"); n != 0 {
+		t.Fatalf("Waiting = %d after Leave", n)
+	}
+	stop := errors.New("stopping")
+	p.Stop(stop)
+	if _, err := p.Hold("req_2"); !errors.Is(err, stop) {
+		t.Fatalf("Hold after Stop: %v", err)
+	}
+}

@@ -83,6 +83,12 @@ type Outbox interface {
 	// skip, so what it returns continues the queue in order. Of concurrent claimers of one message
 	// exactly one gets it. leaseUntil must be after now.
 	ClaimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*OutboxMessage, error)
+	// ClaimOutboxSent is ClaimOutbox for a delivery that writes what it claims at once (and
+	// awaits answers): in the same write it marks each message it takes sent at now, as
+	// MarkOutboxSent would, except one owner already held on a live lease, which keeps its state
+	// and SentAt. A message whose write then fails stays sent, leased to owner until released:
+	// "sent" means handed to a live connection, which may still go away before the peer reads it.
+	ClaimOutboxSent(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*OutboxMessage, error)
 	// MarkOutboxSent records that owner wrote a message it holds to a socket at `at`: queued (or
 	// sent, on a redelivery) becomes sent with SentAt = at; the lease is kept. ErrNotFound when
 	// unknown; ErrConflict when owner is not its lease owner (never claimed, released, or claimed
@@ -92,6 +98,17 @@ type Outbox interface {
 	// it, and ends its lease. ErrNotFound when unknown; ErrAlreadyUsed when it is done or expired
 	// already (of concurrent completions, and of a completion racing ExpireOutbox, one wins).
 	CompleteOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) error
+	// CompleteOutboxBatch is CompleteOutbox with no answer for each of ids (at most 1000) of
+	// queue, in one write (a batch of events written to a socket). An id CompleteOutbox would
+	// refuse (unknown, done or expired) is left unchanged and is no error; it returns how many it
+	// completed. Of concurrent completions of one message exactly one counts it.
+	CompleteOutboxBatch(ctx context.Context, queue string, ids []string, at time.Time) (int, error)
+	// AnswerOutbox stores the peer's answer to a message it was given: like CompleteOutbox, but
+	// only for a message a delivery took (Attempts > 0), and it returns the message as it now
+	// stands, so that the answer needs no read before or after. ErrNotFound when the message is
+	// unknown or was never taken by a delivery (the peer cannot have received it); ErrAlreadyUsed
+	// when it is done or expired already.
+	AnswerOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) (*OutboxMessage, error)
 	// ReleaseOutbox gives back every lease owner holds on open messages (its connection went
 	// away): the messages stay in their state and are claimable again at once.
 	ReleaseOutbox(ctx context.Context, owner string) error

@@ -213,9 +213,8 @@ func (a *eventsAPI) publish(w http.ResponseWriter, r *http.Request) {
 		gateway.WriteBearerError(w, "posgate", storeError(err))
 		return
 	}
-	for _, m := range msgs {
-		_ = a.m.svc.Hub.Notify(context.WithoutCancel(ctx), m.Queue) // best effort: the deliverer also polls
-	}
+	// Best effort, one notice for both queues: the deliverers also poll.
+	_ = a.m.svc.Hub.Notify(context.WithoutCancel(ctx), msgs[0].Queue, msgs[1].Queue)
 	httpx.WriteJSON(w, http.StatusAccepted, map[string]string{"id": ev.id, "state": eventState(now, stored...)})
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/posgate/posgate/internal/gateway"
 	"github.com/posgate/posgate/internal/httpx"
 	"github.com/posgate/posgate/internal/jsonx"
+	"github.com/posgate/posgate/internal/rendezvous"
 	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/store"
 )
@@ -197,10 +198,20 @@ func (m *Module) postRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := tenant(o.ID)
+	var ticket *rendezvous.Ticket[*store.OutboxMessage]
+	if wait > 0 {
+		ticket = m.waiters.hold(q, id)
+	}
 	now := m.svc.Clock.Now().UTC()
 	stored, created, err := m.outbox.EnqueueOutbox(ctx, &store.OutboxMessage{
 		Queue: q, ID: id, BodyHash: hash, Payload: frame, CreatedAt: now, ExpiresAt: now.Add(m.cfg.requestTTL),
 	})
+	if err != nil || finished(m.svc.Clock.Now(), stored) {
+		if ticket != nil {
+			ticket.Leave()
+		}
+		ticket = nil
+	}
 	if errors.Is(err, store.ErrConflict) {
 		m.writeAPIError(w, r, errs.New(errs.Conflict, "conflict", "this RequestID was used for another request"))
 		return
@@ -215,13 +226,10 @@ func (m *Module) postRequest(w http.ResponseWriter, r *http.Request) {
 			m.svc.Log.Warn("orderpay: announcing a request failed", "error", err.Error())
 		}
 	}
-	msg := stored
-	if wait > 0 && !finished(m.svc.Clock.Now(), stored) {
-		msg, err = m.waiters.wait(ctx, q, id, wait)
-		if err != nil {
-			m.writeAPIError(w, r, storeError(err)) // accepted already: a retry with the RequestID is safe
-			return
-		}
+	msg, err := m.waiters.wait(ctx, ticket, stored, wait)
+	if err != nil {
+		m.writeAPIError(w, r, storeError(err)) // accepted already: a retry with the RequestID is safe
+		return
 	}
 	m.writeResult(w, msg, false)
 }

@@ -97,30 +97,18 @@ func (h *connHandler) HandleMessage(ctx context.Context, c *hub.Conn, msg []byte
 		return err
 	}
 	m := h.m
-	got, err := m.outbox.GetOutbox(ctx, h.queue, a.RequestID)
+	got, err := m.outbox.AnswerOutbox(ctx, h.queue, a.RequestID, bytes.Clone(msg), m.svc.Clock.Now().UTC())
 	switch {
-	case errors.Is(err, store.ErrNotFound) || (err == nil && got.State == store.OutboxQueued && got.Attempts == 0):
+	case errors.Is(err, store.ErrNotFound):
 		return h.stray(ctx, c, "unknown")
-	case err != nil:
-		return h.storeFailed(ctx, err)
-	case got.State == store.OutboxDone || got.State == store.OutboxExpired:
+	case errors.Is(err, store.ErrAlreadyUsed):
 		// A duplicate (the POS retried) or too late: the first answer stands.
 		messagesDropped.WithLabelValues("duplicate").Inc()
 		return nil
-	}
-	now := m.svc.Clock.Now().UTC()
-	err = m.outbox.CompleteOutbox(ctx, h.queue, a.RequestID, bytes.Clone(msg), now)
-	switch {
-	case errors.Is(err, store.ErrAlreadyUsed):
-		messagesDropped.WithLabelValues("duplicate").Inc()
-		return nil
-	case errors.Is(err, store.ErrNotFound):
-		return h.stray(ctx, c, "unknown")
 	case err != nil:
 		return h.storeFailed(ctx, err)
 	}
 	answersStored.Inc()
-	got.State, got.Answer, got.DoneAt = store.OutboxDone, bytes.Clone(msg), &now
 	m.waiters.announce(ctx, got)
 	return nil
 }

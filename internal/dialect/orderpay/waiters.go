@@ -65,16 +65,31 @@ func (ws *waiters) announce(ctx context.Context, msg *store.OutboxMessage) {
 	}
 }
 
+// hold registers an integrator call as waiting for the answer to (queue, id) before the request
+// is stored, so that an answer arriving at any moment after the store reaches it without a read
+// of the store (see rendezvous.Point.Hold). It returns nil when the server is shutting down.
+func (ws *waiters) hold(queue, id string) *rendezvous.Ticket[*store.OutboxMessage] {
+	t, err := ws.rv.Hold(waitKey(queue, id))
+	if err != nil {
+		return nil
+	}
+	return t
+}
+
 // wait returns the message (queue, id) once it is finished (answered or expired), or as it
-// stands when d has passed or ctx ended.
-func (ws *waiters) wait(ctx context.Context, queue, id string, d time.Duration) (*store.OutboxMessage, error) {
-	msg, err := ws.rv.Wait(ctx, waitKey(queue, id), d)
+// stands when d has passed or ctx ended. t is the call's hold (nil: no wait), stored the message
+// as the enqueue returned it.
+func (ws *waiters) wait(ctx context.Context, t *rendezvous.Ticket[*store.OutboxMessage], stored *store.OutboxMessage, d time.Duration) (*store.OutboxMessage, error) {
+	if t == nil {
+		return stored, nil
+	}
+	msg, err := t.Wait(ctx, d)
 	if err == nil {
 		return msg, nil
 	}
 	// Timed out, the caller left, or the server is shutting down: the request stays accepted,
 	// and the caller gets its state as it stands.
-	return ws.m.outbox.GetOutbox(context.WithoutCancel(ctx), queue, id)
+	return ws.m.outbox.GetOutbox(context.WithoutCancel(ctx), stored.Queue, stored.ID)
 }
 
 // errShuttingDown ends the waits of a stopping server.

@@ -98,6 +98,19 @@ func (s *Store) GetOutbox(ctx context.Context, queue, id string) (*store.OutboxM
 // continues the queue in order or takes nothing. SQLite runs one write statement at a time, so
 // there the CTE sees every committed claim and needs no lock clause.
 func (s *Store) ClaimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error) {
+	return s.claimOutbox(ctx, queue, owner, now, leaseUntil, limit, "")
+}
+
+// ClaimOutboxSent is ClaimOutbox that also marks what it takes sent, in the same statement. A
+// message the owner already held on a live lease keeps its state and SentAt (it was written
+// before and is not written again on the same connection).
+func (s *Store) ClaimOutboxSent(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error) {
+	return s.claimOutbox(ctx, queue, owner, now, leaseUntil, limit, `,
+			state = CASE WHEN lease_owner = $2 AND lease_until > $3 THEN state ELSE 'sent' END,
+			sent_at = CASE WHEN lease_owner = $2 AND lease_until > $3 THEN sent_at ELSE $3 END`)
+}
+
+func (s *Store) claimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int, set string) ([]*store.OutboxMessage, error) {
 	const op = "claim outbox messages"
 	if owner == "" {
 		return nil, s.fail(op, errors.New("empty owner"))
@@ -122,7 +135,7 @@ func (s *Store) ClaimOutbox(ctx context.Context, queue, owner string, now, lease
 				AND (lease_until IS NULL OR lease_until <= $3 OR lease_owner = $2)
 			ORDER BY seq LIMIT $5`+lock+`)
 		UPDATE outbox SET lease_owner = $2, lease_until = $4,
-			attempts = attempts + CASE WHEN lease_owner = $2 AND lease_until > $3 THEN 0 ELSE 1 END
+			attempts = attempts + CASE WHEN lease_owner = $2 AND lease_until > $3 THEN 0 ELSE 1 END`+set+`
 		WHERE seq IN (SELECT seq FROM c) AND NOT EXISTS (
 			SELECT 1 FROM outbox o WHERE o.queue = $1 AND o.`+outboxOpen+` AND o.expires_at > $3 AND (
 				(o.lease_owner <> $2 AND o.lease_until > $3)
@@ -191,6 +204,70 @@ func (s *Store) CompleteOutbox(ctx context.Context, queue, id string, answer []b
 		return nil
 	}
 	return s.fail(op, s.outboxMiss(ctx, queue, id, store.ErrAlreadyUsed))
+}
+
+// idsIn is the SQL condition "column is one of the JSON array of strings in the argument
+// placeholder": one statement text whatever the number of ids, so it is prepared once.
+func (s *Store) idsIn(column, placeholder string) string {
+	if s.dialect == PostgreSQL {
+		return column + ` IN (SELECT jsonb_array_elements_text(` + placeholder + `::jsonb))`
+	}
+	return column + ` IN (SELECT value FROM json_each(` + placeholder + `))`
+}
+
+// maxOutboxBatch bounds the ids of one batch call, as maxClaimLimit bounds a claim.
+const maxOutboxBatch = maxClaimLimit
+
+func idList(op string, ids []string) (string, error) {
+	if len(ids) > maxOutboxBatch {
+		return "", fmt.Errorf("%s: %d ids, at most %d", op, len(ids), maxOutboxBatch)
+	}
+	for _, id := range ids {
+		if id == "" {
+			return "", fmt.Errorf("%s: empty id", op)
+		}
+	}
+	return listIn(ids), nil
+}
+
+// CompleteOutboxBatch is CompleteOutbox without an answer for several messages in one
+// conditional update; the ids it would refuse are left unchanged and not counted.
+func (s *Store) CompleteOutboxBatch(ctx context.Context, queue string, ids []string, at time.Time) (int, error) {
+	const op = "complete outbox messages"
+	list, err := idList(op, ids)
+	if err != nil || len(ids) == 0 {
+		return 0, s.fail(op, err)
+	}
+	n, err := s.exec(ctx, `UPDATE outbox SET state = 'done', done_at = $3, answer = NULL, lease_owner = '', lease_until = NULL
+		WHERE queue = $1 AND `+s.idsIn("id", "$2")+` AND `+outboxOpen, queue, list, ms(at))
+	return int(n), s.fail(op, err)
+}
+
+// AnswerOutbox completes a message that was delivered, returning the row, in one statement; a
+// miss is explained by one more read.
+func (s *Store) AnswerOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) (*store.OutboxMessage, error) {
+	const op = "answer outbox message"
+	w, err := s.writer()
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	m, err := scanOutbox(w.QueryRow(ctx, `UPDATE outbox SET state = 'done', done_at = $3, answer = $4, lease_owner = '', lease_until = NULL
+		WHERE queue = $1 AND id = $2 AND attempts > 0 AND `+outboxOpen+` RETURNING `+outboxCols,
+		queue, id, ms(at), blob(answer)).Scan)
+	if !errors.Is(err, ErrNoRows) {
+		return m, s.fail(op, err)
+	}
+	var state string
+	switch err := w.QueryRow(ctx, `SELECT state FROM outbox WHERE queue = $1 AND id = $2`, queue, id).Scan(&state); {
+	case errors.Is(err, ErrNoRows):
+		return nil, s.fail(op, store.ErrNotFound)
+	case err != nil:
+		return nil, s.fail(op, err)
+	case state == string(store.OutboxQueued) || state == string(store.OutboxSent):
+		// Open and yet not updated: no delivery had taken it when the update ran.
+		return nil, s.fail(op, fmt.Errorf("id %q of queue %q was never delivered: %w", id, queue, store.ErrNotFound))
+	}
+	return nil, s.fail(op, store.ErrAlreadyUsed)
 }
 
 // outboxMiss explains a conditional update that changed nothing: ErrNotFound when the message

@@ -529,6 +529,9 @@ func testOutboxClosed(t *testing.T, s store.Store) {
 	_, checks["ClaimOutbox"] = s.ClaimOutbox(ctx(t), "q", "c", base, base.Add(time.Minute), 1)
 	checks["MarkOutboxSent"] = s.MarkOutboxSent(ctx(t), "q", "m", "c", base)
 	checks["CompleteOutbox"] = s.CompleteOutbox(ctx(t), "q", "m", nil, base)
+	_, checks["ClaimOutboxSent"] = s.ClaimOutboxSent(ctx(t), "q", "c", base, base.Add(time.Minute), 1)
+	_, checks["CompleteOutboxBatch"] = s.CompleteOutboxBatch(ctx(t), "q", []string{"m"}, base)
+	_, checks["AnswerOutbox"] = s.AnswerOutbox(ctx(t), "q", "m", nil, base)
 	checks["ReleaseOutbox"] = s.ReleaseOutbox(ctx(t), "c")
 	_, checks["ExpireOutbox"] = s.ExpireOutbox(ctx(t), base)
 	_, checks["CountOutbox"] = s.CountOutbox(ctx(t), "")
@@ -620,6 +623,207 @@ func testPresence(t *testing.T, s store.Store) {
 	eq(t, "stale rows deleted", n, 1) // c3
 	eqList(t, "doshii after cleanup", list("doshii:l1", 0), []string{"c1@r3"})
 	eqList(t, "orderpay after cleanup", list("orderpay:o1", 0), []string{"c0@r2"})
+}
+
+// testOutboxBatch: CompleteOutboxBatch changes, in one call, exactly the messages
+// CompleteOutbox would, skips the others without an error and counts what it changed.
+func testOutboxBatch(t *testing.T, s store.Store) {
+	for i := range 6 {
+		enqueue(t, s, newMsg("q", fmt.Sprintf("m%d", i), time.Hour))
+	}
+	enqueue(t, s, newMsg("other", "m1", time.Hour))
+	eqList(t, "claim", claim(t, s, "q", "c1", 0, time.Minute, 4), []string{"m0", "m1", "m2", "m3"})
+	ok(t, s.CompleteOutbox(ctx(t), "q", "m3", []byte("answer"), at(time.Second)))
+
+	// Completion does not depend on the holder: m4 (never claimed) completes too; m3 is done
+	// already, "none" unknown, other/m1 another queue's.
+	n, err := s.CompleteOutboxBatch(ctx(t), "q", []string{"m1", "m3", "m4", "none"}, at(4*time.Second))
+	ok(t, err)
+	eq(t, "completed", n, 2)
+	for _, id := range []string{"m1", "m4"} {
+		m := getMsg(t, s, "q", id)
+		eq(t, id+" state", m.State, store.OutboxDone)
+		eqTimePtr(t, id+" DoneAt", m.DoneAt, ptr(at(4*time.Second)))
+		eqBytes(t, id+" Answer", m.Answer, nil)
+		if m.LeaseOwner != "" || m.LeaseUntil != nil {
+			t.Errorf("%s lease after done: %q until %v", id, m.LeaseOwner, m.LeaseUntil)
+		}
+	}
+	eqBytes(t, "m3 keeps its answer", getMsg(t, s, "q", "m3").Answer, []byte("answer"))
+	eq(t, "other queue untouched", getMsg(t, s, "other", "m1").State, store.OutboxQueued)
+	n, err = s.CompleteOutboxBatch(ctx(t), "q", []string{"m1", "m4"}, at(5*time.Second))
+	ok(t, err)
+	eq(t, "completed twice", n, 0)
+	eq(t, "open", count(t, s, "q"), 3) // m0, m2 and m5
+
+	// Nothing to record is no error; bad input is refused and changes nothing.
+	n, err = s.CompleteOutboxBatch(ctx(t), "q", nil, at(6*time.Second))
+	ok(t, err)
+	eq(t, "completed of none", n, 0)
+	for name, err := range map[string]error{
+		"an empty id":  second(s.CompleteOutboxBatch(ctx(t), "q", []string{"", "m2"}, at(6*time.Second))),
+		"too many ids": second(s.CompleteOutboxBatch(ctx(t), "q", append(make([]string, 1000), "m2"), at(6*time.Second))),
+	} {
+		if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s: %v, want a plain error", name, err)
+		}
+	}
+	eq(t, "m2 after refused input", getMsg(t, s, "q", "m2").State, store.OutboxQueued)
+}
+
+// testOutboxClaimSent: ClaimOutboxSent claims exactly what ClaimOutbox would and marks what it
+// takes sent; what the owner renews keeps its state and SentAt.
+func testOutboxClaimSent(t *testing.T, s store.Store) {
+	for _, id := range []string{"m0", "m1", "m2"} {
+		enqueue(t, s, newMsg("q", id, time.Hour))
+	}
+	claimSent := func(owner string, now time.Duration, want ...string) []*store.OutboxMessage {
+		t.Helper()
+		l, err := s.ClaimOutboxSent(ctx(t), "q", owner, at(now), at(now+time.Minute), 2)
+		ok(t, err)
+		var ids []string
+		for _, m := range l {
+			ids = append(ids, m.ID)
+			if m.LeaseOwner != owner || m.LeaseUntil == nil || !m.LeaseUntil.Equal(at(now+time.Minute)) {
+				t.Fatalf("claimed %s: lease %q until %v", m.ID, m.LeaseOwner, m.LeaseUntil)
+			}
+		}
+		eqList(t, "claimed by "+owner, ids, want)
+		return l
+	}
+	check := func(id string, state store.OutboxState, sent *time.Time, attempts int) {
+		t.Helper()
+		m := getMsg(t, s, "q", id)
+		eq(t, id+" state", m.State, state)
+		eqTimePtr(t, id+" SentAt", m.SentAt, sent)
+		eq(t, id+" Attempts", m.Attempts, attempts)
+	}
+	for _, m := range claimSent("c1", 0, "m0", "m1") {
+		eq(t, m.ID+" returned state", m.State, store.OutboxSent)
+		eqTimePtr(t, m.ID+" returned SentAt", m.SentAt, ptr(at(0)))
+	}
+	check("m2", store.OutboxQueued, nil, 0)
+	// A renewal (a poll of the live delivery) keeps what was sent as it was.
+	claimSent("c1", 10*time.Second, "m0", "m1")
+	check("m0", store.OutboxSent, ptr(at(0)), 1)
+	// Another owner gets nothing while c1's leases live; after the release it takes them anew.
+	claimSent("c2", 20*time.Second)
+	ok(t, s.ReleaseOutbox(ctx(t), "c1"))
+	claimSent("c2", 30*time.Second, "m0", "m1")
+	check("m0", store.OutboxSent, ptr(at(30*time.Second)), 2)
+	// Answered messages are not claimed; the plain claim does not mark.
+	_, err := s.AnswerOutbox(ctx(t), "q", "m0", []byte("a"), at(31*time.Second))
+	ok(t, err)
+	_, err = s.AnswerOutbox(ctx(t), "q", "m1", []byte("a"), at(31*time.Second))
+	ok(t, err)
+	eqList(t, "plain claim", claim(t, s, "q", "c2", 32*time.Second, time.Minute, 0), []string{"m2"})
+	check("m2", store.OutboxQueued, nil, 1)
+	check("m0", store.OutboxDone, ptr(at(30*time.Second)), 2)
+}
+
+func second[T any](_ T, err error) error { return err }
+
+// testOutboxAnswer: AnswerOutbox completes a message a delivery took and returns it; a message
+// never taken is unknown to the peer (ErrNotFound), a finished one ErrAlreadyUsed.
+func testOutboxAnswer(t *testing.T, s store.Store) {
+	enqueue(t, s, newMsg("q", "m0", time.Hour))
+	enqueue(t, s, newMsg("q", "m1", time.Hour))
+	enqueue(t, s, newMsg("q", "m2", time.Minute))
+	_, err := s.AnswerOutbox(ctx(t), "q", "none", []byte("a"), at(0))
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.AnswerOutbox(ctx(t), "q", "m0", []byte("a"), at(0))
+	wantErr(t, err, store.ErrNotFound) // queued, never delivered
+	eq(t, "never delivered stays queued", getMsg(t, s, "q", "m0").State, store.OutboxQueued)
+
+	eqList(t, "claim", claim(t, s, "q", "c1", 0, time.Minute, 0), []string{"m0", "m1", "m2"})
+	ok(t, s.MarkOutboxSent(ctx(t), "q", "m0", "c1", at(time.Second)))
+	got, err := s.AnswerOutbox(ctx(t), "q", "m0", []byte(`{"answer":0}`), at(2*time.Second))
+	ok(t, err)
+	stored := getMsg(t, s, "q", "m0")
+	eq(t, "returned state", got.State, store.OutboxDone)
+	eqBytes(t, "returned Answer", got.Answer, []byte(`{"answer":0}`))
+	eqTimePtr(t, "returned DoneAt", got.DoneAt, ptr(at(2*time.Second)))
+	eqTimePtr(t, "returned SentAt", got.SentAt, ptr(at(time.Second)))
+	eq(t, "returned Seq", got.Seq, stored.Seq)
+	eqBytes(t, "returned Payload", got.Payload, stored.Payload)
+	eq(t, "stored state", stored.State, store.OutboxDone)
+	eqBytes(t, "stored Answer", stored.Answer, []byte(`{"answer":0}`))
+	if stored.LeaseOwner != "" || stored.LeaseUntil != nil || got.LeaseOwner != "" || got.LeaseUntil != nil {
+		t.Errorf("lease after the answer: %q until %v", stored.LeaseOwner, stored.LeaseUntil)
+	}
+	_, err = s.AnswerOutbox(ctx(t), "q", "m0", []byte("again"), at(3*time.Second))
+	wantErr(t, err, store.ErrAlreadyUsed)
+	eqBytes(t, "first answer stands", getMsg(t, s, "q", "m0").Answer, []byte(`{"answer":0}`))
+
+	// Claimed (written) but its mark not recorded, then its lease given back: the peer may have
+	// it, so its answer counts.
+	ok(t, s.ReleaseOutbox(ctx(t), "c1"))
+	got, err = s.AnswerOutbox(ctx(t), "q", "m1", []byte("a1"), at(3*time.Second))
+	ok(t, err)
+	eq(t, "released then answered", got.State, store.OutboxDone)
+
+	n, err := s.ExpireOutbox(ctx(t), at(2*time.Minute))
+	ok(t, err)
+	eq(t, "expired", n, 1)
+	_, err = s.AnswerOutbox(ctx(t), "q", "m2", []byte("late"), at(2*time.Minute))
+	wantErr(t, err, store.ErrAlreadyUsed)
+	eqBytes(t, "expired keeps no answer", getMsg(t, s, "q", "m2").Answer, nil)
+}
+
+// testOutboxBatchRace: batch completions racing each other and single completions complete each
+// message once; a claim that marks sent, racing an answer, never reopens it.
+func testOutboxBatchRace(t *testing.T, s store.Store) {
+	const msgs = 20
+	ids := make([]string, msgs)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("m%02d", i)
+		enqueue(t, s, newMsg("q", ids[i], time.Hour))
+	}
+	const racers = 6
+	counts := make([]int, racers)
+	errs := race(racers, func(i int) error {
+		if i%2 == 0 {
+			n, err := s.CompleteOutboxBatch(ctx(t), "q", ids, at(time.Second))
+			counts[i] = n
+			return err
+		}
+		for _, id := range ids[i:] {
+			err := s.CompleteOutbox(ctx(t), "q", id, []byte(fmt.Sprint(i)), at(time.Second))
+			if err == nil {
+				counts[i]++
+			} else if !errors.Is(err, store.ErrAlreadyUsed) {
+				return err
+			}
+		}
+		return nil
+	})
+	total := 0
+	for i, err := range errs {
+		ok(t, err)
+		total += counts[i]
+	}
+	eq(t, "completions in all", total, msgs)
+	eq(t, "open", count(t, s, "q"), 0)
+
+	for round := range 10 {
+		q := fmt.Sprintf("mark-%d", round)
+		enqueue(t, s, newMsg(q, "m", time.Hour))
+		eqList(t, "claim", claim(t, s, q, "c", 0, time.Minute, 0), []string{"m"})
+		var answerErr error
+		errs := race(2, func(i int) error {
+			if i == 0 {
+				_, answerErr = s.AnswerOutbox(ctx(t), q, "m", []byte("answer"), at(time.Second))
+				return nil
+			}
+			_, err := s.ClaimOutboxSent(ctx(t), q, "c", at(time.Second), at(time.Minute), 10)
+			return err
+		})
+		ok(t, errs[1])
+		ok(t, answerErr)
+		m := getMsg(t, s, q, "m")
+		eq(t, "state after mark and answer", m.State, store.OutboxDone)
+		eqBytes(t, "answer", m.Answer, []byte("answer"))
+	}
 }
 
 // testOutboxEnqueueAll: messages enqueued together are stored together or not at all, also when
