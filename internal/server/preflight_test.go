@@ -53,7 +53,7 @@ func TestARefusedConfigurationLeavesNoDataDir(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "data")
 			cfg := config.Default()
-			cfg.Server.DataDir = dir
+			cfg.Server.DataDir = dir + string(filepath.Separator) // a trailing slash names the same dir
 			cfg.Server.Addr = ""
 			cfg.Server.HTTPAddr = "127.0.0.1:0"
 			cfg.Upstreams = map[string]string{"pos": "http://127.0.0.1:9"}

@@ -355,6 +355,7 @@ func NewLogger(w io.Writer, level string) *slog.Logger {
 // dir another process (a second replica on the same data dir) created in between, or a dangling
 // symlink the operator put there.
 func makeDataDir(dir string) (bool, error) {
+	dir = filepath.Clean(dir) // "data/" has the parent ".", not "data"
 	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 		return false, err
 	}
