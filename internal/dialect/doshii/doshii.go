@@ -136,6 +136,10 @@ func newModule(svc *app.Services) (*Module, error) {
 			}
 			if c.Vendor != "" {
 				m.verifier.forgetVendor(c.Vendor)
+				if m.sockets != nil {
+					// A rotation with no overlap ends the old key now: its sockets go at once.
+					go m.sockets.checkVendorKeys(context.Background(), c.Vendor)
+				}
 			}
 			if c.Location != "" {
 				m.verifier.forgetLocation(c.Location)

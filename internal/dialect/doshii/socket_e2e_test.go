@@ -587,3 +587,50 @@ func testPublishFailingHalfWay(t *testing.T, driver string) {
 		t.Fatalf("POS socket first received %s, want the retry's %v", f.raw, out["id"])
 	}
 }
+
+// A cloud socket lives as long as the vendor key that signed its JWT: a rotation leaves it open
+// through the overlap, then it is closed with 4001 — also when the rotation happened on another
+// replica. A JWT signed with the new key opens a socket that stays.
+func TestCloudSocketKeyRotationSQLite(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	inst := servertest.Start(t, servertest.Options{Clock: clk, Configure: rotationConfig})
+	testCloudSocketKeyRotation(t, clk, inst, inst)
+}
+
+func TestCloudSocketKeyRotationReplicas(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	one := servertest.Start(t, servertest.Options{Driver: "postgres", Clock: clk, Configure: rotationConfig})
+	two := servertest.Start(t, servertest.Options{ReplicaOf: one, Clock: clk, Configure: rotationConfig})
+	testCloudSocketKeyRotation(t, clk, one, two)
+}
+
+func rotationConfig(c *config.Config) {
+	c.Doshii.OfflineAfter = 3 // the sockets' check runs every second (real time)
+	c.Doshii.KeyOverlap = 60
+}
+
+// testCloudSocketKeyRotation rotates the key on one and watches the cloud socket on two.
+func testCloudSocketKeyRotation(t *testing.T, clk *clock.Fake, one, two *servertest.Instance) {
+	e := &e2e{t: t, inst: one}
+	a := e.onboard("vendor-a", "Org A", "Venue A")
+	cloud := mustDial(t, two, vendorQuery(a, clk.Now()))
+	cloud.heartbeat("1")
+	st, body := one.Admin(t, "POST", "/doshii/vendors/"+vendorID(t, one, "vendor-a")+"/rotate-key", nil)
+	if st != http.StatusOK {
+		t.Fatalf("rotate: %d %v", st, body)
+	}
+	newKey := body["vendor_key"].(string)
+	// Within the overlap the socket carries on (the check runs every second meanwhile).
+	clk.Advance(50 * time.Second)
+	time.Sleep(1500 * time.Millisecond) // let the once-a-second check run; a bug would close the socket now
+	cloud.heartbeat("2")
+	clk.Advance(11 * time.Second) // past the overlap
+	cloud.closedWith(4001)
+	if _, st, _ := dial(t, two, vendorQuery(a, clk.Now())); st != http.StatusUnauthorized {
+		t.Fatalf("a JWT of the old key after the overlap: %d", st)
+	}
+	a.vendorKey = newKey
+	fresh := mustDial(t, two, vendorQuery(a, clk.Now()))
+	time.Sleep(1500 * time.Millisecond) // a check runs; the new key is live
+	fresh.heartbeat("3")
+}
