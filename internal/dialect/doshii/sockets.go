@@ -53,7 +53,7 @@ type posConn struct {
 	location string // "" on a cloud socket
 	// keyID is the vendor key that signed a cloud socket's JWT: the socket is closed (4001) once
 	// that key's rotation overlap ends.
-	keyID string
+	keyID    string
 	lastBeat atomic.Int64
 	// lastWrite is when the heartbeat deadline was last written (unix ns); touched only on the
 	// connection's reader goroutine.
