@@ -323,6 +323,7 @@ func startPosgate(ctx context.Context, o *options, configure func(*config.Config
 	cfg.Server.LogLevel = o.logLevel
 	if o.store == "postgres" {
 		cfg.Store.Driver, cfg.Store.DSN = "postgres", o.dsn
+		cfg.Server.Issuer = "http://posgate.bench" // replicas of one deployment share the issuer
 	}
 	if configure != nil {
 		configure(cfg)

@@ -42,10 +42,18 @@ type Services struct {
 	// console (internal/console) signs people in with it. Set by the server before modules are
 	// built; nil means console sign-in is refused.
 	CheckAdminToken func(token string) bool
+	// AdminTokenID is a keyed fingerprint of the admin token (keys.Fingerprint under the master
+	// key, purpose AdminTokenIDPurpose): alike on every replica sharing the token and the master
+	// key, different once the token changes, and no help to someone guessing the token. Console
+	// sessions are bound to it, so changing the admin token signs everyone out.
+	AdminTokenID []byte
 	// Reserved are the audiences modules mint tokens for behind their own endpoints (see
 	// AudienceReserver). The server sets it once every module is built, before serving.
 	Reserved Audiences
 }
+
+// AdminTokenIDPurpose is the key-derivation purpose of Services.AdminTokenID.
+const AdminTokenIDPurpose = "admin-token-id/v1"
 
 // Audiences is a list of audience names.
 type Audiences []string

@@ -31,7 +31,8 @@ type Server struct {
 	HTTPAddr          string   `yaml:"http_addr"`           // plain HTTP, default "" (off)
 	TLSCert           string   `yaml:"tls_cert"`            // PEM file; default: generated self-signed in data dir
 	TLSKey            string   `yaml:"tls_key"`             //
-	Issuer            string   `yaml:"issuer"`              // `iss` of posgate tokens and RFC 8414 issuer; default derived from addr
+	Issuer            string   `yaml:"issuer"`              // `iss` of posgate tokens and RFC 8414 issuer; default derived from addr (SQLite only: required with PostgreSQL)
+	PreviousIssuer    string   `yaml:"previous_issuer"`     // the issuer a PostgreSQL deployment recorded, to move it to Issuer on purpose
 	ReadHeaderTimeout int      `yaml:"read_header_timeout"` // seconds, default 5
 	ReadTimeout       int      `yaml:"read_timeout"`        // seconds, default 30
 	WriteTimeout      int      `yaml:"write_timeout"`       // seconds, default 90 (above chef's 60 s held call)

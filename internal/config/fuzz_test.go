@@ -18,6 +18,7 @@ func FuzzParse(f *testing.F) {
 		"chef: {leeway: 5}",
 		"chef: {leeway: 500}",
 		"store: {driver: postgres, dsn: \"postgres://postgres@127.0.0.1:5432/x\"}",
+		"store: {driver: postgres, dsn: \"postgres://postgres@127.0.0.1:5432/x\"}\nserver: {issuer: \"https://auth.example.com\", previous_issuer: \"https://old.example.com\"}",
 		"store:\n  drivr: sqlite\n",
 		"server:\n  addr: \":8443\"\n  http_addr: 127.0.0.1:8080\n  trusted_proxies: [10.0.0.0/8]\n",
 		"upstreams: {pos: \"http://127.0.0.1:9000\"}\nroutes:\n  - {path: \"/api/v2/\", methods: [GET, POST], auth: [chimpy], scopes: [\"rentals\"], upstream: pos}\n",

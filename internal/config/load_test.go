@@ -124,7 +124,8 @@ func TestHTTPAddrAloneTurnsHTTPSOff(t *testing.T) {
 }
 
 func TestPostgresFromEnvOnly(t *testing.T) {
-	cfg, err := Load(Options{Environ: []string{"POSGATE_STORE_DRIVER=postgres", "POSGATE_STORE_DSN=postgres://postgres@127.0.0.1:5432/x"}})
+	cfg, err := Load(Options{Environ: []string{"POSGATE_STORE_DRIVER=postgres", "POSGATE_STORE_DSN=postgres://postgres@127.0.0.1:5432/x",
+		"POSGATE_SERVER_ISSUER=https://auth.example.com"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -133,11 +133,10 @@ func (c *Config) Validate() error {
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		p.add("server.tls_cert and server.tls_key: give both (PEM files) or neither (a self-signed certificate is generated)")
 	}
-	if s.Issuer != "" {
-		u, err := url.Parse(s.Issuer)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			p.add("server.issuer: %s is not allowed (an absolute http(s) URL without query, fragment or user info, e.g. https://auth.example.com)", quoteValue(s.Issuer))
-		}
+	p.issuerURL("server.issuer", s.Issuer)
+	p.issuerURL("server.previous_issuer", s.PreviousIssuer)
+	if s.PreviousIssuer != "" && (s.Issuer == "" || s.PreviousIssuer == s.Issuer) {
+		p.add("server.previous_issuer: is set but server.issuer is empty or the same URL (previous_issuer names the issuer a PostgreSQL deployment recorded, to move it to server.issuer; remove it otherwise)")
 	}
 	if !contains(allowedLv, s.LogLevel) {
 		p.add("server.log_level: %s is not allowed (%s)", quoteValue(s.LogLevel), strings.Join(allowedLv, ", "))
@@ -158,11 +157,19 @@ func (c *Config) Validate() error {
 		if c.Store.DSN != "" {
 			p.add("store.dsn: is set but store.driver is sqlite (set store.driver: postgres to use it)")
 		}
+		if c.Server.PreviousIssuer != "" {
+			p.add("server.previous_issuer: is set but store.driver is sqlite (only a PostgreSQL deployment records its issuer; remove it)")
+		}
 	case "postgres":
 		if c.Store.DSN == "" {
 			p.add("store.dsn: must be set with store.driver postgres (postgres://user@host:5432/db)")
 		} else if u, err := url.Parse(c.Store.DSN); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 			p.add("store.dsn: (value hidden) is not allowed (a postgres:// or postgresql:// URL)")
+		}
+		if c.Server.Issuer == "" {
+			// Replicas share this store; an issuer derived from each one's listen address would
+			// make every replica refuse the others' tokens.
+			p.add("server.issuer: must be set with store.driver postgres: every replica must mint and accept the same issuer, the public URL clients reach posgate at (e.g. https://auth.example.com)")
 		}
 	default:
 		p.add("store.driver: %s is not allowed (sqlite or postgres)", quoteValue(c.Store.Driver))
@@ -282,6 +289,18 @@ func (p problems) err() error {
 		return nil
 	}
 	return errors.New("invalid configuration:\n  " + strings.Join(p, "\n  "))
+}
+
+// issuerURL checks an issuer: an absolute http(s) URL without query, fragment or user info
+// (RFC 8414 §2), or empty.
+func (p *problems) issuerURL(key, v string) {
+	if v == "" {
+		return
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		p.add("%s: %s is not allowed (an absolute http(s) URL without query, fragment or user info, e.g. https://auth.example.com)", key, quoteValue(v))
+	}
 }
 
 func (p *problems) hostPort(key, v string) {

@@ -6,8 +6,10 @@
 // Security, in one place:
 //   - Sign-in compares the admin token in constant time (app.Services.CheckAdminToken); failures
 //     are throttled per address and audited. A session is a random 256-bit id in an HttpOnly,
-//     Secure, SameSite=Strict cookie scoped to /admin/; the server keeps only its SHA-256, with an
-//     idle and an absolute expiry, in memory (a replica restart signs people out).
+//     Secure, SameSite=Strict cookie scoped to /admin/; the store keeps only its SHA-256, with an
+//     idle and an absolute expiry, so every replica serves it and a restart keeps it. A session
+//     is bound to the admin token it signed in with (Services.AdminTokenID): a new admin token
+//     ends every session. Sign-out deletes it for every replica at once.
 //   - Every state-changing request passes http.CrossOriginProtection (Sec-Fetch-Site / Origin), on
 //     top of SameSite=Strict.
 //   - A strict Content-Security-Policy: only this origin's own script and style files, no inline
@@ -25,7 +27,6 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/posgate/posgate/internal/app"
@@ -43,7 +44,10 @@ var staticFS embed.FS
 const (
 	sessionIdle     = time.Hour
 	sessionAbsolute = 12 * time.Hour
-	maxSessions     = 1000
+	// touchEvery bounds the writes a busy person causes: the idle expiry moves forward at most
+	// this often, so a session idles out between sessionIdle-touchEvery and sessionIdle after
+	// the last request.
+	touchEvery = time.Minute
 )
 
 // CookieName is the session cookie.
@@ -86,15 +90,6 @@ type Module struct {
 	locations Locations // nil: the locations page lists none
 	outlets   Outlets   // nil: the outlets page lists none
 	pages     map[string]*template.Template
-
-	mu       sync.Mutex
-	sessions map[string]*session // by hex SHA-256 of the cookie value
-}
-
-type session struct {
-	created  time.Time
-	lastSeen time.Time
-	flash    string // a one-time notice for the next page (the outcome of a form post)
 }
 
 // New builds the console on the device pairing of devices, the locations of locations and the
@@ -106,7 +101,7 @@ func New(svc *app.Services, devices Devices, locations Locations, outlets Outlet
 	if devices == nil {
 		return nil, errors.New("console: no device pairing to show")
 	}
-	m := &Module{svc: svc, devices: devices, locations: locations, outlets: outlets, pages: map[string]*template.Template{}, sessions: map[string]*session{}}
+	m := &Module{svc: svc, devices: devices, locations: locations, outlets: outlets, pages: map[string]*template.Template{}}
 	funcs := template.FuncMap{"when": when, "whenp": whenPtr}
 	for _, page := range []string{"login", "pending", "devices", "locations", "outlets", "audit"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
@@ -164,123 +159,134 @@ func staticFiles(fsrv http.Handler) http.Handler {
 	})
 }
 
+// Maintenance deletes the sessions that have expired (expiry itself is enforced on every read).
+func (m *Module) Maintenance() []app.Task {
+	return []app.Task{{Name: "console sessions", Run: func(ctx context.Context) error {
+		_, err := m.svc.Store.DeleteConsoleSessionsExpiredBefore(ctx, m.svc.Clock.Now())
+		return err
+	}}}
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sessions.
 
-func (m *Module) newSession() string {
+// newSession stores a new session and returns its cookie value.
+func (m *Module) newSession(ctx context.Context) (string, error) {
 	var b [32]byte
 	rand.Read(b[:])
 	v := base64.RawURLEncoding.EncodeToString(b[:])
 	now := m.svc.Clock.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.expireLocked(now)
-	if len(m.sessions) >= maxSessions { // drop the oldest: sessions are cheap to re-create
-		var oldest string
-		var at time.Time
-		for k, s := range m.sessions {
-			if oldest == "" || s.created.Before(at) {
-				oldest, at = k, s.created
-			}
-		}
-		delete(m.sessions, oldest)
-	}
-	m.sessions[sessionKey(v)] = &session{created: now, lastSeen: now}
-	return v
+	err := m.svc.Store.CreateConsoleSession(ctx, &store.ConsoleSession{Hash: secret.Hash(v), Binding: m.svc.AdminTokenID,
+		CreatedAt: now, SeenAt: now, IdleExpiresAt: now.Add(sessionIdle), ExpiresAt: now.Add(sessionAbsolute)})
+	return v, err
 }
 
-func sessionKey(v string) string { return string(secret.Hash(v)) }
-
-func (m *Module) expireLocked(now time.Time) {
-	for k, s := range m.sessions {
-		if !m.alive(s, now) {
-			delete(m.sessions, k)
-		}
-	}
-}
-
-func (m *Module) alive(s *session, now time.Time) bool {
-	return now.Before(s.created.Add(sessionAbsolute)) && now.Before(s.lastSeen.Add(sessionIdle))
-}
-
-// current returns the session key of r when its cookie names a live session (and touches it).
-func (m *Module) current(r *http.Request) (string, bool) {
+// current returns r's live session, nil when it has none (no cookie, signed out, expired, or
+// signed in with another admin token), or an error when the store cannot tell. It moves the idle
+// expiry forward, at most every touchEvery.
+func (m *Module) current(r *http.Request) (*store.ConsoleSession, error) {
 	c, err := r.Cookie(CookieName)
 	if err != nil || len(c.Value) != 43 {
-		return "", false
+		return nil, nil
 	}
-	k := sessionKey(c.Value)
+	ctx := r.Context()
 	now := m.svc.Clock.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s := m.sessions[k]
-	if s == nil {
-		return "", false
+	s, err := m.svc.Store.GetConsoleSession(ctx, secret.Hash(c.Value), now)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
 	}
-	if !m.alive(s, now) {
-		delete(m.sessions, k)
-		return "", false
+	if err != nil {
+		return nil, err
 	}
-	s.lastSeen = now
-	return k, true
+	if !m.bound(s) {
+		if err := m.svc.Store.DeleteConsoleSession(ctx, s.Hash); err != nil {
+			m.svc.Log.Warn("console: deleting a session of a former admin token failed", "error", err.Error())
+		}
+		return nil, nil
+	}
+	if now.Sub(s.SeenAt) >= touchEvery {
+		err := m.svc.Store.TouchConsoleSession(ctx, s.Hash, now, now.Add(sessionIdle))
+		if errors.Is(err, store.ErrNotFound) { // signed out a moment ago, on some replica
+			return nil, nil
+		}
+		if err != nil { // the session is live; only its extension was not recorded
+			m.svc.Log.Warn("console: extending a session failed", "error", err.Error())
+		}
+	}
+	return s, nil
 }
 
-// stillValid reports whether session k is live, without touching it (the event stream asks).
-func (m *Module) stillValid(k string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s := m.sessions[k]
-	return s != nil && m.alive(s, m.svc.Clock.Now())
+// bound reports whether s was signed in with the current admin token.
+func (m *Module) bound(s *store.ConsoleSession) bool {
+	return len(m.svc.AdminTokenID) > 0 && secret.Equal(s.Binding, m.svc.AdminTokenID)
 }
 
-func (m *Module) setFlash(k, msg string) {
-	m.mu.Lock()
-	if s := m.sessions[k]; s != nil {
-		s.flash = msg
+// stillValid reports whether session s is live, without touching it (the event stream asks). A
+// store that cannot tell keeps the stream: it has nothing new to send either.
+func (m *Module) stillValid(ctx context.Context, s *store.ConsoleSession) bool {
+	cur, err := m.svc.Store.GetConsoleSession(ctx, s.Hash, m.svc.Clock.Now())
+	if err != nil {
+		return !errors.Is(err, store.ErrNotFound)
 	}
-	m.mu.Unlock()
+	return m.bound(cur)
 }
 
-func (m *Module) popFlash(k string) string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s := m.sessions[k]
-	if s == nil {
+// setFlash leaves a one-time notice for the session's next page, whichever replica serves it.
+func (m *Module) setFlash(r *http.Request, msg string) {
+	if err := m.svc.Store.SetConsoleFlash(r.Context(), sessionOf(r).Hash, msg); err != nil {
+		m.svc.Log.Warn("console: storing a notice failed", "error", err.Error())
+	}
+}
+
+// popFlash returns the session's notice once: of two pages loaded together, one shows it.
+func (m *Module) popFlash(r *http.Request) string {
+	s := sessionOf(r)
+	if s.Flash == "" {
 		return ""
 	}
-	f := s.flash
-	s.flash = ""
-	return f
-}
-
-func (m *Module) endSession(k string) {
-	m.mu.Lock()
-	delete(m.sessions, k)
-	m.mu.Unlock()
+	cleared, err := m.svc.Store.ClearConsoleFlash(r.Context(), s.Hash, s.Flash)
+	if err != nil || !cleared {
+		return ""
+	}
+	return s.Flash
 }
 
 type sessionCtxKey struct{}
 
 // signedIn lets signed-in people through; others go to the sign-in page (pages) or get 401
-// (the event stream, fetch calls).
+// (the event stream, fetch calls). When the store cannot tell, the answer is 503, never a
+// sign-out.
 func (m *Module) signedIn(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		k, ok := m.current(r)
-		if !ok {
-			if r.Method == http.MethodGet && r.Header.Get("Accept") != "text/event-stream" {
-				http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
+		s, err := m.current(r)
+		page := r.Method == http.MethodGet && r.Header.Get("Accept") != "text/event-stream"
+		switch {
+		case err != nil:
+			m.svc.Log.Warn("console: store unavailable", "page", r.URL.Path, "error", err.Error())
+			w.Header().Set("Retry-After", "5")
+			if page {
+				m.render(w, http.StatusServiceUnavailable, "login", pageData{Title: "Unavailable", Error: storeDown})
 				return
 			}
+			http.Error(w, "the store is unavailable", http.StatusServiceUnavailable)
+			return
+		case s == nil && page:
+			http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
+			return
+		case s == nil:
 			http.Error(w, "sign in first", http.StatusUnauthorized)
 			return
 		}
-		next(w, r.WithContext(context.WithValue(r.Context(), sessionCtxKey{}, k)))
+		next(w, r.WithContext(context.WithValue(r.Context(), sessionCtxKey{}, s)))
 	}
 }
 
-func sessionOf(r *http.Request) string {
-	k, _ := r.Context().Value(sessionCtxKey{}).(string)
-	return k
+// storeDown is what a person is told when the store cannot be reached.
+const storeDown = "The store is unavailable; this page will work again when it returns."
+
+func sessionOf(r *http.Request) *store.ConsoleSession {
+	s, _ := r.Context().Value(sessionCtxKey{}).(*store.ConsoleSession)
+	return s
 }
 
 func setCookie(w http.ResponseWriter, value string, maxAge int) {

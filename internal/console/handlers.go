@@ -77,7 +77,7 @@ func (m *Module) render(w http.ResponseWriter, status int, page string, d pageDa
 }
 
 func (m *Module) home(w http.ResponseWriter, r *http.Request) {
-	if _, ok := m.current(r); ok {
+	if s, _ := m.current(r); s != nil {
 		http.Redirect(w, r, "/admin/pending", http.StatusSeeOther)
 		return
 	}
@@ -85,7 +85,7 @@ func (m *Module) home(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Module) loginPage(w http.ResponseWriter, r *http.Request) {
-	if _, ok := m.current(r); ok {
+	if s, _ := m.current(r); s != nil {
 		http.Redirect(w, r, "/admin/pending", http.StatusSeeOther)
 		return
 	}
@@ -125,14 +125,27 @@ func (m *Module) login(w http.ResponseWriter, r *http.Request) {
 		m.render(w, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Error: "That is not the admin token."})
 		return
 	}
-	v := m.newSession()
+	v, err := m.newSession(ctx)
+	if err != nil {
+		m.svc.Log.Warn("console: storing a session failed", "error", err.Error())
+		w.Header().Set("Retry-After", "5")
+		m.render(w, http.StatusServiceUnavailable, "login", pageData{Title: "Sign in", Error: "The store is unavailable, so you cannot sign in now. Try again shortly."})
+		return
+	}
 	setCookie(w, v, int(sessionAbsolute/time.Second))
 	m.svc.Audit(ctx, store.AuditEvent{Actor: "admin", Action: "console.login", Address: addr, Outcome: "ok"})
 	http.Redirect(w, r, "/admin/pending", http.StatusSeeOther)
 }
 
 func (m *Module) logout(w http.ResponseWriter, r *http.Request) {
-	m.endSession(sessionOf(r))
+	if err := m.svc.Store.DeleteConsoleSession(r.Context(), sessionOf(r).Hash); err != nil {
+		// The cookie stays, so the person can sign out again once the store is back; clearing
+		// it alone would leave the session usable by anyone holding a copy.
+		m.svc.Log.Warn("console: ending a session failed", "error", err.Error())
+		w.Header().Set("Retry-After", "5")
+		m.render(w, http.StatusServiceUnavailable, "login", pageData{Title: "Sign out", Error: "The store is unavailable, so you are not signed out yet. Try again shortly."})
+		return
+	}
 	setCookie(w, "", -1)
 	m.svc.Audit(r.Context(), store.AuditEvent{Actor: "admin", Action: "console.logout", Address: auth.Addr(r), Outcome: "ok"})
 	http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
@@ -141,7 +154,7 @@ func (m *Module) logout(w http.ResponseWriter, r *http.Request) {
 func (m *Module) unavailable(w http.ResponseWriter, page string, err error) {
 	m.svc.Log.Warn("console: store unavailable", "page", page, "error", err.Error())
 	w.Header().Set("Retry-After", "5")
-	m.render(w, http.StatusServiceUnavailable, page, pageData{Title: "Unavailable", Nav: page, Error: "The store is unavailable; this page will work again when it returns."})
+	m.render(w, http.StatusServiceUnavailable, page, pageData{Title: "Unavailable", Nav: page, Error: storeDown})
 }
 
 func (m *Module) pendingPage(w http.ResponseWriter, r *http.Request) {
@@ -151,7 +164,7 @@ func (m *Module) pendingPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.render(w, http.StatusOK, "pending", pageData{Title: "Pending devices", Nav: "pending", Devices: p.Devices, Total: p.Total,
-		Retention: duration(m.devices.PendingRetention()), Notice: m.popFlash(sessionOf(r))})
+		Retention: duration(m.devices.PendingRetention()), Notice: m.popFlash(r)})
 }
 
 // duration says d in whole hours, minutes or seconds, as a person would.
@@ -184,7 +197,7 @@ func (m *Module) devicesPage(w http.ResponseWriter, r *http.Request) {
 		m.unavailable(w, "devices", err)
 		return
 	}
-	m.render(w, http.StatusOK, "devices", pageData{Title: "Devices", Nav: "devices", Devices: list, Filter: string(filter), Notice: m.popFlash(sessionOf(r))})
+	m.render(w, http.StatusOK, "devices", pageData{Title: "Devices", Nav: "devices", Devices: list, Filter: string(filter), Notice: m.popFlash(r)})
 }
 
 // locationsPage lists doshii locations: online (a heartbeat within doshii.offline_after), offline
@@ -256,7 +269,7 @@ func (m *Module) decide(w http.ResponseWriter, r *http.Request) {
 			httpx.WriteJSON(w, status, map[string]string{"error": msg})
 			return
 		}
-		m.setFlash(sessionOf(r), "Not done: "+msg)
+		m.setFlash(r, "Not done: "+msg)
 		http.Redirect(w, r, back, http.StatusSeeOther)
 		return
 	}
@@ -269,7 +282,7 @@ func (m *Module) decide(w http.ResponseWriter, r *http.Request) {
 	if label == "" {
 		label = view.ID
 	}
-	m.setFlash(sessionOf(r), fmt.Sprintf("%s: %s", label, view.State))
+	m.setFlash(r, fmt.Sprintf("%s: %s", label, view.State))
 	http.Redirect(w, r, back, http.StatusSeeOther)
 }
 
@@ -297,7 +310,7 @@ func (m *Module) pendingEvents(w http.ResponseWriter, r *http.Request) {
 	})
 	defer cancel()
 
-	k := sessionOf(r)
+	sess := sessionOf(r)
 	ctx := r.Context()
 	var last []byte
 	send := func(force bool) bool {
@@ -339,7 +352,7 @@ func (m *Module) pendingEvents(w http.ResponseWriter, r *http.Request) {
 		case <-end.C:
 			return
 		case <-changed:
-			if !m.stillValid(k) {
+			if !m.stillValid(ctx, sess) {
 				fmt.Fprint(w, "event: signout\ndata: {}\n\n")
 				_ = rc.Flush()
 				return
@@ -348,7 +361,7 @@ func (m *Module) pendingEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-tick.C:
-			if !m.stillValid(k) {
+			if !m.stillValid(ctx, sess) {
 				fmt.Fprint(w, "event: signout\ndata: {}\n\n")
 				_ = rc.Flush()
 				return

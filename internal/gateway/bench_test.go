@@ -97,7 +97,7 @@ func BenchmarkAuthorize(b *testing.B) {
 				if p == nil {
 					b.Fatal("refused")
 				}
-				if _, err := g.authorize(req, rt, p); err != nil {
+				if _, err := g.policy.authorize(req, rt, p); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -125,7 +125,7 @@ func BenchmarkAuthorizeUncached(b *testing.B) {
 		if p == nil {
 			b.Fatal("refused")
 		}
-		if _, err := g.authorize(req, rt, p); err != nil {
+		if _, err := g.policy.authorize(req, rt, p); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -140,7 +140,7 @@ func BenchmarkTenantBody(b *testing.B) {
 	var p *auth.Principal
 	mux.HandleFunc("POST /pos/v3/locations/{location}/orders", func(w http.ResponseWriter, r *http.Request) {
 		p, _, _ = g.authenticate(w, r, rt)
-		if _, err := g.authorize(r, rt, p); err != nil {
+		if _, err := g.policy.authorize(r, rt, p); err != nil {
 			b.Fatal(err)
 		}
 	})

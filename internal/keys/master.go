@@ -2,6 +2,7 @@ package keys
 
 import (
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -150,4 +151,14 @@ func DeriveKey(master []byte, purpose string) []byte {
 		panic("keys: hkdf: " + err.Error())
 	}
 	return k
+}
+
+// Fingerprint returns HMAC-SHA256(DeriveKey(master, purpose), data): a value every replica
+// sharing the master key computes alike, that reveals nothing about data to someone without the
+// master key (a copy of the database, say), so it can be stored where a plain hash of a
+// human-chosen secret would invite guessing.
+func Fingerprint(master []byte, purpose string, data []byte) []byte {
+	m := hmac.New(sha256.New, DeriveKey(master, purpose))
+	m.Write(data)
+	return m.Sum(nil)
 }

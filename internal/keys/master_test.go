@@ -164,3 +164,25 @@ func TestDeriveKey(t *testing.T) {
 		t.Fatal("DeriveKey is not deterministic")
 	}
 }
+
+// TestFingerprint: alike for the same master key, purpose and data; different when any of them
+// differs (a new admin token, another deployment, another use of the master key).
+func TestFingerprint(t *testing.T) {
+	m1, m2 := bytes.Repeat([]byte{1}, MasterKeySize), bytes.Repeat([]byte{2}, MasterKeySize)
+	a := Fingerprint(m1, "p/v1", []byte("data"))
+	if len(a) != 32 || !bytes.Equal(a, Fingerprint(m1, "p/v1", []byte("data"))) {
+		t.Fatalf("not stable: %x", a)
+	}
+	for name, other := range map[string][]byte{
+		"data":    Fingerprint(m1, "p/v1", []byte("datb")),
+		"master":  Fingerprint(m2, "p/v1", []byte("data")),
+		"purpose": Fingerprint(m1, "q/v1", []byte("data")),
+	} {
+		if bytes.Equal(a, other) {
+			t.Errorf("another %s gives the same fingerprint", name)
+		}
+	}
+	if bytes.Equal(a, DeriveKey(m1, "p/v1")) {
+		t.Error("the fingerprint is the derived key")
+	}
+}

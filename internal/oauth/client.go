@@ -7,10 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/store"
 )
@@ -134,85 +132,24 @@ func (s *Server) authenticateClient(ctx context.Context, cred clientCred, addr s
 // clientCacheTTL bounds how long a client record is reused without a store read. The token
 // endpoint reads the client on every request, and on SQLite that read costs about as much as
 // signing the token (BenchmarkTokenEndpoint; figures in docs/BENCHMARKS.md). The price is bounded
-// staleness: a
-// client disabled through the admin API may keep authenticating for at most this long. Publishing
-// on events.TopicClientChanged (the admin API does when it changes a client) drops the cache at once on
-// every replica that hears it.
+// staleness: a client disabled through the admin API may keep authenticating for at most this
+// long. Publishing on events.TopicClientChanged (the admin API does when it changes a client)
+// drops the cache at once on every replica that hears it.
 var clientCacheTTL = time.Second
 
-// clientCache caches client records by the SHA-256 of their client_id. Only found clients are
-// cached: an unknown client_id is read again each time (those requests are throttled anyway).
-type clientCache struct {
-	clk clock.Clock
-	ttl time.Duration
-	mu  sync.Mutex
-	m   map[string]cachedClient
-}
-
-type cachedClient struct {
-	c     *store.Client
-	until time.Time
-}
-
-func newClientCache(clk clock.Clock, ttl time.Duration) *clientCache {
-	return &clientCache{clk: clk, ttl: ttl, m: map[string]cachedClient{}}
-}
-
-func (cc *clientCache) get(key string) *store.Client {
-	if cc.ttl <= 0 {
-		return nil
-	}
-	now := cc.clk.Now()
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	e, ok := cc.m[key]
-	if !ok {
-		return nil
-	}
-	if !now.Before(e.until) || now.Before(e.until.Add(-cc.ttl)) { // expired, or the clock went back
-		delete(cc.m, key)
-		return nil
-	}
-	return e.c
-}
-
-func (cc *clientCache) put(key string, c *store.Client) {
-	if cc.ttl <= 0 {
-		return
-	}
-	now := cc.clk.Now()
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if len(cc.m) >= 10_000 {
-		for k, e := range cc.m {
-			if !now.Before(e.until) {
-				delete(cc.m, k)
-			}
-		}
-		if len(cc.m) >= 10_000 {
-			cc.m = map[string]cachedClient{}
-		}
-	}
-	cc.m[key] = cachedClient{c: c, until: now.Add(cc.ttl)}
-}
-
-// forget drops every cached client. Changes are rare, so dropping everything is simpler than
-// finding the entry (the cache is keyed by client_id hash, the event names the internal id).
-func (cc *clientCache) forget() {
-	cc.mu.Lock()
-	cc.m = map[string]cachedClient{}
-	cc.mu.Unlock()
-}
+// clientCacheMax bounds the client cache (keyed by the SHA-256 of client_id). Only found clients
+// are cached: an unknown client_id is read again each time (those requests are throttled anyway).
+const clientCacheMax = 10_000
 
 func (s *Server) lookupClient(ctx context.Context, idHash []byte) (*store.Client, error) {
 	key := string(idHash)
-	if c := s.clients.get(key); c != nil {
+	if c, ok := s.clients.Get(key); ok {
 		return c, nil
 	}
 	c, err := s.svc.Store.GetClientByIDHash(ctx, idHash)
 	if err != nil {
 		return nil, err
 	}
-	s.clients.put(key, c)
+	s.clients.Put(key, c)
 	return c, nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/posgate/posgate/internal/metrics"
 	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/token"
+	"github.com/posgate/posgate/internal/ttlcache"
 )
 
 // Grant types posgate's token endpoint knows.
@@ -72,8 +73,8 @@ type Server struct {
 	svc     *app.Services
 	grants  map[string]Grant
 	order   []string
-	clients *clientCache
-	checks  *inflight // password checks in progress, by address and by user (see inflight.go)
+	clients *ttlcache.Cache[string, *store.Client] // by SHA-256 of client_id, see clientCacheTTL
+	checks  *inflight                              // password checks in progress, by address and by user (see inflight.go)
 }
 
 // New returns the OAuth module with the client_credentials, password and refresh_token grants.
@@ -85,9 +86,11 @@ func NewServer(svc *app.Services) (*Server, error) {
 		svc.Clock == nil || svc.Config == nil || svc.Log == nil {
 		return nil, fmt.Errorf("oauth: services incomplete (store, issuer, verifier, revoker, clock, config and log are required)")
 	}
-	s := &Server{svc: svc, grants: map[string]Grant{}, clients: newClientCache(svc.Clock, clientCacheTTL), checks: newInflight()}
+	s := &Server{svc: svc, grants: map[string]Grant{}, clients: ttlcache.New[string, *store.Client](svc.Clock, clientCacheTTL, clientCacheMax), checks: newInflight()}
 	if svc.Events != nil {
-		svc.Events.Subscribe(events.TopicClientChanged, func([]byte) { s.clients.forget() })
+		// Changes are rare, so dropping everything is simpler than finding the entry (the cache is
+		// keyed by client_id hash, the event names the internal id).
+		svc.Events.Subscribe(events.TopicClientChanged, func([]byte) { s.clients.Clear() })
 	}
 	for _, g := range []Grant{clientCredentials{s}, passwordGrant{s}, refreshGrant{s}} {
 		if err := s.Register(g); err != nil {

@@ -126,6 +126,11 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		}
 	}
 
+	// Config validation refuses this too; a caller that skipped it must not get replicas that
+	// refuse each other's tokens.
+	if sharedStore(cfg.Store.Driver) && cfg.Server.Issuer == "" {
+		return s, errIssuerRequired
+	}
 	if err := s.listen(); err != nil {
 		return s, err
 	}
@@ -145,6 +150,12 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	}
 	if s.store, s.bus, err = open(ctx, cfg, s.log); err != nil {
 		return s, err
+	}
+	issuerMoved := false
+	if sharedStore(cfg.Store.Driver) {
+		if issuerMoved, err = agreeIssuer(ctx, s.store, s.issuer, cfg.Server.PreviousIssuer, clk.Now()); err != nil {
+			return s, err
+		}
 	}
 
 	// The keyring learns the longest token lifetime from the modules, which are built on it; it is
@@ -170,6 +181,12 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		Auth:     auth.NewRegistry(),
 	}
 	s.svc = svc
+	if issuerMoved {
+		svc.Audit(ctx, store.AuditEvent{Actor: "admin", Action: "issuer.move", Target: s.issuer, Outcome: "ok",
+			Detail: "server.previous_issuer " + cfg.Server.PreviousIssuer + " replaced by server.issuer"})
+		s.log.Warn("the deployment's issuer moved; tokens minted under the previous one are refused from now on",
+			slog.String("previous_issuer", cfg.Server.PreviousIssuer), slog.String("issuer", s.issuer))
+	}
 	svc.Hub = newHub(cfg, s.store, s.bus, clk, s.log)
 	if err := svc.Hub.Start(s.bg); err != nil {
 		return s, fmt.Errorf("hub: %w", err)
@@ -191,6 +208,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	}
 	s.adminTokenPath = tokPath
 	svc.CheckAdminToken = tok.Check
+	svc.AdminTokenID = keys.Fingerprint(master, app.AdminTokenIDPurpose, tok.hash)
 	if created {
 		fmt.Fprintf(s.out, "posgate: an admin token was generated into %s (mode 0600); the CLI reads it from there\n", tokPath)
 		s.log.Info("admin token generated", slog.String("file", tokPath))

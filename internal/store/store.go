@@ -42,6 +42,8 @@ type Store interface {
 	Counters
 	Outbox
 	Presences
+	Settings
+	ConsoleSessions
 
 	// Ping checks the database is reachable (for /readyz).
 	Ping(ctx context.Context) error

@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/posgate/posgate/internal/app"
@@ -17,6 +16,7 @@ import (
 	"github.com/posgate/posgate/internal/metrics"
 	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/token"
+	"github.com/posgate/posgate/internal/ttlcache"
 )
 
 // Vendor is a doshii vendor as the checks see it.
@@ -66,8 +66,8 @@ type Verifier struct {
 	log      *slog.Logger
 	window   Window
 
-	vendors   *vendorCache
-	locations *locationCache
+	vendors   *ttlcache.Cache[string, *vendorEntry]            // by api name
+	locations *ttlcache.Cache[[32]byte, *store.DoshiiLocation] // by SHA-256 of the location token
 }
 
 func newVerifier(svc *app.Services, past, future time.Duration) *Verifier {
@@ -79,8 +79,8 @@ func newVerifier(svc *app.Services, past, future time.Duration) *Verifier {
 		audit:     svc.Audit,
 		log:       svc.Log,
 		window:    Window{Past: past, Future: future},
-		vendors:   &vendorCache{ttl: vendorCacheTTL, max: cacheMax, m: map[string]*vendorEntry{}},
-		locations: &locationCache{ttl: locationCacheTTL, max: cacheMax, m: map[[32]byte]locationEntry{}},
+		vendors:   ttlcache.New[string, *vendorEntry](svc.Clock, vendorCacheTTL, cacheMax),
+		locations: ttlcache.New[[32]byte, *store.DoshiiLocation](svc.Clock, locationCacheTTL, cacheMax),
 	}
 }
 
@@ -395,8 +395,7 @@ func (v *Verifier) refuse(ctx context.Context, addr string, ve *vendorEntry, wha
 // vendor returns the cached vendor named apiName, loading it on a miss. Unknown names are not
 // cached (a guesser's misses are bounded by the throttle; a vendor created a moment ago must work).
 func (v *Verifier) vendor(ctx context.Context, apiName string) (*vendorEntry, error) {
-	now := v.clk.Now()
-	if e := v.vendors.get(apiName, now); e != nil {
+	if e, ok := v.vendors.Get(apiName); ok {
 		return e, nil
 	}
 	return v.loadVendor(ctx, apiName)
@@ -422,7 +421,7 @@ func (v *Verifier) loadVendor(ctx context.Context, apiName string) (*vendorEntry
 		}
 		e.keys = append(e.keys, cachedKey{id: k.ID, secret: plain, hash: k.Hash, notAfter: k.NotAfter})
 	}
-	v.vendors.put(apiName, e)
+	v.vendors.Put(apiName, e)
 	return e, nil
 }
 
@@ -435,13 +434,12 @@ func (v *Verifier) reload(ctx context.Context, ve *vendorEntry) (*vendorEntry, e
 }
 
 // forgetVendor drops a vendor from the cache (after a rotation).
-func (v *Verifier) forgetVendor(apiName string) { v.vendors.drop(apiName) }
+func (v *Verifier) forgetVendor(apiName string) { v.vendors.Delete(apiName) }
 
 // locationByToken finds the location whose token hashes like raw (cached for a few seconds).
 func (v *Verifier) locationByToken(ctx context.Context, raw string) (*store.DoshiiLocation, error) {
 	h := sha256.Sum256([]byte(raw))
-	now := v.clk.Now()
-	if l := v.locations.get(h, now); l != nil {
+	if l, ok := v.locations.Get(h); ok {
 		return l, nil
 	}
 	l, err := v.st.GetDoshiiLocationByTokenHash(ctx, h[:])
@@ -451,21 +449,19 @@ func (v *Verifier) locationByToken(ctx context.Context, raw string) (*store.Dosh
 	if err != nil {
 		return nil, storeError(err)
 	}
-	v.locations.put(h, l, now)
+	v.locations.Put(h, l)
 	return l, nil
 }
 
 // forgetLocation drops every cached token of location id (after a token rotation).
-func (v *Verifier) forgetLocation(id string) { v.locations.dropID(id) }
+func (v *Verifier) forgetLocation(id string) {
+	v.locations.DeleteFunc(func(_ [32]byte, l *store.DoshiiLocation) bool { return l.ID == id })
+}
 
 // forgetAll empties both caches.
 func (v *Verifier) forgetAll() {
-	v.vendors.mu.Lock()
-	v.vendors.m = map[string]*vendorEntry{}
-	v.vendors.mu.Unlock()
-	v.locations.mu.Lock()
-	v.locations.m = map[[32]byte]locationEntry{}
-	v.locations.mu.Unlock()
+	v.vendors.Clear()
+	v.locations.Clear()
 }
 
 // vendorKeyAD is the additional data a vendor key is sealed with: the sealed blob opens only in
@@ -475,7 +471,7 @@ func vendorKeyAD(vendorID, keyID string) []byte {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Caches. Small, bounded, hits only; entries expire by the injected clock.
+// What the vendor cache holds: a vendor with its keys opened once per load.
 
 type cachedKey struct {
 	id       string
@@ -504,91 +500,4 @@ func (e *vendorEntry) liveSecrets(now time.Time) [][]byte {
 		}
 	}
 	return out
-}
-
-type vendorCache struct {
-	ttl time.Duration
-	max int
-	mu  sync.RWMutex
-	m   map[string]*vendorEntry
-}
-
-func (c *vendorCache) get(name string, now time.Time) *vendorEntry {
-	c.mu.RLock()
-	e := c.m[name]
-	c.mu.RUnlock()
-	if e == nil || now.Sub(e.loaded) >= c.ttl || now.Before(e.loaded) {
-		return nil
-	}
-	return e
-}
-
-func (c *vendorCache) put(name string, e *vendorEntry) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= c.max {
-		for k, old := range c.m {
-			if e.loaded.Sub(old.loaded) >= c.ttl {
-				delete(c.m, k)
-			}
-		}
-		if len(c.m) >= c.max {
-			c.m = map[string]*vendorEntry{}
-		}
-	}
-	c.m[name] = e
-}
-
-func (c *vendorCache) drop(name string) {
-	c.mu.Lock()
-	delete(c.m, name)
-	c.mu.Unlock()
-}
-
-type locationEntry struct {
-	l       *store.DoshiiLocation
-	expires time.Time
-}
-
-type locationCache struct {
-	ttl time.Duration
-	max int
-	mu  sync.RWMutex
-	m   map[[32]byte]locationEntry
-}
-
-func (c *locationCache) get(h [32]byte, now time.Time) *store.DoshiiLocation {
-	c.mu.RLock()
-	e, ok := c.m[h]
-	c.mu.RUnlock()
-	if !ok || !now.Before(e.expires) {
-		return nil
-	}
-	return e.l
-}
-
-func (c *locationCache) put(h [32]byte, l *store.DoshiiLocation, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= c.max {
-		for k, e := range c.m {
-			if !now.Before(e.expires) {
-				delete(c.m, k)
-			}
-		}
-		if len(c.m) >= c.max {
-			c.m = map[[32]byte]locationEntry{}
-		}
-	}
-	c.m[h] = locationEntry{l: l, expires: now.Add(c.ttl)}
-}
-
-func (c *locationCache) dropID(id string) {
-	c.mu.Lock()
-	for k, e := range c.m {
-		if e.l.ID == id {
-			delete(c.m, k)
-		}
-	}
-	c.mu.Unlock()
 }

@@ -96,14 +96,14 @@ func TestClientCache(t *testing.T) {
 		t.Fatal("notice did not drop the API-key entry")
 	}
 	cc.forgetByID("")
-	if len(cc.byHash)+len(cc.byID) != 0 {
+	if cc.byHash.Len()+cc.byID.Len() != 0 {
 		t.Fatal("an unreadable notice must drop everything")
 	}
 	// Bounded: many clients never grow the maps past max.
 	small := newClientCache(clk, time.Hour, 10)
 	for i := range 50 {
-		small.put(&store.Client{ID: secret.NewID("cl_"), ClientIDHash: secret.Hash(string(rune(i)))}, clk.Now())
-		if n := len(small.byHash) + len(small.byID); n > 10 {
+		small.put(&store.Client{ID: secret.NewID("cl_"), ClientIDHash: secret.Hash(string(rune(i)))})
+		if n := small.byHash.Len() + small.byID.Len(); n > 10 {
 			t.Fatalf("cache holds %d entries, max 10", n)
 		}
 	}

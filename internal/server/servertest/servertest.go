@@ -29,6 +29,9 @@ import (
 	"github.com/posgate/posgate/internal/store/pgtest"
 )
 
+// DefaultPostgresIssuer is server.issuer of a PostgreSQL instance whose Configure sets none.
+const DefaultPostgresIssuer = "http://posgate.replicas.test"
+
 // Options select the instance.
 type Options struct {
 	// Driver is "sqlite" (default) or "postgres" (a private database from pgtest, skipped locally
@@ -99,6 +102,9 @@ func Start(t testing.TB, o Options) *Instance {
 		if cfg.Store.DSN == "" {
 			cfg.Store.DSN = pgtest.NewDatabase(t)
 		}
+		// A PostgreSQL deployment names its issuer (config validation requires it); every
+		// instance on one database gets the same one unless Configure sets another.
+		cfg.Server.Issuer = DefaultPostgresIssuer
 	}
 	if o.ReplicaOf != nil {
 		cfg.Server.Issuer = o.ReplicaOf.Config.Server.Issuer

@@ -188,6 +188,7 @@ func Start(t testing.TB, opts Options) *Instance {
 		Auth:            auth.NewRegistry(),
 		Upstream:        fwd,
 		CheckAdminToken: func(s string) bool { return secret.Equal(secret.Hash(s), adminHash) },
+		AdminTokenID:    keys.Fingerprint(master, app.AdminTokenIDPurpose, adminHash),
 	}
 	inst.Svc = svc
 
