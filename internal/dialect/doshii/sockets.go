@@ -211,6 +211,11 @@ func (pc *posConn) record(ctx context.Context, c *hub.Conn) {
 // socketToken returns the single token query parameter (never logged: the access log drops the
 // query string, and nothing here writes it anywhere).
 func socketToken(r *http.Request, name string) (string, error) {
+	if len(r.Header.Values("Authorization")) > 0 {
+		// The query's token is the socket's one credential; a second one next to it is a
+		// client that does not know which it sends.
+		return "", errs.New(errs.BadInput, "invalid_request", "the socket's credential goes in the token query parameter only, not in an Authorization header")
+	}
 	vals := r.URL.Query()[name]
 	if len(vals) != 1 || vals[0] == "" {
 		return "", errs.New(errs.Unauthenticated, "no_credential", "the "+name+" query parameter is required once")
