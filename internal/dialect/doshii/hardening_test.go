@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -38,17 +37,7 @@ func TestStrictInput(t *testing.T) {
 	tok := publisher(t, inst, "doshii:publish")
 	bearer := "Bearer " + tok
 	events := "/v1/doshii/locations/" + a.id + "/events"
-	h := func(kv ...string) http.Header {
-		out := http.Header{}
-		for i := 0; i < len(kv); i += 2 {
-			out.Add(kv[i], kv[i+1])
-		}
-		return out
-	}
-	upgrade := func(kv ...string) http.Header {
-		return h(append([]string{"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13",
-			"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}, kv...)...)
-	}
+	h, upgrade := httpcheck.Header, httpcheck.Upgrade
 	now := time.Now().Unix()
 	ts := func(n int64) string { return strconv.FormatInt(n, 10) }
 	cloud := func(payload string) string {
@@ -56,43 +45,23 @@ func TestStrictInput(t *testing.T) {
 	}
 	msg := []string{"message"}
 	api := []string{"error", "error_description"}
-	for _, c := range []struct {
-		name, method, path string
-		header             http.Header
-		body               string
-		status             int
-		allow              string
-		shape              []string
-	}{
-		{"location token and an Authorization header", "GET", posQuery(a), upgrade("Authorization", "Bearer "+a.token), "", 400, "", msg},
-		{"two Authorization headers on the POS socket", "GET", posQuery(a), upgrade("Authorization", "Bearer x", "Authorization", "Bearer y"), "", 400, "", msg},
-		{"vendor JWT and an Authorization header", "GET", vendorQuery(a, time.Now()), upgrade("Authorization", "Bearer "+a.vendorKey), "", 400, "", msg},
-		{"POST on the POS socket", "POST", "/pos/socket", h("Content-Type", "application/json"), "{}", 405, "GET, HEAD", msg},
-		{"DELETE on the cloud socket", "DELETE", "/vendor/socket", nil, "", 405, "GET, HEAD", msg},
-		{"vendor JWT with a past exp", "GET", cloud(`{"vendor":"vendor-a","timestamp":` + ts(now) + `,"exp":` + ts(now-10) + `}`), upgrade(), "", 401, "", msg},
-		{"vendor JWT with a future nbf", "GET", cloud(`{"vendor":"vendor-a","timestamp":` + ts(now) + `,"nbf":` + ts(now+300) + `}`), upgrade(), "", 401, "", msg},
-		{"vendor JWT with claims that are not UTF-8", "GET", cloud("{\"vendor\":\"vendor-a\",\"timestamp\":" + ts(now) + ",\"x\":\"\xff\"}"), upgrade(), "", 401, "", msg},
-		{"two Authorization headers on events", "POST", events, h("Authorization", bearer, "Authorization", bearer, "Content-Type", "application/json"), `{"type":"x","data":{}}`, 400, "", api},
-		{"access_token query and header", "POST", events + "?access_token=" + tok, h("Authorization", bearer, "Content-Type", "application/json"), `{"type":"x","data":{}}`, 400, "", api},
-		{"PUT on events", "PUT", events, h("Authorization", bearer), "", 405, "POST", api},
-		{"POST on an event", "POST", events + "/ev-1", h("Authorization", bearer), "", 405, "GET, HEAD", api},
-		{"event body not UTF-8", "POST", events, h("Authorization", bearer, "Content-Type", "application/json"), "{\"type\":\"x\",\"data\":{\"n\":\"\xff\"}}", 400, "", api},
-		{"charset latin1", "POST", events, h("Authorization", bearer, "Content-Type", "application/json; charset=iso-8859-1"), `{"type":"x","data":{}}`, 415, "", api},
-		{"oversized event", "POST", events, h("Authorization", bearer, "Content-Type", "application/json"), `{"type":"x","data":{"x":"` + strings.Repeat("a", 70<<10) + `"}}`, 413, "", api},
-	} {
-		st, hdr, body := httpcheck.Do(t, inst.Client, c.method, inst.URL+c.path, c.header, c.body)
-		if st != c.status {
-			t.Errorf("%s: %d %s, want %d", c.name, st, body, c.status)
-			continue
-		}
-		if c.allow != "" && hdr.Get("Allow") != c.allow {
-			t.Errorf("%s: Allow %q, want %q", c.name, hdr.Get("Allow"), c.allow)
-		}
-		m := httpcheck.ErrorBody(t, c.name, body, c.shape...)
-		if c.shape[0] == "error" && (c.status == 400 && m["error"] != "invalid_request" || c.status == 405 && m["error"] != "method_not_allowed") {
-			t.Errorf("%s: error %v", c.name, m["error"])
-		}
-	}
+	httpcheck.Run(t, inst.Client, inst.URL, []httpcheck.Case{
+		httpcheck.C("location token and an Authorization header", "GET", posQuery(a), upgrade("Authorization", "Bearer "+a.token), "", 400, "", msg),
+		httpcheck.C("two Authorization headers on the POS socket", "GET", posQuery(a), upgrade("Authorization", "Bearer x", "Authorization", "Bearer y"), "", 400, "", msg),
+		httpcheck.C("vendor JWT and an Authorization header", "GET", vendorQuery(a, time.Now()), upgrade("Authorization", "Bearer "+a.vendorKey), "", 400, "", msg),
+		httpcheck.C("POST on the POS socket", "POST", "/pos/socket", h("Content-Type", "application/json"), "{}", 405, "GET, HEAD", msg),
+		httpcheck.C("DELETE on the cloud socket", "DELETE", "/vendor/socket", nil, "", 405, "GET, HEAD", msg),
+		httpcheck.C("vendor JWT with a past exp", "GET", cloud(`{"vendor":"vendor-a","timestamp":`+ts(now)+`,"exp":`+ts(now-10)+`}`), upgrade(), "", 401, "", msg),
+		httpcheck.C("vendor JWT with a future nbf", "GET", cloud(`{"vendor":"vendor-a","timestamp":`+ts(now)+`,"nbf":`+ts(now+300)+`}`), upgrade(), "", 401, "", msg),
+		httpcheck.C("vendor JWT with claims that are not UTF-8", "GET", cloud("{\"vendor\":\"vendor-a\",\"timestamp\":"+ts(now)+",\"x\":\"\xff\"}"), upgrade(), "", 401, "", msg),
+		httpcheck.C("two Authorization headers on events", "POST", events, h("Authorization", bearer, "Authorization", bearer, "Content-Type", "application/json"), `{"type":"x","data":{}}`, 400, "", api),
+		httpcheck.C("access_token query and header", "POST", events+"?access_token="+tok, h("Authorization", bearer, "Content-Type", "application/json"), `{"type":"x","data":{}}`, 400, "", api),
+		httpcheck.C("PUT on events", "PUT", events, h("Authorization", bearer), "", 405, "POST", api),
+		httpcheck.C("POST on an event", "POST", events+"/ev-1", h("Authorization", bearer), "", 405, "GET, HEAD", api),
+		httpcheck.C("event body not UTF-8", "POST", events, h("Authorization", bearer, "Content-Type", "application/json"), "{\"type\":\"x\",\"data\":{\"n\":\"\xff\"}}", 400, "", api),
+		httpcheck.C("charset latin1", "POST", events, h("Authorization", bearer, "Content-Type", "application/json; charset=iso-8859-1"), `{"type":"x","data":{}}`, 415, "", api),
+		httpcheck.C("oversized event", "POST", events, h("Authorization", bearer, "Content-Type", "application/json"), `{"type":"x","data":{"x":"`+strings.Repeat("a", 70<<10)+`"}}`, 413, "", api),
+	})
 	// The same JWT without the refused claims opens the socket: the refusals were the claims'.
 	mustDial(t, inst, cloud(`{"vendor":"vendor-a","timestamp":`+ts(now)+`,"exp":`+ts(now+600)+`,"nbf":`+ts(now-5)+`}`)).heartbeat("1")
 }

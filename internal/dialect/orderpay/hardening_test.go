@@ -1,7 +1,6 @@
 package orderpay_test
 
 import (
-	"net/http"
 	"strings"
 	"testing"
 
@@ -20,53 +19,23 @@ func TestStrictInput(t *testing.T) {
 	s := newSender(t, inst)
 	bearer := "Bearer " + s.tok
 	reqs := "/v1/orderpay/outlets/" + o.ProviderOutletID + "/requests"
-	h := func(kv ...string) http.Header {
-		out := http.Header{}
-		for i := 0; i < len(kv); i += 2 {
-			out.Add(kv[i], kv[i+1])
-		}
-		return out
-	}
-	upgrade := func(kv ...string) http.Header {
-		return h(append([]string{"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13",
-			"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}, kv...)...)
-	}
+	h, upgrade := httpcheck.Header, httpcheck.Upgrade
 	pos := []string{"ErrorMessage"}
 	api := []string{"error", "error_description"}
-	for _, c := range []struct {
-		name, method, path string
-		header             http.Header
-		body               string
-		status             int
-		allow              string
-		shape              []string
-	}{
+	httpcheck.Run(t, inst.Client, inst.URL, []httpcheck.Case{
 		// The websocket: the ticket is the only credential; another one next to it is refused.
-		{"ticket and an Authorization header", "GET", "/ws?token=" + ticket(t, inst, o), upgrade("Authorization", bearer), "", 400, "", pos},
-		{"two Authorization headers on the upgrade", "GET", "/ws?token=" + ticket(t, inst, o), upgrade("Authorization", "Bearer a", "Authorization", "Bearer b"), "", 400, "", pos},
-		{"POST on the websocket", "POST", "/ws", h("Content-Type", "application/json"), "{}", 405, "GET, HEAD", pos},
-		{"GET on the auth endpoint", "GET", "/api/powerepos/v1/auth", nil, "", 405, "POST", pos},
-		{"oversized auth body", "POST", "/api/powerepos/v1/auth", h("Content-Type", "application/json"), `{"x":"` + strings.Repeat("a", 9<<10) + `"}`, 413, "", pos},
+		httpcheck.C("ticket and an Authorization header", "GET", "/ws?token="+ticket(t, inst, o), upgrade("Authorization", bearer), "", 400, "", pos),
+		httpcheck.C("two Authorization headers on the upgrade", "GET", "/ws?token="+ticket(t, inst, o), upgrade("Authorization", "Bearer a", "Authorization", "Bearer b"), "", 400, "", pos),
+		httpcheck.C("POST on the websocket", "POST", "/ws", h("Content-Type", "application/json"), "{}", 405, "GET, HEAD", pos),
+		httpcheck.C("GET on the auth endpoint", "GET", "/api/powerepos/v1/auth", nil, "", 405, "POST", pos),
+		httpcheck.C("oversized auth body", "POST", "/api/powerepos/v1/auth", h("Content-Type", "application/json"), `{"x":"`+strings.Repeat("a", 9<<10)+`"}`, 413, "", pos),
 		// The integrator API.
-		{"two Authorization headers", "POST", reqs, h("Authorization", bearer, "Authorization", bearer, "Content-Type", "application/json"), `{"MessageType":1,"Payload":{}}`, 400, "", api},
-		{"access_token query and header", "POST", reqs + "?access_token=" + s.tok, h("Authorization", bearer, "Content-Type", "application/json"), `{"MessageType":1,"Payload":{}}`, 400, "", api},
-		{"PUT on requests", "PUT", reqs, h("Authorization", bearer), "", 405, "POST", api},
-		{"DELETE on a request", "DELETE", reqs + "/r1", h("Authorization", bearer), "", 405, "GET, HEAD", api},
-		{"body not UTF-8", "POST", reqs, h("Authorization", bearer, "Content-Type", "application/json"), "{\"MessageType\":1,\"Payload\":{\"n\":\"\xff\"}}", 400, "", api},
-		{"charset latin1", "POST", reqs, h("Authorization", bearer, "Content-Type", "application/json; charset=iso-8859-1"), `{"MessageType":1,"Payload":{}}`, 415, "", api},
-		{"oversized body", "POST", reqs, h("Authorization", bearer, "Content-Type", "application/json"), `{"MessageType":1,"Payload":{"x":"` + strings.Repeat("a", 8<<10) + `"}}`, 413, "", api},
-	} {
-		st, hdr, body := httpcheck.Do(t, inst.Client, c.method, inst.URL+c.path, c.header, c.body)
-		if st != c.status {
-			t.Errorf("%s: %d %s, want %d", c.name, st, body, c.status)
-			continue
-		}
-		if c.allow != "" && hdr.Get("Allow") != c.allow {
-			t.Errorf("%s: Allow %q, want %q", c.name, hdr.Get("Allow"), c.allow)
-		}
-		m := httpcheck.ErrorBody(t, c.name, body, c.shape...)
-		if c.status == 400 && c.shape[0] == "error" && m["error"] != "invalid_request" || c.status == 405 && c.shape[0] == "error" && m["error"] != "method_not_allowed" {
-			t.Errorf("%s: error %v, want invalid_request", c.name, m["error"])
-		}
-	}
+		httpcheck.C("two Authorization headers", "POST", reqs, h("Authorization", bearer, "Authorization", bearer, "Content-Type", "application/json"), `{"MessageType":1,"Payload":{}}`, 400, "", api),
+		httpcheck.C("access_token query and header", "POST", reqs+"?access_token="+s.tok, h("Authorization", bearer, "Content-Type", "application/json"), `{"MessageType":1,"Payload":{}}`, 400, "", api),
+		httpcheck.C("PUT on requests", "PUT", reqs, h("Authorization", bearer), "", 405, "POST", api),
+		httpcheck.C("DELETE on a request", "DELETE", reqs+"/r1", h("Authorization", bearer), "", 405, "GET, HEAD", api),
+		httpcheck.C("body not UTF-8", "POST", reqs, h("Authorization", bearer, "Content-Type", "application/json"), "{\"MessageType\":1,\"Payload\":{\"n\":\"\xff\"}}", 400, "", api),
+		httpcheck.C("charset latin1", "POST", reqs, h("Authorization", bearer, "Content-Type", "application/json; charset=iso-8859-1"), `{"MessageType":1,"Payload":{}}`, 415, "", api),
+		httpcheck.C("oversized body", "POST", reqs, h("Authorization", bearer, "Content-Type", "application/json"), `{"MessageType":1,"Payload":{"x":"`+strings.Repeat("a", 8<<10)+`"}}`, 413, "", api),
+	})
 }

@@ -69,3 +69,54 @@ func ErrorBody(t testing.TB, what string, body []byte, shape ...string) map[stri
 	}
 	return m
 }
+
+// Header builds a header from name, value pairs; a name given twice is sent twice.
+func Header(kv ...string) http.Header {
+	out := http.Header{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		out.Add(kv[i], kv[i+1])
+	}
+	return out
+}
+
+// Upgrade is a websocket handshake's header plus the name, value pairs kv.
+func Upgrade(kv ...string) http.Header {
+	return Header(append([]string{"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13",
+		"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}, kv...)...)
+}
+
+// Case is one refused request: what is sent, the status, the Allow header (for a 405) and the
+// members of the error body (see ErrorBody).
+type Case struct {
+	Name, Method, Path string
+	Header             http.Header
+	Body               string
+	Status             int
+	Allow              string
+	Shape              []string
+}
+
+// Run sends every case to base and checks its answer. In the {"error","error_description"}
+// shape a 400 must say invalid_request and a 405 method_not_allowed.
+func Run(t testing.TB, c *http.Client, base string, cases []Case) {
+	t.Helper()
+	for _, k := range cases {
+		st, hdr, body := Do(t, c, k.Method, base+k.Path, k.Header, k.Body)
+		if st != k.Status {
+			t.Errorf("%s: %d %s, want %d", k.Name, st, body, k.Status)
+			continue
+		}
+		if k.Allow != "" && hdr.Get("Allow") != k.Allow {
+			t.Errorf("%s: Allow %q, want %q", k.Name, hdr.Get("Allow"), k.Allow)
+		}
+		m := ErrorBody(t, k.Name, body, k.Shape...)
+		if k.Shape[0] == "error" && (k.Status == 400 && m["error"] != "invalid_request" || k.Status == 405 && m["error"] != "method_not_allowed") {
+			t.Errorf("%s: error %v", k.Name, m["error"])
+		}
+	}
+}
+
+// C is a Case from its fields in order (a table of cases reads better without field names).
+func C(name, method, path string, header http.Header, body string, status int, allow string, shape []string) Case {
+	return Case{Name: name, Method: method, Path: path, Header: header, Body: body, Status: status, Allow: allow, Shape: shape}
+}
