@@ -24,10 +24,19 @@ command -v php >/dev/null 2>&1 || missing+=(php-cli)
 if ! /usr/bin/python3 -c 'import jwt' >/dev/null 2>&1; then missing+=(python3 python3-jwt); fi
 if ((${#missing[@]})); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    log "installing ${missing[*]}"
+    log "installing Debian packages the tests use: ${missing[*]} (apt-get; this may take a minute or two)"
     export DEBIAN_FRONTEND=noninteractive
+    log "apt-get update"
     apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Progress in a few lines (how many packages, then one line per package unpacked) rather than
+    # minutes of silence; the whole output is shown only when apt-get fails.
+    apt_log=$(mktemp)
+    if ! apt-get install -y --no-install-recommends -o Dpkg::Use-Pty=0 "${missing[@]}" 2>&1 |
+      tee "$apt_log" | sed -unE 's/^([0-9]+ upgraded, [0-9]+ newly installed.*)/test.sh:   \1/p; s/^Unpacking ([^ ]+).*/test.sh:   unpacking \1/p' >&2; then
+      cat "$apt_log" >&2; rm -f "$apt_log"; log "apt-get install failed"; exit 1
+    fi
+    rm -f "$apt_log"
+    log "installed ${missing[*]}"
   else
     log "missing ${missing[*]} (not root or no apt-get): the tests that need them skip locally and fail under CI=true"
   fi

@@ -39,14 +39,20 @@ type result struct {
 	warmN       int           // requests completed during the warm-up
 	cpu         time.Duration // CPU of the measured phase (when the target measures it)
 	fsyncs      int64         // fsync calls of warm-up and measured phase; -1 when not counted
+	trips       int64         // PostgreSQL: messages the backends received (recvfrom calls); -1 when not counted
+	commits     int64         // PostgreSQL: transactions committed in the benchmark's database; -1 when not counted
+	pgCPU       time.Duration // PostgreSQL: CPU of the server's processes counted (warm-up and measured phase)
 }
 
-func (r *result) fsyncPerReq() float64 {
-	if r.fsyncs < 0 {
+// perReq divides a count of warm-up and measured phase by their requests (-1 stays -1).
+func (r *result) perReq(v int64) float64 {
+	if v < 0 {
 		return -1
 	}
-	return float64(r.fsyncs) / float64(max(r.n+r.warmN, 1))
+	return float64(v) / float64(max(r.n+r.warmN, 1))
 }
+
+func (r *result) fsyncPerReq() float64 { return r.perReq(r.fsyncs) }
 
 func (r *result) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
 
@@ -104,7 +110,7 @@ func run(ctx context.Context, client *http.Client, t target, concurrency int, d 
 	}
 	wg.Wait()
 
-	res := &result{name: t.name, concurrency: concurrency, warmN: int(warmN.Load()), fsyncs: -1}
+	res := &result{name: t.name, concurrency: concurrency, warmN: int(warmN.Load()), fsyncs: -1, trips: -1, commits: -1}
 	var stopCPU func() time.Duration
 	if t.measured != nil {
 		stopCPU = t.measured()

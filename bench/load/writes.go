@@ -41,7 +41,8 @@ import (
 //   - refresh+flood (-flood): refresh again while -flood-rate wrong client secrets per second
 //     arrive, each from a different forwarded address, so every attempt costs its failed-attempt
 //     audit event and throttle counter writes; its ratio is against refresh alone in the same
-//     round.
+//     round. With -flood the same wrong secrets are also driven alone, unpaced ("wrong-secret"),
+//     so what one refused attempt costs is measured per request like every flow.
 //
 // For each it reports the median over rounds of requests/s, p50, p99, the ratio to
 // client_credentials measured in the same round, CPU per request (of this whole process:
@@ -108,13 +109,19 @@ func runWrites(ctx context.Context, o *options) error {
 	if o.flood && !slices.Contains(strings.Split(o.flows, ","), "refresh") {
 		return errors.New("-flood measures refresh under the flood: -flows must include refresh")
 	}
-	flood := e.flood()
+	if o.flood {
+		targets = append(targets, e.flood(false))
+	}
+	flood := e.flood(true)
 	fmt.Printf("posgate write path, store %s, GOMAXPROCS=%d, %s per run (+%s warm-up) × %d rounds; medians over rounds\n",
 		o.store, runtime.GOMAXPROCS(0), o.duration, o.warmup, o.rounds)
 	fmt.Println("cpu/req: this whole process (posgate and the load generator); fsync/req: fsync+fdatasync calls (perf tracepoints) per request")
 	fmt.Println("cpu ratio: client_credentials' cpu/req over the flow's, the ratio a CPU-bound run would show")
-	const row = "%5v %-14v %9v %9v %9v %9v %6v %9v %9v %9v %8v\n"
-	fmt.Printf(row, "conc", "flow", "req/s", "p50", "p90", "p99", "ratio", "cpu/req", "cpu ratio", "fsync/req", "failures")
+	if o.store == "postgres" {
+		fmt.Println("server side (warm-up and measured phase): recv/req: messages the database's backends received (about one per round trip, two with TLS); xact/req: transactions committed, reads included; pg cpu/req: CPU of those backends and the WAL writer")
+	}
+	const row = "%5v %-14v %9v %9v %9v %9v %6v %9v %9v %9v %8v %8v %8v %11v\n"
+	fmt.Printf(row, "conc", "flow", "req/s", "p50", "p90", "p99", "ratio", "cpu/req", "cpu ratio", "fsync/req", "failures", "recv/req", "xact/req", "pg cpu/req")
 	for _, c := range o.concurrency {
 		if err := e.ensureChains(ctx, c); err != nil {
 			return err
@@ -203,10 +210,30 @@ func runWrites(ctx context.Context, o *options) error {
 				fmtDur(time.Duration(medianF(mapR(rs, func(r *result) float64 { return float64(r.quantile(.9)) })))),
 				fmtDur(time.Duration(medianF(mapR(rs, func(r *result) float64 { return float64(r.quantile(.99)) })))),
 				ratio,
-				fmtDur(time.Duration(cpuPerReq(rs))), cpuRatio, fs, fails)
+				fmtDur(time.Duration(cpuPerReq(rs))), cpuRatio, fs, fails,
+				perReqCol(rs, func(r *result) int64 { return r.trips }),
+				perReqCol(rs, func(r *result) int64 { return r.commits }),
+				pgCPUCol(rs))
 		}
 	}
 	return nil
+}
+
+// perReqCol is the median over rs of a count per request, "-" when it was not counted.
+func perReqCol(rs []*result, v func(*result) int64) string {
+	if f := medianF(mapR(rs, func(r *result) float64 { return r.perReq(v(r)) })); f >= 0 && len(rs) > 0 {
+		return fmt.Sprintf("%.2f", f)
+	}
+	return "-"
+}
+
+func pgCPUCol(rs []*result) string {
+	if len(rs) == 0 || rs[0].trips < 0 && rs[0].commits < 0 {
+		return "-"
+	}
+	return fmtDur(time.Duration(medianF(mapR(rs, func(r *result) float64 {
+		return float64(r.pgCPU) / float64(max(r.n+r.warmN, 1))
+	}))))
 }
 
 // profiled and profileFile track the one CPU profile -cpuprofile asks for.
@@ -216,13 +243,16 @@ var (
 )
 
 // runProbed runs t once, measuring the process CPU of the measured phase and the fsync calls of
-// warm-up and measured phase together.
+// warm-up and measured phase together; on PostgreSQL also the server's side of the same phases:
+// the messages its backends received, the transactions committed and the CPU its processes used.
 func runProbed(ctx context.Context, t target, c int, o *options) *result {
 	pids := []int{os.Getpid()}
+	var pg *pgProbe
 	if o.store == "postgres" {
-		pids = append(pids, postgresPIDs(ctx, o.dsn)...)
+		pg = startPGProbe(ctx, o.dsn)
+		pids = append(pids, pg.pids...)
 	}
-	stopPerf := startPerf(pids)
+	stopPerf := startPerf(pids, "syscalls:sys_enter_fsync", "syscalls:sys_enter_fdatasync")
 	profile := o.cpuprofile != "" && t.name == o.profileFlow && !profiled
 	t.measured = func() func() time.Duration {
 		if profile {
@@ -248,8 +278,85 @@ func runProbed(ctx context.Context, t target, c int, o *options) *result {
 		}
 	}
 	r := run(ctx, newClient(c), t, c, o.duration, o.max, o.warmup)
-	r.fsyncs = stopPerf()
+	if n := stopPerf(); n != nil {
+		r.fsyncs = n[0] + n[1]
+	}
+	if pg != nil {
+		pg.stop(ctx, r)
+	}
 	return r
+}
+
+// pgProbe counts, on the PostgreSQL server, what one run cost it: messages received by the
+// benchmark database's backends (recvfrom calls that returned data: about one per round trip,
+// two with TLS, which reads a record's header and body apart), transactions committed in the
+// database (pg_stat_database.xact_commit: every statement outside a transaction is one, reads
+// included) and the CPU of its processes (/proc/<pid>/stat). Statistics reach pg_stat_database
+// up to a second after a backend's transaction ends, so the probe waits that long before each
+// reading.
+type pgProbe struct {
+	dsn      string
+	pids     []int
+	recv     func() []int64
+	commits0 int64
+	cpu0     time.Duration
+}
+
+const pgStatDelay = 1200 * time.Millisecond
+
+func startPGProbe(ctx context.Context, dsn string) *pgProbe {
+	p := &pgProbe{dsn: dsn, pids: postgresPIDs(ctx, dsn)}
+	time.Sleep(pgStatDelay)
+	p.commits0 = pgCommits(ctx, dsn)
+	p.cpu0 = pidsCPU(p.pids)
+	p.recv = startPerf(p.pids, "syscalls:sys_exit_recvfrom", "--filter", "ret > 0")
+	return p
+}
+
+func (p *pgProbe) stop(ctx context.Context, r *result) {
+	if n := p.recv(); n != nil {
+		r.trips = n[0]
+	}
+	r.pgCPU = pidsCPU(p.pids) - p.cpu0
+	time.Sleep(pgStatDelay)
+	if c := pgCommits(ctx, p.dsn); c >= 0 && p.commits0 >= 0 {
+		r.commits = c - p.commits0
+	}
+}
+
+func pgCommits(ctx context.Context, dsn string) int64 {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return -1
+	}
+	defer conn.Close(ctx)
+	var n int64
+	// Our own probe transaction is counted too: one per reading, the same before and after.
+	if err := conn.QueryRow(ctx, `SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`).Scan(&n); err != nil {
+		return -1
+	}
+	return n
+}
+
+// pidsCPU sums user and system time of pids from /proc (clock ticks of 10 ms).
+func pidsCPU(pids []int) time.Duration {
+	var t time.Duration
+	for _, pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which may contain spaces) start after the last ')'.
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		k, _ := strconv.ParseInt(f[12], 10, 64)
+		t += time.Duration(u+k) * 10 * time.Millisecond
+	}
+	return t
 }
 
 func mapR(rs []*result, f func(*result) float64) []float64 {
@@ -282,46 +389,62 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// startPerf counts fsync and fdatasync calls of pids until the returned function is called; that
-// function returns the count, or -1 when perf could not count.
-func startPerf(pids []int) func() int64 {
+// startPerf counts the tracepoint events (perf stat -e arguments, each optionally followed by
+// "--filter", expr) of pids until the returned function is called; that function returns one
+// count per event, or nil when perf could not count.
+func startPerf(pids []int, events ...string) func() []int64 {
 	path, err := exec.LookPath("perf")
-	if err != nil {
-		return func() int64 { return -1 }
+	if err != nil || len(pids) == 0 {
+		return func() []int64 { return nil }
 	}
 	ps := make([]string, len(pids))
 	for i, p := range pids {
 		ps[i] = strconv.Itoa(p)
 	}
+	args := []string{"stat", "-x", ","}
+	var names []string
+	for i := 0; i < len(events); i++ {
+		if events[i] == "--filter" && i+1 < len(events) {
+			args = append(args, "--filter", events[i+1])
+			i++
+			continue
+		}
+		args = append(args, "-e", events[i])
+		names = append(names, events[i])
+	}
+	args = append(args, "-p", strings.Join(ps, ","))
 	var stderr bytes.Buffer
-	cmd := exec.Command(path, "stat", "-x", ",", "-e", "syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync",
-		"-p", strings.Join(ps, ","))
+	cmd := exec.Command(path, args...)
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		return func() int64 { return -1 }
+		return func() []int64 { return nil }
 	}
 	time.Sleep(100 * time.Millisecond) // let perf attach before the load starts
-	return func() int64 {
+	return func() []int64 {
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()
-		var n int64
+		out := make([]int64, len(names))
 		found := 0
 		for _, line := range strings.Split(stderr.String(), "\n") {
 			f := strings.Split(line, ",")
-			if len(f) < 3 || !strings.HasPrefix(f[2], "syscalls:sys_enter_f") {
+			if len(f) < 3 {
+				continue
+			}
+			i := slices.Index(names, f[2])
+			if i < 0 {
 				continue
 			}
 			v, err := strconv.ParseInt(f[0], 10, 64)
 			if err != nil {
-				return -1
+				return nil
 			}
-			n += v
+			out[i] = v
 			found++
 		}
-		if found != 2 {
-			return -1
+		if found != len(names) {
+			return nil
 		}
-		return n
+		return out
 	}
 }
 
@@ -599,25 +722,34 @@ func (e *writeEnv) consume() target {
 // flood sends -flood-rate requests per second, each an unknown client id with a wrong secret, a
 // fresh id from a fresh forwarded address each time, so no throttle counter ever blocks it
 // cheaply and every attempt costs its audit event and counter writes; 401 is the expected answer.
-func (e *writeEnv) flood() target {
+//
+// Unpaced (the "wrong-secret" row), the same requests are driven as fast as -concurrency workers
+// can, alone, so the cost of one refused attempt is measured like any flow's.
+func (e *writeEnv) flood(paced bool) target {
 	form := ccForm(e.o.audience)
+	name := "(flood)"
+	if !paced {
+		name = "wrong-secret"
+	}
 	interval := time.Second / time.Duration(max(e.o.floodRate, 1))
 	var mu sync.Mutex
 	var next time.Time
-	return target{name: "(flood)",
+	return target{name: name,
 		newRequest: func(int) (*http.Request, error) {
 			// Paced: the flood is a fixed number of wrong secrets per second, not as many as two
 			// shared cores can answer, so what it costs the legitimate writes is its writes and
 			// the work of refusing that many requests.
-			mu.Lock()
-			now := time.Now()
-			if next.Before(now) {
-				next = now
+			if paced {
+				mu.Lock()
+				now := time.Now()
+				if next.Before(now) {
+					next = now
+				}
+				slot := next
+				next = next.Add(interval)
+				mu.Unlock()
+				time.Sleep(time.Until(slot))
 			}
-			slot := next
-			next = next.Add(interval)
-			mu.Unlock()
-			time.Sleep(time.Until(slot))
 			req, err := formRequest(e.base+"/oauth/token", basicAuth("pg_ck_"+randomID(), "pg_cs_wrong"+randomID()), form)
 			if err != nil {
 				return nil, err

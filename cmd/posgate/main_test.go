@@ -276,18 +276,21 @@ func TestBadConfigFailsAtStart(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		env  []string
-		want string
+		want []string
 	}{
-		{[]string{"--config", cfgFile}, nil, `store.drivr: line 4: unknown key "drivr"`},
-		{nil, []string{"POSGATE_CHEF_LEEWAY=500"}, "chef.leeway: 500 is out of range (0–120 seconds)"},
-		{nil, []string{"POSGATE_STORE_DRIVER=mysql"}, `store.driver: "mysql" is not allowed (sqlite or postgres)`},
-		{nil, []string{"POSGATE_CHEF_LEEWAYY=5"}, "POSGATE_CHEF_LEEWAYY: not a posgate setting"},
+		// Every error of the file at once, each with its line.
+		{[]string{"--config", cfgFile}, nil, []string{`line 2: chef.leeway: 500 is out of range (0–120 seconds)`, `line 4: store.drivr: unknown key "drivr"`}},
+		{nil, []string{"POSGATE_CHEF_LEEWAY=500"}, []string{"chef.leeway: 500 is out of range (0–120 seconds)"}},
+		{nil, []string{"POSGATE_STORE_DRIVER=mysql"}, []string{`store.driver: "mysql" is not allowed (sqlite or postgres)`}},
+		{nil, []string{"POSGATE_CHEF_LEEWAYY=5"}, []string{"POSGATE_CHEF_LEEWAYY: not a posgate setting"}},
 	} {
 		cmd := exec.Command(bin, append([]string{"serve", "--data-dir", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0"}, tc.args...)...)
 		cmd.Env = cleanEnv(tc.env...)
 		out, err := cmd.CombinedOutput()
-		if err == nil || !strings.Contains(string(out), tc.want) {
-			t.Errorf("%v %v: err %v, output:\n%s\nwant %q", tc.args, tc.env, err, out, tc.want)
+		for _, want := range tc.want {
+			if err == nil || !strings.Contains(string(out), want) {
+				t.Errorf("%v %v: err %v, output:\n%s\nwant %q", tc.args, tc.env, err, out, want)
+			}
 		}
 	}
 }

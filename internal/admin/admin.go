@@ -61,6 +61,7 @@ func (a *API) Mount(_, admin app.Mux) error {
 	admin.Handle("GET /keys", http.HandlerFunc(a.listKeys))
 	admin.Handle("POST /keys/rotate", http.HandlerFunc(a.rotateKeys))
 	admin.Handle("POST /tokens/revoke", http.HandlerFunc(a.revokeToken))
+	admin.Handle("POST /tokens/introspect", http.HandlerFunc(a.introspectToken))
 	admin.Handle("GET /audit", http.HandlerFunc(a.listAudit))
 	return nil
 }
@@ -171,8 +172,8 @@ func ParseRevoke(data []byte) (*RevokeRequest, error) {
 // never gets "not a posgate token" for one of ours.
 const revokeAcceptExpired = 100 * 365 * 24 * time.Hour
 
-func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) {
-	const action = "token.revoke"
+// readTokenRequest reads the {"token": …} body of the token routes; on failure it has answered.
+func (a *API) readTokenRequest(w http.ResponseWriter, r *http.Request, action string) (*RevokeRequest, bool) {
 	data, err := httpx.ReadBody(r, MaxBody)
 	if err == nil && !httpx.IsJSON(r) {
 		err = errs.New(errs.BadInput, "invalid_request", "Content-Type must be application/json")
@@ -183,6 +184,55 @@ func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		a.fail(w, r, action, "", err)
+		return nil, false
+	}
+	return req, true
+}
+
+// introspectToken tells the administrator whether a posgate access token is active and what it
+// carries, whatever its client or audience (the OAuth introspection endpoint answers a client only
+// about its own tokens). An inactive token's answer says why. Nothing is changed or audited as a
+// change; the token itself is never logged.
+func (a *API) introspectToken(w http.ResponseWriter, r *http.Request) {
+	const action = "token.introspect"
+	req, ok := a.readTokenRequest(w, r, action)
+	if !ok {
+		return
+	}
+	if strings.HasPrefix(req.Token, secret.PrefixRefreshToken) {
+		WriteError(w, http.StatusBadRequest, "invalid_token", "a refresh token: only access tokens are introspected here (revoke a refresh token with POST /tokens/revoke)")
+		return
+	}
+	claims, err := a.svc.Verifier.Verify(r.Context(), req.Token, token.VerifyOptions{})
+	var ve *token.VerifyError
+	if errors.As(err, &ve) {
+		httpx.NoStore(w)
+		httpx.WriteJSON(w, http.StatusOK, map[string]any{"active": false, "reason": ve.Detail})
+		return
+	}
+	if err != nil {
+		a.fail(w, r, action, "", err)
+		return
+	}
+	out := map[string]any{"active": true, "iss": claims.Issuer, "sub": claims.Subject, "aud": claims.Audience,
+		"client_id": claims.ClientID, "scope": claims.Scope, "jti": claims.JTI, "iat": claims.IssuedAt.UTC(),
+		"exp": claims.ExpiresAt.UTC()}
+	if claims.SessionID != "" {
+		out["sid"] = claims.SessionID
+	}
+	for k, v := range claims.Extra {
+		if _, taken := out[k]; !taken {
+			out[k] = v
+		}
+	}
+	httpx.NoStore(w)
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) {
+	const action = "token.revoke"
+	req, ok := a.readTokenRequest(w, r, action)
+	if !ok {
 		return
 	}
 	if strings.HasPrefix(req.Token, secret.PrefixRefreshToken) {

@@ -77,18 +77,43 @@ type Forwarder interface {
 // audit trail are logged with the whole event at error level, not returned: an unavailable store
 // must not turn a refusal into a 500, and the event must survive somewhere.
 func (s *Services) Audit(ctx context.Context, e store.AuditEvent) {
+	s.logAudit(ctx, &e)
+	if err := s.Store.AppendAudit(ctx, &e); err != nil {
+		s.auditNotStored(ctx, &e, err)
+	}
+}
+
+// FailAudited counts a failed credential check in the throttle and records its audit event (as
+// Audit does) in the same store write. Without a throttle it only audits. The throttle's error is
+// returned for the caller to log; the event is logged here when it was not stored.
+func (s *Services) FailAudited(ctx context.Context, scope, addr, identity string, e store.AuditEvent) error {
+	if s.Throttle == nil {
+		s.Audit(ctx, e)
+		return nil
+	}
+	s.logAudit(ctx, &e)
+	err := s.Throttle.FailAudited(ctx, scope, addr, identity, &e)
+	if err != nil {
+		s.auditNotStored(ctx, &e, err)
+	}
+	return err
+}
+
+func (s *Services) logAudit(ctx context.Context, e *store.AuditEvent) {
 	if e.At.IsZero() {
 		e.At = s.Clock.Now()
 	}
 	s.Log.LogAttrs(ctx, slog.LevelInfo, "audit",
 		slog.String("actor", e.Actor), slog.String("action", e.Action), slog.String("target", e.Target),
 		slog.String("address", e.Address), slog.String("outcome", e.Outcome), slog.String("detail", e.Detail))
-	if err := s.Store.AppendAudit(ctx, &e); err != nil {
-		// The whole event, at a level every log_level keeps: when the store cannot take it (a full
-		// disk, a hung database) this line is the only record of it. Events are secret-free.
-		s.Log.LogAttrs(ctx, slog.LevelError, "audit event not stored",
-			slog.Time("at", e.At), slog.String("actor", e.Actor), slog.String("action", e.Action), slog.String("target", e.Target),
-			slog.String("address", e.Address), slog.String("outcome", e.Outcome), slog.String("detail", e.Detail),
-			slog.String("error", err.Error()))
-	}
+}
+
+// auditNotStored logs the whole event at a level every log_level keeps: when the store cannot
+// take it (a full disk, a hung database) this line is the only record of it. Events are
+// secret-free.
+func (s *Services) auditNotStored(ctx context.Context, e *store.AuditEvent, err error) {
+	s.Log.LogAttrs(ctx, slog.LevelError, "audit event not stored",
+		slog.Time("at", e.At), slog.String("actor", e.Actor), slog.String("action", e.Action), slog.String("target", e.Target),
+		slog.String("address", e.Address), slog.String("outcome", e.Outcome), slog.String("detail", e.Detail),
+		slog.String("error", err.Error()))
 }

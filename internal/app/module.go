@@ -74,6 +74,10 @@ type TokenLifetimer interface {
 	MaxTokenLifetime() time.Duration
 }
 
+// AdminPrefix is where the server mounts the admin API; the routes a module mounts on the admin
+// mux are relative to it.
+const AdminPrefix = "/admin/api/v1"
+
 // Demoer is a module that can seed an example credential set for `posgate serve --demo`. Demo
 // creates it (idempotently) and returns ready-to-paste curl lines for baseURL; the secrets in them
 // are shown on the terminal only, never logged.

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"sync"
 	"time"
@@ -121,37 +120,48 @@ func (t *Throttle) Check(_ context.Context, scope, addr, identity string) error 
 }
 
 // Fail records one failed check. Every counter is counted even when the store fails (in memory
-// then); the first store error is returned so the caller can log it.
+// then); the store error is returned so the caller can log it.
 func (t *Throttle) Fail(ctx context.Context, scope, addr, identity string) error {
+	return t.FailAudited(ctx, scope, addr, identity, nil)
+}
+
+// FailAudited is Fail that also stores event (when not nil) in the same store write as the
+// counts: a failed attempt costs one write, not one per counter and one for its audit event. An
+// error means neither the counts nor the event reached the store (the counts are then kept in
+// memory; the caller should log the event).
+func (t *Throttle) FailAudited(ctx context.Context, scope, addr, identity string, event *store.AuditEvent) error {
 	now := t.clock.Now()
 	a, ai, i := throttleKeys(scope, addr, identity)
 	w := t.limits.Window
 	start := now.Truncate(w)
-	_, err := t.count(ctx, a, start, w, t.limits.PerAddress)
-	if identity == "" {
-		return err
+	incs := []store.CounterIncrement{{Key: a, WindowStart: start, ExpiresAt: start.Add(2 * w)}}
+	limits := []int{t.limits.PerAddress}
+	windows := []time.Duration{w}
+	if identity != "" {
+		iw := t.limits.IdentityBackoff
+		istart := now.Truncate(iw)
+		incs = append(incs,
+			store.CounterIncrement{Key: ai, WindowStart: start, ExpiresAt: start.Add(2 * w)},
+			store.CounterIncrement{Key: i, WindowStart: istart, ExpiresAt: istart.Add(2 * iw)})
+		limits = append(limits, t.limits.PerAddressIdent, t.limits.PerIdentity)
+		windows = append(windows, w, iw)
 	}
-	_, err2 := t.count(ctx, ai, start, w, t.limits.PerAddressIdent)
-	iw := t.limits.IdentityBackoff
-	n, err3 := t.count(ctx, i, now.Truncate(iw), iw, t.limits.PerIdentity)
-	if n == t.limits.PerIdentity && t.limits.PerIdentity > 0 && t.onIdentityBlock != nil {
+	counts, err := t.store.CountFailure(ctx, incs, event)
+	if err != nil {
+		counts = make([]int, len(incs))
+		for j, c := range incs {
+			counts[j] = t.countLocal(c.Key, c.WindowStart)
+		}
+	}
+	for j, n := range counts {
+		if limit := limits[j]; limit > 0 && n >= limit {
+			t.block(incs[j].Key, incs[j].WindowStart.Add(windows[j]))
+		}
+	}
+	if identity != "" && counts[2] == t.limits.PerIdentity && t.limits.PerIdentity > 0 && t.onIdentityBlock != nil {
 		t.onIdentityBlock(ctx, scope, identity, addr)
 	}
-	return errors.Join(err, err2, err3)
-}
-
-// count adds one to key in the window starting at start (in the store, or in memory when the
-// store fails), blocks key until the window ends once the count reaches limit, and returns the
-// count.
-func (t *Throttle) count(ctx context.Context, key string, start time.Time, w time.Duration, limit int) (int, error) {
-	n, err := t.store.IncrCounter(ctx, key, start, start.Add(2*w))
-	if err != nil {
-		n = t.countLocal(key, start)
-	}
-	if limit > 0 && n >= limit {
-		t.block(key, start.Add(w))
-	}
-	return n, err
+	return err
 }
 
 // countLocal is the in-memory fallback of IncrCounter: a count per key in a fixed window,

@@ -169,3 +169,75 @@ func TestThrottleFailsClosedWithoutStore(t *testing.T) {
 		t.Errorf("one failure in a new window blocks: %v", err)
 	}
 }
+
+// writeCounter counts the store writes a throttle makes.
+type writeCounter struct {
+	store.Store
+	writes int
+}
+
+func (w *writeCounter) IncrCounter(ctx context.Context, key string, start, exp time.Time) (int, error) {
+	w.writes++
+	return w.Store.IncrCounter(ctx, key, start, exp)
+}
+
+func (w *writeCounter) CountFailure(ctx context.Context, incs []store.CounterIncrement, e *store.AuditEvent) ([]int, error) {
+	w.writes++
+	return w.Store.CountFailure(ctx, incs, e)
+}
+
+func (w *writeCounter) AppendAudit(ctx context.Context, e *store.AuditEvent) error {
+	w.writes++
+	return w.Store.AppendAudit(ctx, e)
+}
+
+// A failed attempt with its audit event is one store write: its three counters and the event
+// are stored together, and the limits still apply to the counts it returns.
+func TestThrottleFailAuditedIsOneWrite(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	w := &writeCounter{Store: st}
+	clk := clock.NewFake(time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC))
+	var identityBlocks int
+	th := auth.NewThrottle(w, clk, auth.ThrottleLimits{Window: time.Minute, PerAddress: 10, PerAddressIdent: 3,
+		PerIdentity: 4, IdentityBackoff: 5 * time.Minute}, func(context.Context, string, string, string) { identityBlocks++ })
+	ctx := t.Context()
+	const scope = "test.scope"
+	for i := range 3 {
+		if err := th.Check(ctx, scope, "192.0.2.1", "alice"); err != nil {
+			t.Fatalf("attempt %d blocked before the limit: %v", i, err)
+		}
+		e := &store.AuditEvent{At: clk.Now(), Actor: "anonymous", Action: "login.failed", Outcome: "denied", Detail: "attempt"}
+		if err := th.FailAudited(ctx, scope, "192.0.2.1", "alice", e); err != nil {
+			t.Fatal(err)
+		}
+		if w.writes != i+1 {
+			t.Fatalf("after %d failed attempts the store saw %d writes, want one each", i+1, w.writes)
+		}
+		if e.ID == 0 {
+			t.Fatal("the audit event was not stored")
+		}
+	}
+	if err := th.Check(ctx, scope, "192.0.2.1", "alice"); err == nil {
+		t.Fatal("address+identity not blocked after its limit")
+	}
+	start := clk.Now().Truncate(time.Minute)
+	for key, want := range map[string]int{"a|" + scope + "|192.0.2.1": 3, "ai|" + scope + "|alice|192.0.2.1": 3, "i|" + scope + "|alice": 3} {
+		n, err := st.GetCounter(ctx, key, start)
+		if err != nil || n != want {
+			t.Errorf("counter %s = %d, %v; want %d", key, n, err, want)
+		}
+	}
+	l, err := st.ListAudit(ctx, 10)
+	if err != nil || len(l) != 3 {
+		t.Fatalf("audit events: %d, %v; want 3", len(l), err)
+	}
+	// The identity-wide limit, from another address, fires the hook once.
+	_ = th.FailAudited(ctx, scope, "192.0.2.2", "alice", nil)
+	if err := th.Check(ctx, scope, "192.0.2.9", "alice"); err == nil || identityBlocks != 1 {
+		t.Errorf("identity-wide limit: check %v, hook called %d times; want blocked, once", err, identityBlocks)
+	}
+}

@@ -14,16 +14,29 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/posgate/posgate/internal/server"
 )
 
 func w(s string) []string { return strings.Fields(s) }
+
+// The environment variables the admin CLI (and the simulators) read when the flag is not given:
+// set them once in a shell instead of repeating --url and --data-dir on every call.
+const (
+	envURL        = "POSGATE_URL"
+	envAdminToken = "POSGATE_ADMIN_TOKEN"
+	envDataDir    = "POSGATE_SERVER_DATA_DIR" // the variable `serve` reads server.data_dir from
+	envCA         = "POSGATE_CA"
+	defaultURL    = "https://127.0.0.1:8443"
+	defaultData   = "./posgate-data"
+)
 
 // adminFlags are common to every admin command.
 type adminFlags struct {
@@ -35,165 +48,280 @@ type adminFlags struct {
 	output   string
 }
 
+// register adds the connection flags to fs. Their defaults come from the environment (see
+// resolve), so a flag always wins over its variable.
+func (af *adminFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&af.url, "url", "", "base URL of posgate (default $"+envURL+", else "+defaultURL+")")
+	fs.StringVar(&af.token, "token", "", "admin token (default $"+envAdminToken+", else <data-dir>/admin-token)")
+	fs.StringVar(&af.dataDir, "data-dir", "", "the server's data dir: admin token and pinned certificate (default $"+envDataDir+", else "+defaultData+")")
+	fs.BoolVar(&af.insecure, "insecure", false, "do not verify the server's TLS certificate")
+	fs.StringVar(&af.ca, "ca", "", "PEM file of the CA (or self-signed certificate) to trust (default $"+envCA+")")
+	fs.StringVar(&af.output, "o", "table", "output: table or json")
+}
+
+// resolve fills what the flags left empty from the environment, then the built-in defaults, and
+// checks the URL.
+func (af *adminFlags) resolve(env Env) error {
+	urlFrom := "--url"
+	if af.url == "" {
+		af.url, urlFrom = env.Getenv(envURL), "$"+envURL
+	}
+	if af.url == "" {
+		af.url = defaultURL
+	}
+	if af.dataDir == "" {
+		af.dataDir = env.Getenv(envDataDir)
+	}
+	if af.dataDir == "" {
+		af.dataDir = defaultData
+	}
+	if af.ca == "" && !af.insecure {
+		af.ca = env.Getenv(envCA)
+	}
+	if af.output != "table" && af.output != "json" {
+		return usagef("-o %q is not allowed (table or json)", af.output)
+	}
+	return checkBaseURL(urlFrom, af.url)
+}
+
+// checkBaseURL refuses a URL the HTTP client would misread: "127.0.0.1:8443" parses as an
+// opaque URL and "localhost:8443" as scheme "localhost", both failing later with an obscure error.
+func checkBaseURL(from, raw string) error {
+	if !strings.Contains(raw, "://") {
+		return usagef("%s %q has no scheme: did you mean https://%s (or http:// for a plain-HTTP listener)?", from, raw, raw)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return usagef("%s %q is not allowed: want http(s)://HOST[:PORT], e.g. %s", from, raw, defaultURL)
+	}
+	return nil
+}
+
+// usageError is a mistake on the command line: exit code 2 rather than 1.
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+func exitCode(err error) int {
+	if errors.As(err, new(usageError)) {
+		return 2
+	}
+	return 1
+}
+
+// parseFlags parses args with fs. When help is asked for (-h, --help) the usage goes to standard
+// output and the command ends with 0; other parse errors go to standard error with 2.
+func parseFlags(fs *flag.FlagSet, args []string, env Env) (code int, ok bool) {
+	var buf bytes.Buffer
+	fs.SetOutput(&buf)
+	err := fs.Parse(args)
+	fs.SetOutput(env.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		env.Stdout.Write(buf.Bytes())
+		return 0, false
+	}
+	env.Stderr.Write(buf.Bytes())
+	if err != nil {
+		return 2, false
+	}
+	return 0, true
+}
+
+// parseInterleaved parses flags that may come before, between or after the positional
+// arguments, which it returns.
+func parseInterleaved(fs *flag.FlagSet, args []string, env Env) (positional []string, code int, ok bool) {
+	for {
+		if code, ok := parseFlags(fs, args, env); !ok {
+			return nil, code, false
+		}
+		if fs.NArg() == 0 {
+			return positional, 0, true
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
 func adminMain(args []string, env Env) int {
 	if code, done := helpAsked(args, env, adminUsage); done {
 		return code
 	}
-	if len(args) >= 2 && args[0] == "gateway" && args[1] == "signing-key" {
-		return gatewaySigningKey(args[2:], env)
-	}
-	cmd, rest := findCommand(args)
-	if cmd == nil {
-		fmt.Fprintf(env.Stderr, "posgate admin: unknown command %q\n\n", strings.Join(leadingWords(args), " "))
-		adminUsage(env.Stderr)
+	cmd, rest, err := findCommand(args)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "posgate admin: %v\n", err)
 		return 2
 	}
-	name := "posgate admin " + strings.Join(cmd.words, " ")
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	var af adminFlags
-	fs.StringVar(&af.url, "url", "https://127.0.0.1:8443", "base URL of posgate")
-	fs.StringVar(&af.token, "token", "", "admin token (default: $POSGATE_ADMIN_TOKEN, else <data-dir>/admin-token)")
-	fs.StringVar(&af.dataDir, "data-dir", "./posgate-data", "data dir to read the admin token and the pinned certificate from")
-	fs.BoolVar(&af.insecure, "insecure", false, "do not verify the server's TLS certificate")
-	fs.StringVar(&af.ca, "ca", "", "PEM file of the CA (or self-signed certificate) to trust")
-	fs.StringVar(&af.output, "o", "table", "output: table or json")
-	values := map[string]*string{}
-	bools := map[string]*bool{}
-	for _, f := range append(append([]field{}, cmd.body...), cmd.query...) {
+	if cmd.local != nil {
+		return cmd.local(rest, env)
+	}
+	inv, code, ok := parseInvocation(cmd, rest, env)
+	if !ok {
+		return code
+	}
+	if err := inv.run(env); err != nil {
+		fmt.Fprintf(env.Stderr, "%s: %v\n", inv.name, err)
+		return exitCode(err)
+	}
+	return 0
+}
+
+// invocation is one admin command as given on the command line.
+type invocation struct {
+	cmd        *command
+	name       string // "posgate admin clients create", for messages
+	conn       adminFlags
+	positional []string
+	values     map[string]*string
+	bools      map[string]*bool
+	set        map[string]bool // flags given explicitly
+}
+
+func parseInvocation(cmd *command, args []string, env Env) (*invocation, int, bool) {
+	inv := &invocation{cmd: cmd, name: "posgate admin " + strings.Join(cmd.words, " "),
+		values: map[string]*string{}, bools: map[string]*bool{}, set: map[string]bool{}}
+	fs := flag.NewFlagSet(inv.name, flag.ContinueOnError)
+	inv.conn.register(fs)
+	for _, f := range cmd.fields() {
 		if f.kind == kBool {
-			bools[f.flag] = fs.Bool(f.flag, false, f.usage)
+			inv.bools[f.flag] = fs.Bool(f.flag, false, f.usage)
 		} else {
-			values[f.flag] = fs.String(f.flag, "", f.usage)
+			inv.values[f.flag] = fs.String(f.flag, "", f.usage)
 		}
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "usage: %s%s [flags]\n  %s\n", name, argsUsage(cmd), cmd.help)
+		fmt.Fprintf(fs.Output(), "usage: %s%s [flags]\n  %s\n\nflags (environment variables apply when a flag is not given):\n", inv.name, argsUsage(cmd), cmd.help)
 		fs.PrintDefaults()
 	}
-	// Flags may come before or after positional arguments.
-	var positional []string
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			return 2
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+	positional, code, ok := parseInterleaved(fs, args, env)
+	if !ok {
+		return nil, code, false
 	}
-	if len(positional) != len(cmd.args) {
-		fmt.Fprintf(env.Stderr, "%s: want %d argument(s)%s, got %d\n", name, len(cmd.args), argsUsage(cmd), len(positional))
-		return 2
-	}
-	if af.output != "table" && af.output != "json" {
-		fmt.Fprintf(env.Stderr, "%s: -o %q is not allowed (table or json)\n", name, af.output)
-		return 2
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	inv.positional = positional
+	fs.Visit(func(f *flag.Flag) { inv.set[f.Name] = true })
+	return inv, 0, true
+}
 
-	stdin := bufio.NewReader(orEmpty(env.Stdin))
-	path := cmd.path
-	body := map[string]any{}
-	for i, a := range cmd.args {
-		v := positional[i]
-		if field, ok := strings.CutPrefix(a, "body:"); ok {
-			if v == "-" {
-				s, err := readLine(stdin)
-				if err != nil {
-					fmt.Fprintf(env.Stderr, "%s: reading %s from standard input: %v\n", name, field, err)
-					return 1
-				}
-				v = s
-			}
-			body[field] = v
-			continue
-		}
-		path = strings.ReplaceAll(path, "{"+a+"}", url.PathEscape(v))
+// run checks the invocation, calls the admin API and prints the answer.
+func (inv *invocation) run(env Env) error {
+	if len(inv.positional) != len(inv.cmd.args) {
+		return usagef("want %d argument(s)%s, got %d", len(inv.cmd.args), argsUsage(inv.cmd), len(inv.positional))
 	}
-	for _, f := range cmd.body {
-		if !set[f.flag] {
+	if err := inv.conn.resolve(env); err != nil {
+		return err
+	}
+	stdin := bufio.NewReader(orEmpty(env.Stdin))
+	path, body, err := inv.request(stdin)
+	if err != nil {
+		return err
+	}
+	tok, err := adminToken(inv.conn, env)
+	if err != nil {
+		return err
+	}
+	client, err := httpClient(inv.conn)
+	if err != nil {
+		return err
+	}
+	var payload []byte
+	if inv.cmd.method != "GET" {
+		if payload, err = json.Marshal(body); err != nil {
+			return err
+		}
+	}
+	status, resp, err := call(client, inv.cmd.method, strings.TrimRight(inv.conn.url, "/")+server.AdminPrefix+path, tok, payload)
+	if err != nil {
+		return err
+	}
+	return inv.print(env.Stdout, status, resp)
+}
+
+// request builds the path (placeholders filled, query added) and the JSON body.
+func (inv *invocation) request(stdin *bufio.Reader) (string, map[string]any, error) {
+	path := inv.cmd.path
+	body := map[string]any{}
+	for i, a := range inv.cmd.args {
+		v := inv.positional[i]
+		field, ok := strings.CutPrefix(a, "body:")
+		if !ok {
+			path = strings.ReplaceAll(path, "{"+a+"}", url.PathEscape(v))
+			continue
+		}
+		if v == "-" {
+			s, err := readLine(stdin)
+			if err != nil {
+				return "", nil, fmt.Errorf("reading %s from standard input: %w", field, err)
+			}
+			v = s
+		}
+		body[field] = v
+	}
+	for _, f := range inv.cmd.body {
+		if !inv.set[f.flag] {
 			if f.required {
-				fmt.Fprintf(env.Stderr, "%s: --%s is required\n", name, f.flag)
-				return 2
+				return "", nil, usagef("--%s is required", f.flag)
 			}
 			continue
 		}
-		switch f.kind {
-		case kBool:
-			body[f.json] = *bools[f.flag]
-		case kList:
-			items := []string{}
-			for _, s := range strings.Split(*values[f.flag], ",") {
-				if s = strings.TrimSpace(s); s != "" {
-					items = append(items, s)
-				}
-			}
-			body[f.json] = items
-		case kSecret:
-			v := *values[f.flag]
-			if v == "-" {
-				s, err := readLine(stdin)
-				if err != nil {
-					fmt.Fprintf(env.Stderr, "%s: reading --%s from standard input: %v\n", name, f.flag, err)
-					return 1
-				}
-				v = s
-			}
-			body[f.json] = v
-		case kInt:
-			n, err := strconv.Atoi(*values[f.flag])
-			if err != nil {
-				fmt.Fprintf(env.Stderr, "%s: --%s %q is not a whole number\n", name, f.flag, *values[f.flag])
-				return 2
-			}
-			body[f.json] = n
-		default:
-			body[f.json] = *values[f.flag]
+		v, err := inv.bodyValue(f, stdin)
+		if err != nil {
+			return "", nil, err
 		}
+		body[f.json] = v
 	}
 	q := url.Values{}
-	for _, f := range cmd.query {
-		if !set[f.flag] {
+	for _, f := range inv.cmd.query {
+		if !inv.set[f.flag] {
 			continue
 		}
-		if _, err := strconv.Atoi(*values[f.flag]); f.kind == kInt && err != nil {
-			fmt.Fprintf(env.Stderr, "%s: --%s %q is not a whole number\n", name, f.flag, *values[f.flag])
-			return 2
+		v := *inv.values[f.flag]
+		if _, err := strconv.Atoi(v); f.kind == kInt && err != nil {
+			return "", nil, usagef("--%s %q is not a whole number", f.flag, v)
 		}
-		q.Set(f.json, *values[f.flag])
+		q.Set(f.json, v)
 	}
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
+	return path, body, nil
+}
 
-	tok, err := adminToken(af, env)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
-		return 1
+// bodyValue is the JSON value of a body flag that was given.
+func (inv *invocation) bodyValue(f field, stdin *bufio.Reader) (any, error) {
+	if f.kind == kBool {
+		return *inv.bools[f.flag], nil
 	}
-	client, err := httpClient(af)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
-		return 1
-	}
-	var payload []byte
-	if cmd.method != "GET" {
-		if payload, err = json.Marshal(body); err != nil {
-			fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
-			return 1
+	v := *inv.values[f.flag]
+	switch f.kind {
+	case kList:
+		items := []string{}
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				items = append(items, s)
+			}
 		}
+		return items, nil
+	case kSecret:
+		if v != "-" {
+			return v, nil
+		}
+		s, err := readLine(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("reading --%s from standard input: %w", f.flag, err)
+		}
+		return s, nil
+	case kInt:
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, usagef("--%s %q is not a whole number", f.flag, v)
+		}
+		return n, nil
 	}
-	status, resp, err := call(client, cmd.method, strings.TrimRight(af.url, "/")+server.AdminPrefix+path, tok, payload)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
-		return 1
-	}
+	return v, nil
+}
+
+// print writes a successful answer as a table or JSON; an error answer is reported as an error
+// (and, with -o json, also written as it came).
+func (inv *invocation) print(out io.Writer, status int, resp []byte) error {
 	if status < 200 || status > 299 {
 		var e struct {
 			Error string `json:"error"`
@@ -206,27 +334,22 @@ func adminMain(args []string, env Env) int {
 				e.Desc = e.Desc[:200]
 			}
 		}
-		if af.output == "json" {
-			env.Stdout.Write(resp)
+		if inv.conn.output == "json" {
+			out.Write(resp)
 		}
-		fmt.Fprintf(env.Stderr, "%s: %d %s: %s\n", name, status, e.Error, e.Desc)
-		return 1
+		return fmt.Errorf("%d %s: %s", status, e.Error, e.Desc)
 	}
-	if af.output == "json" {
+	if inv.conn.output == "json" {
 		var buf bytes.Buffer
-		if json.Indent(&buf, resp, "", "  ") == nil {
-			buf.WriteByte('\n')
-			env.Stdout.Write(buf.Bytes())
-		} else {
-			env.Stdout.Write(resp)
+		if json.Indent(&buf, resp, "", "  ") != nil {
+			_, err := out.Write(resp)
+			return err
 		}
-		return 0
+		buf.WriteByte('\n')
+		_, err := out.Write(buf.Bytes())
+		return err
 	}
-	if err := printTable(env.Stdout, resp, cmd); err != nil {
-		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
-		return 1
-	}
-	return 0
+	return printTable(out, resp, inv.cmd)
 }
 
 // helpAsked prints a command's usage to standard output when it is given no arguments (a usage
@@ -257,30 +380,58 @@ func readLine(r *bufio.Reader) (string, error) {
 	return strings.TrimRight(s, "\r\n"), nil
 }
 
-// findCommand finds the command whose words start args (the longest match) and returns the
-// remaining arguments.
-func findCommand(args []string) (*command, []string) {
-	var best *command
+// fields are the command's body and query flags.
+func (c *command) fields() []field { return append(append([]field{}, c.body...), c.query...) }
+
+// findCommand finds the command named by the leading words of args (the longest match) and
+// returns the arguments after its name. A resource without its verb, or a word that names no
+// command, is a usage error listing the words that may come next.
+func findCommand(args []string) (*command, []string, error) {
+	words := leadingWords(args)
+	for n := len(words); n > 0; n-- {
+		if c := findCommandNamed(words[:n]); c != nil {
+			return c, args[n:], nil
+		}
+	}
+	n := len(words)
+	for n > 0 && len(nextWords(words[:n])) == 0 {
+		n--
+	}
+	next := strings.Join(nextWords(words[:n]), "|")
+	prefix := strings.Join(words[:n], " ")
+	switch {
+	case n == 0 && len(words) == 0:
+		return nil, nil, usagef("missing resource: %s (see posgate admin help)", next)
+	case n == 0:
+		return nil, nil, usagef("unknown command %q; resources: %s (see posgate admin help)", words[0], next)
+	case n == len(words) && findCommandNamed(append(slices.Clone(words), nextWords(words)[0])) == nil:
+		return nil, nil, usagef("%s: missing resource: %s", prefix, next)
+	case n == len(words):
+		return nil, nil, usagef("%s: missing verb: %s", prefix, next)
+	default:
+		return nil, nil, usagef("unknown command %q; %s takes: %s", strings.Join(words[:n+1], " "), prefix, next)
+	}
+}
+
+// findCommandNamed is the command named exactly words, or nil.
+func findCommandNamed(words []string) *command {
 	for i := range commands {
-		c := &commands[i]
-		if len(c.words) > len(args) {
-			continue
-		}
-		match := true
-		for j, wd := range c.words {
-			if args[j] != wd {
-				match = false
-				break
-			}
-		}
-		if match && (best == nil || len(c.words) > len(best.words)) {
-			best = c
+		if slices.Equal(commands[i].words, words) {
+			return &commands[i]
 		}
 	}
-	if best == nil {
-		return nil, nil
+	return nil
+}
+
+// nextWords lists, in table order, the words that follow prefix in some command's name.
+func nextWords(prefix []string) []string {
+	var out []string
+	for _, c := range commands {
+		if len(c.words) > len(prefix) && slices.Equal(c.words[:len(prefix)], prefix) && !slices.Contains(out, c.words[len(prefix)]) {
+			out = append(out, c.words[len(prefix)])
+		}
 	}
-	return best, args[len(best.words):]
+	return out
 }
 
 func leadingWords(args []string) []string {
@@ -303,23 +454,57 @@ func argsUsage(c *command) string {
 	return b.String()
 }
 
+// helpWidth is the widest line `posgate admin help` prints: it must read in an 80-100 column
+// terminal without wrapping mid-word.
+const helpWidth = 100
+
 func adminUsage(out io.Writer) {
-	fmt.Fprintln(out, "usage: posgate admin <resource> <verb> [ARGS] [flags]   (flags: --url, --token, --data-dir, --insecure, --ca, -o json|table)")
-	fmt.Fprintln(out)
-	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	for _, c := range commands {
-		var flags []string
-		for _, f := range append(append([]field{}, c.body...), c.query...) {
+	fmt.Fprint(out, wrap("usage: posgate admin <resource> <verb> [ARGS] [flags]", "", helpWidth))
+	fmt.Fprint(out, wrap("Every command takes --url, --token, --data-dir, --ca, --insecure and -o json|table. A flag that "+
+		"is not given is taken from $"+envURL+", $"+envAdminToken+" (else <data-dir>/admin-token), $"+envDataDir+
+		" and $"+envCA+", else the defaults "+defaultURL+" and "+defaultData+". The self-signed certificate in the "+
+		"data dir is pinned. \"posgate admin <resource> <verb> -h\" lists a command's flags.", "", helpWidth))
+	group := ""
+	for i := range commands {
+		c := &commands[i]
+		noun := strings.Join(c.words[:len(c.words)-1], " ")
+		if noun != group {
+			fmt.Fprintf(out, "\n%s\n", noun)
+			group = noun
+		}
+		synopsis := c.words[len(c.words)-1] + argsUsage(c)
+		for _, f := range c.fields() {
 			s := "--" + f.flag
 			if !f.required {
 				s = "[" + s + "]"
 			}
-			flags = append(flags, s)
+			synopsis += " " + s
 		}
-		fmt.Fprintf(tw, "  %s%s %s\t%s\n", strings.Join(c.words, " "), argsUsage(&c), strings.Join(flags, " "), c.help)
+		if c.usage != "" {
+			synopsis += " " + c.usage
+		}
+		fmt.Fprint(out, wrap(synopsis, "  ", helpWidth))
+		fmt.Fprint(out, wrap(c.help, "      ", helpWidth))
 	}
-	fmt.Fprintf(tw, "  gateway signing-key [--config] [--data-dir]\tprint the key upstreams verify X-Posgate-Signature with (local: reads the data dir)\n")
-	tw.Flush()
+}
+
+// wrap breaks text into lines of at most width columns (words longer than that stay whole), each
+// starting with indent.
+func wrap(text, indent string, width int) string {
+	var b strings.Builder
+	line := indent
+	for _, word := range strings.Fields(text) {
+		if line != indent && utf8.RuneCountInString(line)+1+utf8.RuneCountInString(word) > width {
+			b.WriteString(line + "\n")
+			line = indent
+		}
+		if line != indent {
+			line += " "
+		}
+		line += word
+	}
+	b.WriteString(line + "\n")
+	return b.String()
 }
 
 // adminToken picks the token: --token, else $POSGATE_ADMIN_TOKEN, else <data-dir>/admin-token.
@@ -327,13 +512,13 @@ func adminToken(af adminFlags, env Env) (string, error) {
 	if af.token != "" {
 		return af.token, nil
 	}
-	if t := env.Getenv("POSGATE_ADMIN_TOKEN"); t != "" {
+	if t := env.Getenv(envAdminToken); t != "" {
 		return t, nil
 	}
 	p := filepath.Join(af.dataDir, server.AdminTokenFile)
 	data, err := os.ReadFile(p)
 	if err != nil {
-		return "", fmt.Errorf("no admin token: pass --token, set POSGATE_ADMIN_TOKEN, or point --data-dir at the server's data dir (%v)", err)
+		return "", fmt.Errorf("no admin token: pass --token, set $%s, or point --data-dir (or $%s) at the server's data dir (%v)", envAdminToken, envDataDir, err)
 	}
 	return strings.TrimSpace(string(data)), nil
 }

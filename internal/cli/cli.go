@@ -73,6 +73,7 @@ usage:
   posgate serve [--config FILE] [--data-dir DIR] [--addr HOST:PORT] [--http-addr HOST:PORT] [--demo]
   posgate admin <resource> <verb> [ARGS] [--url URL] [--token TOKEN] [-o json|table]
   posgate simulate orderpay-pos|doshii-pos [flags]   (a POS on the other end of posgate's websockets)
+  posgate simulate upstream [flags]   (the example POS API behind the gateway and chef's data calls)
   posgate token <dialect> [flags]   (a token or a signed credential, as each dialect's client gets it)
   posgate version
 
@@ -80,21 +81,42 @@ Run "posgate admin help" for the admin commands, docs/configuration.md for every
 `)
 }
 
-// Version is the module version and VCS revision the binary was built from.
+// version is the release version, stamped at build time:
+//
+//	go build -ldflags "-X github.com/posgate/posgate/internal/cli.version=v1.2.3" ./cmd/posgate
+//
+// Empty in a plain build, where Version falls back to the module version.
+var version string
+
+// Version says which posgate this is: the stamped release version (or the module version,
+// "(devel)" for a build from a checkout), the VCS revision and commit time the binary was built
+// from when the build recorded them, and the Go version.
 func Version() string {
-	bi, ok := debug.ReadBuildInfo()
+	return describeVersion(version, debug.ReadBuildInfo)
+}
+
+func describeVersion(stamped string, read func() (*debug.BuildInfo, bool)) string {
+	bi, ok := read()
 	if !ok {
+		if stamped != "" {
+			return stamped
+		}
 		return "(unknown)"
 	}
-	v := bi.Main.Version
+	v := stamped
+	if v == "" {
+		v = bi.Main.Version
+	}
 	if v == "" {
 		v = "(devel)"
 	}
-	var rev, dirty string
+	var rev, at, dirty string
 	for _, s := range bi.Settings {
 		switch s.Key {
 		case "vcs.revision":
 			rev = s.Value
+		case "vcs.time":
+			at = s.Value
 		case "vcs.modified":
 			if s.Value == "true" {
 				dirty = "+dirty"
@@ -106,20 +128,26 @@ func Version() string {
 	}
 	if rev != "" {
 		v += " " + rev + dirty
+		if at != "" {
+			v += " " + at
+		}
 	}
 	return v + " " + bi.GoVersion
 }
 
 func serve(args []string, env Env) int {
 	fs := flag.NewFlagSet("posgate serve", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	file := fs.String("config", "", "YAML configuration file")
 	dataDir := fs.String("data-dir", "", "data directory (master key, admin token, certificate, SQLite file); default ./posgate-data")
 	addr := fs.String("addr", "", "HTTPS listen address; default :8443")
 	httpAddr := fs.String("http-addr", "", "plain-HTTP listen address (turns HTTPS off unless --addr is given too)")
 	demo := fs.Bool("demo", false, "seed one example credential set per dialect and print curl lines")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: posgate serve [flags]\n  Every setting can also come from the config file or a POSGATE_<SECTION>_<KEY> variable\n  (flags win over the environment, which wins over the file); see docs/configuration.md.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if code, ok := parseFlags(fs, args, env); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(env.Stderr, "posgate serve: unexpected argument %q\n", fs.Arg(0))

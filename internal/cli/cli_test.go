@@ -158,14 +158,7 @@ func TestAdminCommandsAgainstARealServer(t *testing.T) {
 	if !strings.Contains(r.stdout, "o1") || strings.Contains(r.stdout, str(op["auth_secret"])) {
 		t.Errorf("orderpay outlets list: %q", r.stdout)
 	}
-	r, got = admin(t, inst, "", "orderpay", "outlets", "disable", str(op["id"]), "-o", "json")
-	mustOK(t, r, "orderpay outlets disable")
-	if got["disabled"] != true {
-		t.Errorf("disable: %v", got)
-	}
-	r, got = admin(t, inst, "", "orderpay", "outlets", "enable", str(op["id"]), "-o", "json")
-	mustOK(t, r, "orderpay outlets enable")
-	if got["disabled"] != false || got["online"] != false {
+	if got = disableEnable(t, inst, str(op["id"]), "orderpay outlets", nil); got["online"] != false {
 		t.Errorf("enable: %v", got)
 	}
 	r, got = admin(t, inst, "", "orderpay", "outlets", "secret", str(op["id"]), "-o", "json")
@@ -216,7 +209,7 @@ func TestUsageErrors(t *testing.T) {
 	if r := posgate(t, "", "version"); r.code != 0 || !strings.HasPrefix(r.stdout, "posgate ") {
 		t.Errorf("version: %+v", r)
 	}
-	if r := posgate(t, "", "admin", "help"); r.code != 0 || !strings.Contains(r.stdout, "jackpot clients rotate-signature ID") {
+	if r := posgate(t, "", "admin", "help"); r.code != 0 || !strings.Contains(r.stdout, "jackpot clients\n  rotate-signature ID") {
 		t.Errorf("admin help: %+v", r)
 	}
 }

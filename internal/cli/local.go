@@ -19,10 +19,13 @@ import (
 func gatewaySigningKey(args []string, env Env) int {
 	const name = "posgate admin gateway signing-key"
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	file := fs.String("config", "", "YAML configuration file (as given to serve)")
-	dataDir := fs.String("data-dir", "", "the server's data dir (master key)")
-	if err := fs.Parse(args); err != nil {
+	dataDir := fs.String("data-dir", "", "the server's data dir (master key); default as serve: $"+envDataDir+", else "+defaultData)
+	if code, ok := parseFlags(fs, args, env); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.Stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
 		return 2
 	}
 	flags := map[string]string{}

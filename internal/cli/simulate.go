@@ -45,6 +45,12 @@ func simulateUsage(w io.Writer) {
       The location token comes from --location-token-file or $%s, the vendor key
       from --vendor-key-file or $%s.
 
+  posgate simulate upstream [--addr HOST:PORT] [--config FILE] [--data-dir DIR]
+      The example POS API behind posgate's gateway and chef's data calls (plain HTTP, default
+      127.0.0.1:9000): checks posgate's signed identity headers and answers with what it was
+      asked and who posgate says the caller is (JSON-RPC calls in chef's result envelope). It
+      reads the signing key as posgate serve does: gateway.signing_secret, else the master key.
+
 Secrets are never taken from the command line unless you insist (--secret, --location-token,
 --vendor-key): every local user can read a process's arguments.
 TLS flags: --data-dir DIR pins the self-signed certificate posgate generated there (default
@@ -66,6 +72,8 @@ func simulateMain(args []string, env Env) int {
 		return simulateOrderpay(args[1:], env)
 	case "doshii-pos":
 		return simulateDoshii(args[1:], env)
+	case "upstream":
+		return simulateUpstream(args[1:], env)
 	default:
 		fmt.Fprintf(env.Stderr, "posgate simulate: unknown simulator %q\n\n", args[0])
 		simulateUsage(env.Stderr)
@@ -82,11 +90,18 @@ type simFlags struct {
 	verbose  bool
 }
 
-func (f *simFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.url, "url", "https://127.0.0.1:8443", "base URL of posgate")
-	fs.StringVar(&f.dataDir, "data-dir", "./posgate-data", "posgate's data dir, to pin its self-signed certificate")
-	fs.StringVar(&f.ca, "ca", "", "PEM file of the CA (or self-signed certificate) to trust")
-	fs.StringVar(&f.ca, "cacert", "", "same as --ca")
+// register adds the flags; their defaults are the admin CLI's environment variables when set.
+func (f *simFlags) register(fs *flag.FlagSet, env Env) {
+	or := func(name, def string) string {
+		if v := env.Getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	fs.StringVar(&f.url, "url", or(envURL, defaultURL), "base URL of posgate ($"+envURL+")")
+	fs.StringVar(&f.dataDir, "data-dir", or(envDataDir, defaultData), "posgate's data dir, to pin its self-signed certificate ($"+envDataDir+")")
+	fs.StringVar(&f.ca, "ca", env.Getenv(envCA), "PEM file of the CA (or self-signed certificate) to trust ($"+envCA+")")
+	fs.StringVar(&f.ca, "cacert", env.Getenv(envCA), "same as --ca")
 	fs.BoolVar(&f.insecure, "insecure", false, "do not verify the server's TLS certificate")
 	fs.BoolVar(&f.verbose, "v", false, "log connection details (never secrets)")
 }
@@ -95,6 +110,9 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 // match the pinned one is reported as a certificate verification error, so the clients stop at
 // once instead of retrying a connection that can never be trusted.
 func (f *simFlags) httpClient() (*http.Client, error) {
+	if err := checkBaseURL("--url", f.url); err != nil {
+		return nil, err
+	}
 	hc, err := httpClient(adminFlags{dataDir: f.dataDir, ca: f.ca, insecure: f.insecure})
 	if err != nil {
 		return nil, err
@@ -170,19 +188,15 @@ func (l *lineWriter) printf(format string, a ...any) {
 // simFlagSet is a simulator's flag set, holding the flags every simulator takes.
 func simFlagSet(name string, env Env, sf *simFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	sf.register(fs)
+	sf.register(fs, env)
 	return fs
 }
 
 // parseSim parses a simulator's arguments; when ok is false the simulator stops with code (0
 // after -h, 2 for a bad flag or a stray argument).
 func parseSim(fs *flag.FlagSet, args []string, env Env) (code int, ok bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, false
-		}
-		return 2, false
+	if code, ok := parseFlags(fs, args, env); !ok {
+		return code, false
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(env.Stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
@@ -212,7 +226,7 @@ func simulateOrderpay(args []string, env Env) int {
 	secretFile := fs.String("secret-file", "", `file holding the AuthSecret, or "-" for standard input (default: $`+envOrderpaySecret+`)`)
 	secretArg := fs.String("secret", "", "the AuthSecret itself (visible to every local user: avoid)")
 	fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "usage: %s --url URL --outlet ID --pos-remote-id ID [--secret-file FILE]\n", name)
+		fmt.Fprintf(fs.Output(), "usage: %s --url URL --outlet ID --pos-remote-id ID [--secret-file FILE]\n", name)
 		fs.PrintDefaults()
 	}
 	if code, ok := parseSim(fs, args, env); !ok {
@@ -308,7 +322,7 @@ func simulateDoshii(args []string, env Env) int {
 	keyArg := fs.String("vendor-key", "", "the vendor key itself (visible to every local user: avoid)")
 	version := fs.String("version", "posgate-simulator", "POS version sent in heartbeats")
 	fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "usage: %s --url URL (--location-token-file FILE | --vendor NAME [--vendor-key-file FILE])\n", name)
+		fmt.Fprintf(fs.Output(), "usage: %s --url URL (--location-token-file FILE | --vendor NAME [--vendor-key-file FILE])\n", name)
 		fs.PrintDefaults()
 	}
 	if code, ok := parseSim(fs, args, env); !ok {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,18 +37,14 @@ func tokenMain(args []string, env Env) int {
 		return 2
 	}
 	fs := flag.NewFlagSet("posgate token "+args[0], flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
 	tf := &tokenFlags{}
 	cmd.flags(fs, tf)
 	fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "usage: posgate token %s [flags]\n%s\n\n%s\n\nflags:\n", args[0], cmd.help, secretsNote)
+		fmt.Fprintf(fs.Output(), "usage: posgate token %s [flags]\n%s\n\n%s\n\nflags:\n", args[0], cmd.help, secretsNote)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args[1:], env); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(env.Stderr, "posgate token %s: unexpected argument %q (secrets come from files or the environment, never the command line)\n", args[0], fs.Arg(0))

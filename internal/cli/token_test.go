@@ -42,8 +42,8 @@ func TestTokenHelpSaysSecretsStayOffArgv(t *testing.T) {
 	}
 	for _, d := range []string{"chimpy", "jackpot-session", "jackpot-m2m", "doshii-jwt", "chef"} {
 		r := tokenCmd(t, nil, "", d, "-h")
-		if r.code != 0 || !strings.Contains(r.stderr, "never from the command line") || (d != "chef" && !strings.Contains(r.stderr, "$POSGATE_")) {
-			t.Fatalf("%s -h: %d %s", d, r.code, r.stderr)
+		if r.code != 0 || !strings.Contains(r.stdout, "never from the command line") || (d != "chef" && !strings.Contains(r.stdout, "$POSGATE_")) {
+			t.Fatalf("%s -h: %d %s", d, r.code, r.stdout)
 		}
 	}
 	// There is no flag that takes a secret itself.

@@ -1,15 +1,18 @@
 package config
 
 import (
+	"bytes"
+	"errors"
 	"strings"
 	"testing"
 
 	yaml "go.yaml.in/yaml/v3"
 )
 
-// FuzzParse feeds arbitrary documents to the loader. Properties: it never panics; an error is
-// never empty; an accepted document yields a configuration that validates, and that marshals to
-// YAML which loads back to the same YAML (nothing is lost or invented on the way).
+// FuzzParse feeds arbitrary documents to the loader. Properties: it never panics; an error is a
+// list of problems, none empty, none at a line the document does not have; an accepted document
+// yields a configuration that validates, and that marshals to YAML which loads back to the same
+// YAML (nothing is lost or invented on the way).
 func FuzzParse(f *testing.F) {
 	seeds := []string{
 		"",
@@ -43,8 +46,22 @@ func FuzzParse(f *testing.F) {
 		}
 		cfg, err := Parse(data)
 		if err != nil {
-			if strings.TrimSpace(err.Error()) == "" {
-				t.Fatal("empty error message")
+			var e *Error
+			if !errors.As(err, &e) || len(e.Problems) == 0 {
+				t.Fatalf("not a list of problems: %v", err)
+			}
+			// Every break YAML counts: \n, \r (alone or before \n, counted twice here), NEL, LS, PS.
+			lines := 1
+			for _, sep := range []string{"\n", "\r", "\u0085", "\u2028", "\u2029"} {
+				lines += bytes.Count(data, []byte(sep))
+			}
+			for _, p := range e.Problems {
+				if strings.TrimSpace(p.Msg) == "" {
+					t.Fatalf("empty problem in %v", err)
+				}
+				if p.line < 0 || p.line > lines {
+					t.Fatalf("problem at line %d of a %d-line document: %v", p.line, lines, p)
+				}
 			}
 			return
 		}

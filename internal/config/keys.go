@@ -168,7 +168,7 @@ func Set(cfg *Config, key, value string) error {
 // applyEnv applies POSGATE_<SECTION>_<KEY> variables. A POSGATE_ variable that is neither a key,
 // an upstream, a documented non-config variable nor a POSGATE_TEST_ knob is an error: a typo must
 // not silently leave the default in place.
-func applyEnv(cfg *Config, environ []string, set map[string]bool) error {
+func applyEnv(cfg *Config, environ []string, src sources, p *problems) {
 	byEnv := map[string]string{}
 	for _, k := range AllKeys() {
 		byEnv[k.Env] = k.Name
@@ -192,23 +192,21 @@ func applyEnv(cfg *Config, environ []string, set map[string]bool) error {
 			continue
 		}
 		if up, ok := strings.CutPrefix(name, EnvPrefix+"UPSTREAMS_"); ok && up != "" {
-			key := "upstreams." + strings.ToLower(up)
-			if err := Set(cfg, key, value); err != nil {
-				return fmt.Errorf("environment %s: %w", name, err)
-			}
-			set[key] = true
-			continue
+			byEnv[name] = "upstreams." + strings.ToLower(up)
 		}
+		where := "environment " + name
 		key, ok := byEnv[name]
 		if !ok {
-			return fmt.Errorf("environment %s: not a posgate setting (settings are POSGATE_<SECTION>_<KEY>, e.g. POSGATE_STORE_DRIVER; see docs/configuration.md)", name)
+			*p = append(*p, Problem{Where: where, Route: -1,
+				Msg: "not a posgate setting (settings are POSGATE_<SECTION>_<KEY>, e.g. POSGATE_STORE_DRIVER; see docs/configuration.md)"})
+			continue
 		}
 		if err := Set(cfg, key, value); err != nil {
-			return fmt.Errorf("environment %s: %w", name, err)
+			*p = append(*p, Problem{Where: where, Msg: err.Error(), Route: -1})
+			continue
 		}
-		set[key] = true
+		src[key] = source{where: where}
 	}
-	return nil
 }
 
 func isNonConfigEnv(name string) bool {

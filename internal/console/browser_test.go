@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -46,11 +47,16 @@ func TestBrowserPairing(t *testing.T) {
 	// plain HTTP.
 	base := strings.Replace(inst.URL, "127.0.0.1", "localhost", 1)
 
+	// Chromium keeps its singleton socket in a directory of its own under $TMPDIR, which it does
+	// not remove when it is killed: both the profile and that directory live under the test's
+	// temporary directories, which the test removes.
+	profile, tmp := t.TempDir(), t.TempDir()
 	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
 		chromedp.ExecPath(exe),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
+		chromedp.Env("TMPDIR="+tmp),
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
@@ -65,6 +71,11 @@ func TestBrowserPairing(t *testing.T) {
 	// life); later steps get their own.
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/admin/")); err != nil {
 		t.Fatalf("start chromium: %v", err)
+	}
+	if sock, err := os.Readlink(filepath.Join(profile, "SingletonSocket")); err != nil {
+		t.Errorf("chromium's singleton socket: %v", err)
+	} else if !strings.HasPrefix(sock, tmp+string(filepath.Separator)) {
+		t.Errorf("chromium keeps its singleton socket in %s, outside the test's temporary directory", sock)
 	}
 	step := func(d time.Duration, actions ...chromedp.Action[chromedp.Void]) error {
 		sctx, cancel := context.WithTimeout(ctx, d)

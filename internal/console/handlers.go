@@ -116,12 +116,10 @@ func (m *Module) login(w http.ResponseWriter, r *http.Request) {
 	tok := r.PostForm.Get("token")
 	ok := m.svc.CheckAdminToken != nil && tok != "" && len(tok) <= maxAdminTokenLen && m.svc.CheckAdminToken(tok)
 	if !ok {
-		if m.svc.Throttle != nil {
-			if err := m.svc.Throttle.Fail(ctx, loginScope, addr, ""); err != nil {
-				m.svc.Log.Warn("console: throttle count failed", "error", err.Error())
-			}
+		if err := m.svc.FailAudited(ctx, loginScope, addr, "", store.AuditEvent{Actor: "anonymous", Action: "console.login",
+			Address: addr, Outcome: "denied", Detail: "wrong admin token"}); err != nil {
+			m.svc.Log.Warn("console: throttle count failed", "error", err.Error())
 		}
-		m.svc.Audit(ctx, store.AuditEvent{Actor: "anonymous", Action: "console.login", Address: addr, Outcome: "denied", Detail: "wrong admin token"})
 		m.render(w, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Error: "That is not the admin token."})
 		return
 	}
@@ -147,6 +145,10 @@ func (m *Module) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setCookie(w, "", -1)
+	if err := m.svc.Events.Publish(r.Context(), events.TopicConsoleSignout, []byte("{}")); err != nil {
+		// Streams still re-check their session on their next refresh.
+		m.svc.Log.Warn("console: announcing a sign-out failed", "error", err.Error())
+	}
 	m.svc.Audit(r.Context(), store.AuditEvent{Actor: "admin", Action: "console.logout", Address: auth.Addr(r), Outcome: "ok"})
 	http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
 }
@@ -286,11 +288,26 @@ func (m *Module) decide(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, back, http.StatusSeeOther)
 }
 
+// notices subscribes to topic: the channel holds one pending notice at most (several collapse into
+// one, since each only means "look again").
+func (m *Module) notices(topic string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	cancel := m.svc.Events.Subscribe(topic, func([]byte) {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	})
+	return ch, cancel
+}
+
 // pendingEvents streams the pending list as server-sent events: a "pending" event whose data is
 // {"devices": [...], "total": n} — the pendingShown most recently asked requests, newest first,
 // and how many are pending in all — at once, then whenever a device notice arrives from any
 // replica, and every refreshEvery in case a notice was lost or a request went stale. Sending the
-// bounded list whole keeps the client simple and always right.
+// bounded list whole keeps the client simple and always right. The stream ends with a "signout"
+// event once its session is gone: checked on every sign-out notice from any replica, and on every
+// refresh in case a notice was lost.
 func (m *Module) pendingEvents(w http.ResponseWriter, r *http.Request) {
 	const (
 		refreshEvery = 15 * time.Second
@@ -301,14 +318,10 @@ func (m *Module) pendingEvents(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
-	changed := make(chan struct{}, 1)
-	cancel := m.svc.Events.Subscribe(events.TopicChefDevice, func([]byte) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	})
+	changed, cancel := m.notices(events.TopicChefDevice)
 	defer cancel()
+	signout, cancelSignout := m.notices(events.TopicConsoleSignout)
+	defer cancelSignout()
 
 	sess := sessionOf(r)
 	ctx := r.Context()
@@ -345,28 +358,31 @@ func (m *Module) pendingEvents(w http.ResponseWriter, r *http.Request) {
 	defer tick.Stop()
 	end := time.NewTimer(maxStream)
 	defer end.Stop()
+	// signedOut ends the stream with a signout event when the session is no longer live.
+	signedOut := func() bool {
+		if m.stillValid(ctx, sess) {
+			return false
+		}
+		fmt.Fprint(w, "event: signout\ndata: {}\n\n")
+		_ = rc.Flush()
+		return true
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-end.C:
 			return
-		case <-changed:
-			if !m.stillValid(ctx, sess) {
-				fmt.Fprint(w, "event: signout\ndata: {}\n\n")
-				_ = rc.Flush()
+		case <-signout:
+			if signedOut() {
 				return
 			}
-			if !send(false) {
+		case <-changed:
+			if signedOut() || !send(false) {
 				return
 			}
 		case <-tick.C:
-			if !m.stillValid(ctx, sess) {
-				fmt.Fprint(w, "event: signout\ndata: {}\n\n")
-				_ = rc.Flush()
-				return
-			}
-			if !send(false) {
+			if signedOut() || !send(false) {
 				return
 			}
 		}

@@ -25,6 +25,10 @@ const (
 	// TopicHubClose asks every replica to close a tenant's sockets: payload {"tenant","code",
 	// "reason","replica"}.
 	TopicHubClose = "hub_close"
+	// TopicConsoleSignout announces that a console session ended (sign-out): payload {}. Open
+	// console streams on every replica re-check their own session in the store; the notice names
+	// none, so nothing about a session travels on the bus.
+	TopicConsoleSignout = "console_signout"
 )
 
 // Bus publishes to and subscribes on topics.

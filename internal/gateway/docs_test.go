@@ -40,7 +40,7 @@ func docBlock(t *testing.T, marker string) string {
 	return block
 }
 
-// The authenticator names the dialects register (DESIGN.md). Stand-ins here; the end-to-end
+// The authenticator names the dialects register, which routes list under `auth:`. Stand-ins here; the end-to-end
 // test in internal/server loads the same file against the real ones.
 var dialectAuthNames = []string{"chimpy", "jackpot.apikey", "jackpot.session", "jackpot.m2m", "doshii.venue", "chef.device"}
 

@@ -43,8 +43,6 @@ type recorder struct {
 	srv *httptest.Server
 	mu  sync.Mutex
 	got []received
-	// behaviour by path
-	delay time.Duration
 }
 
 func newRecorder(t *testing.T) *recorder {

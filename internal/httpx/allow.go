@@ -54,6 +54,20 @@ func (m *AllowMux) Handle(pattern string, h http.Handler) {
 	}
 }
 
+// Patterns lists the "METHOD /path" patterns registered through m (those it answers 405 around),
+// path by path in registration order.
+func (m *AllowMux) Patterns() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, path := range m.paths {
+		for _, method := range m.methods[path] {
+			out = append(out, method+" "+path)
+		}
+	}
+	return out
+}
+
 // Finish registers the 405 answers. Call it once, after every module has mounted on the mux.
 func (m *AllowMux) Finish() {
 	m.mu.Lock()

@@ -109,8 +109,7 @@ func TestCheckObjectMessages(t *testing.T) {
 
 // TestFoldKeyCoversEncodingJSONAndToLower proves, for every rune, that FoldKey's classes are closed
 // under unicode.SimpleFold (encoding/json's field matching) and under unicode.ToLower (the
-// strings.ToLower comparison CheckObject used before): keys either of them would confuse are
-// always duplicates.
+// plain strings.ToLower comparison): keys either of them would confuse are always duplicates.
 func TestFoldKeyCoversEncodingJSONAndToLower(t *testing.T) {
 	fold := func(r rune) rune { return []rune(FoldKey(string(r)))[0] }
 	for r := rune(0); r <= unicode.MaxRune; r++ {
@@ -200,9 +199,9 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-// referenceCheckObject is CheckObject as it was before the single-pass scanner, kept verbatim
-// except that the key comparison is a parameter: fold is strings.ToLower for the original
-// behaviour, FoldKey for the current one.
+// referenceCheckObject is a plain encoding/json implementation of CheckObject, the reference
+// the single-pass scanner is compared with. The key comparison is a parameter: fold is
+// strings.ToLower for a naive lower-casing comparison, FoldKey for CheckObject's.
 func referenceCheckObject(data []byte, fold func(string) string) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()

@@ -35,6 +35,16 @@ const MasterKeyFile = "master.key"
 // of any other size is refused, and so is a file that group or others may read or write: a
 // master key anyone on the machine can read protects nothing.
 func LoadMasterKey(dataDir string) ([]byte, error) {
+	k, err := ReadMasterKey(dataDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return createMasterKeyFile(dataDir, filepath.Join(dataDir, MasterKeyFile))
+	}
+	return k, err
+}
+
+// ReadMasterKey is LoadMasterKey for a deployment that exists already (tools beside posgate): it
+// never creates the key, and a missing key file is an error wrapping fs.ErrNotExist.
+func ReadMasterKey(dataDir string) ([]byte, error) {
 	if v, ok := os.LookupEnv(MasterKeyEnv); ok && v != "" {
 		k, err := ParseMasterKey(v)
 		if err != nil {
@@ -48,7 +58,7 @@ func LoadMasterKey(dataDir string) ([]byte, error) {
 	path := filepath.Join(dataDir, MasterKeyFile)
 	k, err := readMasterKeyFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return createMasterKeyFile(dataDir, path)
+		return nil, fmt.Errorf("master key: %s: %w", path, err)
 	}
 	return k, err
 }

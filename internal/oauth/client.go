@@ -119,12 +119,11 @@ func (s *Server) authenticateClient(ctx context.Context, cred clientCred, addr s
 	if reason == "" {
 		return c, nil
 	}
-	s.fail(ctx, ThrottleClient, addr, ident)
 	target := "client:unknown(" + ident + ")"
 	if c != nil {
 		target = "client:" + c.ID
 	}
-	s.audit(ctx, store.AuditEvent{At: now, Actor: "anonymous", Action: "client.auth_failed", Target: target,
+	s.fail(ctx, ThrottleClient, addr, ident, store.AuditEvent{At: now, Actor: "anonymous", Action: "client.auth_failed", Target: target,
 		Address: addr, Outcome: "denied", Detail: reason + " (" + cred.method + ")"})
 	return nil, Fail(CodeInvalidClient, "client authentication failed")
 }

@@ -97,12 +97,11 @@ func (g passwordGrant) Handle(ctx context.Context, gr *GrantRequest) (*TokenResp
 		return nil, errPasswordBusy
 	}
 	if reason != "" {
-		s.fail(ctx, ThrottleLogin, gr.Addr, ident)
 		target := "user:unknown(" + ident + ")"
 		if u != nil {
 			target = "user:" + u.ID
 		}
-		s.audit(ctx, store.AuditEvent{At: gr.Now, Actor: "client:" + gr.Client.ID, Action: "login.failed",
+		s.fail(ctx, ThrottleLogin, gr.Addr, ident, store.AuditEvent{At: gr.Now, Actor: "client:" + gr.Client.ID, Action: "login.failed",
 			Target: target, Address: gr.Addr, Outcome: "denied", Detail: reason})
 		return nil, Fail(CodeInvalidGrant, msgWrongCredentials)
 	}

@@ -8,8 +8,8 @@ import (
 	"github.com/posgate/posgate/internal/errs"
 )
 
-// Bounds on password checks in progress at once (the password grant's argon2id, ~50 ms of one core
-// and 64 MiB each). The failure throttle cannot bound them: it counts a guess only once it has been
+// Bounds on password checks in progress at once (the password grant's argon2id, tens of milliseconds of
+// one core and 64 MiB each). The failure throttle cannot bound them: it counts a guess only once it has been
 // checked, so a burst of concurrent guesses from one address all pass it and queue for the few
 // argon2id slots, delaying every other sign-in. These counters are checked before anything is
 // queued. They are per replica and in memory: they count work in progress here, not history.

@@ -316,14 +316,12 @@ func detach(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 }
 
-// fail counts a failed credential check in the throttle (detached from the request).
-func (s *Server) fail(ctx context.Context, scope, addr, ident string) {
-	if s.svc.Throttle == nil {
-		return
-	}
+// fail counts a failed credential check in the throttle and audits it, in one store write
+// (detached from the request).
+func (s *Server) fail(ctx context.Context, scope, addr, ident string, e store.AuditEvent) {
 	ctx, cancel := detach(ctx)
 	defer cancel()
-	if err := s.svc.Throttle.Fail(ctx, scope, addr, ident); err != nil {
+	if err := s.svc.FailAudited(ctx, scope, addr, ident, e); err != nil {
 		s.svc.Log.WarnContext(ctx, "throttle count failed", "scope", scope, "error", err.Error())
 	}
 }

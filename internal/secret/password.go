@@ -15,10 +15,10 @@ import (
 
 // Argon2id parameters for new password hashes.
 //
-// 64 MiB of memory and 2 passes over 2 lanes cost 45–60 ms per login on the reference machine
-// (2 cores; measured with `go test -bench Password ./internal/secret/`), inside the 50–100 ms a
-// login may take. That is RFC 9106's second recommended memory (64 MiB; it suggests t=3, p=4,
-// which on 2 cores would cost ~1.5× the time) and three times OWASP's minimum (19 MiB, t=2, p=1).
+// 64 MiB of memory and 2 passes over 2 lanes keep a login within the 50–100 ms it may take on a
+// 2-core machine (`go test -bench Password ./internal/secret/`; figures in docs/BENCHMARKS.md).
+// That is RFC 9106's second recommended memory (64 MiB; its t=3, p=4 would cost more passes on
+// 2 cores for no gain) and three times OWASP's minimum (19 MiB, t=2, p=1).
 // Every hash is a PHC string that records its own parameters, so these can be raised later: old
 // hashes keep verifying with the parameters they were made with, and NeedsRehash tells the caller
 // to re-hash at the next successful login.

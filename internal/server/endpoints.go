@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -104,34 +103,4 @@ func requireAdmin(svc *app.Services, tok *adminToken, next http.Handler) http.Ha
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// demo seeds each module's example credentials and prints their curl lines (never to the log).
-func (s *Server) demo(ctx context.Context) {
-	base := s.BaseURL()
-	fmt.Fprintf(s.out, "\nposgate demo credentials (shown once; they are not logged):\n")
-	if s.httpsURL != "" && s.httpURL == "" && s.cfg.Server.TLSCert == "" {
-		fmt.Fprintf(s.out, "  (the certificate is self-signed: add --cacert %s/%s, or -k, to these curl lines)\n", s.cfg.Server.DataDir, CertFile)
-	}
-	n := 0
-	for _, m := range s.modules {
-		d, ok := m.mod.(app.Demoer)
-		if !ok {
-			continue
-		}
-		lines, err := d.Demo(ctx, base)
-		if err != nil {
-			fmt.Fprintf(s.out, "  %s: demo failed: %v\n", m.name, err)
-			continue
-		}
-		fmt.Fprintf(s.out, "\n# %s\n", m.name)
-		for _, l := range lines {
-			fmt.Fprintln(s.out, l)
-		}
-		n++
-	}
-	if n == 0 {
-		fmt.Fprintln(s.out, "  (no module offers a demo yet)")
-	}
-	fmt.Fprintln(s.out)
 }

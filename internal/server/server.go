@@ -32,7 +32,7 @@ import (
 )
 
 // AdminPrefix is where the admin API lives; modules mount admin routes relative to it.
-const AdminPrefix = "/admin/api/v1"
+const AdminPrefix = app.AdminPrefix
 
 // Options configure New beyond the configuration file.
 type Options struct {
@@ -63,9 +63,11 @@ type Server struct {
 	keyring  *keys.Keyring
 	verifier *token.PosgateVerifier
 	handler  http.Handler
+	infra    []infraPart // in start order, see lifecycle.go
 	modules  []namedModule
 	fwd      upstreamForwarder
 	probe    writeProbe // /readyz's periodic small write
+	admin    *httpx.AllowMux
 
 	httpLn, httpsLn net.Listener
 	servers         []*http.Server
@@ -74,6 +76,10 @@ type Server struct {
 	httpsURL        string
 	fingerprint     string
 	adminTokenPath  string
+
+	demoUpstream    *http.Server // serve --demo's example upstream
+	demoUpstreamURL string
+	demoRouted      bool // serve --demo added its gateway route
 
 	bg     context.Context // background work (verifier resync, maintenance); cancelled by Close
 	stop   context.CancelFunc
@@ -109,12 +115,27 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		clk = clock.System{}
 	}
 	s.bg, s.stop = context.WithCancel(context.Background())
+	// A data dir this call creates is removed again when the start fails before any key is
+	// sealed into the store: a refused configuration leaves nothing behind.
+	_, statErr := os.Stat(cfg.Server.DataDir)
+	newDataDir, sealed := errors.Is(statErr, os.ErrNotExist), false
 	defer func() {
 		if err != nil {
 			s.Close()
+			if newDataDir && !sealed {
+				_ = os.RemoveAll(cfg.Server.DataDir)
+			}
 			s = nil
 		}
 	}()
+
+	// Everything that can be checked without the data dir is checked before it is created.
+	if err := preflight(cfg); err != nil {
+		return s, err
+	}
+	if err := s.bind(); err != nil {
+		return s, err
+	}
 
 	// Data dir: the master key, the admin token, the certificate and the SQLite file live here.
 	if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
@@ -164,8 +185,8 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	issuer := token.NewIssuer(s.keyring, clk, s.issuer)
 	s.verifier = token.NewVerifier(s.keyring, s.store, s.bus, clk, s.issuer, s.log)
 	s.verifier.SetResyncInterval(config.Seconds(cfg.Keys.RevocationResync))
-	if err := s.verifier.Start(s.bg); err != nil {
-		return s, fmt.Errorf("token verifier: %w", err)
+	if err := s.startInfra("token verifier", s.verifier); err != nil {
+		return s, err
 	}
 
 	svc := &app.Services{
@@ -188,8 +209,8 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 			slog.String("previous_issuer", cfg.Server.PreviousIssuer), slog.String("issuer", s.issuer))
 	}
 	svc.Hub = newHub(cfg, s.store, s.bus, clk, s.log)
-	if err := svc.Hub.Start(s.bg); err != nil {
-		return s, fmt.Errorf("hub: %w", err)
+	if err := s.startInfra("hub", svc.Hub); err != nil {
+		return s, err
 	}
 	svc.Throttle = auth.NewThrottle(s.store, clk, auth.ThrottleLimits{
 		Window:          config.Seconds(cfg.Throttle.Window),
@@ -214,6 +235,11 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		s.log.Info("admin token generated", slog.String("file", tokPath))
 	}
 
+	if o.Demo {
+		if err := s.startDemoUpstream(cfg, master); err != nil {
+			return s, err
+		}
+	}
 	if s.fwd, err = newForwarder(cfg, master, s.log, clk); err != nil {
 		return s, err
 	}
@@ -225,6 +251,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	adminRoutes := httpx.NewAllowMux(adminMux, func(w http.ResponseWriter, r *http.Request, allow string) {
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "this resource accepts "+allow)
 	})
+	s.admin = adminRoutes
 	allowMuxes := []*httpx.AllowMux{adminRoutes}
 	adminCore, err := admin.New(svc, s.keyring)
 	if err != nil {
@@ -254,6 +281,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	}
 	svc.Reserved = s.reservedAudiences()
 	s.keyring.SetMaxTokenLifetime(s.maxTokenLifetime())
+	sealed = true // Load creates the first signing key, sealed with the master key
 	if err := s.keyring.Load(ctx); err != nil {
 		return s, fmt.Errorf("keyring: %w", err)
 	}
@@ -322,8 +350,28 @@ func NewLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(&logHandler{Handler: h, out: out, lb: lb, plain: true})
 }
 
-// listen binds the configured listeners and derives the issuer URL from them when not configured.
-func (s *Server) listen() error {
+// preflight checks what the configuration names outside itself and can be checked before
+// anything is written: the configuration as a whole (callers may build one without Load), the
+// configured TLS files and the master key given in the environment.
+func preflight(cfg *config.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.Server.Addr != "" && cfg.Server.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(cfg.Server.TLSCert, cfg.Server.TLSKey); err != nil {
+			return fmt.Errorf("server.tls_cert %s / server.tls_key %s: %w", cfg.Server.TLSCert, cfg.Server.TLSKey, err)
+		}
+	}
+	if v := os.Getenv(keys.MasterKeyEnv); v != "" {
+		if _, err := keys.ParseMasterKey(v); err != nil {
+			return fmt.Errorf("%s: %w", keys.MasterKeyEnv, err)
+		}
+	}
+	return nil
+}
+
+// bind opens the configured listening sockets (a port in use is found before anything is written).
+func (s *Server) bind() error {
 	cfg := s.cfg.Server
 	if cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -331,14 +379,30 @@ func (s *Server) listen() error {
 			return fmt.Errorf("server.http_addr %s: %w", cfg.HTTPAddr, err)
 		}
 		s.httpLn = ln
-		s.httpURL = "http://" + urlHost(cfg.HTTPAddr, ln.Addr())
+	}
+	if cfg.Addr != "" {
+		ln, err := net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return fmt.Errorf("server.addr %s: %w", cfg.Addr, err)
+		}
+		s.httpsLn = ln // wrapped in TLS by listen once the certificate is loaded
+	}
+	return nil
+}
+
+// listen puts TLS on the HTTPS socket (generating the self-signed certificate into the data dir
+// when none is configured) and derives the issuer URL from the listeners when not configured.
+func (s *Server) listen() error {
+	cfg := s.cfg.Server
+	if s.httpLn != nil {
+		s.httpURL = "http://" + urlHost(cfg.HTTPAddr, s.httpLn.Addr())
 		if !isLoopback(cfg.HTTPAddr) {
 			s.log.Warn("PLAIN HTTP ON A NON-LOOPBACK ADDRESS: credentials and tokens cross the network in clear; use it only behind a TLS-terminating proxy",
 				slog.String("http_addr", cfg.HTTPAddr))
 			fmt.Fprintf(s.out, "posgate: WARNING: serving plain HTTP on %s, which is not a loopback address — tokens and secrets travel unencrypted\n", cfg.HTTPAddr)
 		}
 	}
-	if cfg.Addr != "" {
+	if s.httpsLn != nil {
 		certPath, keyPath := cfg.TLSCert, cfg.TLSKey
 		generate := certPath == ""
 		if generate {
@@ -358,10 +422,7 @@ func (s *Server) listen() error {
 			fmt.Fprintf(s.out, "posgate: %s self-signed certificate %s\nposgate: certificate SHA-256 fingerprint %s\n", verb, certPath, s.fingerprint)
 		}
 		s.log.Info("TLS certificate", slog.String("file", certPath), slog.String("sha256", s.fingerprint))
-		ln, err := net.Listen("tcp", cfg.Addr)
-		if err != nil {
-			return fmt.Errorf("server.addr %s: %w", cfg.Addr, err)
-		}
+		ln := s.httpsLn
 		s.httpsLn = tls.NewListener(ln, &tls.Config{
 			Certificates: []tls.Certificate{cert},
 			MinVersion:   tls.VersionTLS12,
@@ -407,6 +468,10 @@ func isLoopback(addr string) bool {
 
 // Handler is the whole HTTP handler (middleware included).
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// AdminRoutes lists the admin API's routes as "METHOD /path" patterns relative to AdminPrefix,
+// every module's included: what the CLI's commands and the documentation must match.
+func (s *Server) AdminRoutes() []string { return s.admin.Patterns() }
 
 // Services are the shared mechanisms the modules were built from.
 func (s *Server) Services() *app.Services { return s.svc }
@@ -471,38 +536,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("posgate shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), config.Seconds(cfg.ShutdownTimeout))
 	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		// The HTTP server's Shutdown does not know hijacked connections: the hub closes its
-		// sockets itself (1001).
-		if err := s.svc.Hub.Shutdown(sctx); err != nil {
-			s.log.Warn("hub shutdown did not finish in time", slog.String("error", err.Error()))
-		}
-	}()
-	for _, m := range s.modules {
-		if sh, ok := m.mod.(app.Shutdowner); ok {
-			wg.Add(1)
-			go func(name string) {
-				defer wg.Done()
-				if err := sh.Shutdown(sctx); err != nil {
-					s.log.Warn("module shutdown", slog.String("module", name), slog.String("error", err.Error()))
-				}
-			}(m.name)
-		}
-	}
-	for _, hs := range s.servers {
-		wg.Add(1)
-		go func(hs *http.Server) {
-			defer wg.Done()
-			if err := hs.Shutdown(sctx); err != nil {
-				s.log.Warn("shutdown did not drain in time; closing connections", slog.String("error", err.Error()))
-				hs.Close()
-			}
-		}(hs)
-	}
-	wg.Wait()
+	s.shutdown(sctx)
 	s.Close()
 	return serveErr
 }
@@ -511,11 +545,7 @@ func (s *Server) Serve(ctx context.Context) error {
 // only when Serve was never called.
 func (s *Server) Close() {
 	s.closed.Do(func() {
-		if s.svc != nil && s.svc.Hub != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), config.Seconds(s.cfg.Server.ShutdownTimeout))
-			_ = s.svc.Hub.Shutdown(ctx)
-			cancel()
-		}
+		s.shutdownInfra()
 		s.stop()
 		s.wg.Wait()
 		for _, ln := range []net.Listener{s.httpLn, s.httpsLn} {
@@ -531,6 +561,7 @@ func (s *Server) Close() {
 		if s.fwd != nil {
 			s.fwd.Close()
 		}
+		s.closeDemoUpstream()
 		if s.bus != nil {
 			s.bus.Close()
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/store/pgtest"
 )
 
 // testModule mounts a slow handler and records Shutdown calls.
@@ -289,5 +291,29 @@ func TestModuleContract(t *testing.T) {
 	}
 	if startCtx.Err() == nil || !m.closed.Load() {
 		t.Fatalf("after the server stopped: start context %v, closed %v", startCtx.Err(), m.closed.Load())
+	}
+}
+
+// A DSN naming a database that does not exist stops the start with a message that says to create
+// it (posgate creates tables, not databases).
+func TestPostgresMissingDatabaseSaysCreateIt(t *testing.T) {
+	dsn := pgtest.NewDatabase(t) // skips (or fails under CI=true) without PostgreSQL
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path += "_missing"
+	cfg := testConfig(t, t.TempDir())
+	cfg.Store.Driver, cfg.Store.DSN, cfg.Server.Issuer = "postgres", u.String(), "https://posgate.test"
+	srv, err := New(t.Context(), Options{Config: cfg, Log: NewLogger(io.Discard, "info"), Out: io.Discard,
+		Getenv: func(string) string { return "" }})
+	if err == nil {
+		srv.Close()
+		t.Fatal("started on a database that does not exist")
+	}
+	for _, want := range []string{"does not exist", "create it first (createdb"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/oauth"
 	"github.com/posgate/posgate/internal/server/servertest"
 )
 
@@ -212,7 +213,8 @@ func TestDemoPrintsCurlLines(t *testing.T) {
 	cred := out[i+4:]
 	cred = cred[:strings.IndexByte(cred, '\'')]
 	id, sec, _ := strings.Cut(cred, ":")
-	cc := clientcredentials.Config{ClientID: id, ClientSecret: sec, TokenURL: inst.URL + "/oauth/token", Scopes: []string{"demo"}}
+	cc := clientcredentials.Config{ClientID: id, ClientSecret: sec, TokenURL: inst.URL + "/oauth/token", Scopes: []string{oauth.DemoScope},
+		EndpointParams: url.Values{"audience": {oauth.DemoAudience}}}
 	if _, err := cc.Token(context.WithValue(context.Background(), oauth2HTTPClient, inst.Client)); err != nil {
 		t.Errorf("demo client: %v", err)
 	}

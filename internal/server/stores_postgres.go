@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/events"
@@ -16,6 +17,9 @@ import (
 func openPostgres(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, events.Bus, error) {
 	st, err := postgres.Open(ctx, cfg.Store.DSN, sqlstore.WithTimeout(config.Seconds(cfg.Store.Timeout)))
 	if err != nil {
+		if strings.Contains(err.Error(), "(SQLSTATE 3D000)") { // invalid_catalog_name
+			return nil, nil, fmt.Errorf("store (postgres): %w; posgate creates its tables but not the database: create it first (createdb, or CREATE DATABASE in psql)", err)
+		}
 		return nil, nil, fmt.Errorf("store (postgres): %w", err)
 	}
 	bus, err := pgbus.New(ctx, cfg.Store.DSN, log)

@@ -90,6 +90,10 @@ type Clients interface {
 	ListClients(ctx context.Context) ([]*Client, error)
 	// UpdateClient replaces Name, SecretHash, GrantTypes, Scopes, Audiences, Disabled, UpdatedAt.
 	UpdateClient(ctx context.Context, c *Client) error
+	// SetClientCredentials gives client id a new client_id (its hash and hint) and secret hash:
+	// a client whose identifier is a credential (an API key) can only be re-issued this way.
+	// ErrConflict when the new hash is another client's, ErrNotFound when id is unknown.
+	SetClientCredentials(ctx context.Context, id string, clientIDHash []byte, clientIDHint string, secretHash []byte, at time.Time) error
 	// AddAssertionKey adds k as the newest key of client id and sets NotAfter = overlapEnd on every
 	// older key that has none (or a later one), in one transaction.
 	AddAssertionKey(ctx context.Context, clientID string, k AssertionKey, overlapEnd time.Time) error
@@ -234,6 +238,11 @@ type SingleUse interface {
 	// before and has not expired (an expired record is taken over). Exactly one of any number of
 	// concurrent callers, on any replica, succeeds.
 	UseOnce(ctx context.Context, key string, at, expiresAt time.Time) error
+	// UseOnceChain records distinct keys in order, each as UseOnce does, in one write, and stops
+	// at the first one already used: the keys before it stay recorded, it and the ones after it
+	// are not. It returns how many keys it recorded, with ErrAlreadyUsed when that is fewer than
+	// all of them.
+	UseOnceChain(ctx context.Context, keys []string, at, expiresAt time.Time) (int, error)
 	// ReleaseOnce forgets key, so the next UseOnce of it succeeds. It is for a claim taken
 	// before an outcome is known (the gateway claims a consumable token before forwarding and
 	// releases it when the upstream refused the call). Releasing an unknown key is not an error.
@@ -274,5 +283,18 @@ type Counters interface {
 	IncrCounter(ctx context.Context, key string, windowStart, expiresAt time.Time) (int, error)
 	// GetCounter returns key's count in the window that started at windowStart (0 if older/none).
 	GetCounter(ctx context.Context, key string, windowStart time.Time) (int, error)
+	// CountFailure records one failed attempt in one write: it adds 1 to each counter as
+	// IncrCounter does and, when event is not nil, appends it as AppendAudit does (setting its
+	// ID). Either every count and the event are stored or, with an error, none is. It returns the
+	// new counts in the order of incs.
+	CountFailure(ctx context.Context, incs []CounterIncrement, event *AuditEvent) ([]int, error)
 	DeleteCountersExpiredBefore(ctx context.Context, t time.Time) error
+}
+
+// CounterIncrement is one counter of a CountFailure: its key, the window it counts in and when
+// it may be deleted.
+type CounterIncrement struct {
+	Key         string
+	WindowStart time.Time
+	ExpiresAt   time.Time
 }

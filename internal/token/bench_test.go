@@ -98,8 +98,8 @@ func BenchmarkVerifyCached(b *testing.B) {
 	}
 }
 
-// BenchmarkGolangJWTVerify is the same token verified by golang-jwt/v5 configured as DESIGN.md
-// prescribes (one method, exp/iss/aud/iat required, strict decoding), for comparison: it does
+// BenchmarkGolangJWTVerify is the same token verified by golang-jwt/v5 configured as strictly as
+// it allows (one method, exp/iss/aud/iat required, strict decoding), for comparison: it does
 // less than BenchmarkVerify (no duplicate-key checks, no typ, no revocation set).
 func BenchmarkGolangJWTVerify(b *testing.B) {
 	e, raw := benchEnv(b)

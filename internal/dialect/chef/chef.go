@@ -17,6 +17,7 @@ import (
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/events"
+	"github.com/posgate/posgate/internal/oauth"
 )
 
 // The vendor's paths (both appear on its page) and posgate's short ones. Config Chef.Prefix adds
@@ -193,17 +194,29 @@ func (m *Module) throttleFail(ctx context.Context, addr string, f *Failure) {
 	}
 }
 
-// Demo prints a curl line that pairs a demo device (it waits until someone approves it in the
-// console) and one data call with the token it returns.
+// DemoDeviceID is the device id the demo's pairing call sends.
+const DemoDeviceID = "demo-pos-1"
+
+// Demo prints the pairing of a demo device and one data call with the token it gets. The pairing
+// call is held until a person approves the device; the printed lines approve it through the admin
+// API (what the console's Approve button does) with $ADMIN_TOKEN, which the lines before set. A
+// device an earlier run approved is answered at once, and the approval step then has nothing
+// to do.
 func (m *Module) Demo(_ context.Context, baseURL string) ([]string, error) {
 	base := strings.TrimSuffix(baseURL, "/")
+	curl := oauth.DemoCurl
+	devices := base + app.AdminPrefix + "/chef/devices"
 	return []string{
-		"chef: pair a device (held open until you approve it at " + base + "/admin/ — sign in with the admin token):",
-		"  curl -sS --max-time 70 -X POST " + base + "/api/json-rpc/v1 -H 'Content-Type: application/json' " +
-			`-d '{"jsonrpc":"2.0","method":"Authentication.authenticateClient","params":[{"device_id":"demo-pos-1","device_name":"Demo POS"}],"id":1}'`,
-		"chef: then a data call with the token from result.data.token (forwarded to the upstream " + m.cfg.upstream + "):",
-		"  curl -sS -X POST " + base + "/api/json-rpc/v1 -H 'Content-Type: application/json' -H \"Authorization: Bearer $TOKEN\" " +
-			`-d '{"jsonrpc":"2.0","method":"Reports.list","params":[{}],"id":2}'`,
+		"# chef: a device asks to pair; posgate holds the call until a person approves it in the console (" + base + "/admin/, sign in with the admin token)",
+		"rm -f chef-pairing.json; " + curl + " --max-time 70 -X POST " + base + "/api/json-rpc/v1 -H 'Content-Type: application/json' " +
+			`-d '{"jsonrpc":"2.0","method":"Authentication.authenticateClient","params":[{"device_id":"` + DemoDeviceID + `","device_name":"Demo POS"}],"id":1}' -o chef-pairing.json & CHEF_PAIRING=$!`,
+		"# chef: approve it through the admin API instead (a device approved by an earlier run is answered at once):",
+		`while kill -0 $CHEF_PAIRING 2>/dev/null; do D=$(` + curl + ` "` + devices + `?state=pending" -H "Authorization: Bearer $ADMIN_TOKEN" | jq -r '.devices[]? | select(.device_id == "` + DemoDeviceID + `") | .id'); ` +
+			`if [ -n "$D" ]; then ` + curl + ` -X POST "` + devices + `/$D/approve" -H "Authorization: Bearer $ADMIN_TOKEN" >/dev/null; break; fi; sleep 0.2; done`,
+		`wait $CHEF_PAIRING; CHEF_TOKEN=$(jq -r .result.data.token chef-pairing.json); echo "device token: ${CHEF_TOKEN:0:24}…"`,
+		"# chef: a data call with the device token, forwarded to the upstream \"" + m.cfg.upstream + "\":",
+		curl + " -X POST " + base + "/api/json-rpc/v1 -H 'Content-Type: application/json' -H \"Authorization: Bearer $CHEF_TOKEN\" " +
+			`-d '{"jsonrpc":"2.0","method":"Reports.list","params":[{}],"id":2}'; echo`,
 	}, nil
 }
 

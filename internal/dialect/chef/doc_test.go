@@ -1,9 +1,8 @@
 package chef_test
 
 import (
-	"encoding/json"
-	"io"
-	"net/http"
+	"crypto/rand"
+	"encoding/base64"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -13,11 +12,13 @@ import (
 	"testing"
 
 	"github.com/posgate/posgate/internal/config"
+	"github.com/posgate/posgate/internal/exampleupstream"
 	"github.com/posgate/posgate/internal/server/servertest"
 	"github.com/posgate/posgate/internal/testutil/doctest"
 )
 
-// TestDocWalkthrough runs docs/dialects/chef.md against a real posgate and a POS upstream: the sh
+// TestDocWalkthrough runs docs/dialects/chef.md against a real posgate on HTTPS and the example
+// upstream: its set-up block (with the test's URL), then the sh
 // blocks in order in one bash, and each text block of JSON (or of plain words) after an sh block is
 // what that block must print, line by line ("…" stands for any text).
 func TestDocWalkthrough(t *testing.T) {
@@ -25,31 +26,38 @@ func TestDocWalkthrough(t *testing.T) {
 		doctest.RequireTool(t, tool, "")
 	}
 	blocks := doctest.Blocks(t, filepath.Join("..", "..", "..", "docs", "dialects", "chef.md"))
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			ID json.RawMessage `json:"id"`
-		}
-		b, _ := io.ReadAll(r.Body)
-		_ = json.Unmarshal(b, &req)
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"jsonrpc":"2.0","id":` + string(req.ID) + `,"result":{"success":true,"data":{"sales":[]},"error_num":0,"error_message":"","undo_id":null,"undo_type":null,"undo_message":null,"errorForEndUser":null}}`))
-	}))
+	// The upstream is the example one the page tells the reader to start.
+	key := make([]byte, 32)
+	rand.Read(key)
+	h, err := exampleupstream.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewServer(h)
 	defer up.Close()
-	inst := servertest.Start(t, servertest.Options{Configure: func(c *config.Config) {
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, doctest.SetupDataDir)
+	inst := servertest.Start(t, servertest.Options{DataDir: dataDir, Configure: func(c *config.Config) {
+		c.Server.Addr = "localhost:0" // HTTPS with the generated certificate, as the set-up block expects
 		c.Upstreams = map[string]string{"pos": up.URL}
+		c.Gateway.SigningSecret = base64.StdEncoding.EncodeToString(key)
 	}})
+	doctest.WriteAdminToken(t, dataDir, inst.AdminToken)
 
 	var script strings.Builder
 	script.WriteString("set -euo pipefail\n")
 	expect := map[int][]string{}
 	sh := 0
-	for _, b := range blocks {
+	for i, b := range blocks {
 		switch lang, body := b.Lang, b.Body; lang {
 		case "sh":
 			sh++
+			if sh == 1 {
+				body = doctest.Setup(t, blocks[i], inst.Server.HTTPSURL())
+			}
 			script.WriteString("printf '\\n@@block " + strconv.Itoa(sh) + "\\n'\n" + body)
 		case "text":
-			if sh > 0 && !strings.Contains(body, "export ") && !strings.HasPrefix(body, "php ") {
+			if sh > 0 && !strings.HasPrefix(body, "php ") {
 				expect[sh] = append(expect[sh], strings.Split(strings.TrimSpace(body), "\n")...)
 			}
 		}
@@ -58,9 +66,9 @@ func TestDocWalkthrough(t *testing.T) {
 		t.Fatalf("the doc has %d sh blocks and %d expected outputs", sh, len(expect))
 	}
 	cmd := exec.Command("bash", "-c", script.String())
-	cmd.Dir = t.TempDir()
+	cmd.Dir = dir
 	// Debian's python3 first (a pyenv shim may shadow it; only the standard library is used).
-	cmd.Env = append(os.Environ(), "POSGATE="+inst.URL, "ADMIN_TOKEN="+inst.AdminToken, "PATH=/usr/bin:"+os.Getenv("PATH"))
+	cmd.Env = doctest.Environ("PATH=/usr/bin:" + os.Getenv("PATH"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("walkthrough failed: %v\n%s", err, out)

@@ -207,14 +207,6 @@ func approve(t testing.TB, inst *cheftest.Instance, id string) {
 	}
 }
 
-func compact(s string) string {
-	var b bytes.Buffer
-	if err := json.Compact(&b, []byte(s)); err != nil {
-		return s
-	}
-	return b.String()
-}
-
 type recorder struct {
 	h    http.Header
 	code int

@@ -60,15 +60,6 @@ func deviceIDOfKey(k string) string {
 	return ""
 }
 
-// identityParams are the members of params[0] posgate reads; others are ignored (the vendor's
-// clients send more).
-type identityParams struct {
-	DeviceID   *json.RawMessage `json:"device_id"`
-	DeviceIDC  *json.RawMessage `json:"deviceId"`
-	DeviceName *json.RawMessage `json:"device_name"`
-	DeviceNmC  *json.RawMessage `json:"deviceName"`
-}
-
 // parseIdentity reads the identity from params: an array whose first element is an object (the
 // vendor's form, `[{}]`), an object (by-name params), or nothing. A wrong shape is -32602.
 func parseIdentity(params json.RawMessage, r *http.Request) (identity, *jsonrpc.Error) {

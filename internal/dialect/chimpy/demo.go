@@ -21,10 +21,11 @@ const (
 
 // Demo seeds a chimpy client (password and refresh_token grants) and a demo user with a fresh
 // password, and prints the sign-in and refresh calls. Each run replaces the previous demo
-// credentials: the earlier client is disabled and the user's password (and so its sessions) reset.
+// credentials: the client gets a new client_id and secret, the user's password (and so its
+// sessions) is reset.
 func (m *Module) Demo(ctx context.Context, baseURL string) ([]string, error) {
-	c, id, sec, err := oauth.DemoClient(ctx, m.svc, DemoClientName, []string{oauth.GrantPassword, oauth.GrantRefreshToken},
-		[]string{"rentals", oauth.ScopeOfflineAccess}, []string{DemoAudience})
+	c, id, sec, err := oauth.DemoClient(ctx, m.svc, store.Client{Name: DemoClientName, GrantTypes: []string{oauth.GrantPassword, oauth.GrantRefreshToken},
+		Scopes: []string{"rentals", oauth.ScopeOfflineAccess}, Audiences: []string{DemoAudience}}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("chimpy demo: %w", err)
 	}
@@ -52,7 +53,7 @@ func (m *Module) Demo(ctx context.Context, baseURL string) ([]string, error) {
 	base := strings.TrimSuffix(baseURL, "/")
 	return []string{
 		fmt.Sprintf("# client %s: client_id %s, client_secret %s; user %s, password %s (see docs/dialects/chimpy.md)", c.ID, id, sec, DemoUsername, password),
-		fmt.Sprintf("LOGIN=$(curl -s %s/oauth/token -H 'Content-Type: application/json' -d '%s'); echo \"$LOGIN\"", base, body),
-		fmt.Sprintf("curl -s %s/oauth/token -u '%s:%s' -d grant_type=refresh_token -d \"refresh_token=$(echo \"$LOGIN\" | jq -r .refresh_token)\"", base, id, sec),
+		fmt.Sprintf("LOGIN=$(%s %s/oauth/token -H 'Content-Type: application/json' -d '%s'); echo \"$LOGIN\"", oauth.DemoCurl, base, body),
+		fmt.Sprintf("%s %s/oauth/token -u '%s:%s' -d grant_type=refresh_token -d \"refresh_token=$(echo \"$LOGIN\" | jq -r .refresh_token)\"; echo", oauth.DemoCurl, base, id, sec),
 	}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/posgate/posgate/internal/oauth"
 	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/store"
 )
@@ -22,11 +23,7 @@ const (
 // SignJWTShell is a POSIX shell snippet (openssl and coreutils only) that prints a location JWT
 // for $DOSHII_VENDOR_KEY and $DOSHII_LOCATION_TOKEN with the current time. The demo output and
 // docs/dialects/doshii.md use it; a test runs it against the server.
-const SignJWTShell = `b64() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }; ` +
-	`h=$(printf '%s' '{"alg":"HS256","typ":"JWT"}' | b64); ` +
-	`p=$(printf '{"locationToken":"%s","timestamp":%s}' "$DOSHII_LOCATION_TOKEN" "$(date +%s)" | b64); ` +
-	`s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -hmac "$DOSHII_VENDOR_KEY" -binary | b64); ` +
-	`printf '%s.%s.%s\n' "$h" "$p" "$s"`
+var SignJWTShell = oauth.DemoHS256Shell(`printf '{"locationToken":"%s","timestamp":%s}' "$DOSHII_LOCATION_TOKEN" "$(date +%s)"`, `"$DOSHII_VENDOR_KEY"`)
 
 // Demo seeds a demo vendor, organisation and location (idempotently) and returns curl lines for
 // onboarding and for a venue call. The vendor key is read back from its sealed form; the
@@ -80,19 +77,42 @@ func (m *Module) Demo(ctx context.Context, baseURL string) ([]string, error) {
 		return nil, fmt.Errorf("doshii demo: location token: %w", err)
 	}
 
-	base := strings.TrimRight(baseURL, "/") + m.cfg.prefix
-	curl := "curl -sS"
-	if strings.HasPrefix(baseURL, "https://") {
-		curl += " -k" // the generated self-signed certificate
+	// The onboarding line creates a location; a name an earlier run's line already used would be
+	// refused with 409, so it names the first one still free.
+	bar, err := m.freeDemoLocationName(ctx, v.ID)
+	if err != nil {
+		return nil, fmt.Errorf("doshii demo: locations: %w", err)
 	}
+	base := strings.TrimRight(baseURL, "/") + m.cfg.prefix
+	curl := oauth.DemoCurl
 	return []string{
 		fmt.Sprintf("# doshii: vendor %q (%s), organisation %s, location %s", demoVendor, v.ID, demoOrganisation, demoLocation),
 		fmt.Sprintf("export DOSHII_VENDOR=%s DOSHII_VENDOR_KEY=%s DOSHII_LOCATION_TOKEN=%s", demoVendor, key, tok),
 		"# onboarding with the vendor key:",
-		fmt.Sprintf(`%s -X POST %s/locations -H 'content-type: application/json' -H "vendor: $DOSHII_VENDOR" -H "authorization: Bearer $DOSHII_VENDOR_KEY" -d '{"name":"Demo Bar","organisationId":"%s","country":"AU","timezone":"Australia/Sydney"}'`,
-			curl, base, demoOrganisation),
+		fmt.Sprintf(`%s -X POST %s/locations -H 'content-type: application/json' -H "vendor: $DOSHII_VENDOR" -H "authorization: Bearer $DOSHII_VENDOR_KEY" -d '{"name":"%s","organisationId":"%s","country":"AU","timezone":"Australia/Sydney"}'; echo`,
+			curl, base, bar, demoOrganisation),
 		"# a venue call with a location JWT (HS256 with the vendor key, signed here by openssl):",
 		"JWT=$(" + SignJWTShell + ")",
-		fmt.Sprintf(`%s %s/locations/%s -H "vendor: $DOSHII_VENDOR" -H "authorization: Bearer $JWT"`, curl, base, demoLocation),
+		fmt.Sprintf(`%s %s/locations/%s -H "vendor: $DOSHII_VENDOR" -H "authorization: Bearer $JWT"; echo`, curl, base, demoLocation),
 	}, nil
+}
+
+// freeDemoLocationName returns "Demo Bar", or "Demo Bar 2", "Demo Bar 3"… when the demo
+// organisation has that name already.
+func (m *Module) freeDemoLocationName(ctx context.Context, vendorID string) (string, error) {
+	locs, err := m.svc.Store.ListDoshiiLocations(ctx, vendorID)
+	if err != nil {
+		return "", err
+	}
+	taken := map[string]bool{}
+	for _, l := range locs {
+		if l.OrganisationID == demoOrganisation {
+			taken[l.Name] = true
+		}
+	}
+	name := "Demo Bar"
+	for i := 2; taken[name]; i++ {
+		name = fmt.Sprintf("Demo Bar %d", i)
+	}
+	return name, nil
 }

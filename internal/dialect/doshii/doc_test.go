@@ -38,7 +38,8 @@ func TestDocWalkthrough(t *testing.T) {
 	}
 	var expect []expectation
 	sh, pyBlocks, yamlBlocks := 0, 0, 0
-	for _, b := range blocks {
+	var setup *doctest.Block
+	for i, b := range blocks {
 		lang, body := b.Lang, b.Body
 		switch lang {
 		case "yaml":
@@ -55,11 +56,12 @@ func TestDocWalkthrough(t *testing.T) {
 			}
 		case "sh":
 			sh++
+			if sh == 1 { // the set-up block, run with the test's URL once posgate is up
+				setup = &blocks[i]
+				body = "@@setup\n"
+			}
 			script.WriteString("echo '@@block " + strconv.Itoa(sh) + "'\n" + body + "\n")
 		case "text":
-			if sh == 0 { // the setup block: exports the test provides itself
-				continue
-			}
 			for _, line := range strings.Split(strings.TrimSpace(body), "\n") {
 				expect = append(expect, expectation{block: sh, text: strings.TrimSpace(line)})
 			}
@@ -72,7 +74,9 @@ func TestDocWalkthrough(t *testing.T) {
 	key := make([]byte, 32)
 	rand.Read(key)
 	up := newUpstream(t, key)
-	inst := servertest.Start(t, servertest.Options{Configure: func(c *config.Config) {
+	dataDir := filepath.Join(dir, doctest.SetupDataDir)
+	inst := servertest.Start(t, servertest.Options{DataDir: dataDir, Configure: func(c *config.Config) {
+		c.Server.Addr = "localhost:0" // HTTPS with the generated certificate, as the set-up block expects
 		c.Routes = gw.Routes
 		c.Upstreams = map[string]string{}
 		for name := range gw.Upstreams {
@@ -92,10 +96,10 @@ func TestDocWalkthrough(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, "posgate"), "github.com/posgate/posgate/cmd/posgate").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	cmd := exec.Command("bash", "-c", script.String())
+	doctest.WriteAdminToken(t, dataDir, inst.AdminToken)
+	cmd := exec.Command("bash", "-c", strings.Replace(script.String(), "@@setup\n", doctest.Setup(t, *setup, inst.Server.HTTPSURL()), 1))
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "POSGATE="+inst.URL, "ADMIN_TOKEN="+inst.AdminToken,
-		"PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd.Env = doctest.Environ("PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("walkthrough failed: %v\n%s", err, out)

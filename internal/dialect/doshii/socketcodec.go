@@ -41,7 +41,6 @@ var (
 	errFrameShape   = &FrameError{ClosePolicy, `expected a heartbeat {"doshii":{"ping":…,"version":…}}`}
 	errFramePing    = &FrameError{ClosePolicy, "heartbeat ping must be a number"}
 	errFrameVersion = &FrameError{ClosePolicy, "heartbeat version must be a short string"}
-	errFrameBinary  = &FrameError{ClosePolicy, "binary messages are not accepted"}
 )
 
 // Heartbeat is the POS's only message: {"doshii":{"ping":<unix ms>,"version":"<pos version>"}}.

@@ -74,11 +74,10 @@ func (a *apiKeyAuth) fail(r *http.Request, addr string, cl *store.Client, err *e
 	if cl != nil {
 		identity, actor = cl.ID, "client:"+cl.ID
 	}
-	if ferr := a.m.svc.Throttle.Fail(ctx, ThrottleScope, addr, identity); ferr != nil {
+	if ferr := a.m.svc.FailAudited(ctx, ThrottleScope, addr, identity, store.AuditEvent{Actor: actor,
+		Action: "jackpot.apikey.refused", Target: identity, Address: addr, Outcome: "denied", Detail: err.Message}); ferr != nil {
 		a.m.logStoreError(ctx, "throttle count", ferr)
 	}
-	a.m.svc.Audit(ctx, store.AuditEvent{Actor: actor, Action: "jackpot.apikey.refused", Target: identity,
-		Address: addr, Outcome: "denied", Detail: err.Message})
 	return err
 }
 

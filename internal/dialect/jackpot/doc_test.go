@@ -34,7 +34,8 @@ func TestDocWalkthrough(t *testing.T) {
 	var expect []expectation
 	shBlocks, pyBlocks, yamlBlocks := 0, 0, 0
 	dir := t.TempDir()
-	for _, b := range blocks {
+	var setup *doctest.Block
+	for i, b := range blocks {
 		switch b.Lang {
 		case "yaml":
 			yamlBlocks++
@@ -51,6 +52,11 @@ func TestDocWalkthrough(t *testing.T) {
 		case "sh":
 			shBlocks++
 			script.WriteString("echo '@@block " + strconv.Itoa(shBlocks) + "'\n")
+			if shBlocks == 1 { // the set-up block, run with the test's URL once posgate is up
+				setup = &blocks[i]
+				script.WriteString("@@setup\n")
+				continue
+			}
 			script.WriteString(b.Body)
 		case "text":
 			for _, line := range strings.Split(strings.TrimSpace(b.Body), "\n") {
@@ -65,7 +71,9 @@ func TestDocWalkthrough(t *testing.T) {
 	}
 
 	up := newUpstream(t)
-	e := newEnv(t, envOptions{up: up, configure: func(c *config.Config) {
+	dataDir := filepath.Join(dir, doctest.SetupDataDir)
+	e := newEnv(t, envOptions{up: up, dataDir: dataDir, configure: func(c *config.Config) {
+		c.Server.Addr = "localhost:0" // HTTPS with the generated certificate, as the set-up block expects
 		c.Routes = gw.Routes
 		c.Upstreams = map[string]string{}
 		for name := range gw.Upstreams {
@@ -81,10 +89,10 @@ func TestDocWalkthrough(t *testing.T) {
 	if err := os.Symlink(py, filepath.Join(bin, "python3")); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("bash", "-c", script.String())
+	doctest.WriteAdminToken(t, dataDir, e.inst.AdminToken)
+	cmd := exec.Command("bash", "-c", strings.Replace(script.String(), "@@setup\n", doctest.Setup(t, *setup, e.inst.Server.HTTPSURL()), 1))
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "POSGATE="+e.inst.URL, "ADMIN_TOKEN="+e.inst.AdminToken,
-		"PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd.Env = doctest.Environ("PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("walkthrough failed: %v\n%s", err, out)

@@ -283,20 +283,28 @@ func (m *Module) jwtBearer(ctx context.Context, addr string, cl *store.Client, a
 // pair, and its jti when it has one — never on its bytes. A record lasts as long as the assertion
 // (or any re-signing of it with a fresh iat inside the window) could otherwise be accepted.
 //
-// The jti is recorded first: if the notificationKey then turns out to be taken, the burnt jti
-// belonged to a refused retry of an old transaction and a correct client never reuses a jti,
-// whereas burning a fresh notificationKey would refuse the client's real transaction.
+// The jti is recorded first, in the same store write: if the notificationKey then turns out to
+// be taken, the burnt jti belonged to a refused retry of an old transaction and a correct client
+// never reuses a jti, whereas burning a fresh notificationKey would refuse the client's real
+// transaction.
 func (m *Module) useOnce(ctx context.Context, clientID string, a *Assertion, now time.Time) *oauthError {
 	expires := now.Add(m.cfg.window.Past + m.cfg.window.Future + time.Second)
-	if a.JTI != "" {
-		if err := m.svc.Store.UseOnce(ctx, singleUseKey("jti", clientID, a.JTI), now, expires); err != nil {
-			return m.useOnceError(ctx, err, "assertion was already used (its jti was seen before)")
+	nk := singleUseKey("nk", clientID, a.NotificationKey)
+	if a.JTI == "" {
+		if err := m.svc.Store.UseOnce(ctx, nk, now, expires); err != nil {
+			return m.useOnceError(ctx, err, "notificationKey was already used by this client")
 		}
+		return nil
 	}
-	if err := m.svc.Store.UseOnce(ctx, singleUseKey("nk", clientID, a.NotificationKey), now, expires); err != nil {
+	n, err := m.svc.Store.UseOnceChain(ctx, []string{singleUseKey("jti", clientID, a.JTI), nk}, now, expires)
+	switch {
+	case err == nil:
+		return nil
+	case n == 0:
+		return m.useOnceError(ctx, err, "assertion was already used (its jti was seen before)")
+	default:
 		return m.useOnceError(ctx, err, "notificationKey was already used by this client")
 	}
-	return nil
 }
 
 func (m *Module) useOnceError(ctx context.Context, err error, desc string) *oauthError {
@@ -344,14 +352,19 @@ func (m *Module) refuse(ctx context.Context, addr string, cl *store.Client, oe *
 	if cl != nil {
 		identity, actor = cl.ID, "client:"+cl.ID
 	}
-	if countFailure {
+	e := store.AuditEvent{Actor: actor, Action: "jackpot.token.refused", Target: identity,
+		Address: addr, Outcome: "denied", Detail: oe.code + ": " + oe.desc}
+	switch {
+	case countFailure && oe.audit:
+		if err := m.svc.FailAudited(ctx, ThrottleScope, addr, identity, e); err != nil {
+			m.logStoreError(ctx, "throttle count", err)
+		}
+	case countFailure:
 		if err := m.svc.Throttle.Fail(ctx, ThrottleScope, addr, identity); err != nil {
 			m.logStoreError(ctx, "throttle count", err)
 		}
-	}
-	if oe.audit {
-		m.svc.Audit(ctx, store.AuditEvent{Actor: actor, Action: "jackpot.token.refused", Target: identity,
-			Address: addr, Outcome: "denied", Detail: oe.code + ": " + oe.desc})
+	case oe.audit:
+		m.svc.Audit(ctx, e)
 	}
 	return oe
 }

@@ -129,7 +129,8 @@ func TestKill9LosesNothingAccepted(t *testing.T) {
 			} else {
 				dsn := pgtest.NewDatabase(t)
 				a := servertest.Start(t, servertest.Options{DSN: dsn, AdminToken: tok})
-				victim = startChild(t, bin, a.DataDir, tok, leaseEnv, "POSGATE_STORE_DRIVER=postgres", "POSGATE_STORE_DSN="+dsn)
+				victim = startChild(t, bin, a.DataDir, tok, leaseEnv, "POSGATE_STORE_DRIVER=postgres", "POSGATE_STORE_DSN="+dsn,
+					"POSGATE_SERVER_ISSUER="+a.Config.Server.Issuer) // replicas of one deployment share the issuer
 				survivor = func() *servertest.Instance { return a }
 			}
 			v := victim.inst

@@ -6,6 +6,16 @@
 //
 // Delivery is best effort, as events.Bus says: notices sent while a listener is reconnecting are
 // lost, which is why every consumer also resyncs from the store periodically.
+//
+// Announcements are sent in groups. PostgreSQL serialises the commits of all transactions that
+// NOTIFY (each holds one server-wide lock from its pre-commit until its commit is flushed), so
+// one announcement per transaction costs every publisher a round trip and a WAL flush in a
+// single queue. Publish instead hands its notice to one sender, which sends everything queued at
+// that moment in one transaction (one statement, one commit) while later publishers queue for
+// the next: concurrent publishers share a commit. Publish still returns only when its notice was
+// sent, with that transaction's error. Within a transaction PostgreSQL delivers notices in the
+// order sent and folds identical ones (same sender, topic and payload) into one, which changes
+// nothing for idempotent events.
 package pgbus
 
 import (
@@ -17,6 +27,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -42,6 +53,8 @@ const (
 	minBackoff   = 100 * time.Millisecond
 	maxBackoff   = 5 * time.Second
 	connectLimit = 10 * time.Second
+	sendTimeout  = 10 * time.Second // one group's transaction
+	maxGroup     = 128              // notices per transaction (at most ~1 MiB of payload)
 )
 
 // Bus is an events.Bus over PostgreSQL LISTEN/NOTIFY.
@@ -57,6 +70,18 @@ type Bus struct {
 
 	mu     sync.Mutex
 	closed bool
+
+	smu     sync.Mutex
+	queue   []*group // notices waiting for the sender, in groups of at most maxGroup
+	sending bool     // the sender goroutine is running
+	sends   atomic.Int64
+}
+
+// group is the notices of one transaction; done is closed when it has been sent, err set.
+type group struct {
+	msgs []string
+	done chan struct{}
+	err  error
 }
 
 var _ events.Bus = (*Bus)(nil)
@@ -119,11 +144,54 @@ func (b *Bus) Publish(ctx context.Context, topic string, payload []byte) error {
 		return errors.New("pgbus: bus is closed")
 	}
 	b.local.Deliver(topic, payload)
-	msg := b.id + " " + topic + " " + string(payload)
-	if _, err := b.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, Channel, msg); err != nil {
-		return fmt.Errorf("pgbus: notify: %w", err)
+	return b.announce(ctx, b.id+" "+topic+" "+string(payload))
+}
+
+// announce queues msg for the sender, starting it if it is idle, and waits until the group
+// holding msg has been sent (or ctx ends: the notice may then be sent or not).
+func (b *Bus) announce(ctx context.Context, msg string) error {
+	b.smu.Lock()
+	if n := len(b.queue); n == 0 || len(b.queue[n-1].msgs) >= maxGroup {
+		b.queue = append(b.queue, &group{done: make(chan struct{})})
 	}
-	return nil
+	g := b.queue[len(b.queue)-1]
+	g.msgs = append(g.msgs, msg)
+	start := !b.sending
+	b.sending = true
+	b.smu.Unlock()
+	if start {
+		go b.send()
+	}
+	select {
+	case <-g.done:
+		if g.err != nil {
+			return fmt.Errorf("pgbus: notify: %w", g.err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("pgbus: notify: %w", ctx.Err())
+	}
+}
+
+// send sends queued groups, one transaction each, until none is left.
+func (b *Bus) send() {
+	for {
+		b.smu.Lock()
+		if len(b.queue) == 0 {
+			b.sending = false
+			b.smu.Unlock()
+			return
+		}
+		g := b.queue[0]
+		b.queue[0] = nil
+		b.queue = b.queue[1:]
+		b.smu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+		_, g.err = b.pool.Exec(ctx, `SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m`, Channel, g.msgs)
+		cancel()
+		b.sends.Add(1)
+		close(g.done)
+	}
 }
 
 // Subscribe calls fn for every payload published on topic, by any replica, until cancel.

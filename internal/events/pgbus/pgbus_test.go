@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/store/pgtest"
@@ -202,5 +203,83 @@ func TestNewUnreachable(t *testing.T) {
 	if b, err := New(ctx, "postgres://postgres@127.0.0.1:1/x?sslmode=disable", nil); err == nil {
 		b.Close()
 		t.Fatal("New against a closed port succeeded")
+	}
+}
+
+// Publishers that arrive while a notice is being sent share the next transaction: here every
+// connection of the publishing pool is held, so the first notice waits for one while twenty
+// more queue behind it; once the connections are free, the twenty go in one transaction, and
+// the other bus receives all twenty-one, each publisher's notices in order.
+func TestConcurrentPublishersShareATransaction(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a, b := newBus(t, dsn), newBus(t, dsn)
+	in, _ := subscribe(b, events.TopicRevocation)
+	var held []*pgxpool.Conn
+	for range a.pool.Config().MaxConns {
+		c, err := a.pool.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	errs := make(chan error, 21)
+	go func() { errs <- a.Publish(t.Context(), events.TopicRevocation, []byte("first")) }()
+	waitQueued := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			a.smu.Lock()
+			n := 0
+			for _, g := range a.queue {
+				n += len(g.msgs)
+			}
+			sending := a.sending
+			a.smu.Unlock()
+			if n == want && sending {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d notices queued, want %d", n, want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitQueued(0) // the sender took "first" and waits for a connection
+	for p := range 4 {
+		go func() {
+			for i := range 5 {
+				errs <- a.Publish(t.Context(), events.TopicRevocation, []byte(fmt.Sprintf("p%d-%d", p, i)))
+			}
+		}()
+	}
+	// Each publisher waits for its notice to be sent before the next: four queued at most.
+	waitQueued(4)
+	for _, c := range held {
+		c.Release()
+	}
+	for range 21 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	in.wait(t, "first")
+	for p := range 4 {
+		in.wait(t, fmt.Sprintf("p%d-4", p))
+	}
+	got := in.snapshot()
+	if len(got) != 21 {
+		t.Fatalf("other bus got %d notices, want 21: %q", len(got), got)
+	}
+	next := map[int]int{}
+	for _, m := range got[1:] {
+		var p, i int
+		if _, err := fmt.Sscanf(m, "p%d-%d", &p, &i); err != nil || i != next[p] {
+			t.Fatalf("notices out of order: %q", got)
+		}
+		next[p]++
+	}
+	// "first", then the four queued together, then at most one transaction per remaining notice.
+	if n := a.sends.Load(); n > 18 {
+		t.Errorf("%d transactions for 21 notices from 4 publishers, want at most 18", n)
 	}
 }

@@ -93,6 +93,10 @@ func Start(t testing.TB, o Options) *Instance {
 	cfg.Server.HTTPAddr = "127.0.0.1:0"
 	cfg.Server.ShutdownTimeout = 10
 	cfg.Server.LogLevel = "debug"
+	// The race detector and a loaded CI machine make argon2id and fsync many times slower than
+	// in production; a test about something else must not fail on the production store
+	// deadline. Tests of the deadline itself set their own in Configure.
+	cfg.Store.Timeout = 60
 	if o.DSN != "" {
 		o.Driver = "postgres"
 	}
@@ -144,7 +148,7 @@ func Start(t testing.TB, o Options) *Instance {
 	inst.Server = srv
 	inst.Svc = srv.Services()
 	inst.URL = srv.HTTPURL()
-	inst.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}}
+	inst.Client = &http.Client{Timeout: 120 * time.Second, Transport: &http.Transport{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	inst.stop = cancel
 	go func() {

@@ -13,6 +13,13 @@ const (
 	MaxAuditLimit     = 10000
 )
 
+const appendAuditSQL = `INSERT INTO audit_events (occurred_at, actor, action, target, address, outcome, detail)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`
+
+func auditArgs(e *store.AuditEvent) []any {
+	return []any{ms(e.At), e.Actor, e.Action, e.Target, e.Address, e.Outcome, e.Detail}
+}
+
 // AppendAudit stores e and sets e.ID.
 func (s *Store) AppendAudit(ctx context.Context, e *store.AuditEvent) error {
 	w, err := s.writer()
@@ -20,9 +27,7 @@ func (s *Store) AppendAudit(ctx context.Context, e *store.AuditEvent) error {
 		return s.fail("append audit", err)
 	}
 	var id int64
-	err = w.QueryRow(ctx, `INSERT INTO audit_events (occurred_at, actor, action, target, address, outcome, detail)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-		ms(e.At), e.Actor, e.Action, e.Target, e.Address, e.Outcome, e.Detail).Scan(&id)
+	err = w.QueryRow(ctx, appendAuditSQL, auditArgs(e)...).Scan(&id)
 	if err != nil {
 		return s.fail("append audit", err)
 	}

@@ -123,6 +123,16 @@ func (s *Store) UpdateClient(ctx context.Context, c *store.Client) error {
 	return s.fail("update client", err)
 }
 
+// SetClientCredentials replaces the client's identifier (hash and hint) and secret hash.
+func (s *Store) SetClientCredentials(ctx context.Context, id string, clientIDHash []byte, clientIDHint string, secretHash []byte, at time.Time) error {
+	n, err := s.exec(ctx, `UPDATE clients SET client_id_hash = $2, client_id_hint = $3, secret_hash = $4, updated_at = $5 WHERE id = $1`,
+		id, blob(clientIDHash), clientIDHint, blob(secretHash), ms(at))
+	if err == nil && n == 0 {
+		err = store.ErrNotFound
+	}
+	return s.fail("set client credentials", err)
+}
+
 // AddAssertionKey adds k as the client's newest key and ends the older keys' validity at
 // overlapEnd (unless they already end sooner).
 func (s *Store) AddAssertionKey(ctx context.Context, clientID string, k store.AssertionKey, overlapEnd time.Time) error {

@@ -3,6 +3,8 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/posgate/posgate/internal/store"
@@ -17,13 +19,90 @@ func (s *Store) UseOnce(ctx context.Context, key string, at, expiresAt time.Time
 	if !expiresAt.After(at) {
 		return s.fail("use once", fmt.Errorf("expiry %s is not after use time %s", expiresAt, at))
 	}
-	n, err := s.exec(ctx, `INSERT INTO single_use (name, used_at, expires_at) VALUES ($1, $2, $3)
-		ON CONFLICT (name) DO UPDATE SET used_at = excluded.used_at, expires_at = excluded.expires_at
-		WHERE single_use.expires_at <= excluded.used_at`, key, ms(at), ms(expiresAt))
+	n, err := s.exec(ctx, useOnceSQL, key, ms(at), ms(expiresAt))
 	if err == nil && n != 1 {
 		err = store.ErrAlreadyUsed
 	}
 	return s.fail("use once", err)
+}
+
+const useOnceSQL = `INSERT INTO single_use (name, used_at, expires_at) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET used_at = excluded.used_at, expires_at = excluded.expires_at
+		WHERE single_use.expires_at <= excluded.used_at`
+
+// maxChain bounds the keys of one UseOnceChain (its PostgreSQL statement grows with them).
+const maxChain = 8
+
+// UseOnceChain records keys in order until one is already used. On PostgreSQL it is one
+// statement: each key's upsert is a data-modifying CTE that inserts only when the one before it
+// changed a row, so the database decides the whole chain in one round trip and one commit, with
+// every key's race decided by its unique index as in UseOnce. SQLite has no data-modifying CTEs;
+// there the upserts run one after the other in one transaction, which on the single writer is
+// one unit of one commit as well.
+func (s *Store) UseOnceChain(ctx context.Context, keys []string, at, expiresAt time.Time) (int, error) {
+	const op = "use once (chain)"
+	switch {
+	case !expiresAt.After(at):
+		return 0, s.fail(op, fmt.Errorf("expiry %s is not after use time %s", expiresAt, at))
+	case len(keys) == 0 || len(keys) > maxChain:
+		return 0, s.fail(op, fmt.Errorf("%d keys, want 1 to %d", len(keys), maxChain))
+	}
+	for i, k := range keys {
+		if slices.Contains(keys[:i], k) {
+			return 0, s.fail(op, fmt.Errorf("key %q given twice", k))
+		}
+	}
+	var n int64
+	if s.dialect == PostgreSQL {
+		args := []any{ms(at), ms(expiresAt)}
+		var q strings.Builder
+		q.WriteString("WITH ")
+		for i, k := range keys {
+			args = append(args, k)
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			fmt.Fprintf(&q, "k%d AS (INSERT INTO single_use (name, used_at, expires_at) SELECT $%d, $1, $2", i, i+3)
+			if i > 0 {
+				fmt.Fprintf(&q, " FROM k%d", i-1)
+			}
+			q.WriteString(` ON CONFLICT (name) DO UPDATE SET used_at = excluded.used_at, expires_at = excluded.expires_at
+				WHERE single_use.expires_at <= excluded.used_at RETURNING 1)`)
+		}
+		q.WriteString(" SELECT ")
+		for i := range keys {
+			if i > 0 {
+				q.WriteString(" + ")
+			}
+			fmt.Fprintf(&q, "(SELECT count(*) FROM k%d)", i)
+		}
+		w, err := s.writer()
+		if err == nil {
+			err = w.QueryRow(ctx, q.String(), args...).Scan(&n)
+		}
+		if err != nil {
+			return 0, s.fail(op, err)
+		}
+	} else {
+		err := s.inTx(ctx, op, func(tx Tx) error {
+			n = 0
+			for _, k := range keys {
+				c, err := tx.Exec(ctx, useOnceSQL, k, ms(at), ms(expiresAt))
+				if err != nil || c != 1 {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	if int(n) < len(keys) {
+		return int(n), s.fail(op, store.ErrAlreadyUsed)
+	}
+	return int(n), nil
 }
 
 // ReleaseOnce deletes key's record (if any), so a later UseOnce of it succeeds.

@@ -117,6 +117,19 @@ func testClients(t *testing.T, s store.Store) {
 
 	missing := newClient(9)
 	wantErr(t, s.UpdateClient(ctx(t), missing), store.ErrNotFound)
+
+	// SetClientCredentials re-issues the identifier and the secret: the client is found by the
+	// new hash only, and another client's hash is a conflict.
+	at := base.Add(2 * time.Hour)
+	ok(t, s.SetClientCredentials(ctx(t), c1.ID, []byte("new id hash"), "pg_ck_…new", []byte("newer secret hash"), at))
+	got, err = s.GetClientByIDHash(ctx(t), []byte("new id hash"))
+	ok(t, err)
+	want.ClientIDHash, want.ClientIDHint, want.SecretHash, want.UpdatedAt = []byte("new id hash"), "pg_ck_…new", []byte("newer secret hash"), at
+	checkClient(t, got, &want)
+	_, err = s.GetClientByIDHash(ctx(t), c1.ClientIDHash)
+	wantErr(t, err, store.ErrNotFound)
+	wantErr(t, s.SetClientCredentials(ctx(t), c1.ID, c2.ClientIDHash, "x", nil, at), store.ErrConflict)
+	wantErr(t, s.SetClientCredentials(ctx(t), missing.ID, []byte("free hash"), "x", nil, at), store.ErrNotFound)
 }
 
 func testClientAssertionKeys(t *testing.T, s store.Store) {

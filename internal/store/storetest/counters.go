@@ -83,3 +83,102 @@ func testCounterRace(t *testing.T, s store.Store) {
 	ok(t, err)
 	eq(t, "final count", n, goroutines*each)
 }
+
+// testCountFailure: the counters of a CountFailure count exactly as IncrCounter does (windows,
+// lagging replicas), come back in the caller's order whatever the key order, and the event is
+// stored with its ID.
+func testCountFailure(t *testing.T, s store.Store) {
+	w1, w2 := base, base.Add(time.Minute)
+	incs := func(w time.Time, keys ...string) []store.CounterIncrement {
+		var l []store.CounterIncrement
+		for _, k := range keys {
+			l = append(l, store.CounterIncrement{Key: k, WindowStart: w, ExpiresAt: w.Add(2 * time.Minute)})
+		}
+		return l
+	}
+	_, err := s.IncrCounter(ctx(t), "b", w1, w1.Add(2*time.Minute))
+	ok(t, err)
+	e := &store.AuditEvent{At: base, Actor: "anonymous", Action: "client.auth_failed", Target: "client:unknown",
+		Address: "192.0.2.1", Outcome: "denied", Detail: "wrong secret"}
+	n, err := s.CountFailure(ctx(t), incs(w1, "c", "b", "a"), e)
+	ok(t, err)
+	if !slices.Equal(n, []int{1, 2, 1}) {
+		t.Fatalf("counts %v, want [1 2 1] (the caller's order)", n)
+	}
+	if e.ID == 0 {
+		t.Fatal("event ID not set")
+	}
+	l, err := s.ListAudit(ctx(t), 10)
+	ok(t, err)
+	if len(l) != 1 || l[0].ID != e.ID || l[0].Action != e.Action || l[0].Detail != e.Detail || !l[0].At.Equal(at(0)) {
+		t.Fatalf("audit after CountFailure = %+v, want the one event %+v", l, e)
+	}
+
+	// Without an event only the counters change; a new window restarts at 1, a lagging one keeps
+	// counting in the newer window, and the same key twice counts twice.
+	n, err = s.CountFailure(ctx(t), incs(w2, "a", "b"), nil)
+	ok(t, err)
+	if !slices.Equal(n, []int{1, 1}) {
+		t.Fatalf("counts in the next window %v, want [1 1]", n)
+	}
+	n, err = s.CountFailure(ctx(t), incs(w1, "b", "c", "b"), nil)
+	ok(t, err)
+	if !slices.Equal(n, []int{2, 2, 3}) {
+		t.Fatalf("counts from a lagging window %v, want [2 2 3]", n)
+	}
+	for k, want := range map[string]int{"a": 1, "b": 3, "c": 2} {
+		got, err := s.GetCounter(ctx(t), k, w1)
+		ok(t, err)
+		eq(t, "GetCounter("+k+")", got, want)
+	}
+	l, err = s.ListAudit(ctx(t), 10)
+	ok(t, err)
+	eq(t, "events", len(l), 1)
+}
+
+// testCountFailureRace: failures sharing counters, each naming them in a different order, all
+// succeed (no deadlock between their transactions) and every count is returned exactly once.
+func testCountFailureRace(t *testing.T, s store.Store) {
+	const goroutines, each = 24, 4
+	keys := []string{"a|x", "ai|x|y", "i|y"}
+	var mu sync.Mutex
+	seen := map[string][]int{}
+	errs := race(goroutines, func(g int) error {
+		for i := range each {
+			var incs []store.CounterIncrement
+			for j := range keys {
+				k := keys[(g+i+j)%len(keys)]
+				incs = append(incs, store.CounterIncrement{Key: k, WindowStart: base, ExpiresAt: base.Add(time.Minute)})
+			}
+			if g%2 == 1 {
+				slices.Reverse(incs)
+			}
+			e := &store.AuditEvent{At: base, Actor: "anonymous", Action: "race", Outcome: "denied"}
+			n, err := s.CountFailure(ctx(t), incs, e)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			for j, c := range incs {
+				seen[c.Key] = append(seen[c.Key], n[j])
+			}
+			mu.Unlock()
+		}
+		return nil
+	})
+	for _, err := range errs {
+		ok(t, err)
+	}
+	for _, k := range keys {
+		got := seen[k]
+		slices.Sort(got)
+		for i, n := range got {
+			if n != i+1 {
+				t.Fatalf("counts of %s returned %v, want 1..%d each once", k, got, goroutines*each)
+			}
+		}
+	}
+	l, err := s.ListAudit(ctx(t), 1000)
+	ok(t, err)
+	eq(t, "events", len(l), goroutines*each)
+}

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -56,5 +57,62 @@ func testSingleUseRace(t *testing.T, s store.Store) {
 		errs := race(n, func(int) error { return s.UseOnce(ctx(t), key, base, base.Add(time.Minute)) })
 		oneWinner(t, errs, store.ErrAlreadyUsed)
 		_ = round
+	}
+}
+
+// testSingleUseChain: UseOnceChain records keys in order and stops at the first used one,
+// keeping the ones before it; expired records are taken over as by UseOnce.
+func testSingleUseChain(t *testing.T, s store.Store) {
+	exp := base.Add(time.Minute)
+	chain := func(keys ...string) (int, error) { return s.UseOnceChain(ctx(t), keys, base, exp) }
+	n, err := chain("jti:1", "nk:1")
+	ok(t, err)
+	eq(t, "recorded", n, 2)
+	wantErr(t, s.UseOnce(ctx(t), "jti:1", base, exp), store.ErrAlreadyUsed)
+	wantErr(t, s.UseOnce(ctx(t), "nk:1", base, exp), store.ErrAlreadyUsed)
+
+	// The first key used: nothing is recorded, the second key stays free.
+	n, err = chain("jti:1", "nk:2")
+	wantErr(t, err, store.ErrAlreadyUsed)
+	eq(t, "recorded", n, 0)
+	ok(t, s.UseOnce(ctx(t), "nk:2", base, exp))
+
+	// The second key used: the first one is recorded (burnt), the third is not tried.
+	n, err = chain("jti:3", "nk:1", "x:3")
+	wantErr(t, err, store.ErrAlreadyUsed)
+	eq(t, "recorded", n, 1)
+	wantErr(t, s.UseOnce(ctx(t), "jti:3", base, exp), store.ErrAlreadyUsed)
+	ok(t, s.UseOnce(ctx(t), "x:3", base, exp))
+
+	// A single key behaves as UseOnce; expired records are taken over.
+	n, err = s.UseOnceChain(ctx(t), []string{"nk:1", "jti:1"}, exp, exp.Add(time.Minute))
+	ok(t, err)
+	eq(t, "recorded after expiry", n, 2)
+	n, err = chain("solo")
+	ok(t, err)
+	eq(t, "recorded", n, 1)
+
+	for name, keys := range map[string][]string{"no key": nil, "a key twice": {"d", "e", "d"}} {
+		if _, err := chain(keys...); err == nil || errors.Is(err, store.ErrAlreadyUsed) {
+			t.Errorf("UseOnceChain with %s: %v, want a plain error", name, err)
+		}
+	}
+	if _, err := s.UseOnceChain(ctx(t), []string{"f"}, base, base); err == nil || errors.Is(err, store.ErrAlreadyUsed) {
+		t.Errorf("UseOnceChain with expiry == use time: %v, want a plain error", err)
+	}
+	ok(t, s.UseOnce(ctx(t), "d", base, exp)) // the refused chain recorded nothing
+}
+
+// testSingleUseChainRace: of chains racing on the same second key (each with its own first
+// key), exactly one records both; every loser burnt only its own first key.
+func testSingleUseChainRace(t *testing.T, s store.Store) {
+	const n = 40
+	errs := race(n, func(i int) error {
+		_, err := s.UseOnceChain(ctx(t), []string{fmt.Sprintf("jti:%d", i), "nk:shared"}, base, base.Add(time.Minute))
+		return err
+	})
+	oneWinner(t, errs, store.ErrAlreadyUsed)
+	for i := range n {
+		wantErr(t, s.UseOnce(ctx(t), fmt.Sprintf("jti:%d", i), base, base.Add(time.Minute)), store.ErrAlreadyUsed)
 	}
 }

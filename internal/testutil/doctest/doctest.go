@@ -7,6 +7,7 @@ package doctest
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -122,4 +123,56 @@ func PythonWithJWT(t testing.TB) string {
 	}
 	Unavailable(t, "no python3 with PyJWT (apt-get install python3-jwt)")
 	return ""
+}
+
+// What the walkthroughs' set-up blocks say: posgate's default HTTPS address and its self-signed
+// certificate in ./posgate-data, trusted by curl through CURL_CA_BUNDLE.
+const (
+	SetupURL      = "https://localhost:8443"
+	SetupCABundle = "export CURL_CA_BUNDLE=posgate-data/tls-cert.pem"
+	SetupDataDir  = "posgate-data"
+)
+
+// Setup checks a walkthrough's set-up block (it points the shell at posgate, reads the admin
+// token from posgate-data and trusts the certificate there) and returns it to run against the
+// test's posgate: its HTTPS URL in place of the documented one. The test runs posgate with HTTPS
+// and its data directory in SetupDataDir under the script's directory (see WriteAdminToken).
+func Setup(t testing.TB, block Block, httpsURL string) string {
+	t.Helper()
+	if block.Lang != "sh" {
+		t.Fatalf("line %d: the set-up block is %q, want sh", block.Line, block.Lang)
+	}
+	for _, want := range []string{"export POSGATE=" + SetupURL + "\n", "export ADMIN_TOKEN=$(cat posgate-data/admin-token)\n", SetupCABundle} {
+		if !strings.Contains(block.Body, want) {
+			t.Fatalf("line %d: the set-up block lacks %q:\n%s", block.Line, want, block.Body)
+		}
+	}
+	if !strings.HasPrefix(httpsURL, "https://") {
+		t.Fatalf("the set-up block needs posgate on HTTPS, not %s", httpsURL)
+	}
+	return strings.ReplaceAll(block.Body, SetupURL, httpsURL)
+}
+
+// WriteAdminToken writes token where the set-up block reads it (posgate writes the file itself
+// when it generates the token; the tests give theirs through the environment).
+func WriteAdminToken(t testing.TB, dataDir, token string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dataDir, "admin-token"), []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Environ is the process environment without the variables that change whom curl, OpenSSL or
+// PHP trust, so only what a walkthrough sets applies; extra is appended.
+func Environ(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR", "POSGATE", "ADMIN_TOKEN":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
 }
