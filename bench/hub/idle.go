@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/posgate/posgate/internal/dialect/doshii"
 	"github.com/posgate/posgate/internal/hub"
 )
 
@@ -34,7 +36,10 @@ type idleOptions struct {
 	settle  time.Duration
 	window  time.Duration
 	gc      []string // "GOGC" or "GOGC/GOMEMLIMIT", one fresh server each
-	server  string   // hub | bare
+	server  string   // hub | bare | doshii
+	// heartbeat: each client socket sends a doshii heartbeat this often and reads its pong (0:
+	// none; the doshii server mode).
+	heartbeat time.Duration
 }
 
 func runIdle(args []string) error {
@@ -48,15 +53,21 @@ func runIdle(args []string) error {
 	fs.DurationVar(&o.settle, "settle", 0, "wait after the last socket opened before sampling (default: 2 ping intervals)")
 	fs.DurationVar(&o.window, "window", 0, "sampling window (default: 3 ping intervals)")
 	fs.StringVar(&gc, "gc", "100,400", `server GC settings, one fresh server each: "GOGC" or "GOGC/GOMEMLIMIT" (e.g. 400/600MiB)`)
-	fs.StringVar(&o.server, "server", "hub", `"hub" (internal/hub) or "bare" (coder/websocket with a reader and a pinger per socket)`)
+	fs.StringVar(&o.server, "server", "hub", `"hub" (internal/hub), "bare" (coder/websocket with a reader and a pinger per socket) or "doshii" (the hub with doshii's heartbeat codec: every client socket sends a heartbeat each -heartbeat and reads its pong)`)
+	fs.DurationVar(&o.heartbeat, "heartbeat", 30*time.Second, "doshii server mode: how often each socket sends a heartbeat")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if o.sockets < 1 || o.sockets > 19500 || o.procs < 1 || o.procs > 64 || o.addrs < 1 || o.addrs > 250 {
 		return errors.New("-sockets in [1, 19500], -procs in [1, 64], -addrs in [1, 250]")
 	}
-	if o.ping < 100*time.Millisecond || o.ping > time.Minute || (o.server != "hub" && o.server != "bare") {
-		return errors.New(`-ping in [100ms, 1m]; -server "hub" or "bare"`)
+	if o.ping < 100*time.Millisecond || o.ping > time.Minute || (o.server != "hub" && o.server != "bare" && o.server != "doshii") {
+		return errors.New(`-ping in [100ms, 1m]; -server "hub", "bare" or "doshii"`)
+	}
+	if o.server != "doshii" {
+		o.heartbeat = 0
+	} else if o.heartbeat < 100*time.Millisecond || o.heartbeat > 5*time.Minute {
+		return errors.New("-heartbeat in [100ms, 5m]")
 	}
 	if o.settle == 0 {
 		o.settle = 2 * o.ping
@@ -92,6 +103,7 @@ type serverStats struct {
 	NumGC      int64 `json:"num_gc"`
 	NextGC     int64 `json:"next_gc"` // the heap size at which the next collection starts
 	CPUNanos   int64 `json:"cpu_ns"`
+	Pongs      int64 `json:"pongs"` // doshii mode: heartbeats answered
 }
 
 func idleRun(self, gc string, o idleOptions) error {
@@ -139,7 +151,8 @@ func idleRun(self, gc string, o idleOptions) error {
 			n = o.sockets - per*(o.procs-1)
 		}
 		src := fmt.Sprintf("127.0.0.%d", 2+p%o.addrs)
-		cl := exec.Command(self, "-role", "client", "-url", "ws://"+addr+"/ws", "-n", strconv.Itoa(n), "-src", src)
+		cl := exec.Command(self, "-role", "client", "-url", "ws://"+addr+"/ws", "-n", strconv.Itoa(n), "-src", src,
+			"-heartbeat", o.heartbeat.String())
 		cl.Stderr = os.Stderr
 		cout, err := cl.StdoutPipe()
 		if err != nil {
@@ -217,6 +230,11 @@ func idleRun(self, gc string, o idleOptions) error {
 	fmt.Printf("  ping CPU: %s over %.0fs = %.2f µs per socket per second (%.1f µs per socket per ping)\n",
 		cpu.Round(time.Millisecond), elapsed, float64(cpu.Microseconds())/elapsed/n,
 		float64(cpu.Microseconds())/elapsed/n*o.ping.Seconds())
+	if o.heartbeat > 0 {
+		beats := elapsed / o.heartbeat.Seconds() * n
+		fmt.Printf("  doshii heartbeats every %s: %d pongs in window; server CPU %.1f µs per heartbeat (pings included: compare -server hub); %.2f µs per socket per second\n",
+			o.heartbeat, last.Pongs-first.Pongs, float64(cpu.Microseconds())/beats, float64(cpu.Microseconds())/elapsed/n)
+	}
 	return nil
 }
 
@@ -259,6 +277,7 @@ func roleServer(args []string) error {
 	}
 	raiseFileLimit()
 	var sockets atomic.Int64 // bare mode
+	var pongs atomic.Int64   // doshii mode
 	count := func() int { return int(sockets.Load()) }
 	mux := http.NewServeMux()
 	switch *mode {
@@ -305,6 +324,25 @@ func roleServer(args []string) error {
 				}
 			}
 		})
+	case "doshii":
+		// The hub with doshii's socket codec: a heartbeat is decoded and answered with its pong,
+		// as posgate's doshii sockets do (without their store write of the online deadline).
+		h := hub.New(hub.Options{PingInterval: *ping})
+		count = h.Len
+		handler := hub.HandlerFunc(func(_ context.Context, c *hub.Conn, msg []byte) error {
+			hb, err := doshii.DecodeHeartbeat(msg)
+			if err != nil {
+				return &hub.CloseError{Code: hub.CodePolicy, Reason: "not a heartbeat"}
+			}
+			pongs.Add(1)
+			_ = c.Send(doshii.AppendPong(make([]byte, 0, 96), hb), nil)
+			return nil
+		})
+		var id atomic.Int64
+		mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+			tenant := "doshii:" + strconv.FormatInt(id.Add(1), 10)
+			_ = h.Accept(w, r, hub.Spec{Dialect: "doshii", Tenants: []string{tenant}, Exclusive: true, Handler: handler})
+		})
 	default:
 		return fmt.Errorf("unknown server mode %q", *mode)
 	}
@@ -320,6 +358,7 @@ func roleServer(args []string) error {
 		_ = json.NewEncoder(w).Encode(serverStats{
 			Sockets: count(), RSSKiB: rss, HeapInuse: int64(ms.HeapInuse), StackInuse: int64(ms.StackInuse),
 			Sys: int64(ms.Sys), Goroutines: runtime.NumGoroutine(), NumGC: int64(ms.NumGC), NextGC: int64(ms.NextGC), CPUNanos: int64(cpu),
+			Pongs: pongs.Load(),
 		})
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -340,6 +379,7 @@ func roleClient(args []string) error {
 	url := fs.String("url", "", "")
 	n := fs.Int("n", 0, "")
 	src := fs.String("src", "127.0.0.2", "")
+	heartbeat := fs.Duration("heartbeat", 0, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -371,7 +411,11 @@ func roleClient(args []string) error {
 						firstErr = err
 					}
 				} else {
-					c.CloseRead(context.Background()) // keeps reading: pings are answered
+					if *heartbeat > 0 {
+						go heartbeats(c, *heartbeat)
+					} else {
+						c.CloseRead(context.Background()) // keeps reading: pings are answered
+					}
 					conns = append(conns, c)
 				}
 				mu.Unlock()
@@ -386,4 +430,29 @@ func roleClient(args []string) error {
 	fmt.Printf("ready %d\n", len(conns))
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	return nil
+}
+
+// heartbeats is a doshii POS's socket: a heartbeat right away and then every d (the first one
+// at a random point of the period, so a client's sockets do not beat in step), pongs read.
+func heartbeats(c *websocket.Conn, d time.Duration) {
+	go func() {
+		for {
+			if _, _, err := c.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(time.Duration(rand.Int64N(int64(d))))
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		msg := `{"doshii":{"ping":` + strconv.FormatInt(time.Now().UnixMilli(), 10) + `,"version":"bench 1.0"}}`
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := c.Write(ctx, websocket.MessageText, []byte(msg))
+		cancel()
+		if err != nil {
+			return
+		}
+		<-t.C
+	}
 }

@@ -3,6 +3,7 @@
 //	go build -o /tmp/benchhub ./bench/hub
 //	/tmp/benchhub echo  -duration 5s -rounds 3               # (a) echo round trip: bare coder/websocket vs the hub
 //	/tmp/benchhub idle  -sockets 2000 -procs 2 -addrs 2        # (b) idle sockets: RSS per socket with pings running
+//	/tmp/benchhub idle  -server doshii -heartbeat 30s           # (b) the same with doshii heartbeats: heartbeat CPU per socket
 //	/tmp/benchhub roundtrip -dialect echo -rate 1000 -duration 10s   # (c) request → peer → answer, open loop
 //	/tmp/benchhub roundtrip -dialect orderpay -store postgres -rate 100 -duration 5s   # (c) through real posgate replicas
 //

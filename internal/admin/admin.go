@@ -215,8 +215,8 @@ func (a *API) introspectToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := map[string]any{"active": true, "iss": claims.Issuer, "sub": claims.Subject, "aud": claims.Audience,
-		"client_id": claims.ClientID, "scope": claims.Scope, "jti": claims.JTI, "iat": claims.IssuedAt.UTC(),
-		"exp": claims.ExpiresAt.UTC()}
+		"client_id": claims.ClientID, "scope": claims.Scope, "jti": claims.JTI, "iat": claims.IssuedAt.Unix(),
+		"exp": claims.ExpiresAt.Unix()} // RFC 7662's names, so its NumericDate seconds
 	if claims.SessionID != "" {
 		out["sid"] = claims.SessionID
 	}

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -54,7 +55,7 @@ func (af *adminFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&af.url, "url", "", "base URL of posgate (default $"+envURL+", else "+defaultURL+")")
 	fs.StringVar(&af.token, "token", "", "admin token (default $"+envAdminToken+", else <data-dir>/admin-token)")
 	fs.StringVar(&af.dataDir, "data-dir", "", "the server's data dir: admin token and pinned certificate (default $"+envDataDir+", else "+defaultData+")")
-	fs.BoolVar(&af.insecure, "insecure", false, "do not verify the server's TLS certificate")
+	fs.BoolVar(&af.insecure, "insecure", false, "do not verify the server's TLS certificate, and allow plain http:// to a host other than this machine")
 	fs.StringVar(&af.ca, "ca", "", "PEM file of the CA (or self-signed certificate) to trust (default $"+envCA+")")
 	fs.StringVar(&af.output, "o", "table", "output: table or json")
 }
@@ -81,7 +82,28 @@ func (af *adminFlags) resolve(env Env) error {
 	if af.output != "table" && af.output != "json" {
 		return usagef("-o %q is not allowed (table or json)", af.output)
 	}
-	return checkBaseURL(urlFrom, af.url)
+	if err := checkBaseURL(urlFrom, af.url); err != nil {
+		return err
+	}
+	return checkPlainHTTP(urlFrom, af.url, af.insecure)
+}
+
+// checkPlainHTTP refuses to send the admin token unencrypted to another machine: over
+// http:// anyone on the path reads it. A loopback listener never leaves this machine.
+func checkPlainHTTP(from, raw string, insecure bool) error {
+	u, _ := url.Parse(raw) // checked by checkBaseURL
+	if u.Scheme != "http" || insecure || isLoopbackHost(u.Hostname()) {
+		return nil
+	}
+	return usagef("%s %q would send the admin token unencrypted to another machine: use https:// (or --insecure to allow it)", from, raw)
+}
+
+func isLoopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // checkBaseURL refuses a URL the HTTP client would misread: "127.0.0.1:8443" parses as an

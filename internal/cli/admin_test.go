@@ -234,6 +234,33 @@ func TestURLWithoutSchemeIsExplained(t *testing.T) {
 	}
 }
 
+// The admin token never travels unencrypted to another machine unless --insecure says so; a
+// loopback listener on plain HTTP stays the zero-setup default.
+func TestPlainHTTPToAnotherMachineIsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		vars    map[string]string
+		args    []string
+		refused bool
+	}{
+		{nil, []string{"--url", "http://posgate.example:8080"}, true},
+		{nil, []string{"--url", "http://10.1.2.3:8080"}, true},
+		{map[string]string{"POSGATE_URL": "http://posgate.example"}, nil, true},
+		{nil, []string{"--url", "http://posgate.example:8080", "--insecure"}, false},
+		{nil, []string{"--url", "http://127.0.0.1:1"}, false},
+		{nil, []string{"--url", "http://localhost:1"}, false},
+		{nil, []string{"--url", "http://[::1]:1"}, false},
+	} {
+		r := posgateEnv(t, tc.vars, append([]string{"admin", "keys", "list", "--token", "x"}, tc.args...)...)
+		refused := strings.Contains(r.stderr, "unencrypted to another machine")
+		if refused != tc.refused || r.code == 0 {
+			t.Errorf("%v %v: exit %d, refused %v, want %v: %q", tc.vars, tc.args, r.code, refused, tc.refused, r.stderr)
+		}
+		if tc.refused && r.code != 2 {
+			t.Errorf("%v: exit %d, want 2 (a usage error, before any connection)", tc.args, r.code)
+		}
+	}
+}
+
 // The commands added for the routes that had none work end to end.
 func TestAdminCommandsForEveryRoute(t *testing.T) {
 	inst := servertest.Start(t, servertest.Options{Demo: true})

@@ -72,6 +72,7 @@ var commands = []command{
 	{words: w("doshii vendors rotate-key"), method: "POST", path: "/doshii/vendors/{id}/rotate-key", args: []string{"id"}, help: "issue a new vendor key (the old one keeps working for doshii.key_overlap)"},
 	{words: w("doshii vendors disable"), method: "POST", path: "/doshii/vendors/{id}/disable", args: []string{"id"}, help: "disable a vendor (its sockets are closed, its keys refused)"},
 	{words: w("doshii vendors enable"), method: "POST", path: "/doshii/vendors/{id}/enable", args: []string{"id"}, help: "enable a disabled vendor"},
+	{words: w("doshii vendors delete"), method: "DELETE", path: "/doshii/vendors/{id}", args: []string{"id"}, help: "delete a vendor with its locations (sockets closed, credentials refused)"},
 	{words: w("doshii locations list"), method: "GET", path: "/doshii/locations", list: "locations", columns: []string{"id", "name", "vendor_id", "organisation_id", "disabled", "online", "disconnected_date"}, help: "list doshii locations with their online state", query: []field{
 		{flag: "vendor", json: "vendor", usage: "only this vendor's locations (vendor id)"},
 	}},
@@ -79,6 +80,7 @@ var commands = []command{
 	{words: w("doshii locations disable"), method: "POST", path: "/doshii/locations/{id}/disable", args: []string{"id"}, help: "disable a location (its socket is closed, its token refused)"},
 	{words: w("doshii locations enable"), method: "POST", path: "/doshii/locations/{id}/enable", args: []string{"id"}, help: "enable a disabled location"},
 	{words: w("doshii locations rotate-token"), method: "POST", path: "/doshii/locations/{id}/rotate-token", args: []string{"id"}, help: "issue a new location token (shown once; the old one stops working)"},
+	{words: w("doshii locations delete"), method: "DELETE", path: "/doshii/locations/{id}", args: []string{"id"}, help: "delete a location (its sockets closed, its token refused)"},
 	{words: w("chef devices list"), method: "GET", path: "/chef/devices", list: "devices", columns: []string{"id", "label", "state", "address", "user_agent", "first_seen"}, help: "list chef devices", query: []field{
 		{flag: "state", json: "state", usage: "pending, approved, declined or revoked"},
 	}},

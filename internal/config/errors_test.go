@@ -110,3 +110,25 @@ func TestCLIVariablesAreNotSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An anchored block repeated many times is refused after a bounded walk, not walked once per use
+// (the cost would be the block's size times the uses).
+func TestParseAliasExpansionIsBounded(t *testing.T) {
+	const n = 3000
+	doc := "upstreams: {pos: http://127.0.0.1:1}\nroutes:\n  - &r {path: /a, upstream: pos, methods: [" +
+		strings.Repeat("GET, ", n) + "GET]}\n  - " + strings.Repeat("*r\n  - ", n) + "*r\n"
+	_, err := Parse([]byte(doc))
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("Parse = %v, want an *Error", err)
+	}
+	found := 0
+	for _, p := range e.Problems {
+		if strings.Contains(p.Msg, "aliases expand to more than") {
+			found++
+		}
+	}
+	if found != 1 {
+		t.Fatalf("want one alias-expansion problem, got %d in:\n%v", found, err)
+	}
+}

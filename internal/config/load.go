@@ -241,6 +241,11 @@ func syntaxError(data []byte, err error) (int, string) {
 // maxDepth bounds the walk (aliases included) so a hostile document cannot recurse forever.
 const maxDepth = 16
 
+// maxAliasValues bounds the values reached through aliases: each alias is walked again where it
+// is used, so a small document that repeats a big anchored block many times would otherwise cost
+// time and memory in the product of the two (a config needs a handful of reused blocks at most).
+const maxAliasValues = 10000
+
 func yamlKeys(t reflect.Type) []string {
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
@@ -282,6 +287,10 @@ type walker struct {
 	file string
 	src  sources
 	p    *problems
+
+	inAlias   int  // >0 while walking an alias's target
+	aliased   int  // values walked through aliases so far
+	exhausted bool // maxAliasValues was passed (reported once)
 }
 
 func (w *walker) fail(n *yaml.Node, path, format string, args ...any) bool {
@@ -294,8 +303,22 @@ func (w *walker) check(n *yaml.Node, t reflect.Type, path string, depth int) boo
 	if depth > maxDepth {
 		return w.fail(n, path, "nested too deeply")
 	}
+	if w.inAlias > 0 {
+		if w.aliased++; w.aliased > maxAliasValues {
+			if !w.exhausted {
+				w.exhausted = true
+				w.fail(n, path, "aliases expand to more than %d values", maxAliasValues)
+			}
+			return false
+		}
+	}
 	if n.Kind == yaml.AliasNode {
-		return n.Alias == nil || w.check(n.Alias, t, path, depth+1)
+		if n.Alias == nil {
+			return true
+		}
+		w.inAlias++
+		defer func() { w.inAlias-- }()
+		return w.check(n.Alias, t, path, depth+1)
 	}
 	if path != "" {
 		w.src[path] = source{where: lineOf(w.file, n.Line), line: n.Line}

@@ -36,7 +36,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 			fmt.Sprintf("header names with an underscore are not accepted (%.64s): use hyphens", name)))
 		return
 	}
-	if err := checkRequestShape(r); err != nil {
+	if err := CheckRequestShape(r); err != nil {
 		observeOutcome(label, outcomeBadRequest)
 		first.WriteError(w, r, err)
 		return
@@ -83,14 +83,14 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, rt *route) {
 	observeOutcome(label, g.fwd.forward(w, r, rt.upstream, label, p, stable, a, onSuccess, onRefused))
 }
 
-// checkRequestShape refuses what the gateway could not forward faithfully or safely:
+// CheckRequestShape refuses what the gateway could not forward faithfully or safely:
 //   - a query string that does not parse (a ';' separator, a malformed escape): the upstream
 //     gets the query byte for byte, so posgate must read it the way the upstream will, and
 //     ReverseProxy would silently drop or reorder what it cannot parse;
 //   - a credential sent more than once or more than one way (RFC 6750 §2: 400 invalid_request):
 //     two Authorization headers, or an access_token query parameter (never forwarded upstream,
 //     and never accepted: URLs end up in logs).
-func checkRequestShape(r *http.Request) error {
+func CheckRequestShape(r *http.Request) error {
 	if len(r.Header["Authorization"]) > 1 {
 		return errs.New(errs.BadInput, "invalid_request", "the request carries more than one Authorization header")
 	}

@@ -7,7 +7,9 @@
 //   - Resolve: the decision was made in this process and is handed over as is, with no store read;
 //   - Wake (or a notice on an event bus, see Listen): the watcher reads the store again now;
 //   - the periodic recheck, so a lost notice (the bus is best effort) delays an answer by at most
-//     one period and never loses it.
+//     one period and never loses it. The period may double after each recheck that finds nothing,
+//     up to a cap (Options.MaxRecheck): a wait that lasts, which is a slow answer under load,
+//     then costs the store fewer reads, and a lost notice is still read within the cap.
 //
 // The store stays the truth: a Point only remembers who is waiting, never an outcome once its
 // callers have been answered.
@@ -37,6 +39,9 @@ const DefaultRecheck = 2 * time.Second
 type Options struct {
 	// Recheck is how often a waited key is read again with no wake (DefaultRecheck when zero).
 	Recheck time.Duration
+	// MaxRecheck, when above Recheck, lets the period double after each recheck that found no
+	// outcome, up to MaxRecheck. Otherwise the period stays Recheck.
+	MaxRecheck time.Duration
 	// Timers runs the waits and rechecks (the wall clock when nil); tests pass a clock.Fake.
 	Timers clock.Timers
 }
@@ -45,6 +50,7 @@ type Options struct {
 type Point[T any] struct {
 	check   Check[T]
 	recheck time.Duration
+	maxRe   time.Duration
 	timers  clock.Timers
 	ctx     context.Context // the watchers' reads; cancelled by Stop
 	cancel  context.CancelFunc
@@ -76,7 +82,8 @@ func New[T any](check Check[T], opt Options) *Point[T] {
 		opt.Timers = clock.System{}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Point[T]{check: check, recheck: opt.Recheck, timers: opt.Timers, ctx: ctx, cancel: cancel, waits: map[string]*wait[T]{}}
+	opt.MaxRecheck = max(opt.MaxRecheck, opt.Recheck)
+	return &Point[T]{check: check, recheck: opt.Recheck, maxRe: opt.MaxRecheck, timers: opt.Timers, ctx: ctx, cancel: cancel, waits: map[string]*wait[T]{}}
 }
 
 // Wait holds the caller until the outcome of key is known, and returns it. It returns ErrTimeout
@@ -269,8 +276,9 @@ func (p *Point[T]) resolve(w *wait[T], v T, err error) {
 	})
 }
 
-// watch reads the outcome of w's key at once (if first), when woken and every recheck period,
-// until it is known or every caller has left.
+// watch reads the outcome of w's key at once (if first), when woken and every recheck period
+// (doubling up to the cap after each periodic read that found nothing), until it is known or
+// every caller has left.
 func (p *Point[T]) watch(w *wait[T], first bool) {
 	check := func() bool {
 		v, done, err := p.check(p.ctx, w.key)
@@ -283,8 +291,9 @@ func (p *Point[T]) watch(w *wait[T], first bool) {
 	if first && check() {
 		return
 	}
+	period := p.recheck
 	for {
-		tick, stopTick := p.timers.After(p.recheck)
+		tick, stopTick := p.timers.After(period)
 		select {
 		case <-w.stop:
 			stopTick()
@@ -295,6 +304,7 @@ func (p *Point[T]) watch(w *wait[T], first bool) {
 		case <-w.wake:
 			stopTick()
 		case <-tick:
+			period = min(2*period, p.maxRe)
 		}
 		if check() {
 			return

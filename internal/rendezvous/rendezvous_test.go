@@ -453,3 +453,43 @@ func TestHoldLeaveAndStop(t *testing.T) {
 		t.Fatalf("Hold after Stop: %v", err)
 	}
 }
+
+// With MaxRecheck the period doubles after each recheck that finds nothing, up to the cap, and
+// a lost notice is still read within the cap.
+func TestRecheckBacksOffToTheCap(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	a := newAnswers()
+	p := rendezvous.New(a.check, rendezvous.Options{Recheck: time.Second, MaxRecheck: 4 * time.Second, Timers: clk})
+	t.Cleanup(func() { p.Stop(errors.New("test over")) })
+	c := wait(context.Background(), p, "req_1", time.Minute)
+	held(t, p, clk, "req_1", 1, 2)
+	reads := a.reads.Load() // the first read
+	// Rechecks fall 1, 2, 4, 4 s apart: each gap less a tick reads nothing new.
+	for i, gap := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second} {
+		clk.Advance(gap - time.Millisecond)
+		eventually(t, "the watcher sleeps", func() bool { return clk.PendingTimers() == 2 })
+		if got := a.reads.Load(); got != reads {
+			t.Fatalf("recheck %d: read %d times before its period of %s", i, got-reads, gap)
+		}
+		clk.Advance(time.Millisecond)
+		reads++
+		eventually(t, fmt.Sprintf("recheck %d", i), func() bool { return a.reads.Load() == reads && clk.PendingTimers() == 2 })
+	}
+	a.set("req_1", "answer") // its notice is lost
+	clk.Advance(4 * time.Second)
+	answered(t, c, "answer")
+}
+
+// Without MaxRecheck the period stays the same.
+func TestRecheckWithoutCapKeepsItsPeriod(t *testing.T) {
+	p, a, clk := setup(t)
+	c := wait(context.Background(), p, "req_1", time.Minute)
+	held(t, p, clk, "req_1", 1, 2)
+	for i := range 3 {
+		clk.Advance(2 * time.Second)
+		eventually(t, fmt.Sprintf("recheck %d", i), func() bool { return a.reads.Load() == int64(i+2) && clk.PendingTimers() == 2 })
+	}
+	a.set("req_1", "answer")
+	clk.Advance(2 * time.Second)
+	answered(t, c, "answer")
+}

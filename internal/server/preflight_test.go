@@ -53,7 +53,7 @@ func TestARefusedConfigurationLeavesNoDataDir(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "data")
 			cfg := config.Default()
-			cfg.Server.DataDir = dir
+			cfg.Server.DataDir = dir + string(filepath.Separator) // a trailing slash names the same dir
 			cfg.Server.Addr = ""
 			cfg.Server.HTTPAddr = "127.0.0.1:0"
 			cfg.Upstreams = map[string]string{"pos": "http://127.0.0.1:9"}
@@ -83,5 +83,25 @@ func TestARefusedConfigurationLeavesNoDataDir(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); err != nil {
 		t.Fatalf("an existing data dir was removed: %v", err)
+	}
+}
+
+// A data dir path this start did not create is left alone when the start fails, even when it
+// does not resolve to a directory: here a dangling symlink the operator put there.
+func TestAFailedStartKeepsADataDirSymlink(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Symlink(filepath.Join(t.TempDir(), "not", "there"), dir); err != nil {
+		t.Skip("no symlinks here:", err)
+	}
+	cfg := config.Default()
+	cfg.Server.DataDir, cfg.Server.Addr, cfg.Server.HTTPAddr = dir, "", "127.0.0.1:0"
+	cfg.Resolve()
+	_, err := server.New(context.Background(), server.Options{Config: cfg, Log: server.NewLogger(io.Discard, "error"), Out: io.Discard,
+		Getenv: func(string) string { return "" }})
+	if err == nil || !strings.Contains(err.Error(), "data dir") {
+		t.Fatalf("New: %v; want a data dir error", err)
+	}
+	if _, err := os.Lstat(dir); err != nil {
+		t.Fatalf("the symlink was removed: %v", err)
 	}
 }

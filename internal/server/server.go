@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -117,8 +118,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	s.bg, s.stop = context.WithCancel(context.Background())
 	// A data dir this call creates is removed again when the start fails before any key is
 	// sealed into the store: a refused configuration leaves nothing behind.
-	_, statErr := os.Stat(cfg.Server.DataDir)
-	newDataDir, sealed := errors.Is(statErr, os.ErrNotExist), false
+	newDataDir, sealed := false, false
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -138,7 +138,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	}
 
 	// Data dir: the master key, the admin token, the certificate and the SQLite file live here.
-	if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
+	if newDataDir, err = makeDataDir(cfg.Server.DataDir); err != nil {
 		return s, fmt.Errorf("data dir %s: %w", cfg.Server.DataDir, err)
 	}
 	if info, err := os.Stat(cfg.Server.DataDir); err == nil && info.Mode().Perm()&0o077 != 0 {
@@ -348,6 +348,25 @@ func NewLogger(w io.Writer, level string) *slog.Logger {
 	out, lb := bufferFor(w)
 	h := slog.NewJSONHandler(out, &slog.HandlerOptions{Level: lv})
 	return slog.New(&logHandler{Handler: h, out: out, lb: lb, plain: true})
+}
+
+// makeDataDir creates dir (mode 0700, parents included) and reports whether this call created dir
+// itself: only then may a failed start remove it. Deciding from an earlier look would remove a
+// dir another process (a second replica on the same data dir) created in between, or a dangling
+// symlink the operator put there.
+func makeDataDir(dir string) (bool, error) {
+	dir = filepath.Clean(dir) // "data/" has the parent ".", not "data"
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return false, err
+	}
+	err := os.Mkdir(dir, 0o700)
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return false, err
+	}
+	return false, os.MkdirAll(dir, 0o700) // nil for a directory, an error for anything else
 }
 
 // preflight checks what the configuration names outside itself and can be checked before

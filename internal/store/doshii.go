@@ -79,4 +79,12 @@ type Doshii interface {
 	// ExtendDoshiiVendorOnline does the same for every enabled location of vendorID (a cloud POS's
 	// heartbeat speaks for all of them). Unknown vendors change nothing.
 	ExtendDoshiiVendorOnline(ctx context.Context, vendorID string, offlineAt time.Time) error
+	// DeleteDoshiiLocation deletes the location and, in the same transaction, the outbox messages
+	// for it: its own queue "doshii:<id>" and, on its vendor's queue "doshii-vendor:<vendor id>",
+	// the ids "<id>/…" (so its vendor's cloud socket is not sent them). ErrNotFound when unknown.
+	DeleteDoshiiLocation(ctx context.Context, id string) error
+	// DeleteDoshiiVendor deletes the vendor with its keys, organisations and locations, and the
+	// outbox messages for them (as DeleteDoshiiLocation, and the vendor's whole queue), in one
+	// transaction. ErrNotFound when unknown.
+	DeleteDoshiiVendor(ctx context.Context, id string) error
 }

@@ -256,3 +256,66 @@ func (m *Module) writeLocation(w http.ResponseWriter, r *http.Request, l *store.
 	}
 	httpx.WriteJSON(w, http.StatusOK, v)
 }
+
+// adminDeleteLocation serves DELETE /doshii/locations/{id}: the location, its token and the
+// events waiting for it are gone; its POS sockets are closed (4003) on every replica and its
+// token and JWTs are refused there at once (a missed notice costs at most the location cache's
+// lifetime). Its vendor's cloud socket stays open for the vendor's other locations.
+func (m *Module) adminDeleteLocation(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	err := m.svc.Store.DeleteDoshiiLocation(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		m.writeAdminError(w, r, errs.New(errs.NotFound, "not_found", "no such location"))
+		return
+	}
+	if err != nil {
+		m.auditAdmin(r, "doshii.location.delete", id, "error", "store")
+		m.writeAdminError(w, r, storeError(err))
+		return
+	}
+	m.announce(ctx, change{Location: id})
+	if m.sockets != nil {
+		m.sockets.hub.CloseTenant(context.WithoutCancel(ctx), locationTenant(id), hub.CodeDisabled, "location deleted")
+	}
+	m.auditAdmin(r, "doshii.location.delete", id, "ok", "")
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
+}
+
+// adminDeleteVendor serves DELETE /doshii/vendors/{id}: the vendor with its keys, organisations,
+// locations and waiting events. Its cloud socket and its locations' sockets are closed (4003) on
+// every replica, and its keys, tokens and JWTs are refused there at once.
+func (m *Module) adminDeleteVendor(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	v, err := m.svc.Store.GetDoshiiVendor(ctx, id)
+	var ls []*store.DoshiiLocation
+	if err == nil {
+		ls, err = m.svc.Store.ListDoshiiLocations(ctx, id)
+	}
+	if err == nil {
+		err = m.svc.Store.DeleteDoshiiVendor(ctx, id)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		m.writeAdminError(w, r, errs.New(errs.NotFound, "not_found", "no such vendor"))
+		return
+	}
+	if err != nil {
+		m.auditAdmin(r, "doshii.vendor.delete", id, "error", "store")
+		m.writeAdminError(w, r, storeError(err))
+		return
+	}
+	m.announce(ctx, change{Vendor: v.APIName})
+	for _, l := range ls {
+		m.announce(ctx, change{Location: l.ID})
+	}
+	if m.sockets != nil {
+		bg := context.WithoutCancel(ctx)
+		m.sockets.hub.CloseTenant(bg, vendorTenant(id), hub.CodeDisabled, "vendor deleted")
+		for _, l := range ls {
+			m.sockets.hub.CloseTenant(bg, locationTenant(l.ID), hub.CodeDisabled, "vendor deleted")
+		}
+	}
+	m.auditAdmin(r, "doshii.vendor.delete", id, "ok", "api_name="+v.APIName)
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
+}

@@ -17,10 +17,10 @@ import (
 	"github.com/posgate/posgate/internal/testutil/doctest"
 )
 
-// TestDocWalkthrough runs docs/dialects/doshii.md against a real posgate and a recording upstream:
-// the yaml block is the gateway configuration, the python block is sign_location_jwt.py, the sh
-// blocks run in order in one bash, and every text block of JSON (or plain) lines after an sh block
-// is output that block must print ("…" stands for any text).
+// TestDocWalkthrough runs docs/dialects/doshii.md against a real posgate, a recording upstream
+// and the real POS simulator: the yaml block is the gateway configuration, the python block is
+// sign_location_jwt.py, the sh blocks run in order in one bash, and every text block of JSON (or
+// plain) lines after an sh block is output that block must print ("…" stands for any text).
 func TestDocWalkthrough(t *testing.T) {
 	py := doctest.PythonWithJWT(t)
 	blocks := doctest.Blocks(t, filepath.Join("..", "..", "..", "docs", "dialects", "doshii.md"))
@@ -30,7 +30,8 @@ func TestDocWalkthrough(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var script strings.Builder
-	script.WriteString("set -euo pipefail\n")
+	// A simulator left running by a failed block is stopped with the shell.
+	script.WriteString("set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n")
 	type expectation struct {
 		block int
 		text  string
@@ -59,14 +60,14 @@ func TestDocWalkthrough(t *testing.T) {
 				setup = &blocks[i]
 				body = "@@setup\n"
 			}
-			script.WriteString("echo '@@block " + strconv.Itoa(sh) + "'\n" + body)
+			script.WriteString("echo '@@block " + strconv.Itoa(sh) + "'\n" + body + "\n")
 		case "text":
 			for _, line := range strings.Split(strings.TrimSpace(body), "\n") {
 				expect = append(expect, expectation{block: sh, text: strings.TrimSpace(line)})
 			}
 		}
 	}
-	if yamlBlocks != 1 || pyBlocks != 1 || sh < 9 || len(expect) < 8 {
+	if yamlBlocks != 1 || pyBlocks != 1 || sh < 11 || len(expect) < 15 {
 		t.Fatalf("doc structure changed: %d yaml, %d python, %d sh blocks, %d expected lines", yamlBlocks, pyBlocks, sh, len(expect))
 	}
 
@@ -90,6 +91,10 @@ func TestDocWalkthrough(t *testing.T) {
 	}
 	if err := os.Symlink(py, filepath.Join(bin, "python3")); err != nil {
 		t.Fatal(err)
+	}
+	// The socket part runs the real simulator, `posgate simulate doshii-pos`, built from this tree.
+	if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, "posgate"), "github.com/posgate/posgate/cmd/posgate").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	doctest.WriteAdminToken(t, dataDir, inst.AdminToken)
 	cmd := exec.Command("bash", "-c", strings.Replace(script.String(), "@@setup\n", doctest.Setup(t, *setup, inst.Server.HTTPSURL()), 1))

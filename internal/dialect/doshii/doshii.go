@@ -9,8 +9,8 @@
 //     (vendor JWT), heartbeats, online state (disconnectedDate), health checks;
 //   - the platform events API: POST/GET /v1/doshii/locations/{location_id}/events, pushed to the
 //     location's sockets through the outbox;
-//   - the admin API: vendors (key shown once, rotation with overlap, disable), locations (online
-//     state, disable, token rotation).
+//   - the admin API: vendors (key shown once, rotation with overlap, disable, delete), locations
+//     (online state and sockets, disable, token rotation, delete).
 //
 // Every credential check lives in Verifier — a location JWT, a cloud-POS vendor JWT
 // {"vendor","timestamp"}, a raw location token and the onboarding vendor key — behind one
@@ -136,6 +136,10 @@ func newModule(svc *app.Services) (*Module, error) {
 			}
 			if c.Vendor != "" {
 				m.verifier.forgetVendor(c.Vendor)
+				if m.sockets != nil {
+					// A rotation with no overlap ends the old key now: its sockets go at once.
+					go m.sockets.checkVendorKeys(context.Background(), c.Vendor)
+				}
 			}
 			if c.Location != "" {
 				m.verifier.forgetLocation(c.Location)
@@ -278,6 +282,8 @@ func (m *Module) Mount(public, admin app.Mux) error {
 		admin.Handle("GET /doshii/vendors", http.HandlerFunc(m.adminListVendors))
 		admin.Handle("POST /doshii/vendors/{id}/rotate-key", http.HandlerFunc(m.adminRotateVendorKey))
 		admin.Handle("POST /doshii/locations/{id}/rotate-token", http.HandlerFunc(m.adminRotateLocationToken))
+		admin.Handle("DELETE /doshii/locations/{id}", http.HandlerFunc(m.adminDeleteLocation))
+		admin.Handle("DELETE /doshii/vendors/{id}", http.HandlerFunc(m.adminDeleteVendor))
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/posgate/posgate/internal/errs"
@@ -81,10 +82,16 @@ func storeError(err error) error {
 
 func badInput(code, msg string) error { return errs.New(errs.BadInput, code, msg) }
 
-// WriteMethodNotAllowed answers a wrong method on a Doshii endpoint in Doshii's shape (the server
-// has set Allow).
-func (m *Module) WriteMethodNotAllowed(w http.ResponseWriter, _ *http.Request, allow string) {
-	httpx.WriteJSON(w, http.StatusMethodNotAllowed, errorBody{Message: "method not allowed; use " + allow})
+// WriteMethodNotAllowed answers a wrong method on a Doshii endpoint in Doshii's shape, on the
+// platform events API in its own (the server has set Allow).
+func (m *Module) WriteMethodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
+	msg := "method not allowed; use " + allow
+	if strings.HasPrefix(r.URL.Path, "/v1/doshii/") {
+		// The platform events API speaks RFC 6750's shape, not Doshii's.
+		httpx.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", msg)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusMethodNotAllowed, errorBody{Message: msg})
 }
 
 var _ app.MethodNotAllowedWriter = (*Module)(nil)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"regexp"
 	"time"
+	"unicode/utf8"
 
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/gateway"
@@ -93,6 +94,10 @@ func jsonDecode(body []byte, v any) error {
 	if len(body) > maxEventBody {
 		return errs.New(errs.BadInput, "body_too_large", "request body is too large")
 	}
+	if !utf8.Valid(body) {
+		// encoding/json would turn the bytes into U+FFFD and the POS would get other text.
+		return errs.New(errs.BadInput, "invalid_request", "request body is not valid UTF-8")
+	}
 	if err := jsonx.Decode(body, v, true); err != nil {
 		return errs.Wrap(errs.BadInput, "invalid_json", "request body is not a valid event: {type, data, id?}", err)
 	}
@@ -141,6 +146,11 @@ type eventsAPI struct {
 
 // authorize checks the bearer token and its scope; it writes the refusal and returns false.
 func (a *eventsAPI) authorize(w http.ResponseWriter, r *http.Request) bool {
+	// A token given twice or also in the URL (RFC 6750 §2) is refused before it is looked at.
+	if err := gateway.CheckRequestShape(r); err != nil {
+		gateway.WriteBearerError(w, "posgate", err)
+		return false
+	}
 	p, err := a.authn.Authenticate(r)
 	if err == nil && !p.HasScope(ScopePublish) {
 		err = errs.Wrap(errs.Forbidden, "insufficient_scope", "the access token lacks the scope "+ScopePublish,
@@ -172,7 +182,7 @@ func (a *eventsAPI) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if !httpx.IsJSON(r) {
-		gateway.WriteBearerError(w, "posgate", errs.New(errs.BadInput, "unsupported_content_type", "Content-Type must be application/json"))
+		gateway.WriteBearerError(w, "posgate", errs.New(errs.UnsupportedMediaType, "invalid_request", "Content-Type must be application/json (UTF-8)"))
 		return
 	}
 	body, err := httpx.ReadBody(r, maxEventBody)

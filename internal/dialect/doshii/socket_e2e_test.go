@@ -587,3 +587,123 @@ func testPublishFailingHalfWay(t *testing.T, driver string) {
 		t.Fatalf("POS socket first received %s, want the retry's %v", f.raw, out["id"])
 	}
 }
+
+// A cloud socket lives as long as the vendor key that signed its JWT: a rotation leaves it open
+// through the overlap, then it is closed with 4001 — also when the rotation happened on another
+// replica. A JWT signed with the new key opens a socket that stays.
+func TestCloudSocketKeyRotationSQLite(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	inst := servertest.Start(t, servertest.Options{Clock: clk, Configure: rotationConfig})
+	testCloudSocketKeyRotation(t, clk, inst, inst)
+}
+
+func TestCloudSocketKeyRotationReplicas(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	one := servertest.Start(t, servertest.Options{Driver: "postgres", Clock: clk, Configure: rotationConfig})
+	two := servertest.Start(t, servertest.Options{ReplicaOf: one, Clock: clk, Configure: rotationConfig})
+	testCloudSocketKeyRotation(t, clk, one, two)
+}
+
+func rotationConfig(c *config.Config) {
+	c.Doshii.OfflineAfter = 3 // the sockets' check runs every second (real time)
+	c.Doshii.KeyOverlap = 60
+}
+
+// testCloudSocketKeyRotation rotates the key on one and watches the cloud socket on two.
+func testCloudSocketKeyRotation(t *testing.T, clk *clock.Fake, one, two *servertest.Instance) {
+	e := &e2e{t: t, inst: one}
+	a := e.onboard("vendor-a", "Org A", "Venue A")
+	cloud := mustDial(t, two, vendorQuery(a, clk.Now()))
+	cloud.heartbeat("1")
+	st, body := one.Admin(t, "POST", "/doshii/vendors/"+vendorID(t, one, "vendor-a")+"/rotate-key", nil)
+	if st != http.StatusOK {
+		t.Fatalf("rotate: %d %v", st, body)
+	}
+	newKey := body["vendor_key"].(string)
+	// Within the overlap the socket carries on (the check runs every second meanwhile).
+	clk.Advance(50 * time.Second)
+	time.Sleep(1500 * time.Millisecond) // let the once-a-second check run; a bug would close the socket now
+	cloud.heartbeat("2")
+	clk.Advance(11 * time.Second) // past the overlap
+	cloud.closedWith(4001)
+	if _, st, _ := dial(t, two, vendorQuery(a, clk.Now())); st != http.StatusUnauthorized {
+		t.Fatalf("a JWT of the old key after the overlap: %d", st)
+	}
+	a.vendorKey = newKey
+	fresh := mustDial(t, two, vendorQuery(a, clk.Now()))
+	time.Sleep(1500 * time.Millisecond) // a check runs; the new key is live
+	fresh.heartbeat("3")
+}
+
+// Deleting a location closes its POS socket (4003) on the replica that holds it and refuses its
+// token and JWTs there at once; its vendor's cloud socket stays. Deleting the vendor closes its
+// cloud socket and its locations' sockets and refuses its keys. Another vendor is untouched.
+func TestDeleteSQLite(t *testing.T) {
+	inst := servertest.Start(t, servertest.Options{})
+	testDelete(t, inst, inst)
+}
+
+func TestDeleteReplicas(t *testing.T) {
+	one := servertest.Start(t, servertest.Options{Driver: "postgres"})
+	two := servertest.Start(t, servertest.Options{ReplicaOf: one})
+	testDelete(t, one, two)
+}
+
+// testDelete deletes on one and watches the sockets and credentials on two.
+func testDelete(t *testing.T, one, two *servertest.Instance) {
+	e1, e2 := &e2e{t: t, inst: one}, &e2e{t: t, inst: two}
+	a1 := e1.onboard("vendor-a", "Org A", "Venue A1")
+	a2 := e1.addLocation(a1, "Venue A2")
+	b1 := e1.onboard("vendor-b", "Org B", "Venue B1")
+	now := time.Now()
+	// Warm replica two's credential caches: what a deletion must drop.
+	pos1 := mustDial(t, two, posQuery(a1))
+	pos1.heartbeat("1")
+	cloudA := mustDial(t, two, vendorQuery(a1, now))
+	cloudA.heartbeat("2")
+	pos2 := mustDial(t, two, posQuery(a2))
+	pos2.heartbeat("3")
+	posB := mustDial(t, two, posQuery(b1))
+	if st, raw, _ := e2.call("GET", "/pos/v3/locations/"+a1.id, nil, "vendor", a1.vendorName, "Authorization", "Bearer "+a1.jwtAt(time.Now())); st != http.StatusOK {
+		t.Fatalf("venue call before the deletion: %d %s", st, raw)
+	}
+
+	if st, body := one.Admin(t, "DELETE", "/doshii/locations/"+a1.id, nil); st != http.StatusOK || body["deleted"] != true {
+		t.Fatalf("delete location: %d %v", st, body)
+	}
+	pos1.closedWith(4003)
+	if _, st, body := dial(t, two, posQuery(a1)); st != http.StatusUnauthorized || !strings.Contains(body, `"message"`) {
+		t.Fatalf("socket with a deleted location's token: %d %s", st, body)
+	}
+	if st, raw, _ := e2.call("GET", "/pos/v3/locations/"+a1.id, nil, "vendor", a1.vendorName, "Authorization", "Bearer "+a1.jwtAt(time.Now())); st != http.StatusUnauthorized {
+		t.Fatalf("venue call of a deleted location: %d %s", st, raw)
+	}
+	if st, _ := two.Admin(t, "GET", "/doshii/locations/"+a1.id, nil); st != http.StatusNotFound {
+		t.Fatalf("admin get of a deleted location: %d", st)
+	}
+	if st, _ := one.Admin(t, "DELETE", "/doshii/locations/"+a1.id, nil); st != http.StatusNotFound {
+		t.Fatalf("deleting it again: %d", st)
+	}
+	cloudA.heartbeat("4") // the cloud socket carries the vendor's other locations
+	pos2.heartbeat("5")
+
+	if st, body := one.Admin(t, "DELETE", "/doshii/vendors/"+vendorID(t, one, "vendor-a"), nil); st != http.StatusOK || body["deleted"] != true {
+		t.Fatalf("delete vendor: %d %v", st, body)
+	}
+	cloudA.closedWith(4003)
+	pos2.closedWith(4003)
+	if _, st, _ := dial(t, two, vendorQuery(a1, time.Now())); st != http.StatusUnauthorized {
+		t.Fatalf("cloud socket of a deleted vendor: %d", st)
+	}
+	if _, st, _ := dial(t, two, posQuery(a2)); st != http.StatusUnauthorized {
+		t.Fatalf("socket of a deleted vendor's location: %d", st)
+	}
+	if st, raw, _ := e2.call("POST", "/pos/v3/locations", map[string]any{"name": "Again", "organisationId": a1.org},
+		"vendor", a1.vendorName, "Authorization", "Bearer "+a1.vendorKey); st != http.StatusUnauthorized {
+		t.Fatalf("onboarding with a deleted vendor's key: %d %s", st, raw)
+	}
+	posB.heartbeat("6") // vendor B carries on
+	if st, body := one.Admin(t, "DELETE", "/doshii/vendors/dv_missing", nil); st != http.StatusNotFound || body["error"] != "not_found" {
+		t.Fatalf("unknown vendor: %d %v", st, body)
+	}
+}

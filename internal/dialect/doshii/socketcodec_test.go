@@ -147,7 +147,7 @@ func FuzzSocketCodec(f *testing.F) {
 
 // FuzzEventBody drives the events API's body parser. Whatever is accepted has a type and an id
 // of the documented alphabets, is not a protocol frame type, and carries data that is a compact
-// JSON object; its event frame is valid JSON.
+// JSON object of valid UTF-8; its event frame is valid JSON.
 func FuzzEventBody(f *testing.F) {
 	for _, s := range []string{
 		`{"type":"order_created","data":{"orderId":"1"},"id":"ev-1"}`,
@@ -159,6 +159,7 @@ func FuzzEventBody(f *testing.F) {
 		`{"type":"x","data":{},"extra":1}`,
 		`{"Type":"x","data":{}}`,
 		`not json`,
+		"{\"type\":\"x\",\"data\":{\"n\":\"\xff\"}}",
 	} {
 		f.Add([]byte(s))
 	}
@@ -166,6 +167,9 @@ func FuzzEventBody(f *testing.F) {
 		ev, err := parseEvent(body, func() string { return "ev_generated" })
 		if err != nil {
 			return
+		}
+		if !utf8.Valid(ev.data) {
+			t.Fatalf("accepted data that is not UTF-8: %q", ev.data)
 		}
 		if !eventTypePattern.MatchString(ev.typ) || ev.typ == "message" || ev.typ == "health_check" ||
 			!eventIDPattern.MatchString(ev.id) {

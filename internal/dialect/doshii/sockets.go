@@ -51,6 +51,9 @@ type posConn struct {
 	s        *sockets
 	vendor   Vendor
 	location string // "" on a cloud socket
+	// keyID is the vendor key that signed a cloud socket's JWT: the socket is closed (4001) once
+	// that key's rotation overlap ends.
+	keyID    string
 	lastBeat atomic.Int64
 	// lastWrite is when the heartbeat deadline was last written (unix ns); touched only on the
 	// connection's reader goroutine.
@@ -76,6 +79,7 @@ func (s *sockets) start(parent context.Context) {
 				return
 			case <-t.C:
 				s.healthCheck(s.m.svc.Clock.Now())
+				s.checkVendorKeys(ctx, "")
 			}
 		}
 	}()
@@ -121,6 +125,29 @@ func (s *sockets) healthCheck(now time.Time) {
 	frame := AppendHealthCheck(nil, now.UnixMilli())
 	for _, c := range quiet {
 		_ = c.Send(frame, nil) // a closed or too slow connection is the hub's business
+	}
+}
+
+// checkVendorKeys closes, with 4001, the cloud sockets (of vendor apiName; "" for every vendor)
+// whose JWT was signed by a key that no longer verifies: its rotation overlap ended. The JWT
+// only opened the socket; without this a rotated-out key would keep it open for good.
+func (s *sockets) checkVendorKeys(ctx context.Context, apiName string) {
+	s.mu.Lock()
+	cloud := make(map[*hub.Conn]*posConn)
+	for c, pc := range s.conns {
+		if pc.location == "" && (apiName == "" || pc.vendor.APIName == apiName) {
+			cloud[c] = pc
+		}
+	}
+	s.mu.Unlock()
+	for c, pc := range cloud {
+		live, err := s.m.verifier.VendorKeyLive(ctx, pc.vendor.APIName, pc.keyID)
+		if err != nil {
+			continue // unknown vendor (deleted: closed with 4003 by the deletion) or the store is down
+		}
+		if !live {
+			c.Close(hub.CodeRevoked, "vendor key expired")
+		}
 	}
 }
 
@@ -184,6 +211,11 @@ func (pc *posConn) record(ctx context.Context, c *hub.Conn) {
 // socketToken returns the single token query parameter (never logged: the access log drops the
 // query string, and nothing here writes it anywhere).
 func socketToken(r *http.Request, name string) (string, error) {
+	if len(r.Header.Values("Authorization")) > 0 {
+		// The query's token is the socket's one credential; a second one next to it is a
+		// client that does not know which it sends.
+		return "", errs.New(errs.BadInput, "invalid_request", "the socket's credential goes in the token query parameter only, not in an Authorization header")
+	}
 	vals := r.URL.Query()[name]
 	if len(vals) != 1 || vals[0] == "" {
 		return "", errs.New(errs.Unauthenticated, "no_credential", "the "+name+" query parameter is required once")
@@ -229,7 +261,15 @@ func (s *sockets) vendorSocket(w http.ResponseWriter, r *http.Request) {
 		s.m.writeError(w, r, err)
 		return
 	}
-	pc := &posConn{s: s, vendor: *vendor}
+	keyID, err := s.m.verifier.VendorJWTKey(r.Context(), name, tok)
+	if err == nil && keyID == "" {
+		err = errs.New(errs.Unauthenticated, "invalid_credential", "the vendor key was rotated") // in the moment since
+	}
+	if err != nil {
+		s.m.writeError(w, r, err)
+		return
+	}
+	pc := &posConn{s: s, vendor: *vendor, keyID: keyID}
 	tenant := vendorTenant(vendor.ID)
 	s.accept(w, r, hub.Spec{Dialect: Dialect, Tenants: []string{tenant}, Exclusive: true, Handler: pc,
 		Delivery: &hub.Delivery{Queues: []string{tenant}, Mode: hub.DoneWhenWritten}})

@@ -171,6 +171,42 @@ func (v *Verifier) AuthenticateVendorJWT(ctx context.Context, addr, vendorName, 
 	return &vendor, claims.Timestamp.Add(v.window.Past), nil
 }
 
+// VendorJWTKey returns the id of the vendor key that signed raw, a vendor JWT that
+// AuthenticateVendorJWT accepted a moment ago ("" when none of the cached keys does any more).
+// A cloud socket remembers it: the socket lives only as long as that key verifies.
+func (v *Verifier) VendorJWTKey(ctx context.Context, vendorName, raw string) (string, error) {
+	ve, err := v.vendor(ctx, vendorName)
+	if err != nil {
+		return "", err
+	}
+	now := v.clk.Now()
+	for _, k := range ve.keys {
+		if k.live(now) {
+			if _, err := token.VerifyHS256(raw, [][]byte{k.secret}); err == nil {
+				return k.id, nil
+			}
+		}
+	}
+	return "", nil
+}
+
+// VendorKeyLive reports whether the vendor's key keyID still verifies at now: it exists and its
+// rotation overlap has not ended. The vendor is read from the cache, which a rotation on any
+// replica empties; an unknown vendor or a store failure is an error (the caller decides nothing).
+func (v *Verifier) VendorKeyLive(ctx context.Context, vendorName, keyID string) (bool, error) {
+	ve, err := v.vendor(ctx, vendorName)
+	if err != nil {
+		return false, err
+	}
+	now := v.clk.Now()
+	for _, k := range ve.keys {
+		if k.id == keyID {
+			return k.live(now), nil
+		}
+	}
+	return false, nil
+}
+
 // AuthenticateLocationToken checks a raw location token (the on-premises
 // /pos/socket?token=… handshake). The location's vendor is returned with it.
 func (v *Verifier) AuthenticateLocationToken(ctx context.Context, addr, raw string) (_ *Venue, err error) {

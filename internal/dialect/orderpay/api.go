@@ -36,6 +36,10 @@ type sendRequest struct {
 // Payload any JSON value but null, the string fields within the protocol's limits.
 func parseSendBody(data []byte) (sendRequest, error) {
 	var req sendRequest
+	if !utf8.Valid(data) {
+		// encoding/json would turn the bytes into U+FFFD and the POS would get other text.
+		return req, badInput("the body is not valid UTF-8")
+	}
 	if err := jsonx.Decode(data, &req, true); err != nil {
 		if errors.Is(err, jsonx.ErrDuplicateKey) {
 			return req, badInput("a field is repeated")
@@ -110,6 +114,10 @@ func frameOf(o *store.OrderpayOutlet, req sendRequest, requestID string) (frame,
 
 // authorize checks the Bearer posgate access token and its orderpay:send scope.
 func (m *Module) authorize(r *http.Request) error {
+	// A token given twice or also in the URL (RFC 6750 §2) is refused before it is looked at.
+	if err := gateway.CheckRequestShape(r); err != nil {
+		return err
+	}
 	p, err := m.bearer.Authenticate(r)
 	if err != nil {
 		if errors.Is(err, auth.ErrNoCredential) {

@@ -5,8 +5,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/gateway"
 	"github.com/posgate/posgate/internal/httpx"
@@ -111,3 +113,21 @@ func storeError(err error) error {
 }
 
 func badInput(msg string) error { return errs.New(errs.BadInput, "invalid_request", msg) }
+
+// WriteMethodNotAllowed answers a wrong method in the shape of the surface the path belongs to
+// (the server has set Allow): the integrator API's {"error","error_description"}, else the POS
+// side's {"ErrorMessage"}.
+func (m *Module) WriteMethodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
+	msg := "method not allowed; use " + allow
+	if strings.HasPrefix(r.URL.Path, integratorPrefix) {
+		httpx.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", msg)
+		return
+	}
+	httpx.NoStore(w)
+	httpx.WriteJSON(w, http.StatusMethodNotAllowed, errorBody{ErrorMessage: msg})
+}
+
+// integratorPrefix is where the integrator API lives.
+const integratorPrefix = "/v1/orderpay/"
+
+var _ app.MethodNotAllowedWriter = (*Module)(nil)

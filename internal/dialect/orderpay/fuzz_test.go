@@ -56,6 +56,7 @@ func FuzzSendBody(f *testing.F) {
 		`{"MessageType":1,"messagetype":2,"Payload":{}}`, `{"MessageType":1,"Payload":{},"ProviderID":1}`,
 		`{"MessageType":9223372036854775807,"Payload":"` + strings.Repeat("x", 100) + `"}`,
 		`{"MessageType":-1,"Payload":{},"RequestID":"\u0000"}`, `[]`, ``,
+		"{\"MessageType\":1,\"Payload\":{\"n\":\"\xff\"}}",
 	} {
 		f.Add([]byte(s))
 	}

@@ -31,6 +31,12 @@ func (m *Module) upgrade(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusUpgradeRequired, errorBody{ErrorMessage: "a websocket upgrade is required"})
 		return
 	}
+	if len(r.Header.Values("Authorization")) > 0 {
+		// The ticket is the socket's one credential; a second one next to it is a client that
+		// does not know which it sends. Refused before the ticket is used, which stays valid.
+		m.writePOSError(w, r, errs.New(errs.BadInput, "invalid_request", "the AccessToken goes in the token query parameter only, not in an Authorization header"))
+		return
+	}
 	addr := auth.Addr(r)
 	if err := m.svc.Throttle.Check(ctx, ticketThrottleScope, addr, ""); err != nil {
 		m.writePOSError(w, r, err)

@@ -15,7 +15,8 @@ import (
 
 // waiters lets an integrator call wait for the answer to its request, whichever replica holds
 // the POS socket: the replica that stores an answer announces it on the event bus, and the
-// rendezvous also rereads the store periodically, so a lost notice only delays the answer.
+// rendezvous also rereads the store periodically (backing off), so a lost notice only delays
+// the answer.
 type waiters struct {
 	m  *Module
 	rv *rendezvous.Point[*store.OutboxMessage]
@@ -26,11 +27,17 @@ type answeredNotice struct {
 	ID    string `json:"id"`
 }
 
+// recheckBackoff caps a waiting call's recheck period at this many poll intervals, the longest
+// a lost answer notice can delay its answer.
+const recheckBackoff = 4
+
 func waitKey(queue, id string) string { return queue + "\x00" + id }
 
 func newWaiters(m *Module) *waiters {
 	ws := &waiters{m: m}
-	ws.rv = rendezvous.New(ws.check, rendezvous.Options{Recheck: m.cfg.pollInterval})
+	// A recheck reads the store once per waiting call; backing off keeps calls whose answers are
+	// slow (a loaded POS or store) from adding reads as they pile up.
+	ws.rv = rendezvous.New(ws.check, rendezvous.Options{Recheck: m.cfg.pollInterval, MaxRecheck: recheckBackoff * m.cfg.pollInterval})
 	if m.svc.Events != nil {
 		ws.rv.Listen(m.svc.Events, TopicAnswered, func(p []byte) string {
 			var n answeredNotice

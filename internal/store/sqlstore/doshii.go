@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"time"
 
 	"github.com/posgate/posgate/internal/store"
@@ -261,4 +263,94 @@ func (s *Store) ExtendDoshiiVendorOnline(ctx context.Context, vendorID string, o
 	_, err := s.exec(ctx, `UPDATE doshii_locations SET disconnected_at = $2
 		WHERE vendor_id = $1 AND NOT disabled AND (disconnected_at IS NULL OR disconnected_at < $2)`, vendorID, ms(offlineAt))
 	return s.fail("extend doshii vendor online", err)
+}
+
+// The outbox queues of doshii sockets (the dialect's names; deletion clears them).
+func doshiiLocationQueue(id string) string { return "doshii:" + id }
+func doshiiVendorQueue(id string) string   { return "doshii-vendor:" + id }
+
+// deleteLocationOutbox deletes the outbox messages for location id of vendorID in tx. The
+// vendor queue's ids are "<location id>/<event id>", compared by prefix with substr (not LIKE:
+// ids contain '_').
+func deleteLocationOutbox(ctx context.Context, tx Tx, id, vendorID string) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE queue = $1`, doshiiLocationQueue(id)); err != nil {
+		return err
+	}
+	prefix := id + "/"
+	_, err := tx.Exec(ctx, `DELETE FROM outbox WHERE queue = $1 AND substr(id, 1, $2) = $3`,
+		doshiiVendorQueue(vendorID), int64(len(prefix)), prefix)
+	return err
+}
+
+// DeleteDoshiiLocation deletes the location and its outbox messages in one transaction.
+func (s *Store) DeleteDoshiiLocation(ctx context.Context, id string) error {
+	const op = "delete doshii location"
+	return s.inTx(ctx, op, func(tx Tx) error {
+		var vendorID string
+		if err := tx.QueryRow(ctx, `SELECT vendor_id FROM doshii_locations WHERE id = $1`, id).Scan(&vendorID); err != nil {
+			if errors.Is(err, ErrNoRows) {
+				return store.ErrNotFound
+			}
+			return err
+		}
+		if err := deleteLocationOutbox(ctx, tx, id, vendorID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM doshii_locations WHERE id = $1`, id)
+		return err
+	})
+}
+
+// DeleteDoshiiVendor deletes the vendor, everything it owns and their outbox messages in one
+// transaction (children first: the schema's cascades would do it, but explicit deletes do not
+// depend on them).
+func (s *Store) DeleteDoshiiVendor(ctx context.Context, id string) error {
+	const op = "delete doshii vendor"
+	return s.inTx(ctx, op, func(tx Tx) error {
+		var one int64
+		if err := tx.QueryRow(ctx, `SELECT 1 FROM doshii_vendors WHERE id = $1`, id).Scan(&one); err != nil {
+			if errors.Is(err, ErrNoRows) {
+				return store.ErrNotFound
+			}
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT id FROM doshii_locations WHERE vendor_id = $1`, id)
+		if err != nil {
+			return err
+		}
+		var locs []string
+		for rows.Next() {
+			var l string
+			if err := rows.Scan(&l); err != nil {
+				rows.Close()
+				return err
+			}
+			locs = append(locs, l)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, l := range locs {
+			if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE queue = $1`, doshiiLocationQueue(l)); err != nil {
+				return err
+			}
+		}
+		for _, q := range []string{
+			`DELETE FROM outbox WHERE queue = $1`,
+			`DELETE FROM doshii_locations WHERE vendor_id = $1`,
+			`DELETE FROM doshii_organisations WHERE vendor_id = $1`,
+			`DELETE FROM doshii_vendor_keys WHERE vendor_id = $1`,
+			`DELETE FROM doshii_vendors WHERE id = $1`,
+		} {
+			arg := id
+			if strings.HasPrefix(q, "DELETE FROM outbox") {
+				arg = doshiiVendorQueue(id)
+			}
+			if _, err := tx.Exec(ctx, q, arg); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -17,6 +17,9 @@ const outboxCols = `seq, queue, id, body_hash, payload, state, created_at, expir
 // partial indexes that cover the delivery path, so it must stay textually the same as theirs.
 const outboxOpen = `state IN ('queued', 'sent')`
 
+// maxSeq is above every seq: a claim with no message left out may take all its candidates.
+const maxSeq = `9223372036854775807`
+
 // Claim bounds: a non-positive limit means defaultClaimLimit; larger ones are capped.
 const (
 	defaultClaimLimit = 100
@@ -95,8 +98,11 @@ func (s *Store) GetOutbox(ctx context.Context, queue, id string) (*store.OutboxM
 // committed meanwhile is re-checked against the latest version and dropped. The update then takes
 // a candidate only if no open message of the queue is leased live to another owner and no open
 // message before it was left out of the candidates (locked by a concurrent claimer): a claim
-// continues the queue in order or takes nothing. SQLite runs one write statement at a time, so
-// there the CTE sees every committed claim and needs no lock clause.
+// continues the queue in order or takes nothing. Both conditions are uncorrelated subqueries —
+// "another owner holds a live lease" and "the lowest seq left out" — so each runs once per
+// claim, not once per candidate: with many messages awaiting answers a per-candidate check
+// re-read the queue's open messages for every candidate. SQLite runs one write statement at a
+// time, so there the CTE sees every committed claim and needs no lock clause.
 func (s *Store) ClaimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error) {
 	return s.claimOutbox(ctx, queue, owner, now, leaseUntil, limit, "")
 }
@@ -137,10 +143,11 @@ func (s *Store) claimOutbox(ctx context.Context, queue, owner string, now, lease
 		UPDATE outbox SET lease_owner = $2, lease_until = $4,
 			attempts = attempts + CASE WHEN lease_owner = $2 AND lease_until > $3 THEN 0 ELSE 1 END`+set+`
 		WHERE seq IN (SELECT seq FROM c) AND NOT EXISTS (
-			SELECT 1 FROM outbox o WHERE o.queue = $1 AND o.`+outboxOpen+` AND o.expires_at > $3 AND (
-				(o.lease_owner <> $2 AND o.lease_until > $3)
-				OR (o.seq < outbox.seq AND o.seq NOT IN (SELECT seq FROM c)
-					AND (o.lease_owner <> $2 OR o.lease_until IS NULL OR o.lease_until <= $3))))
+			SELECT 1 FROM outbox o WHERE o.queue = $1 AND o.`+outboxOpen+` AND o.expires_at > $3
+				AND o.lease_owner <> $2 AND o.lease_until > $3)
+		AND seq < COALESCE((SELECT MIN(o.seq) FROM outbox o WHERE o.queue = $1 AND o.`+outboxOpen+` AND o.expires_at > $3
+				AND o.seq NOT IN (SELECT seq FROM c)
+				AND (o.lease_owner <> $2 OR o.lease_until IS NULL OR o.lease_until <= $3)), `+maxSeq+`)
 		RETURNING `+outboxCols, queue, owner, ms(now), ms(leaseUntil), int64(limit))
 	if err != nil {
 		return nil, s.fail(op, err)

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -89,4 +90,58 @@ func testDoshiiOnlineAndDisabled(t *testing.T, s store.Store) {
 		ok(t, err)
 		eqTimePtr(t, id+" after the second vendor heartbeat", l.DisconnectedAt, ptr(at(150*time.Second)))
 	}
+}
+
+// testDoshiiDelete: deleting a location removes it, its token and the outbox messages for it
+// (its queue, and its ids on its vendor's queue), nothing of another location; deleting a vendor
+// removes everything it owns.
+func testDoshiiDelete(t *testing.T, s store.Store) {
+	for _, v := range []string{"dv_1", "dv_2"} {
+		ok(t, s.CreateDoshiiVendor(ctx(t), &store.DoshiiVendor{ID: v, APIName: v + "-name", CreatedAt: base,
+			Keys: []store.VendorKey{{ID: "vk_" + v, Sealed: []byte("sealed"), Hash: []byte("hash " + v), CreatedAt: base}}}))
+		ok(t, s.CreateDoshiiOrganisation(ctx(t), &store.DoshiiOrganisation{ID: "org_" + v, VendorID: v, Name: "Org", CreatedAt: base, UpdatedAt: base}))
+	}
+	for _, l := range [][2]string{{"dl_a", "dv_1"}, {"dl_ab", "dv_1"}, {"dl_c", "dv_2"}} {
+		ok(t, s.CreateDoshiiLocation(ctx(t), &store.DoshiiLocation{ID: l[0], VendorID: l[1], OrganisationID: "org_" + l[1],
+			Name: l[0], TokenHash: []byte("token " + l[0]), CreatedAt: base, UpdatedAt: base}))
+		enqueue(t, s, newMsg("doshii:"+l[0], "e1", time.Minute))
+		enqueue(t, s, newMsg("doshii-vendor:"+l[1], l[0]+"/e1", time.Minute))
+	}
+	gone := func(queue, id string) bool {
+		_, err := s.GetOutbox(ctx(t), queue, id)
+		return errors.Is(err, store.ErrNotFound)
+	}
+	wantErr(t, s.DeleteDoshiiLocation(ctx(t), "dl_missing"), store.ErrNotFound)
+	ok(t, s.DeleteDoshiiLocation(ctx(t), "dl_a"))
+	_, err := s.GetDoshiiLocation(ctx(t), "dl_a")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.GetDoshiiLocationByTokenHash(ctx(t), []byte("token dl_a"))
+	wantErr(t, err, store.ErrNotFound)
+	if !gone("doshii:dl_a", "e1") || !gone("doshii-vendor:dv_1", "dl_a/e1") {
+		t.Fatal("the deleted location's outbox messages are left")
+	}
+	// "dl_ab" starts like "dl_a" but is another location: its messages stay.
+	if gone("doshii:dl_ab", "e1") || gone("doshii-vendor:dv_1", "dl_ab/e1") {
+		t.Fatal("another location's outbox messages were deleted")
+	}
+	wantErr(t, s.DeleteDoshiiLocation(ctx(t), "dl_a"), store.ErrNotFound)
+
+	wantErr(t, s.DeleteDoshiiVendor(ctx(t), "dv_missing"), store.ErrNotFound)
+	ok(t, s.DeleteDoshiiVendor(ctx(t), "dv_1"))
+	_, err = s.GetDoshiiVendor(ctx(t), "dv_1")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.GetDoshiiVendorByName(ctx(t), "dv_1-name")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.GetDoshiiOrganisation(ctx(t), "org_dv_1")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.GetDoshiiLocation(ctx(t), "dl_ab")
+	wantErr(t, err, store.ErrNotFound)
+	if !gone("doshii:dl_ab", "e1") || !gone("doshii-vendor:dv_1", "dl_ab/e1") {
+		t.Fatal("the deleted vendor's outbox messages are left")
+	}
+	// The other vendor is untouched; the api name is free again.
+	if _, err := s.GetDoshiiLocation(ctx(t), "dl_c"); err != nil || gone("doshii:dl_c", "e1") || gone("doshii-vendor:dv_2", "dl_c/e1") {
+		t.Fatalf("the other vendor's location: %v", err)
+	}
+	ok(t, s.CreateDoshiiVendor(ctx(t), &store.DoshiiVendor{ID: "dv_3", APIName: "dv_1-name", CreatedAt: base}))
 }
