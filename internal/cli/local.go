@@ -2,11 +2,8 @@ package cli
 
 import (
 	"encoding/base64"
-	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/gateway"
@@ -28,33 +25,33 @@ func gatewaySigningKey(args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
 		return 2
 	}
-	flags := map[string]string{}
-	if *dataDir != "" {
-		flags["server.data_dir"] = *dataDir
-	}
-	cfg, err := config.Load(config.Options{File: *file, Environ: env.Environ, Flags: flags})
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
-		return 1
-	}
-	var master []byte
-	if cfg.Gateway.SigningSecret == "" {
-		if env.Getenv("POSGATE_MASTER_KEY") == "" {
-			if _, err := os.Stat(filepath.Join(cfg.Server.DataDir, "master.key")); errors.Is(err, os.ErrNotExist) {
-				fmt.Fprintf(env.Stderr, "%s: no master key in %s (point --data-dir at the server's data dir)\n", name, cfg.Server.DataDir)
-				return 1
-			}
-		}
-		if master, err = keys.LoadMasterKey(cfg.Server.DataDir); err != nil {
-			fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
-			return 1
-		}
-	}
-	key, err := gateway.SigningKey(cfg, master)
+	key, err := upstreamSigningKey(*file, *dataDir, env)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 		return 1
 	}
 	fmt.Fprintln(env.Stdout, base64.StdEncoding.EncodeToString(key))
 	return 0
+}
+
+// upstreamSigningKey is the key an upstream verifies X-Posgate-Signature with, read as `serve`
+// reads it (configuration file, environment, data dir): the configured gateway.signing_secret,
+// or the key derived from the master key. It never creates a master key: a tool beside posgate
+// must not invent a deployment's root secret.
+func upstreamSigningKey(file, dataDir string, env Env) ([]byte, error) {
+	flags := map[string]string{}
+	if dataDir != "" {
+		flags["server.data_dir"] = dataDir
+	}
+	cfg, err := config.Load(config.Options{File: file, Environ: env.Environ, Flags: flags})
+	if err != nil {
+		return nil, err
+	}
+	var master []byte
+	if cfg.Gateway.SigningSecret == "" {
+		if master, err = keys.ReadMasterKey(cfg.Server.DataDir); err != nil {
+			return nil, fmt.Errorf("no master key in %s (%v): the identity signature key comes from it; start posgate first, or point --data-dir at its data directory", cfg.Server.DataDir, err)
+		}
+	}
+	return gateway.SigningKey(cfg, master)
 }

@@ -10,10 +10,7 @@ import (
 	"time"
 
 	"github.com/posgate/posgate/client/identity"
-	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/exampleupstream"
-	"github.com/posgate/posgate/internal/gateway"
-	"github.com/posgate/posgate/internal/keys"
 )
 
 // simulateUpstream runs the example upstream (internal/exampleupstream): the POS API the
@@ -33,23 +30,7 @@ func simulateUpstream(args []string, env Env) int {
 	if code, ok := parseSim(fs, args, env); !ok {
 		return code
 	}
-	flags := map[string]string{}
-	if *dataDir != "" {
-		flags["server.data_dir"] = *dataDir
-	}
-	cfg, err := config.Load(config.Options{File: *file, Environ: env.Environ, Flags: flags})
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
-		return 1
-	}
-	var master []byte
-	if cfg.Gateway.SigningSecret == "" {
-		if master, err = keys.ReadMasterKey(cfg.Server.DataDir); err != nil {
-			fmt.Fprintf(env.Stderr, "%s: the identity signature key comes from posgate's master key, which is not readable (%v): start posgate first, or run this where posgate's data directory is (--data-dir)\n", name, err)
-			return 1
-		}
-	}
-	key, err := gateway.SigningKey(cfg, master)
+	key, err := upstreamSigningKey(*file, *dataDir, env)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
 		return 1
