@@ -22,20 +22,7 @@ func TestREADMEQuickstart(t *testing.T) {
 			t.Skipf("%s not installed", tool)
 		}
 	}
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(readme)
-	i := strings.Index(text, "## Quickstart")
-	if i < 0 {
-		t.Fatal("README has no quickstart")
-	}
-	m := regexp.MustCompile("(?s)```sh\n(.*?)```").FindStringSubmatch(text[i:])
-	if m == nil {
-		t.Fatal("no sh block in the quickstart")
-	}
-	script := m[1]
+	script := docShBlock(t, "../../README.md", "## Quickstart")
 	if !strings.Contains(script, "BASE=http://127.0.0.1:8080") {
 		t.Fatal("quickstart does not set BASE as expected")
 	}
@@ -60,4 +47,24 @@ func TestREADMEQuickstart(t *testing.T) {
 			t.Errorf("introspection output lacks %s:\n%s", want, out)
 		}
 	}
+}
+
+// docShBlock returns the first sh code block after heading in the page at path: the text a
+// reader pastes, which the tests run as written.
+func docShBlock(t *testing.T, path, heading string) string {
+	t.Helper()
+	page, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(page)
+	i := strings.Index(text, heading)
+	if i < 0 {
+		t.Fatalf("%s has no %q section", path, heading)
+	}
+	m := regexp.MustCompile("(?s)```sh\n(.*?)```").FindStringSubmatch(text[i:])
+	if m == nil {
+		t.Fatalf("no sh block in %s's %q section", path, heading)
+	}
+	return m[1]
 }

@@ -16,20 +16,7 @@ func TestReleaseBuild(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	page, err := os.ReadFile("../../docs/operations.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(page)
-	i := strings.Index(text, "## Release build")
-	if i < 0 {
-		t.Fatal("docs/operations.md has no release build section")
-	}
-	m := regexp.MustCompile("(?s)```sh\n(.*?)```").FindStringSubmatch(text[i:])
-	if m == nil {
-		t.Fatal("no sh block in the release build section")
-	}
-	script := m[1]
+	script := docShBlock(t, "../../docs/operations.md", "## Release build")
 	const version = "v0.0.0-releasetest"
 	out := filepath.Join(t.TempDir(), "posgate")
 	for _, r := range []struct{ old, new string }{
