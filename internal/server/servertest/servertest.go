@@ -27,6 +27,7 @@ import (
 	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/server"
 	"github.com/posgate/posgate/internal/store/pgtest"
+	"github.com/posgate/posgate/internal/testutil/syncbuf"
 )
 
 // DefaultPostgresIssuer is server.issuer of a PostgreSQL instance whose Configure sets none.
@@ -68,11 +69,11 @@ type Instance struct {
 	Config     *config.Config
 	DataDir    string
 
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	stop   context.CancelFunc
 	done   chan struct{}
 	once   sync.Once
-	output *syncBuffer
+	output *syncbuf.Buffer
 }
 
 // Start builds and starts a posgate; it is stopped (gracefully) when the test ends.
@@ -124,7 +125,7 @@ func Start(t testing.TB, o Options) *Instance {
 	if tok == "" {
 		tok = secret.Generate(secret.PrefixAdminToken)
 	}
-	inst := &Instance{AdminToken: tok, Config: cfg, DataDir: cfg.Server.DataDir, logs: &syncBuffer{}, output: &syncBuffer{}, done: make(chan struct{})}
+	inst := &Instance{AdminToken: tok, Config: cfg, DataDir: cfg.Server.DataDir, logs: &syncbuf.Buffer{}, output: &syncbuf.Buffer{}, done: make(chan struct{})}
 	var logw io.Writer = inst.logs
 	if o.LogOutput != nil {
 		logw = io.MultiWriter(inst.logs, o.LogOutput)
@@ -212,23 +213,6 @@ func (i *Instance) Admin(t testing.TB, method, path string, body any) (int, map[
 	var out map[string]any
 	_ = json.Unmarshal(data, &out)
 	return resp.StatusCode, out
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func tail(s string, n int) string {
