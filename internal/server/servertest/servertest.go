@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -221,4 +222,42 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// ClientToken creates a client_credentials client named name for audience with scopes (none: the
+// token request names no scope) and returns an access token it obtained from /oauth/token, and the
+// client's internal id.
+func (i *Instance) ClientToken(t testing.TB, name, audience string, scopes ...string) (token, clientID string) {
+	t.Helper()
+	st, resp := i.Admin(t, "POST", "/clients", map[string]any{"name": name,
+		"grant_types": []string{"client_credentials"}, "scopes": scopes, "audiences": []string{audience}})
+	if st != http.StatusCreated {
+		t.Fatalf("servertest: create client: %d %v", st, resp)
+	}
+	cid, _ := resp["client_id"].(string)
+	sec, _ := resp["client_secret"].(string)
+	clientID, _ = resp["id"].(string)
+	form := url.Values{"grant_type": {"client_credentials"}, "audience": {audience}}
+	if len(scopes) > 0 {
+		form.Set("scope", strings.Join(scopes, " "))
+	}
+	req, err := http.NewRequest("POST", i.URL+"/oauth/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatalf("servertest: %v", err)
+	}
+	req.SetBasicAuth(url.QueryEscape(cid), url.QueryEscape(sec))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res, err := i.Client.Do(req)
+	if err != nil {
+		t.Fatalf("servertest: token: %v", err)
+	}
+	defer res.Body.Close()
+	var tr struct {
+		AccessToken string `json:"access_token"`
+	}
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK || json.Unmarshal(body, &tr) != nil || tr.AccessToken == "" {
+		t.Fatalf("servertest: token: %d %s", res.StatusCode, body)
+	}
+	return tr.AccessToken, clientID
 }
