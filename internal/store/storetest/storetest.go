@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DoshiiVendors", testDoshiiVendors},
 		{"DoshiiOrganisationsAndLocations", testDoshiiOrganisationsAndLocations},
 		{"DoshiiOnlineAndDisabled", testDoshiiOnlineAndDisabled},
+		{"DoshiiOnlineBatch", testDoshiiOnlineBatch},
 		{"DoshiiDelete", testDoshiiDelete},
 		{"ChefDevices", testChefDevices},
 		{"ChefDecisionRace", testChefDecisionRace},
