@@ -39,6 +39,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SingleUseRace", testSingleUseRace},
 		{"SingleUseChain", testSingleUseChain},
 		{"SingleUseChainRace", testSingleUseChainRace},
+		{"SingleUseAsClient", testSingleUseAsClient},
+		{"SingleUseAsClientRace", testSingleUseAsClientRace},
 		{"DoshiiVendors", testDoshiiVendors},
 		{"DoshiiOrganisationsAndLocations", testDoshiiOrganisationsAndLocations},
 		{"DoshiiOnlineAndDisabled", testDoshiiOnlineAndDisabled},
