@@ -40,7 +40,7 @@ func TestHotPathsUseIndexes(t *testing.T) {
 			WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE queue = $1 AND state IN ('queued', 'sent') AND expires_at > $2
 				AND (lease_owner <> $3 OR lease_until IS NULL OR lease_until <= $2))
 			ON CONFLICT (queue, id) DO NOTHING RETURNING seq`,
-		"RenewOutbox": "UPDATE outbox SET lease_until = $3 WHERE lease_owner = $1 AND state IN ('queued', 'sent') AND lease_until > $2 RETURNING id",
+		"RenewOutbox":                "UPDATE outbox SET lease_until = $3 WHERE lease_owner = $1 AND state IN ('queued', 'sent') AND lease_until > $2 RETURNING id",
 		"CountOutbox":                "SELECT COUNT(*) FROM outbox WHERE queue = $1 AND state IN ('queued', 'sent')",
 		"ReleaseOutbox":              "UPDATE outbox SET lease_owner = '', lease_until = NULL WHERE lease_owner = $1 AND state IN ('queued', 'sent')",
 		"ExpireOutbox":               "UPDATE outbox SET state = 'expired' WHERE state IN ('queued', 'sent') AND expires_at <= $1",
