@@ -72,6 +72,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxCompleteRace", testOutboxCompleteRace},
 		{"OutboxBatch", testOutboxBatch},
 		{"OutboxClaimSent", testOutboxClaimSent},
+		{"OutboxRenew", testOutboxRenew},
+		{"OutboxEnqueueHeld", testOutboxEnqueueHeld},
 		{"OutboxAnswer", testOutboxAnswer},
 		{"OutboxBatchRace", testOutboxBatchRace},
 		{"OutboxClosed", testOutboxClosed},
