@@ -34,6 +34,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RefreshRevocation", testRefreshRevocation},
 		{"RefreshRotationRace", testRefreshRotationRace},
 		{"RefreshUserCheck", testRefreshUserCheck},
+		{"RefreshUse", testRefreshUse},
+		{"RefreshUseRace", testRefreshUseRace},
 		{"Revocations", testRevocations},
 		{"SingleUse", testSingleUse},
 		{"SingleUseRace", testSingleUseRace},
