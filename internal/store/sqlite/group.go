@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
 	"github.com/posgate/posgate/internal/store/sqlstore"
 )
 
@@ -134,6 +137,10 @@ func (g *groupDB) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if _, err := c.ExecContext(ctx, noBusyWait); err != nil {
+		_ = c.Close()
+		return err
+	}
 	g.conn = c
 	return nil
 }
@@ -151,20 +158,28 @@ func (g *groupDB) disconnect(err error) {
 	g.conn = nil
 }
 
-// open begins the batch's transaction. BEGIN IMMEDIATE waits (busy_timeout) while another
-// process holds the write lock; the caller waits no longer than its context allows, and the wait
-// is the only part of a batch that runs under the caller's context: the transaction outlives it
-// (it will hold other callers' units). A BEGIN that failed may have opened the transaction after
-// all (interrupted as it returned): it is rolled back.
+// open begins the batch's transaction. BEGIN IMMEDIATE waits while another process holds the
+// write lock; the caller waits no longer than its context allows, and the wait is the only part
+// of a batch that runs under the caller's context: the transaction outlives it (it will hold
+// other callers' units).
+//
+// The writer connection's busy timeout is zero, so a BEGIN first runs without a context and
+// fails at once when it would have to wait. The driver watches a statement's context in a
+// goroutine of its own (a thread wake-up at its start and at its end), which the usual case —
+// no other process writing — does not need. Only when that first BEGIN finds the lock taken does
+// a second one wait, under the caller's context, with the busy timeout of the connection string.
+// A BEGIN that failed may have opened the transaction after all (interrupted as it returned): it
+// is rolled back.
 func (g *groupDB) open(ctx context.Context) error {
 	if err := g.connect(ctx); err != nil {
 		return err
 	}
-	var err error
-	if st := g.stmt(beginSQL); st != nil {
-		_, err = st.ExecContext(ctx)
-	} else {
-		_, err = g.conn.ExecContext(ctx, beginSQL)
+	_, err := g.exec(beginSQL)
+	if isBusy(err) {
+		err = g.withBusyWait(func() error {
+			_, err := g.conn.ExecContext(ctx, beginSQL)
+			return err
+		})
 	}
 	if err != nil {
 		g.rollback()
@@ -176,6 +191,31 @@ func (g *groupDB) open(ctx context.Context) error {
 	}
 	g.batch = &batch{done: make(chan struct{})}
 	return nil
+}
+
+// Busy timeouts of the writer connection: none while it runs the batches (see open), the
+// connection string's while it waits for a lock on purpose.
+const (
+	noBusyWait = "PRAGMA busy_timeout = 0"
+	busyWait   = "PRAGMA busy_timeout = " + busyTimeoutMS
+)
+
+// withBusyWait runs fn with the connection's busy timeout restored, so fn's statements wait for a
+// lock another process holds (as long as their contexts allow).
+func (g *groupDB) withBusyWait(fn func() error) error {
+	if _, err := g.exec(busyWait); err != nil {
+		return err
+	}
+	err := fn()
+	if _, rerr := g.exec(noBusyWait); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
+}
+
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // rollback ends the connection's transaction, if it has one.
@@ -544,7 +584,7 @@ func (g *groupDB) outside(ctx context.Context, fn func(ctx context.Context, conn
 	if err := g.connect(ctx); err != nil {
 		return err
 	}
-	err := fn(ctx, g.conn)
+	err := g.withBusyWait(func() error { return fn(ctx, g.conn) })
 	g.disconnect(err)
 	return err
 }
