@@ -29,6 +29,7 @@ type hubStore interface {
 	GetOutbox(ctx context.Context, queue, id string) (*store.OutboxMessage, error)
 	EnqueueOutbox(ctx context.Context, m *store.OutboxMessage) (*store.OutboxMessage, bool, error)
 	CompleteOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) error
+	AnswerOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) (*store.OutboxMessage, error)
 	ListPresence(ctx context.Context, tenant string, seenSince time.Time) ([]*store.Presence, error)
 }
 
@@ -241,6 +242,10 @@ type deadReplica struct{ hubStore }
 
 func (deadReplica) ReleaseOutbox(context.Context, string) error {
 	return errors.New("the replica is dead")
+}
+
+func (deadReplica) RenewOutbox(context.Context, string, time.Time, time.Time) ([]string, error) {
+	return nil, errors.New("the replica is dead")
 }
 
 // A request written to the socket of a replica that then died (no release) is not delivered to
