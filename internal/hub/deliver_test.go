@@ -240,11 +240,11 @@ func openPostgresReplicas(t *testing.T) ([2]hubStore, [2]events.Bus) {
 // deadReplica is the outbox as a replica killed with kill -9 leaves it: it gives nothing back.
 type deadReplica struct{ hubStore }
 
-func (deadReplica) ReleaseOutbox(context.Context, string) error {
+func (deadReplica) ReleaseOutbox(context.Context, string, string) error {
 	return errors.New("the replica is dead")
 }
 
-func (deadReplica) RenewOutbox(context.Context, string, time.Time, time.Time) ([]string, error) {
+func (deadReplica) RenewOutbox(context.Context, string, string, time.Time, time.Time) ([]string, error) {
 	return nil, errors.New("the replica is dead")
 }
 

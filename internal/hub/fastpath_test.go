@@ -40,9 +40,9 @@ func (s *countingStore) ClaimOutboxSent(ctx context.Context, queue, owner string
 	return l, err
 }
 
-func (s *countingStore) RenewOutbox(ctx context.Context, owner string, now, leaseUntil time.Time) ([]string, error) {
+func (s *countingStore) RenewOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time) ([]string, error) {
 	s.renews.Add(1)
-	return s.hubStore.RenewOutbox(ctx, owner, now, leaseUntil)
+	return s.hubStore.RenewOutbox(ctx, queue, owner, now, leaseUntil)
 }
 
 func (s *countingStore) EnqueueOutboxHeld(ctx context.Context, msgs []*store.OutboxMessage, holds []*store.OutboxHold) ([]*store.OutboxMessage, []bool, error) {
