@@ -163,6 +163,12 @@ func (d *deliverer) detach(c *Conn) {
 				break
 			}
 		}
+		// What was written to c alone must be written to the others.
+		for id, w := range st.written {
+			if w == c {
+				delete(st.written, id)
+			}
+		}
 		if len(st.conns) == 0 {
 			delete(d.queues, q)
 			st.gone = true
@@ -288,12 +294,6 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 	msgs = append(msgs, claimed...)
 	d.mu.Lock()
 	conns := append([]*Conn(nil), st.conns...)
-	// Forget what was written on connections that are gone.
-	for id, c := range st.written {
-		if !contains(conns, c) {
-			delete(st.written, id)
-		}
-	}
 	d.mu.Unlock()
 	if len(conns) == 0 {
 		return false
@@ -338,15 +338,6 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 		}
 	}
 	return !stopped && len(claimed) == claimBatch && wrote > 0
-}
-
-func contains(cs []*Conn, c *Conn) bool {
-	for _, o := range cs {
-		if o == c {
-			return true
-		}
-	}
-	return false
 }
 
 // writeAll writes frame to every connection and waits for the writes; it returns one connection
