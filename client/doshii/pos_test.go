@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/posgate/posgate/internal/testutil/syncbuf"
 )
 
 const (
@@ -194,23 +196,6 @@ func (fs *fakeSock) ping(t *testing.T) json.Number {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // recorder is an EventHandler keeping what it received.
 type recorder struct {
 	ch chan *Event
@@ -232,7 +217,7 @@ func (r *recorder) next(t *testing.T) *Event {
 type sockHarness struct {
 	s      *POSSocket
 	rec    *recorder
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	cancel context.CancelFunc
 	done   chan error
 
@@ -241,7 +226,7 @@ type sockHarness struct {
 }
 
 func newSockHarness(t *testing.T, fd *fakeDoshii, cloud bool, adjust func(*POSSocket)) *sockHarness {
-	h := &sockHarness{rec: &recorder{ch: make(chan *Event, 64)}, logs: &syncBuffer{}, done: make(chan error, 1)}
+	h := &sockHarness{rec: &recorder{ch: make(chan *Event, 64)}, logs: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	h.s = &POSSocket{URL: fd.srv.URL, Handler: h.rec, Version: "test-pos 1.0", HTTPClient: fd.srv.Client(),
 		Logger: slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if cloud {

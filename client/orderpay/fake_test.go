@@ -1,7 +1,6 @@
 package orderpay
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/posgate/posgate/internal/testutil/syncbuf"
 )
 
 // fakeServer is posgate's orderpay side as the protocol describes it: an auth endpoint that
@@ -209,29 +210,11 @@ func (fc *fakeConn) read(t *testing.T) map[string]any {
 	return m
 }
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // harness runs a Client against a fakeServer; sleeps are recorded and skipped.
 type harness struct {
 	fs     *fakeServer
 	c      *Client
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	cancel context.CancelFunc
 	done   chan error
 
@@ -240,7 +223,7 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, fs *fakeServer, h Handler, adjust func(*Client)) *harness {
-	hs := &harness{fs: fs, logs: &syncBuffer{}, done: make(chan error, 1)}
+	hs := &harness{fs: fs, logs: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	hs.c = &Client{URL: fs.srv.URL, Credentials: testCreds, Handler: h, HTTPClient: fs.srv.Client(),
 		Logger: slog.New(slog.NewTextHandler(hs.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	hs.c.sleep = func(ctx context.Context, d time.Duration) error {

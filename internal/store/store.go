@@ -25,7 +25,10 @@ var (
 	ErrConflict    = errors.New("store: already exists")
 	ErrAlreadyUsed = errors.New("store: already used") // single-use value seen before, or a rotated refresh token
 	ErrUserChanged = errors.New("store: user changed") // a refresh family's user is gone, disabled or updated since sign-in
-	ErrUnavailable = errors.New("store: unavailable")
+	// ErrClientChanged: a write conditional on a client's version found the client gone, disabled
+	// or at another version.
+	ErrClientChanged = errors.New("store: client changed")
+	ErrUnavailable   = errors.New("store: unavailable")
 )
 
 // Store is the whole durable state of one posgate deployment.
@@ -72,6 +75,9 @@ type Client struct {
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 	AssertionKeys []AssertionKey // jackpot API signatures, newest first
+	// Version is set by the store and changes with every change of the client or of its
+	// assertion keys (CreateClient stores 0), so a cached copy can be checked inside a write.
+	Version int64
 }
 
 // AssertionKey is a sealed HMAC secret a client signs jwt-bearer assertions with (jackpot's "API
@@ -247,6 +253,11 @@ type SingleUse interface {
 	// are not. It returns how many keys it recorded, with ErrAlreadyUsed when that is fewer than
 	// all of them.
 	UseOnceChain(ctx context.Context, keys []string, at, expiresAt time.Time) (int, error)
+	// UseOnceAsClient is UseOnceChain done only while client clientID exists, is enabled and is
+	// at version (Client.Version). Otherwise it records nothing and returns ErrClientChanged, which
+	// wins over ErrAlreadyUsed. The client is checked in the same write, so a caller holding a
+	// cached copy of the client needs no read of its own to act on it.
+	UseOnceAsClient(ctx context.Context, clientID string, version int64, keys []string, at, expiresAt time.Time) (int, error)
 	// ReleaseOnce forgets key, so the next UseOnce of it succeeds. It is for a claim taken
 	// before an outcome is known (the gateway claims a consumable token before forwarding and
 	// releases it when the upstream refused the call). Releasing an unknown key is not an error.

@@ -1,13 +1,11 @@
 package chef_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/dialect/chef/cheftest"
 	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/testutil/syncbuf"
 )
 
 const (
@@ -163,7 +162,7 @@ func TestPendingCapPerIPv6Prefix(t *testing.T) {
 // refusals do not flood the log.
 func TestOneAddressCannotLockOutPairing(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	inst := cheftest.Start(t, cheftest.Options{Clock: clk, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	const attacker = "203.0.113.9"
 	var held []<-chan answer
@@ -326,22 +325,4 @@ func TestLateJoinExtendsRequest(t *testing.T) {
 			t.Fatal("new_device false")
 		}
 	}
-}
-
-// lockedBuffer is a log destination safe for concurrent writers and readers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

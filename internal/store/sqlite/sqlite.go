@@ -97,7 +97,11 @@ func Open(ctx context.Context, path string, opts ...sqlstore.Option) (*Store, er
 			return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 		}
 	}
-	w, r := newGroupDB(writer), &sqlDB{db: reader, stmts: map[string]*sql.Stmt{}}
+	w := newGroupDB(writer)
+	var r sqlstore.DB = &sqlDB{db: reader, stmts: map[string]*sql.Stmt{}}
+	if memory {
+		r = w // the one connection is the writer's: reads take turns with the writes
+	}
 	cfg := sqlstore.Config{
 		Dialect:  sqlstore.SQLite,
 		Writer:   w,
