@@ -22,9 +22,9 @@ type Outbox interface {
 	EnqueueOutboxHeld(ctx context.Context, msgs []*store.OutboxMessage, holds []*store.OutboxHold) ([]*store.OutboxMessage, []bool, error)
 	ClaimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error)
 	ClaimOutboxSent(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error)
-	RenewOutbox(ctx context.Context, owner string, now, leaseUntil time.Time) ([]string, error)
+	RenewOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time) ([]string, error)
 	CompleteOutboxBatch(ctx context.Context, queue string, ids []string, at time.Time) (int, error)
-	ReleaseOutbox(ctx context.Context, owner string) error
+	ReleaseOutbox(ctx context.Context, queue, owner string) error
 	CountOutbox(ctx context.Context, queue string) (int, error)
 }
 
@@ -163,6 +163,12 @@ func (d *deliverer) detach(c *Conn) {
 				break
 			}
 		}
+		// What was written to c alone must be written to the others.
+		for id, w := range st.written {
+			if w == c {
+				delete(st.written, id)
+			}
+		}
 		if len(st.conns) == 0 {
 			delete(d.queues, q)
 			st.gone = true
@@ -189,7 +195,7 @@ func (d *deliverer) detach(c *Conn) {
 func (d *deliverer) release(st *queueState) {
 	ctx, cancel := context.WithTimeout(context.Background(), d.h.o.WriteTimeout)
 	defer cancel()
-	if err := d.h.o.Outbox.ReleaseOutbox(ctx, st.owner); err != nil {
+	if err := d.h.o.Outbox.ReleaseOutbox(ctx, st.name, st.owner); err != nil {
 		d.h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: releasing outbox leases failed", slog.String("error", err.Error()))
 		return
 	}
@@ -288,12 +294,6 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 	msgs = append(msgs, claimed...)
 	d.mu.Lock()
 	conns := append([]*Conn(nil), st.conns...)
-	// Forget what was written on connections that are gone.
-	for id, c := range st.written {
-		if !contains(conns, c) {
-			delete(st.written, id)
-		}
-	}
 	d.mu.Unlock()
 	if len(conns) == 0 {
 		return false
@@ -338,15 +338,6 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 		}
 	}
 	return !stopped && len(claimed) == claimBatch && wrote > 0
-}
-
-func contains(cs []*Conn, c *Conn) bool {
-	for _, o := range cs {
-		if o == c {
-			return true
-		}
-	}
-	return false
 }
 
 // writeAll writes frame to every connection and waits for the writes; it returns one connection
@@ -598,7 +589,7 @@ func (d *deliverer) renew(ctx context.Context) {
 			return
 		}
 		now := h.o.Clock.Now()
-		held, err := h.o.Outbox.RenewOutbox(ctx, j.owner, now, now.Add(h.o.Lease))
+		held, err := h.o.Outbox.RenewOutbox(ctx, j.st.name, j.owner, now, now.Add(h.o.Lease))
 		if err != nil {
 			if ctx.Err() == nil {
 				h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: renewing outbox leases failed", slog.String("error", err.Error()))

@@ -106,11 +106,11 @@ type Outbox interface {
 	// released: "sent" means handed to a live connection, which may still go away before the
 	// peer reads it.
 	ClaimOutboxSent(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*OutboxMessage, error)
-	// RenewOutbox moves to leaseUntil the lease of every open message owner holds on a live lease
+	// RenewOutbox moves to leaseUntil the lease of every open message of queue owner holds on a live lease
 	// at now (LeaseUntil > now), in one write, and returns their ids (in no order). A lease that
 	// has run out is not renewed: another delivery may have claimed the message since. State,
 	// SentAt and Attempts are kept. leaseUntil must be after now.
-	RenewOutbox(ctx context.Context, owner string, now, leaseUntil time.Time) ([]string, error)
+	RenewOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time) ([]string, error)
 	// MarkOutboxSent records that owner wrote a message it holds to a socket at `at`: queued (or
 	// sent, on a redelivery) becomes sent with SentAt = at; the lease is kept. ErrNotFound when
 	// unknown; ErrConflict when owner is not its lease owner (never claimed, released, or claimed
@@ -131,9 +131,9 @@ type Outbox interface {
 	// unknown or was never taken by a delivery (the peer cannot have received it); ErrAlreadyUsed
 	// when it is done or expired already.
 	AnswerOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) (*OutboxMessage, error)
-	// ReleaseOutbox gives back every lease owner holds on open messages (its connection went
-	// away): the messages stay in their state and are claimable again at once.
-	ReleaseOutbox(ctx context.Context, owner string) error
+	// ReleaseOutbox gives back every lease owner holds on open messages of queue (its connection
+	// went away): the messages stay in their state and are claimable again at once.
+	ReleaseOutbox(ctx context.Context, queue, owner string) error
 	// ExpireOutbox moves every open message whose ExpiresAt <= now to expired (DoneAt = now,
 	// lease ended) and returns how many.
 	ExpireOutbox(ctx context.Context, now time.Time) (int, error)

@@ -40,9 +40,9 @@ func TestHotPathsUseIndexes(t *testing.T) {
 			WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE queue = $1 AND state IN ('queued', 'sent') AND expires_at > $2
 				AND (lease_owner <> $3 OR lease_until IS NULL OR lease_until <= $2))
 			ON CONFLICT (queue, id) DO NOTHING RETURNING seq`,
-		"RenewOutbox":                "UPDATE outbox SET lease_until = $3 WHERE lease_owner = $1 AND state IN ('queued', 'sent') AND lease_until > $2 RETURNING id",
+		"RenewOutbox":                "UPDATE outbox SET lease_until = $3 WHERE queue = $1 AND state IN ('queued', 'sent') AND lease_owner = $2 AND lease_until > $2 RETURNING id",
 		"CountOutbox":                "SELECT COUNT(*) FROM outbox WHERE queue = $1 AND state IN ('queued', 'sent')",
-		"ReleaseOutbox":              "UPDATE outbox SET lease_owner = '', lease_until = NULL WHERE lease_owner = $1 AND state IN ('queued', 'sent')",
+		"ReleaseOutbox":              "UPDATE outbox SET lease_owner = '', lease_until = NULL WHERE queue = $1 AND state IN ('queued', 'sent') AND lease_owner = $2",
 		"ExpireOutbox":               "UPDATE outbox SET state = 'expired' WHERE state IN ('queued', 'sent') AND expires_at <= $1",
 		"DeleteOutboxFinishedBefore": "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE state IN ('done', 'expired') AND done_at < $1 ORDER BY done_at LIMIT $2)",
 		"ListPresence":               `SELECT conn_id FROM presence WHERE tenant = $1 AND seen_at >= $2 ORDER BY since DESC, conn_id DESC`,

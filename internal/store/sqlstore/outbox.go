@@ -342,7 +342,7 @@ func (s *Store) asyncCommitFrom() string {
 
 // RenewOutbox extends the live leases owner holds on open messages to leaseUntil in one
 // statement and returns their ids.
-func (s *Store) RenewOutbox(ctx context.Context, owner string, now, leaseUntil time.Time) ([]string, error) {
+func (s *Store) RenewOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time) ([]string, error) {
 	const op = "renew outbox leases"
 	if owner == "" {
 		return nil, s.fail(op, errors.New("empty owner"))
@@ -355,7 +355,7 @@ func (s *Store) RenewOutbox(ctx context.Context, owner string, now, leaseUntil t
 		return nil, s.fail(op, err)
 	}
 	rows, err := w.Query(ctx, `UPDATE outbox SET lease_until = $3`+s.asyncCommitFrom()+`
-		WHERE lease_owner = $1 AND `+outboxOpen+` AND lease_until > $2 RETURNING id`, owner, ms(now), ms(leaseUntil))
+		WHERE queue = $4 AND `+outboxOpen+` AND lease_owner = $1 AND lease_until > $2 RETURNING id`, owner, ms(now), ms(leaseUntil), queue)
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
@@ -371,12 +371,12 @@ func (s *Store) RenewOutbox(ctx context.Context, owner string, now, leaseUntil t
 	return ids, s.fail(op, rows.Err())
 }
 
-// ReleaseOutbox ends every lease owner holds on an open message.
-func (s *Store) ReleaseOutbox(ctx context.Context, owner string) error {
+// ReleaseOutbox ends every lease owner holds on an open message of queue.
+func (s *Store) ReleaseOutbox(ctx context.Context, queue, owner string) error {
 	if owner == "" {
 		return s.fail("release outbox leases", errors.New("empty owner"))
 	}
-	_, err := s.exec(ctx, `UPDATE outbox SET lease_owner = '', lease_until = NULL WHERE lease_owner = $1 AND `+outboxOpen, owner)
+	_, err := s.exec(ctx, `UPDATE outbox SET lease_owner = '', lease_until = NULL WHERE queue = $1 AND `+outboxOpen+` AND lease_owner = $2`, queue, owner)
 	return s.fail("release outbox leases", err)
 }
 

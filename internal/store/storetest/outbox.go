@@ -210,8 +210,10 @@ func testOutboxLease(t *testing.T, s store.Store) {
 	eqTimePtr(t, "SentAt after redelivery", getMsg(t, s, "q", "m0").SentAt, ptr(at(61*time.Second)))
 
 	// Release gives every lease of c2 back at once; a release of an unknown owner does nothing.
-	ok(t, s.ReleaseOutbox(ctx(t), "nobody"))
-	ok(t, s.ReleaseOutbox(ctx(t), "c2"))
+	ok(t, s.ReleaseOutbox(ctx(t), "q", "nobody"))
+	ok(t, s.ReleaseOutbox(ctx(t), "another queue", "c2"))
+	eq(t, "lease kept by a release of another queue", getMsg(t, s, "q", "m0").LeaseOwner, "c2")
+	ok(t, s.ReleaseOutbox(ctx(t), "q", "c2"))
 	for _, id := range []string{"m0", "m1", "m2"} {
 		m := getMsg(t, s, "q", id)
 		if m.LeaseOwner != "" || m.LeaseUntil != nil {
@@ -269,7 +271,7 @@ func testOutboxComplete(t *testing.T, s store.Store) {
 
 	// Done messages are never claimed again, even after the leases end; an idempotent repeat of
 	// the enqueue returns the finished message.
-	ok(t, s.ReleaseOutbox(ctx(t), "c1"))
+	ok(t, s.ReleaseOutbox(ctx(t), "q", "c1"))
 	eqList(t, "claim after completion", claim(t, s, "q", "c2", 2*time.Minute, time.Minute, 0), []string{"m2"})
 	got, created, err := s.EnqueueOutbox(ctx(t), newMsg("q", "m0", time.Hour))
 	ok(t, err)
@@ -284,7 +286,7 @@ func testOutboxExpiry(t *testing.T, s store.Store) {
 
 	// An expired message is not claimed even before ExpireOutbox ran; the claim goes on after it.
 	eqList(t, "claim at expiry", claim(t, s, "q", "c1", time.Minute, time.Minute, 0), []string{"long"})
-	ok(t, s.ReleaseOutbox(ctx(t), "c1"))
+	ok(t, s.ReleaseOutbox(ctx(t), "q", "c1"))
 
 	n, err := s.ExpireOutbox(ctx(t), at(time.Minute-time.Millisecond))
 	ok(t, err)
@@ -535,7 +537,7 @@ func testOutboxClosed(t *testing.T, s store.Store) {
 	_, checks["ClaimOutboxSent"] = s.ClaimOutboxSent(ctx(t), "q", "c", base, base.Add(time.Minute), 1)
 	_, checks["CompleteOutboxBatch"] = s.CompleteOutboxBatch(ctx(t), "q", []string{"m"}, base)
 	_, checks["AnswerOutbox"] = s.AnswerOutbox(ctx(t), "q", "m", nil, base)
-	checks["ReleaseOutbox"] = s.ReleaseOutbox(ctx(t), "c")
+	checks["ReleaseOutbox"] = s.ReleaseOutbox(ctx(t), "q", "c")
 	_, checks["ExpireOutbox"] = s.ExpireOutbox(ctx(t), base)
 	_, checks["CountOutbox"] = s.CountOutbox(ctx(t), "")
 	_, checks["DeleteOutboxFinishedBefore"] = s.DeleteOutboxFinishedBefore(ctx(t), base)
@@ -710,7 +712,7 @@ func testOutboxClaimSent(t *testing.T, s store.Store) {
 	// keeps what was sent as it was.
 	claimSent("c1", 10*time.Second, "m2")
 	check("m0", store.OutboxSent, ptr(at(0)), 1)
-	renewed, err := s.RenewOutbox(ctx(t), "c1", at(10*time.Second), at(70*time.Second))
+	renewed, err := s.RenewOutbox(ctx(t), "q", "c1", at(10*time.Second), at(70*time.Second))
 	ok(t, err)
 	slices.Sort(renewed)
 	eqList(t, "renewed", renewed, []string{"m0", "m1", "m2"})
@@ -718,7 +720,7 @@ func testOutboxClaimSent(t *testing.T, s store.Store) {
 	eqTimePtr(t, "m0 lease after the renewal", getMsg(t, s, "q", "m0").LeaseUntil, ptr(at(70*time.Second)))
 	// Another owner gets nothing while c1's leases live; after the release it takes them anew.
 	claimSent("c2", 20*time.Second)
-	ok(t, s.ReleaseOutbox(ctx(t), "c1"))
+	ok(t, s.ReleaseOutbox(ctx(t), "q", "c1"))
 	claimSent("c2", 30*time.Second, "m0", "m1")
 	check("m0", store.OutboxSent, ptr(at(30*time.Second)), 2)
 	// Answered messages are not claimed; the plain claim does not mark.
@@ -767,7 +769,7 @@ func testOutboxAnswer(t *testing.T, s store.Store) {
 
 	// Claimed (written) but its mark not recorded, then its lease given back: the peer may have
 	// it, so its answer counts.
-	ok(t, s.ReleaseOutbox(ctx(t), "c1"))
+	ok(t, s.ReleaseOutbox(ctx(t), "q", "c1"))
 	got, err = s.AnswerOutbox(ctx(t), "q", "m1", []byte("a1"), at(3*time.Second))
 	ok(t, err)
 	eq(t, "released then answered", got.State, store.OutboxDone)
@@ -913,16 +915,16 @@ func testOutboxRenew(t *testing.T, s store.Store) {
 	for _, id := range []string{"m0", "m1", "m2"} {
 		enqueue(t, s, newMsg("q", id, time.Hour))
 	}
-	if _, err := s.RenewOutbox(ctx(t), "", at(0), at(time.Minute)); err == nil {
+	if _, err := s.RenewOutbox(ctx(t), "q", "", at(0), at(time.Minute)); err == nil {
 		t.Errorf("renewal without an owner succeeded")
 	}
-	if _, err := s.RenewOutbox(ctx(t), "c1", at(time.Minute), at(time.Minute)); err == nil {
+	if _, err := s.RenewOutbox(ctx(t), "q", "c1", at(time.Minute), at(time.Minute)); err == nil {
 		t.Errorf("renewal to a lease ending now succeeded")
 	}
 	eqList(t, "c1 claims", claim(t, s, "q", "c1", 0, time.Minute, 2), []string{"m0", "m1"})
 	renew := func(owner string, now, until time.Duration, want ...string) {
 		t.Helper()
-		ids, err := s.RenewOutbox(ctx(t), owner, at(now), at(until))
+		ids, err := s.RenewOutbox(ctx(t), "q", owner, at(now), at(until))
 		ok(t, err)
 		slices.Sort(ids)
 		if want == nil {
@@ -1009,7 +1011,7 @@ func testOutboxEnqueueHeld(t *testing.T, s store.Store) {
 	// An older queued message: c1 must not overtake it either.
 	m3 := held(msgAt("h", "m3", 4*time.Second), hold("c1", time.Minute, true))
 	eq(t, "m3 behind a queued message", m3.LeaseOwner, "")
-	ok(t, s.ReleaseOutbox(ctx(t), "c1"))
+	ok(t, s.ReleaseOutbox(ctx(t), "h", "c1"))
 	eqList(t, "the queue in order", claim(t, s, "h", "c3", 5*time.Second, time.Minute, 0), []string{"m0", "m2", "m3"})
 
 	// A repeat returns the stored message unchanged, a new body is a conflict.
@@ -1070,4 +1072,28 @@ func testOutboxEnqueueHeld(t *testing.T, s store.Store) {
 	}
 	eq(t, "created of concurrent enqueues", wins, 1)
 	eq(t, "rows of the raced id", count(t, s, "r"), 1)
+}
+
+// testOutboxSeqAfterCleanup: a message enqueued after the newest messages were finished and
+// deleted comes after every message still stored (SQLite may give it a deleted row's seq; it is
+// still above every live one), so the queue keeps its order.
+func testOutboxSeqAfterCleanup(t *testing.T, s store.Store) {
+	var seqs []int64
+	for _, id := range []string{"a0", "a1", "a2"} {
+		seqs = append(seqs, enqueue(t, s, newMsg("q", id, time.Hour)).Seq)
+	}
+	ok(t, s.CompleteOutbox(ctx(t), "q", "a1", nil, at(time.Second)))
+	ok(t, s.CompleteOutbox(ctx(t), "q", "a2", nil, at(time.Second)))
+	n, err := s.DeleteOutboxFinishedBefore(ctx(t), at(2*time.Second))
+	ok(t, err)
+	eq(t, "deleted", n, 2)
+	a3 := enqueue(t, s, newMsg("q", "a3", time.Hour))
+	if a3.Seq <= seqs[0] {
+		t.Fatalf("seq %d after the cleanup, not above the live a0's %d", a3.Seq, seqs[0])
+	}
+	b0 := enqueue(t, s, newMsg("other", "b0", time.Hour))
+	if b0.Seq <= a3.Seq {
+		t.Fatalf("seq %d of a later message, not above %d", b0.Seq, a3.Seq)
+	}
+	eqList(t, "the queue in order", claim(t, s, "q", "c1", 3*time.Second, time.Minute, 0), []string{"a0", "a3"})
 }

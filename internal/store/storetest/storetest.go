@@ -76,6 +76,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxClaimSent", testOutboxClaimSent},
 		{"OutboxRenew", testOutboxRenew},
 		{"OutboxEnqueueHeld", testOutboxEnqueueHeld},
+		{"OutboxSeqAfterCleanup", testOutboxSeqAfterCleanup},
 		{"OutboxAnswer", testOutboxAnswer},
 		{"OutboxBatchRace", testOutboxBatchRace},
 		{"OutboxClosed", testOutboxClosed},
