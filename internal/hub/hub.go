@@ -293,6 +293,10 @@ func (h *Hub) Start(ctx context.Context) error {
 		h.workers.Add(1)
 		go func() { defer h.workers.Done(); h.maintain(h.bg) }()
 	}
+	if h.o.Outbox != nil {
+		h.workers.Add(1)
+		go func() { defer h.workers.Done(); h.d.renewLoop(h.bg) }()
+	}
 	return nil
 }
 

@@ -17,8 +17,8 @@ func (s *Store) CheckpointWAL(ctx context.Context) error {
 	var busy, frames, done int64
 	// Not through Writer(): its statements run inside the group transaction, where SQLite
 	// refuses a checkpoint ("database table is locked").
-	err := s.group.outside(ctx, func(ctx context.Context, db *sql.DB) error {
-		return db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &done)
+	err := s.group.outside(ctx, func(ctx context.Context, conn *sql.Conn) error {
+		return conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &done)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: checkpoint: %w", err)

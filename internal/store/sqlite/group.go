@@ -3,9 +3,13 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sync/atomic"
+
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/posgate/posgate/internal/store/sqlstore"
 )
@@ -42,15 +46,20 @@ type groupDB struct {
 	waiting atomic.Int64  // callers blocked in acquire
 	batch   *batch        // the open transaction; read and written only while holding a turn
 
+	// The writer connection, taken from db once and kept; the transactions are plain BEGIN
+	// IMMEDIATE, SAVEPOINT, RELEASE and COMMIT statements on it. database/sql's Tx would start a
+	// goroutine per transaction (and per query inside one) to watch its context, each a thread
+	// wake-up, for nothing: the statements of a batch run under a context that never ends.
+	// conn, closed and stmts are used only while holding a turn.
+	conn   *sql.Conn
+	closed bool
+
 	commits  atomic.Int64 // committed batches, for tests and diagnostics
 	maxUnits atomic.Int64 // the most units one committed batch held
 
-	// Prepared statements, kept across transactions (SQLite compiles a statement on every
-	// prepare). A statement first seen inside a transaction runs unprepared and is prepared on
-	// the connection when the next batch opens, the one moment the turn holder knows the
-	// connection is not inside a transaction. Both maps are used only while holding a turn.
-	stmts  map[string]*sql.Stmt
-	wanted map[string]bool
+	// Prepared statements on conn, kept across transactions (SQLite compiles a statement on
+	// every prepare).
+	stmts map[string]*sql.Stmt
 }
 
 const maxCachedWriterStmts = 256
@@ -59,18 +68,23 @@ const maxCachedWriterStmts = 256
 // commit (and the answers waiting for it) indefinitely.
 const maxBatch = 64
 
-const savepoint = "posgate_unit"
+const (
+	savepoint = "posgate_unit"
+	beginSQL  = "BEGIN IMMEDIATE"
+)
 
 type batch struct {
-	tx      *sql.Tx
 	units   int  // released units: work that the commit makes durable
 	flusher bool // a flusher is queued for this batch
 	done    chan struct{}
 	err     error // the commit's outcome, readable after done is closed
 }
 
+// errWriterClosed is what a write gets after Close; classify reports it as unavailability.
+var errWriterClosed = fmt.Errorf("sqlite: the store is closed: %w", sql.ErrConnDone)
+
 func newGroupDB(db *sql.DB) *groupDB {
-	return &groupDB{db: db, turn: make(chan struct{}, 1), stmts: map[string]*sql.Stmt{}, wanted: map[string]bool{}}
+	return &groupDB{db: db, turn: make(chan struct{}, 1), stmts: map[string]*sql.Stmt{}}
 }
 
 func (g *groupDB) acquire(ctx context.Context) error {
@@ -97,15 +111,13 @@ func (g *groupDB) begin(ctx context.Context) (*unit, error) {
 		return nil, err
 	}
 	if g.batch == nil {
-		g.prepareWanted()
-		tx, err := g.beginTx(ctx)
-		if err != nil {
-			return nil, err // the turn is released (or will be, when the BEGIN ends)
+		if err := g.open(ctx); err != nil {
+			g.release()
+			return nil, err
 		}
-		g.batch = &batch{tx: tx, done: make(chan struct{})}
 	}
 	b := g.batch
-	if _, err := g.exec(b, "SAVEPOINT "+savepoint); err != nil {
+	if _, err := g.exec("SAVEPOINT " + savepoint); err != nil {
 		g.fail(b, err)
 		g.release()
 		return nil, err
@@ -113,94 +125,148 @@ func (g *groupDB) begin(ctx context.Context) (*unit, error) {
 	return &unit{g: g, b: b}, nil
 }
 
-// beginTx opens the batch's transaction. BEGIN IMMEDIATE waits (busy_timeout) while another
-// process holds the write lock; the caller waits no longer than its context allows. The
-// transaction itself must not end with the caller's context (it will hold other callers' units),
-// so it is begun under a context that never ends, and a BEGIN the caller gave up on finishes in
-// the background: the empty transaction is rolled back and only then is the turn released, so
-// the callers behind it keep waiting under their own deadlines. On error the turn is released.
-func (g *groupDB) beginTx(ctx context.Context) (*sql.Tx, error) {
-	if ctx.Done() == nil {
-		tx, err := g.db.BeginTx(context.Background(), nil)
-		if err != nil {
-			g.release()
-		}
-		return tx, err
+// connect makes sure the turn holder has the writer connection.
+func (g *groupDB) connect(ctx context.Context) error {
+	if g.closed {
+		return errWriterClosed
 	}
-	type begun struct {
-		tx  *sql.Tx
-		err error
+	if g.conn != nil {
+		return nil
 	}
-	ch := make(chan begun, 1)
-	go func() {
-		tx, err := g.db.BeginTx(context.Background(), nil)
-		ch <- begun{tx, err}
-	}()
-	select {
-	case b := <-ch:
-		if b.err != nil {
-			g.release()
-		}
-		return b.tx, b.err
-	case <-ctx.Done():
-		go func() {
-			if b := <-ch; b.err == nil {
-				_ = b.tx.Rollback()
-			}
-			g.release()
-		}()
-		return nil, ctx.Err()
+	c, err := g.db.Conn(ctx)
+	if err != nil {
+		return err
 	}
-}
-
-// prepareWanted prepares the statements that ran unprepared since the last batch opened.
-func (g *groupDB) prepareWanted() {
-	for q := range g.wanted {
-		delete(g.wanted, q)
-		if len(g.stmts) >= maxCachedWriterStmts {
-			continue
-		}
-		if st, err := g.db.PrepareContext(context.Background(), q); err == nil {
-			g.stmts[q] = st
-		}
+	if _, err := c.ExecContext(ctx, noBusyWait); err != nil {
+		_ = c.Close()
+		return err
 	}
-}
-
-// stmt returns q prepared for b's transaction, or nil (then q runs unprepared this time).
-func (g *groupDB) stmt(b *batch, q string) *sql.Stmt {
-	if st := g.stmts[q]; st != nil {
-		return b.tx.StmtContext(context.Background(), st)
-	}
-	if len(g.stmts) < maxCachedWriterStmts {
-		g.wanted[q] = true
-	}
+	g.conn = c
 	return nil
 }
 
-func (g *groupDB) exec(b *batch, q string, args ...any) (int64, error) {
-	if st := g.stmt(b, q); st != nil {
+// disconnect drops a connection database/sql reports as gone; the next batch takes a new one.
+func (g *groupDB) disconnect(err error) {
+	if g.conn == nil || !errors.Is(err, sql.ErrConnDone) && !errors.Is(err, driver.ErrBadConn) {
+		return
+	}
+	for q, st := range g.stmts {
+		_ = st.Close()
+		delete(g.stmts, q)
+	}
+	_ = g.conn.Close()
+	g.conn = nil
+}
+
+// open begins the batch's transaction. BEGIN IMMEDIATE waits while another process holds the
+// write lock; the caller waits no longer than its context allows, and the wait is the only part
+// of a batch that runs under the caller's context: the transaction outlives it (it will hold
+// other callers' units).
+//
+// The writer connection's busy timeout is zero, so a BEGIN first runs without a context and
+// fails at once when it would have to wait. The driver watches a statement's context in a
+// goroutine of its own (a thread wake-up at its start and at its end), which the usual case —
+// no other process writing — does not need. Only when that first BEGIN finds the lock taken does
+// a second one wait, under the caller's context, with the busy timeout of the connection string.
+// A BEGIN that failed may have opened the transaction after all (interrupted as it returned): it
+// is rolled back.
+func (g *groupDB) open(ctx context.Context) error {
+	if err := g.connect(ctx); err != nil {
+		return err
+	}
+	_, err := g.exec(beginSQL)
+	if isBusy(err) {
+		err = g.withBusyWait(func() error {
+			_, err := g.conn.ExecContext(ctx, beginSQL)
+			return err
+		})
+	}
+	if err != nil {
+		g.rollback()
+		g.disconnect(err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	g.batch = &batch{done: make(chan struct{})}
+	return nil
+}
+
+// Busy timeouts of the writer connection: none while it runs the batches (see open), the
+// connection string's while it waits for a lock on purpose.
+const (
+	noBusyWait = "PRAGMA busy_timeout = 0"
+	busyWait   = "PRAGMA busy_timeout = " + busyTimeoutMS
+)
+
+// withBusyWait runs fn with the connection's busy timeout restored, so fn's statements wait for a
+// lock another process holds (as long as their contexts allow).
+func (g *groupDB) withBusyWait(fn func() error) error {
+	if _, err := g.exec(busyWait); err != nil {
+		return err
+	}
+	err := fn()
+	if _, rerr := g.exec(noBusyWait); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
+}
+
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
+// rollback ends the connection's transaction, if it has one.
+func (g *groupDB) rollback() {
+	if g.conn != nil {
+		_, _ = g.exec("ROLLBACK") // "no transaction is active" when there is none
+	}
+}
+
+// stmt returns q prepared on the writer connection, or nil (then q runs unprepared and reports
+// why it could not be prepared).
+func (g *groupDB) stmt(q string) *sql.Stmt {
+	if st := g.stmts[q]; st != nil {
+		return st
+	}
+	if len(g.stmts) >= maxCachedWriterStmts {
+		return nil
+	}
+	st, err := g.conn.PrepareContext(context.Background(), q)
+	if err != nil {
+		return nil
+	}
+	g.stmts[q] = st
+	return st
+}
+
+func (g *groupDB) exec(q string, args ...any) (int64, error) {
+	if st := g.stmt(q); st != nil {
 		return execResult(st.ExecContext(context.Background(), args...))
 	}
-	return execResult(b.tx.ExecContext(context.Background(), q, args...))
+	return execResult(g.conn.ExecContext(context.Background(), q, args...))
 }
 
-func (g *groupDB) query(b *batch, q string, args ...any) (*sql.Rows, error) {
-	if st := g.stmt(b, q); st != nil {
+func (g *groupDB) query(q string, args ...any) (*sql.Rows, error) {
+	if st := g.stmt(q); st != nil {
 		return st.QueryContext(context.Background(), args...)
 	}
-	return b.tx.QueryContext(context.Background(), q, args...)
+	return g.conn.QueryContext(context.Background(), q, args...)
 }
 
-func (g *groupDB) queryRow(b *batch, q string, args ...any) *sql.Row {
-	if st := g.stmt(b, q); st != nil {
+func (g *groupDB) queryRow(q string, args ...any) *sql.Row {
+	if st := g.stmt(q); st != nil {
 		return st.QueryRowContext(context.Background(), args...)
 	}
-	return b.tx.QueryRowContext(context.Background(), q, args...)
+	return g.conn.QueryRowContext(context.Background(), q, args...)
 }
 
 // fail ends b after SQLite lost its transaction: every unit of it gets err.
 func (g *groupDB) fail(b *batch, err error) {
-	_ = b.tx.Rollback()
+	g.rollback()
+	g.disconnect(err)
 	g.batch = nil
 	b.err = fmt.Errorf("sqlite: the group transaction was rolled back: %w", err)
 	close(b.done)
@@ -213,7 +279,7 @@ func (g *groupDB) settle(b *batch) {
 	case g.batch != b:
 		// already failed
 	case b.units == 0:
-		_ = b.tx.Rollback() // nothing to keep: the only units were rolled back
+		g.rollback() // nothing to keep: the only units were rolled back
 		g.batch = nil
 		close(b.done)
 	case b.units >= maxBatch || g.waiting.Load() == 0:
@@ -226,8 +292,11 @@ func (g *groupDB) settle(b *batch) {
 
 func (g *groupDB) commit(b *batch) {
 	g.batch = nil
-	b.err = b.tx.Commit()
-	if b.err == nil {
+	_, b.err = g.exec("COMMIT")
+	if b.err != nil {
+		g.rollback() // a COMMIT that failed may leave the transaction open
+		g.disconnect(b.err)
+	} else {
 		g.commits.Add(1)
 		if n := int64(b.units); n > g.maxUnits.Load() {
 			g.maxUnits.Store(n) // only the turn holder writes it
@@ -260,7 +329,8 @@ func wait(ctx context.Context, b *batch) error {
 	}
 }
 
-// close commits any open batch and keeps later callers from opening one on the closed database.
+// close commits any open batch, gives the writer connection back and keeps later callers from
+// opening a batch.
 func (g *groupDB) close() {
 	g.turn <- struct{}{}
 	if b := g.batch; b != nil {
@@ -268,9 +338,18 @@ func (g *groupDB) close() {
 			g.commit(b)
 		} else {
 			g.batch = nil
-			_ = b.tx.Rollback()
+			g.rollback()
 			close(b.done)
 		}
+	}
+	g.closed = true
+	for q, st := range g.stmts {
+		_ = st.Close()
+		delete(g.stmts, q)
+	}
+	if g.conn != nil {
+		_ = g.conn.Close()
+		g.conn = nil
 	}
 	g.release()
 }
@@ -287,14 +366,14 @@ func (u *unit) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	if err := u.usable(ctx); err != nil {
 		return 0, err
 	}
-	return u.g.exec(u.b, q, args...)
+	return u.g.exec(q, args...)
 }
 
 func (u *unit) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
 	if err := u.usable(ctx); err != nil {
 		return nil, err
 	}
-	rows, err := u.g.query(u.b, q, args...)
+	rows, err := u.g.query(q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +384,7 @@ func (u *unit) QueryRow(ctx context.Context, q string, args ...any) sqlstore.Row
 	if err := u.usable(ctx); err != nil {
 		return errRow{err}
 	}
-	return sqlRow{u.g.queryRow(u.b, q, args...)}
+	return sqlRow{u.g.queryRow(q, args...)}
 }
 
 func (u *unit) usable(ctx context.Context) error {
@@ -322,10 +401,10 @@ func (u *unit) Commit(ctx context.Context) error {
 	}
 	u.ended = true
 	g, b := u.g, u.b
-	if _, err := g.exec(b, "RELEASE "+savepoint); err != nil {
-		if _, rerr := g.exec(b, "ROLLBACK TO "+savepoint); rerr != nil {
+	if _, err := g.exec("RELEASE " + savepoint); err != nil {
+		if _, rerr := g.exec("ROLLBACK TO " + savepoint); rerr != nil {
 			g.fail(b, err)
-		} else if _, rerr := g.exec(b, "RELEASE "+savepoint); rerr != nil {
+		} else if _, rerr := g.exec("RELEASE " + savepoint); rerr != nil {
 			g.fail(b, err)
 		} else {
 			g.settle(b)
@@ -348,8 +427,8 @@ func (u *unit) Rollback(context.Context) error {
 	u.ended = true
 	g, b := u.g, u.b
 	var err error
-	if _, err = g.exec(b, "ROLLBACK TO "+savepoint); err == nil {
-		_, err = g.exec(b, "RELEASE "+savepoint)
+	if _, err = g.exec("ROLLBACK TO " + savepoint); err == nil {
+		_, err = g.exec("RELEASE " + savepoint)
 	}
 	if err != nil {
 		g.fail(b, err)
@@ -388,7 +467,7 @@ func (g *groupDB) Query(ctx context.Context, q string, args ...any) (sqlstore.Ro
 	if err != nil {
 		return nil, err
 	}
-	rows, err := g.query(u.b, q, args...)
+	rows, err := g.query(q, args...)
 	if err != nil {
 		_ = u.Rollback(ctx)
 		return nil, err
@@ -396,7 +475,19 @@ func (g *groupDB) Query(ctx context.Context, q string, args ...any) (sqlstore.Ro
 	return &groupRows{u: u, ctx: ctx, rows: rows}, nil
 }
 
-func (g *groupDB) Ping(ctx context.Context) error { return g.db.PingContext(ctx) }
+// Ping checks the writer connection answers; it waits for a turn like a write.
+func (g *groupDB) Ping(ctx context.Context) error {
+	if err := g.acquire(ctx); err != nil {
+		return err
+	}
+	defer g.release()
+	if err := g.connect(ctx); err != nil {
+		return err
+	}
+	err := g.conn.PingContext(ctx)
+	g.disconnect(err)
+	return err
+}
 
 // groupRow runs its statement as a unit when scanned.
 type groupRow struct {
@@ -411,7 +502,7 @@ func (r groupRow) Scan(dest ...any) error {
 	if err != nil {
 		return err
 	}
-	err = r.g.queryRow(u.b, r.q, r.args...).Scan(dest...)
+	err = r.g.queryRow(r.q, r.args...).Scan(dest...)
 	noRows := errors.Is(err, sql.ErrNoRows)
 	if err != nil && !noRows {
 		_ = u.Rollback(r.ctx)
@@ -479,7 +570,7 @@ func (r errRow) Scan(...any) error { return r.err }
 // batch left open for a flusher (its units are released and only wait for the commit), and holds
 // the turn while fn runs. Statements that SQLite refuses inside a transaction (a TRUNCATE
 // checkpoint) go through here.
-func (g *groupDB) outside(ctx context.Context, fn func(ctx context.Context, db *sql.DB) error) error {
+func (g *groupDB) outside(ctx context.Context, fn func(ctx context.Context, conn *sql.Conn) error) error {
 	if err := g.acquire(ctx); err != nil {
 		return err
 	}
@@ -490,5 +581,10 @@ func (g *groupDB) outside(ctx context.Context, fn func(ctx context.Context, db *
 			return b.err
 		}
 	}
-	return fn(ctx, g.db)
+	if err := g.connect(ctx); err != nil {
+		return err
+	}
+	err := g.withBusyWait(func() error { return fn(ctx, g.conn) })
+	g.disconnect(err)
+	return err
 }

@@ -224,3 +224,33 @@ func TestGroupCommitCancelledBeforeStatement(t *testing.T) {
 		t.Fatalf("rows after rollback: %d, %v", n, err)
 	}
 }
+
+// TestGroupWriteStartsNoGoroutines: a write through the group writer starts no goroutine when no
+// other process holds the lock. database/sql's Tx starts one per transaction and one per query
+// inside it, and the driver one per statement run under a context that can end: each is a thread
+// wake-up on an idle processor, for nothing, since a batch's statements run under a context that
+// never ends.
+func TestGroupWriteStartsNoGoroutines(t *testing.T) {
+	s, _ := openFile(t)
+	ctx := t.Context()
+	now := time.Now()
+	if err := s.UseOnce(ctx, "warm", now, now.Add(time.Hour)); err != nil { // prepares the statements
+		t.Fatal(err)
+	}
+	const n = 50
+	before := goroutinesCreated()
+	for i := range n {
+		if err := s.UseOnce(ctx, fmt.Sprint("k", i), now, now.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		var name string
+		if err := s.Writer().QueryRow(ctx, `INSERT INTO single_use (name, used_at, expires_at) VALUES (?, 1, 2) RETURNING name`,
+			fmt.Sprint("r", i)).Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The runtime may start a few of its own meanwhile (the collector's workers).
+	if got := goroutinesCreated() - before; got > n/5 {
+		t.Fatalf("%d writes started %d goroutines", 2*n, got)
+	}
+}
