@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -104,6 +105,9 @@ type serverStats struct {
 	NextGC     int64 `json:"next_gc"` // the heap size at which the next collection starts
 	CPUNanos   int64 `json:"cpu_ns"`
 	Pongs      int64 `json:"pongs"` // doshii mode: heartbeats answered
+	// StartStack is the size new goroutines' stacks start at (the runtime adapts it to the
+	// average stack it scans).
+	StartStack int64 `json:"start_stack"`
 }
 
 func idleRun(self, gc string, o idleOptions) error {
@@ -225,6 +229,7 @@ func idleRun(self, gc string, o idleOptions) error {
 		perKiB(med, base.RSSKiB), perKiB(top, base.RSSKiB),
 		float64(live.HeapInuse-base.HeapInuse)/1024/n, float64(live.StackInuse-base.StackInuse)/1024/n,
 		live.Goroutines, last.NumGC-first.NumGC)
+	fmt.Printf("  goroutine stacks start at %d KiB (empty server: %d KiB)\n", live.StartStack>>10, base.StartStack>>10)
 	fmt.Printf("  heap goal after GC (the heap the collector lets grow before the next cycle): %.1f KiB per socket; with stacks %.1f KiB\n",
 		float64(live.NextGC-base.NextGC)/1024/n, float64(live.NextGC-base.NextGC+live.StackInuse-base.StackInuse)/1024/n)
 	fmt.Printf("  ping CPU: %s over %.0fs = %.2f µs per socket per second (%.1f µs per socket per ping)\n",
@@ -256,6 +261,16 @@ func getStats(url string, gc bool) (*serverStats, error) {
 	defer resp.Body.Close()
 	var s serverStats
 	return &s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+// startingStack reads the runtime's current starting size of goroutine stacks.
+func startingStack() int64 {
+	s := []metrics.Sample{{Name: "/gc/stack/starting-size:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int64(s[0].Value.Uint64())
 }
 
 // raiseFileLimit lifts the soft open-file limit to the hard one.
@@ -358,7 +373,7 @@ func roleServer(args []string) error {
 		_ = json.NewEncoder(w).Encode(serverStats{
 			Sockets: count(), RSSKiB: rss, HeapInuse: int64(ms.HeapInuse), StackInuse: int64(ms.StackInuse),
 			Sys: int64(ms.Sys), Goroutines: runtime.NumGoroutine(), NumGC: int64(ms.NumGC), NextGC: int64(ms.NextGC), CPUNanos: int64(cpu),
-			Pongs: pongs.Load(),
+			Pongs: pongs.Load(), StartStack: startingStack(),
 		})
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -1,7 +1,6 @@
 package orderpay
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -16,6 +15,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/posgate/posgate/internal/testutil/runtest"
+	"github.com/posgate/posgate/internal/testutil/syncbuf"
 )
 
 // fakeServer is posgate's orderpay side as the protocol describes it: an auth endpoint that
@@ -209,51 +211,24 @@ func (fc *fakeConn) read(t *testing.T) map[string]any {
 	return m
 }
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // harness runs a Client against a fakeServer; sleeps are recorded and skipped.
 type harness struct {
-	fs     *fakeServer
-	c      *Client
-	logs   *syncBuffer
-	cancel context.CancelFunc
-	done   chan error
-
-	mu     sync.Mutex
-	sleeps []time.Duration
+	runtest.Runner
+	fs   *fakeServer
+	c    *Client
+	logs *syncbuf.Buffer
 }
 
 func newHarness(t *testing.T, fs *fakeServer, h Handler, adjust func(*Client)) *harness {
-	hs := &harness{fs: fs, logs: &syncBuffer{}, done: make(chan error, 1)}
+	hs := &harness{fs: fs, logs: &syncbuf.Buffer{}}
 	hs.c = &Client{URL: fs.srv.URL, Credentials: testCreds, Handler: h, HTTPClient: fs.srv.Client(),
 		Logger: slog.New(slog.NewTextHandler(hs.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
-	hs.c.sleep = func(ctx context.Context, d time.Duration) error {
-		hs.mu.Lock()
-		hs.sleeps = append(hs.sleeps, d)
-		hs.mu.Unlock()
-		return ctx.Err()
-	}
+	hs.c.sleep = hs.Sleep
 	if adjust != nil {
 		adjust(hs.c)
 	}
 	t.Cleanup(func() {
-		hs.stop(t)
+		hs.Stop(t)
 		// Whatever happened, no ticket and no secret reached a log line.
 		fs.mu.Lock()
 		issued := append([]string(nil), fs.issued...)
@@ -268,38 +243,4 @@ func newHarness(t *testing.T, fs *fakeServer, h Handler, adjust func(*Client)) *
 	return hs
 }
 
-func (hs *harness) start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	hs.cancel = cancel
-	go func() { hs.done <- hs.c.Run(ctx) }()
-}
-
-func (hs *harness) stop(t *testing.T) error {
-	t.Helper()
-	if hs.cancel == nil {
-		return nil
-	}
-	hs.cancel()
-	return hs.wait(t)
-}
-
-// wait waits for Run to return.
-func (hs *harness) wait(t *testing.T) error {
-	t.Helper()
-	select {
-	case err, ok := <-hs.done:
-		if ok {
-			close(hs.done)
-		}
-		return err
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not return")
-		return nil
-	}
-}
-
-func (hs *harness) recordedSleeps() []time.Duration {
-	hs.mu.Lock()
-	defer hs.mu.Unlock()
-	return append([]time.Duration(nil), hs.sleeps...)
-}
+func (hs *harness) start() { hs.Start(hs.c.Run) }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/posgate/posgate/internal/testutil/syncbuf"
 )
 
 // `posgate serve --demo` on the default HTTPS listener, twice on one data directory: each time
@@ -97,7 +99,7 @@ func startDemo(t *testing.T, bin, dir, addr string) (string, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := &lockedBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

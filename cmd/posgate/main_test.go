@@ -19,6 +19,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/posgate/posgate/internal/testutil/syncbuf"
 )
 
 // buildBinary builds posgate into a temporary directory (once per test binary).
@@ -80,32 +82,15 @@ func cleanEnv(extra ...string) []string {
 
 type proc struct {
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *syncbuf.Buffer
 	done chan error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func startServe(t *testing.T, bin, dataDir, addr, adminToken string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--http-addr", addr)
 	cmd.Env = cleanEnv("POSGATE_ADMIN_TOKEN=" + adminToken)
-	out := &lockedBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package cli_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,30 +24,13 @@ import (
 	"github.com/posgate/posgate/client/orderpay"
 	"github.com/posgate/posgate/internal/cli"
 	"github.com/posgate/posgate/internal/server"
+	"github.com/posgate/posgate/internal/testutil/syncbuf"
 )
-
-// lockedBuffer is written by a running command while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // background runs a long-lived command (a simulator) until stop is called; stop returns its
 // exit code.
 type background struct {
-	stdout, stderr *lockedBuffer
+	stdout, stderr *syncbuf.Buffer
 	cancel         context.CancelFunc
 	code           chan int
 }
@@ -57,7 +38,7 @@ type background struct {
 func startCommand(t *testing.T, env map[string]string, stdin string, args ...string) *background {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &background{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, cancel: cancel, code: make(chan int, 1)}
+	b := &background{stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, cancel: cancel, code: make(chan int, 1)}
 	go func() {
 		b.code <- cli.Run(args, cli.Env{Stdin: strings.NewReader(stdin), Stdout: b.stdout, Stderr: b.stderr, Context: ctx,
 			Getenv: func(k string) string { return env[k] }})
@@ -79,7 +60,7 @@ func (b *background) stop(t *testing.T) int {
 }
 
 // waitFor waits until out contains s.
-func waitFor(t *testing.T, out *lockedBuffer, s string) {
+func waitFor(t *testing.T, out *syncbuf.Buffer, s string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(out.String(), s) {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,34 +80,7 @@ func routesFor(up string, key []byte, routes ...config.Route) func(*config.Confi
 // client's internal id.
 func clientToken(t *testing.T, inst *servertest.Instance, scopes ...string) (tok, clientID string) {
 	t.Helper()
-	st, resp := inst.Admin(t, "POST", "/clients", map[string]any{"name": "gw-" + strings.Join(scopes, "-"),
-		"grant_types": []string{"client_credentials"}, "scopes": scopes, "audiences": []string{"pos-api"}})
-	if st != 201 && st != 200 {
-		t.Fatalf("create client: %d %v", st, resp)
-	}
-	cid, _ := resp["client_id"].(string)
-	sec, _ := resp["client_secret"].(string)
-	id, _ := resp["id"].(string)
-	form := url.Values{"grant_type": {"client_credentials"}, "audience": {"pos-api"}}
-	if len(scopes) > 0 {
-		form.Set("scope", strings.Join(scopes, " "))
-	}
-	req, _ := http.NewRequest("POST", inst.URL+"/oauth/token", strings.NewReader(form.Encode()))
-	req.SetBasicAuth(url.QueryEscape(cid), url.QueryEscape(sec))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	res, err := inst.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var tr struct {
-		AccessToken string `json:"access_token"`
-	}
-	body, _ := io.ReadAll(res.Body)
-	if res.StatusCode != 200 || json.Unmarshal(body, &tr) != nil || tr.AccessToken == "" {
-		t.Fatalf("token: %d %s", res.StatusCode, body)
-	}
-	return tr.AccessToken, id
+	return inst.ClientToken(t, "gw-"+strings.Join(scopes, "-"), "pos-api", scopes...)
 }
 
 func call(t *testing.T, inst *servertest.Instance, method, path, authz string, body string) (int, http.Header, []byte) {

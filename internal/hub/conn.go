@@ -43,7 +43,12 @@ type Conn struct {
 	closing bool
 	code    Code // the close code, once closing
 
-	wake       chan struct{} // the writer has frames to write (capacity 1)
+	wake chan struct{} // the writer has frames to write (capacity 1)
+	// handled carries HandleMessage's result from the worker back to the reader (capacity 1,
+	// made at the first message); inMsg is the message the worker handles. Both are used by
+	// the reader and the one worker running its message, one after the other.
+	handled    chan error
+	inMsg      []byte
 	writerDone chan struct{}
 	unanswered atomic.Int32 // pings sent since the last pong
 	touched    atomic.Int64 // unix nanoseconds of the last presence refresh
@@ -272,7 +277,7 @@ func (c *Conn) readLoop() Code {
 			return code
 		}
 		c.m.in.Inc()
-		err = c.handler.HandleMessage(c.ctx, c, buf.Bytes())
+		err = c.h.handle(c, buf.Bytes())
 		putBuf(buf)
 		if err != nil {
 			var ce *CloseError
@@ -287,6 +292,52 @@ func (c *Conn) readLoop() Code {
 		}
 	}
 }
+
+// handle runs c's Handler on msg on a worker goroutine and waits for it. A reader spends the
+// life of its socket blocked in a read, keeping the stack it has: running the Handler there
+// (a JSON decoder, a store write, a log line) grows that stack and the runtime never gives it
+// back, because a reader parked in the websocket library uses more than the quarter of a grown
+// stack below which the collector shrinks it. A few workers keep the deep stacks instead, and
+// every idle socket's reader stays at its starting size.
+func (h *Hub) handle(c *Conn, msg []byte) error {
+	if c.handled == nil {
+		c.handled = make(chan error, 1)
+	}
+	c.inMsg = msg
+	select {
+	case h.work <- c: // an idle worker took it
+	default:
+		go h.worker(c)
+	}
+	err := <-c.handled
+	c.inMsg = nil
+	return err
+}
+
+// worker runs the Handler for c's message, then for the messages of any connection handed to
+// it, until it has been idle for workerIdle. Workers are added when none is idle, so a slow
+// Handler delays its own connection only. Workers end once the hub has stopped.
+func (h *Hub) worker(c *Conn) {
+	var t *time.Timer
+	for {
+		c.handled <- c.handler.HandleMessage(c.ctx, c, c.inMsg)
+		if t == nil {
+			t = time.NewTimer(workerIdle)
+		} else {
+			t.Reset(workerIdle)
+		}
+		select {
+		case c = <-h.work:
+		case <-t.C:
+			return
+		case <-h.bg.Done():
+			return
+		}
+	}
+}
+
+// workerIdle is how long a message worker waits for the next message before it ends.
+const workerIdle = 10 * time.Second
 
 func putBuf(b *bytes.Buffer) {
 	if b.Cap() <= 64<<10 {

@@ -1,12 +1,16 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/metrics"
 	"github.com/posgate/posgate/internal/store"
@@ -15,10 +19,12 @@ import (
 // Outbox is the store role the deliverer works with: messages accepted for a peer, claimed by
 // the replica that holds the peer's socket.
 type Outbox interface {
+	EnqueueOutboxHeld(ctx context.Context, msgs []*store.OutboxMessage, holds []*store.OutboxHold) ([]*store.OutboxMessage, []bool, error)
 	ClaimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error)
 	ClaimOutboxSent(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error)
+	RenewOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time) ([]string, error)
 	CompleteOutboxBatch(ctx context.Context, queue string, ids []string, at time.Time) (int, error)
-	ReleaseOutbox(ctx context.Context, owner string) error
+	ReleaseOutbox(ctx context.Context, queue, owner string) error
 	CountOutbox(ctx context.Context, queue string) (int, error)
 }
 
@@ -92,6 +98,12 @@ type deliverer struct {
 }
 
 // queueState is the delivery of one queue on this replica, while it has connections.
+//
+// Frames of one queue reach a connection in queue order because every write of the queue is
+// handed to the connection (Conn.Send, whose queue is first in, first out) either by the one
+// run of the deliverer or, on the fast path (Hub.Enqueue), under d.mu while no run is between
+// its claim and its last write (writing) and nothing waits in handoff — checked before the held
+// insert and again after it, with gen telling whether a claim started in between.
 type queueState struct {
 	name    string
 	owner   string // lease owner: unique to this delivery
@@ -100,7 +112,15 @@ type queueState struct {
 	running bool // a run is in progress
 	again   bool // woken during the run: run once more
 	gone    bool // the last connection left
+	// written: messages awaiting answers (AwaitAnswer) by the connection they were written to,
+	// so a lapsed lease claimed again is not written twice to one connection. Entries of
+	// answered messages go at the next lease renewal, which returns what is still held.
 	written map[string]*Conn
+	writing bool                   // a run is between its claim and its last write
+	gen     uint64                 // claims started
+	handoff []*store.OutboxMessage // held by owner on the fast path, to be written by the next run first
+	done    []string               // written on the fast path, to be completed (DoneWhenWritten)
+	flush   bool                   // a completion of done is running
 }
 
 func newDeliverer(h *Hub) *deliverer {
@@ -143,6 +163,12 @@ func (d *deliverer) detach(c *Conn) {
 				break
 			}
 		}
+		// What was written to c alone must be written to the others.
+		for id, w := range st.written {
+			if w == c {
+				delete(st.written, id)
+			}
+		}
 		if len(st.conns) == 0 {
 			delete(d.queues, q)
 			st.gone = true
@@ -169,7 +195,7 @@ func (d *deliverer) detach(c *Conn) {
 func (d *deliverer) release(st *queueState) {
 	ctx, cancel := context.WithTimeout(context.Background(), d.h.o.WriteTimeout)
 	defer cancel()
-	if err := d.h.o.Outbox.ReleaseOutbox(ctx, st.owner); err != nil {
+	if err := d.h.o.Outbox.ReleaseOutbox(ctx, st.name, st.owner); err != nil {
 		d.h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: releasing outbox leases failed", slog.String("error", err.Error()))
 		return
 	}
@@ -233,31 +259,41 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 	now := h.o.Clock.Now()
 	d.mu.Lock()
 	owner := st.owner
+	st.writing = true
+	st.gen++
+	// Messages the fast path stored held by this delivery while a run was writing: they come
+	// before anything the claim can return (see Hub.Enqueue). Those of an owner since replaced
+	// were released with it and are claimed again instead.
+	var msgs []*store.OutboxMessage
+	for _, m := range st.handoff {
+		if m.LeaseOwner == owner {
+			msgs = append(msgs, m)
+		}
+	}
+	st.handoff = nil
 	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		st.writing = false
+		d.mu.Unlock()
+	}()
 	claim := h.o.Outbox.ClaimOutbox
 	if st.mode == AwaitAnswer {
 		claim = h.o.Outbox.ClaimOutboxSent // the claim is the mark: no write after the frames
 	}
-	msgs, err := claim(ctx, st.name, owner, now, now.Add(h.o.Lease), claimBatch)
+	claimed, err := claim(ctx, st.name, owner, now, now.Add(h.o.Lease), claimBatch)
 	if err != nil {
 		if ctx.Err() == nil {
 			h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: claiming outbox messages failed", slog.String("error", err.Error()))
 		}
-		return false
-	}
-	d.mu.Lock()
-	conns := append([]*Conn(nil), st.conns...)
-	// Forget what was written on connections that are gone or about messages no longer
-	// claimable (answered, expired).
-	claimed := make(map[string]bool, len(msgs))
-	for _, m := range msgs {
-		claimed[m.ID] = true
-	}
-	for id, c := range st.written {
-		if !claimed[id] || !contains(conns, c) {
-			delete(st.written, id)
+		claimed = nil
+		if len(msgs) == 0 {
+			return false
 		}
 	}
+	msgs = append(msgs, claimed...)
+	d.mu.Lock()
+	conns := append([]*Conn(nil), st.conns...)
 	d.mu.Unlock()
 	if len(conns) == 0 {
 		return false
@@ -292,22 +328,16 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 		}
 		written = append(written, m.ID)
 	}
+	d.mu.Lock()
+	st.writing = false // every frame is handed over: the fast path may write again
+	d.mu.Unlock()
 	if st.mode == DoneWhenWritten && len(written) > 0 {
 		// One left unchanged moved on meanwhile (expired, completed by another delivery).
 		if _, err := h.o.Outbox.CompleteOutboxBatch(ctx, st.name, written, h.o.Clock.Now()); err != nil && ctx.Err() == nil {
 			h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: recording an outbox delivery failed", slog.String("error", err.Error()))
 		}
 	}
-	return !stopped && len(msgs) == claimBatch && wrote > 0
-}
-
-func contains(cs []*Conn, c *Conn) bool {
-	for _, o := range cs {
-		if o == c {
-			return true
-		}
-	}
-	return false
+	return !stopped && len(claimed) == claimBatch && wrote > 0
 }
 
 // writeAll writes frame to every connection and waits for the writes; it returns one connection
@@ -355,5 +385,230 @@ func (d *deliverer) poll(ctx context.Context) {
 		if st := d.begin(q); st != nil {
 			d.run(st)
 		}
+	}
+}
+
+// Enqueue stores msgs in the outbox, in one transaction (as the store's EnqueueOutboxAll: all or
+// none, idempotent by queue and id, ErrConflict with the stored message first on another body),
+// and sees them delivered. A new message whose queue this replica delivers to exactly one live
+// connection goes the fast way: the insert stores it already taken by that delivery (claimed,
+// and sent for AwaitAnswer) and it is handed to the connection at once — no wake-up, no claim.
+// The store takes it only when nothing older of the queue is open except what this delivery
+// holds, and the hub hands it over only when everything this delivery holds was handed over
+// before (else the deliverer writes it first thing in its next run), so a message never
+// overtakes an older one. The other new messages are announced (Notify), as before.
+func (h *Hub) Enqueue(ctx context.Context, msgs ...*store.OutboxMessage) ([]*store.OutboxMessage, []bool, error) {
+	ob := h.o.Outbox
+	if ob == nil {
+		return nil, nil, errors.New("hub: no outbox")
+	}
+	type fast struct {
+		st    *queueState
+		c     *Conn
+		owner string
+		gen   uint64
+	}
+	var holds []*store.OutboxHold
+	var fasts []fast
+	now := h.o.Clock.Now()
+	d := h.d
+	d.mu.Lock()
+	for i, m := range msgs {
+		st := d.queues[m.Queue]
+		if st == nil || st.gone || st.writing || len(st.handoff) > 0 || len(st.conns) != 1 {
+			continue
+		}
+		if holds == nil {
+			holds = make([]*store.OutboxHold, len(msgs))
+			fasts = make([]fast, len(msgs))
+		}
+		// The lease starts at the message's creation, the time the store decides at.
+		holds[i] = &store.OutboxHold{Owner: st.owner, LeaseUntil: maxTime(now, m.CreatedAt).Add(h.o.Lease), Sent: st.mode == AwaitAnswer}
+		fasts[i] = fast{st: st, c: st.conns[0], owner: st.owner, gen: st.gen}
+	}
+	d.mu.Unlock()
+	stored, created, err := ob.EnqueueOutboxHeld(ctx, msgs, holds)
+	if err != nil {
+		return stored, created, err
+	}
+	var notify, release []string
+	var releaseOwners []string
+	for i, m := range stored {
+		if !created[i] {
+			continue
+		}
+		if holds == nil || holds[i] == nil || m.LeaseOwner != holds[i].Owner {
+			notify = append(notify, m.Queue)
+			continue
+		}
+		f := fasts[i]
+		d.mu.Lock()
+		switch {
+		case f.st.gone || f.st.owner != f.owner:
+			// The delivery ended or changed owner meanwhile; its leases were given back, maybe
+			// before this one was stored: give it back again and announce it.
+			release, releaseOwners = append(release, m.Queue), append(releaseOwners, f.owner)
+		case f.st.writing || f.st.gen != f.gen || len(f.st.handoff) > 0 || len(f.st.conns) != 1 || f.st.conns[0] != f.c:
+			// A run claimed meanwhile: what it took may be older; it writes this one next.
+			f.st.handoff = append(f.st.handoff, m)
+			slices.SortFunc(f.st.handoff, func(a, b *store.OutboxMessage) int { return cmp.Compare(a.Seq, b.Seq) })
+		default:
+			d.sendHeld(f.st, f.c, m)
+			d.mu.Unlock()
+			continue
+		}
+		d.mu.Unlock()
+		d.wake(m.Queue)
+	}
+	for i, q := range release {
+		d.release(&queueState{name: q, owner: releaseOwners[i]})
+	}
+	if len(notify) > 0 {
+		if err := h.Notify(context.WithoutCancel(ctx), notify...); err != nil {
+			// The holder of the socket polls too: a lost notice only delays delivery.
+			h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: announcing outbox messages failed", slog.String("error", err.Error()))
+		}
+	}
+	return stored, created, nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// sendHeld hands m, stored held by st's delivery, to c; d.mu is held. A write that fails closes
+// the connection, whose detach gives the lease back. An event written is completed with the
+// others written about then, in one store write (done mark batched); one not completed when the
+// process dies is delivered again after its lease, under its id.
+func (d *deliverer) sendHeld(st *queueState, c *Conn, m *store.OutboxMessage) {
+	h := d.h
+	created := m.CreatedAt
+	if st.mode == AwaitAnswer {
+		if st.written == nil {
+			st.written = map[string]*Conn{}
+		}
+		st.written[m.ID] = c
+	}
+	id := m.ID
+	_ = c.Send(m.Payload, func(err error) {
+		if err != nil {
+			return
+		}
+		c.m.latency.Observe(h.o.Clock.Now().Sub(created).Seconds())
+		if st.mode == DoneWhenWritten {
+			d.completeLater(st, id)
+		}
+	})
+}
+
+// completeLater records id as written; one completion at a time per queue takes every id
+// recorded meanwhile.
+func (d *deliverer) completeLater(st *queueState, id string) {
+	d.mu.Lock()
+	st.done = append(st.done, id)
+	start := !st.flush
+	st.flush = true
+	d.mu.Unlock()
+	if start {
+		go d.flushDone(st)
+	}
+}
+
+func (d *deliverer) flushDone(st *queueState) {
+	h := d.h
+	for {
+		d.mu.Lock()
+		ids := st.done
+		st.done = nil
+		if len(ids) == 0 {
+			st.flush = false
+			d.mu.Unlock()
+			return
+		}
+		d.mu.Unlock()
+		for len(ids) > 0 {
+			n := min(len(ids), claimBatch)
+			// Not the hub's context: a shutdown still records what was written.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(h.bg), h.o.WriteTimeout)
+			_, err := h.o.Outbox.CompleteOutboxBatch(ctx, st.name, ids[:n], h.o.Clock.Now())
+			cancel()
+			if err != nil {
+				h.o.Log.LogAttrs(h.bg, slog.LevelWarn, "hub: recording an outbox delivery failed", slog.String("error", err.Error()))
+			}
+			ids = ids[n:]
+		}
+	}
+}
+
+// renewLoop renews, every third of hub.lease, the leases of the deliveries that have messages
+// awaiting answers, so a live delivery keeps them while claims take only new messages.
+func (d *deliverer) renewLoop(ctx context.Context) {
+	timers, ok := d.h.o.Clock.(clock.Timers)
+	if !ok {
+		timers = clock.System{}
+	}
+	for {
+		ch, stop := timers.After(d.h.o.Lease / 3)
+		select {
+		case <-ctx.Done():
+			stop()
+			return
+		case <-ch:
+		}
+		d.renew(ctx)
+	}
+}
+
+// renew renews the leases of every local delivery with messages awaiting answers, one store
+// write each, and forgets the messages no longer held (answered, expired).
+func (d *deliverer) renew(ctx context.Context) {
+	type job struct {
+		st    *queueState
+		owner string
+		ids   []string
+	}
+	var jobs []job
+	d.mu.Lock()
+	for _, st := range d.queues {
+		if len(st.written) == 0 {
+			continue
+		}
+		j := job{st: st, owner: st.owner}
+		for id := range st.written {
+			j.ids = append(j.ids, id)
+		}
+		jobs = append(jobs, j)
+	}
+	d.mu.Unlock()
+	h := d.h
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			return
+		}
+		now := h.o.Clock.Now()
+		held, err := h.o.Outbox.RenewOutbox(ctx, j.st.name, j.owner, now, now.Add(h.o.Lease))
+		if err != nil {
+			if ctx.Err() == nil {
+				h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: renewing outbox leases failed", slog.String("error", err.Error()))
+			}
+			continue
+		}
+		keep := make(map[string]bool, len(held))
+		for _, id := range held {
+			keep[id] = true
+		}
+		d.mu.Lock()
+		if j.st.owner == j.owner {
+			// Only what was there before the renewal: a message written since has a fresh lease.
+			for _, id := range j.ids {
+				if !keep[id] {
+					delete(j.st.written, id)
+				}
+			}
+		}
+		d.mu.Unlock()
 	}
 }

@@ -29,6 +29,7 @@ type hubStore interface {
 	GetOutbox(ctx context.Context, queue, id string) (*store.OutboxMessage, error)
 	EnqueueOutbox(ctx context.Context, m *store.OutboxMessage) (*store.OutboxMessage, bool, error)
 	CompleteOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) error
+	AnswerOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) (*store.OutboxMessage, error)
 	ListPresence(ctx context.Context, tenant string, seenSince time.Time) ([]*store.Presence, error)
 }
 
@@ -239,8 +240,12 @@ func openPostgresReplicas(t *testing.T) ([2]hubStore, [2]events.Bus) {
 // deadReplica is the outbox as a replica killed with kill -9 leaves it: it gives nothing back.
 type deadReplica struct{ hubStore }
 
-func (deadReplica) ReleaseOutbox(context.Context, string) error {
+func (deadReplica) ReleaseOutbox(context.Context, string, string) error {
 	return errors.New("the replica is dead")
+}
+
+func (deadReplica) RenewOutbox(context.Context, string, string, time.Time, time.Time) ([]string, error) {
+	return nil, errors.New("the replica is dead")
 }
 
 // A request written to the socket of a replica that then died (no release) is not delivered to

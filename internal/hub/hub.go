@@ -74,9 +74,10 @@ var (
 	ErrShuttingDown = errors.New("hub: shutting down")
 )
 
-// Handler is a dialect's side of one connection. HandleMessage is called on the connection's
-// reader goroutine for each complete text message, in order, one at a time; msg is valid only
-// until it returns. Returning a *CloseError closes the connection with its code, any other error
+// Handler is a dialect's side of one connection. HandleMessage is called for each complete text
+// message, in order, one at a time, while the connection's reader waits (on a worker goroutine
+// shared by the connections, so the reader's stack stays small); msg is valid only until it
+// returns. Returning a *CloseError closes the connection with its code, any other error
 // with 1011. A slow HandleMessage delays its own connection only.
 type Handler interface {
 	HandleMessage(ctx context.Context, c *Conn, msg []byte) error
@@ -218,6 +219,9 @@ type Hub struct {
 	workers sync.WaitGroup
 	d       *deliverer
 	metrics sync.Map // dialect → *dialectMetrics
+	// work hands a connection with a message to an idle worker (unbuffered: a send succeeds
+	// only when a worker is waiting); see handle.
+	work chan *Conn
 }
 
 // New returns a hub; call Start before serving connections that need the bus or the outbox.
@@ -227,6 +231,7 @@ func New(o Options) *Hub {
 		o:       o,
 		conns:   map[*Conn]struct{}{},
 		tenants: map[string]map[*Conn]struct{}{},
+		work:    make(chan *Conn),
 	}
 	h.bg, h.stop = context.WithCancel(context.Background())
 	h.d = newDeliverer(h)
@@ -287,6 +292,10 @@ func (h *Hub) Start(ctx context.Context) error {
 	if h.o.Outbox != nil || h.o.Presences != nil {
 		h.workers.Add(1)
 		go func() { defer h.workers.Done(); h.maintain(h.bg) }()
+	}
+	if h.o.Outbox != nil {
+		h.workers.Add(1)
+		go func() { defer h.workers.Done(); h.d.renewLoop(h.bg) }()
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -512,4 +513,61 @@ func metric(t *testing.T, name string, labels ...string) float64 {
 		}
 	}
 	return 0
+}
+
+// stackProbe is a Handler that notes the messages it was called for on a connection's reader
+// goroutine, and blocks on "block" until release is closed.
+type stackProbe struct {
+	s        *server
+	release  chan struct{}
+	mu       sync.Mutex
+	onReader []string
+}
+
+func (p *stackProbe) HandleMessage(ctx context.Context, c *hub.Conn, msg []byte) error {
+	buf := make([]byte, 64<<10)
+	if st := string(buf[:runtime.Stack(buf, false)]); strings.Contains(st, "readLoop") {
+		p.mu.Lock()
+		p.onReader = append(p.onReader, string(msg))
+		p.mu.Unlock()
+	}
+	if string(msg) == "block" {
+		<-p.release
+	}
+	return c.Send(append([]byte("echo:"), msg...), nil)
+}
+
+func (p *stackProbe) Opened(c *hub.Conn) { p.s.opened <- c }
+
+// TestHandlerRunsOffTheReader: HandleMessage does not run on the connection's reader goroutine,
+// whose stack would keep whatever a deep handler grew it to for the life of an idle socket. And
+// a handler blocked on one connection does not hold back another connection's messages, nor
+// does it reorder its own connection's.
+func TestHandlerRunsOffTheReader(t *testing.T) {
+	s := newServer(t, hub.Options{})
+	p := &stackProbe{s: s, release: make(chan struct{})}
+	s.spec = func(r *http.Request) hub.Spec {
+		return hub.Spec{Dialect: "test", Tenants: []string{r.URL.Query().Get("tenant")}, Handler: p}
+	}
+	slow, _ := s.dial("t:slow", false, nil)
+	fast, _ := s.dial("t:fast", false, nil)
+	write(t, slow, websocket.MessageText, []byte("block"))
+	write(t, slow, websocket.MessageText, []byte("after"))
+	for _, m := range []string{"one", "two", "three"} {
+		write(t, fast, websocket.MessageText, []byte(m))
+		if got := read(t, fast); got != "echo:"+m {
+			t.Fatalf("fast connection read %q, want %q", got, "echo:"+m)
+		}
+	}
+	close(p.release)
+	for _, m := range []string{"block", "after"} {
+		if got := read(t, slow); got != "echo:"+m {
+			t.Fatalf("slow connection read %q, want %q", got, "echo:"+m)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.onReader) > 0 {
+		t.Fatalf("HandleMessage ran on the reader goroutine for %q", p.onReader)
+	}
 }

@@ -79,6 +79,11 @@ type Doshii interface {
 	// ExtendDoshiiVendorOnline does the same for every enabled location of vendorID (a cloud POS's
 	// heartbeat speaks for all of them). Unknown vendors change nothing.
 	ExtendDoshiiVendorOnline(ctx context.Context, vendorID string, offlineAt time.Time) error
+	// ExtendDoshiiOnline records many heartbeats in one statement: each location of locations
+	// (id → offline deadline) as ExtendDoshiiLocationOnline, and every enabled location of each
+	// vendor of vendors as ExtendDoshiiVendorOnline; a location named in both gets the later
+	// deadline. Unknown ids change nothing.
+	ExtendDoshiiOnline(ctx context.Context, locations, vendors map[string]time.Time) error
 	// DeleteDoshiiLocation deletes the location and, in the same transaction, the outbox messages
 	// for it: its own queue "doshii:<id>" and, on its vendor's queue "doshii-vendor:<vendor id>",
 	// the ids "<id>/…" (so its vendor's cloud socket is not sent them). ErrNotFound when unknown.

@@ -48,6 +48,13 @@ type OutboxMessage struct {
 	Answer     []byte     // the peer's answer (orderpay), nil when none is expected
 }
 
+// OutboxHold asks EnqueueOutboxHeld to store a message already taken by a delivery.
+type OutboxHold struct {
+	Owner      string
+	LeaseUntil time.Time
+	Sent       bool // mark it sent (a delivery that awaits answers)
+}
+
 // Outbox stores delivery queues. Every transition is a conditional update, so two replicas
 // racing on one message cannot both win. A message is open while it is queued or sent.
 //
@@ -71,24 +78,39 @@ type Outbox interface {
 	// another body hash (then nothing is stored and the first value holds that stored message);
 	// a message that EnqueueOutbox would refuse is refused the same way, and nothing is stored.
 	EnqueueOutboxAll(ctx context.Context, msgs []*OutboxMessage) (stored []*OutboxMessage, created []bool, err error)
+	// EnqueueOutboxHeld is EnqueueOutboxAll where holds (nil, or one per message, each nil or
+	// not) may give a new message to a delivery as it is stored, so the replica that holds the
+	// peer's socket writes it at once without claiming it. msgs[i], when created, is stored taken
+	// by holds[i].Owner — Attempts 1, leased until holds[i].LeaseUntil, and, with Sent, sent at
+	// its CreatedAt (which is the "now" of the decision) — if at that moment its queue has no
+	// open, unexpired message other than those the owner holds on a live lease; otherwise it is
+	// stored queued as EnqueueOutboxAll would. The returned message tells which (LeaseOwner). A
+	// message that existed already is returned as stored, unchanged. A hold with an empty Owner,
+	// or a LeaseUntil not after the message's CreatedAt, is refused and nothing is stored.
+	EnqueueOutboxHeld(ctx context.Context, msgs []*OutboxMessage, holds []*OutboxHold) (stored []*OutboxMessage, created []bool, err error)
 	// GetOutbox returns one message; ErrNotFound when unknown.
 	GetOutbox(ctx context.Context, queue, id string) (*OutboxMessage, error)
 	// ClaimOutbox leases to owner, until leaseUntil, at most limit (<= 0: 100; at most 1000) open
 	// messages of queue that are not expired at now (ExpiresAt > now) and whose lease is free
-	// (released, never taken, run out at now) or already owner's — the lowest Seq first — and
-	// returns them in Seq order. Messages owner already held on a live lease come back with the
-	// lease renewed (a poll keeps the leases of a live delivery) and the same Attempts; the others
-	// with Attempts incremented. It returns none while another owner holds a live lease
-	// (LeaseUntil > now) on an open message of the queue, and never a message after one it had to
-	// skip, so what it returns continues the queue in order. Of concurrent claimers of one message
-	// exactly one gets it. leaseUntil must be after now.
+	// (released, never taken, run out at now) — the lowest Seq first — and returns them in Seq
+	// order with Attempts incremented. Messages owner already holds on a live lease are left as
+	// they are (not returned, not renewed: RenewOutbox keeps them), and do not stop the claim. It
+	// returns none while another owner holds a live lease (LeaseUntil > now) on an open message
+	// of the queue, and never a message after one it had to skip, so what it returns continues
+	// the queue in order. Of concurrent claimers of one message exactly one gets it. leaseUntil
+	// must be after now.
 	ClaimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*OutboxMessage, error)
 	// ClaimOutboxSent is ClaimOutbox for a delivery that writes what it claims at once (and
 	// awaits answers): in the same write it marks each message it takes sent at now, as
-	// MarkOutboxSent would, except one owner already held on a live lease, which keeps its state
-	// and SentAt. A message whose write then fails stays sent, leased to owner until released:
-	// "sent" means handed to a live connection, which may still go away before the peer reads it.
+	// MarkOutboxSent would. A message whose write then fails stays sent, leased to owner until
+	// released: "sent" means handed to a live connection, which may still go away before the
+	// peer reads it.
 	ClaimOutboxSent(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*OutboxMessage, error)
+	// RenewOutbox moves to leaseUntil the lease of every open message of queue owner holds on a live lease
+	// at now (LeaseUntil > now), in one write, and returns their ids (in no order). A lease that
+	// has run out is not renewed: another delivery may have claimed the message since. State,
+	// SentAt and Attempts are kept. leaseUntil must be after now.
+	RenewOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time) ([]string, error)
 	// MarkOutboxSent records that owner wrote a message it holds to a socket at `at`: queued (or
 	// sent, on a redelivery) becomes sent with SentAt = at; the lease is kept. ErrNotFound when
 	// unknown; ErrConflict when owner is not its lease owner (never claimed, released, or claimed
@@ -109,9 +131,9 @@ type Outbox interface {
 	// unknown or was never taken by a delivery (the peer cannot have received it); ErrAlreadyUsed
 	// when it is done or expired already.
 	AnswerOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) (*OutboxMessage, error)
-	// ReleaseOutbox gives back every lease owner holds on open messages (its connection went
-	// away): the messages stay in their state and are claimable again at once.
-	ReleaseOutbox(ctx context.Context, owner string) error
+	// ReleaseOutbox gives back every lease owner holds on open messages of queue (its connection
+	// went away): the messages stay in their state and are claimable again at once.
+	ReleaseOutbox(ctx context.Context, queue, owner string) error
 	// ExpireOutbox moves every open message whose ExpiresAt <= now to expired (DoneAt = now,
 	// lease ended) and returns how many.
 	ExpireOutbox(ctx context.Context, now time.Time) (int, error)

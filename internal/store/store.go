@@ -25,7 +25,10 @@ var (
 	ErrConflict    = errors.New("store: already exists")
 	ErrAlreadyUsed = errors.New("store: already used") // single-use value seen before, or a rotated refresh token
 	ErrUserChanged = errors.New("store: user changed") // a refresh family's user is gone, disabled or updated since sign-in
-	ErrUnavailable = errors.New("store: unavailable")
+	// ErrClientChanged: a write conditional on a client's version found the client gone, disabled
+	// or at another version.
+	ErrClientChanged = errors.New("store: client changed")
+	ErrUnavailable   = errors.New("store: unavailable")
 )
 
 // Store is the whole durable state of one posgate deployment.
@@ -72,6 +75,9 @@ type Client struct {
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 	AssertionKeys []AssertionKey // jackpot API signatures, newest first
+	// Version is set by the store and changes with every change of the client or of its
+	// assertion keys (CreateClient stores 0), so a cached copy can be checked inside a write.
+	Version int64
 }
 
 // AssertionKey is a sealed HMAC secret a client signs jwt-bearer assertions with (jackpot's "API
@@ -189,6 +195,33 @@ type RefreshToken struct {
 	SuccessorSealed []byte
 }
 
+// RefreshUse asks UseRefreshToken to rotate the token hashing to Hash at At, storing a successor
+// with hash NextHash, only if: the token is not rotated and its idle expiry is after At; its
+// family belongs to ClientID, is not revoked and its absolute expiry is after At; the family's
+// audience is Audience (when not empty) and none of NotAudiences; every one of Scope is in the
+// family's scope; and the family's user is current (exists, enabled, not updated since the family
+// was created). The successor is created at At and idles out at NextIdleExpiresAt or at the
+// family's absolute expiry, whichever is first.
+type RefreshUse struct {
+	Hash              []byte
+	At                time.Time
+	ClientID          string
+	Audience          string
+	NotAudiences      []string
+	Scope             []string
+	NextHash          []byte
+	NextIdleExpiresAt time.Time
+	SuccessorSealed   []byte // kept on the rotated row (RefreshToken.SuccessorSealed)
+}
+
+// RefreshUsed is what UseRefreshToken found and did.
+type RefreshUsed struct {
+	Token       *RefreshToken // as it was before the call
+	Family      *RefreshFamily
+	UserCurrent bool // the family's user exists, is enabled and was not updated since the family was created
+	Rotated     bool // every condition held and the token was rotated by this call
+}
+
 // RefreshTokens stores refresh families and tokens.
 type RefreshTokens interface {
 	// CreateRefreshFamily stores a new family with its first token.
@@ -202,6 +235,11 @@ type RefreshTokens interface {
 	// updated after the family was created, in the same statement; otherwise ErrUserChanged (which
 	// wins over ErrAlreadyUsed) and nothing changes.
 	RotateRefreshToken(ctx context.Context, oldHash []byte, at time.Time, next *RefreshToken, successorSealed []byte, checkUser bool) error
+	// UseRefreshToken is a refresh grant's use of a token, in one write (one round trip to a
+	// server): it returns the token and its family as they were before, and rotates the token as
+	// RotateRefreshToken(checkUser=true) does only when every condition of u holds. ErrNotFound
+	// when no token has the hash.
+	UseRefreshToken(ctx context.Context, u *RefreshUse) (*RefreshUsed, error)
 	// RevokeRefreshFamily marks the family revoked (idempotent; keeps the first RevokedAt).
 	RevokeRefreshFamily(ctx context.Context, id string, at time.Time, reason string) error
 	// RevokeUserRefreshFamilies revokes every live family of a user and returns their ids.
@@ -247,6 +285,11 @@ type SingleUse interface {
 	// are not. It returns how many keys it recorded, with ErrAlreadyUsed when that is fewer than
 	// all of them.
 	UseOnceChain(ctx context.Context, keys []string, at, expiresAt time.Time) (int, error)
+	// UseOnceAsClient is UseOnceChain done only while client clientID exists, is enabled and is
+	// at version (Client.Version). Otherwise it records nothing and returns ErrClientChanged, which
+	// wins over ErrAlreadyUsed. The client is checked in the same write, so a caller holding a
+	// cached copy of the client needs no read of its own to act on it.
+	UseOnceAsClient(ctx context.Context, clientID string, version int64, keys []string, at, expiresAt time.Time) (int, error)
 	// ReleaseOnce forgets key, so the next UseOnce of it succeeds. It is for a claim taken
 	// before an outcome is known (the gateway claims a consumable token before forwarding and
 	// releases it when the upstream refused the call). Releasing an unknown key is not an error.

@@ -1,13 +1,11 @@
 package chef_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/dialect/chef/cheftest"
 	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/testutil/syncbuf"
 )
 
 const (
@@ -88,9 +87,9 @@ func TestPendingCapPerAddress(t *testing.T) {
 	}})
 	const attacker, other = "192.0.2.66", "198.51.100.7"
 	a1 := async(t, inst, authBody("1", "A1", ""), cheftest.AddrHeader, attacker)
-	waitPending(t, inst, 1)
+	inst.WaitPending(t, 1)
 	a2 := async(t, inst, authBody("2", "A2", ""), cheftest.AddrHeader, attacker)
-	waitPending(t, inst, 2)
+	inst.WaitPending(t, 2)
 
 	start := time.Now()
 	failureOf(t, post(t, inst, rpcPath, authBody("3", "A3", ""), cheftest.AddrHeader, attacker), 58, msgTooMany)
@@ -125,7 +124,7 @@ func TestPendingCapPerAddress(t *testing.T) {
 		t.Fatalf("A3 address %q", d3.Address)
 	}
 
-	for _, d := range waitPending(t, inst, 3) {
+	for _, d := range inst.WaitPending(t, 3) {
 		decline(t, inst, d.ID)
 	}
 	for _, ch := range []<-chan answer{a1, a1b, a2, a3} {
@@ -142,13 +141,13 @@ func TestPendingCapPerIPv6Prefix(t *testing.T) {
 		async(t, inst, authBody("1", "V1", ""), cheftest.AddrHeader, "2001:db8:1:2::1"),
 		async(t, inst, authBody("2", "V2", ""), cheftest.AddrHeader, "2001:db8:1:2:ffff::9"),
 	}
-	waitPending(t, inst, 2)
+	inst.WaitPending(t, 2)
 	failureOf(t, post(t, inst, rpcPath, authBody("3", "V3", ""), cheftest.AddrHeader, "2001:db8:1:2:abcd::3"), 58, msgTooMany)
 	held = append(held, async(t, inst, authBody("4", "V4", ""), cheftest.AddrHeader, "2001:db8:1:3::1"))
 	if d := pendingByDeviceID(t, inst, "V4"); d.Address != "2001:db8:1:3::1" || d.AddressKey != "2001:db8:1:3::/64" {
 		t.Fatalf("V4: address %q, key %q", d.Address, d.AddressKey)
 	}
-	for _, d := range waitPending(t, inst, 3) {
+	for _, d := range inst.WaitPending(t, 3) {
 		decline(t, inst, d.ID)
 	}
 	for _, ch := range held {
@@ -163,7 +162,7 @@ func TestPendingCapPerIPv6Prefix(t *testing.T) {
 // refusals do not flood the log.
 func TestOneAddressCannotLockOutPairing(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	inst := cheftest.Start(t, cheftest.Options{Clock: clk, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	const attacker = "203.0.113.9"
 	var held []<-chan answer
@@ -171,7 +170,7 @@ func TestOneAddressCannotLockOutPairing(t *testing.T) {
 		for i := 0; i < 20; i++ {
 			ch := async(t, inst, authBody(itoa(i), "spam-"+itoa(round)+"-"+itoa(i), ""), cheftest.AddrHeader, attacker)
 			if i < 5 {
-				waitPending(t, inst, round*5+i+1)
+				inst.WaitPending(t, round*5+i+1)
 				held = append(held, ch)
 				continue
 			}
@@ -326,22 +325,4 @@ func TestLateJoinExtendsRequest(t *testing.T) {
 			t.Fatal("new_device false")
 		}
 	}
-}
-
-// lockedBuffer is a log destination safe for concurrent writers and readers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

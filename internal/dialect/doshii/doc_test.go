@@ -6,11 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/server/servertest"
@@ -24,51 +21,34 @@ import (
 func TestDocWalkthrough(t *testing.T) {
 	py := doctest.PythonWithJWT(t)
 	blocks := doctest.Blocks(t, filepath.Join("..", "..", "..", "docs", "dialects", "doshii.md"))
-	var gw struct {
-		Upstreams map[string]string `yaml:"upstreams"`
-		Routes    []config.Route    `yaml:"routes"`
-	}
 	dir := t.TempDir()
-	var script strings.Builder
-	// A simulator left running by a failed block is stopped with the shell.
-	script.WriteString("set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n")
-	type expectation struct {
-		block int
-		text  string
-	}
-	var expect []expectation
-	sh, pyBlocks, yamlBlocks := 0, 0, 0
+	w := doctest.NewWalkthrough()
+	pyBlocks, yamlBlocks := 0, 0
+	var gw doctest.Gateway
 	var setup *doctest.Block
 	for i, b := range blocks {
-		lang, body := b.Lang, b.Body
-		switch lang {
+		switch b.Lang {
 		case "yaml":
 			yamlBlocks++
-			dec := yaml.NewDecoder(strings.NewReader(body))
-			dec.KnownFields(true)
-			if err := dec.Decode(&gw); err != nil {
-				t.Fatalf("the doc's gateway configuration does not load: %v", err)
-			}
+			gw = doctest.DecodeGateway(t, b.Body)
 		case "python":
 			pyBlocks++
-			if err := os.WriteFile(filepath.Join(dir, "sign_location_jwt.py"), []byte(body), 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, "sign_location_jwt.py"), []byte(b.Body), 0o600); err != nil {
 				t.Fatal(err)
 			}
 		case "sh":
-			sh++
-			if sh == 1 { // the set-up block, run with the test's URL once posgate is up
+			if w.ShBlocks() == 0 { // the set-up block, run with the test's URL once posgate is up
 				setup = &blocks[i]
-				body = "@@setup\n"
+				w.Sh("@@setup\n")
+				continue
 			}
-			script.WriteString("echo '@@block " + strconv.Itoa(sh) + "'\n" + body + "\n")
+			w.Sh(b.Body)
 		case "text":
-			for _, line := range strings.Split(strings.TrimSpace(body), "\n") {
-				expect = append(expect, expectation{block: sh, text: strings.TrimSpace(line)})
-			}
+			w.Expect(b.Body, nil)
 		}
 	}
-	if yamlBlocks != 1 || pyBlocks != 1 || sh < 11 || len(expect) < 15 {
-		t.Fatalf("doc structure changed: %d yaml, %d python, %d sh blocks, %d expected lines", yamlBlocks, pyBlocks, sh, len(expect))
+	if yamlBlocks != 1 || pyBlocks != 1 || w.ShBlocks() < 11 || w.Expected() < 15 {
+		t.Fatalf("doc structure changed: %d yaml, %d python, %d sh blocks, %d expected lines", yamlBlocks, pyBlocks, w.ShBlocks(), w.Expected())
 	}
 
 	key := make([]byte, 32)
@@ -77,11 +57,7 @@ func TestDocWalkthrough(t *testing.T) {
 	dataDir := filepath.Join(dir, doctest.SetupDataDir)
 	inst := servertest.Start(t, servertest.Options{DataDir: dataDir, Configure: func(c *config.Config) {
 		c.Server.Addr = "localhost:0" // HTTPS with the generated certificate, as the set-up block expects
-		c.Routes = gw.Routes
-		c.Upstreams = map[string]string{}
-		for name := range gw.Upstreams {
-			c.Upstreams[name] = up.URL
-		}
+		gw.Apply(c, up.URL)
 		c.Gateway.SigningSecret = base64.StdEncoding.EncodeToString(key)
 	}})
 
@@ -97,24 +73,14 @@ func TestDocWalkthrough(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	doctest.WriteAdminToken(t, dataDir, inst.AdminToken)
-	cmd := exec.Command("bash", "-c", strings.Replace(script.String(), "@@setup\n", doctest.Setup(t, *setup, inst.Server.HTTPSURL()), 1))
+	cmd := exec.Command("bash", "-c", strings.Replace(w.Script(), "@@setup\n", doctest.Setup(t, *setup, inst.Server.HTTPSURL()), 1))
 	cmd.Dir = dir
 	cmd.Env = doctest.Environ("PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("walkthrough failed: %v\n%s", err, out)
 	}
-	blockOut := map[int]string{}
-	for _, o := range strings.Split(string(out), "@@block ")[1:] {
-		n, rest, _ := strings.Cut(o, "\n")
-		i, _ := strconv.Atoi(n)
-		blockOut[i] = rest
-	}
-	for _, x := range expect {
-		if !doctest.ContainsLine(blockOut[x.block], x.text) {
-			t.Errorf("sh block %d printed:\n%s\nwant a line matching %s", x.block, blockOut[x.block], x.text)
-		}
-	}
+	w.Check(t, out)
 
 	// The upstream received exactly the two allowed venue calls, bound to the first venue, and
 	// never a credential; the refused ones never reached it.

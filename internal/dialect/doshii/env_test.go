@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/posgate/posgate/internal/keys"
 	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/store/sqlite"
+	"github.com/posgate/posgate/internal/testutil/syncbuf"
 )
 
 // testStart is the fake clock's start: a whole second, so window bounds are exact.
@@ -42,30 +42,13 @@ type env struct {
 	svc    *app.Services
 	mod    *Module
 	srv    *httptest.Server
-	logBuf *syncBuffer
+	logBuf *syncbuf.Buffer
 }
 
 type envOptions struct {
 	cfg    func(*config.Config)
 	limits *auth.ThrottleLimits
 	clock  clock.Clock // default: a fake clock at testStart
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newEnv(t testing.TB, opts ...envOptions) *env {
@@ -99,7 +82,7 @@ func newEnv(t testing.TB, opts ...envOptions) *env {
 	if o.limits != nil {
 		limits = *o.limits
 	}
-	logBuf := &syncBuffer{}
+	logBuf := &syncbuf.Buffer{}
 	svc := &app.Services{
 		Config: cfg, Store: st, Clock: clk, Sealer: sealer, Auth: auth.NewRegistry(), Events: events.NewLocal(),
 		Log: slog.New(slog.NewJSONHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),

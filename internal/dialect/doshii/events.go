@@ -43,7 +43,6 @@ var (
 
 // EventOutbox is the store role the events API needs.
 type EventOutbox interface {
-	EnqueueOutboxAll(ctx context.Context, msgs []*store.OutboxMessage) ([]*store.OutboxMessage, []bool, error)
 	GetOutbox(ctx context.Context, queue, id string) (*store.OutboxMessage, error)
 }
 
@@ -214,7 +213,9 @@ func (a *eventsAPI) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	// Both messages in one transaction: a failure stores neither, so a retry — which without an
 	// id gets a new one — cannot leave the first socket kind with the event twice.
-	stored, _, err := a.ob.EnqueueOutboxAll(context.WithoutCancel(ctx), msgs)
+	// The hub stores both and writes each at once to a socket of its queue this replica holds,
+	// or announces it to the replica that does (one notice for both queues).
+	stored, _, err := a.m.svc.Hub.Enqueue(context.WithoutCancel(ctx), msgs...)
 	if errors.Is(err, store.ErrConflict) {
 		gateway.WriteBearerError(w, "posgate", errs.New(errs.Conflict, "conflict", "an event with this id and another body exists"))
 		return
@@ -223,8 +224,6 @@ func (a *eventsAPI) publish(w http.ResponseWriter, r *http.Request) {
 		gateway.WriteBearerError(w, "posgate", storeError(err))
 		return
 	}
-	// Best effort, one notice for both queues: the deliverers also poll.
-	_ = a.m.svc.Hub.Notify(context.WithoutCancel(ctx), msgs[0].Queue, msgs[1].Queue)
 	httpx.WriteJSON(w, http.StatusAccepted, map[string]string{"id": ev.id, "state": eventState(now, stored...)})
 }
 

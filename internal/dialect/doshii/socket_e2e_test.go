@@ -152,28 +152,8 @@ func vendorQuery(v venue, now time.Time) string {
 // publisher holds a posgate access token with doshii:publish.
 func publisher(t *testing.T, inst *servertest.Instance, scopes ...string) string {
 	t.Helper()
-	st, resp := inst.Admin(t, "POST", "/clients", map[string]any{"name": "platform-" + strings.Join(scopes, "-"),
-		"grant_types": []string{"client_credentials"}, "scopes": scopes, "audiences": []string{"doshii"}})
-	if st != http.StatusCreated {
-		t.Fatalf("create client: %d %v", st, resp)
-	}
-	form := url.Values{"grant_type": {"client_credentials"}, "audience": {"doshii"}, "scope": {strings.Join(scopes, " ")}}
-	req, _ := http.NewRequest("POST", inst.URL+"/oauth/token", strings.NewReader(form.Encode()))
-	req.SetBasicAuth(url.QueryEscape(resp["client_id"].(string)), url.QueryEscape(resp["client_secret"].(string)))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	res, err := inst.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var tr struct {
-		AccessToken string `json:"access_token"`
-	}
-	body, _ := io.ReadAll(res.Body)
-	if res.StatusCode != 200 || json.Unmarshal(body, &tr) != nil || tr.AccessToken == "" {
-		t.Fatalf("token: %d %s", res.StatusCode, body)
-	}
-	return tr.AccessToken
+	tok, _ := inst.ClientToken(t, "platform-"+strings.Join(scopes, "-"), "doshii", scopes...)
+	return tok
 }
 
 // publish posts an event and returns the status and answer.

@@ -4,11 +4,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/testutil/doctest"
@@ -21,64 +18,41 @@ func TestDocWalkthrough(t *testing.T) {
 	py := doctest.PythonWithJWT(t)
 	blocks := doctest.Blocks(t, filepath.Join("..", "..", "..", "docs", "dialects", "jackpot.md"))
 
-	var gw struct {
-		Upstreams map[string]string `yaml:"upstreams"`
-		Routes    []config.Route    `yaml:"routes"`
-	}
-	var script strings.Builder
-	script.WriteString("set -euo pipefail\n")
-	type expectation struct {
-		block int
-		text  string
-	}
-	var expect []expectation
-	shBlocks, pyBlocks, yamlBlocks := 0, 0, 0
 	dir := t.TempDir()
+	w := doctest.NewWalkthrough()
+	pyBlocks, yamlBlocks := 0, 0
+	var gw doctest.Gateway
 	var setup *doctest.Block
 	for i, b := range blocks {
 		switch b.Lang {
 		case "yaml":
 			yamlBlocks++
-			dec := yaml.NewDecoder(strings.NewReader(b.Body))
-			dec.KnownFields(true)
-			if err := dec.Decode(&gw); err != nil {
-				t.Fatalf("the doc's gateway configuration does not load: %v", err)
-			}
+			gw = doctest.DecodeGateway(t, b.Body)
 		case "python":
 			pyBlocks++
 			if err := os.WriteFile(filepath.Join(dir, "sign_assertion.py"), []byte(b.Body), 0o600); err != nil {
 				t.Fatal(err)
 			}
 		case "sh":
-			shBlocks++
-			script.WriteString("echo '@@block " + strconv.Itoa(shBlocks) + "'\n")
-			if shBlocks == 1 { // the set-up block, run with the test's URL once posgate is up
+			if w.ShBlocks() == 0 { // the set-up block, run with the test's URL once posgate is up
 				setup = &blocks[i]
-				script.WriteString("@@setup\n")
+				w.Sh("@@setup\n")
 				continue
 			}
-			script.WriteString(b.Body)
+			w.Sh(b.Body)
 		case "text":
-			for _, line := range strings.Split(strings.TrimSpace(b.Body), "\n") {
-				if strings.HasPrefix(line, "{") {
-					expect = append(expect, expectation{block: shBlocks, text: line})
-				}
-			}
+			w.Expect(b.Body, func(line string) bool { return strings.HasPrefix(line, "{") })
 		}
 	}
-	if yamlBlocks != 1 || pyBlocks != 1 || shBlocks < 8 || len(expect) < 5 {
-		t.Fatalf("doc structure changed: %d yaml, %d python, %d sh blocks, %d expected outputs", yamlBlocks, pyBlocks, shBlocks, len(expect))
+	if yamlBlocks != 1 || pyBlocks != 1 || w.ShBlocks() < 8 || w.Expected() < 5 {
+		t.Fatalf("doc structure changed: %d yaml, %d python, %d sh blocks, %d expected outputs", yamlBlocks, pyBlocks, w.ShBlocks(), w.Expected())
 	}
 
 	up := newUpstream(t)
 	dataDir := filepath.Join(dir, doctest.SetupDataDir)
 	e := newEnv(t, envOptions{up: up, dataDir: dataDir, configure: func(c *config.Config) {
 		c.Server.Addr = "localhost:0" // HTTPS with the generated certificate, as the set-up block expects
-		c.Routes = gw.Routes
-		c.Upstreams = map[string]string{}
-		for name := range gw.Upstreams {
-			c.Upstreams[name] = up.URL
-		}
+		gw.Apply(c, up.URL)
 	}})
 
 	// python3 in the walkthrough is one that has PyJWT.
@@ -90,25 +64,14 @@ func TestDocWalkthrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	doctest.WriteAdminToken(t, dataDir, e.inst.AdminToken)
-	cmd := exec.Command("bash", "-c", strings.Replace(script.String(), "@@setup\n", doctest.Setup(t, *setup, e.inst.Server.HTTPSURL()), 1))
+	cmd := exec.Command("bash", "-c", strings.Replace(w.Script(), "@@setup\n", doctest.Setup(t, *setup, e.inst.Server.HTTPSURL()), 1))
 	cmd.Dir = dir
 	cmd.Env = doctest.Environ("PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("walkthrough failed: %v\n%s", err, out)
 	}
-	outputs := strings.Split(string(out), "@@block ")
-	blockOut := map[int]string{}
-	for _, o := range outputs[1:] {
-		n, rest, _ := strings.Cut(o, "\n")
-		i, _ := strconv.Atoi(n)
-		blockOut[i] = rest
-	}
-	for _, x := range expect {
-		if !doctest.ContainsLine(blockOut[x.block], x.text) {
-			t.Errorf("sh block %d printed:\n%s\nwant a line matching %s", x.block, blockOut[x.block], x.text)
-		}
-	}
+	w.Check(t, out)
 	// The upstream saw each means once per forwarded call, never a credential.
 	var paths []string
 	for _, r := range up.requests() {

@@ -184,25 +184,95 @@ func (m *Module) token(r *http.Request) (*tokenResponse, *oauthError) {
 		}
 	}
 
-	cl, oe := m.tokenClient(ctx, addr, req.ClientID)
-	if oe != nil {
-		return nil, oe
-	}
-	if err := m.svc.Throttle.Check(ctx, ThrottleScope, addr, cl.ID); err != nil {
-		return nil, throttled(err)
-	}
-	if !slices.Contains(cl.GrantTypes, req.GrantType) {
-		return nil, m.refuse(ctx, addr, cl, &oauthError{status: http.StatusBadRequest, code: "unauthorized_client",
-			desc: "this client may not use grant_type " + req.GrantType, audit: true}, false)
-	}
 	if req.GrantType == GrantClientCredentials {
+		cl, oe := m.tokenClient(ctx, addr, req.ClientID)
+		if oe != nil {
+			return nil, oe
+		}
+		if err := m.svc.Throttle.Check(ctx, ThrottleScope, addr, cl.ID); err != nil {
+			return nil, throttled(err)
+		}
+		if oe := m.grantAllowed(ctx, addr, cl, req.GrantType, false); oe != nil {
+			return nil, oe
+		}
 		return m.clientCredentials(ctx, addr, cl, req.ClientSecret)
 	}
-	return m.jwtBearer(ctx, addr, cl, req.Assertion)
+	// jwt-bearer may start from a cached copy of the client: the single-use write that accepts
+	// the assertion holds only while the client is still that copy (enabled, same version), so a
+	// client disabled or changed a moment ago, on any replica, gets no token, as when the client
+	// was read for every request. A copy that fails any check, or that the write finds out of
+	// date, is dropped and the request decided again on the store's copy.
+	cl, cached := m.cachedTokenClient(req.ClientID)
+	for attempt := 1; ; attempt++ {
+		if !cached {
+			var oe *oauthError
+			if cl, oe = m.tokenClient(ctx, addr, req.ClientID); oe != nil {
+				return nil, oe
+			}
+			m.clients.put(cl)
+		}
+		resp, oe, stale := m.jwtBearerAs(ctx, addr, cl, cached, req.Assertion)
+		if !stale {
+			return resp, oe
+		}
+		m.clients.forget(cl)
+		if attempt == maxClientAttempts {
+			// The client changed between each read and the write that followed it.
+			m.svc.Log.LogAttrs(ctx, slog.LevelWarn, "jackpot: client kept changing during a token request", slog.String("client", cl.ID))
+			return nil, unavailable()
+		}
+		cached = false
+	}
 }
 
-// tokenClient finds the client named by an API key. The token endpoint reads the store every time
-// (one indexed read by hash) so a client disabled a moment ago gets no new token.
+// maxClientAttempts bounds how often one jwt-bearer request reads its client again after the
+// single-use write found it changed.
+const maxClientAttempts = 3
+
+// cachedTokenClient returns the cached client named by an API key when the copy is one the token
+// endpoint could accept (an enabled API-key client).
+func (m *Module) cachedTokenClient(apiKey string) (*store.Client, bool) {
+	if len(apiKey) > maxAPIKeyBytes {
+		return nil, false
+	}
+	cl, ok := m.clients.byHash.Get(sha256.Sum256([]byte(apiKey)))
+	if !ok || !cl.APIKey || cl.Disabled {
+		return nil, false
+	}
+	return cl, true
+}
+
+// jwtBearerAs serves a jwt-bearer request as client cl. With cached, a refusal that depends on
+// the client's data (and a client the single-use write finds changed) is not answered but
+// reported stale, with nothing recorded: the caller decides again on the store's copy.
+func (m *Module) jwtBearerAs(ctx context.Context, addr string, cl *store.Client, cached bool, assertion string) (resp *tokenResponse, oe *oauthError, stale bool) {
+	if err := m.svc.Throttle.Check(ctx, ThrottleScope, addr, cl.ID); err != nil {
+		return nil, throttled(err), false
+	}
+	if oe := m.grantAllowed(ctx, addr, cl, GrantJWTBearer, cached); oe != nil {
+		return nil, oe, oe == errStale
+	}
+	resp, oe = m.jwtBearer(ctx, addr, cl, cached, assertion)
+	return resp, oe, oe == errStale
+}
+
+// errStale is what a check made on a cached client returns instead of a refusal.
+var errStale = &oauthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "client changed"}
+
+// grantAllowed refuses a grant type the client may not use.
+func (m *Module) grantAllowed(ctx context.Context, addr string, cl *store.Client, grant string, cached bool) *oauthError {
+	if slices.Contains(cl.GrantTypes, grant) {
+		return nil
+	}
+	if cached {
+		return errStale
+	}
+	return m.refuse(ctx, addr, cl, &oauthError{status: http.StatusBadRequest, code: "unauthorized_client",
+		desc: "this client may not use grant_type " + grant, audit: true}, false)
+}
+
+// tokenClient finds the client named by an API key in the store (one indexed read by hash), so a
+// client disabled a moment ago gets no new token; client_credentials reads it every time.
 func (m *Module) tokenClient(ctx context.Context, addr, apiKey string) (*store.Client, *oauthError) {
 	if len(apiKey) > maxAPIKeyBytes {
 		return nil, m.refuse(ctx, addr, nil, invalidClient("unknown client"), true)
@@ -232,13 +302,16 @@ func (m *Module) clientCredentials(ctx context.Context, addr string, cl *store.C
 	return m.issue(ctx, cl, GrantClientCredentials, m.cfg.m2mLifetime, map[string]any{"gty": GtyM2M})
 }
 
-func (m *Module) jwtBearer(ctx context.Context, addr string, cl *store.Client, assertion string) (*tokenResponse, *oauthError) {
+func (m *Module) jwtBearer(ctx context.Context, addr string, cl *store.Client, cached bool, assertion string) (*tokenResponse, *oauthError) {
 	now := m.svc.Clock.Now()
 	// Size first: an oversized assertion costs neither an unseal nor a parse.
 	if len(assertion) > token.MaxTokenBytes {
 		return nil, m.refuse(ctx, addr, cl, invalidGrant(describeVerifyError(&token.VerifyError{Reason: token.ReasonTooLarge}).(*assertionError).Description), true)
 	}
 	keys, err := m.keys.unexpiredKeys(cl, now)
+	if err != nil && cached {
+		return nil, errStale
+	}
 	if err != nil {
 		m.svc.Log.LogAttrs(ctx, slog.LevelError, "jackpot: an API signature does not open with the master key",
 			slog.String("client", cl.ID), slog.String("error", err.Error()))
@@ -247,7 +320,10 @@ func (m *Module) jwtBearer(ctx context.Context, addr string, cl *store.Client, a
 	a, err := VerifyAssertion(assertion, keys, now, m.cfg.window)
 	if err != nil {
 		var ae *assertionError
-		if !errors.As(err, &ae) {
+		switch {
+		case cached:
+			return nil, errStale // perhaps verified by a key the copy does not have yet
+		case !errors.As(err, &ae):
 			return nil, serverError()
 		}
 		if ae.Credential {
@@ -258,7 +334,10 @@ func (m *Module) jwtBearer(ctx context.Context, addr string, cl *store.Client, a
 		return nil, m.refuse(ctx, addr, cl, invalidGrant(ae.Description), ae.Credential)
 	}
 	// Every other check passed: only now is the assertion remembered, so a refused one burns nothing.
-	if oe := m.useOnce(ctx, cl.ID, a, now); oe != nil {
+	if oe := m.useOnce(ctx, cl, a, now); oe != nil {
+		if oe == errStale {
+			return nil, oe
+		}
 		if oe.code == "invalid_grant" {
 			countVerification("assertion_replay")
 		}
@@ -287,20 +366,22 @@ func (m *Module) jwtBearer(ctx context.Context, addr string, cl *store.Client, a
 // be taken, the burnt jti belonged to a refused retry of an old transaction and a correct client
 // never reuses a jti, whereas burning a fresh notificationKey would refuse the client's real
 // transaction.
-func (m *Module) useOnce(ctx context.Context, clientID string, a *Assertion, now time.Time) *oauthError {
+//
+// The write holds only while cl is current in the store (enabled, same version); otherwise it
+// records nothing and useOnce returns errStale.
+func (m *Module) useOnce(ctx context.Context, cl *store.Client, a *Assertion, now time.Time) *oauthError {
 	expires := now.Add(m.cfg.window.Past + m.cfg.window.Future + time.Second)
-	nk := singleUseKey("nk", clientID, a.NotificationKey)
-	if a.JTI == "" {
-		if err := m.svc.Store.UseOnce(ctx, nk, now, expires); err != nil {
-			return m.useOnceError(ctx, err, "notificationKey was already used by this client")
-		}
-		return nil
+	keys := []string{singleUseKey("nk", cl.ID, a.NotificationKey)}
+	if a.JTI != "" {
+		keys = []string{singleUseKey("jti", cl.ID, a.JTI), keys[0]}
 	}
-	n, err := m.svc.Store.UseOnceChain(ctx, []string{singleUseKey("jti", clientID, a.JTI), nk}, now, expires)
+	n, err := m.svc.Store.UseOnceAsClient(ctx, cl.ID, cl.Version, keys, now, expires)
 	switch {
 	case err == nil:
 		return nil
-	case n == 0:
+	case errors.Is(err, store.ErrClientChanged):
+		return errStale
+	case n == 0 && len(keys) == 2:
 		return m.useOnceError(ctx, err, "assertion was already used (its jti was seen before)")
 	default:
 		return m.useOnceError(ctx, err, "notificationKey was already used by this client")

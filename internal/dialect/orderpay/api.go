@@ -211,9 +211,15 @@ func (m *Module) postRequest(w http.ResponseWriter, r *http.Request) {
 		ticket = m.waiters.hold(q, id)
 	}
 	now := m.svc.Clock.Now().UTC()
-	stored, created, err := m.outbox.EnqueueOutbox(ctx, &store.OutboxMessage{
+	// The hub stores it and, when this replica holds the POS socket, writes it at once;
+	// otherwise it announces it to the replica that does.
+	var stored *store.OutboxMessage
+	all, _, err := m.hub.Enqueue(ctx, &store.OutboxMessage{
 		Queue: q, ID: id, BodyHash: hash, Payload: frame, CreatedAt: now, ExpiresAt: now.Add(m.cfg.requestTTL),
 	})
+	if len(all) == 1 {
+		stored = all[0]
+	}
 	if err != nil || finished(m.svc.Clock.Now(), stored) {
 		if ticket != nil {
 			ticket.Leave()
@@ -227,12 +233,6 @@ func (m *Module) postRequest(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		m.writeAPIError(w, r, storeError(err))
 		return
-	}
-	if created {
-		if err := m.hub.Notify(context.WithoutCancel(ctx), q); err != nil {
-			// The holder of the socket polls too: a lost notice only delays delivery.
-			m.svc.Log.Warn("orderpay: announcing a request failed", "error", err.Error())
-		}
 	}
 	msg, err := m.waiters.wait(ctx, ticket, stored, wait)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -20,31 +19,20 @@ func TestDocWalkthrough(t *testing.T) {
 	doctest.RequireTool(t, "curl", "apt-get install curl")
 	doctest.RequireTool(t, "jq", "apt-get install jq")
 	blocks := doctest.Blocks(t, filepath.Join("..", "..", "..", "docs", "dialects", "orderpay.md"))
-	var script strings.Builder
-	// A simulator left running by a failed block is stopped with the shell.
-	script.WriteString("set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n")
-	type expectation struct {
-		block int
-		text  string
-	}
-	var expect []expectation
-	sh := 0
+	w := doctest.NewWalkthrough()
 	for _, b := range blocks {
 		switch b.Lang {
 		case "sh":
-			sh++
-			script.WriteString("echo '@@block " + strconv.Itoa(sh) + "'\n" + b.Body + "\n")
+			w.Sh(b.Body)
 		case "text":
-			if sh == 0 { // the setup block: the test provides these variables itself
+			if w.ShBlocks() == 0 { // the setup block: the test provides these variables itself
 				continue
 			}
-			for _, line := range strings.Split(strings.TrimSpace(b.Body), "\n") {
-				expect = append(expect, expectation{block: sh, text: strings.TrimSpace(line)})
-			}
+			w.Expect(b.Body, nil)
 		}
 	}
-	if sh != 6 || len(expect) < 7 {
-		t.Fatalf("doc structure changed: %d sh blocks, %d expected lines", sh, len(expect))
+	if w.ShBlocks() != 6 || w.Expected() < 7 {
+		t.Fatalf("doc structure changed: %d sh blocks, %d expected lines", w.ShBlocks(), w.Expected())
 	}
 
 	inst := servertest.Start(t, servertest.Options{})
@@ -56,7 +44,7 @@ func TestDocWalkthrough(t *testing.T) {
 	if err := os.Rename(buildPosgate(t), filepath.Join(bin, "posgate")); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("bash", "-c", script.String())
+	cmd := exec.Command("bash", "-c", w.Script())
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "POSGATE="+inst.URL, "ADMIN_TOKEN="+inst.AdminToken,
 		"PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
@@ -64,17 +52,7 @@ func TestDocWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatalf("walkthrough failed: %v\n%s", err, out)
 	}
-	blockOut := map[int]string{}
-	for _, o := range strings.Split(string(out), "@@block ")[1:] {
-		n, rest, _ := strings.Cut(o, "\n")
-		i, _ := strconv.Atoi(n)
-		blockOut[i] = rest
-	}
-	for _, x := range expect {
-		if !doctest.ContainsLine(blockOut[x.block], x.text) {
-			t.Errorf("sh block %d printed:\n%s\nwant a line matching %s", x.block, blockOut[x.block], x.text)
-		}
-	}
+	w.Check(t, out)
 	if strings.Contains(inst.Logs(), "pg_os_") || strings.Contains(inst.Logs(), "token=") {
 		t.Error("an AuthSecret or a ticket reached the logs")
 	}

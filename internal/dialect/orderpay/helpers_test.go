@@ -184,28 +184,8 @@ func newSender(t testing.TB, inst *servertest.Instance, scopes ...string) *sende
 	if len(scopes) == 0 {
 		scopes = []string{"orderpay:send"}
 	}
-	st, resp := inst.Admin(t, "POST", "/clients", map[string]any{"name": "integrator-" + strings.Join(scopes, "-"),
-		"grant_types": []string{"client_credentials"}, "scopes": scopes, "audiences": []string{"posgate"}})
-	if st != http.StatusCreated && st != http.StatusOK {
-		t.Fatalf("create client: %d %v", st, resp)
-	}
-	form := url.Values{"grant_type": {"client_credentials"}, "audience": {"posgate"}, "scope": {strings.Join(scopes, " ")}}
-	req, _ := http.NewRequest("POST", inst.URL+"/oauth/token", strings.NewReader(form.Encode()))
-	req.SetBasicAuth(url.QueryEscape(resp["client_id"].(string)), url.QueryEscape(resp["client_secret"].(string)))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	res, err := inst.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var tr struct {
-		AccessToken string `json:"access_token"`
-	}
-	body, _ := io.ReadAll(res.Body)
-	if res.StatusCode != 200 || json.Unmarshal(body, &tr) != nil || tr.AccessToken == "" {
-		t.Fatalf("token: %d %s", res.StatusCode, body)
-	}
-	return &sender{inst: inst, tok: tr.AccessToken}
+	tok, _ := inst.ClientToken(t, "integrator-"+strings.Join(scopes, "-"), "posgate", scopes...)
+	return &sender{inst: inst, tok: tok}
 }
 
 // send posts body to o's requests with ?wait=wait ("" = the default).

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/server"
 	"github.com/posgate/posgate/internal/store/pgtest"
+	"github.com/posgate/posgate/internal/testutil/syncbuf"
 )
 
 // DefaultPostgresIssuer is server.issuer of a PostgreSQL instance whose Configure sets none.
@@ -68,11 +70,11 @@ type Instance struct {
 	Config     *config.Config
 	DataDir    string
 
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	stop   context.CancelFunc
 	done   chan struct{}
 	once   sync.Once
-	output *syncBuffer
+	output *syncbuf.Buffer
 }
 
 // Start builds and starts a posgate; it is stopped (gracefully) when the test ends.
@@ -124,7 +126,7 @@ func Start(t testing.TB, o Options) *Instance {
 	if tok == "" {
 		tok = secret.Generate(secret.PrefixAdminToken)
 	}
-	inst := &Instance{AdminToken: tok, Config: cfg, DataDir: cfg.Server.DataDir, logs: &syncBuffer{}, output: &syncBuffer{}, done: make(chan struct{})}
+	inst := &Instance{AdminToken: tok, Config: cfg, DataDir: cfg.Server.DataDir, logs: &syncbuf.Buffer{}, output: &syncbuf.Buffer{}, done: make(chan struct{})}
 	var logw io.Writer = inst.logs
 	if o.LogOutput != nil {
 		logw = io.MultiWriter(inst.logs, o.LogOutput)
@@ -214,27 +216,48 @@ func (i *Instance) Admin(t testing.TB, method, path string, body any) (int, map[
 	return resp.StatusCode, out
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// ClientToken creates a client_credentials client named name for audience with scopes (none: the
+// token request names no scope) and returns an access token it obtained from /oauth/token, and the
+// client's internal id.
+func (i *Instance) ClientToken(t testing.TB, name, audience string, scopes ...string) (token, clientID string) {
+	t.Helper()
+	st, resp := i.Admin(t, "POST", "/clients", map[string]any{"name": name,
+		"grant_types": []string{"client_credentials"}, "scopes": scopes, "audiences": []string{audience}})
+	if st != http.StatusCreated {
+		t.Fatalf("servertest: create client: %d %v", st, resp)
+	}
+	cid, _ := resp["client_id"].(string)
+	sec, _ := resp["client_secret"].(string)
+	clientID, _ = resp["id"].(string)
+	form := url.Values{"grant_type": {"client_credentials"}, "audience": {audience}}
+	if len(scopes) > 0 {
+		form.Set("scope", strings.Join(scopes, " "))
+	}
+	req, err := http.NewRequest("POST", i.URL+"/oauth/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatalf("servertest: %v", err)
+	}
+	req.SetBasicAuth(url.QueryEscape(cid), url.QueryEscape(sec))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res, err := i.Client.Do(req)
+	if err != nil {
+		t.Fatalf("servertest: token: %v", err)
+	}
+	defer res.Body.Close()
+	var tr struct {
+		AccessToken string `json:"access_token"`
+	}
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK || json.Unmarshal(body, &tr) != nil || tr.AccessToken == "" {
+		t.Fatalf("servertest: token: %d %s", res.StatusCode, body)
+	}
+	return tr.AccessToken, clientID
 }

@@ -11,7 +11,7 @@ import (
 // GetClientByIDHash is a single indexed round trip.
 const clientSelect = `SELECT c.id, c.name, c.client_id_hash, c.client_id_hint, c.secret_hash,
 	c.grant_types, c.scopes, c.audiences, c.api_key, c.disabled, c.created_at, c.updated_at,
-	k.id, k.sealed, k.created_at, k.not_after
+	c.version, k.id, k.sealed, k.created_at, k.not_after
 FROM clients c LEFT JOIN client_assertion_keys k ON k.client_id = c.id`
 
 // CreateClient stores c and its assertion keys (given newest first).
@@ -82,7 +82,7 @@ func (s *Store) queryClients(ctx context.Context, query string, args ...any) ([]
 		)
 		if err := rows.Scan(&c.ID, &c.Name, &c.ClientIDHash, &c.ClientIDHint, &c.SecretHash,
 			&grants, &scopes, &auds, &c.APIKey, &c.Disabled, &created, &updated,
-			&kID, &kSealed, &kCreated, &kNotAfter); err != nil {
+			&c.Version, &kID, &kSealed, &kCreated, &kNotAfter); err != nil {
 			return nil, err
 		}
 		cur := &c
@@ -114,7 +114,7 @@ func (s *Store) queryClients(ctx context.Context, query string, args ...any) ([]
 // UpdateClient replaces the mutable fields of the client c.ID.
 func (s *Store) UpdateClient(ctx context.Context, c *store.Client) error {
 	n, err := s.exec(ctx, `UPDATE clients SET name = $2, secret_hash = $3, grant_types = $4, scopes = $5,
-		audiences = $6, disabled = $7, updated_at = $8 WHERE id = $1`,
+		audiences = $6, disabled = $7, updated_at = $8, version = version + 1 WHERE id = $1`,
 		c.ID, c.Name, blob(c.SecretHash), listIn(c.GrantTypes), listIn(c.Scopes), listIn(c.Audiences),
 		c.Disabled, ms(c.UpdatedAt))
 	if err == nil && n == 0 {
@@ -125,7 +125,8 @@ func (s *Store) UpdateClient(ctx context.Context, c *store.Client) error {
 
 // SetClientCredentials replaces the client's identifier (hash and hint) and secret hash.
 func (s *Store) SetClientCredentials(ctx context.Context, id string, clientIDHash []byte, clientIDHint string, secretHash []byte, at time.Time) error {
-	n, err := s.exec(ctx, `UPDATE clients SET client_id_hash = $2, client_id_hint = $3, secret_hash = $4, updated_at = $5 WHERE id = $1`,
+	n, err := s.exec(ctx, `UPDATE clients SET client_id_hash = $2, client_id_hint = $3, secret_hash = $4, updated_at = $5,
+		version = version + 1 WHERE id = $1`,
 		id, blob(clientIDHash), clientIDHint, blob(secretHash), ms(at))
 	if err == nil && n == 0 {
 		err = store.ErrNotFound
@@ -139,6 +140,9 @@ func (s *Store) AddAssertionKey(ctx context.Context, clientID string, k store.As
 	return s.inTx(ctx, "add assertion key", func(tx Tx) error {
 		pos, err := retireKeysForNew(ctx, tx, "clients", "client_assertion_keys", "client_id", clientID, overlapEnd)
 		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE clients SET version = version + 1 WHERE id = $1`, clientID); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO client_assertion_keys (id, client_id, pos, sealed, created_at, not_after)

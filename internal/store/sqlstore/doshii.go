@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -263,6 +264,52 @@ func (s *Store) ExtendDoshiiVendorOnline(ctx context.Context, vendorID string, o
 	_, err := s.exec(ctx, `UPDATE doshii_locations SET disconnected_at = $2
 		WHERE vendor_id = $1 AND NOT disabled AND (disconnected_at IS NULL OR disconnected_at < $2)`, vendorID, ms(offlineAt))
 	return s.fail("extend doshii vendor online", err)
+}
+
+// ExtendDoshiiOnline moves disconnected_at forward on many locations in one statement: the ones
+// named in locations, and the enabled locations of the vendors in vendors (the later of the two
+// deadlines when a location is in both).
+func (s *Store) ExtendDoshiiOnline(ctx context.Context, locations, vendors map[string]time.Time) error {
+	const op = "extend doshii online"
+	if len(locations) == 0 && len(vendors) == 0 {
+		return nil
+	}
+	locs, err := deadlines(locations)
+	if err != nil {
+		return s.fail(op, err)
+	}
+	vends, err := deadlines(vendors)
+	if err != nil {
+		return s.fail(op, err)
+	}
+	_, err = s.exec(ctx, `UPDATE doshii_locations AS l SET disconnected_at = v.t
+		FROM (SELECT id, MAX(t) AS t FROM (
+				SELECT k AS id, t FROM (`+s.jsonDeadlines("$1")+`) AS a
+				UNION ALL
+				SELECT d.id, b.t FROM doshii_locations AS d JOIN (`+s.jsonDeadlines("$2")+`) AS b
+					ON d.vendor_id = b.k WHERE NOT d.disabled
+			) AS u GROUP BY id) AS v
+		WHERE l.id = v.id AND (l.disconnected_at IS NULL OR l.disconnected_at < v.t)`, locs, vends)
+	return s.fail(op, err)
+}
+
+// deadlines encodes id → time as the JSON object {"<id>": <unix ms>} jsonDeadlines reads.
+func deadlines(m map[string]time.Time) (string, error) {
+	o := make(map[string]int64, len(m))
+	for id, t := range m {
+		o[id] = ms(t)
+	}
+	b, err := json.Marshal(o)
+	return string(b), err
+}
+
+// jsonDeadlines is a subquery of rows (k, t) from the JSON object {"<id>": <unix ms>} in the
+// argument placeholder: one statement text whatever the number of ids.
+func (s *Store) jsonDeadlines(placeholder string) string {
+	if s.dialect == PostgreSQL {
+		return `SELECT key AS k, value::bigint AS t FROM jsonb_each_text(` + placeholder + `::jsonb)`
+	}
+	return `SELECT key AS k, value AS t FROM json_each(` + placeholder + `)`
 }
 
 // The outbox queues of doshii sockets (the dialect's names; deletion clears them).

@@ -48,8 +48,12 @@ func scanOutbox(sc func(...any) error) (*store.OutboxMessage, error) {
 // index lets exactly one insert; the others then read the winner's row. A row deleted between the
 // two statements (cleanup of a finished message) is inserted again on the next round.
 func (s *Store) EnqueueOutbox(ctx context.Context, m *store.OutboxMessage) (*store.OutboxMessage, bool, error) {
+	return s.enqueueOne(ctx, m, nil)
+}
+
+func (s *Store) enqueueOne(ctx context.Context, m *store.OutboxMessage, hold *store.OutboxHold) (*store.OutboxMessage, bool, error) {
 	const op = "enqueue outbox message"
-	if err := checkOutboxMessage(m); err != nil {
+	if err := checkOutboxMessage(m, hold); err != nil {
 		return nil, false, s.fail(op, err)
 	}
 	w, err := s.writer()
@@ -57,10 +61,7 @@ func (s *Store) EnqueueOutbox(ctx context.Context, m *store.OutboxMessage) (*sto
 		return nil, false, s.fail(op, err)
 	}
 	for range 3 {
-		out, err := scanOutbox(w.QueryRow(ctx, `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at,
-			expires_at, attempts, lease_owner) VALUES ($1, $2, $3, $4, 'queued', $5, $6, 0, '')
-			ON CONFLICT (queue, id) DO NOTHING RETURNING `+outboxCols,
-			m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt)).Scan)
+		out, err := insertOutbox(ctx, w, m, hold)
 		if err == nil {
 			return out, true, nil
 		}
@@ -82,6 +83,40 @@ func (s *Store) EnqueueOutbox(ctx context.Context, m *store.OutboxMessage) (*sto
 	return nil, false, s.fail(op, fmt.Errorf("id %q of queue %q keeps being deleted while enqueued: %w", m.ID, m.Queue, store.ErrUnavailable))
 }
 
+// insertOutbox inserts m, queued or (hold) taken by hold.Owner, and returns the new row; ErrNoRows
+// when (Queue, ID) exists already. The held insert decides in its own statement whether the
+// queue lets the message be taken at once: only when it has no open, unexpired message but those
+// hold.Owner holds on a live lease — which that delivery has taken before, so they are older and
+// already on their way; any other open message (queued, or held by another delivery) is older
+// and not yet given to this one, and the new message must not overtake it. The condition is the
+// claim's ("nothing of another owner live, nothing left out before it") for a claim of exactly
+// this message. When it does not hold, the held insert inserts nothing and the message is
+// inserted queued, for the deliverer, by the plain statement.
+func insertOutbox(ctx context.Context, q Querier, m *store.OutboxMessage, hold *store.OutboxHold) (*store.OutboxMessage, error) {
+	if hold != nil {
+		var sentAt *int64
+		state := string(store.OutboxQueued)
+		if hold.Sent {
+			state, sentAt = string(store.OutboxSent), msPtr(&m.CreatedAt)
+		}
+		got, err := scanOutbox(q.QueryRow(ctx, `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at,
+				expires_at, attempts, lease_owner, lease_until, sent_at)
+			SELECT $1, $2, $3, $4, $7, $5, $6, 1, $8, $9, $10
+			WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE queue = $1 AND `+outboxOpen+` AND expires_at > $5
+				AND (lease_owner <> $8 OR lease_until IS NULL OR lease_until <= $5))
+			ON CONFLICT (queue, id) DO NOTHING RETURNING `+outboxCols,
+			m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt), state, hold.Owner, ms(hold.LeaseUntil), sentAt).Scan)
+		if !errors.Is(err, ErrNoRows) {
+			return got, err
+		}
+		// Not taken (or it exists): the plain insert tells which.
+	}
+	return scanOutbox(q.QueryRow(ctx, `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at,
+			expires_at, attempts, lease_owner) VALUES ($1, $2, $3, $4, 'queued', $5, $6, 0, '')
+			ON CONFLICT (queue, id) DO NOTHING RETURNING `+outboxCols,
+		m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt)).Scan)
+}
+
 // GetOutbox returns the message id of queue.
 func (s *Store) GetOutbox(ctx context.Context, queue, id string) (*store.OutboxMessage, error) {
 	r, err := s.reader()
@@ -93,27 +128,25 @@ func (s *Store) GetOutbox(ctx context.Context, queue, id string) (*store.OutboxM
 }
 
 // ClaimOutbox leases the head of queue to owner in one statement. The CTE picks the lowest-Seq
-// open, unexpired messages whose lease is free or owner's; on PostgreSQL it locks them FOR UPDATE SKIP
+// open, unexpired messages whose lease is free; on PostgreSQL it locks them FOR UPDATE SKIP
 // LOCKED, so a concurrent claimer skips them instead of waiting, and a row another claimer
 // committed meanwhile is re-checked against the latest version and dropped. The update then takes
 // a candidate only if no open message of the queue is leased live to another owner and no open
 // message before it was left out of the candidates (locked by a concurrent claimer): a claim
 // continues the queue in order or takes nothing. Both conditions are uncorrelated subqueries —
 // "another owner holds a live lease" and "the lowest seq left out" — so each runs once per
-// claim, not once per candidate: with many messages awaiting answers a per-candidate check
-// re-read the queue's open messages for every candidate. SQLite runs one write statement at a
-// time, so there the CTE sees every committed claim and needs no lock clause.
+// claim, not once per candidate. What owner holds on a live lease is neither a candidate nor
+// "left out": it was taken before (it is older than any candidate) and is renewed by
+// RenewOutbox, so a claim writes only the rows it takes — a claim that also renewed them
+// rewrote every message still awaiting its answer on each delivery. SQLite runs one write
+// statement at a time, so there the CTE sees every committed claim and needs no lock clause.
 func (s *Store) ClaimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error) {
 	return s.claimOutbox(ctx, queue, owner, now, leaseUntil, limit, "")
 }
 
-// ClaimOutboxSent is ClaimOutbox that also marks what it takes sent, in the same statement. A
-// message the owner already held on a live lease keeps its state and SentAt (it was written
-// before and is not written again on the same connection).
+// ClaimOutboxSent is ClaimOutbox that also marks what it takes sent, in the same statement.
 func (s *Store) ClaimOutboxSent(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int) ([]*store.OutboxMessage, error) {
-	return s.claimOutbox(ctx, queue, owner, now, leaseUntil, limit, `,
-			state = CASE WHEN lease_owner = $2 AND lease_until > $3 THEN state ELSE 'sent' END,
-			sent_at = CASE WHEN lease_owner = $2 AND lease_until > $3 THEN sent_at ELSE $3 END`)
+	return s.claimOutbox(ctx, queue, owner, now, leaseUntil, limit, `, state = 'sent', sent_at = $3`)
 }
 
 func (s *Store) claimOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time, limit int, set string) ([]*store.OutboxMessage, error) {
@@ -138,10 +171,9 @@ func (s *Store) claimOutbox(ctx context.Context, queue, owner string, now, lease
 	}
 	rows, err := w.Query(ctx, `WITH c AS (
 			SELECT seq FROM outbox WHERE queue = $1 AND `+outboxOpen+` AND expires_at > $3
-				AND (lease_until IS NULL OR lease_until <= $3 OR lease_owner = $2)
+				AND (lease_until IS NULL OR lease_until <= $3)
 			ORDER BY seq LIMIT $5`+lock+`)
-		UPDATE outbox SET lease_owner = $2, lease_until = $4,
-			attempts = attempts + CASE WHEN lease_owner = $2 AND lease_until > $3 THEN 0 ELSE 1 END`+set+`
+		UPDATE outbox SET lease_owner = $2, lease_until = $4, attempts = attempts + 1`+set+s.asyncCommitFrom()+`
 		WHERE seq IN (SELECT seq FROM c) AND NOT EXISTS (
 			SELECT 1 FROM outbox o WHERE o.queue = $1 AND o.`+outboxOpen+` AND o.expires_at > $3
 				AND o.lease_owner <> $2 AND o.lease_until > $3)
@@ -291,12 +323,60 @@ func (s *Store) outboxMiss(ctx context.Context, queue, id string, ifExists error
 	return ifExists
 }
 
-// ReleaseOutbox ends every lease owner holds on an open message.
-func (s *Store) ReleaseOutbox(ctx context.Context, owner string) error {
+// asyncCommitFrom is, on PostgreSQL, a FROM item for an UPDATE that commits without waiting for
+// the WAL flush (synchronous_commit off for this transaction only: set_config(..., true) in the
+// statement itself, so it costs no round trip). Only the delivery's own bookkeeping uses it —
+// claims (lease and "sent" mark) and lease renewals — never an enqueue or an answer. Losing such
+// a commit takes a crash of PostgreSQL itself (a posgate process killed with kill -9 loses
+// nothing: the commit is in PostgreSQL's WAL buffers) and leaves the message as it was before
+// the claim or renewal: queued, or leased until the old end. At worst it is delivered again
+// under its own id, which the protocol tolerates (the peer drops a duplicate RequestID or event
+// id). A later durable commit flushes the WAL up to itself, so an answer stored after a claim
+// makes the claim durable too. SQLite's durability is per connection and left as it is.
+func (s *Store) asyncCommitFrom() string {
+	if s.dialect == PostgreSQL {
+		return ` FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit`
+	}
+	return ""
+}
+
+// RenewOutbox extends the live leases owner holds on open messages to leaseUntil in one
+// statement and returns their ids.
+func (s *Store) RenewOutbox(ctx context.Context, queue, owner string, now, leaseUntil time.Time) ([]string, error) {
+	const op = "renew outbox leases"
+	if owner == "" {
+		return nil, s.fail(op, errors.New("empty owner"))
+	}
+	if !leaseUntil.After(now) {
+		return nil, s.fail(op, fmt.Errorf("lease end %s is not after %s", leaseUntil, now))
+	}
+	w, err := s.writer()
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	rows, err := w.Query(ctx, `UPDATE outbox SET lease_until = $3`+s.asyncCommitFrom()+`
+		WHERE queue = $4 AND `+outboxOpen+` AND lease_owner = $1 AND lease_until > $2 RETURNING id`, owner, ms(now), ms(leaseUntil), queue)
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	defer rows.Close()
+	ids := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, s.fail(op, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, s.fail(op, rows.Err())
+}
+
+// ReleaseOutbox ends every lease owner holds on an open message of queue.
+func (s *Store) ReleaseOutbox(ctx context.Context, queue, owner string) error {
 	if owner == "" {
 		return s.fail("release outbox leases", errors.New("empty owner"))
 	}
-	_, err := s.exec(ctx, `UPDATE outbox SET lease_owner = '', lease_until = NULL WHERE lease_owner = $1 AND `+outboxOpen, owner)
+	_, err := s.exec(ctx, `UPDATE outbox SET lease_owner = '', lease_until = NULL WHERE queue = $1 AND `+outboxOpen+` AND lease_owner = $2`, queue, owner)
 	return s.fail("release outbox leases", err)
 }
 

@@ -14,24 +14,46 @@ import (
 // the stored row is then read in the same transaction. On PostgreSQL an insert racing another
 // transaction's insert of the same (queue, id) waits for it to end, so the read sees the winner.
 func (s *Store) EnqueueOutboxAll(ctx context.Context, msgs []*store.OutboxMessage) ([]*store.OutboxMessage, []bool, error) {
+	return s.EnqueueOutboxHeld(ctx, msgs, nil)
+}
+
+// EnqueueOutboxHeld is EnqueueOutboxAll with holds (see insertOutbox); one message is one
+// statement, as EnqueueOutbox.
+func (s *Store) EnqueueOutboxHeld(ctx context.Context, msgs []*store.OutboxMessage, holds []*store.OutboxHold) ([]*store.OutboxMessage, []bool, error) {
 	const op = "enqueue outbox messages"
 	if len(msgs) == 0 {
 		return nil, nil, s.fail(op, errors.New("no message"))
 	}
-	for _, m := range msgs {
-		if err := checkOutboxMessage(m); err != nil {
+	if holds != nil && len(holds) != len(msgs) {
+		return nil, nil, s.fail(op, fmt.Errorf("%d holds for %d messages", len(holds), len(msgs)))
+	}
+	hold := func(i int) *store.OutboxHold {
+		if holds == nil {
+			return nil
+		}
+		return holds[i]
+	}
+	for i, m := range msgs {
+		if err := checkOutboxMessage(m, hold(i)); err != nil {
 			return nil, nil, s.fail(op, err)
 		}
+	}
+	if len(msgs) == 1 && holds != nil {
+		stored, created, err := s.enqueueOne(ctx, msgs[0], hold(0))
+		if err != nil {
+			if stored != nil {
+				return []*store.OutboxMessage{stored}, nil, err
+			}
+			return nil, nil, err
+		}
+		return []*store.OutboxMessage{stored}, []bool{created}, nil
 	}
 	out := make([]*store.OutboxMessage, len(msgs))
 	created := make([]bool, len(msgs))
 	var conflict *store.OutboxMessage
 	err := s.inTx(ctx, op, func(tx Tx) error {
 		for i, m := range msgs {
-			got, err := scanOutbox(tx.QueryRow(ctx, `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at,
-				expires_at, attempts, lease_owner) VALUES ($1, $2, $3, $4, 'queued', $5, $6, 0, '')
-				ON CONFLICT (queue, id) DO NOTHING RETURNING `+outboxCols,
-				m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt)).Scan)
+			got, err := insertOutbox(ctx, tx, m, hold(i))
 			if err == nil {
 				out[i], created[i] = got, true
 				continue
@@ -65,8 +87,12 @@ func (s *Store) EnqueueOutboxAll(ctx context.Context, msgs []*store.OutboxMessag
 }
 
 // checkOutboxMessage refuses a message EnqueueOutbox would not store.
-func checkOutboxMessage(m *store.OutboxMessage) error {
+func checkOutboxMessage(m *store.OutboxMessage, hold *store.OutboxHold) error {
 	switch {
+	case hold != nil && hold.Owner == "":
+		return errors.New("hold without an owner")
+	case hold != nil && !hold.LeaseUntil.After(m.CreatedAt):
+		return fmt.Errorf("hold's lease end %s is not after %s", hold.LeaseUntil, m.CreatedAt)
 	case m.Queue == "" || m.ID == "":
 		return errors.New("empty queue or id")
 	case len(m.BodyHash) == 0 || len(m.Payload) == 0:

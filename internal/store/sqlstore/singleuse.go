@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -40,7 +41,26 @@ const maxChain = 8
 // there the upserts run one after the other in one transaction, which on the single writer is
 // one unit of one commit as well.
 func (s *Store) UseOnceChain(ctx context.Context, keys []string, at, expiresAt time.Time) (int, error) {
-	const op = "use once (chain)"
+	return s.useOnceChain(ctx, "use once (chain)", nil, keys, at, expiresAt)
+}
+
+// UseOnceAsClient is UseOnceChain behind a check of the client: on PostgreSQL the check is one
+// more CTE of the same statement, which the first upsert selects from, so a client that is gone,
+// disabled or at another version records nothing; on SQLite it is a read in the same
+// transaction. Either way it costs no round trip of its own.
+func (s *Store) UseOnceAsClient(ctx context.Context, clientID string, version int64, keys []string, at, expiresAt time.Time) (int, error) {
+	return s.useOnceChain(ctx, "use once (as client)", &clientGuard{id: clientID, version: version}, keys, at, expiresAt)
+}
+
+// clientGuard is the client a chain of single-use records is conditional on.
+type clientGuard struct {
+	id      string
+	version int64
+}
+
+const clientCurrent = `SELECT 1 FROM clients WHERE id = $%d AND version = $%d AND NOT disabled`
+
+func (s *Store) useOnceChain(ctx context.Context, op string, guard *clientGuard, keys []string, at, expiresAt time.Time) (int, error) {
 	switch {
 	case !expiresAt.After(at):
 		return 0, s.fail(op, fmt.Errorf("expiry %s is not after use time %s", expiresAt, at))
@@ -55,30 +75,48 @@ func (s *Store) UseOnceChain(ctx context.Context, keys []string, at, expiresAt t
 	var n int64
 	if s.dialect == PostgreSQL {
 		args := []any{ms(at), ms(expiresAt)}
+		for _, k := range keys {
+			args = append(args, k)
+		}
 		var q strings.Builder
 		q.WriteString("WITH ")
-		for i, k := range keys {
-			args = append(args, k)
+		if guard != nil {
+			args = append(args, guard.id, guard.version)
+			fmt.Fprintf(&q, "c AS ("+clientCurrent+"), ", len(args)-1, len(args))
+		}
+		for i := range keys {
 			if i > 0 {
 				q.WriteString(", ")
 			}
 			fmt.Fprintf(&q, "k%d AS (INSERT INTO single_use (name, used_at, expires_at) SELECT $%d, $1, $2", i, i+3)
-			if i > 0 {
+			switch {
+			case i > 0:
 				fmt.Fprintf(&q, " FROM k%d", i-1)
+			case guard != nil:
+				q.WriteString(" FROM c")
 			}
 			q.WriteString(` ON CONFLICT (name) DO UPDATE SET used_at = excluded.used_at, expires_at = excluded.expires_at
 				WHERE single_use.expires_at <= excluded.used_at RETURNING 1)`)
 		}
 		q.WriteString(" SELECT ")
+		if guard != nil {
+			q.WriteString("(SELECT count(*) FROM c), ")
+		} else {
+			q.WriteString("1, ")
+		}
 		for i := range keys {
 			if i > 0 {
 				q.WriteString(" + ")
 			}
 			fmt.Fprintf(&q, "(SELECT count(*) FROM k%d)", i)
 		}
+		var current int64
 		w, err := s.writer()
 		if err == nil {
-			err = w.QueryRow(ctx, q.String(), args...).Scan(&n)
+			err = w.QueryRow(ctx, q.String(), args...).Scan(&current, &n)
+		}
+		if err == nil && current == 0 {
+			err = store.ErrClientChanged
 		}
 		if err != nil {
 			return 0, s.fail(op, err)
@@ -86,6 +124,16 @@ func (s *Store) UseOnceChain(ctx context.Context, keys []string, at, expiresAt t
 	} else {
 		err := s.inTx(ctx, op, func(tx Tx) error {
 			n = 0
+			if guard != nil {
+				var one int64
+				err := tx.QueryRow(ctx, fmt.Sprintf(clientCurrent, 1, 2), guard.id, guard.version).Scan(&one)
+				if errors.Is(err, ErrNoRows) {
+					return store.ErrClientChanged
+				}
+				if err != nil {
+					return err
+				}
+			}
 			for _, k := range keys {
 				c, err := tx.Exec(ctx, useOnceSQL, k, ms(at), ms(expiresAt))
 				if err != nil || c != 1 {

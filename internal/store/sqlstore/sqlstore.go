@@ -81,7 +81,7 @@ func (s *Store) fail(op string, err error) error {
 	if s.closed.Load() {
 		return fmt.Errorf("store: %s: %w: %w", op, store.ErrUnavailable, err)
 	}
-	for _, sentinel := range []error{store.ErrNotFound, store.ErrConflict, store.ErrAlreadyUsed, store.ErrUserChanged, store.ErrUnavailable} {
+	for _, sentinel := range []error{store.ErrNotFound, store.ErrConflict, store.ErrAlreadyUsed, store.ErrUserChanged, store.ErrClientChanged, store.ErrUnavailable} {
 		if errors.Is(err, sentinel) {
 			return fmt.Errorf("store: %s: %w", op, err)
 		}

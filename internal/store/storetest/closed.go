@@ -29,6 +29,8 @@ func testClosed(t *testing.T, s store.Store) {
 	_, checks["IncrCounter"] = s.IncrCounter(ctx(t), "c", base, base.Add(time.Minute))
 	_, checks["CountFailure"] = s.CountFailure(ctx(t), []store.CounterIncrement{{Key: "c", WindowStart: base, ExpiresAt: base.Add(time.Minute)}}, nil)
 	_, checks["UseOnceChain"] = s.UseOnceChain(ctx(t), []string{"k"}, base, base.Add(time.Minute))
+	_, checks["UseOnceAsClient"] = s.UseOnceAsClient(ctx(t), "cl_1", 0, []string{"k"}, base, base.Add(time.Minute))
+	_, checks["UseRefreshToken"] = s.UseRefreshToken(ctx(t), &store.RefreshUse{Hash: []byte("h"), At: base, NextHash: []byte("n"), NextIdleExpiresAt: base.Add(time.Hour)})
 	_, checks["ListAudit"] = s.ListAudit(ctx(t), 1)
 	checks["DeleteAuditBefore"] = s.DeleteAuditBefore(ctx(t), base)
 	_, checks["ListSigningKeys"] = s.ListSigningKeys(ctx(t))

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -90,6 +91,63 @@ func testDoshiiOnlineAndDisabled(t *testing.T, s store.Store) {
 		ok(t, err)
 		eqTimePtr(t, id+" after the second vendor heartbeat", l.DisconnectedAt, ptr(at(150*time.Second)))
 	}
+}
+
+// testDoshiiOnlineBatch: ExtendDoshiiOnline is ExtendDoshiiLocationOnline and
+// ExtendDoshiiVendorOnline for many ids in one call: forward only, a vendor's enabled locations
+// only, the later deadline when a location is named twice, unknown ids ignored.
+func testDoshiiOnlineBatch(t *testing.T, s store.Store) {
+	for _, v := range []string{"dv_1", "dv_2"} {
+		ok(t, s.CreateDoshiiVendor(ctx(t), &store.DoshiiVendor{ID: v, APIName: v + "-name", CreatedAt: base}))
+		ok(t, s.CreateDoshiiOrganisation(ctx(t), &store.DoshiiOrganisation{ID: "org_" + v, VendorID: v, Name: "Org", CreatedAt: base, UpdatedAt: base}))
+	}
+
+	loc := func(id, vendor string) {
+		ok(t, s.CreateDoshiiLocation(ctx(t), &store.DoshiiLocation{ID: id, VendorID: vendor, OrganisationID: "org_" + vendor,
+			Name: id, TokenHash: []byte("hash " + id), CreatedAt: base, UpdatedAt: base}))
+
+	}
+	for i := range 300 {
+		loc(fmt.Sprintf("loc_%03d", i), "dv_1")
+	}
+	loc("loc_v2a", "dv_2")
+	loc("loc_v2b", "dv_2")
+	loc("loc_v2off", "dv_2")
+	ok(t, s.SetDoshiiLocationDisabled(ctx(t), "loc_v2off", true, base))
+	deadline := func(id string) *time.Time {
+		t.Helper()
+		l, err := s.GetDoshiiLocation(ctx(t), id)
+		ok(t, err)
+		return l.DisconnectedAt
+	}
+
+	ok(t, s.ExtendDoshiiOnline(ctx(t), nil, nil)) // nothing to do
+	ok(t, s.ExtendDoshiiLocationOnline(ctx(t), "loc_001", at(200*time.Second)))
+	locs := map[string]time.Time{"loc_missing": at(time.Second)}
+	for i := range 300 {
+		locs[fmt.Sprintf("loc_%03d", i)] = at(time.Duration(100+i) * time.Second)
+	}
+	locs["loc_v2a"] = at(50 * time.Second)
+	ok(t, s.ExtendDoshiiOnline(ctx(t), locs, map[string]time.Time{"dv_2": at(70 * time.Second), "dv_missing": at(time.Second)}))
+	for i := range 300 {
+		id := fmt.Sprintf("loc_%03d", i)
+		want := at(time.Duration(100+i) * time.Second)
+		if id == "loc_001" {
+			want = at(200 * time.Second) // later already: kept
+		}
+		eqTimePtr(t, id, deadline(id), &want)
+	}
+	eqTimePtr(t, "loc_v2a: the vendor's later deadline", deadline("loc_v2a"), ptr(at(70*time.Second)))
+	eqTimePtr(t, "loc_v2b: the vendor's deadline", deadline("loc_v2b"), ptr(at(70*time.Second)))
+	eqTimePtr(t, "a disabled location of the vendor", deadline("loc_v2off"), nil)
+
+	// Named itself with a later deadline than its vendor's; an earlier batch moves nothing back.
+	ok(t, s.ExtendDoshiiOnline(ctx(t), map[string]time.Time{"loc_v2a": at(90 * time.Second), "loc_000": at(time.Second)},
+		map[string]time.Time{"dv_2": at(80 * time.Second)}))
+	eqTimePtr(t, "loc_v2a: its own later deadline", deadline("loc_v2a"), ptr(at(90*time.Second)))
+	eqTimePtr(t, "loc_v2b: the vendor's new deadline", deadline("loc_v2b"), ptr(at(80*time.Second)))
+	eqTimePtr(t, "loc_000: not moved back", deadline("loc_000"), ptr(at(100*time.Second)))
+
 }
 
 // testDoshiiDelete: deleting a location removes it, its token and the outbox messages for it

@@ -147,12 +147,13 @@ func testOutboxOrder(t *testing.T, s store.Store) {
 		enqueue(t, s, newMsg("b", fmt.Sprintf("b%d", i), time.Hour))
 	}
 	eqList(t, "first claim of a", claim(t, s, "a", "conn1", 0, time.Minute, 2), []string{"a0", "a1"})
-	// The owner's live leases come back renewed (same Attempts), and the claim continues the queue.
-	eqList(t, "second claim of a", claim(t, s, "a", "conn1", time.Second, time.Minute, 10), []string{"a0", "a1", "a2", "a3", "a4"})
+	// The owner's live leases are neither returned nor renewed (nor rewritten): the claim
+	// continues the queue after them.
+	eqList(t, "second claim of a", claim(t, s, "a", "conn1", time.Second, time.Minute, 10), []string{"a2", "a3", "a4"})
 	a0 := getMsg(t, s, "a", "a0")
-	eq(t, "Attempts after a renewal", a0.Attempts, 1)
-	eqTimePtr(t, "LeaseUntil after a renewal", a0.LeaseUntil, ptr(at(time.Second+time.Minute)))
-	eqList(t, "third claim of a", claim(t, s, "a", "conn1", 2*time.Second, time.Minute, 10), []string{"a0", "a1", "a2", "a3", "a4"})
+	eq(t, "Attempts of a held message", a0.Attempts, 1)
+	eqTimePtr(t, "LeaseUntil of a held message", a0.LeaseUntil, ptr(at(time.Minute)))
+	eqList(t, "third claim of a", claim(t, s, "a", "conn1", 2*time.Second, time.Minute, 10), []string{})
 	eqList(t, "claim of b", claim(t, s, "b", "conn2", 0, time.Minute, 0), []string{"b0", "b1", "b2", "b3", "b4"})
 	eqList(t, "claim of an empty queue", claim(t, s, "c", "conn3", 0, time.Minute, 0), []string{})
 
@@ -161,7 +162,7 @@ func testOutboxOrder(t *testing.T, s store.Store) {
 		ok(t, s.CompleteOutbox(ctx(t), "a", id, nil, at(3*time.Second)))
 	}
 	enqueue(t, s, newMsg("a", "a5", time.Hour))
-	eqList(t, "claim after new message", claim(t, s, "a", "conn1", 4*time.Second, time.Minute, 0), []string{"a2", "a3", "a4", "a5"})
+	eqList(t, "claim after new message", claim(t, s, "a", "conn1", 4*time.Second, time.Minute, 0), []string{"a5"})
 	// When the leases run out, the whole open queue comes back in order.
 	eqList(t, "claim after lease ends", claim(t, s, "a", "conn1", 2*time.Minute, time.Minute, 0), []string{"a2", "a3", "a4", "a5"})
 	eq(t, "Attempts after two claims", getMsg(t, s, "a", "a2").Attempts, 2)
@@ -209,8 +210,10 @@ func testOutboxLease(t *testing.T, s store.Store) {
 	eqTimePtr(t, "SentAt after redelivery", getMsg(t, s, "q", "m0").SentAt, ptr(at(61*time.Second)))
 
 	// Release gives every lease of c2 back at once; a release of an unknown owner does nothing.
-	ok(t, s.ReleaseOutbox(ctx(t), "nobody"))
-	ok(t, s.ReleaseOutbox(ctx(t), "c2"))
+	ok(t, s.ReleaseOutbox(ctx(t), "q", "nobody"))
+	ok(t, s.ReleaseOutbox(ctx(t), "another queue", "c2"))
+	eq(t, "lease kept by a release of another queue", getMsg(t, s, "q", "m0").LeaseOwner, "c2")
+	ok(t, s.ReleaseOutbox(ctx(t), "q", "c2"))
 	for _, id := range []string{"m0", "m1", "m2"} {
 		m := getMsg(t, s, "q", id)
 		if m.LeaseOwner != "" || m.LeaseUntil != nil {
@@ -220,20 +223,22 @@ func testOutboxLease(t *testing.T, s store.Store) {
 	eq(t, "state kept by release", getMsg(t, s, "q", "m0").State, store.OutboxSent)
 	wantErr(t, s.MarkOutboxSent(ctx(t), "q", "m1", "c2", at(62*time.Second)), store.ErrConflict)
 	eqList(t, "c3 claims after release", claim(t, s, "q", "c3", 62*time.Second, time.Minute, 2), []string{"m0", "m1"})
-	// c3's held messages fill a batch of 2 again; a larger batch continues with m2.
-	eqList(t, "c3 claims again", claim(t, s, "q", "c3", 63*time.Second, time.Minute, 2), []string{"m0", "m1"})
-	eqList(t, "c3 claims a larger batch", claim(t, s, "q", "c3", 64*time.Second, time.Minute, 0), []string{"m0", "m1", "m2"})
+	// c3's held messages are not taken again; the claim continues with m2.
+	eqList(t, "c3 claims again", claim(t, s, "q", "c3", 63*time.Second, time.Minute, 2), []string{"m2"})
+	eqList(t, "c3 claims once more", claim(t, s, "q", "c3", 64*time.Second, time.Minute, 0), []string{})
 
 	// A lease that ran out on some messages while the owner still holds others live: another owner
-	// still waits, so the queue is never split between two deliveries.
+	// still waits, so the queue is never split between two deliveries; the owner takes the
+	// lapsed ones again.
 	enqueue(t, s, newMsg("h", "h0", time.Hour))
 	enqueue(t, s, newMsg("h", "h1", time.Hour))
-	eqList(t, "c4 claims h", claim(t, s, "h", "c4", 0, time.Minute, 0), []string{"h0", "h1"})
-	eqList(t, "c4 renews h0 only", claim(t, s, "h", "c4", 30*time.Second, time.Minute, 1), []string{"h0"})
-	eqList(t, "c5 while c4 holds h0", claim(t, s, "h", "c5", 70*time.Second, time.Minute, 0), []string{})
-	eqList(t, "c4 keeps h0, takes h1 again", claim(t, s, "h", "c4", 70*time.Second, time.Minute, 0), []string{"h0", "h1"})
-	eq(t, "Attempts of the renewed h0", getMsg(t, s, "h", "h0").Attempts, 1)
-	eq(t, "Attempts of h1 taken again", getMsg(t, s, "h", "h1").Attempts, 2)
+	eqList(t, "c4 claims h0", claim(t, s, "h", "c4", 0, time.Minute, 1), []string{"h0"})
+	eqList(t, "c4 claims h1", claim(t, s, "h", "c4", 30*time.Second, time.Minute, 1), []string{"h1"})
+	eqList(t, "c5 while c4 holds h1", claim(t, s, "h", "c5", 70*time.Second, time.Minute, 0), []string{})
+	eqList(t, "c4 keeps h1, takes h0 again", claim(t, s, "h", "c4", 70*time.Second, time.Minute, 0), []string{"h0"})
+	eq(t, "Attempts of h0 taken again", getMsg(t, s, "h", "h0").Attempts, 2)
+	eq(t, "Attempts of the held h1", getMsg(t, s, "h", "h1").Attempts, 1)
+	eqTimePtr(t, "lease of the held h1", getMsg(t, s, "h", "h1").LeaseUntil, ptr(at(90*time.Second)))
 }
 
 func testOutboxComplete(t *testing.T, s store.Store) {
@@ -266,7 +271,7 @@ func testOutboxComplete(t *testing.T, s store.Store) {
 
 	// Done messages are never claimed again, even after the leases end; an idempotent repeat of
 	// the enqueue returns the finished message.
-	ok(t, s.ReleaseOutbox(ctx(t), "c1"))
+	ok(t, s.ReleaseOutbox(ctx(t), "q", "c1"))
 	eqList(t, "claim after completion", claim(t, s, "q", "c2", 2*time.Minute, time.Minute, 0), []string{"m2"})
 	got, created, err := s.EnqueueOutbox(ctx(t), newMsg("q", "m0", time.Hour))
 	ok(t, err)
@@ -281,7 +286,7 @@ func testOutboxExpiry(t *testing.T, s store.Store) {
 
 	// An expired message is not claimed even before ExpireOutbox ran; the claim goes on after it.
 	eqList(t, "claim at expiry", claim(t, s, "q", "c1", time.Minute, time.Minute, 0), []string{"long"})
-	ok(t, s.ReleaseOutbox(ctx(t), "c1"))
+	ok(t, s.ReleaseOutbox(ctx(t), "q", "c1"))
 
 	n, err := s.ExpireOutbox(ctx(t), at(time.Minute-time.Millisecond))
 	ok(t, err)
@@ -532,7 +537,7 @@ func testOutboxClosed(t *testing.T, s store.Store) {
 	_, checks["ClaimOutboxSent"] = s.ClaimOutboxSent(ctx(t), "q", "c", base, base.Add(time.Minute), 1)
 	_, checks["CompleteOutboxBatch"] = s.CompleteOutboxBatch(ctx(t), "q", []string{"m"}, base)
 	_, checks["AnswerOutbox"] = s.AnswerOutbox(ctx(t), "q", "m", nil, base)
-	checks["ReleaseOutbox"] = s.ReleaseOutbox(ctx(t), "c")
+	checks["ReleaseOutbox"] = s.ReleaseOutbox(ctx(t), "q", "c")
 	_, checks["ExpireOutbox"] = s.ExpireOutbox(ctx(t), base)
 	_, checks["CountOutbox"] = s.CountOutbox(ctx(t), "")
 	_, checks["DeleteOutboxFinishedBefore"] = s.DeleteOutboxFinishedBefore(ctx(t), base)
@@ -672,7 +677,7 @@ func testOutboxBatch(t *testing.T, s store.Store) {
 }
 
 // testOutboxClaimSent: ClaimOutboxSent claims exactly what ClaimOutbox would and marks what it
-// takes sent; what the owner renews keeps its state and SentAt.
+// takes sent; what the owner holds is left alone, and RenewOutbox keeps its state and SentAt.
 func testOutboxClaimSent(t *testing.T, s store.Store) {
 	for _, id := range []string{"m0", "m1", "m2"} {
 		enqueue(t, s, newMsg("q", id, time.Hour))
@@ -703,21 +708,28 @@ func testOutboxClaimSent(t *testing.T, s store.Store) {
 		eqTimePtr(t, m.ID+" returned SentAt", m.SentAt, ptr(at(0)))
 	}
 	check("m2", store.OutboxQueued, nil, 0)
-	// A renewal (a poll of the live delivery) keeps what was sent as it was.
-	claimSent("c1", 10*time.Second, "m0", "m1")
+	// A claim by the live delivery leaves what it holds alone and takes the next; a renewal
+	// keeps what was sent as it was.
+	claimSent("c1", 10*time.Second, "m2")
 	check("m0", store.OutboxSent, ptr(at(0)), 1)
+	renewed, err := s.RenewOutbox(ctx(t), "q", "c1", at(10*time.Second), at(70*time.Second))
+	ok(t, err)
+	slices.Sort(renewed)
+	eqList(t, "renewed", renewed, []string{"m0", "m1", "m2"})
+	check("m0", store.OutboxSent, ptr(at(0)), 1)
+	eqTimePtr(t, "m0 lease after the renewal", getMsg(t, s, "q", "m0").LeaseUntil, ptr(at(70*time.Second)))
 	// Another owner gets nothing while c1's leases live; after the release it takes them anew.
 	claimSent("c2", 20*time.Second)
-	ok(t, s.ReleaseOutbox(ctx(t), "c1"))
+	ok(t, s.ReleaseOutbox(ctx(t), "q", "c1"))
 	claimSent("c2", 30*time.Second, "m0", "m1")
 	check("m0", store.OutboxSent, ptr(at(30*time.Second)), 2)
 	// Answered messages are not claimed; the plain claim does not mark.
-	_, err := s.AnswerOutbox(ctx(t), "q", "m0", []byte("a"), at(31*time.Second))
+	_, err = s.AnswerOutbox(ctx(t), "q", "m0", []byte("a"), at(31*time.Second))
 	ok(t, err)
 	_, err = s.AnswerOutbox(ctx(t), "q", "m1", []byte("a"), at(31*time.Second))
 	ok(t, err)
 	eqList(t, "plain claim", claim(t, s, "q", "c2", 32*time.Second, time.Minute, 0), []string{"m2"})
-	check("m2", store.OutboxQueued, nil, 1)
+	check("m2", store.OutboxSent, ptr(at(10*time.Second)), 2)
 	check("m0", store.OutboxDone, ptr(at(30*time.Second)), 2)
 }
 
@@ -757,7 +769,7 @@ func testOutboxAnswer(t *testing.T, s store.Store) {
 
 	// Claimed (written) but its mark not recorded, then its lease given back: the peer may have
 	// it, so its answer counts.
-	ok(t, s.ReleaseOutbox(ctx(t), "c1"))
+	ok(t, s.ReleaseOutbox(ctx(t), "q", "c1"))
 	got, err = s.AnswerOutbox(ctx(t), "q", "m1", []byte("a1"), at(3*time.Second))
 	ok(t, err)
 	eq(t, "released then answered", got.State, store.OutboxDone)
@@ -895,4 +907,193 @@ func testOutboxEnqueueAll(t *testing.T, s store.Store) {
 		}
 	}
 	eq(t, "rows of the raced queue", count(t, s, "doshii:l2"), 1)
+}
+
+// testOutboxRenew: RenewOutbox extends the live leases of one owner, only those, and keeps
+// another owner out of the queue meanwhile; a lapsed lease is not renewed.
+func testOutboxRenew(t *testing.T, s store.Store) {
+	for _, id := range []string{"m0", "m1", "m2"} {
+		enqueue(t, s, newMsg("q", id, time.Hour))
+	}
+	if _, err := s.RenewOutbox(ctx(t), "q", "", at(0), at(time.Minute)); err == nil {
+		t.Errorf("renewal without an owner succeeded")
+	}
+	if _, err := s.RenewOutbox(ctx(t), "q", "c1", at(time.Minute), at(time.Minute)); err == nil {
+		t.Errorf("renewal to a lease ending now succeeded")
+	}
+	eqList(t, "c1 claims", claim(t, s, "q", "c1", 0, time.Minute, 2), []string{"m0", "m1"})
+	renew := func(owner string, now, until time.Duration, want ...string) {
+		t.Helper()
+		ids, err := s.RenewOutbox(ctx(t), "q", owner, at(now), at(until))
+		ok(t, err)
+		slices.Sort(ids)
+		if want == nil {
+			want = []string{}
+		}
+		eqList(t, "renewed by "+owner, ids, want)
+	}
+	renew("c1", 30*time.Second, 90*time.Second, "m0", "m1")
+	renew("c2", 30*time.Second, 90*time.Second)
+	m0 := getMsg(t, s, "q", "m0")
+	eqTimePtr(t, "renewed lease", m0.LeaseUntil, ptr(at(90*time.Second)))
+	eq(t, "Attempts kept", m0.Attempts, 1)
+	eq(t, "state kept", m0.State, store.OutboxQueued)
+	eqTimePtr(t, "m2 not leased", getMsg(t, s, "q", "m2").LeaseUntil, nil)
+	// Past the first lease, within the renewed one: nobody else may take the queue.
+	eqList(t, "c2 during the renewed lease", claim(t, s, "q", "c2", 70*time.Second, time.Minute, 0), []string{})
+	// Lapsed: not renewed.
+	renew("c1", 100*time.Second, 160*time.Second)
+	eqTimePtr(t, "lapsed lease", getMsg(t, s, "q", "m0").LeaseUntil, ptr(at(90*time.Second)))
+	// Finished messages are not renewed.
+	eqList(t, "c1 claims again", claim(t, s, "q", "c1", 100*time.Second, time.Minute, 0), []string{"m0", "m1", "m2"})
+	_, err := s.AnswerOutbox(ctx(t), "q", "m0", []byte("a"), at(101*time.Second))
+	ok(t, err)
+	renew("c1", 101*time.Second, 200*time.Second, "m1", "m2")
+	m := getMsg(t, s, "q", "m0")
+	if m.LeaseOwner != "" || m.LeaseUntil != nil {
+		t.Errorf("answered message leased: %q until %v", m.LeaseOwner, m.LeaseUntil)
+	}
+}
+
+// testOutboxEnqueueHeld: a held enqueue stores the message taken by the delivery only while the
+// queue has nothing open but what that delivery holds live, so it never overtakes an older
+// message; otherwise, and on a repeat, it behaves as EnqueueOutboxAll.
+func testOutboxEnqueueHeld(t *testing.T, s store.Store) {
+	msgAt := func(queue, id string, created time.Duration) *store.OutboxMessage {
+		m := newMsg(queue, id, time.Hour)
+		m.CreatedAt, m.ExpiresAt = at(created), at(created+time.Hour)
+		return m
+	}
+	hold := func(owner string, until time.Duration, sent bool) *store.OutboxHold {
+		return &store.OutboxHold{Owner: owner, LeaseUntil: at(until), Sent: sent}
+	}
+	held := func(m *store.OutboxMessage, h *store.OutboxHold) *store.OutboxMessage {
+		t.Helper()
+		got, created, err := s.EnqueueOutboxHeld(ctx(t), []*store.OutboxMessage{m}, []*store.OutboxHold{h})
+		ok(t, err)
+		eqList(t, "created", []string{fmt.Sprint(created)}, []string{"[true]"})
+		return got[0]
+	}
+	for name, h := range map[string]*store.OutboxHold{
+		"no owner":       {LeaseUntil: at(time.Minute)},
+		"lease at start": hold("c1", 0, true),
+	} {
+		if _, _, err := s.EnqueueOutboxHeld(ctx(t), []*store.OutboxMessage{msgAt("h", "bad", 0)}, []*store.OutboxHold{h}); err == nil || errors.Is(err, store.ErrConflict) {
+			t.Errorf("%s: %v, want a plain error", name, err)
+		}
+	}
+	if _, _, err := s.EnqueueOutboxHeld(ctx(t), []*store.OutboxMessage{msgAt("h", "bad", 0)}, []*store.OutboxHold{nil, nil}); err == nil {
+		t.Errorf("two holds for one message accepted")
+	}
+	eq(t, "count after refused input", count(t, s, ""), 0)
+
+	// An empty queue: taken and sent at once.
+	m0 := held(msgAt("h", "m0", 0), hold("c1", time.Minute, true))
+	eq(t, "m0 owner", m0.LeaseOwner, "c1")
+	eqTimePtr(t, "m0 lease", m0.LeaseUntil, ptr(at(time.Minute)))
+	eq(t, "m0 state", m0.State, store.OutboxSent)
+	eqTimePtr(t, "m0 SentAt", m0.SentAt, ptr(at(0)))
+	eq(t, "m0 Attempts", m0.Attempts, 1)
+	if got := getMsg(t, s, "h", "m0"); fmt.Sprint(*got) != fmt.Sprint(*m0) {
+		t.Errorf("stored %+v, returned %+v", got, m0)
+	}
+	// What the owner holds live does not stop it: m1 is taken too, and answerable.
+	m1 := held(msgAt("h", "m1", time.Second), hold("c1", time.Minute, true))
+	eq(t, "m1 owner", m1.LeaseOwner, "c1")
+	eqList(t, "claim by the holder", claim(t, s, "h", "c1", 2*time.Second, time.Minute, 0), []string{})
+	_, err := s.AnswerOutbox(ctx(t), "h", "m1", []byte("a1"), at(2*time.Second))
+	ok(t, err)
+	// Another owner's live lease: stored queued, for the deliverer.
+	m2 := held(msgAt("h", "m2", 3*time.Second), hold("c2", time.Minute, true))
+	if m2.LeaseOwner != "" || m2.State != store.OutboxQueued || m2.Attempts != 0 || m2.SentAt != nil || m2.LeaseUntil != nil {
+		t.Errorf("m2 behind another owner's lease: %+v", m2)
+	}
+	// An older queued message: c1 must not overtake it either.
+	m3 := held(msgAt("h", "m3", 4*time.Second), hold("c1", time.Minute, true))
+	eq(t, "m3 behind a queued message", m3.LeaseOwner, "")
+	ok(t, s.ReleaseOutbox(ctx(t), "h", "c1"))
+	eqList(t, "the queue in order", claim(t, s, "h", "c3", 5*time.Second, time.Minute, 0), []string{"m0", "m2", "m3"})
+
+	// A repeat returns the stored message unchanged, a new body is a conflict.
+	again, created, err := s.EnqueueOutboxHeld(ctx(t), []*store.OutboxMessage{msgAt("h", "m0", 6*time.Second)}, []*store.OutboxHold{hold("c9", time.Hour, true)})
+	ok(t, err)
+	if created[0] || again[0].Seq != m0.Seq || again[0].LeaseOwner != "c3" {
+		t.Errorf("repeat: created %v, %+v", created[0], again[0])
+	}
+	other := msgAt("h", "m0", 6*time.Second)
+	other.BodyHash = hashOf("another body")
+	got, _, err := s.EnqueueOutboxHeld(ctx(t), []*store.OutboxMessage{other}, []*store.OutboxHold{hold("c9", time.Hour, true)})
+	wantErr(t, err, store.ErrConflict)
+	if len(got) != 1 || got[0].Seq != m0.Seq {
+		t.Errorf("conflict returned %+v, want the stored message", got)
+	}
+
+	// Not sent: taken, leased, still queued. A lapsed lease of the owner is no longer its own: the
+	// next message waits behind it. An expired message does not stop anything.
+	d0 := held(msgAt("d", "d0", 0), hold("c1", time.Minute, false))
+	if d0.LeaseOwner != "c1" || d0.State != store.OutboxQueued || d0.SentAt != nil || d0.Attempts != 1 {
+		t.Errorf("held, not sent: %+v", d0)
+	}
+	d1 := held(msgAt("d", "d1", 2*time.Minute), hold("c1", 3*time.Minute, false))
+	eq(t, "behind a lapsed lease", d1.LeaseOwner, "")
+	e0 := newMsg("e", "e0", time.Second)
+	enqueue(t, s, e0)
+	e1 := held(msgAt("e", "e1", 2*time.Second), hold("c1", time.Minute, false))
+	eq(t, "behind an expired message", e1.LeaseOwner, "c1")
+
+	// Several queues in one transaction, held or not; a conflict stores none of them.
+	got, created, err = s.EnqueueOutboxHeld(ctx(t), []*store.OutboxMessage{msgAt("x", "x0", 0), msgAt("y", "y0", 0)},
+		[]*store.OutboxHold{hold("c1", time.Minute, false), nil})
+	ok(t, err)
+	if !created[0] || !created[1] || got[0].LeaseOwner != "c1" || got[1].LeaseOwner != "" {
+		t.Errorf("two queues: created %v, owners %q %q", created, got[0].LeaseOwner, got[1].LeaseOwner)
+	}
+	_, _, err = s.EnqueueOutboxHeld(ctx(t), []*store.OutboxMessage{msgAt("x", "x1", 0), other}, []*store.OutboxHold{hold("c1", time.Minute, false), nil})
+	wantErr(t, err, store.ErrConflict)
+	_, err = s.GetOutbox(ctx(t), "x", "x1")
+	wantErr(t, err, store.ErrNotFound)
+
+	// Concurrent held enqueues of one id store one row.
+	const n = 20
+	createdN := make([]bool, n)
+	errs := race(n, func(i int) error {
+		_, c, err := s.EnqueueOutboxHeld(ctx(t), []*store.OutboxMessage{msgAt("r", "same", 0)}, []*store.OutboxHold{hold(fmt.Sprintf("c%d", i), time.Minute, true)})
+		if err == nil {
+			createdN[i] = c[0]
+		}
+		return err
+	})
+	wins := 0
+	for i, err := range errs {
+		ok(t, err)
+		if createdN[i] {
+			wins++
+		}
+	}
+	eq(t, "created of concurrent enqueues", wins, 1)
+	eq(t, "rows of the raced id", count(t, s, "r"), 1)
+}
+
+// testOutboxSeqAfterCleanup: a message enqueued after the newest messages were finished and
+// deleted comes after every message still stored (SQLite may give it a deleted row's seq; it is
+// still above every live one), so the queue keeps its order.
+func testOutboxSeqAfterCleanup(t *testing.T, s store.Store) {
+	var seqs []int64
+	for _, id := range []string{"a0", "a1", "a2"} {
+		seqs = append(seqs, enqueue(t, s, newMsg("q", id, time.Hour)).Seq)
+	}
+	ok(t, s.CompleteOutbox(ctx(t), "q", "a1", nil, at(time.Second)))
+	ok(t, s.CompleteOutbox(ctx(t), "q", "a2", nil, at(time.Second)))
+	n, err := s.DeleteOutboxFinishedBefore(ctx(t), at(2*time.Second))
+	ok(t, err)
+	eq(t, "deleted", n, 2)
+	a3 := enqueue(t, s, newMsg("q", "a3", time.Hour))
+	if a3.Seq <= seqs[0] {
+		t.Fatalf("seq %d after the cleanup, not above the live a0's %d", a3.Seq, seqs[0])
+	}
+	b0 := enqueue(t, s, newMsg("other", "b0", time.Hour))
+	if b0.Seq <= a3.Seq {
+		t.Fatalf("seq %d of a later message, not above %d", b0.Seq, a3.Seq)
+	}
+	eqList(t, "the queue in order", claim(t, s, "q", "c1", 3*time.Second, time.Minute, 0), []string{"a0", "a3"})
 }

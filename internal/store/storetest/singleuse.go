@@ -116,3 +116,88 @@ func testSingleUseChainRace(t *testing.T, s store.Store) {
 		wantErr(t, s.UseOnce(ctx(t), fmt.Sprintf("jti:%d", i), base, base.Add(time.Minute)), store.ErrAlreadyUsed)
 	}
 }
+
+// testSingleUseAsClient: UseOnceAsClient records its chain only while the client exists, is
+// enabled and is at the version given; every change of the client or of its keys changes the
+// version, and a refused chain records nothing.
+func testSingleUseAsClient(t *testing.T, s store.Store) {
+	exp := base.Add(time.Minute)
+	c := newClient(1)
+	c.APIKey = true
+	ok(t, s.CreateClient(ctx(t), c))
+	version := func() int64 {
+		t.Helper()
+		got, err := s.GetClient(ctx(t), c.ID)
+		ok(t, err)
+		return got.Version
+	}
+	use := func(v int64, keys ...string) (int, error) { return s.UseOnceAsClient(ctx(t), c.ID, v, keys, base, exp) }
+	v := version()
+	n, err := use(v, "jti:1", "nk:1")
+	ok(t, err)
+	eq(t, "recorded", n, 2)
+	n, err = use(v, "nk:1")
+	wantErr(t, err, store.ErrAlreadyUsed)
+	eq(t, "recorded", n, 0)
+
+	// Another version, or another client: nothing recorded, and the client check wins over a
+	// key already used.
+	n, err = use(v+1, "nk:2")
+	wantErr(t, err, store.ErrClientChanged)
+	eq(t, "recorded", n, 0)
+	_, err = use(v+1, "nk:1")
+	wantErr(t, err, store.ErrClientChanged)
+	_, err = s.UseOnceAsClient(ctx(t), "cl_missing", v, []string{"nk:2"}, base, exp)
+	wantErr(t, err, store.ErrClientChanged)
+	ok(t, s.UseOnce(ctx(t), "nk:2", base, exp))
+
+	// Every change moves the version: the old one is refused, the new one accepted.
+	upd := *c
+	upd.Name = "renamed"
+	upd.UpdatedAt = c.UpdatedAt // even when the caller's update time is unchanged
+	changes := []struct {
+		name string
+		fn   func() error
+	}{
+		{"UpdateClient", func() error { return s.UpdateClient(ctx(t), &upd) }},
+		{"SetClientCredentials", func() error {
+			return s.SetClientCredentials(ctx(t), c.ID, []byte("new id hash"), "hint", nil, c.UpdatedAt)
+		}},
+		{"AddAssertionKey", func() error {
+			return s.AddAssertionKey(ctx(t), c.ID, store.AssertionKey{ID: "ak_new", Sealed: []byte("k"), CreatedAt: base}, exp)
+		}},
+	}
+	for i, ch := range changes {
+		ok(t, ch.fn())
+		nv := version()
+		if nv == v {
+			t.Fatalf("%s left the client's version at %d", ch.name, v)
+		}
+		_, err = use(v, fmt.Sprintf("after:%d", i))
+		wantErr(t, err, store.ErrClientChanged)
+		_, err = use(nv, fmt.Sprintf("after:%d", i))
+		ok(t, err)
+		v = nv
+	}
+
+	// A disabled client is refused at its current version.
+	upd.Disabled = true
+	ok(t, s.UpdateClient(ctx(t), &upd))
+	_, err = use(version(), "disabled")
+	wantErr(t, err, store.ErrClientChanged)
+	ok(t, s.UseOnce(ctx(t), "disabled", base, exp))
+}
+
+// testSingleUseAsClientRace: the client check changes nothing about single use: of callers
+// racing on one key at the client's current version, exactly one wins.
+func testSingleUseAsClientRace(t *testing.T, s store.Store) {
+	c := newClient(1)
+	ok(t, s.CreateClient(ctx(t), c))
+	got, err := s.GetClient(ctx(t), c.ID)
+	ok(t, err)
+	errs := race(40, func(int) error {
+		_, err := s.UseOnceAsClient(ctx(t), c.ID, got.Version, []string{"nk:shared"}, base, base.Add(time.Minute))
+		return err
+	})
+	oneWinner(t, errs, store.ErrAlreadyUsed)
+}
