@@ -9,7 +9,8 @@
 //     Secure, SameSite=Strict cookie scoped to /admin/; the store keeps only its SHA-256, with an
 //     idle and an absolute expiry, so every replica serves it and a restart keeps it. A session
 //     is bound to the admin token it signed in with (Services.AdminTokenID): a new admin token
-//     ends every session. Sign-out deletes it for every replica at once.
+//     ends every session. Sign-out deletes it for every replica at once; signing in again ends
+//     the session the browser still holds before issuing a new id.
 //   - Every state-changing request passes http.CrossOriginProtection (Sec-Fetch-Site / Origin), on
 //     top of SameSite=Strict.
 //   - A strict Content-Security-Policy: only this origin's own script and style files, no inline

@@ -133,6 +133,9 @@ func (m *Module) login(w http.ResponseWriter, r *http.Request) {
 		m.render(w, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Error: "That is not the admin token."})
 		return
 	}
+	if !m.endPrevious(w, r) {
+		return
+	}
 	v, err := m.newSession(ctx)
 	if err != nil {
 		m.svc.Log.Warn("console: storing a session failed", "error", err.Error())
@@ -145,6 +148,34 @@ func (m *Module) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/admin/pending", http.StatusSeeOther)
 }
 
+// endPrevious ends the live session the signing-in browser still holds, if any, so a sign-in
+// always leaves one session: an id fixed or copied before the sign-in signs nobody in after it.
+// When the store cannot end it, nothing is signed in (the answer is 503) and it reports false.
+func (m *Module) endPrevious(w http.ResponseWriter, r *http.Request) bool {
+	old, err := m.current(r)
+	if err == nil && old != nil {
+		err = m.svc.Store.DeleteConsoleSession(r.Context(), old.Hash)
+		if err == nil {
+			m.announceSignout(r.Context())
+		}
+	}
+	if err != nil {
+		m.svc.Log.Warn("console: ending the previous session failed", "error", err.Error())
+		w.Header().Set("Retry-After", "5")
+		m.render(w, http.StatusServiceUnavailable, "login", pageData{Title: "Sign in", Error: "The store is unavailable, so you cannot sign in now. Try again shortly."})
+		return false
+	}
+	return true
+}
+
+// announceSignout tells every replica's event streams to re-check their sessions.
+func (m *Module) announceSignout(ctx context.Context) {
+	if err := m.svc.Events.Publish(ctx, events.TopicConsoleSignout, []byte("{}")); err != nil {
+		// Streams still re-check their session on their next refresh.
+		m.svc.Log.Warn("console: announcing a sign-out failed", "error", err.Error())
+	}
+}
+
 func (m *Module) logout(w http.ResponseWriter, r *http.Request) {
 	if err := m.svc.Store.DeleteConsoleSession(r.Context(), sessionOf(r).Hash); err != nil {
 		// The cookie stays, so the person can sign out again once the store is back; clearing
@@ -155,10 +186,7 @@ func (m *Module) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setCookie(w, "", -1)
-	if err := m.svc.Events.Publish(r.Context(), events.TopicConsoleSignout, []byte("{}")); err != nil {
-		// Streams still re-check their session on their next refresh.
-		m.svc.Log.Warn("console: announcing a sign-out failed", "error", err.Error())
-	}
+	m.announceSignout(r.Context())
 	m.svc.Audit(r.Context(), store.AuditEvent{Actor: "admin", Action: "console.logout", Address: auth.Addr(r), Outcome: "ok"})
 	http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
 }
