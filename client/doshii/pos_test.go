@@ -13,13 +13,13 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/posgate/posgate/internal/testutil/runtest"
 	"github.com/posgate/posgate/internal/testutil/syncbuf"
 )
 
@@ -215,18 +215,14 @@ func (r *recorder) next(t *testing.T) *Event {
 }
 
 type sockHarness struct {
-	s      *POSSocket
-	rec    *recorder
-	logs   *syncbuf.Buffer
-	cancel context.CancelFunc
-	done   chan error
-
-	mu     sync.Mutex
-	sleeps []time.Duration
+	runtest.Runner
+	s    *POSSocket
+	rec  *recorder
+	logs *syncbuf.Buffer
 }
 
 func newSockHarness(t *testing.T, fd *fakeDoshii, cloud bool, adjust func(*POSSocket)) *sockHarness {
-	h := &sockHarness{rec: &recorder{ch: make(chan *Event, 64)}, logs: &syncbuf.Buffer{}, done: make(chan error, 1)}
+	h := &sockHarness{rec: &recorder{ch: make(chan *Event, 64)}, logs: &syncbuf.Buffer{}}
 	h.s = &POSSocket{URL: fd.srv.URL, Handler: h.rec, Version: "test-pos 1.0", HTTPClient: fd.srv.Client(),
 		Logger: slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if cloud {
@@ -234,17 +230,12 @@ func newSockHarness(t *testing.T, fd *fakeDoshii, cloud bool, adjust func(*POSSo
 	} else {
 		h.s.LocationToken = testLocationToken
 	}
-	h.s.sleep = func(ctx context.Context, d time.Duration) error {
-		h.mu.Lock()
-		h.sleeps = append(h.sleeps, d)
-		h.mu.Unlock()
-		return ctx.Err()
-	}
+	h.s.sleep = h.Sleep
 	if adjust != nil {
 		adjust(h.s)
 	}
 	t.Cleanup(func() {
-		h.stop(t)
+		h.Stop(t)
 		logs := h.logs.String()
 		if strings.Contains(logs, testLocationToken) || strings.Contains(logs, testVendorKey) || strings.Contains(logs, "eyJ") {
 			t.Errorf("a credential appears in the logs:\n%s", logs)
@@ -253,33 +244,7 @@ func newSockHarness(t *testing.T, fd *fakeDoshii, cloud bool, adjust func(*POSSo
 	return h
 }
 
-func (h *sockHarness) start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	go func() { h.done <- h.s.Run(ctx) }()
-}
-
-func (h *sockHarness) stop(t *testing.T) error {
-	if h.cancel == nil {
-		return nil
-	}
-	h.cancel()
-	return h.wait(t)
-}
-
-func (h *sockHarness) wait(t *testing.T) error {
-	t.Helper()
-	select {
-	case err, ok := <-h.done:
-		if ok {
-			close(h.done)
-		}
-		return err
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not return")
-		return nil
-	}
-}
+func (h *sockHarness) start() { h.Start(h.s.Run) }
 
 func TestHeartbeatsEventsAndDedup(t *testing.T) {
 	fd := newFakeDoshii(t, 0)
@@ -315,7 +280,7 @@ func TestHeartbeatsEventsAndDedup(t *testing.T) {
 	if e := h.rec.next(t); e.ID != "ev-3" {
 		t.Fatalf("got %+v, want ev-3 (ev-1 was a duplicate)", e)
 	}
-	if err := h.stop(t); !errors.Is(err, context.Canceled) {
+	if err := h.Stop(t); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v", err)
 	}
 	<-fs.closed
@@ -390,10 +355,8 @@ func TestCloudSocketCorrectsClockSkew(t *testing.T) {
 	if n := fd.upgrade.Load(); n != 2 {
 		t.Fatalf("%d upgrades, want 2 (refused, then signed with the server's time)", n)
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.sleeps) != 0 {
-		t.Fatalf("slept %v before re-signing", h.sleeps)
+	if s := h.Sleeps(); len(s) != 0 {
+		t.Fatalf("slept %v before re-signing", s)
 	}
 }
 
@@ -401,7 +364,7 @@ func TestCloudSocketWrongKeyStops(t *testing.T) {
 	fd := newFakeDoshii(t, 0)
 	h := newSockHarness(t, fd, true, func(s *POSSocket) { s.VendorKey = NewVendorKey("pg_vk_another-key-0123456789abcdef0123456789") })
 	h.start()
-	err := h.wait(t)
+	err := h.Wait(t)
 	var re *SocketRefusedError
 	if !errors.Is(err, ErrSocketRefused) || !errors.As(err, &re) || re.StatusCode != 401 || re.Message != "invalid vendor token" {
 		t.Fatalf("Run: %v", err)
@@ -428,7 +391,7 @@ func TestStops(t *testing.T) {
 			h := newSockHarness(t, fd, c.cloud, nil)
 			h.start()
 			fd.next(t).c.Close(c.code, "bye")
-			err := h.wait(t)
+			err := h.Wait(t)
 			var ce *SocketCloseError
 			if !errors.Is(err, c.want) || !errors.As(err, &ce) || ce.Code != int(c.code) {
 				t.Fatalf("Run: %v, want %v", err, c.want)
@@ -441,7 +404,7 @@ func TestStops(t *testing.T) {
 		h := newSockHarness(t, fd, false, nil)
 		h.start()
 		var re *SocketRefusedError
-		if err := h.wait(t); !errors.Is(err, ErrSocketDisabled) || !errors.As(err, &re) || re.StatusCode != 403 {
+		if err := h.Wait(t); !errors.Is(err, ErrSocketDisabled) || !errors.As(err, &re) || re.StatusCode != 403 {
 			t.Fatalf("Run: %v", err)
 		}
 	})
@@ -449,7 +412,7 @@ func TestStops(t *testing.T) {
 		fd := newFakeDoshii(t, 0)
 		h := newSockHarness(t, fd, false, func(s *POSSocket) { s.LocationToken = "pg_lt_wrong" })
 		h.start()
-		if err := h.wait(t); !errors.Is(err, ErrSocketRefused) {
+		if err := h.Wait(t); !errors.Is(err, ErrSocketRefused) {
 			t.Fatalf("Run: %v", err)
 		}
 	})
@@ -461,9 +424,7 @@ func TestReconnectsAfterOtherClosesAndRefusals(t *testing.T) {
 	h := newSockHarness(t, fd, false, nil)
 	h.start()
 	fs := fd.next(t)
-	h.mu.Lock()
-	sleeps := append([]time.Duration(nil), h.sleeps...)
-	h.mu.Unlock()
+	sleeps := h.Sleeps()
 	if len(sleeps) != 2 || sleeps[0] < 5*time.Second || sleeps[1] < 5*time.Second {
 		t.Fatalf("sleeps %v: Retry-After 5 s not honoured", sleeps)
 	}
@@ -539,7 +500,7 @@ func TestCancelWithAFullQueue(t *testing.T) {
 		fs.write(t, map[string]any{"type": "flood", "id": strconv.Itoa(i)})
 	}
 	<-started
-	if err := h.stop(t); !errors.Is(err, context.Canceled) {
+	if err := h.Stop(t); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/posgate/posgate/internal/testutil/runtest"
 	"github.com/posgate/posgate/internal/testutil/syncbuf"
 )
 
@@ -212,31 +213,22 @@ func (fc *fakeConn) read(t *testing.T) map[string]any {
 
 // harness runs a Client against a fakeServer; sleeps are recorded and skipped.
 type harness struct {
-	fs     *fakeServer
-	c      *Client
-	logs   *syncbuf.Buffer
-	cancel context.CancelFunc
-	done   chan error
-
-	mu     sync.Mutex
-	sleeps []time.Duration
+	runtest.Runner
+	fs   *fakeServer
+	c    *Client
+	logs *syncbuf.Buffer
 }
 
 func newHarness(t *testing.T, fs *fakeServer, h Handler, adjust func(*Client)) *harness {
-	hs := &harness{fs: fs, logs: &syncbuf.Buffer{}, done: make(chan error, 1)}
+	hs := &harness{fs: fs, logs: &syncbuf.Buffer{}}
 	hs.c = &Client{URL: fs.srv.URL, Credentials: testCreds, Handler: h, HTTPClient: fs.srv.Client(),
 		Logger: slog.New(slog.NewTextHandler(hs.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
-	hs.c.sleep = func(ctx context.Context, d time.Duration) error {
-		hs.mu.Lock()
-		hs.sleeps = append(hs.sleeps, d)
-		hs.mu.Unlock()
-		return ctx.Err()
-	}
+	hs.c.sleep = hs.Sleep
 	if adjust != nil {
 		adjust(hs.c)
 	}
 	t.Cleanup(func() {
-		hs.stop(t)
+		hs.Stop(t)
 		// Whatever happened, no ticket and no secret reached a log line.
 		fs.mu.Lock()
 		issued := append([]string(nil), fs.issued...)
@@ -251,38 +243,4 @@ func newHarness(t *testing.T, fs *fakeServer, h Handler, adjust func(*Client)) *
 	return hs
 }
 
-func (hs *harness) start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	hs.cancel = cancel
-	go func() { hs.done <- hs.c.Run(ctx) }()
-}
-
-func (hs *harness) stop(t *testing.T) error {
-	t.Helper()
-	if hs.cancel == nil {
-		return nil
-	}
-	hs.cancel()
-	return hs.wait(t)
-}
-
-// wait waits for Run to return.
-func (hs *harness) wait(t *testing.T) error {
-	t.Helper()
-	select {
-	case err, ok := <-hs.done:
-		if ok {
-			close(hs.done)
-		}
-		return err
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not return")
-		return nil
-	}
-}
-
-func (hs *harness) recordedSleeps() []time.Duration {
-	hs.mu.Lock()
-	defer hs.mu.Unlock()
-	return append([]time.Duration(nil), hs.sleeps...)
-}
+func (hs *harness) start() { hs.Start(hs.c.Run) }

@@ -67,7 +67,7 @@ func TestAnswersARequest(t *testing.T) {
 	if p["echo"] != float64(12) || p["payload"].(map[string]any)["OrderID"] != "o-1" {
 		t.Fatalf("payload %v", a["_raw"])
 	}
-	if err := hs.stop(t); !errors.Is(err, context.Canceled) {
+	if err := hs.Stop(t); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run after cancel: %v", err)
 	}
 	// The client closed properly: the server saw a close frame, not a dropped connection.
@@ -142,7 +142,7 @@ func TestUsedTicketIsRefusedAndTheClientAuthenticatesAgain(t *testing.T) {
 	if auth != 4 || issued != 4 {
 		t.Fatalf("auth calls %d, tickets %d; want 4 (three refused upgrades, one accepted)", auth, issued)
 	}
-	s := hs.recordedSleeps()
+	s := hs.Sleeps()
 	if len(s) != 3 || s[2] < 3*time.Second {
 		t.Fatalf("sleeps %v: want 3, the last honouring Retry-After 3 s", s)
 	}
@@ -161,7 +161,7 @@ func TestAuthErrors(t *testing.T) {
 			fs.authScript = []int{c.status}
 			hs := newHarness(t, fs, &countingHandler{}, nil)
 			hs.start()
-			err := hs.wait(t)
+			err := hs.Wait(t)
 			var ae *AuthError
 			if !errors.Is(err, c.want) || !errors.As(err, &ae) || ae.StatusCode != c.status || ae.Message != "scripted refusal" {
 				t.Fatalf("Run: %v, want %v", err, c.want)
@@ -186,7 +186,7 @@ func TestAuthErrors(t *testing.T) {
 		hs := newHarness(t, fs, &countingHandler{}, nil)
 		hs.start()
 		fs.next(t)
-		s := hs.recordedSleeps()
+		s := hs.Sleeps()
 		if len(s) != 2 || s[0] < 7*time.Second || s[1] < 7*time.Second {
 			t.Fatalf("sleeps %v: Retry-After 7 s not honoured", s)
 		}
@@ -204,7 +204,7 @@ func TestRetryAfterDateIgnoresTheLocalClock(t *testing.T) {
 	hs := newHarness(t, fs, &countingHandler{}, func(c *Client) { c.MaxBackoff = time.Second })
 	hs.start()
 	fs.next(t)
-	if s := hs.recordedSleeps(); len(s) != 1 || s[0] != 9*time.Second {
+	if s := hs.Sleeps(); len(s) != 1 || s[0] != 9*time.Second {
 		t.Fatalf("sleeps %v, want exactly 9 s", s)
 	}
 }
@@ -219,7 +219,7 @@ func TestStopsOnDisabledAndReplaced(t *testing.T) {
 			hs := newHarness(t, fs, &countingHandler{}, nil)
 			hs.start()
 			fs.next(t).c.Close(c.code, "bye")
-			err := hs.wait(t)
+			err := hs.Wait(t)
 			var ce *CloseError
 			if !errors.Is(err, c.want) || !errors.As(err, &ce) || ce.Code != int(c.code) || ce.Reason != "bye" {
 				t.Fatalf("Run: %v, want %v", err, c.want)
@@ -409,7 +409,7 @@ func TestCancelDuringBackoff(t *testing.T) {
 	}
 	hs.start()
 	<-entered
-	if err := hs.stop(t); !errors.Is(err, context.Canceled) {
+	if err := hs.Stop(t); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v", err)
 	}
 }
@@ -422,7 +422,7 @@ func TestBackoffGrowsAndIsCapped(t *testing.T) {
 	hs := newHarness(t, fs, &countingHandler{}, func(c *Client) { c.MinBackoff, c.MaxBackoff = 100*time.Millisecond, time.Second })
 	hs.start()
 	fs.next(t)
-	s := hs.recordedSleeps()
+	s := hs.Sleeps()
 	if len(s) != 12 {
 		t.Fatalf("%d sleeps, want 12", len(s))
 	}
@@ -466,15 +466,14 @@ func TestDialErrorsDoNotCarryTheTicket(t *testing.T) {
 	var sleeps atomic.Int32
 	hs.c.sleep = func(ctx context.Context, d time.Duration) error {
 		if sleeps.Add(1) == 3 {
-			hs.cancel()
+			hs.Cancel()
 		}
 		return ctx.Err()
 	}
 	hs.start()
-	if err := hs.wait(t); !errors.Is(err, context.Canceled) {
+	if err := hs.Wait(t); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v", err)
 	}
-	hs.cancel = nil
 	if !strings.Contains(hs.logs.String(), "connection refused") || !strings.Contains(hs.logs.String(), "REDACTED") {
 		t.Fatalf("the dial error is not logged, redacted:\n%s", hs.logs)
 	}
@@ -544,7 +543,7 @@ func TestCancelWithAFullQueue(t *testing.T) {
 		fc.send(t, request(fmt.Sprint("flood-", i), 1))
 	}
 	<-started
-	if err := hs.stop(t); !errors.Is(err, context.Canceled) {
+	if err := hs.Stop(t); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v", err)
 	}
 }

@@ -15,12 +15,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/posgate/posgate/internal/server"
@@ -41,19 +43,21 @@ const (
 
 // adminFlags are common to every admin command.
 type adminFlags struct {
-	url      string
-	token    string
-	dataDir  string
-	insecure bool
-	ca       string
-	output   string
+	url       string
+	token     string
+	tokenFile string
+	dataDir   string
+	insecure  bool
+	ca        string
+	output    string
 }
 
 // register adds the connection flags to fs. Their defaults come from the environment (see
 // resolve), so a flag always wins over its variable.
 func (af *adminFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&af.url, "url", "", "base URL of posgate (default $"+envURL+", else "+defaultURL+")")
-	fs.StringVar(&af.token, "token", "", "admin token (default $"+envAdminToken+", else <data-dir>/admin-token)")
+	fs.StringVar(&af.tokenFile, "token-file", "", "file holding the admin token, readable by its owner only (default $"+envAdminToken+", else <data-dir>/admin-token)")
+	fs.StringVar(&af.token, "token", "", "admin token on the command line: other users see it in the process list; prefer --token-file or $"+envAdminToken)
 	fs.StringVar(&af.dataDir, "data-dir", "", "the server's data dir: admin token and pinned certificate (default $"+envDataDir+", else "+defaultData+")")
 	fs.BoolVar(&af.insecure, "insecure", false, "do not verify the server's TLS certificate, and allow plain http:// to a host other than this machine")
 	fs.StringVar(&af.ca, "ca", "", "PEM file of the CA (or self-signed certificate) to trust (default $"+envCA+")")
@@ -394,6 +398,13 @@ func orEmpty(r io.Reader) io.Reader {
 	return r
 }
 
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
 func readLine(r *bufio.Reader) (string, error) {
 	s, err := r.ReadString('\n')
 	if err != nil && !(errors.Is(err, io.EOF) && s != "") {
@@ -482,10 +493,13 @@ const helpWidth = 100
 
 func adminUsage(out io.Writer) {
 	fmt.Fprint(out, wrap("usage: posgate admin <resource> <verb> [ARGS] [flags]", "", helpWidth))
-	fmt.Fprint(out, wrap("Every command takes --url, --token, --data-dir, --ca, --insecure and -o json|table. A flag that "+
+	fmt.Fprint(out, wrap("Every command takes --url, --token-file, --data-dir, --ca, --insecure and -o json|table. A flag that "+
 		"is not given is taken from $"+envURL+", $"+envAdminToken+" (else <data-dir>/admin-token), $"+envDataDir+
 		" and $"+envCA+", else the defaults "+defaultURL+" and "+defaultData+". The self-signed certificate in the "+
 		"data dir is pinned. \"posgate admin <resource> <verb> -h\" lists a command's flags.", "", helpWidth))
+	fmt.Fprint(out, wrap("The admin token: --token-file FILE reads it from a file that only its owner may read (mode 600; "+
+		"the token alone, optionally followed by a newline). --token TOKEN still works but warns: a command line is "+
+		"visible to every user of the machine (ps, /proc/<pid>/cmdline).", "", helpWidth))
 	group := ""
 	for i := range commands {
 		c := &commands[i]
@@ -529,20 +543,71 @@ func wrap(text, indent string, width int) string {
 	return b.String()
 }
 
-// adminToken picks the token: --token, else $POSGATE_ADMIN_TOKEN, else <data-dir>/admin-token.
+// adminToken picks the token: --token (with a warning on stderr: the command line is visible
+// to every user of the machine in ps and /proc/<pid>/cmdline), else --token-file, else
+// $POSGATE_ADMIN_TOKEN, else <data-dir>/admin-token. Both files are read by readTokenFile.
 func adminToken(af adminFlags, env Env) (string, error) {
-	if af.token != "" {
+	switch {
+	case af.token != "" && af.tokenFile != "":
+		return "", usagef("give the admin token once: --token or --token-file, not both")
+	case af.token != "":
+		fmt.Fprintf(orDiscard(env.Stderr), "posgate: warning: --token shows the admin token to every user of this machine (ps, /proc/<pid>/cmdline); use --token-file FILE or $%s instead\n", envAdminToken)
 		return af.token, nil
+	case af.tokenFile != "":
+		return readTokenFile("--token-file", af.tokenFile)
 	}
 	if t := env.Getenv(envAdminToken); t != "" {
 		return t, nil
 	}
 	p := filepath.Join(af.dataDir, server.AdminTokenFile)
-	data, err := os.ReadFile(p)
-	if err != nil {
-		return "", fmt.Errorf("no admin token: pass --token, set $%s, or point --data-dir (or $%s) at the server's data dir (%v)", envAdminToken, envDataDir, err)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("no admin token: pass --token-file, set $%s, or point --data-dir (or $%s) at the server's data dir (%v)", envAdminToken, envDataDir, err)
 	}
-	return strings.TrimSpace(string(data)), nil
+	return readTokenFile("the admin token file", p)
+}
+
+// maxTokenFile bounds what readTokenFile reads: a token is a short line, so a larger file is
+// not a token file (a certificate, a log, a device) and is refused before it is read whole.
+const maxTokenFile = 4096
+
+// readTokenFile reads an admin token from path, which what names in errors. Like ssh with a
+// private key, it refuses a file that its group or other users may access (any of the mode bits
+// 077: chmod 600 fixes it). The file holds the token alone, optionally followed by one newline
+// ("\n" or "\r\n"); an empty file, one larger than maxTokenFile bytes, or one with white space or
+// control characters in the token (a second line, a "TOKEN=" prefix with a space) is refused.
+// No error quotes the file's content.
+func readTokenFile(what, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat() // the file opened, not whatever the path names by now
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	if fi.IsDir() {
+		return "", fmt.Errorf("%s %s is a directory, not a file holding the admin token", what, path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		return "", fmt.Errorf("%s %s: permissions %04o are too open: the admin token must be readable by its owner only (chmod 600 %s)", what, path, perm, path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	if len(data) > maxTokenFile {
+		return "", fmt.Errorf("%s %s is larger than %d bytes: not a file holding an admin token", what, path, maxTokenFile)
+	}
+	tok := strings.TrimSuffix(string(data), "\n")
+	tok = strings.TrimSuffix(tok, "\r")
+	if tok == "" {
+		return "", fmt.Errorf("%s %s is empty: write the admin token in it", what, path)
+	}
+	if strings.ContainsFunc(tok, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		return "", fmt.Errorf("%s %s holds more than a token (white space, a control character or a second line): write the admin token alone, optionally followed by a newline", what, path)
+	}
+	return tok, nil
 }
 
 // httpClient trusts, in order: nothing (--insecure), the --ca file, the self-signed certificate

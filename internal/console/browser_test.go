@@ -122,7 +122,7 @@ func TestBrowserPairing(t *testing.T) {
 	for i := 0; i < pairings; i++ {
 		devID := fmt.Sprintf("till-%02d", i)
 		ch := pairAsync(inst, devID, fmt.Sprintf("Till %d (front)", i+1))
-		d := waitPending(t, inst, 1)[0]
+		d := inst.WaitPending(t, 1)[0]
 		row := fmt.Sprintf(`tr[data-id=%q]`, d.ID)
 		if err := step(30*time.Second, chromedp.WaitVisible(chromedp.CSS(row+` button.approve`))); err != nil {
 			t.Fatalf("pairing %d: the row never appeared without a reload: %v", i, err)

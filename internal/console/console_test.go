@@ -162,7 +162,7 @@ func TestCrossOriginRefused(t *testing.T) {
 	c := browserish(t)
 	signIn(t, inst, c)
 	ch := pairAsync(inst, "X1", "Till")
-	d := waitPending(t, inst, 1)[0]
+	d := inst.WaitPending(t, 1)[0]
 	for _, hdr := range [][]string{
 		{"Sec-Fetch-Site", "cross-site"},
 		{"Sec-Fetch-Site", "", "Origin", "https://evil.example"},
@@ -204,7 +204,7 @@ func TestPagesEscapeDeviceText(t *testing.T) {
 	signIn(t, inst, c)
 	evil := `<img src=x onerror=alert(1)>`
 	pairAsync(inst, `"><script>alert(2)</script>`, evil)
-	waitPending(t, inst, 1)
+	inst.WaitPending(t, 1)
 	for _, p := range []string{"/admin/pending", "/admin/devices"} {
 		_, body := do(t, c, http.MethodGet, inst.URL+p, "")
 		if strings.Contains(body, "<img") || strings.Contains(body, "<script>alert") {
@@ -222,7 +222,7 @@ func TestDecideJSONAndAudit(t *testing.T) {
 	c := browserish(t)
 	signIn(t, inst, c)
 	ch := pairAsync(inst, "J1", "Bar")
-	d := waitPending(t, inst, 1)[0]
+	d := inst.WaitPending(t, 1)[0]
 	resp, body := do(t, c, http.MethodPost, inst.URL+"/admin/devices/"+d.ID+"/decline", "", "Accept", "application/json")
 	if resp.StatusCode != 200 || !strings.Contains(body, `"state":"declined"`) {
 		t.Fatalf("decline: %d %s", resp.StatusCode, body)

@@ -1,17 +1,13 @@
 package console_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-	"testing"
-	"time"
 
 	"github.com/posgate/posgate/internal/dialect/chef/cheftest"
-	"github.com/posgate/posgate/internal/store"
 )
 
 // pairAsync makes a device call authenticateClient and returns a channel with the answer body.
@@ -33,23 +29,4 @@ func pairAsync(inst *cheftest.Instance, deviceID, name string) <-chan string {
 		ch <- string(b)
 	}()
 	return ch
-}
-
-// waitPending waits until n devices are pending (polling the store for a state).
-func waitPending(t testing.TB, inst *cheftest.Instance, n int) []*store.ChefDevice {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		list, err := inst.Svc.Store.ListChefDevices(context.Background(), store.DevicePending)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(list) >= n {
-			return list
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d pending, want %d", len(list), n)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }

@@ -2,10 +2,7 @@ package oauth
 
 import (
 	"context"
-	"slices"
 	"strings"
-
-	"github.com/posgate/posgate/internal/store"
 )
 
 // refreshGrant is the refresh_token grant (RFC 6749 §6) with rotation, reuse detection and grace;
@@ -25,29 +22,13 @@ func (g refreshGrant) Handle(ctx context.Context, gr *GrantRequest) (*TokenRespo
 	if err != nil {
 		return nil, err
 	}
-	var scope []string
-	check := func(fam *store.RefreshFamily) error {
-		if gr.Audience != "" && gr.Audience != fam.Audience {
-			return Fail(CodeAccessDenied, "the refresh token was not issued for this audience")
-		}
-		if s.svc.Reserved.Has(fam.Audience) { // a family from before reserved audiences were refused
-			return errReservedAudience(fam.Audience)
-		}
-		famScope := strings.Fields(fam.Scope)
-		scope = famScope
-		if len(requested) > 0 {
-			for _, sc := range requested {
-				if !slices.Contains(famScope, sc) {
-					return Fail(CodeAccessDenied, "the scope "+sc+" was not granted to this session")
-				}
-			}
-			scope = requested
-		}
-		return nil
-	}
-	rot, err := s.rotate(ctx, gr.Client, gr.RefreshToken, gr.Addr, gr.Now, check)
+	rot, err := s.rotate(ctx, gr.Client, gr.RefreshToken, gr.Addr, gr.Now, refreshWant{audience: gr.Audience, scope: requested})
 	if err != nil {
 		return nil, err
+	}
+	scope := requested
+	if len(scope) == 0 {
+		scope = strings.Fields(rot.fam.Scope)
 	}
 	fam := rot.fam
 	at, exp, err := s.mint(ctx, gr, fam.UserID, fam.Audience, scope, GrantRefreshToken, fam.ID, true)

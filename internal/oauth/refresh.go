@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -105,20 +106,68 @@ type rotation struct {
 
 var errBadRefresh = Fail(CodeInvalidGrant, "the refresh token is invalid, expired or revoked")
 
-// rotate checks a presented refresh token for client c and replaces it by a successor. check (may
-// be nil) vets the request against the family before anything changes, so a refused request never
-// costs the client its refresh token.
-func (s *Server) rotate(ctx context.Context, c *store.Client, value, addr string, now time.Time, check func(*store.RefreshFamily) error) (*rotation, error) {
+// refreshWant is what a refresh request asks of the presented token's family: its audience
+// (when not empty) and every one of scope.
+type refreshWant struct {
+	audience string
+	scope    []string
+}
+
+// familyRefusal is the refusal of a request asking want of family fam, nil when it may proceed.
+// The store applies the same conditions inside the rotation (store.RefreshUse), so a request
+// refused here never rotated the token.
+func (s *Server) familyRefusal(fam *store.RefreshFamily, want refreshWant) error {
+	if want.audience != "" && want.audience != fam.Audience {
+		return Fail(CodeAccessDenied, "the refresh token was not issued for this audience")
+	}
+	if s.svc.Reserved.Has(fam.Audience) { // a family from before reserved audiences were refused
+		return errReservedAudience(fam.Audience)
+	}
+	famScope := strings.Fields(fam.Scope)
+	for _, sc := range want.scope {
+		if !slices.Contains(famScope, sc) {
+			return Fail(CodeAccessDenied, "the scope "+sc+" was not granted to this session")
+		}
+	}
+	return nil
+}
+
+// rotate checks a presented refresh token for client c and replaces it by a successor, in one
+// store write (store.UseRefreshToken): the store rotates the token only when every check below
+// holds — the client, the family's state and expiry, want, the token's state and expiry, and
+// that the user is still allowed in (not disabled, and unchanged since the sign-in: a family
+// older than the user's last password change or disable was revoked with it) — and answers with
+// the rows as they were, from which a refusal is told here. A refused request never costs the
+// client its refresh token.
+func (s *Server) rotate(ctx context.Context, c *store.Client, value, addr string, now time.Time, want refreshWant) (*rotation, error) {
 	if !wellFormedRefreshToken(value) {
 		return nil, errBadRefresh
 	}
 	hash := secret.Hash(value)
-	tok, fam, err := s.svc.Store.GetRefreshToken(ctx, hash)
+	idle, _, grace := refreshLifetimes(s.svc.Config)
+	nextValue := secret.Generate(RefreshTokenPrefix)
+	var sealed []byte
+	if grace > 0 {
+		if s.svc.Sealer == nil {
+			return nil, storeFailure(errors.New("oauth: refresh grace needs a sealer"))
+		}
+		var err error
+		if sealed, err = s.svc.Sealer.Seal([]byte(nextValue), successorAD(hash)); err != nil {
+			return nil, storeFailure(err)
+		}
+	}
+	used, err := s.svc.Store.UseRefreshToken(ctx, &store.RefreshUse{Hash: hash, At: now, ClientID: c.ID,
+		Audience: want.audience, NotAudiences: s.svc.Reserved, Scope: want.scope,
+		NextHash: secret.Hash(nextValue), NextIdleExpiresAt: now.Add(idle), SuccessorSealed: sealed})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errBadRefresh
 	}
 	if err != nil {
 		return nil, storeFailure(err)
+	}
+	tok, fam := used.Token, used.Family
+	if used.Rotated {
+		return &rotation{value: nextValue, fam: fam}, nil
 	}
 	if fam.ClientID != c.ID {
 		// RFC 6749 §6: a refresh token is bound to its client. Another client holding it is a leak,
@@ -130,10 +179,8 @@ func (s *Server) rotate(ctx context.Context, c *store.Client, value, addr string
 	if fam.RevokedAt != nil || !now.Before(fam.AbsoluteExpiresAt) {
 		return nil, errBadRefresh
 	}
-	if check != nil {
-		if err := check(fam); err != nil {
-			return nil, err
-		}
+	if err := s.familyRefusal(fam, want); err != nil {
+		return nil, err
 	}
 	if tok.RotatedAt != nil {
 		return s.replayed(ctx, c, tok, fam, addr, now)
@@ -141,47 +188,26 @@ func (s *Server) rotate(ctx context.Context, c *store.Client, value, addr string
 	if !now.Before(tok.IdleExpiresAt) {
 		return nil, errBadRefresh
 	}
-	idle, _, grace := refreshLifetimes(s.svc.Config)
-	nextValue := secret.Generate(RefreshTokenPrefix)
-	next := &store.RefreshToken{
-		Hash:          secret.Hash(nextValue),
-		FamilyID:      fam.ID,
-		CreatedAt:     now,
-		IdleExpiresAt: minTime(now.Add(idle), fam.AbsoluteExpiresAt),
-	}
-	var sealed []byte
-	if grace > 0 {
-		if s.svc.Sealer == nil {
-			return nil, storeFailure(errors.New("oauth: refresh grace needs a sealer"))
-		}
-		if sealed, err = s.svc.Sealer.Seal([]byte(nextValue), successorAD(hash)); err != nil {
-			return nil, storeFailure(err)
-		}
-	}
-	// The user must still be allowed in: not disabled, and unchanged since the sign-in (a family
-	// older than the user's last password change or disable was revoked with it; this also closes
-	// the race of a sign-in that checked the old password while the change was being made). The
-	// store checks it in the rotation itself, so it costs no read of its own.
-	err = s.svc.Store.RotateRefreshToken(ctx, hash, now, next, sealed, true)
-	if errors.Is(err, store.ErrUserChanged) {
+	if !used.UserCurrent {
 		if err := s.revokeFamily(ctx, fam, now, "user changed or disabled"); err != nil {
 			return nil, err
 		}
 		return nil, errBadRefresh
 	}
-	if errors.Is(err, store.ErrAlreadyUsed) {
-		// Another request rotated this token first (a concurrent retry, or a thief racing the
-		// client): it is a replay like any other.
-		tok, fam, err = s.svc.Store.GetRefreshToken(ctx, hash)
-		if err != nil {
-			return nil, storeFailure(err)
-		}
-		return s.replayed(ctx, c, tok, fam, addr, now)
+	// Every check held on the rows as read, yet the token was not rotated: another request
+	// rotated it first (a concurrent retry, or a thief racing the client), a replay like any other.
+	tok, fam, err = s.svc.Store.GetRefreshToken(ctx, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errBadRefresh
 	}
 	if err != nil {
 		return nil, storeFailure(err)
 	}
-	return &rotation{value: nextValue, fam: fam}, nil
+	if tok.RotatedAt == nil {
+		// The rows changed back in between (a user re-enabled): nothing was rotated; retry later.
+		return nil, storeFailure(errors.New("oauth: refresh token neither rotated nor refused"))
+	}
+	return s.replayed(ctx, c, tok, fam, addr, now)
 }
 
 // replayed answers a refresh token presented after it was rotated: within the grace period, while

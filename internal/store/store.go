@@ -195,6 +195,33 @@ type RefreshToken struct {
 	SuccessorSealed []byte
 }
 
+// RefreshUse asks UseRefreshToken to rotate the token hashing to Hash at At, storing a successor
+// with hash NextHash, only if: the token is not rotated and its idle expiry is after At; its
+// family belongs to ClientID, is not revoked and its absolute expiry is after At; the family's
+// audience is Audience (when not empty) and none of NotAudiences; every one of Scope is in the
+// family's scope; and the family's user is current (exists, enabled, not updated since the family
+// was created). The successor is created at At and idles out at NextIdleExpiresAt or at the
+// family's absolute expiry, whichever is first.
+type RefreshUse struct {
+	Hash              []byte
+	At                time.Time
+	ClientID          string
+	Audience          string
+	NotAudiences      []string
+	Scope             []string
+	NextHash          []byte
+	NextIdleExpiresAt time.Time
+	SuccessorSealed   []byte // kept on the rotated row (RefreshToken.SuccessorSealed)
+}
+
+// RefreshUsed is what UseRefreshToken found and did.
+type RefreshUsed struct {
+	Token       *RefreshToken // as it was before the call
+	Family      *RefreshFamily
+	UserCurrent bool // the family's user exists, is enabled and was not updated since the family was created
+	Rotated     bool // every condition held and the token was rotated by this call
+}
+
 // RefreshTokens stores refresh families and tokens.
 type RefreshTokens interface {
 	// CreateRefreshFamily stores a new family with its first token.
@@ -208,6 +235,11 @@ type RefreshTokens interface {
 	// updated after the family was created, in the same statement; otherwise ErrUserChanged (which
 	// wins over ErrAlreadyUsed) and nothing changes.
 	RotateRefreshToken(ctx context.Context, oldHash []byte, at time.Time, next *RefreshToken, successorSealed []byte, checkUser bool) error
+	// UseRefreshToken is a refresh grant's use of a token, in one write (one round trip to a
+	// server): it returns the token and its family as they were before, and rotates the token as
+	// RotateRefreshToken(checkUser=true) does only when every condition of u holds. ErrNotFound
+	// when no token has the hash.
+	UseRefreshToken(ctx context.Context, u *RefreshUse) (*RefreshUsed, error)
 	// RevokeRefreshFamily marks the family revoked (idempotent; keeps the first RevokedAt).
 	RevokeRefreshFamily(ctx context.Context, id string, at time.Time, reason string) error
 	// RevokeUserRefreshFamilies revokes every live family of a user and returns their ids.

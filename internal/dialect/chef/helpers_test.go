@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/posgate/posgate/internal/dialect/chef/cheftest"
-	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/token"
 )
 
@@ -155,26 +154,6 @@ func async(t testing.TB, inst *cheftest.Instance, body string, hdr ...string) <-
 		ch <- answer{status: resp.StatusCode, header: resp.Header, body: b}
 	}()
 	return ch
-}
-
-// waitPending waits until n devices are pending and returns them (polling the store for a state,
-// not waiting for time to pass).
-func waitPending(t testing.TB, inst *cheftest.Instance, n int) []*store.ChefDevice {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		list, err := inst.Svc.Store.ListChefDevices(context.Background(), store.DevicePending)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(list) >= n {
-			return list
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d pending devices, want %d", len(list), n)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // receive waits for an answer.

@@ -87,9 +87,9 @@ func TestPendingCapPerAddress(t *testing.T) {
 	}})
 	const attacker, other = "192.0.2.66", "198.51.100.7"
 	a1 := async(t, inst, authBody("1", "A1", ""), cheftest.AddrHeader, attacker)
-	waitPending(t, inst, 1)
+	inst.WaitPending(t, 1)
 	a2 := async(t, inst, authBody("2", "A2", ""), cheftest.AddrHeader, attacker)
-	waitPending(t, inst, 2)
+	inst.WaitPending(t, 2)
 
 	start := time.Now()
 	failureOf(t, post(t, inst, rpcPath, authBody("3", "A3", ""), cheftest.AddrHeader, attacker), 58, msgTooMany)
@@ -124,7 +124,7 @@ func TestPendingCapPerAddress(t *testing.T) {
 		t.Fatalf("A3 address %q", d3.Address)
 	}
 
-	for _, d := range waitPending(t, inst, 3) {
+	for _, d := range inst.WaitPending(t, 3) {
 		decline(t, inst, d.ID)
 	}
 	for _, ch := range []<-chan answer{a1, a1b, a2, a3} {
@@ -141,13 +141,13 @@ func TestPendingCapPerIPv6Prefix(t *testing.T) {
 		async(t, inst, authBody("1", "V1", ""), cheftest.AddrHeader, "2001:db8:1:2::1"),
 		async(t, inst, authBody("2", "V2", ""), cheftest.AddrHeader, "2001:db8:1:2:ffff::9"),
 	}
-	waitPending(t, inst, 2)
+	inst.WaitPending(t, 2)
 	failureOf(t, post(t, inst, rpcPath, authBody("3", "V3", ""), cheftest.AddrHeader, "2001:db8:1:2:abcd::3"), 58, msgTooMany)
 	held = append(held, async(t, inst, authBody("4", "V4", ""), cheftest.AddrHeader, "2001:db8:1:3::1"))
 	if d := pendingByDeviceID(t, inst, "V4"); d.Address != "2001:db8:1:3::1" || d.AddressKey != "2001:db8:1:3::/64" {
 		t.Fatalf("V4: address %q, key %q", d.Address, d.AddressKey)
 	}
-	for _, d := range waitPending(t, inst, 3) {
+	for _, d := range inst.WaitPending(t, 3) {
 		decline(t, inst, d.ID)
 	}
 	for _, ch := range held {
@@ -170,7 +170,7 @@ func TestOneAddressCannotLockOutPairing(t *testing.T) {
 		for i := 0; i < 20; i++ {
 			ch := async(t, inst, authBody(itoa(i), "spam-"+itoa(round)+"-"+itoa(i), ""), cheftest.AddrHeader, attacker)
 			if i < 5 {
-				waitPending(t, inst, round*5+i+1)
+				inst.WaitPending(t, round*5+i+1)
 				held = append(held, ch)
 				continue
 			}

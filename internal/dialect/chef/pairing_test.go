@@ -21,7 +21,7 @@ import (
 func TestPairingApproved(t *testing.T) {
 	inst := cheftest.Start(t, cheftest.Options{})
 	ch := async(t, inst, authBody("1", "POS-1", "Front counter"))
-	list := waitPending(t, inst, 1)
+	list := inst.WaitPending(t, 1)
 	d := list[0]
 	if d.Label != "Front counter" || d.Address != "127.0.0.1" || d.UserAgent != "chef-test/1.0" {
 		t.Fatalf("pending device %+v", d)
@@ -80,7 +80,7 @@ func TestPairingApproved(t *testing.T) {
 func TestFingerprintIdentity(t *testing.T) {
 	inst := cheftest.Start(t, cheftest.Options{})
 	ch := async(t, inst, `{"jsonrpc":"2.0","method":"Authentication.authenticateClient","params":[{}],"id":"f"}`)
-	d := waitPending(t, inst, 1)[0]
+	d := inst.WaitPending(t, 1)[0]
 	approve(t, inst, d.ID)
 	td := tokenOf(t, receive(t, ch))
 	if c := verify(t, inst, td.Token); c.Extra["device_id"] != nil {
@@ -92,7 +92,7 @@ func TestFingerprintIdentity(t *testing.T) {
 	}
 	// Another User-Agent: another device, pending.
 	ch = async(t, inst, `{"jsonrpc":"2.0","method":"Authentication.authenticateClient","id":2}`, "User-Agent", "other/2")
-	list := waitPending(t, inst, 1)
+	list := inst.WaitPending(t, 1)
 	if list[0].ID == d.ID || list[0].UserAgent != "other/2" {
 		t.Fatalf("pending %+v", list[0])
 	}
@@ -125,7 +125,7 @@ func TestTimeout56(t *testing.T) {
 	if st != http.StatusOK || !strings.Contains(compactJSON(body), `"waiting":false`) {
 		t.Fatalf("pending after timeout: %v", body)
 	}
-	list := waitPending(t, inst, 1)
+	list := inst.WaitPending(t, 1)
 	approve(t, inst, list[0].ID)
 	if td := tokenOf(t, post(t, inst, rpcPath, authBody("6", "slow", ""))); td.NewDevice {
 		t.Fatal("approved-after-timeout device: new_device true on a later call")
@@ -138,7 +138,7 @@ func TestDeclineAndCooldown(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
 	inst := cheftest.Start(t, cheftest.Options{Clock: clk, Configure: func(c *config.Config) { c.Chef.Cooldown = 10 }})
 	ch := async(t, inst, authBody("1", "D", ""))
-	d := waitPending(t, inst, 1)[0]
+	d := inst.WaitPending(t, 1)[0]
 	decline(t, inst, d.ID)
 	failureOf(t, receive(t, ch), 57, "Device authentication process is declined by user.")
 
@@ -154,7 +154,7 @@ func TestDeclineAndCooldown(t *testing.T) {
 
 	clk.Advance(2 * time.Second)
 	ch = async(t, inst, authBody("3", "D", ""))
-	again := waitPending(t, inst, 1)[0]
+	again := inst.WaitPending(t, 1)[0]
 	if again.ID != d.ID || again.Generation != d.Generation+1 {
 		t.Fatalf("re-request %+v (was %+v)", again, d)
 	}
@@ -175,7 +175,7 @@ func TestCoalescing(t *testing.T) {
 	}
 	// Also a batch holding two pairing calls of the same device.
 	batch := async(t, inst, "["+authBody(`"b1"`, "C", "Kitchen")+","+authBody(`"b2"`, "C", "Kitchen")+"]")
-	d := waitPending(t, inst, 1)[0]
+	d := inst.WaitPending(t, 1)[0]
 	// Give every call time to arrive and join (they are held either way; this only makes the test
 	// exercise joining rather than arriving after the approval).
 	waitCalls(t, inst, d.ID, n+2)
@@ -221,7 +221,7 @@ func TestPendingCap58(t *testing.T) {
 	inst := cheftest.Start(t, cheftest.Options{Configure: func(c *config.Config) { c.Chef.MaxPending = 2 }})
 	a1 := async(t, inst, authBody("1", "P1", ""))
 	a2 := async(t, inst, authBody("2", "P2", ""))
-	list := waitPending(t, inst, 2)
+	list := inst.WaitPending(t, 2)
 	start := time.Now()
 	failureOf(t, post(t, inst, rpcPath, authBody("3", "P3", "")), 58, "Too many pending device requests")
 	if time.Since(start) > 5*time.Second {
@@ -237,7 +237,7 @@ func TestPendingCap58(t *testing.T) {
 	tokenOf(t, receive(t, a1b))
 	// Room again.
 	a3 := async(t, inst, authBody("5", "P3", ""))
-	d3 := waitPending(t, inst, 1)[0]
+	d3 := inst.WaitPending(t, 1)[0]
 	approve(t, inst, d3.ID)
 	tokenOf(t, receive(t, a3))
 }
@@ -247,13 +247,13 @@ func TestPendingCap58(t *testing.T) {
 func TestReplayFromAnotherAddress(t *testing.T) {
 	inst := cheftest.Start(t, cheftest.Options{})
 	ch := async(t, inst, authBody("1", "REAL", "Till 1"), cheftest.AddrHeader, "10.0.0.5")
-	d := waitPending(t, inst, 1)[0]
+	d := inst.WaitPending(t, 1)[0]
 	approve(t, inst, d.ID)
 	tokenOf(t, receive(t, ch))
 
 	// The same device id from elsewhere: pending, not a token.
 	replay := async(t, inst, authBody("2", "REAL", "Till 1"), cheftest.AddrHeader, "203.0.113.9")
-	p := waitPending(t, inst, 1)[0]
+	p := inst.WaitPending(t, 1)[0]
 	if p.ID == d.ID || p.Address != "203.0.113.9" {
 		t.Fatalf("replay pending %+v", p)
 	}
@@ -264,14 +264,14 @@ func TestReplayFromAnotherAddress(t *testing.T) {
 	}
 	// Same address, other User-Agent: also pending.
 	uaReplay := async(t, inst, authBody("3", "REAL", "Till 1"), cheftest.AddrHeader, "10.0.0.5", "User-Agent", "curl/8")
-	waitPending(t, inst, 2)
+	inst.WaitPending(t, 2)
 	// The real device is still approved and still gets tokens at once.
 	if td := tokenOf(t, post(t, inst, rpcPath, authBody("4", "REAL", "Till 1"), cheftest.AddrHeader, "10.0.0.5")); td.NewDevice {
 		t.Fatal("real device lost its approval")
 	}
 	decline(t, inst, p.ID)
 	failureOf(t, receive(t, replay), 57, "Device authentication process is declined by user.")
-	list := waitPending(t, inst, 1)
+	list := inst.WaitPending(t, 1)
 	decline(t, inst, list[0].ID)
 	failureOf(t, receive(t, uaReplay), 57, "Device authentication process is declined by user.")
 	if dev, _ := inst.Svc.Store.GetChefDevice(context.Background(), d.ID); dev.State != store.DeviceApproved {
@@ -288,7 +288,7 @@ func TestRenewalWithExpiredToken(t *testing.T) {
 		c.Chef.ApprovalTimeout = 1
 	}})
 	ch := async(t, inst, authBody("1", "R", ""), cheftest.AddrHeader, "10.1.1.1")
-	d := waitPending(t, inst, 1)[0]
+	d := inst.WaitPending(t, 1)[0]
 	approve(t, inst, d.ID)
 	old := tokenOf(t, receive(t, ch)).Token
 
@@ -323,7 +323,7 @@ func TestRenewalWithExpiredToken(t *testing.T) {
 func TestDecisionsConflict(t *testing.T) {
 	inst := cheftest.Start(t, cheftest.Options{})
 	ch := async(t, inst, authBody("1", "X", ""))
-	d := waitPending(t, inst, 1)[0]
+	d := inst.WaitPending(t, 1)[0]
 	if st, _ := inst.Admin(t, http.MethodPost, "/chef/devices/"+d.ID+"/revoke"); st != http.StatusConflict {
 		t.Fatalf("revoke pending: %d", st)
 	}
@@ -340,7 +340,7 @@ func TestDecisionsConflict(t *testing.T) {
 	}
 	// Concurrent decisions: exactly one wins.
 	ch = async(t, inst, authBody("2", "Y", ""))
-	y := waitPending(t, inst, 1)[0]
+	y := inst.WaitPending(t, 1)[0]
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	ok := 0
@@ -416,7 +416,7 @@ func TestStaleRequestAskedAgain(t *testing.T) {
 		resp.Body.Close()
 		t.Fatal("answered without a decision")
 	}
-	before := waitPending(t, inst, 1)[0]
+	before := inst.WaitPending(t, 1)[0]
 	deadline := time.Now().Add(10 * time.Second)
 	for inst.Module.Waiting(before.ID) != 0 && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Millisecond)

@@ -30,7 +30,7 @@ func TestPHPClient(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	d := waitPending(t, inst, 1)[0]
+	d := inst.WaitPending(t, 1)[0]
 	if d.Label != "Till 7 (PHP)" || d.UserAgent != "chef-php-sample/1.0" {
 		t.Fatalf("pending %+v", d)
 	}

@@ -25,7 +25,7 @@ func pair(t testing.TB, inst *cheftest.Instance, deviceID string, hdr ...string)
 	var id string
 	deadline := time.Now().Add(10 * time.Second)
 	for id == "" {
-		list := waitPending(t, inst, 1)
+		list := inst.WaitPending(t, 1)
 		for _, d := range list {
 			if strings.HasSuffix(d.DeviceKey, ":"+deviceID) {
 				id = d.ID
@@ -261,7 +261,7 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 	// Replicas share the store, the bus and the master key (their keyrings load the same keys).
 	b := cheftest.Start(t, cheftest.Options{Store: a.Svc.Store, Bus: a.Svc.Events, Master: a.Master})
 	ch := async(t, b, authBody("1", "R1", ""))
-	d := waitPending(t, a, 1)[0]
+	d := a.WaitPending(t, 1)[0]
 	approve(t, a, d.ID) // decided on a, answered on b
 	tok := tokenOf(t, receive(t, ch)).Token
 	if r := post(t, a, rpcPath, dataCall, "Authorization", tok); r.status != http.StatusOK || !strings.Contains(string(r.body), "echo") {

@@ -38,6 +38,7 @@ type sockets struct {
 	m            *Module
 	hub          *hub.Hub
 	offlineAfter time.Duration
+	online       *onlineWriter
 
 	mu    sync.Mutex
 	conns map[*hub.Conn]*posConn
@@ -55,22 +56,31 @@ type posConn struct {
 	// that key's rotation overlap ends.
 	keyID    string
 	lastBeat atomic.Int64
-	// lastWrite is when the heartbeat deadline was last written (unix ns); touched only on the
-	// connection's reader goroutine.
-	lastWrite int64
+	// written is the heartbeat (unix ns) whose deadline was last written to the store; set by
+	// the onlineWriter only.
+	written atomic.Int64
+	// queued is the last heartbeat (unix ns) queued for the store, waiting the pongs held back
+	// for a write; both guarded by the onlineWriter's mutex.
+	queued  int64
+	waiting int
 }
 
 func newSockets(m *Module, h *hub.Hub, offlineAfter time.Duration) *sockets {
-	return &sockets{m: m, hub: h, offlineAfter: offlineAfter, conns: map[*hub.Conn]*posConn{}}
+	return &sockets{m: m, hub: h, offlineAfter: offlineAfter, conns: map[*hub.Conn]*posConn{},
+		online: newOnlineWriter(m.svc.Store, m.svc.Log, offlineAfter)}
 }
 
-// start runs the health-check loop until ctx ends or shutdown.
+// start runs the health-check loop and the heartbeats' store writer until ctx ends or shutdown.
 func (s *sockets) start(parent context.Context) {
 	ctx, cancel := context.WithCancel(parent)
 	s.stop, s.done = cancel, make(chan struct{})
 	every := s.healthEvery()
+	var loops sync.WaitGroup
+	loops.Add(2)
+	go func() { loops.Wait(); close(s.done) }()
+	go func() { defer loops.Done(); s.online.run(ctx) }()
 	go func() {
-		defer close(s.done)
+		defer loops.Done()
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
@@ -174,38 +184,10 @@ func (pc *posConn) HandleMessage(ctx context.Context, c *hub.Conn, msg []byte) e
 		fe := err.(*FrameError)
 		return &hub.CloseError{Code: hub.Code(fe.Code), Reason: fe.Reason}
 	}
-	pc.record(ctx, c)
-	_ = c.Send(AppendPong(make([]byte, 0, 96), hb), nil) // an error means the socket is closing
+	now := pc.s.m.svc.Clock.Now().UnixNano()
+	pc.lastBeat.Store(now)
+	pc.s.online.beat(pc, c, now, AppendPong(make([]byte, 0, 96), hb))
 	return nil
-}
-
-// record notes a heartbeat, in the store before the pong is sent: a POS that has its pong is
-// online on every replica.
-func (pc *posConn) record(ctx context.Context, c *hub.Conn) {
-	now := pc.s.m.svc.Clock.Now()
-	pc.lastBeat.Store(now.UnixNano())
-	// The deadline is written at most once per tenth of the offline delay (a POS sending
-	// heartbeats in a loop costs one write a few seconds), and always when the stored one may
-	// have passed: the first heartbeat after a silence puts the location online again at once.
-	if now.UnixNano()-pc.lastWrite < int64(pc.s.offlineAfter/10) && pc.lastWrite != 0 {
-		return
-	}
-	offlineAt := now.Add(pc.s.offlineAfter)
-	st := pc.s.m.svc.Store
-	var err error
-	if pc.location != "" {
-		err = st.ExtendDoshiiLocationOnline(ctx, pc.location, offlineAt)
-	} else {
-		err = st.ExtendDoshiiVendorOnline(ctx, pc.vendor.ID, offlineAt)
-	}
-	if err != nil {
-		// The heartbeat was answered; the next one tries again. A store outage must not
-		// close POS sockets.
-		pc.s.m.svc.Log.LogAttrs(ctx, slog.LevelWarn, "doshii: recording a heartbeat failed",
-			slog.String("conn", c.ID()), slog.String("error", err.Error()))
-		return
-	}
-	pc.lastWrite = now.UnixNano()
 }
 
 // socketToken returns the single token query parameter (never logged: the access log drops the

@@ -79,3 +79,54 @@ func TestWriteLockDeadline(t *testing.T) {
 		t.Fatalf("after the lock is released: %v, want ErrAlreadyUsed", err)
 	}
 }
+
+// TestWriterWaitsForLock: a write that finds another process holding the write lock waits for it
+// (the busy timeout, as long as the caller's context allows) and succeeds once the lock is
+// released, although the writer connection runs its batches with no busy timeout.
+func TestWriterWaitsForLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "posgate.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := t.Context()
+	now := time.Now()
+	if err := s.UseOnce(ctx, "before", now, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.UseOnce(ctx, "during", now, now.Add(time.Hour)) }()
+	time.Sleep(200 * time.Millisecond) // lets the write reach its BEGIN; not a deadline
+	select {
+	case err := <-errc:
+		t.Fatalf("write returned while another process held the lock: %v", err)
+	default:
+	}
+	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("write while another process held the lock for a moment: %v", err)
+	}
+	if err := s.UseOnce(ctx, "during", now, now.Add(time.Hour)); !errors.Is(err, store.ErrAlreadyUsed) {
+		t.Fatalf("the waiting write is not stored: %v", err)
+	}
+	var timeout string
+	if err := s.Store.Writer().QueryRow(ctx, "PRAGMA busy_timeout").Scan(&timeout); err != nil || timeout != "0" {
+		t.Fatalf("writer busy timeout after the wait: %q, %v; want 0", timeout, err)
+	}
+}

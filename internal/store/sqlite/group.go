@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
 	"github.com/posgate/posgate/internal/store/sqlstore"
 )
 
@@ -24,8 +27,11 @@ import (
 //     earlier unit of the batch, and single use or rotation still has exactly one winner.
 //   - A unit that fails is rolled back to its savepoint; the rest of the batch is unaffected.
 //   - When a unit is released and nobody else waits for a turn (or the batch is full), its caller
-//     commits at once. Otherwise a flusher queues for a turn behind the callers waiting at that
-//     moment and commits when it gets it, so the batch holds exactly those callers' units.
+//     commits at once. Otherwise the batch stays open for the callers waiting at that moment
+//     (they queue in order, newcomers behind them), and the last of them to have its turn
+//     commits, so the batch holds exactly those callers' units. No goroutine is started for it;
+//     only a caller that gives up waiting starts a flusher, which commits the batch when it gets
+//     a turn (the batch may have been counting on that caller).
 //   - No caller is answered before the COMMIT of its batch returned (the WAL is fsynced): a
 //     caller whose unit was released waits for that commit and gets its error if it fails. If
 //     SQLite rolled the whole transaction back (an I/O error, a full disk), every unit of the
@@ -71,10 +77,12 @@ const (
 )
 
 type batch struct {
-	units   int  // released units: work that the commit makes durable
-	flusher bool // a flusher is queued for this batch
-	done    chan struct{}
-	err     error // the commit's outcome, readable after done is closed
+	units int // released units: work that the commit makes durable
+	// remaining counts the turns still to come before the batch commits: the callers that were
+	// waiting when it was left open. Zero while the batch is not left open.
+	remaining int64
+	done      chan struct{}
+	err       error // the commit's outcome, readable after done is closed
 }
 
 // errWriterClosed is what a write gets after Close; classify reports it as unavailability.
@@ -96,11 +104,24 @@ func (g *groupDB) acquire(ctx context.Context) error {
 	case g.turn <- struct{}{}:
 		return nil
 	case <-ctx.Done():
+		// A batch left open may be counting on this caller's turn to commit.
+		go g.flush()
 		return ctx.Err()
 	}
 }
 
 func (g *groupDB) release() { <-g.turn }
+
+// pass ends the turn of a holder that ran no unit (Ping): it counts as one of the turns a batch
+// left open waits for.
+func (g *groupDB) pass() {
+	if b := g.batch; b != nil && b.remaining > 0 {
+		if b.remaining--; b.remaining == 0 {
+			g.commit(b)
+		}
+	}
+	g.release()
+}
 
 // begin takes a turn and opens a unit on the current batch (opening the batch if none is open).
 func (g *groupDB) begin(ctx context.Context) (*unit, error) {
@@ -134,6 +155,10 @@ func (g *groupDB) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if _, err := c.ExecContext(ctx, noBusyWait); err != nil {
+		_ = c.Close()
+		return err
+	}
 	g.conn = c
 	return nil
 }
@@ -151,20 +176,28 @@ func (g *groupDB) disconnect(err error) {
 	g.conn = nil
 }
 
-// open begins the batch's transaction. BEGIN IMMEDIATE waits (busy_timeout) while another
-// process holds the write lock; the caller waits no longer than its context allows, and the wait
-// is the only part of a batch that runs under the caller's context: the transaction outlives it
-// (it will hold other callers' units). A BEGIN that failed may have opened the transaction after
-// all (interrupted as it returned): it is rolled back.
+// open begins the batch's transaction. BEGIN IMMEDIATE waits while another process holds the
+// write lock; the caller waits no longer than its context allows, and the wait is the only part
+// of a batch that runs under the caller's context: the transaction outlives it (it will hold
+// other callers' units).
+//
+// The writer connection's busy timeout is zero, so a BEGIN first runs without a context and
+// fails at once when it would have to wait. The driver watches a statement's context in a
+// goroutine of its own (a thread wake-up at its start and at its end), which the usual case —
+// no other process writing — does not need. Only when that first BEGIN finds the lock taken does
+// a second one wait, under the caller's context, with the busy timeout of the connection string.
+// A BEGIN that failed may have opened the transaction after all (interrupted as it returned): it
+// is rolled back.
 func (g *groupDB) open(ctx context.Context) error {
 	if err := g.connect(ctx); err != nil {
 		return err
 	}
-	var err error
-	if st := g.stmt(beginSQL); st != nil {
-		_, err = st.ExecContext(ctx)
-	} else {
-		_, err = g.conn.ExecContext(ctx, beginSQL)
+	_, err := g.exec(beginSQL)
+	if isBusy(err) {
+		err = g.withBusyWait(func() error {
+			_, err := g.conn.ExecContext(ctx, beginSQL)
+			return err
+		})
 	}
 	if err != nil {
 		g.rollback()
@@ -176,6 +209,31 @@ func (g *groupDB) open(ctx context.Context) error {
 	}
 	g.batch = &batch{done: make(chan struct{})}
 	return nil
+}
+
+// Busy timeouts of the writer connection: none while it runs the batches (see open), the
+// connection string's while it waits for a lock on purpose.
+const (
+	noBusyWait = "PRAGMA busy_timeout = 0"
+	busyWait   = "PRAGMA busy_timeout = " + busyTimeoutMS
+)
+
+// withBusyWait runs fn with the connection's busy timeout restored, so fn's statements wait for a
+// lock another process holds (as long as their contexts allow).
+func (g *groupDB) withBusyWait(fn func() error) error {
+	if _, err := g.exec(busyWait); err != nil {
+		return err
+	}
+	err := fn()
+	if _, rerr := g.exec(noBusyWait); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
+}
+
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // rollback ends the connection's transaction, if it has one.
@@ -233,20 +291,28 @@ func (g *groupDB) fail(b *batch, err error) {
 }
 
 // settle decides, holding the turn, what happens to b after one of its units ended: commit now,
-// or leave it open for the callers waiting for a turn and make sure a flusher will commit it.
+// or leave it open for the callers waiting for a turn, the last of whom commits it.
 func (g *groupDB) settle(b *batch) {
 	switch {
 	case g.batch != b:
 		// already failed
+	case b.remaining > 0:
+		// This caller was one of those the batch was left open for.
+		if b.remaining--; b.remaining == 0 || b.units >= maxBatch {
+			g.commit(b)
+		}
 	case b.units == 0:
 		g.rollback() // nothing to keep: the only units were rolled back
 		g.batch = nil
 		close(b.done)
-	case b.units >= maxBatch || g.waiting.Load() == 0:
+	case b.units >= maxBatch:
 		g.commit(b)
-	case !b.flusher:
-		b.flusher = true
-		go g.flush(b)
+	default:
+		if n := g.waiting.Load(); n > 0 {
+			b.remaining = n
+		} else {
+			g.commit(b)
+		}
 	}
 }
 
@@ -265,10 +331,10 @@ func (g *groupDB) commit(b *batch) {
 	close(b.done)
 }
 
-// flush commits b once the callers that were waiting when it was queued have had their turn.
-func (g *groupDB) flush(b *batch) {
+// flush commits the batch left open, if any, once it gets a turn (see acquire).
+func (g *groupDB) flush() {
 	g.turn <- struct{}{}
-	if g.batch == b {
+	if b := g.batch; b != nil && b.units > 0 {
 		g.commit(b)
 	}
 	g.release()
@@ -440,7 +506,7 @@ func (g *groupDB) Ping(ctx context.Context) error {
 	if err := g.acquire(ctx); err != nil {
 		return err
 	}
-	defer g.release()
+	defer g.pass()
 	if err := g.connect(ctx); err != nil {
 		return err
 	}
@@ -527,9 +593,9 @@ type errRow struct{ err error }
 func (r errRow) Scan(...any) error { return r.err }
 
 // outside runs fn on the writer connection outside any transaction: it takes a turn, commits the
-// batch left open for a flusher (its units are released and only wait for the commit), and holds
-// the turn while fn runs. Statements that SQLite refuses inside a transaction (a TRUNCATE
-// checkpoint) go through here.
+// batch left open for the callers waiting (its units are released and only wait for the
+// commit), and holds the turn while fn runs. Statements that SQLite refuses inside a transaction
+// (a TRUNCATE checkpoint) go through here.
 func (g *groupDB) outside(ctx context.Context, fn func(ctx context.Context, conn *sql.Conn) error) error {
 	if err := g.acquire(ctx); err != nil {
 		return err
@@ -544,7 +610,7 @@ func (g *groupDB) outside(ctx context.Context, fn func(ctx context.Context, conn
 	if err := g.connect(ctx); err != nil {
 		return err
 	}
-	err := fn(ctx, g.conn)
+	err := g.withBusyWait(func() error { return fn(ctx, g.conn) })
 	g.disconnect(err)
 	return err
 }

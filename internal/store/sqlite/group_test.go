@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/store/sqlstore"
 )
 
 func openFile(t *testing.T) (*Store, *groupDB) {
@@ -222,5 +223,125 @@ func TestGroupCommitCancelledBeforeStatement(t *testing.T) {
 	var n int64
 	if err := s.Writer().QueryRow(t.Context(), `SELECT COUNT(*) FROM single_use`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("rows after rollback: %d, %v", n, err)
+	}
+}
+
+// TestGroupWriteStartsNoGoroutines: a write through the group writer starts no goroutine when no
+// other process holds the lock. database/sql's Tx starts one per transaction and one per query
+// inside it, and the driver one per statement run under a context that can end: each is a thread
+// wake-up on an idle processor, for nothing, since a batch's statements run under a context that
+// never ends.
+func TestGroupWriteStartsNoGoroutines(t *testing.T) {
+	s, _ := openFile(t)
+	ctx := t.Context()
+	now := time.Now()
+	if err := s.UseOnce(ctx, "warm", now, now.Add(time.Hour)); err != nil { // prepares the statements
+		t.Fatal(err)
+	}
+	const n = 50
+	before := goroutinesCreated()
+	for i := range n {
+		if err := s.UseOnce(ctx, fmt.Sprint("k", i), now, now.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		var name string
+		if err := s.Writer().QueryRow(ctx, `INSERT INTO single_use (name, used_at, expires_at) VALUES (?, 1, 2) RETURNING name`,
+			fmt.Sprint("r", i)).Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The runtime may start a few of its own meanwhile (the collector's workers).
+	if got := goroutinesCreated() - before; got > n/5 {
+		t.Fatalf("%d writes started %d goroutines", 2*n, got)
+	}
+}
+
+// TestGroupCommitLastWaiterCommits: a batch left open for the callers waiting at that moment is
+// committed by the last of them, in one commit, without a goroutine started for it.
+func TestGroupCommitLastWaiterCommits(t *testing.T) {
+	s, g := openFile(t)
+	now := time.Now()
+	const rounds, n = 10, 4
+	var started uint64
+	for r := range rounds {
+		g.turn <- struct{}{}
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = s.UseOnce(t.Context(), fmt.Sprint(r, "-", i), now, now.Add(time.Hour))
+			}()
+		}
+		for g.waiting.Load() < n {
+			time.Sleep(time.Millisecond) // polling for goroutines to block, not waiting for a deadline
+		}
+		before, gs := g.commits.Load(), goroutinesCreated()
+		g.release()
+		wg.Wait()
+		started += goroutinesCreated() - gs
+		if got := g.commits.Load() - before; got != 1 {
+			t.Fatalf("round %d: %d callers made %d commits, want 1", r, n, got)
+		}
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d, caller %d: %v", r, i, err)
+			}
+		}
+	}
+	// A flusher per batch would be one each round; the runtime may start a few of its own.
+	if started >= rounds/2 {
+		t.Fatalf("%d batches started %d goroutines", rounds, started)
+	}
+}
+
+// TestGroupCommitWaiterGivesUp: a batch left open for the callers waiting at that moment is
+// committed even when one of them gives up waiting (its context ends) instead of taking its turn.
+func TestGroupCommitWaiterGivesUp(t *testing.T) {
+	s, g := openFile(t)
+	now := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a broken version hangs
+	defer cancel()
+	a, err := g.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(ctx, `INSERT INTO single_use (name, used_at, expires_at) VALUES ('a', 1, 2)`); err != nil {
+		t.Fatal(err)
+	}
+	units := make(chan sqlstore.Tx, 1)
+	go func() { // c queues first
+		u, err := g.Begin(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		units <- u
+	}()
+	for g.waiting.Load() < 1 {
+		time.Sleep(time.Millisecond) // polling for a goroutine to block, not waiting for a deadline
+	}
+	bctx, bcancel := context.WithCancel(ctx)
+	berr := make(chan error, 1)
+	go func() { berr <- s.UseOnce(bctx, "b", now, now.Add(time.Hour)) }()
+	for g.waiting.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	aerr := make(chan error, 1)
+	go func() { aerr <- a.Commit(ctx) }() // released; the batch waits for c and b
+	c := <-units
+	bcancel()
+	if err := <-berr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("b gave up: %v", err)
+	}
+	if err := c.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-aerr; err != nil {
+		t.Fatalf("a's commit, with b gone: %v", err)
+	}
+	var n int
+	if err := s.Writer().QueryRow(ctx, `SELECT COUNT(*) FROM single_use WHERE name = 'a'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("a's row after its commit: %d, %v", n, err)
 	}
 }

@@ -46,9 +46,10 @@ type Store struct {
 // window, so we pay the fsync per commit and choose FULL: an answered write survives kill -9 and
 // power loss alike.
 const (
-	writerParams = "_txlock=immediate&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)" +
+	busyTimeoutMS = "10000"
+	writerParams  = "_txlock=immediate&_pragma=busy_timeout(" + busyTimeoutMS + ")&_pragma=foreign_keys(1)" +
 		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
-	readerParams = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_query_only=1"
+	readerParams = "_pragma=busy_timeout(" + busyTimeoutMS + ")&_pragma=foreign_keys(1)&_query_only=1"
 )
 
 // Open opens (creating it if needed, mode 0600) the SQLite database at path, applies the

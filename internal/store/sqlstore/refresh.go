@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -68,20 +69,12 @@ func (s *Store) GetRefreshToken(ctx context.Context, hash []byte) (*store.Refres
 	if err != nil {
 		return nil, nil, s.fail("get refresh token", err)
 	}
-	var t store.RefreshToken
-	var created, idle int64
-	var rotated *int64
-	f, err := scanFamily(r.QueryRow(ctx, `SELECT `+familyCols+`, t.hash, t.created_at, t.idle_expires_at,
-		t.rotated_at, t.successor_hash, t.successor_sealed
-		FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1`, blob(hash)).Scan,
-		&t.Hash, &created, &idle, &rotated, &t.SuccessorHash, &t.SuccessorSealed)
+	t, f, err := scanRefreshToken(r.QueryRow(ctx, `SELECT `+familyCols+`, `+refreshTokenCols+`
+		FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1`, blob(hash)).Scan)
 	if err != nil {
 		return nil, nil, s.fail("get refresh token", err)
 	}
-	t.FamilyID = f.ID
-	t.CreatedAt, t.IdleExpiresAt, t.RotatedAt = fromMS(created), fromMS(idle), fromMSPtr(rotated)
-	t.Hash, t.SuccessorHash, t.SuccessorSealed = blobOut(t.Hash), blobOut(t.SuccessorHash), blobOut(t.SuccessorSealed)
-	return &t, f, nil
+	return t, f, nil
 }
 
 // userCurrent holds when the user of family f exists, is enabled and was not updated after f was
@@ -145,6 +138,111 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, at time.
 	default:
 		return s.fail("rotate refresh token", store.ErrAlreadyUsed)
 	}
+}
+
+// refreshTokenCols are the token's columns after familyCols, for scanRefreshToken.
+const refreshTokenCols = `t.hash, t.created_at, t.idle_expires_at, t.rotated_at, t.successor_hash, t.successor_sealed`
+
+// scanRefreshToken scans familyCols, refreshTokenCols and extra.
+func scanRefreshToken(sc func(...any) error, extra ...any) (*store.RefreshToken, *store.RefreshFamily, error) {
+	var t store.RefreshToken
+	var created, idle int64
+	var rotated *int64
+	f, err := scanFamily(sc, append([]any{&t.Hash, &created, &idle, &rotated, &t.SuccessorHash, &t.SuccessorSealed}, extra...)...)
+	if err != nil {
+		return nil, nil, err
+	}
+	t.FamilyID = f.ID
+	t.CreatedAt, t.IdleExpiresAt, t.RotatedAt = fromMS(created), fromMS(idle), fromMSPtr(rotated)
+	t.Hash, t.SuccessorHash, t.SuccessorSealed = blobOut(t.Hash), blobOut(t.SuccessorHash), blobOut(t.SuccessorSealed)
+	return &t, f, nil
+}
+
+// refreshUsable is store.RefreshUse's condition on token t and family f, over the arguments of
+// refreshUseArgs ($1 to $8). The family's scope is its scope tokens joined by single spaces; a
+// requested scope is in it when it is not empty, has no space and appears between spaces.
+func refreshUsable(d Dialect) string {
+	texts, pos := `(SELECT value AS v FROM json_each($%d)) AS j`, "instr"
+	if d == PostgreSQL {
+		texts, pos = `jsonb_array_elements_text(CAST(CAST($%d AS text) AS jsonb)) AS j(v)`, "strpos"
+	}
+	return `t.hash = $1 AND t.rotated_at IS NULL AND t.idle_expires_at > $2 AND f.id = t.family_id
+		AND f.client_id = $5 AND f.revoked_at IS NULL AND f.absolute_expires_at > $2
+		AND ($6 = '' OR f.audience = $6)
+		AND NOT EXISTS (SELECT 1 FROM ` + fmt.Sprintf(texts, 7) + ` WHERE j.v = f.audience)
+		AND NOT EXISTS (SELECT 1 FROM ` + fmt.Sprintf(texts, 8) + ` WHERE j.v = '' OR ` + pos + `(j.v, ' ') > 0
+			OR ` + pos + `(' ' || f.scope || ' ', ' ' || j.v || ' ') = 0)
+		AND ` + userCurrent
+}
+
+// refreshUseArgs are $1 to $8 of refreshUsable and of the rotation's SET clause.
+func refreshUseArgs(u *store.RefreshUse) ([]any, error) {
+	notAud, err := json.Marshal(append([]string{}, u.NotAudiences...))
+	if err != nil {
+		return nil, err
+	}
+	scope, err := json.Marshal(append([]string{}, u.Scope...))
+	if err != nil {
+		return nil, err
+	}
+	return []any{blob(u.Hash), ms(u.At), blob(u.NextHash), blob(u.SuccessorSealed), u.ClientID, u.Audience,
+		string(notAud), string(scope)}, nil
+}
+
+// UseRefreshToken reads the token and its family and rotates it when usable, in one statement on
+// PostgreSQL: a CTE reads the rows as they were, a second marks the token with an UPDATE whose
+// condition is the whole of store.RefreshUse (the rotation races as in RotateRefreshToken: the
+// row lock and the re-check of rotated_at let exactly one of concurrent callers change it), and a
+// third inserts the successor from the row the UPDATE returned. On SQLite the same read, UPDATE
+// and insert run in one transaction.
+func (s *Store) UseRefreshToken(ctx context.Context, u *store.RefreshUse) (*store.RefreshUsed, error) {
+	const op = "use refresh token"
+	args, err := refreshUseArgs(u)
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	read := `SELECT ` + familyCols + `, ` + refreshTokenCols + `, CASE WHEN ` + userCurrent + ` THEN 1 ELSE 0 END
+		FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1`
+	mark := `UPDATE refresh_tokens AS t SET rotated_at = $2, successor_hash = $3, successor_sealed = $4
+		FROM refresh_families f WHERE ` + refreshUsable(s.dialect)
+	var res store.RefreshUsed
+	var current, inserted int64
+	if s.dialect == PostgreSQL {
+		w, err := s.writer()
+		if err == nil {
+			res.Token, res.Family, err = scanRefreshToken(w.QueryRow(ctx, `WITH cur AS (`+read+`),
+				mark AS (`+mark+` RETURNING t.family_id, LEAST($9, f.absolute_expires_at) AS idle),
+				ins AS (INSERT INTO refresh_tokens (hash, family_id, created_at, idle_expires_at)
+					SELECT $3, family_id, $2, idle FROM mark RETURNING 1)
+				SELECT cur.*, (SELECT count(*) FROM ins) FROM cur`, append(args, ms(u.NextIdleExpiresAt))...).Scan,
+				&current, &inserted)
+		}
+		if err != nil {
+			return nil, s.fail(op, err)
+		}
+	} else {
+		err := s.inTx(ctx, op, func(tx Tx) error {
+			var err error
+			inserted = 0
+			if res.Token, res.Family, err = scanRefreshToken(tx.QueryRow(ctx, read, args[0]).Scan, &current); err != nil {
+				return err
+			}
+			if n, err := tx.Exec(ctx, mark, args...); err != nil || n == 0 {
+				return err
+			}
+			next := &store.RefreshToken{Hash: u.NextHash, CreatedAt: u.At, IdleExpiresAt: u.NextIdleExpiresAt}
+			if res.Family.AbsoluteExpiresAt.Before(next.IdleExpiresAt) {
+				next.IdleExpiresAt = res.Family.AbsoluteExpiresAt
+			}
+			inserted = 1
+			return insertRefreshToken(ctx, tx, next, res.Family.ID)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	res.UserCurrent, res.Rotated = current == 1, inserted == 1
+	return &res, nil
 }
 
 // RevokeRefreshFamily marks the family revoked; revoking it again keeps the first time and reason.

@@ -211,3 +211,127 @@ func testRefreshUserCheck(t *testing.T, s store.Store) {
 	ok(t, err)
 	eqBytes(t, "successor", old.SuccessorHash, []byte(fmt.Sprintf("race%02d", w)))
 }
+
+// testRefreshUse: UseRefreshToken returns the token and family as they were and rotates only
+// when every condition of the use holds; a refused use changes nothing.
+func testRefreshUse(t *testing.T, s store.Store) {
+	ok(t, s.CreateUser(ctx(t), &store.User{ID: "us_1", Username: "u1", PasswordHash: "x", CreatedAt: base, UpdatedAt: base}))
+	ok(t, s.CreateRefreshFamily(ctx(t), newFamily("sid_1", "us_1", base), newRefresh("h1", base)))
+	later := base.Add(time.Minute)
+	use := func(hash, next string, edit func(u *store.RefreshUse)) (*store.RefreshUsed, error) {
+		u := &store.RefreshUse{Hash: []byte(hash), At: later, ClientID: "cl_1", NextHash: []byte(next),
+			NextIdleExpiresAt: later.Add(time.Hour)}
+		if edit != nil {
+			edit(u)
+		}
+		return s.UseRefreshToken(ctx(t), u)
+	}
+	unchanged := func(name, hash, next string) {
+		t.Helper()
+		tok, _, err := s.GetRefreshToken(ctx(t), []byte(hash))
+		ok(t, err)
+		eqTimePtr(t, name+": RotatedAt", tok.RotatedAt, nil)
+		_, _, err = s.GetRefreshToken(ctx(t), []byte(next))
+		wantErr(t, err, store.ErrNotFound)
+	}
+	_, err := use("missing", "x", nil)
+	wantErr(t, err, store.ErrNotFound)
+
+	for name, edit := range map[string]func(u *store.RefreshUse){
+		"another client":            func(u *store.RefreshUse) { u.ClientID = "cl_2" },
+		"another audience":          func(u *store.RefreshUse) { u.Audience = "https://other.example" },
+		"a refused audience":        func(u *store.RefreshUse) { u.NotAudiences = []string{"x", "https://api.example"} },
+		"a scope not granted":       func(u *store.RefreshUse) { u.Scope = []string{"rentals", "admin"} },
+		"a scope's prefix":          func(u *store.RefreshUse) { u.Scope = []string{"rent"} },
+		"a pattern scope":           func(u *store.RefreshUse) { u.Scope = []string{"%"} },
+		"past the idle expiry":      func(u *store.RefreshUse) { u.At = base.Add(time.Hour) },
+		"past the absolute expiry":  func(u *store.RefreshUse) { u.At = base.Add(25 * time.Hour) },
+		"two scopes, one not given": func(u *store.RefreshUse) { u.Scope = []string{"offline_access", "rentals offline_access"} },
+	} {
+		r, err := use("h1", "n1", edit)
+		ok(t, err)
+		if r.Rotated || !r.UserCurrent || r.Family.ID != "sid_1" || r.Token.RotatedAt != nil {
+			t.Fatalf("%s: %+v", name, r)
+		}
+		unchanged(name, "h1", "n1")
+	}
+
+	// Every condition holds: rotated, with the successor capped at the family's absolute expiry.
+	r, err := use("h1", "n1", func(u *store.RefreshUse) {
+		u.Audience, u.NotAudiences, u.Scope = "https://api.example", []string{"x"}, []string{"offline_access", "rentals"}
+		u.NextIdleExpiresAt, u.SuccessorSealed = base.Add(48*time.Hour), []byte("sealed n1")
+	})
+	ok(t, err)
+	if !r.Rotated || !r.UserCurrent || r.Token.RotatedAt != nil || r.Family.Scope != "rentals offline_access" {
+		t.Fatalf("usable token: %+v", r)
+	}
+	eqBytes(t, "Hash", r.Token.Hash, []byte("h1"))
+	eqTime(t, "IdleExpiresAt", r.Token.IdleExpiresAt, at(time.Hour))
+	old, _, err := s.GetRefreshToken(ctx(t), []byte("h1"))
+	ok(t, err)
+	eqTimePtr(t, "RotatedAt", old.RotatedAt, ptr(at(time.Minute)))
+	eqBytes(t, "SuccessorHash", old.SuccessorHash, []byte("n1"))
+	eqBytes(t, "SuccessorSealed", old.SuccessorSealed, []byte("sealed n1"))
+	next, fam, err := s.GetRefreshToken(ctx(t), []byte("n1"))
+	ok(t, err)
+	eq(t, "family", fam.ID, "sid_1")
+	eqTime(t, "CreatedAt", next.CreatedAt, at(time.Minute))
+	eqTime(t, "IdleExpiresAt", next.IdleExpiresAt, at(24*time.Hour))
+	eqTimePtr(t, "RotatedAt", next.RotatedAt, nil)
+
+	// Used again: not rotated, and the answer shows it rotated.
+	r, err = use("h1", "n2", nil)
+	ok(t, err)
+	if r.Rotated || r.Token.RotatedAt == nil || !r.UserCurrent {
+		t.Fatalf("rotated token used again: %+v", r)
+	}
+	_, _, err = s.GetRefreshToken(ctx(t), []byte("n2"))
+	wantErr(t, err, store.ErrNotFound)
+
+	// A user disabled since the sign-in: not current, nothing rotated; a revoked family neither.
+	ok(t, s.SetUserDisabled(ctx(t), "us_1", true, later))
+	r, err = use("n1", "n3", nil)
+	ok(t, err)
+	if r.Rotated || r.UserCurrent {
+		t.Fatalf("disabled user: %+v", r)
+	}
+	unchanged("disabled user", "n1", "n3")
+	ok(t, s.CreateUser(ctx(t), &store.User{ID: "us_2", Username: "u2", PasswordHash: "x", CreatedAt: base, UpdatedAt: base}))
+	ok(t, s.CreateRefreshFamily(ctx(t), newFamily("sid_2", "us_2", base), newRefresh("r1", base)))
+	ok(t, s.RevokeRefreshFamily(ctx(t), "sid_2", base, "test"))
+	r, err = use("r1", "r2", nil)
+	ok(t, err)
+	if r.Rotated || r.Family.RevokedAt == nil {
+		t.Fatalf("revoked family: %+v", r)
+	}
+	unchanged("revoked family", "r1", "r2")
+}
+
+// testRefreshUseRace: of concurrent uses of one token, exactly one rotates it; the others see
+// it unrotated or rotated, and their successors are not stored.
+func testRefreshUseRace(t *testing.T, s store.Store) {
+	ok(t, s.CreateUser(ctx(t), &store.User{ID: "us_1", Username: "u1", PasswordHash: "x", CreatedAt: base, UpdatedAt: base}))
+	ok(t, s.CreateRefreshFamily(ctx(t), newFamily("sid_1", "us_1", base), newRefresh("old", base)))
+	later := base.Add(time.Second)
+	const n = 40
+	errs := race(n, func(i int) error {
+		r, err := s.UseRefreshToken(ctx(t), &store.RefreshUse{Hash: []byte("old"), At: later, ClientID: "cl_1",
+			NextHash: []byte(fmt.Sprintf("next%02d", i)), NextIdleExpiresAt: later.Add(time.Hour)})
+		if err == nil && !r.Rotated {
+			err = store.ErrAlreadyUsed
+		}
+		return err
+	})
+	w := oneWinner(t, errs, store.ErrAlreadyUsed)
+	old, _, err := s.GetRefreshToken(ctx(t), []byte("old"))
+	ok(t, err)
+	eqBytes(t, "successor", old.SuccessorHash, []byte(fmt.Sprintf("next%02d", w)))
+	for i := range n {
+		_, _, err := s.GetRefreshToken(ctx(t), []byte(fmt.Sprintf("next%02d", i)))
+		if i == w {
+			ok(t, err)
+		} else {
+			wantErr(t, err, store.ErrNotFound)
+		}
+	}
+}

@@ -281,3 +281,23 @@ func (i *Instance) Admin(t testing.TB, method, path string) (int, map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&out)
 	return resp.StatusCode, out
 }
+
+// WaitPending waits until n devices are pending and returns them (polling the store for a state,
+// not waiting for time to pass).
+func (inst *Instance) WaitPending(t testing.TB, n int) []*store.ChefDevice {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		list, err := inst.Svc.Store.ListChefDevices(context.Background(), store.DevicePending)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) >= n {
+			return list
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pending devices, want %d", len(list), n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
