@@ -41,6 +41,7 @@ type idleOptions struct {
 	// heartbeat: each client socket sends a doshii heartbeat this often and reads its pong (0:
 	// none; the doshii server mode).
 	heartbeat time.Duration
+	bin       string // posgate mode: a built posgate binary ("" builds ./cmd/posgate)
 }
 
 func runIdle(args []string) error {
@@ -54,21 +55,25 @@ func runIdle(args []string) error {
 	fs.DurationVar(&o.settle, "settle", 0, "wait after the last socket opened before sampling (default: 2 ping intervals)")
 	fs.DurationVar(&o.window, "window", 0, "sampling window (default: 3 ping intervals)")
 	fs.StringVar(&gc, "gc", "100,400", `server GC settings, one fresh server each: "GOGC" or "GOGC/GOMEMLIMIT" (e.g. 400/600MiB)`)
-	fs.StringVar(&o.server, "server", "hub", `"hub" (internal/hub), "bare" (coder/websocket with a reader and a pinger per socket) or "doshii" (the hub with doshii's heartbeat codec: every client socket sends a heartbeat each -heartbeat and reads its pong)`)
-	fs.DurationVar(&o.heartbeat, "heartbeat", 30*time.Second, "doshii server mode: how often each socket sends a heartbeat")
+	fs.StringVar(&o.server, "server", "hub", `"hub" (internal/hub), "bare" (coder/websocket with a reader and a pinger per socket), "doshii" (the hub with doshii's heartbeat codec: every client socket sends a heartbeat each -heartbeat and reads its pong) or "posgate" (posgate serve on SQLite: doshii POS sockets, one location token each, heartbeats as in doshii)`)
+	fs.StringVar(&o.bin, "bin", "", "posgate mode: the posgate binary (default: go build ./cmd/posgate)")
+	fs.DurationVar(&o.heartbeat, "heartbeat", 30*time.Second, "doshii and posgate server modes: how often each socket sends a heartbeat (posgate: 0 sends none, the baseline of pings only)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if o.sockets < 1 || o.sockets > 19500 || o.procs < 1 || o.procs > 64 || o.addrs < 1 || o.addrs > 250 {
 		return errors.New("-sockets in [1, 19500], -procs in [1, 64], -addrs in [1, 250]")
 	}
-	if o.ping < 100*time.Millisecond || o.ping > time.Minute || (o.server != "hub" && o.server != "bare" && o.server != "doshii") {
-		return errors.New(`-ping in [100ms, 1m]; -server "hub", "bare" or "doshii"`)
+	if o.ping < 100*time.Millisecond || o.ping > time.Minute || (o.server != "hub" && o.server != "bare" && o.server != "doshii" && o.server != "posgate") {
+		return errors.New(`-ping in [100ms, 1m]; -server "hub", "bare", "doshii" or "posgate"`)
 	}
-	if o.server != "doshii" {
+	if o.server == "posgate" && o.ping < time.Second {
+		return errors.New("-server posgate: -ping at least 1s (hub.ping_interval is in seconds)")
+	}
+	if o.server != "doshii" && o.server != "posgate" {
 		o.heartbeat = 0
-	} else if o.heartbeat < 100*time.Millisecond || o.heartbeat > 5*time.Minute {
-		return errors.New("-heartbeat in [100ms, 5m]")
+	} else if (o.heartbeat != 0 || o.server != "posgate") && (o.heartbeat < 100*time.Millisecond || o.heartbeat > 5*time.Minute) {
+		return errors.New("-heartbeat in [100ms, 5m] (posgate: or 0, pings only)")
 	}
 	if o.settle == 0 {
 		o.settle = 2 * o.ping
@@ -105,6 +110,10 @@ type serverStats struct {
 	NextGC     int64 `json:"next_gc"` // the heap size at which the next collection starts
 	CPUNanos   int64 `json:"cpu_ns"`
 	Pongs      int64 `json:"pongs"` // doshii mode: heartbeats answered
+	// StoreWrites: posgate mode, the store statements that wrote heartbeats' online deadlines.
+	StoreWrites int64 `json:"store_writes"`
+	Released    int64 `json:"released"` // posgate mode: heap memory returned to the OS
+
 	// StartStack is the size new goroutines' stacks start at (the runtime adapts it to the
 	// average stack it scans).
 	StartStack int64 `json:"start_stack"`
@@ -112,34 +121,47 @@ type serverStats struct {
 
 func idleRun(self, gc string, o idleOptions) error {
 	gogc, limit, _ := strings.Cut(gc, "/")
-	env := append(os.Environ(), "GOGC="+gogc)
-	if limit != "" {
-		env = append(env, "GOMEMLIMIT="+limit)
+	var stats func(gc bool) (*serverStats, error)
+	var wsURL, tokenPrefix string
+	if o.server == "posgate" {
+		ps, err := startIdlePosgate(context.Background(), o.sockets, o.ping, gogc, limit, o.bin)
+		if err != nil {
+			return err
+		}
+		defer ps.stop()
+		stats, wsURL, tokenPrefix = ps.stats, ps.wsURL(), ps.prefix
+	} else {
+		env := append(os.Environ(), "GOGC="+gogc)
+		if limit != "" {
+			env = append(env, "GOMEMLIMIT="+limit)
+		}
+		srv := exec.Command(self, "-role", "server", "-mode", o.server, "-ping", o.ping.String())
+		srv.Env = env
+		srv.Stderr = os.Stderr
+		out, err := srv.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		stdin, err := srv.StdinPipe()
+		if err != nil {
+			return err
+		}
+		if err := srv.Start(); err != nil {
+			return err
+		}
+		defer func() { stdin.Close(); _ = srv.Wait() }()
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("server did not start: %w", err)
+		}
+		addr := strings.TrimSpace(strings.TrimPrefix(line, "listening "))
+		statsURL := "http://" + addr + "/stats"
+		stats = func(gc bool) (*serverStats, error) { return getStats(statsURL, gc) }
+		wsURL = "ws://" + addr + "/ws"
 	}
-	srv := exec.Command(self, "-role", "server", "-mode", o.server, "-ping", o.ping.String())
-	srv.Env = env
-	srv.Stderr = os.Stderr
-	out, err := srv.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	stdin, err := srv.StdinPipe()
-	if err != nil {
-		return err
-	}
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	defer func() { stdin.Close(); _ = srv.Wait() }()
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("server did not start: %w", err)
-	}
-	addr := strings.TrimSpace(strings.TrimPrefix(line, "listening "))
-	statsURL := "http://" + addr + "/stats"
 
 	time.Sleep(time.Second) // let the empty server settle before its baseline
-	base, err := getStats(statsURL, true)
+	base, err := stats(true)
 	if err != nil {
 		return err
 	}
@@ -155,8 +177,8 @@ func idleRun(self, gc string, o idleOptions) error {
 			n = o.sockets - per*(o.procs-1)
 		}
 		src := fmt.Sprintf("127.0.0.%d", 2+p%o.addrs)
-		cl := exec.Command(self, "-role", "client", "-url", "ws://"+addr+"/ws", "-n", strconv.Itoa(n), "-src", src,
-			"-heartbeat", o.heartbeat.String())
+		cl := exec.Command(self, "-role", "client", "-url", wsURL, "-n", strconv.Itoa(n), "-src", src,
+			"-heartbeat", o.heartbeat.String(), "-tokens", tokenPrefix, "-first", strconv.Itoa(per*p))
 		cl.Stderr = os.Stderr
 		cout, err := cl.StdoutPipe()
 		if err != nil {
@@ -187,7 +209,7 @@ func idleRun(self, gc string, o idleOptions) error {
 	}
 	connected := time.Since(start)
 	time.Sleep(o.settle)
-	first, err := getStats(statsURL, false)
+	first, err := stats(false)
 	if err != nil {
 		return err
 	}
@@ -198,7 +220,7 @@ func idleRun(self, gc string, o idleOptions) error {
 	last := first
 	for end := time.Now().Add(o.window); time.Now().Before(end); {
 		time.Sleep(time.Second)
-		s, err := getStats(statsURL, false)
+		s, err := stats(false)
 		if err != nil {
 			return err
 		}
@@ -213,7 +235,7 @@ func idleRun(self, gc string, o idleOptions) error {
 		// are per socket held.
 		fmt.Printf("  note: %d of %d sockets were closed before the end of the window (missed pongs)\n", o.sockets-last.Sockets, o.sockets)
 	}
-	live, err := getStats(statsURL, true)
+	live, err := stats(true)
 	if err != nil {
 		return err
 	}
@@ -235,6 +257,12 @@ func idleRun(self, gc string, o idleOptions) error {
 	fmt.Printf("  ping CPU: %s over %.0fs = %.2f µs per socket per second (%.1f µs per socket per ping)\n",
 		cpu.Round(time.Millisecond), elapsed, float64(cpu.Microseconds())/elapsed/n,
 		float64(cpu.Microseconds())/elapsed/n*o.ping.Seconds())
+	if o.server == "posgate" {
+		fmt.Printf("  posgate: Go runtime's memory from the OS less what it returned, per socket: %.1f KiB (the rest of RSS is outside the Go runtime: SQLite's caches, binary)\n",
+			float64((last.Sys-last.Released)-(base.Sys-base.Released))/1024/n)
+		fmt.Printf("  posgate: the heap and stacks above are as sampled (no forced collection: garbage included); online-deadline store statements in window %d (%.2f/s) for %d heartbeats (%.1f/s)\n",
+			last.StoreWrites-first.StoreWrites, float64(last.StoreWrites-first.StoreWrites)/elapsed, last.Pongs-first.Pongs, float64(last.Pongs-first.Pongs)/elapsed)
+	}
 	if o.heartbeat > 0 {
 		beats := elapsed / o.heartbeat.Seconds() * n
 		fmt.Printf("  doshii heartbeats every %s: %d pongs in window; server CPU %.1f µs per heartbeat (pings included: compare -server hub); %.2f µs per socket per second\n",
@@ -395,6 +423,8 @@ func roleClient(args []string) error {
 	n := fs.Int("n", 0, "")
 	src := fs.String("src", "127.0.0.2", "")
 	heartbeat := fs.Duration("heartbeat", 0, "")
+	tokens := fs.String("tokens", "", "")
+	first := fs.Int("first", 0, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -405,10 +435,10 @@ func roleClient(args []string) error {
 	var mu sync.Mutex
 	var firstErr error
 	var wg sync.WaitGroup
-	next := make(chan struct{})
+	next := make(chan string)
 	go func() {
-		for range *n {
-			next <- struct{}{}
+		for i := range *n {
+			next <- clientURL(*url, *tokens, *first+i)
 		}
 		close(next)
 	}()
@@ -416,9 +446,9 @@ func roleClient(args []string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range next {
+			for u := range next {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				c, _, err := websocket.Dial(ctx, *url, opts)
+				c, _, err := websocket.Dial(ctx, u, opts)
 				cancel()
 				mu.Lock()
 				if err != nil {
@@ -426,9 +456,12 @@ func roleClient(args []string) error {
 						firstErr = err
 					}
 				} else {
-					if *heartbeat > 0 {
+					switch {
+					case *heartbeat > 0:
 						go heartbeats(c, *heartbeat)
-					} else {
+					case *tokens != "":
+						go discard(c) // posgate's doshii sockets send health checks: data frames
+					default:
 						c.CloseRead(context.Background()) // keeps reading: pings are answered
 					}
 					conns = append(conns, c)
@@ -445,6 +478,15 @@ func roleClient(args []string) error {
 	fmt.Printf("ready %d\n", len(conns))
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	return nil
+}
+
+// discard reads and drops every frame until the socket ends (pings are answered meanwhile).
+func discard(c *websocket.Conn) {
+	for {
+		if _, _, err := c.Read(context.Background()); err != nil {
+			return
+		}
+	}
 }
 
 // heartbeats is a doshii POS's socket: a heartbeat right away and then every d (the first one

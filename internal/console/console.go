@@ -9,7 +9,8 @@
 //     Secure, SameSite=Strict cookie scoped to /admin/; the store keeps only its SHA-256, with an
 //     idle and an absolute expiry, so every replica serves it and a restart keeps it. A session
 //     is bound to the admin token it signed in with (Services.AdminTokenID): a new admin token
-//     ends every session. Sign-out deletes it for every replica at once.
+//     ends every session. Sign-out deletes it for every replica at once; signing in again ends
+//     the session the browser still holds before issuing a new id.
 //   - Every state-changing request passes http.CrossOriginProtection (Sec-Fetch-Site / Origin), on
 //     top of SameSite=Strict.
 //   - A strict Content-Security-Policy: only this origin's own script and style files, no inline
@@ -77,6 +78,15 @@ type Locations interface {
 	LocationStatuses(ctx context.Context) ([]app.LocationStatus, error)
 }
 
+// LocationDeleter is implemented by Locations that can delete (the doshii module): a location,
+// or a vendor with everything it owns, as the admin API's DELETE does — its sockets closed on
+// every replica, audited as the admin from r's address. Errors are *errs.Error (NotFound,
+// Unavailable…).
+type LocationDeleter interface {
+	DeleteLocation(r *http.Request, id string) error
+	DeleteVendor(r *http.Request, id string) error
+}
+
 // Outlets are the websocket outlets the console lists with their online state (the orderpay
 // dialect's). The server hands them over when it builds the console.
 type Outlets interface {
@@ -103,7 +113,7 @@ func New(svc *app.Services, devices Devices, locations Locations, outlets Outlet
 	}
 	m := &Module{svc: svc, devices: devices, locations: locations, outlets: outlets, pages: map[string]*template.Template{}}
 	funcs := template.FuncMap{"when": when, "whenp": whenPtr}
-	for _, page := range []string{"login", "pending", "devices", "locations", "outlets", "audit"} {
+	for _, page := range []string{"login", "pending", "devices", "locations", "outlets", "audit", "confirm"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, err
@@ -126,6 +136,10 @@ func (m *Module) Mount(public, _ app.Mux) error {
 	public.Handle("GET /admin/devices", h(m.signedIn(m.devicesPage)))
 	public.Handle("POST /admin/devices/{id}/{action}", h(m.signedIn(m.decide)))
 	public.Handle("GET /admin/locations", h(m.signedIn(m.locationsPage)))
+	public.Handle("GET /admin/locations/{id}/delete", h(m.signedIn(m.confirmDelete("location"))))
+	public.Handle("POST /admin/locations/{id}/delete", h(m.signedIn(m.deleteDoshii("location"))))
+	public.Handle("GET /admin/vendors/{id}/delete", h(m.signedIn(m.confirmDelete("vendor"))))
+	public.Handle("POST /admin/vendors/{id}/delete", h(m.signedIn(m.deleteDoshii("vendor"))))
 	public.Handle("GET /admin/outlets", h(m.signedIn(m.outletsPage)))
 	public.Handle("GET /admin/audit", h(m.signedIn(m.auditPage)))
 	sub, _ := fs.Sub(staticFS, "static")

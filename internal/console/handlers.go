@@ -39,6 +39,16 @@ type pageData struct {
 	// pendingShown of them) and how long a stale one is kept.
 	Total     int
 	Retention string
+	// Confirm is the confirm page's question (deleting a doshii location or vendor).
+	Confirm *confirmation
+	// CanDelete: the locations page offers to delete locations and vendors.
+	CanDelete bool
+}
+
+// confirmation is a destructive action the confirm page asks about: Action is where its form
+// posts, with the field confirm=ID.
+type confirmation struct {
+	Question, Detail, Action, ID, Button, Back string
 }
 
 // pendingShown bounds the pending list of the pending page and its event stream: the most
@@ -123,6 +133,9 @@ func (m *Module) login(w http.ResponseWriter, r *http.Request) {
 		m.render(w, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Error: "That is not the admin token."})
 		return
 	}
+	if !m.endPrevious(w, r) {
+		return
+	}
 	v, err := m.newSession(ctx)
 	if err != nil {
 		m.svc.Log.Warn("console: storing a session failed", "error", err.Error())
@@ -135,6 +148,34 @@ func (m *Module) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/admin/pending", http.StatusSeeOther)
 }
 
+// endPrevious ends the live session the signing-in browser still holds, if any, so a sign-in
+// always leaves one session: an id fixed or copied before the sign-in signs nobody in after it.
+// When the store cannot end it, nothing is signed in (the answer is 503) and it reports false.
+func (m *Module) endPrevious(w http.ResponseWriter, r *http.Request) bool {
+	old, err := m.current(r)
+	if err == nil && old != nil {
+		err = m.svc.Store.DeleteConsoleSession(r.Context(), old.Hash)
+		if err == nil {
+			m.announceSignout(r.Context())
+		}
+	}
+	if err != nil {
+		m.svc.Log.Warn("console: ending the previous session failed", "error", err.Error())
+		w.Header().Set("Retry-After", "5")
+		m.render(w, http.StatusServiceUnavailable, "login", pageData{Title: "Sign in", Error: "The store is unavailable, so you cannot sign in now. Try again shortly."})
+		return false
+	}
+	return true
+}
+
+// announceSignout tells every replica's event streams to re-check their sessions.
+func (m *Module) announceSignout(ctx context.Context) {
+	if err := m.svc.Events.Publish(ctx, events.TopicConsoleSignout, []byte("{}")); err != nil {
+		// Streams still re-check their session on their next refresh.
+		m.svc.Log.Warn("console: announcing a sign-out failed", "error", err.Error())
+	}
+}
+
 func (m *Module) logout(w http.ResponseWriter, r *http.Request) {
 	if err := m.svc.Store.DeleteConsoleSession(r.Context(), sessionOf(r).Hash); err != nil {
 		// The cookie stays, so the person can sign out again once the store is back; clearing
@@ -145,10 +186,7 @@ func (m *Module) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setCookie(w, "", -1)
-	if err := m.svc.Events.Publish(r.Context(), events.TopicConsoleSignout, []byte("{}")); err != nil {
-		// Streams still re-check their session on their next refresh.
-		m.svc.Log.Warn("console: announcing a sign-out failed", "error", err.Error())
-	}
+	m.announceSignout(r.Context())
 	m.svc.Audit(r.Context(), store.AuditEvent{Actor: "admin", Action: "console.logout", Address: auth.Addr(r), Outcome: "ok"})
 	http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
 }
@@ -214,7 +252,91 @@ func (m *Module) locationsPage(w http.ResponseWriter, r *http.Request) {
 		m.unavailable(w, "locations", err)
 		return
 	}
-	m.render(w, http.StatusOK, "locations", pageData{Title: "Locations", Nav: "locations", Locations: list})
+	_, canDelete := m.locations.(LocationDeleter)
+	m.render(w, http.StatusOK, "locations", pageData{Title: "Locations", Nav: "locations", Locations: list,
+		CanDelete: canDelete, Notice: m.popFlash(r)})
+}
+
+// confirmDelete asks, on a page of its own, whether to delete the doshii location or vendor
+// (kind) of the path: the delete button of the locations page leads here, and only this page's
+// form carries the confirmation deleteDoshii requires.
+func (m *Module) confirmDelete(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := m.locations.(LocationDeleter); !ok {
+			http.NotFound(w, r)
+			return
+		}
+		id := r.PathValue("id")
+		c := &confirmation{ID: id, Back: "/admin/locations", Action: "/admin/" + kind + "s/" + id + "/delete"}
+		switch kind {
+		case "location":
+			c.Question, c.Button = "Delete location "+id+"?", "Delete the location"
+			c.Detail = "Its token stops working and its POS socket is closed at once, on every replica; the events waiting for it are deleted. This cannot be undone."
+			if l := m.location(r, id); l != nil {
+				c.Question = "Delete location " + l.Name + " (" + id + ")?"
+			}
+		default:
+			c.Question, c.Button = "Delete vendor "+id+"?", "Delete the vendor"
+			n := 0
+			if list, err := m.locations.LocationStatuses(r.Context()); err == nil {
+				for _, l := range list {
+					if l.VendorID == id {
+						n++
+					}
+				}
+			}
+			c.Detail = fmt.Sprintf("With its keys, its organisations and its %d locations: their tokens and JWTs stop working and their sockets (and the vendor's cloud socket) are closed at once, on every replica; the events waiting for them are deleted. This cannot be undone.", n)
+		}
+		m.render(w, http.StatusOK, "confirm", pageData{Title: "Confirm", Nav: "locations", Confirm: c})
+	}
+}
+
+// location finds a location of the locations page by id (nil when unknown or unreadable).
+func (m *Module) location(r *http.Request, id string) *app.LocationStatus {
+	list, err := m.locations.LocationStatuses(r.Context())
+	if err != nil {
+		return nil
+	}
+	for i := range list {
+		if list[i].ID == id {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
+// deleteDoshii deletes the doshii location or vendor (kind) of the path once the confirm page's
+// form says so (confirm=<the same id>); anything else deletes nothing. The outcome is shown on
+// the locations page.
+func (m *Module) deleteDoshii(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		d, ok := m.locations.(LocationDeleter)
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		id := r.PathValue("id")
+		if r.PostFormValue("confirm") != id {
+			http.Redirect(w, r, "/admin/"+kind+"s/"+id+"/delete", http.StatusSeeOther) // ask first
+			return
+		}
+		var err error
+		if kind == "location" {
+			err = d.DeleteLocation(r, id)
+		} else {
+			err = d.DeleteVendor(r, id)
+		}
+		if err != nil {
+			msg := "internal error"
+			if e, ok := errs.As(err); ok && e.Kind != errs.Internal {
+				msg = e.Message
+			}
+			m.setFlash(r, "Not deleted: "+msg)
+		} else {
+			m.setFlash(r, "Deleted "+kind+" "+id)
+		}
+		http.Redirect(w, r, "/admin/locations", http.StatusSeeOther)
+	}
 }
 
 // outletsPage lists the orderpay outlets: online or offline, since when, on which replica.

@@ -188,17 +188,24 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, s Spec) (*Conn, er
 	return c, nil
 }
 
-// serve runs a registered connection on the calling goroutine (the reader) until it is closed.
-func (c *Conn) serve() {
+// open does a registered connection's start-up work on the calling goroutine (Accept's, which
+// ends soon after): starts the writer, records presence, tells the dialect and the deliverer.
+// None of it runs on the reader, whose stack would keep the depth of a store write for the
+// life of the socket.
+func (c *Conn) open() {
 	h := c.h
-	defer h.live.Done()
 	go c.writeLoop()
 	h.putPresence(c)
 	if o, ok := c.handler.(Opener); ok {
 		o.Opened(c)
 	}
 	h.d.attach(c)
+}
 
+// serve runs an opened connection on the calling goroutine (the reader) until it is closed.
+func (c *Conn) serve() {
+	h := c.h
+	defer h.live.Done()
 	code := c.readLoop()
 
 	c.beginClose(code)

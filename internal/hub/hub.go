@@ -426,7 +426,8 @@ func sendableCode(c Code) bool {
 	return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 4000 && c <= 4999)
 }
 
-// Accept upgrades r (already authenticated by the dialect), registers the connection and
+// Accept upgrades r (already authenticated by the dialect), registers the connection, records its
+// presence (Opener runs here too) and
 // returns; the connection is served on its own reader and writer goroutines until it closes
 // (Closer tells when). Returning frees what the HTTP server kept for the request, which an idle
 // socket would otherwise hold for its whole life. It answers 503 without upgrading when the hub
@@ -458,6 +459,7 @@ func (h *Hub) Accept(w http.ResponseWriter, r *http.Request, s Spec) error {
 		_ = c.ws.Close(websocket.StatusCode(CodeGoingAway), "server shutting down")
 		return ErrShuttingDown
 	}
+	c.open()
 	go c.serve()
 	return nil
 }

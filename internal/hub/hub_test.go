@@ -537,10 +537,20 @@ func (p *stackProbe) HandleMessage(ctx context.Context, c *hub.Conn, msg []byte)
 	return c.Send(append([]byte("echo:"), msg...), nil)
 }
 
-func (p *stackProbe) Opened(c *hub.Conn) { p.s.opened <- c }
+// Opened notes being called on the reader goroutine (which runs Conn.serve) as "opened".
+func (p *stackProbe) Opened(c *hub.Conn) {
+	buf := make([]byte, 64<<10)
+	if st := string(buf[:runtime.Stack(buf, false)]); strings.Contains(st, "(*Conn).serve") || strings.Contains(st, "readLoop") {
+		p.mu.Lock()
+		p.onReader = append(p.onReader, "opened")
+		p.mu.Unlock()
+	}
+	p.s.opened <- c
+}
 
-// TestHandlerRunsOffTheReader: HandleMessage does not run on the connection's reader goroutine,
-// whose stack would keep whatever a deep handler grew it to for the life of an idle socket. And
+// TestHandlerRunsOffTheReader: HandleMessage and Opened (with the presence write beside it) do
+// not run on the connection's reader goroutine, whose stack would keep whatever a deep handler
+// grew it to for the life of an idle socket. And
 // a handler blocked on one connection does not hold back another connection's messages, nor
 // does it reorder its own connection's.
 func TestHandlerRunsOffTheReader(t *testing.T) {
@@ -568,6 +578,6 @@ func TestHandlerRunsOffTheReader(t *testing.T) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.onReader) > 0 {
-		t.Fatalf("HandleMessage ran on the reader goroutine for %q", p.onReader)
+		t.Fatalf("called on the reader goroutine: %q", p.onReader)
 	}
 }

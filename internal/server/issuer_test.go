@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -16,6 +17,8 @@ import (
 	"github.com/posgate/posgate/internal/server"
 	"github.com/posgate/posgate/internal/server/servertest"
 	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/store/pgtest"
+	"github.com/posgate/posgate/internal/store/postgres"
 )
 
 // issuerConfig is a plain-HTTP configuration on loopback with the given store and issuer.
@@ -35,7 +38,12 @@ func issuerConfig(t *testing.T, dataDir, dsn, issuer, previous string) *config.C
 // newServer builds (and closes at once) a server on cfg, returning New's error.
 func newServer(t *testing.T, cfg *config.Config) error {
 	t.Helper()
-	tok := secret.Generate(secret.PrefixAdminToken)
+	return newServerWithToken(t, cfg, secret.Generate(secret.PrefixAdminToken))
+}
+
+// newServerWithToken is newServer with POSGATE_ADMIN_TOKEN set to tok.
+func newServerWithToken(t *testing.T, cfg *config.Config, tok string) error {
+	t.Helper()
 	srv, err := server.New(context.Background(), server.Options{Config: cfg, Log: server.NewLogger(io.Discard, "info"), Out: io.Discard,
 		Getenv: func(k string) string {
 			if k == "POSGATE_ADMIN_TOKEN" {
@@ -176,6 +184,42 @@ func TestReplicaWithAnotherIssuerRefused(t *testing.T) {
 	}
 	if v, err := c.Svc.Store.InitSetting(context.Background(), store.SettingIssuer, x, c.Svc.Clock.Now()); err != nil || v != y {
 		t.Fatalf("recorded issuer %q, %v", v, err)
+	}
+}
+
+// TestFailedStartRecordsNoIssuer: a start that fails after the issuer was checked (here, a
+// POSGATE_ADMIN_TOKEN that is too short, found after the store is open) records nothing, so the
+// operator who fixes a typo in server.issuer along with the rest is not refused for it; the same
+// for a deliberate move to a mistyped issuer.
+func TestFailedStartRecordsNoIssuer(t *testing.T) {
+	const typo, good, moved = "https://atuh.example.test", "https://auth.example.test", "https://auth2.example.test"
+	dsn, dir := pgtest.NewDatabase(t), t.TempDir()
+	if err := newServerWithToken(t, issuerConfig(t, dir, dsn, typo, ""), "short"); err == nil || !strings.Contains(err.Error(), "POSGATE_ADMIN_TOKEN") {
+		t.Fatalf("first start with a bad admin token: %v", err)
+	}
+	st, err := postgres.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if v, err := st.Setting(context.Background(), store.SettingIssuer); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a failed first start recorded the issuer %q (%v)", v, err)
+	}
+	if err := newServer(t, issuerConfig(t, dir, dsn, good, "")); err != nil {
+		t.Fatalf("the corrected start: %v", err)
+	}
+	// A move to a mistyped issuer that fails to start moves nothing either.
+	if err := newServerWithToken(t, issuerConfig(t, dir, dsn, typo, good), "short"); err == nil {
+		t.Fatal("a move with a bad admin token started")
+	}
+	if v, err := st.Setting(context.Background(), store.SettingIssuer); err != nil || v != good {
+		t.Fatalf("after a failed move the store records %q (%v), want %q", v, err, good)
+	}
+	if err := newServer(t, issuerConfig(t, dir, dsn, moved, good)); err != nil {
+		t.Fatalf("the corrected move: %v", err)
+	}
+	if v, err := st.Setting(context.Background(), store.SettingIssuer); err != nil || v != moved {
+		t.Fatalf("after the move the store records %q (%v), want %q", v, err, moved)
 	}
 }
 

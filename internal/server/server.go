@@ -172,9 +172,8 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	if s.store, s.bus, err = open(ctx, cfg, s.log); err != nil {
 		return s, err
 	}
-	issuerMoved := false
 	if sharedStore(cfg.Store.Driver) {
-		if issuerMoved, err = agreeIssuer(ctx, s.store, s.issuer, cfg.Server.PreviousIssuer, clk.Now()); err != nil {
+		if err := checkIssuer(ctx, s.store, s.issuer, cfg.Server.PreviousIssuer); err != nil {
 			return s, err
 		}
 	}
@@ -202,12 +201,6 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		Auth:     auth.NewRegistry(),
 	}
 	s.svc = svc
-	if issuerMoved {
-		svc.Audit(ctx, store.AuditEvent{Actor: "admin", Action: "issuer.move", Target: s.issuer, Outcome: "ok",
-			Detail: "server.previous_issuer " + cfg.Server.PreviousIssuer + " replaced by server.issuer"})
-		s.log.Warn("the deployment's issuer moved; tokens minted under the previous one are refused from now on",
-			slog.String("previous_issuer", cfg.Server.PreviousIssuer), slog.String("issuer", s.issuer))
-	}
 	svc.Hub = newHub(cfg, s.store, s.bus, clk, s.log)
 	if err := s.startInfra("hub", svc.Hub); err != nil {
 		return s, err
@@ -306,6 +299,20 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 			canonicalPath(
 				limitBody(cfg.Server.MaxBodyBytes,
 					recordPattern("", public)))))
+
+	// Last, as nothing after it can fail: record the issuer (checkIssuer only read it).
+	if sharedStore(cfg.Store.Driver) {
+		moved, err := agreeIssuer(ctx, s.store, s.issuer, cfg.Server.PreviousIssuer, clk.Now())
+		if err != nil {
+			return s, err
+		}
+		if moved {
+			svc.Audit(ctx, store.AuditEvent{Actor: "admin", Action: "issuer.move", Target: s.issuer, Outcome: "ok",
+				Detail: "server.previous_issuer " + cfg.Server.PreviousIssuer + " replaced by server.issuer"})
+			s.log.Warn("the deployment's issuer moved; tokens minted under the previous one are refused from now on",
+				slog.String("previous_issuer", cfg.Server.PreviousIssuer), slog.String("issuer", s.issuer))
+		}
+	}
 
 	if o.Demo {
 		s.demo(ctx)

@@ -14,6 +14,10 @@ const SettingIssuer = "issuer"
 
 // Settings stores deployment-wide values. A value, once there, changes only by SwapSetting.
 type Settings interface {
+	// Setting returns name's value, ErrNotFound when it has none. It writes nothing: a replica
+	// checks its configuration with it before its start can fail, and records only once it can
+	// no longer fail.
+	Setting(ctx context.Context, name string) (string, error)
 	// InitSetting stores value under name unless name has a value already, and returns the value
 	// stored afterwards: value, or the one stored before (whichever replica's came first when
 	// several race). name and value must not be empty (else an error that is none of the

@@ -257,37 +257,55 @@ func (m *Module) writeLocation(w http.ResponseWriter, r *http.Request, l *store.
 	httpx.WriteJSON(w, http.StatusOK, v)
 }
 
-// adminDeleteLocation serves DELETE /doshii/locations/{id}: the location, its token and the
-// events waiting for it are gone; its POS sockets are closed (4003) on every replica and its
-// token and JWTs are refused there at once (a missed notice costs at most the location cache's
-// lifetime). Its vendor's cloud socket stays open for the vendor's other locations.
+// adminDeleteLocation serves DELETE /doshii/locations/{id} (see DeleteLocation).
 func (m *Module) adminDeleteLocation(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	id := r.PathValue("id")
+	if err := m.DeleteLocation(r, id); err != nil {
+		m.writeAdminError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
+}
+
+// DeleteLocation deletes location id for the admin making r (the admin API, the console): the
+// location, its token and the events waiting for it are gone; its POS sockets are closed (4003)
+// on every replica and its token and JWTs are refused there at once (a missed notice costs at
+// most the location cache's lifetime). Its vendor's cloud socket stays open for the vendor's
+// other locations. Errors are *errs.Error (NotFound, Unavailable).
+func (m *Module) DeleteLocation(r *http.Request, id string) error {
+	ctx := r.Context()
 	err := m.svc.Store.DeleteDoshiiLocation(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		m.writeAdminError(w, r, errs.New(errs.NotFound, "not_found", "no such location"))
-		return
+		return errs.New(errs.NotFound, "not_found", "no such location")
 	}
 	if err != nil {
 		m.auditAdmin(r, "doshii.location.delete", id, "error", "store")
-		m.writeAdminError(w, r, storeError(err))
-		return
+		return storeError(err)
 	}
 	m.announce(ctx, change{Location: id})
 	if m.sockets != nil {
 		m.sockets.hub.CloseTenant(context.WithoutCancel(ctx), locationTenant(id), hub.CodeDisabled, "location deleted")
 	}
 	m.auditAdmin(r, "doshii.location.delete", id, "ok", "")
+	return nil
+}
+
+// adminDeleteVendor serves DELETE /doshii/vendors/{id} (see DeleteVendor).
+func (m *Module) adminDeleteVendor(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := m.DeleteVendor(r, id); err != nil {
+		m.writeAdminError(w, r, err)
+		return
+	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
 }
 
-// adminDeleteVendor serves DELETE /doshii/vendors/{id}: the vendor with its keys, organisations,
-// locations and waiting events. Its cloud socket and its locations' sockets are closed (4003) on
-// every replica, and its keys, tokens and JWTs are refused there at once.
-func (m *Module) adminDeleteVendor(w http.ResponseWriter, r *http.Request) {
+// DeleteVendor deletes vendor id for the admin making r, with its keys, organisations,
+// locations and waiting events. Its cloud socket and its locations' sockets are closed (4003)
+// on every replica, and its keys, tokens and JWTs are refused there at once. Errors are
+// *errs.Error (NotFound, Unavailable).
+func (m *Module) DeleteVendor(r *http.Request, id string) error {
 	ctx := r.Context()
-	id := r.PathValue("id")
 	v, err := m.svc.Store.GetDoshiiVendor(ctx, id)
 	var ls []*store.DoshiiLocation
 	if err == nil {
@@ -297,13 +315,11 @@ func (m *Module) adminDeleteVendor(w http.ResponseWriter, r *http.Request) {
 		err = m.svc.Store.DeleteDoshiiVendor(ctx, id)
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		m.writeAdminError(w, r, errs.New(errs.NotFound, "not_found", "no such vendor"))
-		return
+		return errs.New(errs.NotFound, "not_found", "no such vendor")
 	}
 	if err != nil {
 		m.auditAdmin(r, "doshii.vendor.delete", id, "error", "store")
-		m.writeAdminError(w, r, storeError(err))
-		return
+		return storeError(err)
 	}
 	m.announce(ctx, change{Vendor: v.APIName})
 	for _, l := range ls {
@@ -317,5 +333,5 @@ func (m *Module) adminDeleteVendor(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	m.auditAdmin(r, "doshii.vendor.delete", id, "ok", "api_name="+v.APIName)
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
+	return nil
 }

@@ -6,7 +6,25 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/posgate/posgate/internal/metrics"
 )
+
+// Heartbeats and the store statements that record them, on /metrics.
+var (
+	heartbeatsTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "posgate", Name: "doshii_heartbeats_total",
+		Help: "Heartbeats received on doshii POS and cloud sockets.",
+	})
+	onlineWritesTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "posgate", Name: "doshii_online_writes_total",
+		Help: "Store statements writing the doshii heartbeats' online deadlines (one per batch).",
+	})
+)
+
+func init() { metrics.Registry.MustRegister(heartbeatsTotal, onlineWritesTotal) }
 
 // onlineStore is the store call the heartbeats' deadlines are written with.
 type onlineStore interface {
@@ -63,6 +81,7 @@ func newOnlineWriter(st onlineStore, log *slog.Logger, offlineAfter time.Duratio
 // beat records pc's heartbeat at now and sends its pong frame to to, at once or after the
 // batch holding the heartbeat is written (see onlineWriter).
 func (w *onlineWriter) beat(pc *posConn, to pongSender, now int64, frame []byte) {
+	heartbeatsTotal.Inc()
 	written := pc.written.Load()
 	urgent := written == 0 || now-written >= int64(w.offlineAfter/2)
 	w.mu.Lock()
@@ -139,6 +158,7 @@ func (w *onlineWriter) flush(ctx context.Context) {
 			}
 		}
 		w.statements.Add(1)
+		onlineWritesTotal.Inc()
 		if err := w.st.ExtendDoshiiOnline(ctx, locs, vendors); err != nil {
 			// The heartbeats are answered all the same: a store outage must not close POS
 			// sockets.

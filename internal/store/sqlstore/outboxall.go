@@ -17,8 +17,9 @@ func (s *Store) EnqueueOutboxAll(ctx context.Context, msgs []*store.OutboxMessag
 	return s.EnqueueOutboxHeld(ctx, msgs, nil)
 }
 
-// EnqueueOutboxHeld is EnqueueOutboxAll with holds (see insertOutbox); one message is one
-// statement, as EnqueueOutbox.
+// EnqueueOutboxHeld is EnqueueOutboxAll with holds (see insertOutbox). One message needs no
+// transaction: it is EnqueueOutbox's one statement (two when a hold is refused), without the
+// round trips of BEGIN and COMMIT on PostgreSQL.
 func (s *Store) EnqueueOutboxHeld(ctx context.Context, msgs []*store.OutboxMessage, holds []*store.OutboxHold) ([]*store.OutboxMessage, []bool, error) {
 	const op = "enqueue outbox messages"
 	if len(msgs) == 0 {
@@ -38,7 +39,7 @@ func (s *Store) EnqueueOutboxHeld(ctx context.Context, msgs []*store.OutboxMessa
 			return nil, nil, s.fail(op, err)
 		}
 	}
-	if len(msgs) == 1 && holds != nil {
+	if len(msgs) == 1 {
 		stored, created, err := s.enqueueOne(ctx, msgs[0], hold(0))
 		if err != nil {
 			if stored != nil {

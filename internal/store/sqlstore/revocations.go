@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/posgate/posgate/internal/store"
@@ -21,10 +22,39 @@ func (s *Store) AddRevocation(ctx context.Context, r store.Revocation) error {
 	if err := checkKind(r.Kind); err != nil {
 		return s.fail("add revocation", err)
 	}
+	if s.revocations != nil {
+		if _, err := s.writer(); err != nil {
+			return s.fail("add revocation", err)
+		}
+		return s.fail("add revocation", s.revocations.do(ctx, r))
+	}
 	_, err := s.exec(ctx, `INSERT INTO revocations (kind, subject, revoked_at, expires_at, reason)
 		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, subject) DO NOTHING`,
 		r.Kind, r.Value, ms(r.RevokedAt), ms(r.ExpiresAt), r.Reason)
 	return s.fail("add revocation", err)
+}
+
+// sendRevocations records reqs in one insert of many rows (see combiner); an entry already
+// there, or asked for twice, keeps the first.
+func (s *Store) sendRevocations(ctx context.Context, reqs []store.Revocation) []error {
+	var q strings.Builder
+	args := make([]any, 0, 5*len(reqs))
+	q.WriteString("INSERT INTO revocations (kind, subject, revoked_at, expires_at, reason) VALUES ")
+	for i, r := range reqs {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		n := len(args)
+		fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5)
+		args = append(args, r.Kind, r.Value, ms(r.RevokedAt), ms(r.ExpiresAt), r.Reason)
+	}
+	q.WriteString(" ON CONFLICT (kind, subject) DO NOTHING")
+	_, err := s.exec(ctx, q.String(), args...)
+	errs := make([]error, len(reqs))
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
 }
 
 // ListRevocationsSince returns the entries revoked at or after since that are still unexpired at

@@ -8,6 +8,12 @@ import (
 	"github.com/posgate/posgate/internal/store"
 )
 
+// Setting reads name's value.
+func (s *Store) Setting(ctx context.Context, name string) (string, error) {
+	v, err := s.setting(ctx, name)
+	return v, s.fail("get setting", err)
+}
+
 // InitSetting inserts name's value unless one is there and returns the stored value. The insert
 // and the read are two statements: a value is never deleted, so the read sees the first
 // replica's value or a later deliberate swap, both of which are the answer.

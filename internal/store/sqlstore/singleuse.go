@@ -20,11 +20,85 @@ func (s *Store) UseOnce(ctx context.Context, key string, at, expiresAt time.Time
 	if !expiresAt.After(at) {
 		return s.fail("use once", fmt.Errorf("expiry %s is not after use time %s", expiresAt, at))
 	}
+	if s.useOnces != nil {
+		if _, err := s.writer(); err != nil {
+			return s.fail("use once", err)
+		}
+		return s.fail("use once", s.useOnces.do(ctx, useOnceReq{key: key, at: ms(at), expires: ms(expiresAt)}))
+	}
 	n, err := s.exec(ctx, useOnceSQL, key, ms(at), ms(expiresAt))
 	if err == nil && n != 1 {
 		err = store.ErrAlreadyUsed
 	}
 	return s.fail("use once", err)
+}
+
+// useOnceReq is one UseOnce of a combined statement.
+type useOnceReq struct {
+	key         string
+	at, expires int64
+}
+
+// sendUseOnces records reqs in one upsert of many rows (see combiner), which decides each key as
+// useOnceSQL does: the rows it returns are the keys recorded. A key asked for twice goes in once;
+// its later requests are refused, as they would be one after the other.
+func (s *Store) sendUseOnces(ctx context.Context, reqs []useOnceReq) []error {
+	errs := make([]error, len(reqs))
+	first := make(map[string]int, len(reqs))
+	var q strings.Builder
+	args := make([]any, 0, 3*len(reqs))
+	q.WriteString("INSERT INTO single_use (name, used_at, expires_at) VALUES ")
+	for i, r := range reqs {
+		if _, dup := first[r.key]; dup {
+			errs[i] = store.ErrAlreadyUsed
+			continue
+		}
+		first[r.key] = i
+		if len(args) > 0 {
+			q.WriteString(", ")
+		}
+		fmt.Fprintf(&q, "($%d, $%d, $%d)", len(args)+1, len(args)+2, len(args)+3)
+		args = append(args, r.key, r.at, r.expires)
+	}
+	q.WriteString(` ON CONFLICT (name) DO UPDATE SET used_at = excluded.used_at, expires_at = excluded.expires_at
+		WHERE single_use.expires_at <= excluded.used_at RETURNING name`)
+	recorded := make(map[string]bool, len(first))
+	err := s.queryEach(ctx, q.String(), args, func(rows Rows) error {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return err
+		}
+		recorded[name] = true
+		return nil
+	})
+	for k, i := range first {
+		switch {
+		case err != nil:
+			errs[i] = err
+		case !recorded[k]:
+			errs[i] = store.ErrAlreadyUsed
+		}
+	}
+	return errs
+}
+
+// queryEach runs a write statement returning rows on the writer and calls fn for each row.
+func (s *Store) queryEach(ctx context.Context, query string, args []any, fn func(Rows) error) error {
+	w, err := s.writer()
+	if err != nil {
+		return err
+	}
+	rows, err := w.Query(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 const useOnceSQL = `INSERT INTO single_use (name, used_at, expires_at) VALUES ($1, $2, $3)

@@ -20,6 +20,10 @@ type Store struct {
 	classify func(error) Class
 	closeFn  func() error
 	closed   atomic.Bool
+	// On a database server, concurrent single-use records and revocations are combined into one
+	// statement each (combine.go); nil on SQLite, whose group commit already shares transactions.
+	useOnces    *combiner[useOnceReq]
+	revocations *combiner[store.Revocation]
 }
 
 var _ store.Store = (*Store)(nil)
@@ -39,8 +43,16 @@ func New(cfg Config) *Store {
 	} else {
 		cfg.Reader = withDeadline(cfg.Reader, cfg.Timeout)
 	}
-	return &Store{dialect: cfg.Dialect, w: cfg.Writer, r: cfg.Reader, classify: cfg.Classify, closeFn: cfg.Close}
+	s := &Store{dialect: cfg.Dialect, w: cfg.Writer, r: cfg.Reader, classify: cfg.Classify, closeFn: cfg.Close}
+	if s.dialect == PostgreSQL {
+		s.useOnces = &combiner[useOnceReq]{max: maxCombined, send: s.sendUseOnces}
+		s.revocations = &combiner[store.Revocation]{max: maxCombined, send: s.sendRevocations}
+	}
+	return s
 }
+
+// maxCombined bounds the requests of one combined statement.
+const maxCombined = 32
 
 // Ping checks the database answers.
 func (s *Store) Ping(ctx context.Context) error {

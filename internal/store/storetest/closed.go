@@ -34,6 +34,7 @@ func testClosed(t *testing.T, s store.Store) {
 	_, checks["ListAudit"] = s.ListAudit(ctx(t), 1)
 	checks["DeleteAuditBefore"] = s.DeleteAuditBefore(ctx(t), base)
 	_, checks["ListSigningKeys"] = s.ListSigningKeys(ctx(t))
+	_, checks["Setting"] = s.Setting(ctx(t), store.SettingIssuer)
 	_, checks["InitSetting"] = s.InitSetting(ctx(t), store.SettingIssuer, "https://a.example", base)
 	_, checks["GetConsoleSession"] = s.GetConsoleSession(ctx(t), []byte("h"), base)
 	checks["CreateConsoleSession"] = s.CreateConsoleSession(ctx(t), newConsoleSession("h", base, time.Hour, time.Hour))

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -59,4 +60,45 @@ func testRevocations(t *testing.T, s store.Store) {
 	eq(t, "j2 deleted", got, false)
 	ok(t, s.DeleteRevocationsExpiredBefore(ctx(t), base.Add(3*time.Hour)))
 	check(time.Time{}, time.Time{})
+}
+
+// testRevocationRace: concurrent revocations, of one entry and of many, all succeed; each entry
+// is recorded once, and for the one revoked many times it is one of the requests whole.
+func testRevocationRace(t *testing.T, s store.Store) {
+	const n = 40
+	errs := race(n, func(i int) error {
+		value := "shared"
+		if i%2 == 1 {
+			value = fmt.Sprintf("own-%d", i)
+		}
+		return s.AddRevocation(ctx(t), store.Revocation{Kind: "jti", Value: value, RevokedAt: base.Add(time.Duration(i) * time.Second),
+			ExpiresAt: base.Add(time.Hour), Reason: fmt.Sprintf("r%d", i)})
+	})
+	for _, err := range errs {
+		ok(t, err)
+	}
+	got, err := s.ListRevocationsSince(ctx(t), base, base)
+	ok(t, err)
+	eq(t, "entries", len(got), 1+n/2)
+	for _, r := range got {
+		if r.Value == "shared" && r.Reason != fmt.Sprintf("r%d", int(r.RevokedAt.Sub(base).Round(time.Second)/time.Second)) {
+			t.Fatalf("shared entry mixes requests: %+v", r)
+		}
+	}
+}
+
+// testSingleUseRaceMany: concurrent uses of many keys, each key raced by a few callers: every
+// key has exactly one winner.
+func testSingleUseRaceMany(t *testing.T, s store.Store) {
+	const keys, per = 16, 4
+	errs := race(keys*per, func(i int) error {
+		return s.UseOnce(ctx(t), fmt.Sprintf("many-%d", i%keys), base, base.Add(time.Minute))
+	})
+	for k := range keys {
+		var mine []error
+		for i := k; i < len(errs); i += keys {
+			mine = append(mine, errs[i])
+		}
+		oneWinner(t, mine, store.ErrAlreadyUsed)
+	}
 }

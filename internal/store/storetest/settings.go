@@ -15,11 +15,18 @@ func testSettings(t *testing.T, s store.Store) {
 		}
 	}
 	wantErr(t, s.SwapSetting(ctx(t), store.SettingIssuer, "https://a.example", "https://b.example", base), store.ErrNotFound)
+	_, err := s.Setting(ctx(t), store.SettingIssuer)
+	wantErr(t, err, store.ErrNotFound) // and reading did not record anything
+	_, err = s.Setting(ctx(t), store.SettingIssuer)
+	wantErr(t, err, store.ErrNotFound)
 
 	// The first value stays; a later InitSetting gets it back and changes nothing.
 	v, err := s.InitSetting(ctx(t), store.SettingIssuer, "https://a.example", base)
 	ok(t, err)
 	eq(t, "first init", v, "https://a.example")
+	v, err = s.Setting(ctx(t), store.SettingIssuer)
+	ok(t, err)
+	eq(t, "read after init", v, "https://a.example")
 	v, err = s.InitSetting(ctx(t), store.SettingIssuer, "https://b.example", base.Add(time.Second))
 	ok(t, err)
 	eq(t, "second init", v, "https://a.example")
@@ -41,6 +48,8 @@ func testSettings(t *testing.T, s store.Store) {
 	ok(t, s.SwapSetting(ctx(t), store.SettingIssuer, "https://a.example", "https://b.example", base.Add(time.Minute)))
 	v, _ = s.InitSetting(ctx(t), store.SettingIssuer, "https://z.example", base)
 	eq(t, "after swap", v, "https://b.example")
+	v, _ = s.Setting(ctx(t), store.SettingIssuer)
+	eq(t, "read after swap", v, "https://b.example")
 	v, _ = s.InitSetting(ctx(t), "other", "y", base)
 	eq(t, "other name untouched", v, "x")
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -119,4 +120,27 @@ func Run(t testing.TB, c *http.Client, base string, cases []Case) {
 // C is a Case from its fields in order (a table of cases reads better without field names).
 func C(name, method, path string, header http.Header, body string, status int, allow string, shape []string) Case {
 	return Case{Name: name, Method: method, Path: path, Header: header, Body: body, Status: status, Allow: allow, Shape: shape}
+}
+
+// CrossHostRedirect sends GET path through rt to a server that redirects it (302) to another
+// host, and returns the headers that other host received: a transport that adds a credential
+// must not send it there. It fails t when the redirect target was never reached.
+func CrossHostRedirect(t testing.TB, rt http.RoundTripper, path string) http.Header {
+	t.Helper()
+	var got http.Header
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header.Clone() }))
+	defer other.Close()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/x", http.StatusFound)
+	}))
+	defer api.Close()
+	resp, err := (&http.Client{Transport: rt}).Get(api.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got == nil {
+		t.Fatal("the redirect was not followed to the other host")
+	}
+	return got
 }

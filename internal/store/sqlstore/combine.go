@@ -1,0 +1,80 @@
+package sqlstore
+
+import (
+	"context"
+	"sync"
+)
+
+// combiner gathers the requests of one kind that arrive while a statement for earlier ones is in
+// flight, and sends them together as the next statement: on a database server one round trip,
+// one transaction and one commit for all of them, where the server's CPU per transaction is what
+// limits the write path. Nothing waits for company: a request that finds no statement in flight
+// is sent at once, alone, by its own caller. Every caller is answered only after the statement
+// that carried its request has returned (committed, or failed for all of them).
+type combiner[R any] struct {
+	max  int                                         // requests per statement
+	send func(ctx context.Context, reqs []R) []error // one statement; one error per request
+
+	mu      sync.Mutex
+	queue   []*combined[R]
+	running bool
+}
+
+type combined[R any] struct {
+	req  R
+	err  error
+	done chan struct{}
+}
+
+// do sends r, with whatever else is waiting, and returns its outcome. When ctx ends first, do
+// returns its error and r may or may not be written (as with any statement already sent).
+func (c *combiner[R]) do(ctx context.Context, r R) error {
+	p := &combined[R]{req: r, done: make(chan struct{})}
+	c.mu.Lock()
+	c.queue = append(c.queue, p)
+	if c.running {
+		c.mu.Unlock()
+	} else {
+		c.running = true
+		batch := c.take()
+		c.mu.Unlock()
+		c.run(batch) // p is in it
+	}
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// take removes the next statement's requests from the queue; c.mu is held.
+func (c *combiner[R]) take() []*combined[R] {
+	n := min(len(c.queue), c.max)
+	batch := make([]*combined[R], n)
+	copy(batch, c.queue)
+	c.queue = append(c.queue[:0], c.queue[n:]...)
+	return batch
+}
+
+// run sends batch, answers its callers, and hands what queued meanwhile to a new sender.
+func (c *combiner[R]) run(batch []*combined[R]) {
+	reqs := make([]R, len(batch))
+	for i, p := range batch {
+		reqs[i] = p.req
+	}
+	errs := c.send(context.Background(), reqs) // bounded by the writer's statement timeout
+	for i, p := range batch {
+		p.err = errs[i]
+		close(p.done)
+	}
+	c.mu.Lock()
+	if len(c.queue) == 0 {
+		c.running = false
+		c.mu.Unlock()
+		return
+	}
+	next := c.take()
+	c.mu.Unlock()
+	go c.run(next)
+}
