@@ -57,7 +57,7 @@ func runIdle(args []string) error {
 	fs.StringVar(&gc, "gc", "100,400", `server GC settings, one fresh server each: "GOGC" or "GOGC/GOMEMLIMIT" (e.g. 400/600MiB)`)
 	fs.StringVar(&o.server, "server", "hub", `"hub" (internal/hub), "bare" (coder/websocket with a reader and a pinger per socket), "doshii" (the hub with doshii's heartbeat codec: every client socket sends a heartbeat each -heartbeat and reads its pong) or "posgate" (posgate serve on SQLite: doshii POS sockets, one location token each, heartbeats as in doshii)`)
 	fs.StringVar(&o.bin, "bin", "", "posgate mode: the posgate binary (default: go build ./cmd/posgate)")
-	fs.DurationVar(&o.heartbeat, "heartbeat", 30*time.Second, "doshii server mode: how often each socket sends a heartbeat")
+	fs.DurationVar(&o.heartbeat, "heartbeat", 30*time.Second, "doshii and posgate server modes: how often each socket sends a heartbeat (posgate: 0 sends none, the baseline of pings only)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -72,8 +72,8 @@ func runIdle(args []string) error {
 	}
 	if o.server != "doshii" && o.server != "posgate" {
 		o.heartbeat = 0
-	} else if o.heartbeat < 100*time.Millisecond || o.heartbeat > 5*time.Minute {
-		return errors.New("-heartbeat in [100ms, 5m]")
+	} else if (o.heartbeat != 0 || o.server != "posgate") && (o.heartbeat < 100*time.Millisecond || o.heartbeat > 5*time.Minute) {
+		return errors.New("-heartbeat in [100ms, 5m] (posgate: or 0, pings only)")
 	}
 	if o.settle == 0 {
 		o.settle = 2 * o.ping
@@ -112,6 +112,8 @@ type serverStats struct {
 	Pongs      int64 `json:"pongs"` // doshii mode: heartbeats answered
 	// StoreWrites: posgate mode, the store statements that wrote heartbeats' online deadlines.
 	StoreWrites int64 `json:"store_writes"`
+	Released    int64 `json:"released"` // posgate mode: heap memory returned to the OS
+
 	// StartStack is the size new goroutines' stacks start at (the runtime adapts it to the
 	// average stack it scans).
 	StartStack int64 `json:"start_stack"`
@@ -256,6 +258,8 @@ func idleRun(self, gc string, o idleOptions) error {
 		cpu.Round(time.Millisecond), elapsed, float64(cpu.Microseconds())/elapsed/n,
 		float64(cpu.Microseconds())/elapsed/n*o.ping.Seconds())
 	if o.server == "posgate" {
+		fmt.Printf("  posgate: Go runtime's memory from the OS less what it returned, per socket: %.1f KiB (the rest of RSS is outside the Go runtime: SQLite's caches, binary)\n",
+			float64((last.Sys-last.Released)-(base.Sys-base.Released))/1024/n)
 		fmt.Printf("  posgate: the heap and stacks above are as sampled (no forced collection: garbage included); online-deadline store statements in window %d (%.2f/s) for %d heartbeats (%.1f/s)\n",
 			last.StoreWrites-first.StoreWrites, float64(last.StoreWrites-first.StoreWrites)/elapsed, last.Pongs-first.Pongs, float64(last.Pongs-first.Pongs)/elapsed)
 	}
@@ -452,9 +456,12 @@ func roleClient(args []string) error {
 						firstErr = err
 					}
 				} else {
-					if *heartbeat > 0 {
+					switch {
+					case *heartbeat > 0:
 						go heartbeats(c, *heartbeat)
-					} else {
+					case *tokens != "":
+						go discard(c) // posgate's doshii sockets send health checks: data frames
+					default:
 						c.CloseRead(context.Background()) // keeps reading: pings are answered
 					}
 					conns = append(conns, c)
@@ -471,6 +478,15 @@ func roleClient(args []string) error {
 	fmt.Printf("ready %d\n", len(conns))
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	return nil
+}
+
+// discard reads and drops every frame until the socket ends (pings are answered meanwhile).
+func discard(c *websocket.Conn) {
+	for {
+		if _, _, err := c.Read(context.Background()); err != nil {
+			return
+		}
+	}
 }
 
 // heartbeats is a doshii POS's socket: a heartbeat right away and then every d (the first one

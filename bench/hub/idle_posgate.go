@@ -127,6 +127,8 @@ func (p *idlePosgate) stats(bool) (*serverStats, error) {
 			s.StackInuse = int64(f)
 		case "go_memstats_sys_bytes":
 			s.Sys = int64(f)
+		case "go_memstats_heap_released_bytes":
+			s.Released = int64(f)
 		case "go_goroutines":
 			s.Goroutines = int(f)
 		case "go_memstats_next_gc_bytes":

@@ -6,6 +6,9 @@
 #
 #   bench/pgfloor/floor.sh setup            create the pbfloor database and its tables
 #   bench/pgfloor/floor.sh refresh [sslmode]  (also jwtbearer, consume, consume-nonotify)
+#   bench/pgfloor/floor.sh schema           create the pbschema database: posgate's own migrations
+#                                           (their Up sections) and schema-seed.sql
+#   bench/pgfloor/floor.sh real-refresh-one [sslmode]  (every real-*.sql runs on pbschema)
 set -e
 cd "$(dirname "$0")"
 PG="-h 127.0.0.1 -U postgres"
@@ -14,12 +17,22 @@ if [ "$1" = setup ]; then
 	psql -q $PG -d pbfloor -f setup.sql
 	exit
 fi
+if [ "$1" = schema ]; then
+	psql -q $PG -c 'DROP DATABASE IF EXISTS pbschema WITH (FORCE)' -c 'CREATE DATABASE pbschema'
+	for m in ../../internal/store/migrations/postgres/*.sql; do
+		sed -n '/+goose Up/,/+goose Down/p' "$m" | grep -v '+goose'
+	done | psql -q -v ON_ERROR_STOP=1 $PG -d pbschema
+	psql -q $PG -d pbschema -f schema-seed.sql
+	exit
+fi
+DB=pbfloor
+case "$1" in real-*) DB=pbschema ;; esac
 export PGSSLMODE=${2:-prefer}
 out=$(mktemp)
-pgbench $PG -n -M prepared -c 8 -j 2 -T 16 -f "$1.sql" pbfloor >"$out" 2>&1 &
+pgbench $PG -n -M prepared -c 8 -j 2 -T 16 -D cur=0 -f "$1.sql" $DB >"$out" 2>&1 &
 P=$!
 sleep 2
-PIDS=$(psql $PG -Atc "SELECT pid FROM pg_stat_activity WHERE (datname = 'pbfloor' AND pid <> pg_backend_pid()) OR backend_type = 'walwriter'")
+PIDS=$(psql $PG -Atc "SELECT pid FROM pg_stat_activity WHERE (datname = '$DB' AND pid <> pg_backend_pid()) OR backend_type = 'walwriter'")
 cpu() { # user+system clock ticks of $PIDS
 	local t=0
 	for p in $PIDS; do

@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,8 +35,20 @@ func TestAdminTokenFile(t *testing.T) {
 			t.Errorf("--token-file printed on stderr: %q", r.stderr)
 		}
 	}
+	// A pipe (what a shell's <(command) names) is private to its owner.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	if _, err := pw.WriteString(inst.AdminToken + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	r := posgate(t, "", "admin", "keys", "list", "--url", inst.URL, "--token-file", fmt.Sprintf("/dev/fd/%d", pr.Fd()))
+	mustOK(t, r, "keys list --token-file on a pipe")
 	// A file wins over the variable.
-	r := posgateEnv(t, map[string]string{"POSGATE_ADMIN_TOKEN": "pg_at_wrong"},
+	r = posgateEnv(t, map[string]string{"POSGATE_ADMIN_TOKEN": "pg_at_wrong"},
 		"admin", "keys", "list", "--url", inst.URL, "--token-file", writeToken(t, inst.AdminToken+"\n", 0o400))
 	mustOK(t, r, "--token-file over $POSGATE_ADMIN_TOKEN")
 

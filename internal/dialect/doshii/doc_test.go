@@ -12,6 +12,7 @@ import (
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/server/servertest"
 	"github.com/posgate/posgate/internal/testutil/doctest"
+	"github.com/posgate/posgate/internal/testutil/fakeupstream"
 )
 
 // TestDocWalkthrough runs docs/dialects/doshii.md against a real posgate, a recording upstream
@@ -53,7 +54,7 @@ func TestDocWalkthrough(t *testing.T) {
 
 	key := make([]byte, 32)
 	rand.Read(key)
-	up := newUpstream(t, key)
+	up := fakeupstream.Start(t, key)
 	dataDir := filepath.Join(dir, doctest.SetupDataDir)
 	inst := servertest.Start(t, servertest.Options{DataDir: dataDir, Configure: func(c *config.Config) {
 		c.Server.Addr = "localhost:0" // HTTPS with the generated certificate, as the set-up block expects
@@ -84,7 +85,7 @@ func TestDocWalkthrough(t *testing.T) {
 
 	// The upstream received exactly the two allowed venue calls, bound to the first venue, and
 	// never a credential; the refused ones never reached it.
-	reqs := up.requests()
+	reqs := up.Requests()
 	var paths []string
 	for _, r := range reqs {
 		paths = append(paths, r.Method+" "+r.Path)

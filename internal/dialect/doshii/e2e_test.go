@@ -11,64 +11,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/posgate/posgate/client/identity"
 	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/dialect/doshii"
 	"github.com/posgate/posgate/internal/server/servertest"
+	"github.com/posgate/posgate/internal/testutil/fakeupstream"
 )
-
-// recorded is one request the upstream received, with the identity it verified.
-type recorded struct {
-	Method, Path string
-	Header       http.Header
-	Body         []byte
-	Principal    *identity.Principal
-	VerifyErr    error
-}
-
-// upstream is a POS API stand-in on loopback that records what reaches it and verifies the
-// gateway's identity headers with the configured signing secret.
-type upstream struct {
-	*httptest.Server
-	mu   sync.Mutex
-	reqs []recorded
-}
-
-func newUpstream(t *testing.T, key []byte) *upstream {
-	t.Helper()
-	v, err := identity.NewVerifier(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &upstream{}
-	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		p, verr := v.Verify(r)
-		u.mu.Lock()
-		u.reqs = append(u.reqs, recorded{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body, Principal: p, VerifyErr: verr})
-		u.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"upstream":%q}`, r.Method+" "+r.URL.Path)
-	}))
-	t.Cleanup(u.Close)
-	return u
-}
-
-func (u *upstream) requests() []recorded {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]recorded(nil), u.reqs...)
-}
 
 // gatewayRoutes are the venue routes of the tests (the same as docs/dialects/doshii.md).
 var gatewayRoutes = []config.Route{
@@ -79,14 +34,14 @@ var gatewayRoutes = []config.Route{
 type e2e struct {
 	t    *testing.T
 	inst *servertest.Instance
-	up   *upstream
+	up   *fakeupstream.Server
 }
 
 func startE2E(t *testing.T) *e2e {
 	t.Helper()
 	key := make([]byte, 32)
 	rand.Read(key)
-	up := newUpstream(t, key)
+	up := fakeupstream.Start(t, key)
 	inst := servertest.Start(t, servertest.Options{Configure: func(c *config.Config) {
 		c.Routes = gatewayRoutes
 		c.Upstreams = map[string]string{"pos": up.URL}
@@ -192,12 +147,12 @@ func TestGatewayTenantBinding(t *testing.T) {
 		{"GET", "/pos/v3/venues/" + a.id + "/menu", nil, nil},
 		{"POST", "/pos/v3/orders", map[string]any{"locationId": a.id, "items": []any{}}, nil},
 	} {
-		before := len(e.up.requests())
+		before := len(e.up.Requests())
 		st, raw, _ := e.call(c.method, c.path, c.body, append(auth(a), c.hdr...)...)
 		if st != http.StatusOK {
 			t.Fatalf("%s %s: %d %s", c.method, c.path, st, raw)
 		}
-		reqs := e.up.requests()
+		reqs := e.up.Requests()
 		if len(reqs) != before+1 {
 			t.Fatalf("%s %s: upstream saw %d requests", c.method, c.path, len(reqs)-before)
 		}
@@ -215,7 +170,7 @@ func TestGatewayTenantBinding(t *testing.T) {
 	}
 
 	// Refused, nothing forwarded.
-	before := len(e.up.requests())
+	before := len(e.up.Requests())
 	for _, c := range []struct {
 		name, method, path string
 		body               any
@@ -247,7 +202,7 @@ func TestGatewayTenantBinding(t *testing.T) {
 			t.Fatalf("%v: %d %s, want 401 {\"message\"}", hdr[:1], st, raw)
 		}
 	}
-	if n := len(e.up.requests()); n != before {
+	if n := len(e.up.Requests()); n != before {
 		t.Fatalf("%d refused requests reached the upstream", n-before)
 	}
 	// B's own JWT works on the same route.

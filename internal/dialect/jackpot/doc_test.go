@@ -9,6 +9,7 @@ import (
 
 	"github.com/posgate/posgate/internal/config"
 	"github.com/posgate/posgate/internal/testutil/doctest"
+	"github.com/posgate/posgate/internal/testutil/fakeupstream"
 )
 
 // TestDocWalkthrough runs docs/dialects/jackpot.md: its yaml block is the gateway configuration,
@@ -48,7 +49,7 @@ func TestDocWalkthrough(t *testing.T) {
 		t.Fatalf("doc structure changed: %d yaml, %d python, %d sh blocks, %d expected outputs", yamlBlocks, pyBlocks, w.ShBlocks(), w.Expected())
 	}
 
-	up := newUpstream(t)
+	up := fakeupstream.Start(t, nil)
 	dataDir := filepath.Join(dir, doctest.SetupDataDir)
 	e := newEnv(t, envOptions{up: up, dataDir: dataDir, configure: func(c *config.Config) {
 		c.Server.Addr = "localhost:0" // HTTPS with the generated certificate, as the set-up block expects
@@ -74,7 +75,7 @@ func TestDocWalkthrough(t *testing.T) {
 	w.Check(t, out)
 	// The upstream saw each means once per forwarded call, never a credential.
 	var paths []string
-	for _, r := range up.requests() {
+	for _, r := range up.Requests() {
 		paths = append(paths, r.Method+" "+r.Path)
 		if r.Header.Get("Apikey") != "" || r.Header.Get("Authorization") != "" {
 			t.Errorf("credential forwarded on %s %s", r.Method, r.Path)

@@ -8,9 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,55 +17,10 @@ import (
 	"github.com/posgate/posgate/internal/dialect/jackpot"
 	"github.com/posgate/posgate/internal/server/servertest"
 	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/testutil/fakeupstream"
 )
 
 type storeClient = store.Client
-
-// recorded is one request the upstream received.
-type recorded struct {
-	Method, Path string
-	Header       http.Header
-	Body         []byte
-}
-
-// upstream is a POS API stand-in that records what reaches it.
-type upstream struct {
-	*httptest.Server
-	mu     sync.Mutex
-	reqs   []recorded
-	status map[string]int // path → status to answer (default 200)
-}
-
-func newUpstream(t *testing.T) *upstream {
-	u := &upstream{status: map[string]int{}}
-	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		u.mu.Lock()
-		u.reqs = append(u.reqs, recorded{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body})
-		st := u.status[r.URL.Path]
-		u.mu.Unlock()
-		if st == 0 {
-			st = http.StatusOK
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(st)
-		_, _ = w.Write([]byte(`{"upstream":"` + r.Method + " " + r.URL.Path + `"}`))
-	}))
-	t.Cleanup(u.Close)
-	return u
-}
-
-func (u *upstream) requests() []recorded {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]recorded(nil), u.reqs...)
-}
-
-func (u *upstream) setStatus(path string, status int) {
-	u.mu.Lock()
-	u.status[path] = status
-	u.mu.Unlock()
-}
 
 // Routes of the tests (the same as docs/dialects/jackpot.md).
 const (
@@ -96,7 +49,7 @@ func jackpotRoutes(upstreamURL string) func(*config.Config) {
 // env is a running posgate with jackpot routes in front of a recording upstream.
 type env struct {
 	inst *servertest.Instance
-	up   *upstream
+	up   *fakeupstream.Server
 	clk  *clock.Fake // nil when the instance runs on the real clock
 }
 
@@ -105,7 +58,7 @@ type envOptions struct {
 	driver    string
 	dsn       string
 	dataDir   string // shared by replicas: one master key opens every sealed API signature
-	up        *upstream
+	up        *fakeupstream.Server
 	configure func(*config.Config)
 }
 
@@ -113,7 +66,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	e := &env{up: o.up}
 	if e.up == nil {
-		e.up = newUpstream(t)
+		e.up = fakeupstream.Start(t, nil)
 	}
 	opts := servertest.Options{Driver: o.driver, DSN: o.dsn, DataDir: o.dataDir}
 	if o.fake {

@@ -21,6 +21,7 @@ import (
 	"github.com/posgate/posgate/internal/dialect/jackpot"
 	"github.com/posgate/posgate/internal/store/pgtest"
 	"github.com/posgate/posgate/internal/testutil/doctest"
+	"github.com/posgate/posgate/internal/testutil/fakeupstream"
 )
 
 func checkTokenErrorShape(t *testing.T, a answer, status int, code string) {
@@ -328,7 +329,7 @@ func TestReplay(t *testing.T) {
 // the other (same bytes and re-signed), and of many concurrent attempts exactly one wins.
 func TestReplayAcrossReplicas(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
-	up := newUpstream(t)
+	up := fakeupstream.Start(t, nil)
 	dir := t.TempDir()
 	// Replicas of one deployment share the master key (data dir) and the issuer name.
 	sameIssuer := func(c *config.Config) { c.Server.Issuer = "https://posgate.replicas.test" }
@@ -412,7 +413,7 @@ func checkJackpotError(t *testing.T, a answer, status int) {
 }
 
 // principalOf decodes the identity header the upstream received.
-func principalOf(t *testing.T, r recorded) map[string]any {
+func principalOf(t *testing.T, r fakeupstream.Request) map[string]any {
 	t.Helper()
 	h := r.Header.Get("X-Posgate-Principal")
 	if h == "" {
@@ -444,7 +445,7 @@ func TestMeansPerRoute(t *testing.T) {
 	if a := e.do(t, "PUT", confirmPath, bearer(m2m), nil); a.Status != 200 {
 		t.Fatalf("m2m route: %d %s", a.Status, a.Raw)
 	}
-	reqs := e.up.requests()
+	reqs := e.up.Requests()
 	if len(reqs) != 2 {
 		t.Fatalf("upstream got %d requests", len(reqs))
 	}
@@ -494,14 +495,14 @@ func TestMeansPerRoute(t *testing.T) {
 		{"empty bearer", "PUT", confirmPath, http.Header{"Authorization": {"Bearer "}}, 401},
 		{"tampered session token", "POST", reservePath, withJSON(bearer(tamper(session))), 401},
 	}
-	before := len(e.up.requests())
+	before := len(e.up.Requests())
 	for _, tc := range refusals {
 		t.Run(tc.name, func(t *testing.T) {
 			a := e.do(t, tc.method, tc.path, tc.h, []byte(`{"price":1}`))
 			checkJackpotError(t, a, tc.status)
 		})
 	}
-	if n := len(e.up.requests()); n != before {
+	if n := len(e.up.Requests()); n != before {
 		t.Fatalf("refused requests reached the upstream (%d)", n-before)
 	}
 
@@ -539,21 +540,21 @@ func TestSessionConsumedAndAmountCap(t *testing.T) {
 	// Above the amount: 403 in jackpot's shape, nothing forwarded.
 	r := e.do(t, "POST", reservePath, withJSON(bearer(tok)), []byte(`{"price":25.51}`))
 	checkJackpotError(t, r, 403)
-	if n := len(e.up.requests()); n != 0 {
+	if n := len(e.up.Requests()); n != 0 {
 		t.Fatalf("upstream got %d requests for a refused reservation", n)
 	}
 	// A non-2xx answer does not consume the session.
-	e.up.setStatus(reservePath, http.StatusConflict)
+	e.up.SetStatus(reservePath, http.StatusConflict)
 	if r := e.do(t, "POST", reservePath, withJSON(bearer(tok)), []byte(`{"price":25.5}`)); r.Status != http.StatusConflict {
 		t.Fatalf("reserve answered 409 upstream: %d %s", r.Status, r.Raw)
 	}
-	e.up.setStatus(reservePath, http.StatusOK)
+	e.up.SetStatus(reservePath, http.StatusOK)
 	// Exactly the amount: forwarded, with the session claims in the identity header.
 	r = e.do(t, "POST", reservePath, withJSON(bearer(tok)), []byte(`{"price":25.5}`))
 	if r.Status != 200 {
 		t.Fatalf("reserve at the amount: %d %s", r.Status, r.Raw)
 	}
-	reqs := e.up.requests()
+	reqs := e.up.Requests()
 	p := principalOf(t, reqs[len(reqs)-1])
 	claims, _ := p["claims"].(map[string]any)
 	if p["means"] != jackpot.AuthSession || p["client"] != c.ID || claims["amount"] != 25.5 ||
@@ -563,7 +564,7 @@ func TestSessionConsumedAndAmountCap(t *testing.T) {
 	// Consumed: the session token no longer works anywhere.
 	r = e.do(t, "POST", reservePath, withJSON(bearer(tok)), []byte(`{"price":1}`))
 	checkJackpotError(t, r, 401)
-	if n := len(e.up.requests()); n != len(reqs) {
+	if n := len(e.up.Requests()); n != len(reqs) {
 		t.Fatalf("a consumed session reached the upstream")
 	}
 }
@@ -655,7 +656,7 @@ print(jwt.encode(claims, os.environ["API_SIGNATURE"], algorithm="HS256"))
 	if r.Status != 200 {
 		t.Fatalf("reserve: %d %s", r.Status, r.Raw)
 	}
-	reqs := e.up.requests()
+	reqs := e.up.Requests()
 	claims, _ := principalOf(t, reqs[len(reqs)-1])["claims"].(map[string]any)
 	if claims["amount"] != 19.99 || claims["userId"] != float64(7) || claims["forceManualConfirm"] != false {
 		t.Fatalf("claims %v", claims)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"runtime/metrics"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,12 +22,21 @@ func goroutinesCreated() uint64 {
 	return s[0].Value.Uint64()
 }
 
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkGroupWrite measures what one write through the group writer costs the process besides
 // SQLite's own work: allocations, goroutines started (each one a thread wake-up on an idle
-// processor) and commits (fsyncs) per write. "serial": one caller, every write its own commit;
-// "parallel": 8 callers per processor sharing commits. A write is UseOnce (one statement, one
-// unit), an INSERT … RETURNING read in its unit, or CreateRefreshFamily (a transaction of two
-// statements).
+// processor), commits (fsyncs) and the process's CPU time per write (the wall time is the
+// fsyncs'). "serial": one caller, every write its own commit; "parallel": 8 callers per processor
+// sharing commits. A write is UseOnce (one statement, one unit), an INSERT … RETURNING read in its
+// unit, or CreateRefreshFamily (a transaction of two statements).
 func BenchmarkGroupWrite(b *testing.B) {
 	now := time.Now().Truncate(time.Millisecond)
 	writes := map[string]func(s *Store, i int64) error{
@@ -59,7 +69,7 @@ func BenchmarkGroupWrite(b *testing.B) {
 				}
 				defer s.Close()
 				var n atomic.Int64
-				commits, gs := s.group.commits.Load(), goroutinesCreated()
+				commits, gs, cpu := s.group.commits.Load(), goroutinesCreated(), cpuTime()
 				b.ReportAllocs()
 				b.ResetTimer()
 				if par {
@@ -83,6 +93,7 @@ func BenchmarkGroupWrite(b *testing.B) {
 				ops := float64(n.Load())
 				b.ReportMetric(float64(s.group.commits.Load()-commits)/ops, "commits/op")
 				b.ReportMetric(float64(goroutinesCreated()-gs)/ops, "goroutines/op")
+				b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/ops, "cpu-µs/op")
 			})
 		}
 	}
