@@ -197,6 +197,10 @@ func TestEchoAndSendResult(t *testing.T) {
 	if got := read(t, ws); got != "pushed" {
 		t.Fatalf("got %q", got)
 	}
+	// Sent counts a frame before it is written: once the peer has read two, both are counted.
+	if n := c.Sent(); n != 2 {
+		t.Fatalf("Sent() = %d after two frames read by the peer, want 2", n)
+	}
 	_ = ws.Close(websocket.StatusNormalClosure, "bye")
 	if _, code := s.waitGone(); code != hub.CodeNormal {
 		t.Fatalf("close code %d, want 1000", code)

@@ -13,6 +13,7 @@ import (
 	"github.com/posgate/posgate/internal/hub"
 	"github.com/posgate/posgate/internal/rendezvous"
 	"github.com/posgate/posgate/internal/store"
+	"golang.org/x/time/rate"
 )
 
 // slowOutbox stores answers; the answer to "slow" waits until release is closed.
@@ -69,4 +70,28 @@ func TestAnswersOfOneSocketStoredSideBySide(t *testing.T) {
 	if a, b := <-ob.stored, <-ob.stored; a != `{"RequestID":"slow","n":1}` || b != `{"RequestID":"slow","n":2}` {
 		t.Fatalf("answers to slow stored as %s then %s, want the first sent first", a, b)
 	}
+}
+
+// The flood bound: every message up to the number of frames sent passes, however fast; the
+// messages beyond count against the rate, and a burst of them is refused. (The old bound
+// counted every message, so a busy outlet answering its requests was closed.)
+func TestFloodBoundCountsOnlyUnasked(t *testing.T) {
+	h := &connHandler{limiter: rate.NewLimiter(answerRate, answerBurst)}
+	const sent = 5 * answerBurst
+	for i := range sent {
+		if !h.allow(sent) {
+			t.Fatalf("answer %d of %d asked for was refused", i+1, sent)
+		}
+	}
+	// Nothing more was sent: what follows is unasked. The loop is far faster than the refill
+	// (answerRate a second), so it stops at about the burst, long before its own cap.
+	for i := range 200 * answerBurst {
+		if !h.allow(sent) {
+			if i < answerBurst {
+				t.Fatalf("refused after %d unasked messages, before the burst of %d", i, answerBurst)
+			}
+			return
+		}
+	}
+	t.Fatal("unasked messages were never refused")
 }

@@ -112,9 +112,7 @@ func (h *connHandler) HandleMessage(ctx context.Context, c *hub.Conn, msg []byte
 		h.slots = make(chan struct{}, answersInFlight)
 		h.storing = map[string]chan struct{}{}
 	})
-	// Up to one message per frame sent to the POS is an answer it was asked for; only the
-	// messages beyond that count against the rate.
-	if h.read.Add(1) > c.Sent() && !h.limiter.Allow() {
+	if !h.allow(c.Sent()) {
 		messagesDropped.WithLabelValues("flood").Inc()
 		return &hub.CloseError{Code: hub.CodePolicy, Reason: "too many messages"}
 	}
@@ -151,6 +149,13 @@ func (h *connHandler) HandleMessage(ctx context.Context, c *hub.Conn, msg []byte
 		}
 	}()
 	return nil
+}
+
+// allow counts one message read from the POS, sent being the frames the connection has begun
+// sending it. Up to one message per frame sent is an answer it was asked for; only the messages
+// beyond that count against the rate.
+func (h *connHandler) allow(sent uint64) bool {
+	return h.read.Add(1) <= sent || h.limiter.Allow()
 }
 
 // store stores one answer; a *hub.CloseError asks to close the connection.
