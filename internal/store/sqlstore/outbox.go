@@ -403,6 +403,30 @@ func (s *Store) CountOutbox(ctx context.Context, queue string) (int, error) {
 	return int(n), s.fail("count outbox messages", err)
 }
 
+// ListOutboxClaimable reads the queues with a message a claim at now could take.
+func (s *Store) ListOutboxClaimable(ctx context.Context, now time.Time) ([]string, error) {
+	const op = "list claimable outbox queues"
+	r, err := s.reader()
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	rows, err := r.Query(ctx, `SELECT DISTINCT queue FROM outbox WHERE `+outboxOpen+` AND expires_at > $1
+		AND (lease_until IS NULL OR lease_until <= $1)`, ms(now))
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var q string
+		if err := rows.Scan(&q); err != nil {
+			return nil, s.fail(op, err)
+		}
+		out = append(out, q)
+	}
+	return out, s.fail(op, rows.Err())
+}
+
 // outboxDeleteBatch bounds one DELETE of finished messages, for the reason auditDeleteBatch does.
 const outboxDeleteBatch = 1000
 
