@@ -10,6 +10,7 @@ import (
 
 	"github.com/posgate/posgate/internal/app"
 	"github.com/posgate/posgate/internal/clock"
+	"github.com/posgate/posgate/internal/hub"
 	"github.com/posgate/posgate/internal/rendezvous"
 	"github.com/posgate/posgate/internal/store"
 )
@@ -48,7 +49,7 @@ func TestAnswersOfOneSocketStoredSideBySide(t *testing.T) {
 	h := &connHandler{m: m, outlet: &store.OrderpayOutlet{ID: "op_1"}, queue: tenant("op_1")}
 	go func() {
 		for _, msg := range []string{`{"RequestID":"slow","n":1}`, `{"RequestID":"slow","n":2}`, `{"RequestID":"fast","n":3}`} {
-			if err := h.HandleMessage(context.Background(), nil, []byte(msg)); err != nil {
+			if err := h.HandleMessage(context.Background(), new(hub.Conn), []byte(msg)); err != nil {
 				t.Error(err)
 			}
 		}

@@ -35,8 +35,10 @@ type answer struct {
 	RequestID string
 }
 
-// Flood bounds of one POS connection: messages per second (and burst), and how many answers for
-// requests it was never sent it may send before the connection is closed.
+// Flood bounds of one POS connection: messages per second (and burst) beyond those the
+// connection was sent, and how many answers for requests it was never sent it may send before
+// the connection is closed. A POS answering every request it is sent is never limited, however
+// busy its outlet: the rate bounds only what it sends unasked.
 const (
 	answerRate     = 500
 	answerBurst    = 1000
@@ -82,6 +84,7 @@ type connHandler struct {
 	once    sync.Once
 	limiter *rate.Limiter
 	strays  atomic.Int32  // answers for requests this outlet was never sent
+	read    atomic.Uint64 // messages read from the POS on this connection
 	slots   chan struct{} // answers being stored
 
 	mu      sync.Mutex
@@ -109,7 +112,9 @@ func (h *connHandler) HandleMessage(ctx context.Context, c *hub.Conn, msg []byte
 		h.slots = make(chan struct{}, answersInFlight)
 		h.storing = map[string]chan struct{}{}
 	})
-	if !h.limiter.Allow() {
+	// Up to one message per frame sent to the POS is an answer it was asked for; only the
+	// messages beyond that count against the rate.
+	if h.read.Add(1) > c.Sent() && !h.limiter.Allow() {
 		messagesDropped.WithLabelValues("flood").Inc()
 		return &hub.CloseError{Code: hub.CodePolicy, Reason: "too many messages"}
 	}
