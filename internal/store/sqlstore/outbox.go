@@ -359,16 +359,22 @@ func (s *Store) RenewOutbox(ctx context.Context, queue, owner string, now, lease
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
+	ids, err := scanStrings(rows)
+	return ids, s.fail(op, err)
+}
+
+// scanStrings reads rows of one text column and closes them; an empty result is an empty slice.
+func scanStrings(rows Rows) ([]string, error) {
 	defer rows.Close()
-	ids := []string{}
+	out := []string{}
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, s.fail(op, err)
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
 		}
-		ids = append(ids, id)
+		out = append(out, v)
 	}
-	return ids, s.fail(op, rows.Err())
+	return out, rows.Err()
 }
 
 // ReleaseOutbox ends every lease owner holds on an open message of queue.
@@ -415,16 +421,8 @@ func (s *Store) ListOutboxClaimable(ctx context.Context, now time.Time) ([]strin
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var q string
-		if err := rows.Scan(&q); err != nil {
-			return nil, s.fail(op, err)
-		}
-		out = append(out, q)
-	}
-	return out, s.fail(op, rows.Err())
+	qs, err := scanStrings(rows)
+	return qs, s.fail(op, err)
 }
 
 // outboxDeleteBatch bounds one DELETE of finished messages, for the reason auditDeleteBatch does.
