@@ -42,6 +42,7 @@ type idleOptions struct {
 	// none; the doshii server mode).
 	heartbeat time.Duration
 	bin       string // posgate mode: a built posgate binary ("" builds ./cmd/posgate)
+	dialect   string // posgate mode: the POS sockets' dialect, doshii | orderpay
 }
 
 func runIdle(args []string) error {
@@ -57,6 +58,7 @@ func runIdle(args []string) error {
 	fs.StringVar(&gc, "gc", "100,400", `server GC settings, one fresh server each: "GOGC" or "GOGC/GOMEMLIMIT" (e.g. 400/600MiB)`)
 	fs.StringVar(&o.server, "server", "hub", `"hub" (internal/hub), "bare" (coder/websocket with a reader and a pinger per socket), "doshii" (the hub with doshii's heartbeat codec: every client socket sends a heartbeat each -heartbeat and reads its pong) or "posgate" (posgate serve on SQLite: doshii POS sockets, one location token each, heartbeats as in doshii)`)
 	fs.StringVar(&o.bin, "bin", "", "posgate mode: the posgate binary (default: go build ./cmd/posgate)")
+	fs.StringVar(&o.dialect, "dialect", "doshii", `posgate mode: "doshii" (one location and token per socket, heartbeats) or "orderpay" (one outlet and single-use ticket per socket on /ws, pings only)`)
 	fs.DurationVar(&o.heartbeat, "heartbeat", 30*time.Second, "doshii and posgate server modes: how often each socket sends a heartbeat (posgate: 0 sends none, the baseline of pings only)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -67,10 +69,11 @@ func runIdle(args []string) error {
 	if o.ping < 100*time.Millisecond || o.ping > time.Minute || (o.server != "hub" && o.server != "bare" && o.server != "doshii" && o.server != "posgate") {
 		return errors.New(`-ping in [100ms, 1m]; -server "hub", "bare", "doshii" or "posgate"`)
 	}
-	if o.server == "posgate" && o.ping < time.Second {
-		return errors.New("-server posgate: -ping at least 1s (hub.ping_interval is in seconds)")
+	if o.server == "posgate" && (o.ping < time.Second || (o.dialect != "doshii" && o.dialect != "orderpay")) {
+		return errors.New(`-server posgate: -ping at least 1s (hub.ping_interval is in seconds), -dialect "doshii" or "orderpay"`)
 	}
-	if o.server != "doshii" && o.server != "posgate" {
+	if o.server != "doshii" && (o.server != "posgate" || o.dialect == "orderpay") {
+		// An orderpay POS sends nothing on an idle socket: the server's pings are its keepalive.
 		o.heartbeat = 0
 	} else if (o.heartbeat != 0 || o.server != "posgate") && (o.heartbeat < 100*time.Millisecond || o.heartbeat > 5*time.Minute) {
 		return errors.New("-heartbeat in [100ms, 5m] (posgate: or 0, pings only)")
@@ -88,8 +91,12 @@ func runIdle(args []string) error {
 	if err != nil {
 		return err
 	}
+	server := o.server
+	if server == "posgate" {
+		server += " (" + o.dialect + ")"
+	}
 	fmt.Printf("idle sockets: %d in one %s server process, clients in %d processes over %d source addresses, ping every %s; settle %s, sample %s\n",
-		o.sockets, o.server, o.procs, o.addrs, o.ping, o.settle, o.window)
+		o.sockets, server, o.procs, o.addrs, o.ping, o.settle, o.window)
 	for _, g := range o.gc {
 		if err := idleRun(self, g, o); err != nil {
 			return fmt.Errorf("gc %s: %w", g, err)
@@ -124,7 +131,7 @@ func idleRun(self, gc string, o idleOptions) error {
 	var stats func(gc bool) (*serverStats, error)
 	var wsURL, tokenPrefix string
 	if o.server == "posgate" {
-		ps, err := startIdlePosgate(context.Background(), o.sockets, o.ping, gogc, limit, o.bin)
+		ps, err := startIdlePosgate(context.Background(), o.dialect, o.sockets, o.ping, gogc, limit, o.bin)
 		if err != nil {
 			return err
 		}
@@ -260,7 +267,10 @@ func idleRun(self, gc string, o idleOptions) error {
 	if o.server == "posgate" {
 		fmt.Printf("  posgate: Go runtime's memory from the OS less what it returned, per socket: %.1f KiB (the rest of RSS is outside the Go runtime: SQLite's caches, binary)\n",
 			float64((last.Sys-last.Released)-(base.Sys-base.Released))/1024/n)
-		fmt.Printf("  posgate: the heap and stacks above are as sampled (no forced collection: garbage included); online-deadline store statements in window %d (%.2f/s) for %d heartbeats (%.1f/s)\n",
+		fmt.Printf("  posgate: the heap and stacks above are as sampled (no forced collection: garbage included)\n")
+	}
+	if o.server == "posgate" && o.dialect == "doshii" {
+		fmt.Printf("  posgate: online-deadline store statements in window %d (%.2f/s) for %d heartbeats (%.1f/s)\n",
 			last.StoreWrites-first.StoreWrites, float64(last.StoreWrites-first.StoreWrites)/elapsed, last.Pongs-first.Pongs, float64(last.Pongs-first.Pongs)/elapsed)
 	}
 	if o.heartbeat > 0 {

@@ -26,6 +26,7 @@ type Outbox interface {
 	CompleteOutboxBatch(ctx context.Context, queue string, ids []string, at time.Time) (int, error)
 	ReleaseOutbox(ctx context.Context, queue, owner string) error
 	CountOutbox(ctx context.Context, queue string) (int, error)
+	ListOutboxClaimable(ctx context.Context, now time.Time) ([]string, error)
 }
 
 // DeliveryMode says when a delivered message is finished.
@@ -363,17 +364,32 @@ func writeAll(conns []*Conn, frame []byte) *Conn {
 	return ok
 }
 
-// poll looks at every local queue (a lost wake-up only delays a message) and updates the outbox
-// depth gauge. Expiry and cleanup are the server's housekeeping (the outbox module).
+// poll runs the delivery of every local queue that has something to claim or hand over (a lost
+// wake-up only delays a message) and updates the outbox depth gauge. Which queues have claimable
+// messages is one read: an idle socket's queue costs no claim (on SQLite a write) per poll.
+// Expiry and cleanup are the server's housekeeping (the outbox module).
 func (d *deliverer) poll(ctx context.Context) {
 	ob := d.h.o.Outbox
 	if n, err := ob.CountOutbox(ctx, ""); err == nil {
 		metrics.OutboxDepth.Set(float64(n))
 	}
+	claimable, err := ob.ListOutboxClaimable(ctx, d.h.o.Clock.Now())
+	if err != nil {
+		if ctx.Err() == nil {
+			d.h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: listing claimable outbox queues failed", slog.String("error", err.Error()))
+		}
+		return
+	}
+	due := make(map[string]bool, len(claimable))
+	for _, q := range claimable {
+		due[q] = true
+	}
 	d.mu.Lock()
-	names := make([]string, 0, len(d.queues))
-	for q := range d.queues {
-		names = append(names, q)
+	var names []string
+	for q, st := range d.queues {
+		if due[q] || len(st.handoff) > 0 {
+			names = append(names, q)
+		}
 	}
 	d.mu.Unlock()
 	// One queue at a time: a poll over thousands of idle queues must not become a burst of

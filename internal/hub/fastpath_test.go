@@ -3,9 +3,12 @@ package hub_test
 import (
 	"context"
 	"crypto/sha256"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/events"
@@ -271,4 +274,49 @@ func getMsg(t *testing.T, st hubStore, queue, id string) *store.OutboxMessage {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// pollCountingStore counts the deliverer's polls: each begins with one CountOutbox of every
+// queue (the depth gauge).
+type pollCountingStore struct {
+	*countingStore
+	polls atomic.Int32
+}
+
+func (s *pollCountingStore) CountOutbox(ctx context.Context, queue string) (int, error) {
+	if queue == "" {
+		s.polls.Add(1)
+	}
+	return s.countingStore.CountOutbox(ctx, queue)
+}
+
+// The poll claims only queues with something to claim: idle sockets cost no claim (on SQLite a
+// write transaction each) per poll, and a message enqueued without a notice is still delivered
+// by the poll.
+func TestPollClaimsOnlyClaimableQueues(t *testing.T) {
+	st := &pollCountingStore{countingStore: &countingStore{hubStore: openSQLite(t)}}
+	s := newServer(t, hub.Options{Outbox: st, PollInterval: 5 * time.Millisecond})
+	var sockets []*websocket.Conn
+	for i := range 5 {
+		q := "orderpay:idle" + strconv.Itoa(i)
+		ws, _ := s.dialURL(s.url(q, true)+"&deliver=answer", nil)
+		waitIdle(t, s.hub, q)
+		sockets = append(sockets, ws)
+	}
+	claims, polls := st.claims.Load(), st.polls.Load()
+	deadline := time.Now().Add(testTimeout)
+	for st.polls.Load() < polls+5 {
+		if time.Now().After(deadline) {
+			t.Fatal("the deliverer does not poll")
+		}
+		time.Sleep(time.Millisecond) // polling a counter, not waiting for a duration
+	}
+	if n := st.claims.Load() - claims; n != 0 {
+		t.Fatalf("%d claims in 4 polls of 5 idle queues, want none", n)
+	}
+	enqueue(t, st, "orderpay:idle3", "r1") // no notice: only the poll finds it
+	if got := read(t, sockets[3]); got != "r1" {
+		t.Fatalf("got %q, want r1", got)
+	}
+	waitState(t, st, "orderpay:idle3", "r1", store.OutboxSent)
 }

@@ -139,6 +139,11 @@ type Outbox interface {
 	ExpireOutbox(ctx context.Context, now time.Time) (int, error)
 	// CountOutbox returns how many messages of queue ("" = every queue) are open.
 	CountOutbox(ctx context.Context, queue string) (int, error)
+	// ListOutboxClaimable returns, in no order and each once, the queues that have an open
+	// message unexpired at now whose lease is free (released, never taken, run out at now): every
+	// queue a claim at now could take something from (and perhaps some it could not, whose
+	// older message another owner holds). It is a read: a poller claims only these queues.
+	ListOutboxClaimable(ctx context.Context, now time.Time) ([]string, error)
 	// DeleteOutboxFinishedBefore deletes done and expired messages whose DoneAt is before t and
 	// returns how many. Open messages are never deleted.
 	DeleteOutboxFinishedBefore(ctx context.Context, t time.Time) (int, error)

@@ -359,16 +359,22 @@ func (s *Store) RenewOutbox(ctx context.Context, queue, owner string, now, lease
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
+	ids, err := scanStrings(rows)
+	return ids, s.fail(op, err)
+}
+
+// scanStrings reads rows of one text column and closes them; an empty result is an empty slice.
+func scanStrings(rows Rows) ([]string, error) {
 	defer rows.Close()
-	ids := []string{}
+	out := []string{}
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, s.fail(op, err)
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
 		}
-		ids = append(ids, id)
+		out = append(out, v)
 	}
-	return ids, s.fail(op, rows.Err())
+	return out, rows.Err()
 }
 
 // ReleaseOutbox ends every lease owner holds on an open message of queue.
@@ -401,6 +407,22 @@ func (s *Store) CountOutbox(ctx context.Context, queue string) (int, error) {
 		err = r.QueryRow(ctx, `SELECT COUNT(*) FROM outbox WHERE queue = $1 AND `+outboxOpen, queue).Scan(&n)
 	}
 	return int(n), s.fail("count outbox messages", err)
+}
+
+// ListOutboxClaimable reads the queues with a message a claim at now could take.
+func (s *Store) ListOutboxClaimable(ctx context.Context, now time.Time) ([]string, error) {
+	const op = "list claimable outbox queues"
+	r, err := s.reader()
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	rows, err := r.Query(ctx, `SELECT DISTINCT queue FROM outbox WHERE `+outboxOpen+` AND expires_at > $1
+		AND (lease_until IS NULL OR lease_until <= $1)`, ms(now))
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	qs, err := scanStrings(rows)
+	return qs, s.fail(op, err)
 }
 
 // outboxDeleteBatch bounds one DELETE of finished messages, for the reason auditDeleteBatch does.

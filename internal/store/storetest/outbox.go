@@ -540,6 +540,7 @@ func testOutboxClosed(t *testing.T, s store.Store) {
 	checks["ReleaseOutbox"] = s.ReleaseOutbox(ctx(t), "q", "c")
 	_, checks["ExpireOutbox"] = s.ExpireOutbox(ctx(t), base)
 	_, checks["CountOutbox"] = s.CountOutbox(ctx(t), "")
+	_, checks["ListOutboxClaimable"] = s.ListOutboxClaimable(ctx(t), base)
 	_, checks["DeleteOutboxFinishedBefore"] = s.DeleteOutboxFinishedBefore(ctx(t), base)
 	checks["PutPresence"] = s.PutPresence(ctx(t), &store.Presence{ConnID: "c", Tenant: "t", Replica: "r", Since: base, SeenAt: base})
 	checks["TouchPresence"] = s.TouchPresence(ctx(t), "c", base)
@@ -953,6 +954,37 @@ func testOutboxRenew(t *testing.T, s store.Store) {
 	if m.LeaseOwner != "" || m.LeaseUntil != nil {
 		t.Errorf("answered message leased: %q until %v", m.LeaseOwner, m.LeaseUntil)
 	}
+}
+
+// testOutboxClaimable: the queues listed are those with an open, unexpired message on a free or
+// lapsed lease — never a queue whose messages are all leased live, finished or expired.
+func testOutboxClaimable(t *testing.T, s store.Store) {
+	list := func(now time.Duration, want ...string) {
+		t.Helper()
+		qs, err := s.ListOutboxClaimable(ctx(t), at(now))
+		ok(t, err)
+		qs = append([]string{}, qs...)
+		slices.Sort(qs)
+		if want == nil {
+			want = []string{}
+		}
+		eqList(t, fmt.Sprintf("claimable at %s", now), qs, want)
+	}
+	list(0)
+	enqueue(t, s, newMsg("free", "m0", time.Hour))
+	enqueue(t, s, newMsg("free", "m1", time.Hour)) // listed once
+	enqueue(t, s, newMsg("leased", "m0", time.Hour))
+	enqueue(t, s, newMsg("short", "m0", time.Minute))
+	enqueue(t, s, newMsg("done", "m0", time.Hour))
+	list(0, "done", "free", "leased", "short")
+	eqList(t, "claim leased", claim(t, s, "leased", "c1", 0, 2*time.Minute, 0), []string{"m0"})
+	ok(t, s.CompleteOutbox(ctx(t), "done", "m0", nil, at(time.Second)))
+	list(time.Second, "free", "short")
+	// "short" expires at one minute, the lease of "leased" runs out at two.
+	list(time.Minute, "free")
+	list(2*time.Minute, "free", "leased")
+	ok(t, s.ReleaseOutbox(ctx(t), "leased", "c1"))
+	list(time.Second, "free", "leased", "short")
 }
 
 // testOutboxEnqueueHeld: a held enqueue stores the message taken by the delivery only while the

@@ -77,6 +77,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxBatch", testOutboxBatch},
 		{"OutboxClaimSent", testOutboxClaimSent},
 		{"OutboxRenew", testOutboxRenew},
+		{"OutboxClaimable", testOutboxClaimable},
 		{"OutboxEnqueueHeld", testOutboxEnqueueHeld},
 		{"OutboxSeqAfterCleanup", testOutboxSeqAfterCleanup},
 		{"OutboxAnswer", testOutboxAnswer},
