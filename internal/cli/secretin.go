@@ -57,7 +57,7 @@ func (s secretInput) get(env Env) (string, error) {
 // and so is white space unless phrase (a password may hold spaces; a token never does). No
 // error quotes the input.
 func readSecret(env Env, what, from, path string, phrase bool) (string, error) {
-	r, name := orEmpty(env.Stdin), "standard input"
+	r, name := orEmpty(env.Stdin), "- (standard input)"
 	if path != "-" {
 		f, err := os.Open(path)
 		if err != nil {
