@@ -488,7 +488,9 @@ func adminUsage(out io.Writer) {
 		"data dir is pinned. \"posgate admin <resource> <verb> -h\" lists a command's flags.", "", helpWidth))
 	fmt.Fprint(out, wrap("The admin token: --token-file FILE reads it from a file that only its owner may read (mode 600; "+
 		"the token alone, optionally followed by a newline). --token TOKEN still works but warns: a command line is "+
-		"visible to every user of the machine (ps, /proc/<pid>/cmdline).", "", helpWidth))
+		"visible to every user of the machine (ps, /proc/<pid>/cmdline). Other secrets (--password, --auth-secret, "+
+		"a TOKEN argument) are read from standard input when given as \"-\", under the same rules (a file redirected "+
+		"to it must be private; a pipe is); a value on the command line works but warns.", "", helpWidth))
 	group := ""
 	for i := range commands {
 		c := &commands[i]

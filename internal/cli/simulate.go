@@ -49,8 +49,10 @@ func simulateUsage(w io.Writer) {
       asked and who posgate says the caller is (JSON-RPC calls in chef's result envelope). It
       reads the signing key as posgate serve does: gateway.signing_secret, else the master key.
 
-Secrets are never taken from the command line unless you insist (--secret, --location-token,
---vendor-key): every local user can read a process's arguments.
+Secret files (and "-", standard input) follow posgate admin --token-file's rules: readable by
+their owner only (chmod 600; a pipe such as <(pass show …) is), the secret alone, optionally
+followed by a newline. --secret, --location-token and --vendor-key take the secret itself but
+warn: every local user can read a process's arguments.
 TLS flags: --data-dir DIR pins the self-signed certificate posgate generated there (default
 ./posgate-data), --ca FILE (or --cacert) trusts a PEM CA or certificate, --insecure trusts anything.
 `, envOrderpaySecret, envDoshiiLocationToken, envDoshiiVendorKey)
@@ -200,7 +202,7 @@ func simulateOrderpay(args []string, env Env) int {
 	outlet := fs.String("outlet", "", "the outlet's ProviderOutletID")
 	remote := fs.String("pos-remote-id", "", "the outlet's POSRemoteID")
 	secretFile := fs.String("secret-file", "", `file holding the AuthSecret, or "-" for standard input (default: $`+envOrderpaySecret+`)`)
-	secretArg := fs.String("secret", "", "the AuthSecret itself (visible to every local user: avoid)")
+	secretArg := fs.String("secret", "", "the AuthSecret itself (visible to every local user: warns; prefer --secret-file)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: %s --url URL --outlet ID --pos-remote-id ID [--secret-file FILE]\n", name)
 		fs.PrintDefaults()
@@ -292,10 +294,10 @@ func simulateDoshii(args []string, env Env) int {
 	var sf simFlags
 	fs := simFlagSet(name, env, &sf)
 	tokenFile := fs.String("location-token-file", "", `file holding the location token, or "-" for standard input (default: $`+envDoshiiLocationToken+`)`)
-	tokenArg := fs.String("location-token", "", "the location token itself (visible to every local user: avoid)")
+	tokenArg := fs.String("location-token", "", "the location token itself (visible to every local user: warns; prefer --location-token-file)")
 	vendor := fs.String("vendor", "", "a cloud POS: the vendor's API name")
 	keyFile := fs.String("vendor-key-file", "", `a cloud POS: file holding the vendor key, or "-" (default: $`+envDoshiiVendorKey+`)`)
-	keyArg := fs.String("vendor-key", "", "the vendor key itself (visible to every local user: avoid)")
+	keyArg := fs.String("vendor-key", "", "the vendor key itself (visible to every local user: warns; prefer --vendor-key-file)")
 	version := fs.String("version", "posgate-simulator", "POS version sent in heartbeats")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: %s --url URL (--location-token-file FILE | --vendor NAME [--vendor-key-file FILE])\n", name)

@@ -64,7 +64,9 @@ func tokenMain(args []string, env Env) int {
 
 const secretsNote = `Secrets are read from a file (--…-file FILE, "-" for standard input) or from the environment
 variable named in each flag's help — never from the command line, where every local user can
-read them (ps, /proc/<pid>/cmdline) and the shell history keeps them.`
+read them (ps, /proc/<pid>/cmdline) and the shell history keeps them. A file must be readable by
+its owner only (chmod 600; a pipe such as <(pass show …) is) and hold the secret alone, optionally
+followed by a newline.`
 
 type tokenFlags struct {
 	url, ca                   string
