@@ -50,9 +50,10 @@ type Conn struct {
 	handled    chan error
 	inMsg      []byte
 	writerDone chan struct{}
-	unanswered atomic.Int32 // pings sent since the last pong
-	touched    atomic.Int64 // unix nanoseconds of the last presence refresh
-	presence   atomic.Bool  // a presence row was written
+	unanswered atomic.Int32  // pings sent since the last pong
+	sent       atomic.Uint64 // frames the writer started writing (see Sent)
+	touched    atomic.Int64  // unix nanoseconds of the last presence refresh
+	presence   atomic.Bool   // a presence row was written
 	// presencePartial: writing the presence rows failed part-way; the next refresh rewrites them.
 	presencePartial atomic.Bool
 }
@@ -81,6 +82,12 @@ func (c *Conn) Since() time.Time { return c.since }
 func (c *Conn) Context() context.Context { return c.ctx }
 
 // Send queues msg as one text frame; msg must not be modified afterwards. It never blocks. When
+// Sent is how many frames queued with Send the writer has begun writing to the peer. It is
+// counted before each write starts, so an answer the peer sends to a frame can never be read
+// before that frame is counted: a dialect can tell answers it asked for from unsolicited
+// messages (orderpay's flood bound).
+func (c *Conn) Sent() uint64 { return c.sent.Load() }
+
 // Send returns nil, done (may be nil) is called exactly once, on the connection's writer
 // goroutine, with nil once the frame was written to the socket, or with the error why it was
 // not (ErrClosed when the connection closed first). done must not block. When the queue is full
@@ -380,6 +387,8 @@ func (c *Conn) writeLoop() {
 				if !ok {
 					break
 				}
+				// Counted before the write: the peer may answer before Write returns.
+				c.sent.Add(1)
 				ctx, cancel := context.WithTimeout(context.Background(), o.WriteTimeout)
 				err := c.ws.Write(ctx, websocket.MessageText, m.data)
 				cancel()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -267,6 +268,68 @@ func TestPOSFlood(t *testing.T) {
 	q.answer(f, 0)
 	if st := <-res; st != 200 {
 		t.Fatalf("calm outlet: %d", st)
+	}
+}
+
+// TestBusyOutletIsNotFlooding: a POS answering every request it was sent is never closed as a
+// flood, however fast it answers — only messages beyond the frames it was sent count against
+// the rate. The old bound closed any socket sending over answerBurst messages at once.
+func TestBusyOutletIsNotFlooding(t *testing.T) {
+	inst := servertest.Start(t, servertest.Options{})
+	o := createOutlet(t, inst, "outlet-1")
+	p := dial(t, inst, o)
+	s := newSender(t, inst)
+	n := 1100 // above the rate's burst (answerBurst, 1 000)
+	var posted sync.WaitGroup
+	for w := range 8 {
+		posted.Add(1)
+		go func() {
+			defer posted.Done()
+			for i := w; i < n; i += 8 {
+				if st, _, b := s.send(t, o.ProviderOutletID, "0", fmt.Sprintf(`{"MessageType":1,"Payload":{},"RequestID":"busy-%d"}`, i)); st != 202 {
+					t.Errorf("request %d: %d %s", i, st, b)
+					return
+				}
+			}
+		}()
+	}
+	// The POS takes every request first, then answers them all at once: well over answerRate
+	// messages in the same second.
+	frames := make([]frame, 0, n)
+	for range n {
+		f, _ := p.read()
+		frames = append(frames, f)
+	}
+	posted.Wait()
+	for _, f := range frames {
+		p.answer(f, 0)
+	}
+	last := frames[len(frames)-1].RequestID
+	eventually(t, "every answer stored", func() bool {
+		_, g := s.get(t, o.ProviderOutletID, last)
+		return g["State"] == "answered"
+	})
+	// Still connected: the next request is delivered and answered on the same socket.
+	res := make(chan int, 1)
+	go func() {
+		st, _, _ := s.send(t, o.ProviderOutletID, "10", `{"MessageType":1,"Payload":{},"RequestID":"after"}`)
+		res <- st
+	}()
+	f, _ := p.read()
+	p.answer(f, 0)
+	if st := <-res; st != 200 {
+		t.Fatalf("after the burst: %d", st)
+	}
+	// Unasked messages still count: duplicates of answers already given, far beyond the rate.
+	go func() {
+		for i := 0; ; i++ {
+			if p.ws.Write(t.Context(), websocket.MessageText, p.answerBody(frames[i%len(frames)], 0)) != nil {
+				return
+			}
+		}
+	}()
+	if code := p.closed(); code != 1008 {
+		t.Fatalf("POS repeating answers closed with %d, want 1008", code)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/time/rate"
@@ -33,8 +35,10 @@ type answer struct {
 	RequestID string
 }
 
-// Flood bounds of one POS connection: messages per second (and burst), and how many answers for
-// requests it was never sent it may send before the connection is closed.
+// Flood bounds of one POS connection: messages per second (and burst) beyond those the
+// connection was sent, and how many answers for requests it was never sent it may send before
+// the connection is closed. A POS answering every request it is sent is never limited, however
+// busy its outlet: the rate bounds only what it sends unasked.
 const (
 	answerRate     = 500
 	answerBurst    = 1000
@@ -79,15 +83,38 @@ type connHandler struct {
 
 	once    sync.Once
 	limiter *rate.Limiter
-	strays  int // answers for requests this outlet was never sent
+	strays  atomic.Int32  // answers for requests this outlet was never sent
+	read    atomic.Uint64 // messages read from the POS on this connection
+	slots   chan struct{} // answers being stored
+
+	mu      sync.Mutex
+	storing map[string]chan struct{} // RequestID → closed when its answer being stored is done
 }
+
+// answersInFlight bounds the answers of one socket stored at once. The hub hands a socket's
+// messages over one at a time; storing each answer before reading the next made a busy outlet's
+// answers wait for one commit each in turn, so a socket could not be answered faster than the
+// store commits. Answers to different requests are independent; two answers to one request are
+// stored one after the other, so the first the POS sent stands.
+const answersInFlight = 32
+
+// answerTimeout bounds the storing of an answer that outlives its connection.
+const answerTimeout = 10 * time.Second
 
 // HandleMessage stores a POS answer against the request it names and wakes whoever waits for
 // it. An answer for a RequestID the outlet was never sent is dropped, counted and logged without
-// its payload; a connection that keeps sending them, or floods, is closed with 1008.
+// its payload; a connection that keeps sending them, or floods, is closed with 1008. The answer
+// is stored on its own goroutine (at most answersInFlight at once; the reader waits beyond
+// that), so the reader goes on with the next one.
 func (h *connHandler) HandleMessage(ctx context.Context, c *hub.Conn, msg []byte) error {
-	h.once.Do(func() { h.limiter = rate.NewLimiter(answerRate, answerBurst) })
-	if !h.limiter.Allow() {
+	h.once.Do(func() {
+		h.limiter = rate.NewLimiter(answerRate, answerBurst)
+		h.slots = make(chan struct{}, answersInFlight)
+		h.storing = map[string]chan struct{}{}
+	})
+	// Up to one message per frame sent to the POS is an answer it was asked for; only the
+	// messages beyond that count against the rate.
+	if h.read.Add(1) > c.Sent() && !h.limiter.Allow() {
 		messagesDropped.WithLabelValues("flood").Inc()
 		return &hub.CloseError{Code: hub.CodePolicy, Reason: "too many messages"}
 	}
@@ -96,8 +123,40 @@ func (h *connHandler) HandleMessage(ctx context.Context, c *hub.Conn, msg []byte
 		messagesDropped.WithLabelValues("malformed").Inc()
 		return err
 	}
+	body := bytes.Clone(msg)
+	h.mu.Lock()
+	before := h.storing[a.RequestID]
+	mine := make(chan struct{})
+	h.storing[a.RequestID] = mine
+	h.mu.Unlock()
+	h.slots <- struct{}{}
+	// The answer was received: it is stored even if the connection goes meanwhile.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), answerTimeout)
+	go func() {
+		defer func() {
+			cancel()
+			h.mu.Lock()
+			if h.storing[a.RequestID] == mine {
+				delete(h.storing, a.RequestID)
+			}
+			h.mu.Unlock()
+			close(mine)
+			<-h.slots
+		}()
+		if before != nil {
+			<-before // an earlier answer to the same request goes first
+		}
+		if cerr := h.store(sctx, c, a.RequestID, body); cerr != nil {
+			c.Close(cerr.Code, cerr.Reason)
+		}
+	}()
+	return nil
+}
+
+// store stores one answer; a *hub.CloseError asks to close the connection.
+func (h *connHandler) store(ctx context.Context, c *hub.Conn, requestID string, body []byte) *hub.CloseError {
 	m := h.m
-	got, err := m.outbox.AnswerOutbox(ctx, h.queue, a.RequestID, bytes.Clone(msg), m.svc.Clock.Now().UTC())
+	got, err := m.outbox.AnswerOutbox(ctx, h.queue, requestID, body, m.svc.Clock.Now().UTC())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return h.stray(ctx, c, "unknown")
@@ -106,20 +165,20 @@ func (h *connHandler) HandleMessage(ctx context.Context, c *hub.Conn, msg []byte
 		messagesDropped.WithLabelValues("duplicate").Inc()
 		return nil
 	case err != nil:
-		return h.storeFailed(ctx, err)
+		h.storeFailed(ctx, err)
+		return nil
 	}
 	answersStored.Inc()
 	m.waiters.announce(ctx, got)
 	return nil
 }
 
-func (h *connHandler) stray(ctx context.Context, c *hub.Conn, why string) error {
+func (h *connHandler) stray(ctx context.Context, c *hub.Conn, why string) *hub.CloseError {
 	messagesDropped.WithLabelValues(why).Inc()
-	h.strays++
 	// The RequestID is the POS's text: its length is logged, never the id or the payload.
 	h.m.svc.Log.LogAttrs(ctx, slog.LevelWarn, "orderpay: answer for a request this outlet was not sent; dropped",
 		slog.String("outlet", h.outlet.ID), slog.String("conn", c.ID()))
-	if h.strays > maxStrayAnswer {
+	if h.strays.Add(1) > maxStrayAnswer {
 		return &hub.CloseError{Code: hub.CodePolicy, Reason: "too many answers to unknown requests"}
 	}
 	return nil
@@ -127,11 +186,7 @@ func (h *connHandler) stray(ctx context.Context, c *hub.Conn, why string) error 
 
 // storeFailed keeps the connection open when the store is briefly away: the answer is lost
 // here, the request stays sent, and the caller gets 202 and can look again.
-func (h *connHandler) storeFailed(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return nil
-	}
+func (h *connHandler) storeFailed(ctx context.Context, err error) {
 	h.m.svc.Log.LogAttrs(ctx, slog.LevelError, "orderpay: storing a POS answer failed",
 		slog.String("outlet", h.outlet.ID), slog.String("error", err.Error()))
-	return nil
 }

@@ -150,9 +150,15 @@ func (p *pos) write(typ websocket.MessageType, data []byte) {
 // answer answers f with resultCode and a payload naming the request.
 func (p *pos) answer(f frame, resultCode int) []byte {
 	p.t.Helper()
+	b := p.answerBody(f, resultCode)
+	p.write(websocket.MessageText, b)
+	return b
+}
+
+// answerBody is the answer to f with resultCode and a payload naming the request.
+func (p *pos) answerBody(f frame, resultCode int) []byte {
 	b, _ := json.Marshal(map[string]any{"RequestID": f.RequestID, "ResultCode": resultCode, "ErrorMessage": nil,
 		"MessageType": f.MessageType, "Payload": map[string]any{"echo": f.RequestID}})
-	p.write(websocket.MessageText, b)
 	return b
 }
 
