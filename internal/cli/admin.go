@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,14 +14,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/posgate/posgate/internal/server"
@@ -235,8 +232,7 @@ func (inv *invocation) run(env Env) error {
 	if err := inv.conn.resolve(env); err != nil {
 		return err
 	}
-	stdin := bufio.NewReader(orEmpty(env.Stdin))
-	path, body, err := inv.request(stdin)
+	path, body, err := inv.request(env)
 	if err != nil {
 		return err
 	}
@@ -262,7 +258,7 @@ func (inv *invocation) run(env Env) error {
 }
 
 // request builds the path (placeholders filled, query added) and the JSON body.
-func (inv *invocation) request(stdin *bufio.Reader) (string, map[string]any, error) {
+func (inv *invocation) request(env Env) (string, map[string]any, error) {
 	path := inv.cmd.path
 	body := map[string]any{}
 	for i, a := range inv.cmd.args {
@@ -272,12 +268,9 @@ func (inv *invocation) request(stdin *bufio.Reader) (string, map[string]any, err
 			path = strings.ReplaceAll(path, "{"+a+"}", url.PathEscape(v))
 			continue
 		}
-		if v == "-" {
-			s, err := readLine(stdin)
-			if err != nil {
-				return "", nil, fmt.Errorf("reading %s from standard input: %w", field, err)
-			}
-			v = s
+		v, err := secretArg(env, field, "the "+strings.ToUpper(field)+" argument", v, false)
+		if err != nil {
+			return "", nil, err
 		}
 		body[field] = v
 	}
@@ -288,7 +281,7 @@ func (inv *invocation) request(stdin *bufio.Reader) (string, map[string]any, err
 			}
 			continue
 		}
-		v, err := inv.bodyValue(f, stdin)
+		v, err := inv.bodyValue(f, env)
 		if err != nil {
 			return "", nil, err
 		}
@@ -312,7 +305,7 @@ func (inv *invocation) request(stdin *bufio.Reader) (string, map[string]any, err
 }
 
 // bodyValue is the JSON value of a body flag that was given.
-func (inv *invocation) bodyValue(f field, stdin *bufio.Reader) (any, error) {
+func (inv *invocation) bodyValue(f field, env Env) (any, error) {
 	if f.kind == kBool {
 		return *inv.bools[f.flag], nil
 	}
@@ -327,14 +320,7 @@ func (inv *invocation) bodyValue(f field, stdin *bufio.Reader) (any, error) {
 		}
 		return items, nil
 	case kSecret:
-		if v != "-" {
-			return v, nil
-		}
-		s, err := readLine(stdin)
-		if err != nil {
-			return nil, fmt.Errorf("reading --%s from standard input: %w", f.flag, err)
-		}
-		return s, nil
+		return secretArg(env, strings.ReplaceAll(f.flag, "-", " "), "--"+f.flag, v, true)
 	case kInt:
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -405,12 +391,15 @@ func orDiscard(w io.Writer) io.Writer {
 	return w
 }
 
-func readLine(r *bufio.Reader) (string, error) {
-	s, err := r.ReadString('\n')
-	if err != nil && !(errors.Is(err, io.EOF) && s != "") {
-		return "", err
+// secretArg is a secret given as an admin command's value, which given names in messages: "-"
+// reads it from standard input (see readSecret), anything else is the secret itself, used with a
+// warning.
+func secretArg(env Env, what, given, v string, phrase bool) (string, error) {
+	in := secretInput{what: what, from: given, argIs: given, arg: v, safer: `"-" and standard input`, phrase: phrase}
+	if v == "-" {
+		in.file, in.arg = "-", ""
 	}
-	return strings.TrimRight(s, "\r\n"), nil
+	return in.get(env)
 }
 
 // fields are the command's body and query flags.
@@ -499,7 +488,9 @@ func adminUsage(out io.Writer) {
 		"data dir is pinned. \"posgate admin <resource> <verb> -h\" lists a command's flags.", "", helpWidth))
 	fmt.Fprint(out, wrap("The admin token: --token-file FILE reads it from a file that only its owner may read (mode 600; "+
 		"the token alone, optionally followed by a newline). --token TOKEN still works but warns: a command line is "+
-		"visible to every user of the machine (ps, /proc/<pid>/cmdline).", "", helpWidth))
+		"visible to every user of the machine (ps, /proc/<pid>/cmdline). Other secrets (--password, --auth-secret, "+
+		"a TOKEN argument) are read from standard input when given as \"-\", under the same rules (a file redirected "+
+		"to it must be private; a pipe is); a value on the command line works but warns.", "", helpWidth))
 	group := ""
 	for i := range commands {
 		c := &commands[i]
@@ -543,71 +534,19 @@ func wrap(text, indent string, width int) string {
 	return b.String()
 }
 
-// adminToken picks the token: --token (with a warning on stderr: the command line is visible
-// to every user of the machine in ps and /proc/<pid>/cmdline), else --token-file, else
-// $POSGATE_ADMIN_TOKEN, else <data-dir>/admin-token. Both files are read by readTokenFile.
+// adminToken picks the token (see secretInput): --token (with a warning), else --token-file,
+// else $POSGATE_ADMIN_TOKEN, else <data-dir>/admin-token, read like --token-file.
 func adminToken(af adminFlags, env Env) (string, error) {
-	switch {
-	case af.token != "" && af.tokenFile != "":
-		return "", usagef("give the admin token once: --token or --token-file, not both")
-	case af.token != "":
-		fmt.Fprintf(orDiscard(env.Stderr), "posgate: warning: --token shows the admin token to every user of this machine (ps, /proc/<pid>/cmdline); use --token-file FILE or $%s instead\n", envAdminToken)
-		return af.token, nil
-	case af.tokenFile != "":
-		return readTokenFile("--token-file", af.tokenFile)
-	}
-	if t := env.Getenv(envAdminToken); t != "" {
-		return t, nil
+	tok, err := secretInput{what: "admin token", from: "--token-file", file: af.tokenFile, argIs: "--token", arg: af.token,
+		env: envAdminToken, safer: "--token-file FILE or $" + envAdminToken}.get(env)
+	if tok != "" || err != nil {
+		return tok, err
 	}
 	p := filepath.Join(af.dataDir, server.AdminTokenFile)
 	if _, err := os.Stat(p); err != nil {
 		return "", fmt.Errorf("no admin token: pass --token-file, set $%s, or point --data-dir (or $%s) at the server's data dir (%v)", envAdminToken, envDataDir, err)
 	}
-	return readTokenFile("the admin token file", p)
-}
-
-// maxTokenFile bounds what readTokenFile reads: a token is a short line, so a larger file is
-// not a token file (a certificate, a log, a device) and is refused before it is read whole.
-const maxTokenFile = 4096
-
-// readTokenFile reads an admin token from path, which what names in errors. Like ssh with a
-// private key, it refuses a file that its group or other users may access (any of the mode bits
-// 077: chmod 600 fixes it). The file holds the token alone, optionally followed by one newline
-// ("\n" or "\r\n"); an empty file, one larger than maxTokenFile bytes, or one with white space or
-// control characters in the token (a second line, a "TOKEN=" prefix with a space) is refused.
-// No error quotes the file's content.
-func readTokenFile(what, path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat() // the file opened, not whatever the path names by now
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
-	}
-	if fi.IsDir() {
-		return "", fmt.Errorf("%s %s is a directory, not a file holding the admin token", what, path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		return "", fmt.Errorf("%s %s: permissions %04o are too open: the admin token must be readable by its owner only (chmod 600 %s)", what, path, perm, path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
-	}
-	if len(data) > maxTokenFile {
-		return "", fmt.Errorf("%s %s is larger than %d bytes: not a file holding an admin token", what, path, maxTokenFile)
-	}
-	tok := strings.TrimSuffix(string(data), "\n")
-	tok = strings.TrimSuffix(tok, "\r")
-	if tok == "" {
-		return "", fmt.Errorf("%s %s is empty: write the admin token in it", what, path)
-	}
-	if strings.ContainsFunc(tok, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
-		return "", fmt.Errorf("%s %s holds more than a token (white space, a control character or a second line): write the admin token alone, optionally followed by a newline", what, path)
-	}
-	return tok, nil
+	return readSecret(env, "admin token", "the admin token file", p, false)
 }
 
 // httpClient trusts, in order: nothing (--insecure), the --ca file, the self-signed certificate

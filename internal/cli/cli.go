@@ -71,7 +71,7 @@ func usage(w io.Writer) {
 
 usage:
   posgate serve [--config FILE] [--data-dir DIR] [--addr HOST:PORT] [--http-addr HOST:PORT] [--demo]
-  posgate admin <resource> <verb> [ARGS] [--url URL] [--token TOKEN] [-o json|table]
+  posgate admin <resource> <verb> [ARGS] [--url URL] [--token-file FILE] [-o json|table]
   posgate simulate orderpay-pos|doshii-pos [flags]   (a POS on the other end of posgate's websockets)
   posgate simulate upstream [flags]   (the example POS API behind the gateway and chef's data calls)
   posgate token <dialect> [flags]   (a token or a signed credential, as each dialect's client gets it)

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -14,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -51,8 +49,10 @@ func simulateUsage(w io.Writer) {
       asked and who posgate says the caller is (JSON-RPC calls in chef's result envelope). It
       reads the signing key as posgate serve does: gateway.signing_secret, else the master key.
 
-Secrets are never taken from the command line unless you insist (--secret, --location-token,
---vendor-key): every local user can read a process's arguments.
+Secret files (and "-", standard input) follow posgate admin --token-file's rules: readable by
+their owner only (chmod 600; a pipe such as <(pass show …) is), the secret alone, optionally
+followed by a newline. --secret, --location-token and --vendor-key take the secret itself but
+warn: every local user can read a process's arguments.
 TLS flags: --data-dir DIR pins the self-signed certificate posgate generated there (default
 ./posgate-data), --ca FILE (or --cacert) trusts a PEM CA or certificate, --insecure trusts anything.
 `, envOrderpaySecret, envDoshiiLocationToken, envDoshiiVendorKey)
@@ -129,33 +129,11 @@ func (f *simFlags) httpClient() (*http.Client, error) {
 	return hc, nil
 }
 
-// secretFrom picks a secret: the file (or "-" for one line of standard input), else the
-// environment variable, else the command-line value (with a warning). what names it in messages.
-func secretFrom(env Env, name, what, file, envVar, argv string, stdin *bufio.Reader) (string, error) {
-	switch {
-	case file == "-":
-		s, err := readLine(stdin)
-		if err != nil {
-			return "", fmt.Errorf("reading the %s from standard input: %w", what, err)
-		}
-		return strings.TrimSpace(s), nil
-	case file != "":
-		data, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("reading the %s: %w", what, err)
-		}
-		s := strings.TrimSpace(string(data))
-		if s == "" {
-			return "", fmt.Errorf("%s is empty", file)
-		}
-		return s, nil
-	case env.Getenv(envVar) != "":
-		return env.Getenv(envVar), nil
-	case argv != "":
-		fmt.Fprintf(env.Stderr, "%s: warning: the %s was given on the command line, where every local user can read it; prefer a file or $%s\n", name, what, envVar)
-		return argv, nil
-	}
-	return "", nil
+// simSecret is a simulator's secret (see secretInput): --NAME-file FILE (or "-"), --NAME (with a
+// warning), else the variable envVar.
+func simSecret(what, flag, file, arg, envVar string, phrase bool) secretInput {
+	return secretInput{what: what, from: "--" + flag + "-file", file: file, argIs: "--" + flag, arg: arg, env: envVar,
+		safer: "--" + flag + "-file FILE (or -) or $" + envVar, phrase: phrase}
 }
 
 func simContext(env Env) (context.Context, context.CancelFunc) {
@@ -224,7 +202,7 @@ func simulateOrderpay(args []string, env Env) int {
 	outlet := fs.String("outlet", "", "the outlet's ProviderOutletID")
 	remote := fs.String("pos-remote-id", "", "the outlet's POSRemoteID")
 	secretFile := fs.String("secret-file", "", `file holding the AuthSecret, or "-" for standard input (default: $`+envOrderpaySecret+`)`)
-	secretArg := fs.String("secret", "", "the AuthSecret itself (visible to every local user: avoid)")
+	secretArg := fs.String("secret", "", "the AuthSecret itself (visible to every local user: warns; prefer --secret-file)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: %s --url URL --outlet ID --pos-remote-id ID [--secret-file FILE]\n", name)
 		fs.PrintDefaults()
@@ -236,10 +214,10 @@ func simulateOrderpay(args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "%s: --outlet and --pos-remote-id are required\n", name)
 		return 2
 	}
-	secret, err := secretFrom(env, name, "AuthSecret", *secretFile, envOrderpaySecret, *secretArg, bufio.NewReader(orEmpty(env.Stdin)))
+	secret, err := simSecret("AuthSecret", "secret", *secretFile, *secretArg, envOrderpaySecret, true).get(env)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
-		return 1
+		return exitCode(err)
 	}
 	if secret == "" {
 		fmt.Fprintf(env.Stderr, "%s: no AuthSecret: use --secret-file FILE (or -) or set $%s\n", name, envOrderpaySecret)
@@ -316,10 +294,10 @@ func simulateDoshii(args []string, env Env) int {
 	var sf simFlags
 	fs := simFlagSet(name, env, &sf)
 	tokenFile := fs.String("location-token-file", "", `file holding the location token, or "-" for standard input (default: $`+envDoshiiLocationToken+`)`)
-	tokenArg := fs.String("location-token", "", "the location token itself (visible to every local user: avoid)")
+	tokenArg := fs.String("location-token", "", "the location token itself (visible to every local user: warns; prefer --location-token-file)")
 	vendor := fs.String("vendor", "", "a cloud POS: the vendor's API name")
 	keyFile := fs.String("vendor-key-file", "", `a cloud POS: file holding the vendor key, or "-" (default: $`+envDoshiiVendorKey+`)`)
-	keyArg := fs.String("vendor-key", "", "the vendor key itself (visible to every local user: avoid)")
+	keyArg := fs.String("vendor-key", "", "the vendor key itself (visible to every local user: warns; prefer --vendor-key-file)")
 	version := fs.String("version", "posgate-simulator", "POS version sent in heartbeats")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: %s --url URL (--location-token-file FILE | --vendor NAME [--vendor-key-file FILE])\n", name)
@@ -328,7 +306,6 @@ func simulateDoshii(args []string, env Env) int {
 	if code, ok := parseSim(fs, args, env); !ok {
 		return code
 	}
-	stdin := bufio.NewReader(orEmpty(env.Stdin))
 	s := &doshii.POSSocket{URL: sf.url, Version: *version, Logger: simLogger(env, sf.verbose)}
 	var err error
 	if *vendor != "" {
@@ -337,10 +314,10 @@ func simulateDoshii(args []string, env Env) int {
 			return 2
 		}
 		s.Vendor = *vendor
-		key, err := secretFrom(env, name, "vendor key", *keyFile, envDoshiiVendorKey, *keyArg, stdin)
+		key, err := simSecret("vendor key", "vendor-key", *keyFile, *keyArg, envDoshiiVendorKey, false).get(env)
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
-			return 1
+			return exitCode(err)
 		}
 		s.VendorKey = doshii.NewVendorKey(key)
 		if key == "" {
@@ -352,9 +329,9 @@ func simulateDoshii(args []string, env Env) int {
 			fmt.Fprintf(env.Stderr, "%s: a vendor key needs --vendor\n", name)
 			return 2
 		}
-		if s.LocationToken, err = secretFrom(env, name, "location token", *tokenFile, envDoshiiLocationToken, *tokenArg, stdin); err != nil {
+		if s.LocationToken, err = simSecret("location token", "location-token", *tokenFile, *tokenArg, envDoshiiLocationToken, false).get(env); err != nil {
 			fmt.Fprintf(env.Stderr, "%s: %v\n", name, err)
-			return 1
+			return exitCode(err)
 		}
 		if s.LocationToken == "" {
 			fmt.Fprintf(env.Stderr, "%s: no credential: use --location-token-file FILE (or -) or $%s, or --vendor with a vendor key\n", name, envDoshiiLocationToken)

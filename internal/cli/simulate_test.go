@@ -81,7 +81,7 @@ func TestSimulateUsageErrors(t *testing.T) {
 		{[]string{"simulate", "nope"}, 2, "unknown simulator"},
 		{[]string{"simulate", "orderpay-pos", "--outlet", "o"}, 2, "--pos-remote-id are required"},
 		{[]string{"simulate", "orderpay-pos", "--outlet", "o", "--pos-remote-id", "p"}, 2, "no AuthSecret"},
-		{[]string{"simulate", "orderpay-pos", "--outlet", "o", "--pos-remote-id", "p", "--secret-file", "/nonexistent"}, 1, "reading the AuthSecret"},
+		{[]string{"simulate", "orderpay-pos", "--outlet", "o", "--pos-remote-id", "p", "--secret-file", "/nonexistent"}, 1, "--secret-file: open /nonexistent"},
 		{[]string{"simulate", "doshii-pos"}, 2, "no credential"},
 		{[]string{"simulate", "doshii-pos", "--vendor", "v"}, 2, "no vendor key"},
 		{[]string{"simulate", "doshii-pos", "--vendor", "v", "--location-token-file", "f"}, 2, "not both"},
@@ -98,7 +98,7 @@ func TestSimulateUsageErrors(t *testing.T) {
 		t.Fatalf("help: %d %s", r.code, r.stdout)
 	}
 	r = posgate(t, "", "simulate", "orderpay-pos", "--outlet", "o", "--pos-remote-id", "p", "--secret", "x", "--url", "http://pos.example.com")
-	if !strings.Contains(r.stderr, "warning: the AuthSecret was given on the command line") {
+	if !strings.Contains(r.stderr, "warning: --secret shows the AuthSecret") {
 		t.Fatalf("no warning about argv: %s", r.stderr)
 	}
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -65,7 +64,9 @@ func tokenMain(args []string, env Env) int {
 
 const secretsNote = `Secrets are read from a file (--…-file FILE, "-" for standard input) or from the environment
 variable named in each flag's help — never from the command line, where every local user can
-read them (ps, /proc/<pid>/cmdline) and the shell history keeps them.`
+read them (ps, /proc/<pid>/cmdline) and the shell history keeps them. A file must be readable by
+its owner only (chmod 600; a pipe such as <(pass show …) is) and hold the secret alone, optionally
+followed by a newline.`
 
 type tokenFlags struct {
 	url, ca                   string
@@ -174,37 +175,14 @@ func tokenUsage(w io.Writer) {
 `+secretsNote+"\n")
 }
 
-// secret reads a secret from file (first line; "-" is standard input), else from the
-// environment variable name.
-func secret(env Env, file, name, what string, required bool) (string, error) {
-	if file != "" {
-		var r io.Reader
-		if file == "-" {
-			r = env.Stdin
-		} else {
-			f, err := os.Open(file)
-			if err != nil {
-				return "", fmt.Errorf("%s: %w", what, err)
-			}
-			defer f.Close()
-			r = f
-		}
-		line, err := bufio.NewReader(io.LimitReader(orEmpty(r), 64<<10)).ReadString('\n')
-		if err != nil && err != io.EOF {
-			return "", fmt.Errorf("%s: %w", what, err)
-		}
-		if line = strings.TrimRight(line, "\r\n"); line == "" {
-			return "", fmt.Errorf("%s: %s is empty", what, file)
-		}
-		return line, nil
+// secret reads a secret from its file flag ("-" is standard input; see readSecret), else from
+// the environment variable name. what names it in messages; a password may hold spaces.
+func secret(env Env, file, flag, name, what string, required bool) (string, error) {
+	v, err := secretInput{what: what, from: "--" + flag, file: file, env: name, phrase: what == "password"}.get(env)
+	if v == "" && err == nil && required {
+		return "", fmt.Errorf("no %s: set $%s or pass --%s FILE", what, name, flag)
 	}
-	if v := env.Getenv(name); v != "" {
-		return v, nil
-	}
-	if required {
-		return "", fmt.Errorf("no %s: set $%s or pass its file flag", what, name)
-	}
-	return "", nil
+	return v, err
 }
 
 func need(vals ...string) error {
@@ -250,11 +228,11 @@ func runChimpy(ctx context.Context, tf *tokenFlags, env Env) error {
 	if err := need("url", tf.url, "client-id", tf.clientID, "username", tf.username); err != nil {
 		return err
 	}
-	cs, err := secret(env, tf.clientSecretFile, "POSGATE_CLIENT_SECRET", "client secret", false)
+	cs, err := secret(env, tf.clientSecretFile, "client-secret-file", "POSGATE_CLIENT_SECRET", "client secret", false)
 	if err != nil {
 		return err
 	}
-	pw, err := secret(env, tf.passwordFile, "POSGATE_PASSWORD", "password", true)
+	pw, err := secret(env, tf.passwordFile, "password-file", "POSGATE_PASSWORD", "password", true)
 	if err != nil {
 		return err
 	}
@@ -277,14 +255,14 @@ func runChimpy(ctx context.Context, tf *tokenFlags, env Env) error {
 // jackpotInputs reads what both jackpot grants need, in the order their errors are reported: the
 // base URL, the API key, the grant's own secret (file, else environment variable name) and an
 // HTTP client.
-func jackpotInputs(env Env, tf *tokenFlags, file, name, what string) (key, second string, hc *http.Client, err error) {
+func jackpotInputs(env Env, tf *tokenFlags, file, flag, name, what string) (key, second string, hc *http.Client, err error) {
 	if err = need("url", tf.url); err != nil {
 		return "", "", nil, err
 	}
-	if key, err = secret(env, tf.apiKeyFile, "POSGATE_JACKPOT_API_KEY", "API key", true); err != nil {
+	if key, err = secret(env, tf.apiKeyFile, "api-key-file", "POSGATE_JACKPOT_API_KEY", "API key", true); err != nil {
 		return "", "", nil, err
 	}
-	if second, err = secret(env, file, name, what, true); err != nil {
+	if second, err = secret(env, file, flag, name, what, true); err != nil {
 		return "", "", nil, err
 	}
 	if hc, err = tf.httpClient(30 * time.Second); err != nil {
@@ -294,7 +272,7 @@ func jackpotInputs(env Env, tf *tokenFlags, file, name, what string) (key, secon
 }
 
 func runJackpotSession(ctx context.Context, tf *tokenFlags, env Env) error {
-	key, sig, hc, err := jackpotInputs(env, tf, tf.apiSigFile, "POSGATE_JACKPOT_API_SIGNATURE", "API signature")
+	key, sig, hc, err := jackpotInputs(env, tf, tf.apiSigFile, "api-signature-file", "POSGATE_JACKPOT_API_SIGNATURE", "API signature")
 	if err != nil {
 		return err
 	}
@@ -308,7 +286,7 @@ func runJackpotSession(ctx context.Context, tf *tokenFlags, env Env) error {
 }
 
 func runJackpotM2M(ctx context.Context, tf *tokenFlags, env Env) error {
-	key, cs, hc, err := jackpotInputs(env, tf, tf.clientSecretFile, "POSGATE_CLIENT_SECRET", "client secret")
+	key, cs, hc, err := jackpotInputs(env, tf, tf.clientSecretFile, "client-secret-file", "POSGATE_CLIENT_SECRET", "client secret")
 	if err != nil {
 		return err
 	}
@@ -320,7 +298,7 @@ func runJackpotM2M(ctx context.Context, tf *tokenFlags, env Env) error {
 }
 
 func runDoshiiJWT(_ context.Context, tf *tokenFlags, env Env) error {
-	vk, err := secret(env, tf.vendorKeyFile, "POSGATE_DOSHII_VENDOR_KEY", "vendor key", true)
+	vk, err := secret(env, tf.vendorKeyFile, "vendor-key-file", "POSGATE_DOSHII_VENDOR_KEY", "vendor key", true)
 	if err != nil {
 		return err
 	}
@@ -334,7 +312,7 @@ func runDoshiiJWT(_ context.Context, tf *tokenFlags, env Env) error {
 		jwt, err = k.SignVendor(tf.vendor, at)
 	} else {
 		var lt string
-		if lt, err = secret(env, tf.locTokFile, "POSGATE_DOSHII_LOCATION_TOKEN", "location token", true); err != nil {
+		if lt, err = secret(env, tf.locTokFile, "location-token-file", "POSGATE_DOSHII_LOCATION_TOKEN", "location token", true); err != nil {
 			return err
 		}
 		jwt, err = k.SignLocation(lt, at)
