@@ -67,16 +67,13 @@ func (ws *waiters) announce(ctx context.Context, msg *store.OutboxMessage) {
 		return
 	}
 	p, _ := json.Marshal(answeredNotice{Queue: msg.Queue, ID: msg.ID})
-	// Not waited for: the POS's answers are handled one at a time per socket, and on PostgreSQL
-	// the notice is a transaction of its own (NOTIFY), which would make every answer of the
-	// socket wait for two commits instead of one. A notice lost with the process only delays the
-	// other replica's caller until its recheck.
-	ctx = context.WithoutCancel(ctx)
-	go func() {
-		if err := ws.m.svc.Events.Publish(ctx, TopicAnswered, p); err != nil {
-			ws.m.svc.Log.LogAttrs(ctx, slog.LevelWarn, "orderpay: announcing an answer failed", slog.String("error", err.Error()))
-		}
-	}()
+	// Called on the goroutine that stored the answer, one of the socket's answersInFlight: the
+	// reader has gone on, so waiting here for the notice (on PostgreSQL a NOTIFY transaction,
+	// shared with concurrent publishers) delays only this answer's slot. A notice lost with
+	// the process only delays the other replica's caller until its recheck.
+	if err := ws.m.svc.Events.Publish(context.WithoutCancel(ctx), TopicAnswered, p); err != nil {
+		ws.m.svc.Log.LogAttrs(ctx, slog.LevelWarn, "orderpay: announcing an answer failed", slog.String("error", err.Error()))
+	}
 }
 
 // hold registers an integrator call as waiting for the answer to (queue, id) before the request
