@@ -42,7 +42,8 @@ const (
 	// count only stops one address from making every upgrade a store round trip.
 	ticketThrottleScope = "orderpay.ticket"
 	// TopicAnswered announces, on every replica, that a request was answered or expired:
-	// payload {"queue","id"}. Waiting integrator calls look at the store again.
+	// payload {"queue","id"}, with {"answer","expires"} when the answer fits. Waiting integrator
+	// calls return the answer carried, or look at the store again.
 	TopicAnswered = "orderpay_answered"
 )
 
