@@ -27,6 +27,7 @@ import (
 	"github.com/posgate/posgate/internal/gateway"
 	"github.com/posgate/posgate/internal/hub"
 	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/ttlcache"
 )
 
 // Names other packages and configuration files use.
@@ -76,6 +77,7 @@ type Module struct {
 	store   Store
 	outbox  store.Outbox
 	waiters *waiters
+	outlets *ttlcache.Cache[string, *store.OrderpayOutlet] // by ProviderOutletID (outlets.go)
 	bearer  *gateway.PosgateAuthenticator
 }
 
@@ -123,6 +125,7 @@ func newModule(svc *app.Services) (*Module, error) {
 	m := &Module{svc: svc, cfg: cfg, hub: svc.Hub, store: svc.Store, outbox: ob,
 		bearer: gateway.NewPosgateAuthenticator(svc.Verifier)}
 	m.waiters = newWaiters(m)
+	m.outlets = newOutletCache(m)
 	return m, nil
 }
 
