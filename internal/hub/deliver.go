@@ -136,7 +136,7 @@ func (d *deliverer) handedOver(m *store.OutboxMessage) {
 		}
 		return
 	}
-	if len(st.conns) == 1 && !st.writing && len(st.handoff) == 0 {
+	if len(st.conns) == 1 && !st.writing && len(st.handoff) == 0 && st.conns[0].roomy() {
 		d.sendHeld(st, st.conns[0], m)
 		d.mu.Unlock()
 		return
@@ -212,6 +212,7 @@ func (d *deliverer) attach(c *Conn) {
 	if c.delivery == nil || d.h.o.Outbox == nil {
 		return
 	}
+	var runs []*queueState
 	d.mu.Lock()
 	for _, q := range c.delivery.Queues {
 		st := d.queues[q]
@@ -220,10 +221,17 @@ func (d *deliverer) attach(c *Conn) {
 			d.queues[q] = st
 		}
 		st.conns = append(st.conns, c)
+		// A run starts as the connection joins (as wake would, in the same critical section).
+		if st.running {
+			st.again = true
+		} else {
+			st.running = true
+			runs = append(runs, st)
+		}
 	}
 	d.mu.Unlock()
-	for _, q := range c.delivery.Queues {
-		d.wake(q)
+	for _, st := range runs {
+		go d.run(st)
 	}
 }
 
@@ -602,8 +610,9 @@ func (h *Hub) EnqueueFor(ctx context.Context, mode DeliveryMode, msgs ...*store.
 			// The delivery ended or changed owner meanwhile; its leases were given back, maybe
 			// before this one was stored: give it back again and announce it.
 			release, releaseOwners = append(release, m.Queue), append(releaseOwners, f.owner)
-		case f.st.writing || f.st.gen != f.gen || len(f.st.handoff) > 0 || len(f.st.conns) != 1 || f.st.conns[0] != f.c:
-			// A run claimed meanwhile: what it took may be older; it writes this one next.
+		case f.st.writing || f.st.gen != f.gen || len(f.st.handoff) > 0 || len(f.st.conns) != 1 || f.st.conns[0] != f.c || !f.c.roomy():
+			// A run claimed meanwhile: what it took may be older; it writes this one next (and
+			// a connection with a busy send queue gets it from the run, write by write).
 			f.st.handoff = append(f.st.handoff, m)
 			slices.SortFunc(f.st.handoff, func(a, b *store.OutboxMessage) int { return cmp.Compare(a.Seq, b.Seq) })
 		default:

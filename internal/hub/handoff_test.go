@@ -1,7 +1,9 @@
 package hub_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -138,5 +140,37 @@ func testHandOffToDead(t *testing.T, stA, stB hubStore) {
 	}
 	if m, err := stA.GetOutbox(context.Background(), q, "r1"); err != nil || m.Attempts != 2 {
 		t.Fatalf("after redelivery: %+v, %v", m, err)
+	}
+}
+
+// A burst of messages handed over without waiting (the fast path here; a hand-off across
+// replicas takes the same turn) to a peer that reads nothing for a while does not close it as
+// too slow: beyond half its send queue they go through the deliverer, write by write, and
+// arrive in order once it reads.
+func TestHandOffBurstDoesNotOverflowSendQueue(t *testing.T) {
+	st := openSQLite(t)
+	s := newServer(t, hub.Options{Outbox: st, Events: events.NewLocal(), PollInterval: time.Hour, SendQueue: 4})
+	const q = "doshii:burst"
+	ws, _ := s.dialURL(s.url(q, true)+"&deliver=written", nil)
+	ws.SetReadLimit(-1)
+	waitIdle(t, s.hub, q)
+	clk := clock.System{}
+	// Far more than the socket buffers hold, so the writer blocks while nothing is read.
+	const n, size = 120, 128 << 10
+	var want []string
+	for i := range n {
+		m := newMessage(clk, q, fmt.Sprintf("m%03d", i))
+		m.Payload = append([]byte(m.ID+":"), bytes.Repeat([]byte("x"), size)...)
+		hubEnqueue(t, s.hub, m)
+		want = append(want, m.ID)
+	}
+	for i, id := range want {
+		_, got, err := ws.Read(context.Background())
+		if err != nil {
+			t.Fatalf("read %d: %v (closed as too slow?)", i, err)
+		}
+		if g, _, _ := bytes.Cut(got, []byte(":")); string(g) != id {
+			t.Fatalf("read %d: %s, want %s", i, g, id)
+		}
 	}
 }
