@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 
 	sqlite "modernc.org/sqlite"
@@ -340,6 +341,22 @@ func (g *groupDB) flush() {
 	g.release()
 }
 
+// handOver lets the next turn holder run at once after the caller committed b and released the
+// turn. Releasing readies the next holder only to run after the releaser (on the same P); a caller
+// that waits for a later commit parks right away, but the committer returns to its request (the
+// response, the next request's parsing) and the writer would sit idle meanwhile, with its next
+// units ready and their callers not running. The writer's turns are the write path's one
+// serial resource, so the committer yields to them: it resumes after the next holder started.
+func (g *groupDB) handOver(b *batch) {
+	select {
+	case <-b.done:
+		if g.waiting.Load() > 0 {
+			runtime.Gosched()
+		}
+	default:
+	}
+}
+
 // wait returns b's commit outcome, or ctx's error if it ends first.
 func wait(ctx context.Context, b *batch) error {
 	select {
@@ -441,6 +458,7 @@ func (u *unit) Commit(ctx context.Context) error {
 	b.units++
 	g.settle(b)
 	g.release()
+	g.handOver(b)
 	return wait(ctx, b)
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -343,5 +345,65 @@ func TestGroupCommitWaiterGivesUp(t *testing.T) {
 	var n int
 	if err := s.Writer().QueryRow(ctx, `SELECT COUNT(*) FROM single_use WHERE name = 'a'`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("a's row after its commit: %d, %v", n, err)
+	}
+}
+
+// TestGroupCommitterHandsTheTurnOver: a caller that commits a batch while others wait for a turn
+// lets the next of them start before it goes back to its own request. On one P, without the
+// hand-over, the committer runs on until it blocks somewhere else and the writer sits idle.
+func TestGroupCommitterHandsTheTurnOver(t *testing.T) {
+	_, g := openFile(t)
+	ctx := t.Context()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var mu sync.Mutex
+	var order []string
+	note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+	waitFor := func(n int64) {
+		for g.waiting.Load() < n {
+			time.Sleep(time.Millisecond) // polling for a goroutine to block, not waiting for a deadline
+		}
+	}
+
+	a, err := g.begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := make(chan *unit)
+	go func() {
+		u, err := g.begin(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		next <- u
+	}()
+	waitFor(1)
+	aDone := make(chan error)
+	go func() { aDone <- a.Commit(ctx) }() // leaves the batch open for the waiting caller
+	b := <-next
+	if b == nil {
+		t.FailNow()
+	}
+	cDone := make(chan error)
+	go func() {
+		u, err := g.begin(ctx)
+		if err != nil {
+			cDone <- err
+			return
+		}
+		note("next holder began")
+		cDone <- u.Commit(ctx)
+	}()
+	waitFor(1)
+	if err := b.Commit(ctx); err != nil { // the last the batch waited for: commits it
+		t.Fatal(err)
+	}
+	note("committer returned")
+	for _, ch := range []chan error{aDone, cDone} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{"next holder began", "committer returned"}; !slices.Equal(order, want) {
+		t.Fatalf("order %q, want %q", order, want)
 	}
 }
