@@ -71,9 +71,9 @@ type wait[T any] struct {
 	// started: its watcher runs. A held key's watcher starts only when needed: with a Wake, when
 	// a Wait joins it, or at the first recheck of a Ticket's Wait (guarded by Point.mu).
 	started bool
-	once sync.Once
-	v    T
-	err  error
+	once    sync.Once
+	v       T
+	err     error
 }
 
 // New returns a Point whose watchers read outcomes with check.
