@@ -31,6 +31,10 @@ const (
 	TopicConsoleSignout = "console_signout"
 )
 
+// MaxPayload is the largest payload every Bus carries (PostgreSQL's NOTIFY limit, less what
+// the PostgreSQL bus adds to each notice).
+const MaxPayload = 7900
+
 // Bus publishes to and subscribes on topics.
 type Bus interface {
 	// Publish delivers payload to every subscriber of topic on every replica (best effort).

@@ -274,6 +274,7 @@ func (m *Module) setDisabled(w http.ResponseWriter, r *http.Request, disabled bo
 		m.writeAdminError(w, r, storeError(err))
 		return
 	}
+	m.outletChanged(ctx, id)
 	if disabled {
 		m.hub.CloseTenant(context.WithoutCancel(ctx), tenant(id), hub.CodeDisabled, "outlet disabled")
 	}

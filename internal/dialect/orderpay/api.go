@@ -2,7 +2,6 @@ package orderpay
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -130,18 +129,6 @@ func (m *Module) authorize(r *http.Request) error {
 			Message: "the access token lacks the scope " + ScopeSend, Err: &gateway.ScopeError{Required: []string{ScopeSend}}}
 	}
 	return nil
-}
-
-// outletByProviderID returns the outlet the path names.
-func (m *Module) outletByProviderID(ctx context.Context, id string) (*store.OrderpayOutlet, error) {
-	o, err := m.store.GetOrderpayOutletByProviderID(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errs.New(errs.NotFound, "not_found", "no such outlet")
-	}
-	if err != nil {
-		return nil, storeError(err)
-	}
-	return o, nil
 }
 
 // requestState is the integrator API's name for an outbox state.

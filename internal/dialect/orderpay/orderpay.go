@@ -27,6 +27,7 @@ import (
 	"github.com/posgate/posgate/internal/gateway"
 	"github.com/posgate/posgate/internal/hub"
 	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/ttlcache"
 )
 
 // Names other packages and configuration files use.
@@ -42,7 +43,8 @@ const (
 	// count only stops one address from making every upgrade a store round trip.
 	ticketThrottleScope = "orderpay.ticket"
 	// TopicAnswered announces, on every replica, that a request was answered or expired:
-	// payload {"queue","id"}. Waiting integrator calls look at the store again.
+	// payload {"queue","id"}, with {"answer","expires"} when the answer fits. Waiting integrator
+	// calls return the answer carried, or look at the store again.
 	TopicAnswered = "orderpay_answered"
 )
 
@@ -75,6 +77,7 @@ type Module struct {
 	store   Store
 	outbox  store.Outbox
 	waiters *waiters
+	outlets *ttlcache.Cache[string, *store.OrderpayOutlet] // by ProviderOutletID (outlets.go)
 	bearer  *gateway.PosgateAuthenticator
 }
 
@@ -122,6 +125,7 @@ func newModule(svc *app.Services) (*Module, error) {
 	m := &Module{svc: svc, cfg: cfg, hub: svc.Hub, store: svc.Store, outbox: ob,
 		bearer: gateway.NewPosgateAuthenticator(svc.Verifier)}
 	m.waiters = newWaiters(m)
+	m.outlets = newOutletCache(m)
 	return m, nil
 }
 

@@ -7,16 +7,18 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/posgate/posgate/internal/app"
+	"github.com/posgate/posgate/internal/events"
 	"github.com/posgate/posgate/internal/rendezvous"
 	"github.com/posgate/posgate/internal/store"
 )
 
 // waiters lets an integrator call wait for the answer to its request, whichever replica holds
-// the POS socket: the replica that stores an answer announces it on the event bus, and the
-// rendezvous also rereads the store periodically (backing off), so a lost notice only delays
-// the answer.
+// the POS socket: the replica that stores an answer announces it on the event bus, with the
+// answer itself when it fits, and the rendezvous also rereads the store periodically (backing
+// off), so a lost notice only delays the answer.
 type waiters struct {
 	m  *Module
 	rv *rendezvous.Point[*store.OutboxMessage]
@@ -25,6 +27,43 @@ type waiters struct {
 type answeredNotice struct {
 	Queue string `json:"queue"`
 	ID    string `json:"id"`
+	// Answer is the POS's answer as it sent it, when the notice has room for it (the bus caps a
+	// notice at events.MaxPayload): a call waiting on another replica returns it without reading
+	// the store. Without it the waiter reads the store.
+	Answer *string `json:"answer,omitempty"`
+	// Expires is the request's ExpiresAt (unix milliseconds), sent with Answer.
+	Expires int64 `json:"expires,omitempty"`
+}
+
+// noticeOf is the answered notice of msg, carrying the answer when it fits.
+func noticeOf(msg *store.OutboxMessage) []byte {
+	n := answeredNotice{Queue: msg.Queue, ID: msg.ID}
+	if msg.State == store.OutboxDone && utf8.Valid(msg.Answer) {
+		a := string(msg.Answer)
+		n.Answer, n.Expires = &a, msg.ExpiresAt.UnixMilli()
+		if p, _ := json.Marshal(n); len(p) <= events.MaxPayload {
+			return p
+		}
+		n.Answer, n.Expires = nil, 0
+	}
+	p, _ := json.Marshal(n)
+	return p
+}
+
+// onNotice hands an answer carried by a notice to this replica's waiters, or makes them read
+// the store when the notice names the request only.
+func (ws *waiters) onNotice(p []byte) {
+	var n answeredNotice
+	if json.Unmarshal(p, &n) != nil || n.Queue == "" || n.ID == "" {
+		return
+	}
+	key := waitKey(n.Queue, n.ID)
+	if n.Answer == nil {
+		ws.rv.Wake(key)
+		return
+	}
+	ws.rv.Resolve(key, &store.OutboxMessage{Queue: n.Queue, ID: n.ID, State: store.OutboxDone,
+		Answer: []byte(*n.Answer), ExpiresAt: time.UnixMilli(n.Expires)})
 }
 
 // recheckBackoff caps a waiting call's recheck period at this many poll intervals, the longest
@@ -39,13 +78,7 @@ func newWaiters(m *Module) *waiters {
 	// slow (a loaded POS or store) from adding reads as they pile up.
 	ws.rv = rendezvous.New(ws.check, rendezvous.Options{Recheck: m.cfg.pollInterval, MaxRecheck: recheckBackoff * m.cfg.pollInterval})
 	if m.svc.Events != nil {
-		ws.rv.Listen(m.svc.Events, TopicAnswered, func(p []byte) string {
-			var n answeredNotice
-			if json.Unmarshal(p, &n) != nil || n.Queue == "" || n.ID == "" {
-				return ""
-			}
-			return waitKey(n.Queue, n.ID)
-		})
+		m.svc.Events.Subscribe(TopicAnswered, ws.onNotice)
 	}
 	return ws
 }
@@ -66,7 +99,7 @@ func (ws *waiters) announce(ctx context.Context, msg *store.OutboxMessage) {
 	if ws.m.svc.Events == nil {
 		return
 	}
-	p, _ := json.Marshal(answeredNotice{Queue: msg.Queue, ID: msg.ID})
+	p := noticeOf(msg)
 	// Called on the goroutine that stored the answer, one of the socket's answersInFlight: the
 	// reader has gone on, so waiting here for the notice (on PostgreSQL a NOTIFY transaction,
 	// shared with concurrent publishers) delays only this answer's slot. A notice lost with

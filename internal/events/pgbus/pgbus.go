@@ -45,6 +45,9 @@ const Channel = "posgate_events"
 // 8000 bytes or more, and the sender id and topic share that space.
 const MaxPayload = 7999 - idLen - 1 - maxTopic - 1
 
+// The bus carries what events.Bus promises every bus carries.
+var _ [MaxPayload - events.MaxPayload]struct{}
+
 const (
 	idLen        = 16 // hex characters of the sender id
 	maxTopic     = 63
