@@ -203,6 +203,9 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, s Spec) (*Conn, er
 func (c *Conn) open() {
 	h := c.h
 	go c.writeLoop()
+	// The delivery exists before presence names this connection: a message handed to it by
+	// another replica from then on finds it (see Hub.Enqueue).
+	h.d.prepare(c)
 	h.putPresence(c)
 	if o, ok := c.handler.(Opener); ok {
 		o.Opened(c)

@@ -148,6 +148,10 @@ type Options struct {
 	// Lease is how long a claimed message stays with one connection before another may claim it
 	// (a replica that died without releasing); default 60 s.
 	Lease time.Duration
+	// HandOff: several replicas share the store. A message for a queue this replica does not
+	// deliver is stored already taken by the delivery that presence names (the replica holding
+	// the peer's socket), and the notice carries it, so that replica writes it without a claim.
+	HandOff bool
 }
 
 // Presences is the store role the hub records presence through.
