@@ -45,10 +45,11 @@ type Conn struct {
 
 	wake chan struct{} // the writer has frames to write (capacity 1)
 	// handled carries HandleMessage's result from the worker back to the reader (capacity 1,
-	// made at the first message); inMsg is the message the worker handles. Both are used by
-	// the reader and the one worker running its message, one after the other.
+	// made at the first message, with runHandler); inMsg is the message the worker handles.
+	// Both are used by the reader and the one worker running its message, one after the other.
 	handled    chan error
 	inMsg      []byte
+	runHandler func() // runs the Handler on inMsg and sends its result to handled
 	writerDone chan struct{}
 	unanswered atomic.Int32  // pings sent since the last pong
 	sent       atomic.Uint64 // frames the writer started writing (see Sent)
@@ -320,8 +321,8 @@ func (c *Conn) readLoop() Code {
 	}
 }
 
-// handle runs c's Handler on msg on a worker goroutine and waits for it. A reader spends the
-// life of its socket blocked in a read, keeping the stack it has: running the Handler there
+// handle runs c's Handler on msg on a worker goroutine (Go) and waits for it. A reader spends
+// the life of its socket blocked in a read, keeping the stack it has: running the Handler there
 // (a JSON decoder, a store write, a log line) grows that stack and the runtime never gives it
 // back, because a reader parked in the websocket library uses more than the quarter of a grown
 // stack below which the collector shrinks it. A few workers keep the deep stacks instead, and
@@ -329,32 +330,41 @@ func (c *Conn) readLoop() Code {
 func (h *Hub) handle(c *Conn, msg []byte) error {
 	if c.handled == nil {
 		c.handled = make(chan error, 1)
+		c.runHandler = func() { c.handled <- c.handler.HandleMessage(c.ctx, c, c.inMsg) }
 	}
 	c.inMsg = msg
-	select {
-	case h.work <- c: // an idle worker took it
-	default:
-		go h.worker(c)
-	}
+	h.Go(c.runHandler)
 	err := <-c.handled
 	c.inMsg = nil
 	return err
 }
 
-// worker runs the Handler for c's message, then for the messages of any connection handed to
-// it, until it has been idle for workerIdle. Workers are added when none is idle, so a slow
-// Handler delays its own connection only. Workers end once the hub has stopped.
-func (h *Hub) worker(c *Conn) {
+// Go runs f on one of the hub's worker goroutines: an idle one, or a new one when none is idle,
+// so f never waits for another f. A worker stays for workerIdle after its last function, keeping
+// the stack that function grew: a dialect's store writes (SQLite's frames are deep) would grow
+// a new goroutine's stack anew each time, copying it on every doubling. Workers end once the hub
+// has stopped; Go still runs f then, on a goroutine of its own.
+func (h *Hub) Go(f func()) {
+	select {
+	case h.work <- f: // an idle worker took it
+	default:
+		go h.worker(f)
+	}
+}
+
+// worker runs f, then every function handed to it, until it has been idle for workerIdle.
+func (h *Hub) worker(f func()) {
 	var t *time.Timer
 	for {
-		c.handled <- c.handler.HandleMessage(c.ctx, c, c.inMsg)
+		f()
+		f = nil
 		if t == nil {
 			t = time.NewTimer(workerIdle)
 		} else {
 			t.Reset(workerIdle)
 		}
 		select {
-		case c = <-h.work:
+		case f = <-h.work:
 		case <-t.C:
 			return
 		case <-h.bg.Done():

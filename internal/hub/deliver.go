@@ -716,7 +716,7 @@ func (d *deliverer) completeLater(st *queueState, id string) {
 	st.flush = true
 	d.mu.Unlock()
 	if start {
-		go d.flushDone(st)
+		d.h.Go(func() { d.flushDone(st) })
 	}
 }
 

@@ -223,9 +223,9 @@ type Hub struct {
 	workers sync.WaitGroup
 	d       *deliverer
 	metrics sync.Map // dialect → *dialectMetrics
-	// work hands a connection with a message to an idle worker (unbuffered: a send succeeds
-	// only when a worker is waiting); see handle.
-	work chan *Conn
+	// work hands a function to an idle worker (unbuffered: a send succeeds only when a worker
+	// is waiting); see Go.
+	work chan func()
 }
 
 // New returns a hub; call Start before serving connections that need the bus or the outbox.
@@ -235,7 +235,7 @@ func New(o Options) *Hub {
 		o:       o,
 		conns:   map[*Conn]struct{}{},
 		tenants: map[string]map[*Conn]struct{}{},
-		work:    make(chan *Conn),
+		work:    make(chan func()),
 	}
 	h.bg, h.stop = context.WithCancel(context.Background())
 	h.d = newDeliverer(h)

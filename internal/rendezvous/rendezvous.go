@@ -67,10 +67,13 @@ type wait[T any] struct {
 	wake chan struct{} // capacity 1: a pending wake is enough
 	stop chan struct{} // closed when the last caller leaves without an outcome
 	done chan struct{} // closed once v, err are set
-	lazy bool          // its watcher did not read the store when it started (Hold)
-	once sync.Once
-	v    T
-	err  error
+	lazy bool          // held (Hold): no read of the store when it started
+	// started: its watcher runs. A held key's watcher starts only when needed: with a Wake, when
+	// a Wait joins it, or at the first recheck of a Ticket's Wait (guarded by Point.mu).
+	started bool
+	once    sync.Once
+	v       T
+	err     error
 }
 
 // New returns a Point whose watchers read outcomes with check.
@@ -112,7 +115,7 @@ type Ticket[T any] struct {
 // for a POS, say): from now on a Resolve or Wake of key reaches it. Unlike Wait, Hold does not
 // read the store at once — the caller knows the outcome was undecided when it held (and reads
 // the state itself after its own write) — the first read comes with a Wake or the recheck
-// period. It returns Stop's error when the Point is stopped.
+// period after the ticket's Wait began; until then no goroutine watches the key. It returns Stop's error when the Point is stopped.
 func (p *Point[T]) Hold(key string) (*Ticket[T], error) {
 	w, err := p.hold(key, false)
 	if err != nil {
@@ -124,7 +127,9 @@ func (p *Point[T]) Hold(key string) (*Ticket[T], error) {
 // Leave gives up the ticket without waiting.
 func (t *Ticket[T]) Leave() { t.p.leave(t.w) }
 
-// Wait is Point.Wait for the ticket's key, and ends the ticket.
+// Wait is Point.Wait for the ticket's key, and ends the ticket. A held key's first recheck is
+// armed here, not by Hold: no goroutine watches a key before a caller waits on it (most
+// outcomes are resolved or announced before the first recheck is due).
 func (t *Ticket[T]) Wait(ctx context.Context, d time.Duration) (T, error) {
 	p, w := t.p, t.w
 	var zero T
@@ -134,34 +139,49 @@ func (t *Ticket[T]) Wait(ctx context.Context, d time.Duration) (T, error) {
 	}
 	timer, stopTimer := p.timers.After(d)
 	defer stopTimer()
-	select {
-	case <-w.done:
-	case <-timer:
+	var recheck <-chan time.Time
+	p.mu.Lock()
+	started := w.started
+	p.mu.Unlock()
+	if !started {
+		tick, stopTick := p.timers.After(p.recheck)
+		defer stopTick()
+		recheck = tick
+	}
+	for {
 		select {
 		case <-w.done:
-		default:
+		case <-recheck:
+			recheck = nil
+			p.mu.Lock()
+			if !w.started {
+				p.startLocked(w, min(2*p.recheck, p.maxRe))
+			}
+			p.mu.Unlock()
+			continue
+		case <-timer:
+			select {
+			case <-w.done:
+			default:
+				p.leave(w)
+				return zero, ErrTimeout
+			}
+		case <-ctx.Done():
 			p.leave(w)
-			return zero, ErrTimeout
+			return zero, ctx.Err()
 		}
-	case <-ctx.Done():
 		p.leave(w)
-		return zero, ctx.Err()
+		return w.v, w.err
 	}
-	p.leave(w)
-	return w.v, w.err
 }
 
 // Wake makes the watcher of key read the store again now (a notice said the outcome may be
 // there). It does nothing when nobody waits on key.
 func (p *Point[T]) Wake(key string) {
 	p.mu.Lock()
-	w := p.waits[key]
-	p.mu.Unlock()
-	if w != nil {
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
+	defer p.mu.Unlock()
+	if w := p.waits[key]; w != nil {
+		p.wakeLocked(w)
 	}
 }
 
@@ -231,18 +251,37 @@ func (p *Point[T]) hold(key string, read bool) (*wait[T], error) {
 			w.refs++
 			if read && w.lazy {
 				// A Wait expects the store read after it arrived.
-				select {
-				case w.wake <- struct{}{}:
-				default:
-				}
+				p.wakeLocked(w)
 			}
 			return w, nil
 		}
 	}
 	w := &wait[T]{key: key, refs: 1, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), lazy: !read}
 	p.waits[key] = w
-	go p.watch(w, read)
+	if read {
+		p.startLocked(w, p.recheck)
+	}
 	return w, nil
+}
+
+// startLocked starts w's watcher, which reads the store at once and then every period (doubling
+// as Options say); p.mu is held.
+func (p *Point[T]) startLocked(w *wait[T], period time.Duration) {
+	w.started = true
+	go p.watch(w, period)
+}
+
+// wakeLocked makes w's watcher read the store now, starting it if it does not run yet; p.mu is
+// held.
+func (p *Point[T]) wakeLocked(w *wait[T]) {
+	if !w.started {
+		p.startLocked(w, p.recheck)
+		return
+	}
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
 }
 
 // leave drops one caller from w; the last to leave without an outcome stops the watcher.
@@ -276,10 +315,10 @@ func (p *Point[T]) resolve(w *wait[T], v T, err error) {
 	})
 }
 
-// watch reads the outcome of w's key at once (if first), when woken and every recheck period
-// (doubling up to the cap after each periodic read that found nothing), until it is known or
-// every caller has left.
-func (p *Point[T]) watch(w *wait[T], first bool) {
+// watch reads the outcome of w's key at once, when woken and every recheck period (starting at
+// period, doubling up to the cap after each periodic read that found nothing), until it is known
+// or every caller has left.
+func (p *Point[T]) watch(w *wait[T], period time.Duration) {
 	check := func() bool {
 		v, done, err := p.check(p.ctx, w.key)
 		if err != nil || !done {
@@ -288,10 +327,9 @@ func (p *Point[T]) watch(w *wait[T], first bool) {
 		p.resolve(w, v, nil)
 		return true
 	}
-	if first && check() {
+	if check() {
 		return
 	}
-	period := p.recheck
 	for {
 		tick, stopTick := p.timers.After(period)
 		select {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -398,7 +399,7 @@ func holdOn(t *testing.T, p *rendezvous.Point[string], clk *clock.Fake, key stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	held(t, p, clk, key, 1, 1)
+	held(t, p, clk, key, 1, 0) // no watcher runs, so no recheck is armed
 	return tk
 }
 
@@ -407,7 +408,7 @@ func holdOn(t *testing.T, p *rendezvous.Point[string], clk *clock.Fake, key stri
 func TestHoldReadsNothingAndMissesNoOutcome(t *testing.T) {
 	p, a, clk := setup(t)
 	a.set("req_1", "stale")          // a Hold must not read it: the caller knows the outcome is undecided
-	t1 := holdOn(t, p, clk, "req_1") // the watcher armed its recheck without reading
+	t1 := holdOn(t, p, clk, "req_1") // nothing watches the key yet
 	if n := a.reads.Load(); n != 0 {
 		t.Fatalf("Hold read the store %d times", n)
 	}
@@ -425,6 +426,47 @@ func TestHoldReadsNothingAndMissesNoOutcome(t *testing.T) {
 	if v, err := t2.Wait(context.Background(), 10*time.Second); err != nil || v != "from another replica" {
 		t.Fatalf("got %q, %v", v, err)
 	}
+}
+
+// A hold starts no goroutine: resolved before or during its Wait, nothing ran for it. A
+// ticket's Wait arms the first recheck, so an answer whose notice is lost is still read.
+func TestHoldStartsNoWatcher(t *testing.T) {
+	p, a, clk := setup(t)
+	created := func() uint64 {
+		s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	const n = 50
+	before := created()
+	for i := range n {
+		key := fmt.Sprint("req_", i)
+		tk, err := p.Hold(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Resolve(key, "answer")
+		if v, err := tk.Wait(context.Background(), 10*time.Second); err != nil || v != "answer" {
+			t.Fatalf("got %q, %v", v, err)
+		}
+	}
+	// The runtime may start a few of its own meanwhile (the collector's workers).
+	if got := created() - before; got > n/5 {
+		t.Fatalf("%d holds started %d goroutines", n, got)
+	}
+
+	tk := holdOn(t, p, clk, "lost")
+	ch := make(chan result, 1)
+	go func() {
+		v, err := tk.Wait(context.Background(), 10*time.Second)
+		ch <- result{v, err}
+	}()
+	held(t, p, clk, "lost", 1, 2) // the wait's deadline and its first recheck
+	a.set("lost", "answer")       // stored on another replica; its notice never arrives
+	clk.Advance(time.Second)
+	quiet(t, ch)
+	clk.Advance(time.Second) // the recheck period has passed
+	answered(t, ch, "answer")
 }
 
 // A Wait that joins a Hold's watcher gets the read a Wait promises.

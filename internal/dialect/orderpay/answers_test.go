@@ -2,7 +2,9 @@ package orderpay
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"testing"
@@ -44,7 +46,7 @@ func (o *slowOutbox) AnswerOutbox(ctx context.Context, queue, id string, answer 
 // answers after it; a second answer to the same request waits for the first.
 func TestAnswersOfOneSocketStoredSideBySide(t *testing.T) {
 	ob := &slowOutbox{release: make(chan struct{}), stored: make(chan string, 10)}
-	m := &Module{svc: &app.Services{Clock: clock.System{}, Log: slog.New(slog.DiscardHandler)}, outbox: ob}
+	m := &Module{svc: &app.Services{Clock: clock.System{}, Log: slog.New(slog.DiscardHandler)}, outbox: ob, hub: hub.New(hub.Options{})}
 	m.waiters = &waiters{m: m}
 	m.waiters.rv = rendezvous.New(m.waiters.check, rendezvous.Options{Recheck: time.Hour})
 	h := &connHandler{m: m, outlet: &store.OrderpayOutlet{ID: "op_1"}, queue: tenant("op_1")}
@@ -94,4 +96,38 @@ func TestFloodBoundCountsOnlyUnasked(t *testing.T) {
 		}
 	}
 	t.Fatal("unasked messages were never refused")
+}
+
+// Storing a socket's answers starts no goroutine per answer: they run on the hub's workers,
+// which keep the stacks the store writes grew (a goroutine per answer grew its stack anew each
+// time).
+func TestAnswersStoredOnHubWorkers(t *testing.T) {
+	ob := &slowOutbox{release: make(chan struct{}), stored: make(chan string, 1)}
+	m := &Module{svc: &app.Services{Clock: clock.System{}, Log: slog.New(slog.DiscardHandler)}, outbox: ob, hub: hub.New(hub.Options{})}
+	m.waiters = &waiters{m: m}
+	m.waiters.rv = rendezvous.New(m.waiters.check, rendezvous.Options{Recheck: time.Hour})
+	h := &connHandler{m: m, outlet: &store.OrderpayOutlet{ID: "op_1"}, queue: tenant("op_1")}
+	answer := func(i int) {
+		if err := h.HandleMessage(context.Background(), new(hub.Conn), []byte(fmt.Sprintf(`{"RequestID":"r%d"}`, i))); err != nil {
+			t.Fatal(err)
+		}
+		<-ob.stored
+	}
+	answer(0) // starts a worker
+	const n = 50
+	before := goroutinesCreated()
+	for i := 1; i <= n; i++ {
+		answer(i)
+	}
+	// The runtime may start a few of its own meanwhile (the collector's workers).
+	if got := goroutinesCreated() - before; got > n/5 {
+		t.Fatalf("%d answers started %d goroutines", n, got)
+	}
+}
+
+// goroutinesCreated reads the runtime's count of goroutines created since the program started.
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }

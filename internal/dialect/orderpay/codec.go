@@ -130,7 +130,9 @@ func (h *connHandler) HandleMessage(ctx context.Context, c *hub.Conn, msg []byte
 	h.slots <- struct{}{}
 	// The answer was received: it is stored even if the connection goes meanwhile.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), answerTimeout)
-	go func() {
+	// On a hub worker: a goroutine of its own per answer would grow its stack through the
+	// store write every time.
+	h.m.hub.Go(func() {
 		defer func() {
 			cancel()
 			h.mu.Lock()
@@ -147,7 +149,7 @@ func (h *connHandler) HandleMessage(ctx context.Context, c *hub.Conn, msg []byte
 		if cerr := h.store(sctx, c, a.RequestID, body); cerr != nil {
 			c.Close(cerr.Code, cerr.Reason)
 		}
-	}()
+	})
 	return nil
 }
 

@@ -130,3 +130,84 @@ func TestWriterWaitsForLock(t *testing.T) {
 		t.Fatalf("writer busy timeout after the wait: %q, %v; want 0", timeout, err)
 	}
 }
+
+// TestReadsStartNoGoroutines: a read through the reader pool starts no goroutine. database/sql
+// starts one per query to watch its context and the driver one per statement, each a thread
+// wake-up at the read's start and end; the store's reads run under a context that never ends and
+// are bounded by the reader connections' busy timeout instead (TestReadBusyTimeout).
+func TestReadsStartNoGoroutines(t *testing.T) {
+	s, _ := openFile(t)
+	ctx := t.Context()
+	msg := &store.OutboxMessage{Queue: "q", ID: "m", BodyHash: []byte("h"), Payload: []byte("{}"),
+		CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}
+	if _, _, err := s.EnqueueOutbox(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetOutbox(ctx, "q", "m"); err != nil { // prepares the statement
+		t.Fatal(err)
+	}
+	const n = 50
+	before := goroutinesCreated()
+	for range n {
+		if _, err := s.GetOutbox(ctx, "q", "m"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.IsRevoked(ctx, "jti", "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The runtime may start a few of its own meanwhile (the collector's workers).
+	if got := goroutinesCreated() - before; got > n/5 {
+		t.Fatalf("%d reads started %d goroutines", 2*n, got)
+	}
+}
+
+// TestReadBusyTimeout: the reader connections wait for a lock another process holds no longer
+// than the store's timeout (reads run under a context that never ends, so the busy timeout is
+// what bounds that wait).
+func TestReadBusyTimeout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "posgate.db")
+	s, err := Open(t.Context(), path, sqlstore.WithTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var ms int
+	if err := s.Store.Reader().QueryRow(t.Context(), "PRAGMA busy_timeout").Scan(&ms); err != nil || ms != 300 {
+		t.Fatalf("reader busy timeout %d, %v; want 300 (the store's timeout)", ms, err)
+	}
+}
+
+// TestReadStopsAtDeadline: a result read row by row ends with ErrUnavailable once the store's
+// timeout has passed, and a read whose context has ended does not start.
+func TestReadStopsAtDeadline(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "posgate.db")
+	const timeout = 300 * time.Millisecond
+	s, err := Open(t.Context(), path, sqlstore.WithTimeout(timeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now()
+	rows, err := s.Store.Reader().Query(t.Context(), `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	err = rows.Err()
+	rows.Close()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("an endless result after %d rows: %v, want the deadline", n, err)
+	}
+	if d := time.Since(start); d > timeout+5*time.Second {
+		t.Fatalf("an endless result ended after %v (timeout %v)", d, timeout)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.IsRevoked(ctx, "jti", "x"); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("a read with an ended context: %v, want ErrUnavailable", err)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -344,4 +346,111 @@ func TestGroupCommitWaiterGivesUp(t *testing.T) {
 	if err := s.Writer().QueryRow(ctx, `SELECT COUNT(*) FROM single_use WHERE name = 'a'`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("a's row after its commit: %d, %v", n, err)
 	}
+}
+
+// TestGroupCommitterHandsTheTurnOver: a caller that commits a batch while others wait for a turn
+// lets the next of them start before it goes back to its own request. On one P, without the
+// hand-over, the committer runs on until it blocks somewhere else and the writer sits idle.
+func TestGroupCommitterHandsTheTurnOver(t *testing.T) {
+	_, g := openFile(t)
+	ctx := t.Context()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var mu sync.Mutex
+	var order []string
+	note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+	waitFor := func(n int64) {
+		for g.waiting.Load() < n {
+			time.Sleep(time.Millisecond) // polling for a goroutine to block, not waiting for a deadline
+		}
+	}
+
+	a, err := g.begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := make(chan *unit)
+	go func() {
+		u, err := g.begin(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		next <- u
+	}()
+	waitFor(1)
+	aDone := make(chan error)
+	go func() { aDone <- a.Commit(ctx) }() // leaves the batch open for the waiting caller
+	b := <-next
+	if b == nil {
+		t.FailNow()
+	}
+	cDone := make(chan error)
+	go func() {
+		u, err := g.begin(ctx)
+		if err != nil {
+			cDone <- err
+			return
+		}
+		note("next holder began")
+		cDone <- u.Commit(ctx)
+	}()
+	waitFor(1)
+	if err := b.Commit(ctx); err != nil { // the last the batch waited for: commits it
+		t.Fatal(err)
+	}
+	note("committer returned")
+	for _, ch := range []chan error{aDone, cDone} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{"next holder began", "committer returned"}; !slices.Equal(order, want) {
+		t.Fatalf("order %q, want %q", order, want)
+	}
+}
+
+// TestGroupExecHasNoSavepoint: a unit of one statement runs that statement alone on the writer,
+// in one batch with others, and its failure still fails only its caller
+// (TestGroupCommitFailureIsolated covers that with a unique violation).
+func TestGroupExecHasNoSavepoint(t *testing.T) {
+	s, g := openFile(t)
+	ctx := t.Context()
+	now := time.Now().Truncate(time.Millisecond)
+	errs := inOneBatch(t, g, 4, func(i int) error {
+		return s.UseOnce(ctx, fmt.Sprintf("key%d", i%3), now, now.Add(time.Hour))
+	})
+	if w := winners(t, errs, store.ErrAlreadyUsed); w != 3 {
+		t.Fatalf("%d of 4 callers recorded their key, want 3 (one key twice)", w)
+	}
+	g.turn <- struct{}{}
+	_, prepared := g.stmts["SAVEPOINT "+savepoint]
+	g.release()
+	if prepared {
+		t.Fatal("single statements ran inside savepoints")
+	}
+}
+
+// TestGroupInTransaction: after a failed statement the writer tells an open batch transaction
+// from one SQLite rolled back (then the batch fails as a whole).
+func TestGroupInTransaction(t *testing.T) {
+	_, g := openFile(t)
+	g.turn <- struct{}{}
+	defer g.release()
+	if err := g.open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	b := g.batch
+	if !g.inTransaction() {
+		t.Fatal("an open batch reported as rolled back")
+	}
+	if _, err := g.exec("ROLLBACK"); err != nil { // as SQLite does after a full disk
+		t.Fatal(err)
+	}
+	if g.inTransaction() {
+		t.Fatal("a rolled back batch reported as open")
+	}
+	if g.inTransaction() { // the probe left no transaction behind
+		t.Fatal("the probe's own transaction was left open")
+	}
+	g.batch = nil
+	close(b.done)
 }

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -49,7 +50,7 @@ const (
 	busyTimeoutMS = "10000"
 	writerParams  = "_txlock=immediate&_pragma=busy_timeout(" + busyTimeoutMS + ")&_pragma=foreign_keys(1)" +
 		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
-	readerParams = "_pragma=busy_timeout(" + busyTimeoutMS + ")&_pragma=foreign_keys(1)&_query_only=1"
+	readerParams = "_pragma=foreign_keys(1)&_query_only=1"
 )
 
 // Open opens (creating it if needed, mode 0600) the SQLite database at path, applies the
@@ -83,7 +84,7 @@ func Open(ctx context.Context, path string, opts ...sqlstore.Option) (*Store, er
 	}
 	reader := writer
 	if !memory {
-		reader, err = sql.Open("sqlite", path+"?"+readerParams)
+		reader, err = sql.Open("sqlite", path+"?"+readerParams+readerBusyTimeout(opts))
 		if err != nil {
 			writer.Close()
 			return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -99,7 +100,7 @@ func Open(ctx context.Context, path string, opts ...sqlstore.Option) (*Store, er
 		}
 	}
 	w := newGroupDB(writer)
-	var r sqlstore.DB = &sqlDB{db: reader, stmts: map[string]*sql.Stmt{}}
+	var r sqlstore.DB = &readerDB{sqlDB{db: reader, stmts: map[string]*sql.Stmt{}}}
 	if memory {
 		r = w // the one connection is the writer's: reads take turns with the writes
 	}
@@ -121,6 +122,21 @@ func Open(ctx context.Context, path string, opts ...sqlstore.Option) (*Store, er
 		o(&cfg)
 	}
 	return &Store{Store: sqlstore.New(cfg), group: w}, nil
+}
+
+// readerBusyTimeout is the busy_timeout parameter of the reader connections: the store's
+// timeout (see readerDB), at most the writer's.
+func readerBusyTimeout(opts []sqlstore.Option) string {
+	var cfg sqlstore.Config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	d := cfg.Timeout
+	if d <= 0 {
+		d = sqlstore.DefaultTimeout
+	}
+	ms, _ := strconv.Atoi(busyTimeoutMS)
+	return "&_pragma=busy_timeout(" + strconv.FormatInt(min(d.Milliseconds(), int64(ms)), 10) + ")"
 }
 
 // prepareFile creates the directory and an empty database file readable only by its owner:
@@ -260,6 +276,63 @@ func (d *sqlDB) Begin(ctx context.Context) (sqlstore.Tx, error) {
 }
 
 func (d *sqlDB) Ping(ctx context.Context) error { return d.db.PingContext(ctx) }
+
+// readerDB runs the reads of the reader pool under a context that never ends, so a read starts
+// no goroutine: database/sql watches a query's context in a goroutine of its own (Rows.awaitDone)
+// and so does the driver (it interrupts the statement when the context ends), each a thread
+// wake-up at the read's start and at its end, for reads that take microseconds.
+//
+// The store's timeout still bounds a read. What makes a SQLite read wait is a lock another
+// process holds (in WAL mode only recovery or an exclusive locking mode blocks a reader): the
+// reader connections' busy timeout is the store's timeout, after which the read fails with
+// SQLITE_BUSY (ErrUnavailable). A read does not start once its context has ended, and a result
+// read row by row stops at the first row after its context ended. What is no longer interrupted
+// is a single statement computing for longer than the timeout before its next row: the store's
+// reads are index lookups and bounded scans (TestHotPathsUseIndexes).
+type readerDB struct{ sqlDB }
+
+func (d *readerDB) Query(ctx context.Context, q string, args ...any) (sqlstore.Rows, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rows, err := d.sqlDB.Query(context.WithoutCancel(ctx), q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return &ctxRows{Rows: rows, ctx: ctx}, nil
+}
+
+func (d *readerDB) QueryRow(ctx context.Context, q string, args ...any) sqlstore.Row {
+	if err := ctx.Err(); err != nil {
+		return errRow{err}
+	}
+	return d.sqlDB.QueryRow(context.WithoutCancel(ctx), q, args...)
+}
+
+// ctxRows ends a result at the first row asked for after ctx ended; Err then reports ctx's error.
+type ctxRows struct {
+	sqlstore.Rows
+	ctx context.Context
+	err error
+}
+
+func (r *ctxRows) Next() bool {
+	if r.err != nil {
+		return false
+	}
+	if err := r.ctx.Err(); err != nil {
+		r.err = err
+		return false
+	}
+	return r.Rows.Next()
+}
+
+func (r *ctxRows) Err() error {
+	if r.err != nil {
+		return r.err
+	}
+	return r.Rows.Err()
+}
 
 type sqlTx struct{ tx *sql.Tx }
 

@@ -297,3 +297,6 @@ func placeholders(first, n int) string {
 // Writer returns the connection writes go through, for engine-level tests and diagnostics
 // (PRAGMA checks, integrity_check). Callers must not write through it.
 func (s *Store) Writer() Querier { return s.w }
+
+// Reader returns the connection reads go through, for engine-level tests and diagnostics.
+func (s *Store) Reader() Querier { return s.r }
