@@ -174,3 +174,49 @@ func TestHandOffBurstDoesNotOverflowSendQueue(t *testing.T) {
 		}
 	}
 }
+
+// A hand-off whose notice never reaches the live replica holding the socket (its listener was
+// reconnecting) is held by that delivery and renewed with the rest; two renewals that find it
+// held and never handed over make the delivery give its leases back and claim again, so it is
+// written, late, and the message written before is not written twice.
+func TestLostHandOffFoundByRenewal(t *testing.T) {
+	st := openSQLite(t)
+	clk := clock.NewFake(time.Now())
+	const lease = 30 * time.Second
+	a := newServer(t, hub.Options{Outbox: st, Presences: st, Events: events.NewLocal(), Replica: "a", Clock: clk,
+		Lease: lease, HandOff: true, PollInterval: time.Hour})
+	b := newServer(t, hub.Options{Outbox: st, Presences: st, Events: events.NewLocal(), Replica: "b", Clock: clk,
+		Lease: lease, HandOff: true, PollInterval: time.Hour})
+	const q = "orderpay:lost"
+	ws, _ := b.dialURL(b.url(q, true)+"&deliver=answer", nil)
+	waitIdle(t, b.hub, q)
+	// r1 is written by b and awaits its answer (so b renews its leases); r2 is handed to b by
+	// a, whose notice b never hears.
+	hubEnqueue(t, b.hub, newMessage(clk, q, "r1"))
+	if got := read(t, ws); got != "r1" {
+		t.Fatalf("got %q, want r1", got)
+	}
+	enqueueFor(t, a.hub, hub.AwaitAnswer, newMessage(clk, q, "r2"))
+	got := make(chan string, 4)
+	go func() {
+		for {
+			_, m, err := ws.Read(context.Background())
+			if err != nil {
+				return
+			}
+			got <- string(m)
+		}
+	}()
+	for range 12 {
+		clk.Advance(lease / 3)
+		select {
+		case m := <-got:
+			if m != "r2" {
+				t.Fatalf("got %q, want r2 (and r1 not again)", m)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	t.Fatal("a hand-off whose notice was lost is never written")
+}
