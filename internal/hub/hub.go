@@ -148,6 +148,10 @@ type Options struct {
 	// Lease is how long a claimed message stays with one connection before another may claim it
 	// (a replica that died without releasing); default 60 s.
 	Lease time.Duration
+	// DoneDelay is how long the events written to a socket wait for an enqueue of their queue to
+	// record them done in its transaction before they are recorded by a write of their own
+	// (when the Outbox can: see completingOutbox); default 20 ms.
+	DoneDelay time.Duration
 }
 
 // Presences is the store role the hub records presence through.
@@ -199,6 +203,9 @@ func (o *Options) defaults() {
 	}
 	if o.Lease <= 0 {
 		o.Lease = 60 * time.Second
+	}
+	if o.DoneDelay <= 0 {
+		o.DoneDelay = 20 * time.Millisecond
 	}
 }
 

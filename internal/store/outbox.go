@@ -55,6 +55,14 @@ type OutboxHold struct {
 	Sent       bool // mark it sent (a delivery that awaits answers)
 }
 
+// OutboxCompletion names messages of one queue that were written to their peers, for an enqueue to
+// complete in its transaction (EnqueueOutboxCompleting of the SQL stores): a delivery's done
+// marks ride on the next enqueue instead of being a write of their own.
+type OutboxCompletion struct {
+	Queue string
+	IDs   []string // at most 1000
+}
+
 // Outbox stores delivery queues. Every transition is a conditional update, so two replicas
 // racing on one message cannot both win. A message is open while it is queued or sent.
 //
