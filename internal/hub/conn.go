@@ -115,6 +115,16 @@ func (c *Conn) Send(msg []byte, done func(error)) error {
 	return nil
 }
 
+// roomy reports whether the send queue is at most half full: a frame handed over without
+// waiting for the previous write (a hand-off) may be queued; beyond that it goes through the
+// deliverer, which waits for each write, so bursts of them cannot close a peer that is only
+// briefly slow.
+func (c *Conn) roomy() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue) < max(1, c.h.o.SendQueue/2)
+}
+
 // Close starts closing the connection with code and reason (the close handshake runs in the
 // background, bounded by the library's 5 s per step). Frames still queued are not written. A
 // second Close is a no-op.
@@ -203,6 +213,9 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request, s Spec) (*Conn, er
 func (c *Conn) open() {
 	h := c.h
 	go c.writeLoop()
+	// The delivery exists before presence names this connection: a message handed to it by
+	// another replica from then on finds it (see Hub.Enqueue).
+	h.d.prepare(c)
 	h.putPresence(c)
 	if o, ok := c.handler.(Opener); ok {
 		o.Opened(c)

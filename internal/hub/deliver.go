@@ -7,8 +7,10 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/posgate/posgate/internal/clock"
 	"github.com/posgate/posgate/internal/events"
@@ -76,22 +78,82 @@ func (h *Hub) Notify(ctx context.Context, queues ...string) error {
 }
 
 // outboxNotice names the queues with news: Queue, and any More (a replica that knows only Queue
-// wakes that one and finds the others at its next poll).
+// wakes that one and finds the others at its next poll). Held carries messages stored already
+// taken by a delivery (Hub.Enqueue's hand-off): the replica of that delivery writes them.
 type outboxNotice struct {
-	Queue string   `json:"queue"`
-	More  []string `json:"more,omitempty"`
+	Queue string         `json:"queue,omitempty"`
+	More  []string       `json:"more,omitempty"`
+	Held  []handedNotice `json:"held,omitempty"`
+}
+
+// handedNotice is one message handed to a delivery, as the notice carries it. Payload is the
+// message's payload as a JSON string (json.RawMessage when sent: it was encoded once to check
+// its size, and string when read).
+type handedNotice struct {
+	Queue   string `json:"queue"`
+	ID      string `json:"id"`
+	Seq     int64  `json:"seq"`
+	Owner   string `json:"owner"`
+	Payload any    `json:"payload"`
+	Created int64  `json:"created"` // unix milliseconds
+	Expires int64  `json:"expires"`
+	Sent    bool   `json:"sent,omitempty"`
 }
 
 func (h *Hub) onOutboxNotice(p []byte) {
 	var n outboxNotice
-	if json.Unmarshal(p, &n) != nil || n.Queue == "" {
+	if json.Unmarshal(p, &n) != nil {
 		return
 	}
-	h.d.wake(n.Queue)
+	if n.Queue != "" {
+		h.d.wake(n.Queue)
+	}
 	for _, q := range n.More {
 		if q != "" {
 			h.d.wake(q)
 		}
+	}
+	for _, hn := range n.Held {
+		payload, ok := hn.Payload.(string)
+		if !ok || hn.Queue == "" || hn.ID == "" || hn.Owner == "" || payload == "" {
+			continue
+		}
+		m := &store.OutboxMessage{Queue: hn.Queue, ID: hn.ID, Seq: hn.Seq, Payload: []byte(payload),
+			State: store.OutboxQueued, CreatedAt: time.UnixMilli(hn.Created), ExpiresAt: time.UnixMilli(hn.Expires),
+			Attempts: 1, LeaseOwner: hn.Owner}
+		if hn.Sent {
+			m.State = store.OutboxSent
+		}
+		h.d.handedOver(m)
+	}
+}
+
+// handedOver writes m, stored taken by the delivery m.LeaseOwner on another replica's enqueue,
+// if that delivery is this replica's: at once when nothing of its queue waits to be written
+// before it, else first thing in the queue's next run (as Hub.Enqueue's local fast path). A
+// message handed to a delivery of this replica that has ended or changed owner meanwhile is
+// given back, so another delivery claims it now rather than after its lease.
+func (d *deliverer) handedOver(m *store.OutboxMessage) {
+	d.mu.Lock()
+	st := d.queues[m.Queue]
+	if st == nil || st.gone || st.owner != m.LeaseOwner {
+		d.mu.Unlock()
+		if strings.HasPrefix(m.LeaseOwner, d.h.o.Replica+"/") {
+			go d.release(&queueState{name: m.Queue, owner: m.LeaseOwner})
+		}
+		return
+	}
+	if len(st.conns) == 1 && !st.writing && len(st.handoff) == 0 && st.conns[0].roomy() {
+		d.sendHeld(st, st.conns[0], m)
+		d.mu.Unlock()
+		return
+	}
+	st.handoff = append(st.handoff, m)
+	slices.SortFunc(st.handoff, func(a, b *store.OutboxMessage) int { return cmp.Compare(a.Seq, b.Seq) })
+	attached := len(st.conns) > 0
+	d.mu.Unlock()
+	if attached {
+		d.wake(m.Queue)
 	}
 }
 
@@ -129,28 +191,54 @@ type queueState struct {
 	handoff []*store.OutboxMessage // held by owner on the fast path, to be written by the next run first
 	done    []string               // written on the fast path, to be completed (DoneWhenWritten)
 	flush   bool                   // a completion of done is armed (Options.DoneDelay) or running
+	unknown map[string]bool        // held at the last renewal, never handed over here (renew)
 }
 
 func newDeliverer(h *Hub) *deliverer {
 	return &deliverer{h: h, queues: map[string]*queueState{}}
 }
 
-func (d *deliverer) attach(c *Conn) {
+// prepare makes sure each queue c delivers has a delivery on this replica, before c's presence
+// is recorded. A new delivery's lease owner is the one presence names for c
+// (store.PresenceOwner), so another replica can store a message already taken by it. c joins
+// it in attach, once the dialect has opened the connection.
+func (d *deliverer) prepare(c *Conn) {
 	if c.delivery == nil || d.h.o.Outbox == nil {
 		return
 	}
 	d.mu.Lock()
 	for _, q := range c.delivery.Queues {
+		if d.queues[q] == nil {
+			d.queues[q] = &queueState{name: q, owner: store.PresenceOwner(d.h.o.Replica, c.id), mode: c.delivery.Mode}
+		}
+	}
+	d.mu.Unlock()
+}
+
+func (d *deliverer) attach(c *Conn) {
+	if c.delivery == nil || d.h.o.Outbox == nil {
+		return
+	}
+	var runs []*queueState
+	d.mu.Lock()
+	for _, q := range c.delivery.Queues {
 		st := d.queues[q]
 		if st == nil {
-			st = &queueState{name: q, owner: d.h.o.Replica + "/" + randomID(), mode: c.delivery.Mode}
+			st = &queueState{name: q, owner: store.PresenceOwner(d.h.o.Replica, c.id), mode: c.delivery.Mode}
 			d.queues[q] = st
 		}
 		st.conns = append(st.conns, c)
+		// A run starts as the connection joins (as wake would, in the same critical section).
+		if st.running {
+			st.again = true
+		} else {
+			st.running = true
+			runs = append(runs, st)
+		}
 	}
 	d.mu.Unlock()
-	for _, q := range c.delivery.Queues {
-		d.wake(q)
+	for _, st := range runs {
+		go d.run(st)
 	}
 }
 
@@ -196,12 +284,28 @@ func (d *deliverer) detach(c *Conn) {
 		// leases would keep it from being claimed again until they run out. So the delivery
 		// takes a new owner and gives back the old one's leases.
 		release = append(release, &queueState{name: st.name, owner: st.owner, done: done})
-		st.owner = d.h.o.Replica + "/" + randomID()
+		st.owner = d.nextOwner(st)
 	}
 	d.mu.Unlock()
 	for _, st := range release {
 		d.release(st)
 	}
+}
+
+// nextOwner is the lease owner a delivery takes when a connection leaves it and others stay:
+// the one presence names for its newest connection, so hand-offs from other replicas go on
+// reaching it, unless that is the owner it had (then a fresh one). d.mu is held.
+func (d *deliverer) nextOwner(st *queueState) string {
+	newest := st.conns[0]
+	for _, c := range st.conns[1:] {
+		if olderThan(newest.since, newest.id, c.since, c.id) {
+			newest = c
+		}
+	}
+	if o := store.PresenceOwner(d.h.o.Replica, newest.id); o != st.owner {
+		return o
+	}
+	return d.h.o.Replica + "/" + randomID()
 }
 
 // release gives back the leases of a delivery whose connections are gone, and announces the
@@ -273,6 +377,11 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 	ctx := h.bg
 	now := h.o.Clock.Now()
 	d.mu.Lock()
+	if len(st.conns) == 0 {
+		// Prepared, not attached yet: attach wakes it; what was handed over waits for it.
+		d.mu.Unlock()
+		return false
+	}
 	owner := st.owner
 	st.writing = true
 	st.gen++
@@ -428,6 +537,17 @@ func (d *deliverer) poll(ctx context.Context) {
 // before (else the deliverer writes it first thing in its next run), so a message never
 // overtakes an older one. The other new messages are announced (Notify), as before.
 func (h *Hub) Enqueue(ctx context.Context, msgs ...*store.OutboxMessage) ([]*store.OutboxMessage, []bool, error) {
+	return h.EnqueueFor(ctx, 0, msgs...)
+}
+
+// EnqueueFor is Enqueue for messages whose queues are delivered in mode. With Options.HandOff, a
+// new message whose queue this replica does not deliver is stored taken by the delivery presence
+// names for the queue, if the store finds one and nothing older of the queue is open but what
+// that delivery holds (the insert decides both), and the notice carries it to that delivery's
+// replica, which writes it without a claim. A message too large for a notice, or mode 0, is
+// stored queued and announced as before. If that replica died, the lease runs out and the
+// message is claimed again, as any message of a dead replica's delivery.
+func (h *Hub) EnqueueFor(ctx context.Context, mode DeliveryMode, msgs ...*store.OutboxMessage) ([]*store.OutboxMessage, []bool, error) {
 	ob := h.o.Outbox
 	if ob == nil {
 		return nil, nil, errors.New("hub: no outbox")
@@ -440,11 +560,27 @@ func (h *Hub) Enqueue(ctx context.Context, msgs ...*store.OutboxMessage) ([]*sto
 	}
 	var holds []*store.OutboxHold
 	var fasts []fast
+	var payloads []json.RawMessage // of the messages handed over by presence, as notices carry them
 	now := h.o.Clock.Now()
 	d := h.d
 	d.mu.Lock()
 	for i, m := range msgs {
 		st := d.queues[m.Queue]
+		if st == nil && h.o.HandOff && mode != 0 {
+			if p, ok := handOffPayload(m.Payload); ok {
+				if holds == nil {
+					holds = make([]*store.OutboxHold, len(msgs))
+					fasts = make([]fast, len(msgs))
+				}
+				if payloads == nil {
+					payloads = make([]json.RawMessage, len(msgs))
+				}
+				holds[i] = &store.OutboxHold{Present: true, SeenSince: now.Add(-h.PresenceStale()),
+					LeaseUntil: maxTime(now, m.CreatedAt).Add(h.o.Lease), Sent: mode == AwaitAnswer}
+				payloads[i] = p
+			}
+			continue
+		}
 		if st == nil || st.gone || st.writing || len(st.handoff) > 0 || len(st.conns) != 1 {
 			continue
 		}
@@ -491,8 +627,18 @@ func (h *Hub) Enqueue(ctx context.Context, msgs ...*store.OutboxMessage) ([]*sto
 	}
 	var notify, release []string
 	var releaseOwners []string
+	var handed []handedNotice
 	for i, m := range stored {
 		if !created[i] {
+			continue
+		}
+		if holds != nil && holds[i] != nil && holds[i].Present {
+			if m.LeaseOwner == "" {
+				notify = append(notify, m.Queue)
+				continue
+			}
+			handed = append(handed, handedNotice{Queue: m.Queue, ID: m.ID, Seq: m.Seq, Owner: m.LeaseOwner,
+				Payload: payloads[i], Created: m.CreatedAt.UnixMilli(), Expires: m.ExpiresAt.UnixMilli(), Sent: m.State == store.OutboxSent})
 			continue
 		}
 		if holds == nil || holds[i] == nil || m.LeaseOwner != holds[i].Owner {
@@ -506,8 +652,9 @@ func (h *Hub) Enqueue(ctx context.Context, msgs ...*store.OutboxMessage) ([]*sto
 			// The delivery ended or changed owner meanwhile; its leases were given back, maybe
 			// before this one was stored: give it back again and announce it.
 			release, releaseOwners = append(release, m.Queue), append(releaseOwners, f.owner)
-		case f.st.writing || f.st.gen != f.gen || len(f.st.handoff) > 0 || len(f.st.conns) != 1 || f.st.conns[0] != f.c:
-			// A run claimed meanwhile: what it took may be older; it writes this one next.
+		case f.st.writing || f.st.gen != f.gen || len(f.st.handoff) > 0 || len(f.st.conns) != 1 || f.st.conns[0] != f.c || !f.c.roomy():
+			// A run claimed meanwhile: what it took may be older; it writes this one next (and
+			// a connection with a busy send queue gets it from the run, write by write).
 			f.st.handoff = append(f.st.handoff, m)
 			slices.SortFunc(f.st.handoff, func(a, b *store.OutboxMessage) int { return cmp.Compare(a.Seq, b.Seq) })
 		default:
@@ -521,13 +668,53 @@ func (h *Hub) Enqueue(ctx context.Context, msgs ...*store.OutboxMessage) ([]*sto
 	for i, q := range release {
 		d.release(&queueState{name: q, owner: releaseOwners[i]})
 	}
-	if len(notify) > 0 {
-		if err := h.Notify(context.WithoutCancel(ctx), notify...); err != nil {
-			// The holder of the socket polls too: a lost notice only delays delivery.
+	if len(notify) > 0 || len(handed) > 0 {
+		if err := h.announce(context.WithoutCancel(ctx), notify, handed); err != nil {
+			// The holder of the socket polls too, and a hand-off whose notice is lost is
+			// found by the holder's lease renewal or claimed after its lease: it only delays.
 			h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: announcing outbox messages failed", slog.String("error", err.Error()))
 		}
 	}
 	return stored, created, nil
+}
+
+// handOffPayload returns payload as a notice carries it (a JSON string), and whether it is
+// small enough for a notice with the message's other fields, and text (a notice is text).
+func handOffPayload(payload []byte) (json.RawMessage, bool) {
+	if !utf8.Valid(payload) {
+		return nil, false
+	}
+	p, err := json.Marshal(string(payload))
+	return p, err == nil && len(p) <= events.MaxPayload-handOffRoom
+}
+
+// handOffRoom is what a handed-over message's notice keeps for its fields besides the payload
+// (queue and id are short texts: an outlet or location id, a RequestID or event id).
+const handOffRoom = 1024
+
+// announce publishes one notice naming queues and carrying handed, or, when that is too large
+// for the bus, one for the queues and one per handed-over message.
+func (h *Hub) announce(ctx context.Context, queues []string, handed []handedNotice) error {
+	if len(handed) == 0 {
+		return h.Notify(ctx, queues...)
+	}
+	if h.o.Events == nil {
+		return errors.New("hub: a hand-off needs the event bus")
+	}
+	n := outboxNotice{Held: handed}
+	if len(queues) > 0 {
+		n.Queue, n.More = queues[0], queues[1:]
+	}
+	p, _ := json.Marshal(n)
+	if len(p) <= events.MaxPayload {
+		return h.o.Events.Publish(ctx, events.TopicOutbox, p)
+	}
+	err := h.Notify(ctx, queues...)
+	for _, hn := range handed {
+		p, _ := json.Marshal(outboxNotice{Held: []handedNotice{hn}})
+		err = errors.Join(err, h.o.Events.Publish(ctx, events.TopicOutbox, p))
+	}
+	return err
 }
 
 func maxTime(a, b time.Time) time.Time {
@@ -700,6 +887,7 @@ func (d *deliverer) renew(ctx context.Context) {
 		for _, id := range held {
 			keep[id] = true
 		}
+		lost := false
 		d.mu.Lock()
 		if j.st.owner == j.owner {
 			// Only what was there before the renewal: a message written since has a fresh lease.
@@ -708,7 +896,22 @@ func (d *deliverer) renew(ctx context.Context) {
 					delete(j.st.written, id)
 				}
 			}
+			// Held, yet neither written nor waiting to be: handed over by another replica
+			// whose notice has not come. One still so at the next renewal was lost (the
+			// listener reconnected): the delivery gives its leases back and claims again —
+			// what it wrote already is not written twice to a connection (written).
+			unknown := map[string]bool{}
+			for _, id := range held {
+				if _, w := j.st.written[id]; !w && !slices.ContainsFunc(j.st.handoff, func(m *store.OutboxMessage) bool { return m.ID == id }) {
+					unknown[id] = true
+					lost = lost || j.st.unknown[id]
+				}
+			}
+			j.st.unknown = unknown
 		}
 		d.mu.Unlock()
+		if lost {
+			d.release(&queueState{name: j.st.name, owner: j.owner})
+		}
 	}
 }

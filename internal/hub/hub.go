@@ -152,6 +152,10 @@ type Options struct {
 	// record them done in its transaction before they are recorded by a write of their own
 	// (when the Outbox can: see completingOutbox); default 20 ms.
 	DoneDelay time.Duration
+	// HandOff: several replicas share the store. A message for a queue this replica does not
+	// deliver is stored already taken by the delivery that presence names (the replica holding
+	// the peer's socket), and the notice carries it, so that replica writes it without a claim.
+	HandOff bool
 }
 
 // Presences is the store role the hub records presence through.

@@ -20,6 +20,9 @@ func newHub(cfg *config.Config, st store.Store, bus events.Bus, clk clock.Clock,
 	o.Clock = clk
 	o.Log = log
 	o.Events = bus
+	// A bus that reaches other processes means replicas that share the store.
+	_, local := bus.(*events.Local)
+	o.HandOff = bus != nil && !local
 	// The replica's name is what the admin API shows as holding a socket: the host and process
 	// say where to look; the random tail keeps a restarted process distinct.
 	host, _ := os.Hostname()

@@ -50,7 +50,14 @@ type OutboxMessage struct {
 
 // OutboxHold asks EnqueueOutboxHeld to store a message already taken by a delivery.
 type OutboxHold struct {
-	Owner      string
+	Owner string
+	// Present, instead of Owner, names the delivery of the connection presence says holds the
+	// message's queue (its tenant): the newest of the queue's presence rows (by Since, then
+	// ConnID) seen at or after SeenSince, whose delivery owner is PresenceOwner(Replica,
+	// ConnID). With no such row the message is stored queued. The replica that accepted a
+	// message hands it, in the same statement, to the replica holding the peer's socket.
+	Present    bool
+	SeenSince  time.Time
 	LeaseUntil time.Time
 	Sent       bool // mark it sent (a delivery that awaits answers)
 }
@@ -62,6 +69,10 @@ type OutboxCompletion struct {
 	Queue string
 	IDs   []string // at most 1000
 }
+
+// PresenceOwner is the lease owner of the delivery a connection starts on its replica, the one
+// a hold by presence (OutboxHold.Present) gives a message to.
+func PresenceOwner(replica, connID string) string { return replica + "/" + connID }
 
 // Outbox stores delivery queues. Every transition is a conditional update, so two replicas
 // racing on one message cannot both win. A message is open while it is queued or sent.
@@ -92,9 +103,11 @@ type Outbox interface {
 	// by holds[i].Owner — Attempts 1, leased until holds[i].LeaseUntil, and, with Sent, sent at
 	// its CreatedAt (which is the "now" of the decision) — if at that moment its queue has no
 	// open, unexpired message other than those the owner holds on a live lease; otherwise it is
-	// stored queued as EnqueueOutboxAll would. The returned message tells which (LeaseOwner). A
-	// message that existed already is returned as stored, unchanged. A hold with an empty Owner,
-	// or a LeaseUntil not after the message's CreatedAt, is refused and nothing is stored.
+	// stored queued as EnqueueOutboxAll would. A hold by presence (Present) decides its owner
+	// in the same statement and then applies the same condition. The returned message tells
+	// which (LeaseOwner). A message that existed already is returned as stored, unchanged. A hold
+	// with neither or both of an Owner and Present, or a LeaseUntil not after the message's
+	// CreatedAt, is refused and nothing is stored.
 	EnqueueOutboxHeld(ctx context.Context, msgs []*OutboxMessage, holds []*OutboxHold) (stored []*OutboxMessage, created []bool, err error)
 	// GetOutbox returns one message; ErrNotFound when unknown.
 	GetOutbox(ctx context.Context, queue, id string) (*OutboxMessage, error)

@@ -14,6 +14,7 @@ import (
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/gateway"
 	"github.com/posgate/posgate/internal/httpx"
+	"github.com/posgate/posgate/internal/hub"
 	"github.com/posgate/posgate/internal/jsonx"
 	"github.com/posgate/posgate/internal/secret"
 	"github.com/posgate/posgate/internal/store"
@@ -215,7 +216,7 @@ func (a *eventsAPI) publish(w http.ResponseWriter, r *http.Request) {
 	// id gets a new one — cannot leave the first socket kind with the event twice.
 	// The hub stores both and writes each at once to a socket of its queue this replica holds,
 	// or announces it to the replica that does (one notice for both queues).
-	stored, _, err := a.m.svc.Hub.Enqueue(context.WithoutCancel(ctx), msgs...)
+	stored, _, err := a.m.svc.Hub.EnqueueFor(context.WithoutCancel(ctx), hub.DoneWhenWritten, msgs...)
 	if errors.Is(err, store.ErrConflict) {
 		gateway.WriteBearerError(w, "posgate", errs.New(errs.Conflict, "conflict", "an event with this id and another body exists"))
 		return

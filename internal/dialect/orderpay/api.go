@@ -15,6 +15,7 @@ import (
 	"github.com/posgate/posgate/internal/errs"
 	"github.com/posgate/posgate/internal/gateway"
 	"github.com/posgate/posgate/internal/httpx"
+	"github.com/posgate/posgate/internal/hub"
 	"github.com/posgate/posgate/internal/jsonx"
 	"github.com/posgate/posgate/internal/rendezvous"
 	"github.com/posgate/posgate/internal/secret"
@@ -201,7 +202,7 @@ func (m *Module) postRequest(w http.ResponseWriter, r *http.Request) {
 	// The hub stores it and, when this replica holds the POS socket, writes it at once;
 	// otherwise it announces it to the replica that does.
 	var stored *store.OutboxMessage
-	all, _, err := m.hub.Enqueue(ctx, &store.OutboxMessage{
+	all, _, err := m.hub.EnqueueFor(ctx, hub.AwaitAnswer, &store.OutboxMessage{
 		Queue: q, ID: id, BodyHash: hash, Payload: frame, CreatedAt: now, ExpiresAt: now.Add(m.cfg.requestTTL),
 	})
 	if len(all) == 1 {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync/atomic"
 
 	sqlite "modernc.org/sqlite"
@@ -487,17 +488,55 @@ func (u *unit) Rollback(context.Context) error {
 
 func (g *groupDB) Begin(ctx context.Context) (sqlstore.Tx, error) { return g.begin(ctx) }
 
+// Exec runs one statement as a unit without a savepoint of its own: SQLite undoes a failed
+// statement and nothing else, so the SAVEPOINT and RELEASE around it would only cost the writer
+// two more statements per unit. The errors that may make SQLite roll back the whole transaction
+// (a full disk, an I/O error) are told apart by asking the connection whether its transaction is
+// still open: if not, the batch failed as a whole (see fail).
 func (g *groupDB) Exec(ctx context.Context, q string, args ...any) (int64, error) {
-	u, err := g.begin(ctx)
-	if err != nil {
+	if err := g.acquire(ctx); err != nil {
 		return 0, err
 	}
-	n, err := u.Exec(ctx, q, args...)
-	if err != nil {
-		_ = u.Rollback(ctx)
+	if g.batch == nil {
+		if err := g.open(ctx); err != nil {
+			g.release()
+			return 0, err
+		}
+	}
+	b := g.batch
+	if err := ctx.Err(); err != nil {
+		g.settle(b)
+		g.release()
 		return 0, err
 	}
-	return n, u.Commit(ctx)
+	n, err := g.exec(q, args...)
+	if err != nil {
+		if g.inTransaction() {
+			g.settle(b)
+		} else {
+			g.fail(b, err)
+		}
+		g.release()
+		return 0, err
+	}
+	b.units++
+	g.settle(b)
+	g.release()
+	g.handOver(b)
+	return n, wait(ctx, b)
+}
+
+// inTransaction reports whether the writer connection still has the batch's transaction open,
+// after a statement of it failed. BEGIN fails inside a transaction; when it succeeds the batch's
+// transaction was gone, and the one BEGIN opened is rolled back.
+func (g *groupDB) inTransaction() bool {
+	_, err := g.exec("BEGIN")
+	if err == nil {
+		g.rollback()
+		return false
+	}
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_ERROR && strings.Contains(se.Error(), "within a transaction")
 }
 
 func (g *groupDB) QueryRow(ctx context.Context, q string, args ...any) sqlstore.Row {

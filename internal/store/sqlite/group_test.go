@@ -407,3 +407,50 @@ func TestGroupCommitterHandsTheTurnOver(t *testing.T) {
 		t.Fatalf("order %q, want %q", order, want)
 	}
 }
+
+// TestGroupExecHasNoSavepoint: a unit of one statement runs that statement alone on the writer,
+// in one batch with others, and its failure still fails only its caller
+// (TestGroupCommitFailureIsolated covers that with a unique violation).
+func TestGroupExecHasNoSavepoint(t *testing.T) {
+	s, g := openFile(t)
+	ctx := t.Context()
+	now := time.Now().Truncate(time.Millisecond)
+	errs := inOneBatch(t, g, 4, func(i int) error {
+		return s.UseOnce(ctx, fmt.Sprintf("key%d", i%3), now, now.Add(time.Hour))
+	})
+	if w := winners(t, errs, store.ErrAlreadyUsed); w != 3 {
+		t.Fatalf("%d of 4 callers recorded their key, want 3 (one key twice)", w)
+	}
+	g.turn <- struct{}{}
+	_, prepared := g.stmts["SAVEPOINT "+savepoint]
+	g.release()
+	if prepared {
+		t.Fatal("single statements ran inside savepoints")
+	}
+}
+
+// TestGroupInTransaction: after a failed statement the writer tells an open batch transaction
+// from one SQLite rolled back (then the batch fails as a whole).
+func TestGroupInTransaction(t *testing.T) {
+	_, g := openFile(t)
+	g.turn <- struct{}{}
+	defer g.release()
+	if err := g.open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	b := g.batch
+	if !g.inTransaction() {
+		t.Fatal("an open batch reported as rolled back")
+	}
+	if _, err := g.exec("ROLLBACK"); err != nil { // as SQLite does after a full disk
+		t.Fatal(err)
+	}
+	if g.inTransaction() {
+		t.Fatal("a rolled back batch reported as open")
+	}
+	if g.inTransaction() { // the probe left no transaction behind
+		t.Fatal("the probe's own transaction was left open")
+	}
+	g.batch = nil
+	close(b.done)
+}

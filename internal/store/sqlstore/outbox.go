@@ -93,6 +93,9 @@ func (s *Store) enqueueOne(ctx context.Context, m *store.OutboxMessage, hold *st
 // this message. When it does not hold, the held insert inserts nothing and the message is
 // inserted queued, for the deliverer, by the plain statement.
 func insertOutbox(ctx context.Context, q Querier, m *store.OutboxMessage, hold *store.OutboxHold) (*store.OutboxMessage, error) {
+	if hold != nil && hold.Present {
+		return insertOutboxPresent(ctx, q, m, hold)
+	}
 	if hold != nil {
 		var sentAt *int64
 		state := string(store.OutboxQueued)
@@ -115,6 +118,35 @@ func insertOutbox(ctx context.Context, q Querier, m *store.OutboxMessage, hold *
 			expires_at, attempts, lease_owner) VALUES ($1, $2, $3, $4, 'queued', $5, $6, 0, '')
 			ON CONFLICT (queue, id) DO NOTHING RETURNING `+outboxCols,
 		m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt)).Scan)
+}
+
+// insertOutboxPresent inserts m held by the delivery presence names for its queue, or queued
+// when presence names none or the queue does not let it be taken (insertOutbox's condition,
+// for that owner), in one statement: ErrNoRows when (Queue, ID) exists already. The owner is
+// read in the statement, so no replica reads presence for it, and the message is never stored
+// held by an owner the condition was not checked against.
+func insertOutboxPresent(ctx context.Context, q Querier, m *store.OutboxMessage, hold *store.OutboxHold) (*store.OutboxMessage, error) {
+	state := string(store.OutboxQueued)
+	if hold.Sent {
+		state = string(store.OutboxSent)
+	}
+	// h is computed once (MATERIALIZED: PostgreSQL would otherwise evaluate the subquery once
+	// per reference). The check takes the queue's first open message not held live by the
+	// owner in seq order, so both engines read it through the queue's open index and stop
+	// at the first; a NOT EXISTS let PostgreSQL's generic plan scan the open messages of
+	// every queue through the expiry index.
+	return scanOutbox(q.QueryRow(ctx, `WITH h AS MATERIALIZED (SELECT (SELECT p.owner FROM (SELECT replica || '/' || conn_id AS owner
+				FROM presence WHERE tenant = $1 AND seen_at >= $9 ORDER BY since DESC, conn_id DESC LIMIT 1) p
+			WHERE (SELECT seq FROM outbox WHERE queue = $1 AND `+outboxOpen+` AND expires_at > $5
+				AND (lease_owner <> p.owner OR lease_until IS NULL OR lease_until <= $5) ORDER BY seq LIMIT 1) IS NULL) AS owner)
+		INSERT INTO outbox (queue, id, body_hash, payload, state, created_at, expires_at, attempts, lease_owner, lease_until, sent_at)
+		SELECT $1, $2, $3, $4, CASE WHEN h.owner IS NULL THEN 'queued' ELSE $7 END, $5, $6,
+			CASE WHEN h.owner IS NULL THEN 0 ELSE 1 END, COALESCE(h.owner, ''),
+			CASE WHEN h.owner IS NULL THEN NULL ELSE CAST($8 AS BIGINT) END,
+			CASE WHEN h.owner IS NULL OR $7 = 'queued' THEN NULL ELSE CAST($5 AS BIGINT) END
+		FROM h WHERE true
+		ON CONFLICT (queue, id) DO NOTHING RETURNING `+outboxCols,
+		m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt), state, ms(hold.LeaseUntil), ms(hold.SeenSince)).Scan)
 }
 
 // GetOutbox returns the message id of queue.

@@ -116,8 +116,8 @@ func (s *Store) EnqueueOutboxCompleting(ctx context.Context, msgs []*store.Outbo
 // checkOutboxMessage refuses a message EnqueueOutbox would not store.
 func checkOutboxMessage(m *store.OutboxMessage, hold *store.OutboxHold) error {
 	switch {
-	case hold != nil && hold.Owner == "":
-		return errors.New("hold without an owner")
+	case hold != nil && (hold.Owner == "") == !hold.Present:
+		return errors.New("hold needs an owner or presence, not both")
 	case hold != nil && !hold.LeaseUntil.After(m.CreatedAt):
 		return fmt.Errorf("hold's lease end %s is not after %s", hold.LeaseUntil, m.CreatedAt)
 	case m.Queue == "" || m.ID == "":

@@ -1151,6 +1151,100 @@ func testOutboxEnqueueHeld(t *testing.T, s store.Store) {
 	eq(t, "rows of the raced id", count(t, s, "r"), 1)
 }
 
+// testOutboxEnqueueByPresence: a hold by presence stores the message taken by the delivery of
+// the queue's newest live presence row (PresenceOwner of its replica and connection), under the
+// same condition as a hold by owner; with no live row, or behind an older message that owner
+// does not hold, it is stored queued. The owner is decided by the insert itself.
+func testOutboxEnqueueByPresence(t *testing.T, s store.Store) {
+	msgAt := func(queue, id string, created time.Duration) *store.OutboxMessage {
+		m := newMsg(queue, id, time.Hour)
+		m.CreatedAt, m.ExpiresAt = at(created), at(created+time.Hour)
+		return m
+	}
+	present := func(sent bool) *store.OutboxHold {
+		return &store.OutboxHold{Present: true, SeenSince: at(time.Minute), LeaseUntil: at(3 * time.Minute), Sent: sent}
+	}
+	held := func(m *store.OutboxMessage, h *store.OutboxHold) *store.OutboxMessage {
+		t.Helper()
+		got, created, err := s.EnqueueOutboxHeld(ctx(t), []*store.OutboxMessage{m}, []*store.OutboxHold{h})
+		ok(t, err)
+		eqList(t, "created", []string{fmt.Sprint(created)}, []string{"[true]"})
+		return got[0]
+	}
+	queued := func(what string, m *store.OutboxMessage) {
+		t.Helper()
+		if m.LeaseOwner != "" || m.State != store.OutboxQueued || m.Attempts != 0 || m.SentAt != nil || m.LeaseUntil != nil {
+			t.Errorf("%s: %+v, want it queued", what, m)
+		}
+	}
+	both := present(true)
+	both.Owner = "c1"
+	if _, _, err := s.EnqueueOutboxHeld(ctx(t), []*store.OutboxMessage{msgAt("p", "bad", 2*time.Minute)}, []*store.OutboxHold{both}); err == nil || errors.Is(err, store.ErrConflict) {
+		t.Errorf("owner and presence: %v, want a plain error", err)
+	}
+
+	// Nobody holds the queue: queued.
+	queued("no presence", held(msgAt("p", "m0", 2*time.Minute), present(true)))
+	ok(t, s.CompleteOutbox(ctx(t), "p", "m0", nil, at(2*time.Minute)))
+	// A stale row (not seen since SeenSince) and another tenant's row do not count.
+	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "old", Tenant: "p", Replica: "r0", Since: at(0), SeenAt: at(0)}))
+	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "other", Tenant: "o", Replica: "r9", Since: at(time.Minute), SeenAt: at(time.Minute)}))
+	queued("stale presence", held(msgAt("p", "m1", 2*time.Minute), present(true)))
+	ok(t, s.CompleteOutbox(ctx(t), "p", "m1", nil, at(2*time.Minute)))
+
+	// A live row: taken by its delivery and sent, answerable; the next is taken too.
+	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "c1", Tenant: "p", Replica: "r1", Since: at(time.Minute), SeenAt: at(time.Minute)}))
+	owner := store.PresenceOwner("r1", "c1")
+	m2 := held(msgAt("p", "m2", 2*time.Minute), present(true))
+	if m2.LeaseOwner != owner || m2.State != store.OutboxSent || m2.Attempts != 1 {
+		t.Errorf("m2: %+v, want it sent, held by %s", m2, owner)
+	}
+	eqTimePtr(t, "m2 lease", m2.LeaseUntil, ptr(at(3*time.Minute)))
+	eqTimePtr(t, "m2 SentAt", m2.SentAt, ptr(at(2*time.Minute)))
+	if got := getMsg(t, s, "p", "m2"); fmt.Sprint(*got) != fmt.Sprint(*m2) {
+		t.Errorf("stored %+v, returned %+v", got, m2)
+	}
+	eq(t, "m3 owner", held(msgAt("p", "m3", 2*time.Minute+time.Second), present(true)).LeaseOwner, owner)
+	eqList(t, "claim by the holder", claim(t, s, "p", owner, 2*time.Minute+2*time.Second, 3*time.Minute, 0), []string{})
+	_, err := s.AnswerOutbox(ctx(t), "p", "m2", []byte("a2"), at(2*time.Minute+2*time.Second))
+	ok(t, err)
+
+	// A newer connection on another replica: its delivery is named, and it must not overtake
+	// what the older one still holds.
+	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "c2", Tenant: "p", Replica: "r2", Since: at(90 * time.Second), SeenAt: at(90 * time.Second)}))
+	queued("behind another delivery's lease", held(msgAt("p", "m4", 2*time.Minute+3*time.Second), present(true)))
+	ok(t, s.ReleaseOutbox(ctx(t), "p", owner))
+	eqList(t, "the queue in order", claim(t, s, "p", "c3", 2*time.Minute+4*time.Second, 3*time.Minute, 0), []string{"m3", "m4"})
+	ok(t, s.ReleaseOutbox(ctx(t), "p", "c3"))
+
+	// Not sent: taken and leased, still queued; on a free queue the newest row names the owner.
+	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "c2", Tenant: "d", Replica: "r2", Since: at(90 * time.Second), SeenAt: at(90 * time.Second)}))
+	ok(t, s.PutPresence(ctx(t), &store.Presence{ConnID: "c1", Tenant: "d", Replica: "r1", Since: at(time.Minute), SeenAt: at(2 * time.Minute)}))
+	d0 := held(msgAt("d", "d0", 2*time.Minute), present(false))
+	if d0.LeaseOwner != store.PresenceOwner("r2", "c2") || d0.State != store.OutboxQueued || d0.SentAt != nil || d0.Attempts != 1 {
+		t.Errorf("held, not sent: %+v", d0)
+	}
+
+	// A repeat returns the stored message unchanged; a new body is a conflict.
+	again, created, err := s.EnqueueOutboxHeld(ctx(t), []*store.OutboxMessage{msgAt("d", "d0", 2*time.Minute)}, []*store.OutboxHold{present(true)})
+	ok(t, err)
+	if created[0] || again[0].Seq != d0.Seq || fmt.Sprint(*again[0]) != fmt.Sprint(*d0) {
+		t.Errorf("repeat: created %v, %+v", created[0], again[0])
+	}
+	other := msgAt("d", "d0", 2*time.Minute)
+	other.BodyHash = hashOf("another body")
+	_, _, err = s.EnqueueOutboxHeld(ctx(t), []*store.OutboxMessage{other}, []*store.OutboxHold{present(true)})
+	wantErr(t, err, store.ErrConflict)
+
+	// Two queues in one transaction: one held by presence, one not.
+	got, created, err := s.EnqueueOutboxHeld(ctx(t), []*store.OutboxMessage{msgAt("d", "d1", 2*time.Minute), msgAt("y", "y0", 2*time.Minute)},
+		[]*store.OutboxHold{present(false), present(false)})
+	ok(t, err)
+	if !created[0] || !created[1] || got[0].LeaseOwner != d0.LeaseOwner || got[1].LeaseOwner != "" {
+		t.Errorf("two queues: created %v, owners %q %q", created, got[0].LeaseOwner, got[1].LeaseOwner)
+	}
+}
+
 // testOutboxSeqAfterCleanup: a message enqueued after the newest messages were finished and
 // deleted comes after every message still stored (SQLite may give it a deleted row's seq; it is
 // still above every live one), so the queue keeps its order.

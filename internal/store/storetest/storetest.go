@@ -80,6 +80,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxRenew", testOutboxRenew},
 		{"OutboxClaimable", testOutboxClaimable},
 		{"OutboxEnqueueHeld", testOutboxEnqueueHeld},
+		{"OutboxEnqueueByPresence", testOutboxEnqueueByPresence},
 		{"OutboxSeqAfterCleanup", testOutboxSeqAfterCleanup},
 		{"OutboxAnswer", testOutboxAnswer},
 		{"OutboxBatchRace", testOutboxBatchRace},
