@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"math/bits"
 	"net/netip"
 	"sync"
 	"time"
@@ -13,7 +14,7 @@ import (
 
 // ThrottleLimits are the thresholds of a Throttle (config.Throttle in seconds).
 type ThrottleLimits struct {
-	Window          time.Duration // fixed window for per-address counts
+	Window          time.Duration // sliding window of the per-address counts
 	PerAddress      int           // failures from one address, any identity
 	PerAddressIdent int           // failures from one address against one identity
 	PerIdentity     int           // failures against one identity from all addresses (much higher)
@@ -25,10 +26,16 @@ type ThrottleLimits struct {
 // threshold, for a short window, and is audited — otherwise anyone who knows a vendor's name could
 // lock its traffic out.
 //
+// Each limit applies to a sliding window: the failures of the last Window (IdentityBackoff for
+// the identity-wide count), not of a fixed clock window, so no window boundary hands a guesser a
+// fresh budget. A failure that brings a count to its limit blocks the key for a whole window
+// from that failure; Check's RetryAfter is the time left of that block.
+//
 // Counts live in the store so replicas share them. Check is on the hot path of every credential
 // check, so it never reads the store: a replica learns a key is over its limit when its own Fail
-// call gets the shared count back, and remembers the block locally until the window ends. A
-// distributed guesser therefore gets at most one extra attempt per replica per window.
+// call gets the shared counts back (every replica estimates the same sliding count from them),
+// and remembers the block locally until it ends. A distributed guesser therefore gets at most one
+// extra attempt per replica per block.
 //
 // When the store cannot count (a full disk, a hung or stopped database), the failure is counted
 // in this replica's memory instead, with the same limits and windows, so throttling never fails
@@ -44,10 +51,11 @@ type Throttle struct {
 	local   map[string]localCount // counter key → count kept while the store could not count
 }
 
-// localCount is one fallback counter: its window start and count.
+// localCount is one fallback counter: its fixed window's start and count, and the count of the
+// window before it.
 type localCount struct {
-	start time.Time
-	n     int
+	start   time.Time
+	n, prev int
 }
 
 // NewThrottle returns a throttle over counters. onIdentityBlock (may be nil) is called once when an
@@ -133,44 +141,96 @@ func (t *Throttle) FailAudited(ctx context.Context, scope, addr, identity string
 	now := t.clock.Now()
 	a, ai, i := throttleKeys(scope, addr, identity)
 	w := t.limits.Window
-	start := now.Truncate(w)
-	incs := []store.CounterIncrement{{Key: a, WindowStart: start, ExpiresAt: start.Add(2 * w)}}
-	limits := []int{t.limits.PerAddress}
-	windows := []time.Duration{w}
+	slots := []slot{newSlot(a, now, w, t.limits.PerAddress)}
 	if identity != "" {
-		iw := t.limits.IdentityBackoff
-		istart := now.Truncate(iw)
-		incs = append(incs,
-			store.CounterIncrement{Key: ai, WindowStart: start, ExpiresAt: start.Add(2 * w)},
-			store.CounterIncrement{Key: i, WindowStart: istart, ExpiresAt: istart.Add(2 * iw)})
-		limits = append(limits, t.limits.PerAddressIdent, t.limits.PerIdentity)
-		windows = append(windows, w, iw)
+		slots = append(slots, newSlot(ai, now, w, t.limits.PerAddressIdent),
+			newSlot(i, now, t.limits.IdentityBackoff, t.limits.PerIdentity))
+	}
+	incs := make([]store.CounterIncrement, len(slots))
+	for j, sl := range slots {
+		incs[j] = sl.inc
 	}
 	counts, err := t.store.CountFailure(ctx, incs, event)
 	if err != nil {
-		counts = make([]int, len(incs))
-		for j, c := range incs {
-			counts[j] = t.countLocal(c.Key, c.WindowStart)
+		counts = make([]store.FailureCount, len(slots))
+		for j, sl := range slots {
+			counts[j] = t.countLocal(sl.key, sl.inc.WindowStart, sl.w)
 		}
 	}
-	for j, n := range counts {
-		if limit := limits[j]; limit > 0 && n >= limit {
-			t.block(incs[j].Key, incs[j].WindowStart.Add(windows[j]))
+	identityBlock := false
+	for j, sl := range slots {
+		n := sl.estimate(counts[j], now)
+		if sl.limit > 0 && n >= sl.limit {
+			t.block(sl.key, now.Add(sl.w))
+		}
+		if sl.key == i && sl.limit > 0 && n == sl.limit { // the estimate rises by at most 1 a failure
+			identityBlock = true
 		}
 	}
-	if identity != "" && counts[2] == t.limits.PerIdentity && t.limits.PerIdentity > 0 && t.onIdentityBlock != nil {
+	if identityBlock && t.onIdentityBlock != nil {
 		t.onIdentityBlock(ctx, scope, identity, addr)
 	}
 	return err
 }
 
-// countLocal is the in-memory fallback of IncrCounter: a count per key in a fixed window,
-// restarting when the window moves on.
-func (t *Throttle) countLocal(key string, start time.Time) int {
+// slot is one counter of a failure over its sliding window w. The store keeps a fixed-window
+// count per row, and the rows of a key alternate between two names, one for the even and one
+// for the odd windows, so the window before the current one is still there to read (at most two
+// rows per key, each kept for two windows).
+type slot struct {
+	key   string // the counter's key, by which it is blocked
+	w     time.Duration
+	limit int
+	inc   store.CounterIncrement
+}
+
+func newSlot(key string, now time.Time, w time.Duration, limit int) slot {
+	start := now.Truncate(w)
+	prev := start.Add(-w)
+	cur, old := key+"#0", key+"#1"
+	if !start.Truncate(2 * w).Equal(start) { // an odd window
+		cur, old = old, cur
+	}
+	return slot{key: key, w: w, limit: limit, inc: store.CounterIncrement{Key: cur, WindowStart: start,
+		ExpiresAt: start.Add(2 * w), PrevKey: old, PrevStart: prev}}
+}
+
+// estimate is the count over the sliding window (now−w, now]: the current fixed window's count
+// plus the previous window's count weighted by the part of that window still inside it, the
+// usual two-window estimate, which assumes the previous window's failures were evenly spread.
+// The weighted part is rounded up, so the estimate never falls below the exact count of evenly
+// spread failures and, just after a boundary, equals the count of the window that just ended: a
+// key at its limit just before a boundary is still at it just after. Rounding up costs a legit
+// client at most one failure of its budget, while rounding down would hand a guesser one.
+func (sl slot) estimate(c store.FailureCount, now time.Time) int {
+	rest := sl.inc.WindowStart.Add(sl.w).Sub(now) // the part of the previous window still inside
+	if c.Prev <= 0 || rest <= 0 {
+		return c.Hits
+	}
+	if rest > sl.w {
+		rest = sl.w
+	}
+	// ceil(prev × rest / w) without overflow: prev × rest is 128 bits, and its high word is below
+	// w because rest ≤ w, so the division cannot overflow.
+	hi, lo := bits.Mul64(uint64(c.Prev), uint64(rest))
+	q, r := bits.Div64(hi, lo, uint64(sl.w))
+	if r != 0 {
+		q++
+	}
+	return c.Hits + int(q)
+}
+
+// countLocal is the in-memory fallback of CountFailure: a count per key in fixed windows of w,
+// with the count of the window before, so the same sliding estimate applies.
+func (t *Throttle) countLocal(key string, start time.Time, w time.Duration) store.FailureCount {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c := t.local[key]
-	if !c.start.Equal(start) {
+	switch {
+	case c.start.Equal(start):
+	case c.start.Add(w).Equal(start):
+		c = localCount{start: start, prev: c.n}
+	default:
 		c = localCount{start: start}
 	}
 	c.n++
@@ -184,7 +244,7 @@ func (t *Throttle) countLocal(key string, start time.Time) int {
 			}
 		}
 	}
-	return c.n
+	return store.FailureCount{Hits: c.n, Prev: c.prev}
 }
 
 func (t *Throttle) block(key string, until time.Time) {

@@ -333,8 +333,9 @@ type Counters interface {
 	// CountFailure records one failed attempt in one write: it adds 1 to each counter as
 	// IncrCounter does and, when event is not nil, appends it as AppendAudit does (setting its
 	// ID). Either every count and the event are stored or, with an error, none is. It returns the
-	// new counts in the order of incs.
-	CountFailure(ctx context.Context, incs []CounterIncrement, event *AuditEvent) ([]int, error)
+	// new counts in the order of incs, each with the count of its PrevKey read in the same
+	// statement (for a sliding window: the previous window's count).
+	CountFailure(ctx context.Context, incs []CounterIncrement, event *AuditEvent) ([]FailureCount, error)
 	DeleteCountersExpiredBefore(ctx context.Context, t time.Time) error
 }
 
@@ -344,4 +345,15 @@ type CounterIncrement struct {
 	Key         string
 	WindowStart time.Time
 	ExpiresAt   time.Time
+	// PrevKey, when not "", names a counter that CountFailure reads but does not change: its
+	// count in the window starting at PrevStart exactly (0 when its stored window is another one
+	// or there is none) comes back as FailureCount.Prev.
+	PrevKey   string
+	PrevStart time.Time
+}
+
+// FailureCount is one counter's result of a CountFailure: its new count, and the count of its
+// PrevKey in PrevStart's window.
+type FailureCount struct {
+	Hits, Prev int
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -43,7 +44,15 @@ const incrCountersSQL = `INSERT INTO counters (name, window_start, hits, expires
 			hits = CASE WHEN counters.window_start >= excluded.window_start THEN counters.hits + 1 ELSE 1 END,
 			window_start = CASE WHEN counters.window_start >= excluded.window_start THEN counters.window_start ELSE excluded.window_start END,
 			expires_at = CASE WHEN counters.expires_at >= excluded.expires_at THEN counters.expires_at ELSE excluded.expires_at END
-		RETURNING name, hits`
+		RETURNING name, hits, CAST(NULL AS BIGINT) AS prev_start`
+
+// prevCountersSQL reads the counters a CountFailure names as PrevKey (%s: their placeholders),
+// in the same row shape as incrCountersSQL returns, with each one's window start last so the
+// caller can keep only the counts of the window it asked for.
+const prevCountersSQL = `SELECT name, hits, window_start FROM counters WHERE name IN (%s)`
+
+// prevCounterSQL is one PrevKey's count in the window starting at $2 (always one row).
+const prevCounterSQL = `SELECT COALESCE(MAX(hits), 0) FROM counters WHERE name = $1 AND window_start = $2`
 
 // CountFailure adds one to each counter and stores the audit event in one write: one
 // transaction, and on a server one round trip. The counters' rows are locked in key order,
@@ -52,10 +61,11 @@ const incrCountersSQL = `INSERT INTO counters (name, window_start, hits, expires
 // With distinct keys (a failed attempt's counters always are) the upserts are one statement of
 // many rows, in key order, and on PostgreSQL the audit insert rides in the same statement as a
 // data-modifying CTE: one statement per failure instead of one per counter and one for the
-// event. SQLite has no data-modifying CTEs: there the event is a second statement of the same
-// unit. The same key twice runs one upsert per increment, one after the other, each counting the
-// one before it.
-func (s *Store) CountFailure(ctx context.Context, incs []store.CounterIncrement, event *store.AuditEvent) ([]int, error) {
+// event. The PrevKey counters (a sliding window's previous window) are read in that same
+// statement, from its snapshot. SQLite has no data-modifying CTEs: there the previous counts and
+// the event are further statements of the same unit (in-process, no round trip). The same key
+// twice runs one upsert per increment, one after the other, each counting the one before it.
+func (s *Store) CountFailure(ctx context.Context, incs []store.CounterIncrement, event *store.AuditEvent) ([]store.FailureCount, error) {
 	if len(incs) == 0 && event == nil {
 		return nil, nil
 	}
@@ -68,7 +78,7 @@ func (s *Store) CountFailure(ctx context.Context, incs []store.CounterIncrement,
 	for j := 1; j < len(order); j++ {
 		distinct = distinct && incs[order[j]].Key != incs[order[j-1]].Key
 	}
-	var counts []int64
+	var counts []store.FailureCount
 	var err error
 	if distinct && len(incs) > 0 {
 		counts, err = s.countDistinct(ctx, incs, order, event)
@@ -78,15 +88,11 @@ func (s *Store) CountFailure(ctx context.Context, incs []store.CounterIncrement,
 	if err != nil {
 		return nil, s.fail("count failure", err)
 	}
-	out := make([]int, len(incs))
-	for i, n := range counts {
-		out[i] = int(n)
-	}
-	return out, nil
+	return counts, nil
 }
 
 // countDistinct is CountFailure for distinct keys: one multi-row upsert (see CountFailure).
-func (s *Store) countDistinct(ctx context.Context, incs []store.CounterIncrement, order []int, event *store.AuditEvent) ([]int64, error) {
+func (s *Store) countDistinct(ctx context.Context, incs []store.CounterIncrement, order []int, event *store.AuditEvent) ([]store.FailureCount, error) {
 	var rows strings.Builder
 	args := make([]any, 0, 3*len(incs)+7)
 	for _, i := range order {
@@ -99,40 +105,73 @@ func (s *Store) countDistinct(ctx context.Context, incs []store.CounterIncrement
 	}
 	upsert := fmt.Sprintf(incrCountersSQL, rows.String())
 	index := make(map[string]int, len(incs))
+	prevs := map[string][]int{} // PrevKey → the incs that read it
 	for i, c := range incs {
 		index[c.Key] = i
+		if c.PrevKey != "" {
+			prevs[c.PrevKey] = append(prevs[c.PrevKey], i)
+		}
 	}
-	counts := make([]int64, len(incs))
+	// The previous counts' query, its placeholders numbered from first.
+	prevArgs := make([]any, 0, len(prevs))
+	for _, k := range slices.Sorted(maps.Keys(prevs)) {
+		prevArgs = append(prevArgs, k)
+	}
+	prevQuery := func(first int) string {
+		var ph strings.Builder
+		for j := range prevArgs {
+			if j > 0 {
+				ph.WriteString(", ")
+			}
+			fmt.Fprintf(&ph, "$%d", first+j)
+		}
+		return fmt.Sprintf(prevCountersSQL, ph.String())
+	}
+	counts := make([]store.FailureCount, len(incs))
 	found := 0
 	var id int64
 	scan := func(r Rows) error {
 		var name *string
 		var n int64
-		if err := r.Scan(&name, &n); err != nil {
+		var prevStart *int64
+		if err := r.Scan(&name, &n, &prevStart); err != nil {
 			return err
 		}
 		if name == nil { // the audit event's row (PostgreSQL)
 			id = n
 			return nil
 		}
+		if prevStart != nil { // a PrevKey's row: its count, if of the window asked for
+			for _, i := range prevs[*name] {
+				if ms(incs[i].PrevStart) == *prevStart {
+					counts[i].Prev = int(n)
+				}
+			}
+			return nil
+		}
 		i, ok := index[*name]
-		if !ok || counts[i] != 0 {
+		if !ok || counts[i].Hits != 0 {
 			return fmt.Errorf("the upsert returned counter %q unexpectedly", *name)
 		}
-		counts[i] = n
+		counts[i].Hits = int(n)
 		found++
 		return nil
 	}
 	if s.dialect == PostgreSQL {
-		q := upsert
+		q := `WITH c AS (` + upsert + `)`
+		tail := ` SELECT name, hits, prev_start FROM c`
+		if len(prevArgs) > 0 {
+			tail += ` UNION ALL ` + prevQuery(len(args)+1)
+			args = append(args, prevArgs...)
+		}
 		if event != nil {
 			n := len(args)
-			q = `WITH c AS (` + upsert + `), a AS (INSERT INTO audit_events (occurred_at, actor, action, target, address, outcome, detail)
-				VALUES (` + fmt.Sprintf("$%d, $%d, $%d, $%d, $%d, $%d, $%d", n+1, n+2, n+3, n+4, n+5, n+6, n+7) + `) RETURNING id)
-				SELECT name, hits FROM c UNION ALL SELECT NULL, id FROM a`
+			q += `, a AS (INSERT INTO audit_events (occurred_at, actor, action, target, address, outcome, detail)
+				VALUES (` + fmt.Sprintf("$%d, $%d, $%d, $%d, $%d, $%d, $%d", n+1, n+2, n+3, n+4, n+5, n+6, n+7) + `) RETURNING id)`
+			tail += ` UNION ALL SELECT NULL, id, NULL FROM a`
 			args = append(args, auditArgs(event)...)
 		}
-		if err := s.queryEach(ctx, q, args, scan); err != nil {
+		if err := s.queryEach(ctx, q+tail, args, scan); err != nil {
 			return nil, err
 		}
 	} else {
@@ -141,6 +180,11 @@ func (s *Store) countDistinct(ctx context.Context, incs []store.CounterIncrement
 			clear(counts)
 			if err := eachRow(ctx, tx, upsert, args, scan); err != nil {
 				return err
+			}
+			if len(prevArgs) > 0 {
+				if err := eachRow(ctx, tx, prevQuery(1), prevArgs, scan); err != nil {
+					return err
+				}
 			}
 			if event == nil {
 				return nil
@@ -180,12 +224,18 @@ func eachRow(ctx context.Context, tx Tx, q string, args []any, fn func(Rows) err
 
 // countEach is CountFailure with a key named more than once: one upsert per increment, in key
 // order, and the audit insert, as one batch.
-func (s *Store) countEach(ctx context.Context, incs []store.CounterIncrement, order []int, event *store.AuditEvent) ([]int64, error) {
-	counts := make([]int64, len(incs))
-	stmts := make([]*Stmt, 0, len(incs)+1)
+func (s *Store) countEach(ctx context.Context, incs []store.CounterIncrement, order []int, event *store.AuditEvent) ([]store.FailureCount, error) {
+	hits := make([]int64, len(incs))
+	prev := make([]int64, len(incs))
+	stmts := make([]*Stmt, 0, 2*len(incs)+1)
 	for _, i := range order {
 		c := incs[i]
-		stmts = append(stmts, &Stmt{SQL: incrCounterSQL, Args: []any{c.Key, ms(c.WindowStart), ms(c.ExpiresAt)}, Scan: []any{&counts[i]}})
+		stmts = append(stmts, &Stmt{SQL: incrCounterSQL, Args: []any{c.Key, ms(c.WindowStart), ms(c.ExpiresAt)}, Scan: []any{&hits[i]}})
+	}
+	for i, c := range incs {
+		if c.PrevKey != "" {
+			stmts = append(stmts, &Stmt{SQL: prevCounterSQL, Args: []any{c.PrevKey, ms(c.PrevStart)}, Scan: []any{&prev[i]}})
+		}
 	}
 	var id int64
 	if event != nil {
@@ -201,6 +251,10 @@ func (s *Store) countEach(ctx context.Context, incs []store.CounterIncrement, or
 	}
 	if event != nil {
 		event.ID = id
+	}
+	counts := make([]store.FailureCount, len(incs))
+	for i := range counts {
+		counts[i] = store.FailureCount{Hits: int(hits[i]), Prev: int(prev[i])}
 	}
 	return counts, nil
 }

@@ -100,7 +100,7 @@ func testCountFailure(t *testing.T, s store.Store) {
 	ok(t, err)
 	e := &store.AuditEvent{At: base, Actor: "anonymous", Action: "client.auth_failed", Target: "client:unknown",
 		Address: "192.0.2.1", Outcome: "denied", Detail: "wrong secret"}
-	n, err := s.CountFailure(ctx(t), incs(w1, "c", "b", "a"), e)
+	n, err := countFailure(t, s, incs(w1, "c", "b", "a"), e)
 	ok(t, err)
 	if !slices.Equal(n, []int{1, 2, 1}) {
 		t.Fatalf("counts %v, want [1 2 1] (the caller's order)", n)
@@ -116,12 +116,12 @@ func testCountFailure(t *testing.T, s store.Store) {
 
 	// Without an event only the counters change; a new window restarts at 1, a lagging one keeps
 	// counting in the newer window, and the same key twice counts twice.
-	n, err = s.CountFailure(ctx(t), incs(w2, "a", "b"), nil)
+	n, err = countFailure(t, s, incs(w2, "a", "b"), nil)
 	ok(t, err)
 	if !slices.Equal(n, []int{1, 1}) {
 		t.Fatalf("counts in the next window %v, want [1 1]", n)
 	}
-	n, err = s.CountFailure(ctx(t), incs(w1, "b", "c", "b"), nil)
+	n, err = countFailure(t, s, incs(w1, "b", "c", "b"), nil)
 	ok(t, err)
 	if !slices.Equal(n, []int{2, 2, 3}) {
 		t.Fatalf("counts from a lagging window %v, want [2 2 3]", n)
@@ -134,6 +134,55 @@ func testCountFailure(t *testing.T, s store.Store) {
 	l, err = s.ListAudit(ctx(t), 10)
 	ok(t, err)
 	eq(t, "events", len(l), 1)
+}
+
+// countFailure is s.CountFailure's new counts alone.
+func countFailure(t *testing.T, s store.Store, incs []store.CounterIncrement, e *store.AuditEvent) ([]int, error) {
+	c, err := s.CountFailure(ctx(t), incs, e)
+	n := make([]int, len(c))
+	for i, x := range c {
+		n[i] = x.Hits
+	}
+	return n, err
+}
+
+// testCountFailurePrev: a CountFailure reads each PrevKey's count in the same unit, only when
+// its stored window is the one asked for, without changing it; both with distinct keys (one
+// statement) and with a key named twice.
+func testCountFailurePrev(t *testing.T, s store.Store) {
+	w0, w1 := base, base.Add(time.Minute)
+	inc := func(key, prev string) store.CounterIncrement {
+		return store.CounterIncrement{Key: key, WindowStart: w1, ExpiresAt: w1.Add(2 * time.Minute), PrevKey: prev, PrevStart: w0}
+	}
+	for range 4 {
+		_, err := s.IncrCounter(ctx(t), "a#0", w0, w0.Add(2*time.Minute))
+		ok(t, err)
+	}
+	_, err := s.IncrCounter(ctx(t), "b#0", w0, w0.Add(2*time.Minute))
+	ok(t, err)
+	// A counter of an older window than the one asked for is not the previous window's.
+	_, err = s.IncrCounter(ctx(t), "old#0", w0.Add(-time.Minute), w0.Add(time.Minute))
+	ok(t, err)
+	e := &store.AuditEvent{At: base, Actor: "anonymous", Action: "client.auth_failed", Outcome: "denied"}
+	got, err := s.CountFailure(ctx(t), []store.CounterIncrement{inc("b#1", "b#0"), inc("a#1", "a#0"),
+		inc("old#1", "old#0"), inc("none#1", "none#0"), inc("noprev", "")}, e)
+	ok(t, err)
+	fc := func(hits, prev int) store.FailureCount { return store.FailureCount{Hits: hits, Prev: prev} }
+	want := []store.FailureCount{fc(1, 1), fc(1, 4), fc(1, 0), fc(1, 0), fc(1, 0)}
+	if !slices.Equal(got, want) {
+		t.Fatalf("counts %v, want %v", got, want)
+	}
+	if e.ID == 0 {
+		t.Fatal("event ID not set")
+	}
+	got, err = s.CountFailure(ctx(t), []store.CounterIncrement{inc("a#1", "a#0"), inc("a#1", "a#0")}, nil)
+	ok(t, err)
+	if want := []store.FailureCount{fc(2, 4), fc(3, 4)}; !slices.Equal(got, want) {
+		t.Fatalf("counts of a key named twice %v, want %v", got, want)
+	}
+	n, err := s.GetCounter(ctx(t), "a#0", w0)
+	ok(t, err)
+	eq(t, "previous window's counter after reading it", n, 4)
 }
 
 // testCountFailureRace: failures sharing counters, each naming them in a different order, all
@@ -160,7 +209,7 @@ func testCountFailureRace(t *testing.T, s store.Store) {
 			}
 			mu.Lock()
 			for j, c := range incs {
-				seen[c.Key] = append(seen[c.Key], n[j])
+				seen[c.Key] = append(seen[c.Key], n[j].Hits)
 			}
 			mu.Unlock()
 		}

@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CounterRace", testCounterRace},
 		{"CountFailure", testCountFailure},
 		{"CountFailureRace", testCountFailureRace},
+		{"CountFailurePrev", testCountFailurePrev},
 		{"TimeRoundTrip", testTimeRoundTrip},
 		{"Closed", testClosed},
 		{"OutboxEnqueue", testOutboxEnqueue},
