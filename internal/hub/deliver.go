@@ -433,7 +433,12 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 			if st.written == nil {
 				st.written = map[string]*Conn{}
 			}
-			st.written[m.ID] = c
+			// Not for a connection detached meanwhile (the peer may have read the frame
+			// and reconnected already): detach forgot what was written to it, and the
+			// message, given back with its leases, must be written to the others.
+			if slices.Contains(st.conns, c) {
+				st.written[m.ID] = c
+			}
 			d.mu.Unlock()
 		}
 		written = append(written, m.ID)
