@@ -445,12 +445,19 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 	}
 	d.mu.Lock()
 	st.writing = false // every frame is handed over: the fast path may write again
+	// A connection left while the claim ran and the delivery took a new owner: the old
+	// owner's leases were given back, maybe before this claim took some under it. Those
+	// would stop every claim of the new owner for a lease: give them back too.
+	rotated := st.owner != owner
 	d.mu.Unlock()
 	if st.mode == DoneWhenWritten && len(written) > 0 {
 		// One left unchanged moved on meanwhile (expired, completed by another delivery).
 		if _, err := h.o.Outbox.CompleteOutboxBatch(ctx, st.name, written, h.o.Clock.Now()); err != nil && ctx.Err() == nil {
 			h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: recording an outbox delivery failed", slog.String("error", err.Error()))
 		}
+	}
+	if rotated && len(claimed) > 0 {
+		d.release(&queueState{name: st.name, owner: owner})
 	}
 	return !stopped && len(claimed) == claimBatch && wrote > 0
 }
