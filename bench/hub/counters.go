@@ -20,8 +20,14 @@ import (
 // machine scatters; these do not.
 
 // perfEvents are the system calls counted with -args perf=1 (`perf stat`, kernel tracepoints:
-// the posgate process is not slowed the way strace slows it).
-var perfEvents = []string{"fsync", "fdatasync", "pwrite64", "pread64", "write", "read", "sendto", "recvfrom"}
+// the posgate process is not slowed the way strace slows it), then the software events counted
+// with them: every system call (raw_syscalls:sys_enter) and context switch. On this VM a
+// system call and a thread wake-up cost more than most of the user-space work of a request.
+var perfEvents = []string{"fsync", "fdatasync", "pwrite64", "pread64", "write", "read", "sendto", "recvfrom",
+	"fcntl", "futex", "nanosleep", "epoll_pwait"}
+
+// perfTotals are the other events counted with perfEvents, under their names in perf's output.
+var perfTotals = []string{"raw_syscalls:sys_enter", "context-switches"}
 
 // perfStat counts perfEvents of one process until stopped.
 type perfStat struct {
@@ -30,10 +36,11 @@ type perfStat struct {
 }
 
 func startPerfStat(dir string, pid int) (*perfStat, error) {
-	ev := make([]string, len(perfEvents))
+	ev := make([]string, len(perfEvents), len(perfEvents)+len(perfTotals))
 	for i, e := range perfEvents {
 		ev[i] = "syscalls:sys_enter_" + e
 	}
+	ev = append(ev, perfTotals...)
 	f := filepath.Join(dir, fmt.Sprintf("perf-%d.csv", pid))
 	cmd := exec.Command("perf", "stat", "-x", ",", "-o", f, "-e", strings.Join(ev, ","), "-p", strconv.Itoa(pid))
 	if err := cmd.Start(); err != nil {
@@ -108,6 +115,8 @@ func (c *cluster) reportCounters(n int64) {
 			parts = append(parts, fmt.Sprintf("%s %.2f", e, float64(got[e])/float64(n)))
 		}
 		fmt.Fprintf(os.Stderr, "posgate %d: system calls per request: %s\n", i, strings.Join(parts, ", "))
+		fmt.Fprintf(os.Stderr, "posgate %d: per request: all system calls %.2f, context switches %.2f\n", i,
+			float64(got["raw_syscalls:sys_enter"])/float64(n), float64(got["context-switches"])/float64(n))
 	}
 	c.perfs = nil
 	if c.pg0 != nil {

@@ -31,6 +31,13 @@ type Outbox interface {
 	ListOutboxClaimable(ctx context.Context, now time.Time) ([]string, error)
 }
 
+// completingOutbox is an Outbox that can complete messages in the transaction of an enqueue
+// (the SQL stores' EnqueueOutboxCompleting): the done marks of events written to their sockets
+// then ride on the next enqueue of their queue.
+type completingOutbox interface {
+	EnqueueOutboxCompleting(ctx context.Context, msgs []*store.OutboxMessage, holds []*store.OutboxHold, done []store.OutboxCompletion, at time.Time) ([]*store.OutboxMessage, []bool, error)
+}
+
 // DeliveryMode says when a delivered message is finished.
 type DeliveryMode int
 
@@ -183,7 +190,7 @@ type queueState struct {
 	gen     uint64                 // claims started
 	handoff []*store.OutboxMessage // held by owner on the fast path, to be written by the next run first
 	done    []string               // written on the fast path, to be completed (DoneWhenWritten)
-	flush   bool                   // a completion of done is running
+	flush   bool                   // a completion of done is armed (Options.DoneDelay) or running
 	unknown map[string]bool        // held at the last renewal, never handed over here (renew)
 }
 
@@ -258,11 +265,17 @@ func (d *deliverer) detach(c *Conn) {
 				delete(st.written, id)
 			}
 		}
+		// Events written but not yet recorded are completed before their leases are given back,
+		// or the next connection would get them again.
+		done := st.done
+		st.done = nil
 		if len(st.conns) == 0 {
 			delete(d.queues, q)
 			st.gone = true
 			if !st.running {
-				release = append(release, &queueState{name: st.name, owner: st.owner})
+				release = append(release, &queueState{name: st.name, owner: st.owner, done: done})
+			} else if len(done) > 0 {
+				d.h.Go(func() { d.complete(st.name, done) })
 			}
 			continue
 		}
@@ -270,7 +283,7 @@ func (d *deliverer) detach(c *Conn) {
 		// peer): what was written to this one must be written to them, and the delivery's
 		// leases would keep it from being claimed again until they run out. So the delivery
 		// takes a new owner and gives back the old one's leases.
-		release = append(release, &queueState{name: st.name, owner: st.owner})
+		release = append(release, &queueState{name: st.name, owner: st.owner, done: done})
 		st.owner = d.nextOwner(st)
 	}
 	d.mu.Unlock()
@@ -298,6 +311,7 @@ func (d *deliverer) nextOwner(st *queueState) string {
 // release gives back the leases of a delivery whose connections are gone, and announces the
 // queue: a newer connection of the peer, here or on another replica, may be waiting for them.
 func (d *deliverer) release(st *queueState) {
+	d.complete(st.name, st.done)
 	ctx, cancel := context.WithTimeout(context.Background(), d.h.o.WriteTimeout)
 	defer cancel()
 	if err := d.h.o.Outbox.ReleaseOutbox(ctx, st.name, st.owner); err != nil {
@@ -590,9 +604,37 @@ func (h *Hub) EnqueueFor(ctx context.Context, mode DeliveryMode, msgs ...*store.
 		holds[i] = &store.OutboxHold{Owner: st.owner, LeaseUntil: maxTime(now, m.CreatedAt).Add(h.o.Lease), Sent: st.mode == AwaitAnswer}
 		fasts[i] = fast{st: st, c: st.conns[0], owner: st.owner, gen: st.gen}
 	}
+	var done []store.OutboxCompletion
+	var doneOf []*queueState
+	co, completing := ob.(completingOutbox)
+	if completing {
+		done, doneOf = d.takeDone(msgs)
+	}
 	d.mu.Unlock()
-	stored, created, err := ob.EnqueueOutboxHeld(ctx, msgs, holds)
+	var stored []*store.OutboxMessage
+	var created []bool
+	var err error
+	if len(done) > 0 {
+		stored, created, err = co.EnqueueOutboxCompleting(ctx, msgs, holds, done, now)
+	} else {
+		stored, created, err = ob.EnqueueOutboxHeld(ctx, msgs, holds)
+	}
 	if err != nil {
+		if len(done) > 0 {
+			// Nothing was completed: the ids wait for the next enqueue or the delayed write.
+			var arm []*queueState
+			d.mu.Lock()
+			for i, st := range doneOf {
+				st.done = append(done[i].IDs, st.done...)
+				if d.armLocked(st) {
+					arm = append(arm, st)
+				}
+			}
+			d.mu.Unlock()
+			for _, st := range arm {
+				d.startFlush(st)
+			}
+		}
 		return stored, created, err
 	}
 	var notify, release []string
@@ -719,21 +761,41 @@ func (d *deliverer) sendHeld(st *queueState, c *Conn, m *store.OutboxMessage) {
 	})
 }
 
-// completeLater records id as written; one completion at a time per queue takes every id
-// recorded meanwhile.
+// completeLater records id as written. The ids recorded ride on the next enqueue of the queue
+// (Hub.Enqueue, when the outbox can complete in an enqueue's transaction); those still recorded
+// DoneDelay after the first of them are completed by one write, which takes every id recorded
+// meanwhile.
 func (d *deliverer) completeLater(st *queueState, id string) {
 	d.mu.Lock()
 	st.done = append(st.done, id)
-	start := !st.flush
-	st.flush = true
+	start := d.armLocked(st)
 	d.mu.Unlock()
 	if start {
-		d.h.Go(func() { d.flushDone(st) })
+		d.startFlush(st)
 	}
 }
 
+// armLocked reports whether st has done ids and no completion armed, and marks one armed; d.mu
+// is held. The caller then calls startFlush.
+func (d *deliverer) armLocked(st *queueState) bool {
+	if st.flush || len(st.done) == 0 {
+		return false
+	}
+	st.flush = true
+	return true
+}
+
+// startFlush completes st's done ids after DoneDelay when they may ride on an enqueue meanwhile,
+// else at once.
+func (d *deliverer) startFlush(st *queueState) {
+	if _, ok := d.h.o.Outbox.(completingOutbox); ok {
+		time.AfterFunc(d.h.o.DoneDelay, func() { d.h.Go(func() { d.flushDone(st) }) })
+		return
+	}
+	d.h.Go(func() { d.flushDone(st) })
+}
+
 func (d *deliverer) flushDone(st *queueState) {
-	h := d.h
 	for {
 		d.mu.Lock()
 		ids := st.done
@@ -744,18 +806,40 @@ func (d *deliverer) flushDone(st *queueState) {
 			return
 		}
 		d.mu.Unlock()
-		for len(ids) > 0 {
-			n := min(len(ids), claimBatch)
-			// Not the hub's context: a shutdown still records what was written.
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(h.bg), h.o.WriteTimeout)
-			_, err := h.o.Outbox.CompleteOutboxBatch(ctx, st.name, ids[:n], h.o.Clock.Now())
-			cancel()
-			if err != nil {
-				h.o.Log.LogAttrs(h.bg, slog.LevelWarn, "hub: recording an outbox delivery failed", slog.String("error", err.Error()))
-			}
-			ids = ids[n:]
-		}
+		d.complete(st.name, ids)
 	}
+}
+
+// complete records ids of queue as done, claimBatch at a time.
+func (d *deliverer) complete(queue string, ids []string) {
+	h := d.h
+	for len(ids) > 0 {
+		n := min(len(ids), claimBatch)
+		// Not the hub's context: a shutdown still records what was written.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(h.bg), h.o.WriteTimeout)
+		_, err := h.o.Outbox.CompleteOutboxBatch(ctx, queue, ids[:n], h.o.Clock.Now())
+		cancel()
+		if err != nil {
+			h.o.Log.LogAttrs(h.bg, slog.LevelWarn, "hub: recording an outbox delivery failed", slog.String("error", err.Error()))
+		}
+		ids = ids[n:]
+	}
+}
+
+// takeDone takes the recorded done ids of the queues of msgs (at most claimBatch per queue) for
+// an enqueue to complete; d.mu is held.
+func (d *deliverer) takeDone(msgs []*store.OutboxMessage) (done []store.OutboxCompletion, from []*queueState) {
+	for _, m := range msgs {
+		st := d.queues[m.Queue]
+		if st == nil || len(st.done) == 0 {
+			continue
+		}
+		n := min(len(st.done), claimBatch)
+		done = append(done, store.OutboxCompletion{Queue: st.name, IDs: st.done[:n:n]})
+		from = append(from, st)
+		st.done = st.done[n:]
+	}
+	return done, from
 }
 
 // renewLoop renews, every third of hub.lease, the leases of the deliveries that have messages

@@ -320,3 +320,55 @@ func TestPollClaimsOnlyClaimableQueues(t *testing.T) {
 	}
 	waitState(t, st, "orderpay:idle3", "r1", store.OutboxSent)
 }
+
+// completionCountingStore counts the done marks written by a statement of their own.
+type completionCountingStore struct {
+	hubStore
+	own atomic.Int32
+}
+
+func (s *completionCountingStore) CompleteOutboxBatch(ctx context.Context, queue string, ids []string, at time.Time) (int, error) {
+	s.own.Add(1)
+	return s.hubStore.CompleteOutboxBatch(ctx, queue, ids, at)
+}
+
+func (s *completionCountingStore) EnqueueOutboxCompleting(ctx context.Context, msgs []*store.OutboxMessage, holds []*store.OutboxHold, done []store.OutboxCompletion, at time.Time) ([]*store.OutboxMessage, []bool, error) {
+	c := s.hubStore.(interface {
+		EnqueueOutboxCompleting(context.Context, []*store.OutboxMessage, []*store.OutboxHold, []store.OutboxCompletion, time.Time) ([]*store.OutboxMessage, []bool, error)
+	})
+	return c.EnqueueOutboxCompleting(ctx, msgs, holds, done, at)
+}
+
+// Events written on the fast path are recorded done by the next enqueue of their queue, in its
+// transaction: while events keep coming, no done mark is a write of its own. What is still
+// unrecorded when the socket goes is recorded before its leases are given back.
+func TestDoneMarksRideOnEnqueues(t *testing.T) {
+	st := &completionCountingStore{hubStore: openSQLite(t)}
+	s := newServer(t, hub.Options{Outbox: st, PollInterval: time.Hour, DoneDelay: time.Hour})
+	const q = "doshii:ride"
+	ws, _ := s.dialURL(s.url(q, false)+"&deliver=written", nil)
+	waitIdle(t, s.hub, q)
+	clk := clock.System{}
+	const n = 10
+	for i := range n {
+		id := "e" + strconv.Itoa(i)
+		if m, created := hubEnqueue(t, s.hub, newMessage(clk, q, id)); !created || m.LeaseOwner == "" {
+			t.Fatalf("%s stored as %+v, want taken (the fast path)", id, m)
+		}
+		if got := read(t, ws); got != id {
+			t.Fatalf("got %q, want %s", got, id)
+		}
+	}
+	// e(i) is recorded once written, which is before e(i+1) is written: the enqueue of e(i+2)
+	// takes it along.
+	for i := range n - 2 {
+		if got := state(t, st, q, "e"+strconv.Itoa(i)); got != store.OutboxDone {
+			t.Fatalf("e%d is %s after the enqueues that followed it", i, got)
+		}
+	}
+	if got := st.own.Load(); got != 0 {
+		t.Fatalf("%d done marks written on their own while events kept coming", got)
+	}
+	_ = ws.Close(websocket.StatusNormalClosure, "")
+	waitState(t, st, q, "e"+strconv.Itoa(n-1), store.OutboxDone)
+}

@@ -148,6 +148,10 @@ type Options struct {
 	// Lease is how long a claimed message stays with one connection before another may claim it
 	// (a replica that died without releasing); default 60 s.
 	Lease time.Duration
+	// DoneDelay is how long the events written to a socket wait for an enqueue of their queue to
+	// record them done in its transaction before they are recorded by a write of their own
+	// (when the Outbox can: see completingOutbox); default 20 ms.
+	DoneDelay time.Duration
 	// HandOff: several replicas share the store. A message for a queue this replica does not
 	// deliver is stored already taken by the delivery that presence names (the replica holding
 	// the peer's socket), and the notice carries it, so that replica writes it without a claim.
@@ -203,6 +207,9 @@ func (o *Options) defaults() {
 	}
 	if o.Lease <= 0 {
 		o.Lease = 60 * time.Second
+	}
+	if o.DoneDelay <= 0 {
+		o.DoneDelay = 20 * time.Millisecond
 	}
 }
 

@@ -62,6 +62,14 @@ type OutboxHold struct {
 	Sent       bool // mark it sent (a delivery that awaits answers)
 }
 
+// OutboxCompletion names messages of one queue that were written to their peers, for an enqueue to
+// complete in its transaction (EnqueueOutboxCompleting of the SQL stores): a delivery's done
+// marks ride on the next enqueue instead of being a write of their own.
+type OutboxCompletion struct {
+	Queue string
+	IDs   []string // at most 1000
+}
+
 // PresenceOwner is the lease owner of the delivery a connection starts on its replica, the one
 // a hold by presence (OutboxHold.Present) gives a message to.
 func PresenceOwner(replica, connID string) string { return replica + "/" + connID }

@@ -305,13 +305,25 @@ func idList(op string, ids []string) (string, error) {
 // conditional update; the ids it would refuse are left unchanged and not counted.
 func (s *Store) CompleteOutboxBatch(ctx context.Context, queue string, ids []string, at time.Time) (int, error) {
 	const op = "complete outbox messages"
-	list, err := idList(op, ids)
-	if err != nil || len(ids) == 0 {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	st, err := s.completeBatchStmt(op, queue, ids, at)
+	if err != nil {
 		return 0, s.fail(op, err)
 	}
-	n, err := s.exec(ctx, `UPDATE outbox SET state = 'done', done_at = $3, answer = NULL, lease_owner = '', lease_until = NULL
-		WHERE queue = $1 AND `+s.idsIn("id", "$2")+` AND `+outboxOpen, queue, list, ms(at))
+	n, err := s.exec(ctx, st.SQL, st.Args...)
 	return int(n), s.fail(op, err)
+}
+
+// completeBatchStmt is CompleteOutboxBatch's statement.
+func (s *Store) completeBatchStmt(op, queue string, ids []string, at time.Time) (*Stmt, error) {
+	list, err := idList(op, ids)
+	if err != nil {
+		return nil, err
+	}
+	return &Stmt{SQL: `UPDATE outbox SET state = 'done', done_at = $3, answer = NULL, lease_owner = '', lease_until = NULL
+		WHERE queue = $1 AND ` + s.idsIn("id", "$2") + ` AND ` + outboxOpen, Args: []any{queue, list, ms(at)}}, nil
 }
 
 // AnswerOutbox completes a message that was delivered, returning the row, in one statement; a

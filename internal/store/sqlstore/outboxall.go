@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/posgate/posgate/internal/store"
 )
@@ -21,6 +22,15 @@ func (s *Store) EnqueueOutboxAll(ctx context.Context, msgs []*store.OutboxMessag
 // transaction: it is EnqueueOutbox's one statement (two when a hold is refused), without the
 // round trips of BEGIN and COMMIT on PostgreSQL.
 func (s *Store) EnqueueOutboxHeld(ctx context.Context, msgs []*store.OutboxMessage, holds []*store.OutboxHold) ([]*store.OutboxMessage, []bool, error) {
+	return s.EnqueueOutboxCompleting(ctx, msgs, holds, nil, time.Time{})
+}
+
+// EnqueueOutboxCompleting is EnqueueOutboxHeld that also completes, in the same transaction and
+// before the inserts, the messages done names (each as CompleteOutboxBatch at at: the ids it
+// would refuse are left unchanged). A delivery records the messages it wrote this way on the
+// next enqueue of their queue, without a write (on SQLite a commit) of its own. Nothing is
+// completed when the enqueue fails.
+func (s *Store) EnqueueOutboxCompleting(ctx context.Context, msgs []*store.OutboxMessage, holds []*store.OutboxHold, done []store.OutboxCompletion, at time.Time) ([]*store.OutboxMessage, []bool, error) {
 	const op = "enqueue outbox messages"
 	if len(msgs) == 0 {
 		return nil, nil, s.fail(op, errors.New("no message"))
@@ -39,7 +49,18 @@ func (s *Store) EnqueueOutboxHeld(ctx context.Context, msgs []*store.OutboxMessa
 			return nil, nil, s.fail(op, err)
 		}
 	}
-	if len(msgs) == 1 {
+	var completions []*Stmt
+	for _, d := range done {
+		if len(d.IDs) == 0 {
+			continue
+		}
+		st, err := s.completeBatchStmt(op, d.Queue, d.IDs, at)
+		if err != nil {
+			return nil, nil, s.fail(op, err)
+		}
+		completions = append(completions, st)
+	}
+	if len(msgs) == 1 && len(completions) == 0 {
 		stored, created, err := s.enqueueOne(ctx, msgs[0], hold(0))
 		if err != nil {
 			if stored != nil {
@@ -53,6 +74,11 @@ func (s *Store) EnqueueOutboxHeld(ctx context.Context, msgs []*store.OutboxMessa
 	created := make([]bool, len(msgs))
 	var conflict *store.OutboxMessage
 	err := s.inTx(ctx, op, func(tx Tx) error {
+		for _, st := range completions {
+			if _, err := tx.Exec(ctx, st.SQL, st.Args...); err != nil {
+				return err
+			}
+		}
 		for i, m := range msgs {
 			got, err := insertOutbox(ctx, tx, m, hold(i))
 			if err == nil {

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -675,6 +676,50 @@ func testOutboxBatch(t *testing.T, s store.Store) {
 		}
 	}
 	eq(t, "m2 after refused input", getMsg(t, s, "q", "m2").State, store.OutboxQueued)
+}
+
+// completingOutbox is the SQL stores' EnqueueOutboxCompleting.
+type completingOutbox interface {
+	EnqueueOutboxCompleting(ctx context.Context, msgs []*store.OutboxMessage, holds []*store.OutboxHold, done []store.OutboxCompletion, at time.Time) ([]*store.OutboxMessage, []bool, error)
+}
+
+// testOutboxEnqueueCompleting: an enqueue that carries completions stores its messages as
+// EnqueueOutboxHeld would and completes what CompleteOutboxBatch would, in one transaction: a
+// refused enqueue completes nothing.
+func testOutboxEnqueueCompleting(t *testing.T, s store.Store) {
+	c, isCompleting := s.(completingOutbox)
+	if !isCompleting {
+		t.Skip("the store does not complete in an enqueue's transaction")
+	}
+	for i := range 3 {
+		enqueue(t, s, newMsg("q", fmt.Sprintf("m%d", i), time.Hour))
+	}
+	enqueue(t, s, newMsg("other", "m0", time.Hour))
+	ok(t, s.CompleteOutbox(ctx(t), "q", "m2", []byte("answer"), at(time.Second)))
+
+	// A conflict (another body under an existing id) refuses the whole call.
+	clash := newMsg("q", "m1", time.Hour)
+	clash.BodyHash = []byte("another body")
+	_, _, err := c.EnqueueOutboxCompleting(ctx(t), []*store.OutboxMessage{clash},
+		nil, []store.OutboxCompletion{{Queue: "q", IDs: []string{"m0"}}}, at(2*time.Second))
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("conflicting enqueue with completions: %v, want ErrConflict", err)
+	}
+	eq(t, "m0 after the refused call", getMsg(t, s, "q", "m0").State, store.OutboxQueued)
+
+	got, created, err := c.EnqueueOutboxCompleting(ctx(t), []*store.OutboxMessage{newMsg("q", "m3", time.Hour)}, nil,
+		[]store.OutboxCompletion{{Queue: "q", IDs: []string{"m0", "m2", "none"}}, {Queue: "other", IDs: []string{"m1"}}}, at(3*time.Second))
+	ok(t, err)
+	if len(got) != 1 || len(created) != 1 || !created[0] || got[0].ID != "m3" || got[0].State != store.OutboxQueued {
+		t.Fatalf("enqueued %v, %v", got, created)
+	}
+	m0 := getMsg(t, s, "q", "m0")
+	eq(t, "m0 state", m0.State, store.OutboxDone)
+	eqTimePtr(t, "m0 DoneAt", m0.DoneAt, ptr(at(3*time.Second)))
+	eqBytes(t, "m2 keeps its answer", getMsg(t, s, "q", "m2").Answer, []byte("answer"))
+	eq(t, "m1 untouched", getMsg(t, s, "q", "m1").State, store.OutboxQueued)
+	eq(t, "other queue untouched", getMsg(t, s, "other", "m0").State, store.OutboxQueued)
+	eq(t, "open", count(t, s, "q"), 2) // m1 and m3
 }
 
 // testOutboxClaimSent: ClaimOutboxSent claims exactly what ClaimOutbox would and marks what it

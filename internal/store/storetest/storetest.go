@@ -75,6 +75,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxEnqueueAll", testOutboxEnqueueAll},
 		{"OutboxCompleteRace", testOutboxCompleteRace},
 		{"OutboxBatch", testOutboxBatch},
+		{"OutboxEnqueueCompleting", testOutboxEnqueueCompleting},
 		{"OutboxClaimSent", testOutboxClaimSent},
 		{"OutboxRenew", testOutboxRenew},
 		{"OutboxClaimable", testOutboxClaimable},
