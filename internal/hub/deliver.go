@@ -447,19 +447,31 @@ func (d *deliverer) deliverOnce(st *queueState) bool {
 			if st.written == nil {
 				st.written = map[string]*Conn{}
 			}
-			st.written[m.ID] = c
+			// Not for a connection detached meanwhile (the peer may have read the frame
+			// and reconnected already): detach forgot what was written to it, and the
+			// message, given back with its leases, must be written to the others.
+			if slices.Contains(st.conns, c) {
+				st.written[m.ID] = c
+			}
 			d.mu.Unlock()
 		}
 		written = append(written, m.ID)
 	}
 	d.mu.Lock()
 	st.writing = false // every frame is handed over: the fast path may write again
+	// A connection left while the claim ran and the delivery took a new owner: the old
+	// owner's leases were given back, maybe before this claim took some under it. Those
+	// would stop every claim of the new owner for a lease: give them back too.
+	rotated := st.owner != owner
 	d.mu.Unlock()
 	if st.mode == DoneWhenWritten && len(written) > 0 {
 		// One left unchanged moved on meanwhile (expired, completed by another delivery).
 		if _, err := h.o.Outbox.CompleteOutboxBatch(ctx, st.name, written, h.o.Clock.Now()); err != nil && ctx.Err() == nil {
 			h.o.Log.LogAttrs(ctx, slog.LevelWarn, "hub: recording an outbox delivery failed", slog.String("error", err.Error()))
 		}
+	}
+	if rotated && len(claimed) > 0 {
+		d.release(&queueState{name: st.name, owner: owner})
 	}
 	return !stopped && len(claimed) == claimBatch && wrote > 0
 }
