@@ -21,6 +21,17 @@ var throttleStores = []struct {
 	closed bool
 }{{"store", false}, {"memory", true}}
 
+// eachThrottleStore runs f as a subtest for each way of counting, with a throttle of a
+// per-address limit whose fake clock starts at start.
+func eachThrottleStore(t *testing.T, start time.Time, limit int, f func(t *testing.T, th *auth.Throttle, clk *clock.Fake, closed bool)) {
+	for _, tc := range throttleStores {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewFake(start)
+			f(t, auth.NewThrottle(openThrottleStore(t, tc.closed), clk, slidingLimits(limit), nil), clk, tc.closed)
+		})
+	}
+}
+
 func openThrottleStore(t *testing.T, closed bool) store.Store {
 	t.Helper()
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "t.db"))
@@ -69,85 +80,73 @@ func fail(t *testing.T, th *auth.Throttle, addr, identity string, closed bool) {
 // before the boundary and one a second after reach the limit (a fixed window restarted the count
 // at the boundary, doubling a guesser's budget).
 func TestThrottleSlidingAcrossBoundary(t *testing.T) {
-	for _, tc := range throttleStores {
-		t.Run(tc.name, func(t *testing.T) {
-			clk := clock.NewFake(boundary.Add(-time.Second))
-			th := auth.NewThrottle(openThrottleStore(t, tc.closed), clk, slidingLimits(5), nil)
-			for range 4 {
-				fail(t, th, "192.0.2.1", "", tc.closed)
-			}
-			if d := retryAfter(t, th, "192.0.2.1", ""); d != 0 {
-				t.Fatalf("blocked after 4 failures of 5: retry after %v", d)
-			}
-			clk.Advance(2 * time.Second)
-			if d := retryAfter(t, th, "192.0.2.1", ""); d != 0 {
-				t.Fatalf("blocked after 4 failures of 5, across the boundary: retry after %v", d)
-			}
-			fail(t, th, "192.0.2.1", "", tc.closed)
-			if d := retryAfter(t, th, "192.0.2.1", ""); d != window {
-				t.Fatalf("after 5 failures in 2 s across a boundary: retry after %v, want %v (blocked a window)", d, window)
-			}
-		})
-	}
+	eachThrottleStore(t, boundary.Add(-time.Second), 5, func(t *testing.T, th *auth.Throttle, clk *clock.Fake, closed bool) {
+		for range 4 {
+			fail(t, th, "192.0.2.1", "", closed)
+		}
+		if d := retryAfter(t, th, "192.0.2.1", ""); d != 0 {
+			t.Fatalf("blocked after 4 failures of 5: retry after %v", d)
+		}
+		clk.Advance(2 * time.Second)
+		if d := retryAfter(t, th, "192.0.2.1", ""); d != 0 {
+			t.Fatalf("blocked after 4 failures of 5, across the boundary: retry after %v", d)
+		}
+		fail(t, th, "192.0.2.1", "", closed)
+		if d := retryAfter(t, th, "192.0.2.1", ""); d != window {
+			t.Fatalf("after 5 failures in 2 s across a boundary: retry after %v, want %v (blocked a window)", d, window)
+		}
+	})
 }
 
 // A block lasts a whole window from the failure that reached the limit, whatever the boundary:
 // reached a second before one, it still holds a second after it, Retry-After says the time left,
 // and it ends a window after it began.
 func TestThrottleBlockLastsAWindow(t *testing.T) {
-	for _, tc := range throttleStores {
-		t.Run(tc.name, func(t *testing.T) {
-			clk := clock.NewFake(boundary.Add(-time.Second))
-			th := auth.NewThrottle(openThrottleStore(t, tc.closed), clk, slidingLimits(3), nil)
-			for range 3 {
-				fail(t, th, "192.0.2.1", "", tc.closed)
-			}
-			if d := retryAfter(t, th, "192.0.2.1", ""); d != window {
-				t.Fatalf("retry after %v at the block, want %v", d, window)
-			}
-			clk.Advance(2 * time.Second)
-			if d := retryAfter(t, th, "192.0.2.1", ""); d != window-2*time.Second {
-				t.Fatalf("a second after the boundary: retry after %v, want %v", d, window-2*time.Second)
-			}
-			clk.Set(boundary.Add(-time.Second).Add(window - time.Second))
-			if d := retryAfter(t, th, "192.0.2.1", ""); d != time.Second {
-				t.Fatalf("a second before the block's end: retry after %v, want 1s", d)
-			}
-			clk.Advance(time.Second)
-			if d := retryAfter(t, th, "192.0.2.1", ""); d != 0 {
-				t.Fatalf("still blocked a window after the block began: retry after %v", d)
-			}
-		})
-	}
+	eachThrottleStore(t, boundary.Add(-time.Second), 3, func(t *testing.T, th *auth.Throttle, clk *clock.Fake, closed bool) {
+		for range 3 {
+			fail(t, th, "192.0.2.1", "", closed)
+		}
+		if d := retryAfter(t, th, "192.0.2.1", ""); d != window {
+			t.Fatalf("retry after %v at the block, want %v", d, window)
+		}
+		clk.Advance(2 * time.Second)
+		if d := retryAfter(t, th, "192.0.2.1", ""); d != window-2*time.Second {
+			t.Fatalf("a second after the boundary: retry after %v, want %v", d, window-2*time.Second)
+		}
+		clk.Set(boundary.Add(-time.Second).Add(window - time.Second))
+		if d := retryAfter(t, th, "192.0.2.1", ""); d != time.Second {
+			t.Fatalf("a second before the block's end: retry after %v, want 1s", d)
+		}
+		clk.Advance(time.Second)
+		if d := retryAfter(t, th, "192.0.2.1", ""); d != 0 {
+			t.Fatalf("still blocked a window after the block began: retry after %v", d)
+		}
+	})
 }
 
 // The previous window's failures count by the part of it still inside the sliding window,
 // rounded up: 4 failures at the start of a window weigh 4 a minute into the next window
 // (ceil(4×4/5)), so one more reaches a limit of 5; two windows later they are gone.
 func TestThrottleSlidingWeighsPreviousWindow(t *testing.T) {
-	for _, tc := range throttleStores {
-		t.Run(tc.name, func(t *testing.T) {
-			clk := clock.NewFake(boundary.Add(-window))
-			th := auth.NewThrottle(openThrottleStore(t, tc.closed), clk, slidingLimits(5), nil)
-			for _, a := range []string{"192.0.2.1", "192.0.2.2"} {
-				for range 4 {
-					fail(t, th, a, "", tc.closed)
-				}
+	eachThrottleStore(t, boundary.Add(-window), 5, func(t *testing.T, th *auth.Throttle, clk *clock.Fake, closed bool) {
+		for _, a := range []string{"192.0.2.1", "192.0.2.2"} {
+			for range 4 {
+				fail(t, th, a, "", closed)
 			}
-			// 4 min into the next window, the 4 weigh ceil(4×1/5) = 1: 1+1 < 5.
-			clk.Set(boundary.Add(4 * time.Minute))
-			fail(t, th, "192.0.2.2", "", tc.closed)
-			if d := retryAfter(t, th, "192.0.2.2", ""); d != 0 {
-				t.Fatalf("blocked 4 minutes on: retry after %v", d)
-			}
-			// 1 min into the next window, the 4 weigh ceil(4×4/5) = 4: 1+4 = 5.
-			clk.Set(boundary.Add(time.Minute))
-			fail(t, th, "192.0.2.1", "", tc.closed)
-			if d := retryAfter(t, th, "192.0.2.1", ""); d != window {
-				t.Fatalf("not blocked a minute on: retry after %v", d)
-			}
-		})
-	}
+		}
+		// 4 min into the next window, the 4 weigh ceil(4×1/5) = 1: 1+1 < 5.
+		clk.Set(boundary.Add(4 * time.Minute))
+		fail(t, th, "192.0.2.2", "", closed)
+		if d := retryAfter(t, th, "192.0.2.2", ""); d != 0 {
+			t.Fatalf("blocked 4 minutes on: retry after %v", d)
+		}
+		// 1 min into the next window, the 4 weigh ceil(4×4/5) = 4: 1+4 = 5.
+		clk.Set(boundary.Add(time.Minute))
+		fail(t, th, "192.0.2.1", "", closed)
+		if d := retryAfter(t, th, "192.0.2.1", ""); d != window {
+			t.Fatalf("not blocked a minute on: retry after %v", d)
+		}
+	})
 }
 
 // Replicas share the counts, so failures split between two replicas across a boundary add up
