@@ -207,9 +207,9 @@ func (s *Store) countDistinct(ctx context.Context, incs []store.CounterIncrement
 	return counts, nil
 }
 
-// eachRow runs q in tx and calls fn for each row.
-func eachRow(ctx context.Context, tx Tx, q string, args []any, fn func(Rows) error) error {
-	rows, err := tx.Query(ctx, q, args...)
+// eachRow runs q on db (a transaction or the writer) and calls fn for each row.
+func eachRow(ctx context.Context, db Querier, q string, args []any, fn func(Rows) error) error {
+	rows, err := db.Query(ctx, q, args...)
 	if err != nil {
 		return err
 	}

@@ -88,17 +88,7 @@ func (s *Store) queryEach(ctx context.Context, query string, args []any, fn func
 	if err != nil {
 		return err
 	}
-	rows, err := w.Query(ctx, query, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := fn(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return eachRow(ctx, w, query, args, fn)
 }
 
 const useOnceSQL = `INSERT INTO single_use (name, used_at, expires_at) VALUES ($1, $2, $3)
