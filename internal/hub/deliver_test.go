@@ -284,32 +284,8 @@ func testLeaseOfDeadReplica(t *testing.T, stA, stB hubStore, busA, busB events.B
 	a.waitGone()
 
 	wsB, _ := b.dialURL(b.url(q, true)+"&deliver=answer", nil)
-	got := make(chan string, 4)
-	go func() {
-		for {
-			_, m, err := wsB.Read(context.Background())
-			if err != nil {
-				return
-			}
-			got <- string(m)
-		}
-	}()
 	// B polls every 10 ms meanwhile; within the lease it must not take the message.
-	clk.Advance(lease - time.Second)
-	select {
-	case m := <-got:
-		t.Fatalf("delivered %q while the dead replica's lease lasts", m)
-	case <-time.After(300 * time.Millisecond):
-	}
-	clk.Advance(2 * time.Second)
-	select {
-	case m := <-got:
-		if m != "r1" {
-			t.Fatalf("got %q, want r1", m)
-		}
-	case <-time.After(testTimeout):
-		t.Fatal("not redelivered after the lease")
-	}
+	redeliveredAfterLease(t, wsB, clk, lease, "r1")
 	m, err := stB.GetOutbox(context.Background(), q, "r1")
 	if err != nil || m.Attempts != 2 || !strings.HasPrefix(m.LeaseOwner, "b/") {
 		t.Fatalf("after redelivery: %+v, %v", m, err)
@@ -403,5 +379,36 @@ func testPresenceOfEveryTenant(t *testing.T, st hubStore) {
 		if ps, err := st.ListPresence(ctx, tn, time.Time{}); err != nil || len(ps) != 0 {
 			t.Fatalf("presence of %s after close = %+v, %v", tn, ps, err)
 		}
+	}
+}
+
+// redeliveredAfterLease reads ws and fails unless nothing arrives while a dead replica's lease of
+// want lasts (until lease−1s on clk) and want arrives once clk is past the lease.
+func redeliveredAfterLease(t *testing.T, ws *websocket.Conn, clk *clock.Fake, lease time.Duration, want string) {
+	t.Helper()
+	got := make(chan string, 4)
+	go func() {
+		for {
+			_, m, err := ws.Read(context.Background())
+			if err != nil {
+				return
+			}
+			got <- string(m)
+		}
+	}()
+	clk.Advance(lease - time.Second)
+	select {
+	case m := <-got:
+		t.Fatalf("delivered %q while the dead replica's lease lasts", m)
+	case <-time.After(300 * time.Millisecond):
+	}
+	clk.Advance(2 * time.Second)
+	select {
+	case m := <-got:
+		if m != want {
+			t.Fatalf("got %q, want %s", m, want)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("not redelivered after the lease")
 	}
 }

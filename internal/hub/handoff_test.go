@@ -113,31 +113,7 @@ func testHandOffToDead(t *testing.T, stA, stB hubStore) {
 		t.Fatalf("stored as %+v, want it taken by b's delivery", m)
 	}
 	wsA, _ := a.dialURL(a.url(q, true)+"&deliver=answer", nil)
-	got := make(chan string, 4)
-	go func() {
-		for {
-			_, m, err := wsA.Read(context.Background())
-			if err != nil {
-				return
-			}
-			got <- string(m)
-		}
-	}()
-	clk.Advance(lease - time.Second)
-	select {
-	case m := <-got:
-		t.Fatalf("delivered %q while the dead replica's lease lasts", m)
-	case <-time.After(300 * time.Millisecond):
-	}
-	clk.Advance(2 * time.Second)
-	select {
-	case m := <-got:
-		if m != "r1" {
-			t.Fatalf("got %q, want r1", m)
-		}
-	case <-time.After(testTimeout):
-		t.Fatal("not redelivered after the lease")
-	}
+	redeliveredAfterLease(t, wsA, clk, lease, "r1")
 	if m, err := stA.GetOutbox(context.Background(), q, "r1"); err != nil || m.Attempts != 2 {
 		t.Fatalf("after redelivery: %+v, %v", m, err)
 	}
