@@ -386,16 +386,7 @@ func testPresenceOfEveryTenant(t *testing.T, st hubStore) {
 // want lasts (until lease−1s on clk) and want arrives once clk is past the lease.
 func redeliveredAfterLease(t *testing.T, ws *websocket.Conn, clk *clock.Fake, lease time.Duration, want string) {
 	t.Helper()
-	got := make(chan string, 4)
-	go func() {
-		for {
-			_, m, err := ws.Read(context.Background())
-			if err != nil {
-				return
-			}
-			got <- string(m)
-		}
-	}()
+	got := readInto(ws)
 	clk.Advance(lease - time.Second)
 	select {
 	case m := <-got:
@@ -411,4 +402,19 @@ func redeliveredAfterLease(t *testing.T, ws *websocket.Conn, clk *clock.Fake, le
 	case <-time.After(testTimeout):
 		t.Fatal("not redelivered after the lease")
 	}
+}
+
+// readInto reads ws in a goroutine of its own until it fails, passing each message on.
+func readInto(ws *websocket.Conn) <-chan string {
+	got := make(chan string, 4)
+	go func() {
+		for {
+			_, m, err := ws.Read(context.Background())
+			if err != nil {
+				return
+			}
+			got <- string(m)
+		}
+	}()
+	return got
 }

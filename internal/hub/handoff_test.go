@@ -173,16 +173,7 @@ func TestLostHandOffFoundByRenewal(t *testing.T) {
 		t.Fatalf("got %q, want r1", got)
 	}
 	enqueueFor(t, a.hub, hub.AwaitAnswer, newMessage(clk, q, "r2"))
-	got := make(chan string, 4)
-	go func() {
-		for {
-			_, m, err := ws.Read(context.Background())
-			if err != nil {
-				return
-			}
-			got <- string(m)
-		}
-	}()
+	got := readInto(ws)
 	for range 12 {
 		clk.Advance(lease / 3)
 		select {
