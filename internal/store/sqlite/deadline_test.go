@@ -17,13 +17,8 @@ import (
 // and a transaction give up with ErrUnavailable after it instead, reads go on (WAL), and writes
 // succeed again once the lock is gone.
 func TestWriteLockDeadline(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "posgate.db")
 	const timeout = 300 * time.Millisecond
-	s, err := Open(t.Context(), path, sqlstore.WithTimeout(timeout))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _, path := openPath(t, sqlstore.WithTimeout(timeout))
 	other, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
@@ -181,13 +176,8 @@ func TestReadBusyTimeout(t *testing.T) {
 // TestReadStopsAtDeadline: a result read row by row ends with ErrUnavailable once the store's
 // timeout has passed, and a read whose context has ended does not start.
 func TestReadStopsAtDeadline(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "posgate.db")
 	const timeout = 300 * time.Millisecond
-	s, err := Open(t.Context(), path, sqlstore.WithTimeout(timeout))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _, _ := openPath(t, sqlstore.WithTimeout(timeout))
 	start := time.Now()
 	rows, err := s.Store.Reader().Query(t.Context(), `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c`)
 	if err != nil {

@@ -20,10 +20,10 @@ func openFile(t *testing.T) (*Store, *groupDB) {
 	return s, g
 }
 
-func openPath(t *testing.T) (*Store, *groupDB, string) {
+func openPath(t *testing.T, opts ...sqlstore.Option) (*Store, *groupDB, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "posgate.db")
-	s, err := Open(t.Context(), path)
+	s, err := Open(t.Context(), path, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
