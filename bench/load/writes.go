@@ -291,7 +291,8 @@ func runProbed(ctx context.Context, t target, c int, o *options) *result {
 // benchmark database's backends (recvfrom calls that returned data: about one per round trip,
 // two with TLS, which reads a record's header and body apart), transactions committed in the
 // database (pg_stat_database.xact_commit: every statement outside a transaction is one, reads
-// included) and the CPU of its processes (/proc/<pid>/stat). Statistics reach pg_stat_database
+// included) and the CPU of its processes (/proc/<pid>/stat), those that started during the run
+// included. Statistics reach pg_stat_database
 // up to a second after a backend's transaction ends, so the probe waits that long before each
 // reading.
 type pgProbe struct {
@@ -317,7 +318,10 @@ func (p *pgProbe) stop(ctx context.Context, r *result) {
 	if n := p.recv(); n != nil {
 		r.trips = n[0]
 	}
-	r.pgCPU = pidsCPU(p.pids) - p.cpu0
+	// Backends the pool opened during the run count too, from their start.
+	now := postgresPIDs(ctx, p.dsn)
+	gone := slices.DeleteFunc(slices.Clone(p.pids), func(pid int) bool { return slices.Contains(now, pid) })
+	r.pgCPU = pidsCPU(now) + pidsCPU(gone) - p.cpu0
 	time.Sleep(pgStatDelay)
 	if c := pgCommits(ctx, p.dsn); c >= 0 && p.commits0 >= 0 {
 		r.commits = c - p.commits0
@@ -451,7 +455,7 @@ func startPerf(pids []int, events ...string) func() []int64 {
 // postgresPIDs lists the server processes whose fsyncs are this benchmark's commits: the backends
 // connected to its database (a backend flushes the WAL for its own commit, and for the others
 // waiting when it does) and the WAL writer. Other databases' backends on a shared server are left
-// out; processes that start during a run are not counted.
+// out; perf does not follow processes that start during a run (pgProbe adds their CPU).
 func postgresPIDs(ctx context.Context, dsn string) []int {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
