@@ -15,10 +15,11 @@ import (
 	"github.com/posgate/posgate/internal/store/sqlstore"
 )
 
-// countingDB counts the statements that write single-use records and, once armed, holds the next
-// of them until gate is closed (reached is closed when it arrives).
+// countingDB counts the statements containing match and, once armed, holds the next of them
+// until gate is closed (reached is closed when it arrives).
 type countingDB struct {
 	sqlstore.DB
+	match         string
 	n             atomic.Int64
 	armed         atomic.Bool
 	gate, reached chan struct{}
@@ -40,7 +41,7 @@ func (c *countingDB) Exec(ctx context.Context, q string, args ...any) (int64, er
 }
 
 func (c *countingDB) count(q string) {
-	if !strings.Contains(q, "INSERT INTO single_use") {
+	if !strings.Contains(q, c.match) {
 		return
 	}
 	c.n.Add(1)
@@ -50,9 +51,9 @@ func (c *countingDB) count(q string) {
 	}
 }
 
-func openCounting(t *testing.T) (*Store, *countingDB) {
+func openCounting(t *testing.T, match string) (*Store, *countingDB) {
 	t.Helper()
-	c := &countingDB{gate: make(chan struct{}), reached: make(chan struct{})}
+	c := &countingDB{match: match, gate: make(chan struct{}), reached: make(chan struct{})}
 	s, err := Open(t.Context(), pgtest.NewDatabase(t), func(cfg *sqlstore.Config) {
 		c.DB = cfg.Writer
 		cfg.Writer = c
@@ -67,7 +68,7 @@ func openCounting(t *testing.T) (*Store, *countingDB) {
 // TestChainsShareStatements: concurrent UseOnceAsClient calls (jackpot's jwt-bearer) go to the
 // server together, several in one statement and one commit, and each is decided as alone.
 func TestChainsShareStatements(t *testing.T) {
-	s, c := openCounting(t)
+	s, c := openCounting(t, "INSERT INTO single_use")
 	base := time.UnixMilli(1_700_000_000_000)
 	cl := &store.Client{ID: "cl_1", Name: "c", ClientIDHash: []byte("h1"), GrantTypes: []string{"urn:ietf:params:oauth:grant-type:jwt-bearer"},
 		APIKey: true, CreatedAt: base, UpdatedAt: base}
@@ -115,7 +116,7 @@ func TestChainsShareStatements(t *testing.T) {
 // key and keeps the ones before it, chains of different lengths mix, and of two requests naming
 // the same key exactly one records it.
 func TestCombinedChainsDecideAsOneByOne(t *testing.T) {
-	s, db := openCounting(t)
+	s, db := openCounting(t, "INSERT INTO single_use")
 	ctx := t.Context()
 	base := time.UnixMilli(1_700_000_000_000)
 	exp := base.Add(time.Minute)
@@ -198,5 +199,137 @@ func TestCombinedChainsDecideAsOneByOne(t *testing.T) {
 		if err := s.UseOnce(ctx, k, base, exp); !errors.Is(err, store.ErrAlreadyUsed) {
 			t.Errorf("%s: %v, want it used", k, err)
 		}
+	}
+}
+
+// TestRefreshesShareStatements: concurrent refresh rotations of different families go to the
+// server together, several in one statement and one commit, and each rotates its own chain.
+func TestRefreshesShareStatements(t *testing.T) {
+	s, c := openCounting(t, "UPDATE refresh_tokens")
+	ctx := t.Context()
+	base := time.Now().Truncate(time.Millisecond)
+	if err := s.CreateUser(ctx, &store.User{ID: "us_1", Username: "u1", PasswordHash: "x", CreatedAt: base, UpdatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 8, 30
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for w := range workers {
+		fam := &store.RefreshFamily{ID: fmt.Sprintf("sid_%d", w), ClientID: "cl_1", UserID: "us_1", Audience: "https://api.example",
+			Scope: "offline_access", CreatedAt: base, AbsoluteExpiresAt: base.Add(time.Hour)}
+		if err := s.CreateRefreshFamily(ctx, fam, &store.RefreshToken{Hash: []byte(fmt.Sprintf("%d:0", w)), CreatedAt: base,
+			IdleExpiresAt: base.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				at := base.Add(time.Duration(i+1) * time.Millisecond)
+				r, err := s.UseRefreshToken(ctx, &store.RefreshUse{Hash: []byte(fmt.Sprintf("%d:%d", w, i)), At: at, ClientID: "cl_1",
+					NotAudiences: []string{"jackpot"}, Scope: []string{"offline_access"},
+					NextHash: []byte(fmt.Sprintf("%d:%d", w, i+1)), NextIdleExpiresAt: at.Add(time.Hour)})
+				switch {
+				case err != nil:
+					errs <- err
+					return
+				case !r.Rotated || !r.UserCurrent || r.Family.ID != fam.ID || r.Token.RotatedAt != nil:
+					errs <- fmt.Errorf("worker %d, use %d: %+v", w, i, r)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := c.n.Load(); n >= workers*each {
+		t.Fatalf("%d statements for %d concurrent rotations: none shared", n, workers*each)
+	}
+}
+
+// TestCombinedRefreshesDecideAsOneByOne: refresh uses that reach the server in one statement are
+// decided as if sent one after the other: each sees its own token's rows as they were, a refused
+// use changes nothing, a missing token is ErrNotFound, and of two uses of one token exactly one
+// rotates it while the other sees it unrotated or rotated by the first (as RefreshUseRace allows).
+func TestCombinedRefreshesDecideAsOneByOne(t *testing.T) {
+	s, db := openCounting(t, "UPDATE refresh_tokens")
+	ctx := t.Context()
+	base := time.Now().Truncate(time.Millisecond)
+	if err := s.CreateUser(ctx, &store.User{ID: "us_1", Username: "u1", PasswordHash: "x", CreatedAt: base, UpdatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"held", "a", "b", "c", "d"} {
+		fam := &store.RefreshFamily{ID: "sid_" + f, ClientID: "cl_1", UserID: "us_1", Audience: "https://api.example",
+			Scope: "offline_access rentals", CreatedAt: base, AbsoluteExpiresAt: base.Add(time.Hour)}
+		if err := s.CreateRefreshFamily(ctx, fam, &store.RefreshToken{Hash: []byte(f), CreatedAt: base, IdleExpiresAt: base.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := base.Add(time.Second)
+	use := func(hash, next string, edit func(*store.RefreshUse)) (*store.RefreshUsed, error) {
+		u := &store.RefreshUse{Hash: []byte(hash), At: at, ClientID: "cl_1", NextHash: []byte(next), NextIdleExpiresAt: at.Add(time.Hour)}
+		if edit != nil {
+			edit(u)
+		}
+		return s.UseRefreshToken(ctx, u)
+	}
+	db.armed.Store(true)
+	held := make(chan error, 1)
+	go func() { _, err := use("held", "held2", nil); held <- err }()
+	<-db.reached
+	type call struct {
+		hash, next string
+		edit       func(*store.RefreshUse)
+		r          *store.RefreshUsed
+		err        error
+	}
+	calls := []*call{
+		{hash: "a", next: "a2", edit: func(u *store.RefreshUse) { u.Scope = []string{"rentals"} }},
+		{hash: "b", next: "b2", edit: func(u *store.RefreshUse) { u.Scope = []string{"admin"} }}, // not granted
+		{hash: "c", next: "c2", edit: func(u *store.RefreshUse) { u.ClientID = "cl_2" }},         // another client
+		{hash: "missing", next: "m2"},
+		{hash: "d", next: "d2"},
+		{hash: "d", next: "d3"},
+	}
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.r, c.err = use(c.hash, c.next, c.edit) }()
+	}
+	time.Sleep(50 * time.Millisecond) // best effort: let them queue (the outcomes hold either way)
+	close(db.gate)
+	wg.Wait()
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{true, false, false} {
+		c := calls[i]
+		if c.err != nil || c.r.Rotated != want || c.r.Family.ID != "sid_"+c.hash || c.r.Token.RotatedAt != nil {
+			t.Errorf("use of %s: %+v, %v; want rotated %v", c.hash, c.r, c.err, want)
+		}
+		_, _, err := s.GetRefreshToken(ctx, []byte(c.next))
+		if (err == nil) != want {
+			t.Errorf("successor of %s: %v, want stored %v", c.hash, err, want)
+		}
+	}
+	if c := calls[3]; !errors.Is(c.err, store.ErrNotFound) {
+		t.Errorf("use of a missing token: %+v, %v; want ErrNotFound", c.r, c.err)
+	}
+	x, y := calls[4], calls[5]
+	if x.err != nil || y.err != nil || x.r.Rotated == y.r.Rotated {
+		t.Fatalf("two uses of one token: %+v, %v and %+v, %v; want exactly one rotation", x.r, x.err, y.r, y.err)
+	}
+	winner, loser := x, y
+	if y.r.Rotated {
+		winner, loser = y, x
+	}
+	if loser.r.Token.RotatedAt != nil && string(loser.r.Token.SuccessorHash) != winner.next {
+		t.Errorf("the second use saw %+v; want the token rotated to %s", loser.r.Token, winner.next)
+	}
+	if _, _, err := s.GetRefreshToken(ctx, []byte(loser.next)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the losing successor %s: %v, want not stored", loser.next, err)
 	}
 }

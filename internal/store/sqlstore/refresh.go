@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -162,17 +163,27 @@ func scanRefreshToken(sc func(...any) error, extra ...any) (*store.RefreshToken,
 // refreshUseArgs ($1 to $8). The family's scope is its scope tokens joined by single spaces; a
 // requested scope is in it when it is not empty, has no space and appears between spaces.
 func refreshUsable(d Dialect) string {
-	texts, pos := `(SELECT value AS v FROM json_each($%d)) AS j`, "instr"
+	return refreshUsableOn(d, refreshArgs{"$1", "$2", "$5", "$6", "$7", "$8", "f", userCurrent})
+}
+
+// refreshArgs name what refreshUsableOn compares token t with: the request's values (parameters
+// of one request, or columns of a combined statement's request row), the family's row (alias
+// fam) and the condition that its user is current.
+type refreshArgs struct{ hash, at, client, audience, notAudiences, scope, fam, userOK string }
+
+func refreshUsableOn(d Dialect, a refreshArgs) string {
+	texts, pos := `(SELECT value AS v FROM json_each(%s)) AS j`, "instr"
 	if d == PostgreSQL {
-		texts, pos = `jsonb_array_elements_text(CAST(CAST($%d AS text) AS jsonb)) AS j(v)`, "strpos"
+		texts, pos = `jsonb_array_elements_text(CAST(CAST(%s AS text) AS jsonb)) AS j(v)`, "strpos"
 	}
-	return `t.hash = $1 AND t.rotated_at IS NULL AND t.idle_expires_at > $2 AND f.id = t.family_id
-		AND f.client_id = $5 AND f.revoked_at IS NULL AND f.absolute_expires_at > $2
-		AND ($6 = '' OR f.audience = $6)
-		AND NOT EXISTS (SELECT 1 FROM ` + fmt.Sprintf(texts, 7) + ` WHERE j.v = f.audience)
-		AND NOT EXISTS (SELECT 1 FROM ` + fmt.Sprintf(texts, 8) + ` WHERE j.v = '' OR ` + pos + `(j.v, ' ') > 0
-			OR ` + pos + `(' ' || f.scope || ' ', ' ' || j.v || ' ') = 0)
-		AND ` + userCurrent
+	f := a.fam
+	return `t.hash = ` + a.hash + ` AND t.rotated_at IS NULL AND t.idle_expires_at > ` + a.at + ` AND ` + f + `.id = t.family_id
+		AND ` + f + `.client_id = ` + a.client + ` AND ` + f + `.revoked_at IS NULL AND ` + f + `.absolute_expires_at > ` + a.at + `
+		AND (` + a.audience + ` = '' OR ` + f + `.audience = ` + a.audience + `)
+		AND NOT EXISTS (SELECT 1 FROM ` + fmt.Sprintf(texts, a.notAudiences) + ` WHERE j.v = ` + f + `.audience)
+		AND NOT EXISTS (SELECT 1 FROM ` + fmt.Sprintf(texts, a.scope) + ` WHERE j.v = '' OR ` + pos + `(j.v, ' ') > 0
+			OR ` + pos + `(' ' || ` + f + `.scope || ' ', ' ' || j.v || ' ') = 0)
+		AND ` + a.userOK
 }
 
 // refreshUseArgs are $1 to $8 of refreshUsable and of the rotation's SET clause.
@@ -190,16 +201,27 @@ func refreshUseArgs(u *store.RefreshUse) ([]any, error) {
 }
 
 // UseRefreshToken reads the token and its family and rotates it when usable, in one statement on
-// PostgreSQL: a CTE reads the rows as they were, a second marks the token with an UPDATE whose
-// condition is the whole of store.RefreshUse (the rotation races as in RotateRefreshToken: the
-// row lock and the re-check of rotated_at let exactly one of concurrent callers change it), and a
-// third inserts the successor from the row the UPDATE returned. On SQLite the same read, UPDATE
-// and insert run in one transaction.
+// PostgreSQL (sendRefreshes, shared with the uses that arrive while one is in flight): a CTE reads
+// the rows as they were, a second marks the token with an UPDATE whose condition is the whole of
+// store.RefreshUse (the rotation races as in RotateRefreshToken: the row lock and the re-check of
+// rotated_at let exactly one of concurrent callers change it), and a third inserts the successor
+// from the row the UPDATE returned. On SQLite the same read, UPDATE and insert run in one
+// transaction.
 func (s *Store) UseRefreshToken(ctx context.Context, u *store.RefreshUse) (*store.RefreshUsed, error) {
 	const op = "use refresh token"
 	args, err := refreshUseArgs(u)
 	if err != nil {
 		return nil, s.fail(op, err)
+	}
+	if s.refreshes != nil {
+		if _, err := s.writer(); err != nil {
+			return nil, s.fail(op, err)
+		}
+		r := &refreshReq{u: u, args: args}
+		if err := s.refreshes.do(ctx, r); err != nil {
+			return nil, s.fail(op, err)
+		}
+		return r.res, nil
 	}
 	read := `SELECT ` + familyCols + `, ` + refreshTokenCols + `, CASE WHEN ` + userCurrent + ` THEN 1 ELSE 0 END
 		FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1`
@@ -207,42 +229,120 @@ func (s *Store) UseRefreshToken(ctx context.Context, u *store.RefreshUse) (*stor
 		FROM refresh_families f WHERE ` + refreshUsable(s.dialect)
 	var res store.RefreshUsed
 	var current, inserted int64
-	if s.dialect == PostgreSQL {
-		w, err := s.writer()
-		if err == nil {
-			res.Token, res.Family, err = scanRefreshToken(w.QueryRow(ctx, `WITH cur AS (`+read+`),
-				mark AS (`+mark+` RETURNING t.family_id, LEAST($9, f.absolute_expires_at) AS idle),
-				ins AS (INSERT INTO refresh_tokens (hash, family_id, created_at, idle_expires_at)
-					SELECT $3, family_id, $2, idle FROM mark RETURNING 1)
-				SELECT cur.*, (SELECT count(*) FROM ins) FROM cur`, append(args, ms(u.NextIdleExpiresAt))...).Scan,
-				&current, &inserted)
+	err = s.inTx(ctx, op, func(tx Tx) error {
+		var err error
+		inserted = 0
+		if res.Token, res.Family, err = scanRefreshToken(tx.QueryRow(ctx, read, args[0]).Scan, &current); err != nil {
+			return err
 		}
-		if err != nil {
-			return nil, s.fail(op, err)
+		if n, err := tx.Exec(ctx, mark, args...); err != nil || n == 0 {
+			return err
 		}
-	} else {
-		err := s.inTx(ctx, op, func(tx Tx) error {
-			var err error
-			inserted = 0
-			if res.Token, res.Family, err = scanRefreshToken(tx.QueryRow(ctx, read, args[0]).Scan, &current); err != nil {
-				return err
-			}
-			if n, err := tx.Exec(ctx, mark, args...); err != nil || n == 0 {
-				return err
-			}
-			next := &store.RefreshToken{Hash: u.NextHash, CreatedAt: u.At, IdleExpiresAt: u.NextIdleExpiresAt}
-			if res.Family.AbsoluteExpiresAt.Before(next.IdleExpiresAt) {
-				next.IdleExpiresAt = res.Family.AbsoluteExpiresAt
-			}
-			inserted = 1
-			return insertRefreshToken(ctx, tx, next, res.Family.ID)
-		})
-		if err != nil {
-			return nil, err
+		next := &store.RefreshToken{Hash: u.NextHash, CreatedAt: u.At, IdleExpiresAt: u.NextIdleExpiresAt}
+		if res.Family.AbsoluteExpiresAt.Before(next.IdleExpiresAt) {
+			next.IdleExpiresAt = res.Family.AbsoluteExpiresAt
 		}
+		inserted = 1
+		return insertRefreshToken(ctx, tx, next, res.Family.ID)
+	})
+	if err != nil {
+		return nil, err
 	}
 	res.UserCurrent, res.Rotated = current == 1, inserted == 1
 	return &res, nil
+}
+
+// refreshReq is one UseRefreshToken of a combined statement: its arguments (refreshUseArgs) and
+// what the statement found and did, set before its caller is answered.
+type refreshReq struct {
+	u    *store.RefreshUse
+	args []any
+	res  *store.RefreshUsed
+}
+
+// sendRefreshes decides the refresh uses of reqs in one statement (see combiner): the statement
+// of UseRefreshToken over a CTE of the requests (one row each, from arrays, so one statement text
+// serves any number of them). Each request reads its token's rows as they were, and its
+// conditional UPDATE and successor insert race with every other statement's as a lone request's
+// would. Requests are sent in the order of their hashes, so two statements lock the tokens they
+// share in the same order. A request whose token or successor an earlier request of the batch
+// names too is sent after the statement, so it sees that request's outcome as if it came later.
+func (s *Store) sendRefreshes(ctx context.Context, reqs []*refreshReq) []error {
+	errs := make([]error, len(reqs))
+	order := make([]int, len(reqs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return bytes.Compare(reqs[a].u.Hash, reqs[b].u.Hash) })
+	seen := make(map[string]bool, 2*len(reqs))
+	var batch, later []int
+	for _, i := range order {
+		u := reqs[i].u
+		if seen[string(u.Hash)] || seen[string(u.NextHash)] {
+			later = append(later, i)
+			continue
+		}
+		seen[string(u.Hash)], seen[string(u.NextHash)] = true, true
+		batch = append(batch, i)
+	}
+	hashes, nexts, sealed := make([][]byte, len(batch)), make([][]byte, len(batch)), make([][]byte, len(batch))
+	ats, idles := make([]int64, len(batch)), make([]int64, len(batch))
+	clients, auds, notAuds, scopes := make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch))
+	for j, i := range batch {
+		a := reqs[i].args
+		hashes[j], ats[j], nexts[j], sealed[j] = a[0].([]byte), a[1].(int64), a[2].([]byte), a[3].([]byte)
+		clients[j], auds[j], notAuds[j], scopes[j] = a[4].(string), a[5].(string), a[6].(string), a[7].(string)
+		idles[j] = ms(reqs[i].u.NextIdleExpiresAt)
+	}
+	// cur reads each request's rows by the token's primary key (LIMIT 1 keeps the planner from
+	// joining the requests to a scan of the whole table, which the generic plan of a small table
+	// would otherwise choose). The UPDATE joins the rows cur read and re-checks the token's own
+	// state on the row it locks; the family's and the user's state are those cur read, as in a
+	// lone request's statement, which reads them with the same snapshot.
+	q := `WITH r AS (SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[], $4::bytea[], $5::text[], $6::text[],
+			$7::text[], $8::text[], $9::bigint[]) AS r(hash, at, next, sealed, client, aud, notaud, scope, idle)),
+		cur AS (SELECT x.*, r.next AS req_next, r.at AS req_at, r.sealed AS req_sealed, r.client AS req_client,
+			r.aud AS req_aud, r.notaud AS req_notaud, r.scope AS req_scope, r.idle AS req_idle
+			FROM r CROSS JOIN LATERAL (SELECT ` + familyCols + `, t.hash, t.created_at AS t_created_at, t.idle_expires_at,
+				t.rotated_at, t.successor_hash, t.successor_sealed, CASE WHEN ` + userCurrent + ` THEN 1 ELSE 0 END AS user_current
+				FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = r.hash LIMIT 1) x),
+		mark AS (UPDATE refresh_tokens AS t SET rotated_at = c.req_at, successor_hash = c.req_next, successor_sealed = c.req_sealed
+			FROM cur c WHERE ` + refreshUsableOn(PostgreSQL, refreshArgs{"c.hash", "c.req_at", "c.req_client", "c.req_aud", "c.req_notaud",
+		"c.req_scope", "c", "c.user_current = 1"}) + `
+			RETURNING t.family_id, c.req_next AS next, c.req_at AS at, LEAST(c.req_idle, c.absolute_expires_at) AS idle),
+		ins AS (INSERT INTO refresh_tokens (hash, family_id, created_at, idle_expires_at)
+			SELECT next, family_id, at, idle FROM mark RETURNING hash)
+		SELECT cur.id, cur.client_id, cur.user_id, cur.audience, cur.scope, cur.created_at, cur.absolute_expires_at,
+			cur.revoked_at, cur.revoke_reason, cur.hash, cur.t_created_at, cur.idle_expires_at, cur.rotated_at,
+			cur.successor_hash, cur.successor_sealed, cur.user_current, cur.req_next, ins.hash IS NOT NULL
+		FROM cur LEFT JOIN ins ON ins.hash = cur.req_next`
+	found := make(map[string]*store.RefreshUsed, len(batch))
+	err := s.queryEach(ctx, q, []any{hashes, ats, nexts, sealed, clients, auds, notAuds, scopes, idles}, func(rows Rows) error {
+		var res store.RefreshUsed
+		var current int64
+		var next []byte
+		var inserted bool
+		var err error
+		if res.Token, res.Family, err = scanRefreshToken(rows.Scan, &current, &next, &inserted); err != nil {
+			return err
+		}
+		res.UserCurrent, res.Rotated = current == 1, inserted
+		found[string(next)] = &res
+		return nil
+	})
+	for _, i := range batch {
+		r := reqs[i]
+		switch r.res = found[string(r.u.NextHash)]; {
+		case err != nil:
+			errs[i] = err
+		case r.res == nil:
+			errs[i] = ErrNoRows
+		}
+	}
+	for _, i := range later {
+		errs[i] = s.sendRefreshes(ctx, reqs[i:i+1])[0]
+	}
+	return errs
 }
 
 // RevokeRefreshFamily marks the family revoked; revoking it again keeps the first time and reason.

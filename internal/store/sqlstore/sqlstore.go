@@ -20,10 +20,12 @@ type Store struct {
 	classify func(error) Class
 	closeFn  func() error
 	closed   atomic.Bool
-	// On a database server, concurrent single-use records and revocations are combined into one
-	// statement each (combine.go); nil on SQLite, whose group commit already shares transactions.
+	// On a database server, concurrent single-use records, single-use chains, refresh uses and
+	// revocations are combined into one statement of each kind (combine.go); nil on SQLite, whose
+	// group commit already shares transactions.
 	useOnces    *combiner[useOnceReq]
 	chains      *combiner[*chainReq]
+	refreshes   *combiner[*refreshReq]
 	revocations *combiner[store.Revocation]
 }
 
@@ -48,6 +50,7 @@ func New(cfg Config) *Store {
 	if s.dialect == PostgreSQL {
 		s.useOnces = &combiner[useOnceReq]{max: maxCombined, send: s.sendUseOnces}
 		s.chains = &combiner[*chainReq]{max: maxCombined, send: s.sendChains}
+		s.refreshes = &combiner[*refreshReq]{max: maxCombined, send: s.sendRefreshes}
 		s.revocations = &combiner[store.Revocation]{max: maxCombined, send: s.sendRevocations}
 	}
 	return s
