@@ -285,9 +285,13 @@ func (s *Store) sendRefreshes(ctx context.Context, reqs []*refreshReq) []error {
 		seen[string(u.Hash)], seen[string(u.NextHash)] = true, true
 		batch = append(batch, i)
 	}
-	hashes, nexts, sealed := make([][]byte, len(batch)), make([][]byte, len(batch)), make([][]byte, len(batch))
-	ats, idles := make([]int64, len(batch)), make([]int64, len(batch))
-	clients, auds, notAuds, scopes := make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch))
+	n := max(len(batch), minCombinedRows) // the rows past the batch have no hash, and are skipped
+	hashes, nexts, sealed := make([][]byte, n), make([][]byte, n), make([][]byte, n)
+	ats, idles := make([]int64, n), make([]int64, n)
+	clients, auds, notAuds, scopes := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for j := range n {
+		notAuds[j], scopes[j] = "[]", "[]"
+	}
 	for j, i := range batch {
 		a := reqs[i].args
 		hashes[j], ats[j], nexts[j], sealed[j] = a[0].([]byte), a[1].(int64), a[2].([]byte), a[3].([]byte)
@@ -300,7 +304,8 @@ func (s *Store) sendRefreshes(ctx context.Context, reqs []*refreshReq) []error {
 	// state on the row it locks; the family's and the user's state are those cur read, as in a
 	// lone request's statement, which reads them with the same snapshot.
 	q := `WITH r AS (SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bytea[], $4::bytea[], $5::text[], $6::text[],
-			$7::text[], $8::text[], $9::bigint[]) AS r(hash, at, next, sealed, client, aud, notaud, scope, idle)),
+			$7::text[], $8::text[], $9::bigint[]) AS r(hash, at, next, sealed, client, aud, notaud, scope, idle)
+			WHERE hash IS NOT NULL),
 		cur AS (SELECT x.*, r.next AS req_next, r.at AS req_at, r.sealed AS req_sealed, r.client AS req_client,
 			r.aud AS req_aud, r.notaud AS req_notaud, r.scope AS req_scope, r.idle AS req_idle
 			FROM r CROSS JOIN LATERAL (SELECT ` + familyCols + `, t.hash, t.created_at AS t_created_at, t.idle_expires_at,

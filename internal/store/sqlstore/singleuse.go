@@ -148,13 +148,14 @@ func (s *Store) sendChains(ctx context.Context, reqs []*chainReq) []error {
 		batch = append(batch, i)
 		levels = max(levels, len(r.keys))
 	}
-	clients := make([]*string, len(batch))
-	versions := make([]int64, len(batch))
-	ats := make([]int64, len(batch))
-	exps := make([]int64, len(batch))
+	n := max(len(batch), minCombinedRows) // the rows past the batch are NULL, and skipped
+	clients := make([]*string, n)
+	versions := make([]int64, n)
+	ats := make([]int64, n)
+	exps := make([]int64, n)
 	keys := make([][]*string, levels)
 	for l := range keys {
-		keys[l] = make([]*string, len(batch))
+		keys[l] = make([]*string, n)
 	}
 	for j, i := range batch {
 		r := reqs[i]
@@ -179,7 +180,7 @@ func (s *Store) sendChains(ctx context.Context, reqs []*chainReq) []error {
 	for l := range levels {
 		fmt.Fprintf(&q, ", k%d", l)
 	}
-	q.WriteString(`)), ok AS (SELECT * FROM r WHERE r.client IS NULL OR EXISTS (SELECT 1 FROM clients c
+	q.WriteString(`) WHERE k0 IS NOT NULL), ok AS (SELECT * FROM r WHERE r.client IS NULL OR EXISTS (SELECT 1 FROM clients c
 		WHERE c.id = r.client AND c.version = r.version AND NOT c.disabled))`)
 	for l := range levels {
 		fmt.Fprintf(&q, ", u%d AS (INSERT INTO single_use (name, used_at, expires_at) SELECT ok.k%d, ok.at, ok.exp FROM ok", l, l)
