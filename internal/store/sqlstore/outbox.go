@@ -105,8 +105,7 @@ func insertOutbox(ctx context.Context, q Querier, m *store.OutboxMessage, hold *
 		got, err := scanOutbox(q.QueryRow(ctx, `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at,
 				expires_at, attempts, lease_owner, lease_until, sent_at)
 			SELECT $1, $2, $3, $4, $7, $5, $6, 1, $8, $9, $10
-			WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE queue = $1 AND `+outboxOpen+` AND expires_at > $5
-				AND (lease_owner <> $8 OR lease_until IS NULL OR lease_until <= $5))
+			WHERE `+heldOnlyBy("$8", "$5")+`
 			ON CONFLICT (queue, id) DO NOTHING RETURNING `+outboxCols,
 			m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt), state, hold.Owner, ms(hold.LeaseUntil), sentAt).Scan)
 		if !errors.Is(err, ErrNoRows) {
@@ -131,14 +130,10 @@ func insertOutboxPresent(ctx context.Context, q Querier, m *store.OutboxMessage,
 		state = string(store.OutboxSent)
 	}
 	// h is computed once (MATERIALIZED: PostgreSQL would otherwise evaluate the subquery once
-	// per reference). The check takes the queue's first open message not held live by the
-	// owner in seq order, so both engines read it through the queue's open index and stop
-	// at the first; a NOT EXISTS let PostgreSQL's generic plan scan the open messages of
-	// every queue through the expiry index.
+	// per reference); the condition is heldOnlyBy's, for the owner presence names.
 	return scanOutbox(q.QueryRow(ctx, `WITH h AS MATERIALIZED (SELECT (SELECT p.owner FROM (SELECT replica || '/' || conn_id AS owner
 				FROM presence WHERE tenant = $1 AND seen_at >= $9 ORDER BY since DESC, conn_id DESC LIMIT 1) p
-			WHERE (SELECT seq FROM outbox WHERE queue = $1 AND `+outboxOpen+` AND expires_at > $5
-				AND (lease_owner <> p.owner OR lease_until IS NULL OR lease_until <= $5) ORDER BY seq LIMIT 1) IS NULL) AS owner)
+			WHERE `+heldOnlyBy("p.owner", "$5")+`) AS owner)
 		INSERT INTO outbox (queue, id, body_hash, payload, state, created_at, expires_at, attempts, lease_owner, lease_until, sent_at)
 		SELECT $1, $2, $3, $4, CASE WHEN h.owner IS NULL THEN 'queued' ELSE $7 END, $5, $6,
 			CASE WHEN h.owner IS NULL THEN 0 ELSE 1 END, COALESCE(h.owner, ''),
@@ -147,6 +142,29 @@ func insertOutboxPresent(ctx context.Context, q Querier, m *store.OutboxMessage,
 		FROM h WHERE true
 		ON CONFLICT (queue, id) DO NOTHING RETURNING `+outboxCols,
 		m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt), state, ms(hold.LeaseUntil), ms(hold.SeenSince)).Scan)
+}
+
+// heldOnlyBy is the SQL condition "queue $1 has no open message unexpired at now but those owner
+// holds on a live lease" (owner and now are SQL expressions; owner is never empty). It is three
+// searches of outbox_open_lease, each stopping at its first entry: an open message of another
+// lease owner, below or above owner in (queue, lease_owner) order, and one of owner's whose lease
+// ended. (A message with an owner always has a lease end and one without has neither: every
+// statement that sets lease_owner sets lease_until with it, so "owner's, with no lease end" is
+// never there to find.) A single walk of the queue's open messages in seq order read what owner
+// holds live — events written and awaiting their done marks, requests awaiting their answers —
+// and on PostgreSQL the index entries each done mark leaves behind until a vacuum, so its cost
+// grew with the throughput and the time since the last vacuum. Each search is a scalar subquery
+// (PostgreSQL never turns one into a join over the queue) ordered as the index is, so a generic
+// plan, which cannot tell how many messages a queue has, still reads the index rather than
+// scanning the table for the first match. With a deterministic collation (the only kind posgate
+// creates) "<" and ">" together are "<>".
+func heldOnlyBy(owner, now string) string {
+	none := func(cond, order string) string {
+		return `(SELECT 1 FROM outbox WHERE queue = $1 AND ` + outboxOpen + ` AND ` + cond + ` AND expires_at > ` + now +
+			` ORDER BY ` + order + ` LIMIT 1) IS NULL`
+	}
+	return none(`lease_owner < `+owner, `lease_owner`) + ` AND ` + none(`lease_owner > `+owner, `lease_owner`) +
+		` AND ` + none(`lease_owner = `+owner+` AND lease_until <= `+now, `lease_until`)
 }
 
 // GetOutbox returns the message id of queue.

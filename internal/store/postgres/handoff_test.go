@@ -1,0 +1,112 @@
+package postgres
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/store/pgtest"
+)
+
+// TestHandOffCostFlat: the hand-off insert (a hold by presence) reads about as many buffers
+// whatever the queue holds: many messages taken by the named delivery and awaiting their done
+// marks, and the index entries of as many messages already done. The check that the queue lets
+// the message be taken used to walk all of them (≈ 2 buffer reads each), so one insert here cost
+// hundreds; now it is a few index searches that stop at their first entry. Counted with
+// pg_stat_statements (skipped where the server does not load it); a count, never a time.
+func TestHandOffCostFlat(t *testing.T) {
+	s, err := Open(t.Context(), pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := t.Context()
+	if _, err := s.pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		t.Skipf("pg_stat_statements: %v", err)
+	}
+	hits := func() (calls, hits int64) {
+		t.Helper()
+		err := s.pool.QueryRow(ctx, `SELECT COALESCE(SUM(calls), 0)::bigint, COALESCE(SUM(shared_blks_hit), 0)::bigint
+			FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+			AND query LIKE 'WITH h AS MATERIALIZED%'`).Scan(&calls, &hits)
+		if err != nil {
+			t.Skipf("pg_stat_statements: %v", err)
+		}
+		return calls, hits
+	}
+	hits()
+
+	now := time.Now().Truncate(time.Millisecond)
+	// The table as a busy server has it: other queues' messages around (a vendor without a cloud
+	// socket keeps every event), so PostgreSQL reads a queue through its indexes, not by a scan
+	// of a table of a few pages.
+	if _, err := s.pool.Exec(ctx, `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at, expires_at, attempts, lease_owner)
+		SELECT 'v', 'v' || i, '\x00', '\x00', 'queued', $1, $2, 0, '' FROM generate_series(1, 20000) AS i`,
+		now.UnixMilli(), now.Add(time.Hour).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `ANALYZE outbox`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutPresence(ctx, &store.Presence{ConnID: "c1", Tenant: "q", Replica: "r1", Since: now, SeenAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	owner := store.PresenceOwner("r1", "c1")
+	n := 0
+	handOff := func() {
+		t.Helper()
+		id := fmt.Sprintf("m%04d", n)
+		n++
+		sum := sha256.Sum256([]byte(id))
+		m := &store.OutboxMessage{Queue: "q", ID: id, BodyHash: sum[:], Payload: []byte(`{"id":"` + id + `"}`),
+			CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		got, _, err := s.EnqueueOutboxHeld(ctx, []*store.OutboxMessage{m},
+			[]*store.OutboxHold{{Present: true, SeenSince: now, LeaseUntil: now.Add(time.Minute)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[0].LeaseOwner != owner {
+			t.Fatalf("%s not taken by %s: %+v", id, owner, got[0])
+		}
+	}
+	cost := func(what string) float64 {
+		t.Helper()
+		c0, h0 := hits()
+		for range 20 {
+			handOff()
+		}
+		c1, h1 := hits()
+		if c1-c0 != 20 {
+			t.Skipf("pg_stat_statements counted %d calls of 20", c1-c0)
+		}
+		per := float64(h1-h0) / 20
+		t.Logf("%s: %.1f buffer hits per hand-off", what, per)
+		return per
+	}
+	for range 10 {
+		handOff()
+	}
+	empty := cost("a queue holding 10-30")
+	// 600 more held by the delivery, 300 of them then done (each done mark leaves the entries
+	// of the open indexes behind until a vacuum).
+	var done []string
+	for range 600 {
+		handOff()
+		if n%2 == 0 {
+			done = append(done, fmt.Sprintf("m%04d", n-1))
+		}
+	}
+	for len(done) > 0 {
+		k := min(len(done), 100)
+		if _, err := s.CompleteOutboxBatch(ctx, "q", done[:k], now); err != nil {
+			t.Fatal(err)
+		}
+		done = done[k:]
+	}
+	full := cost("a queue holding 330-350, 300 done")
+	if full > empty+20 {
+		t.Errorf("a hand-off reads %.1f buffers with 330 messages held and 300 done, %.1f with 10: it walks the queue", full, empty)
+	}
+}
