@@ -110,3 +110,53 @@ func TestHandOffCostFlat(t *testing.T) {
 		t.Errorf("a hand-off reads %.1f buffers with 330 messages held and 300 done, %.1f with 10: it walks the queue", full, empty)
 	}
 }
+
+// TestEnqueueTwoQueuesNoBegin: an event for a location and its vendor (two messages, held by
+// presence or not) is one batch, the implicit transaction of one round trip: no BEGIN and
+// COMMIT of a transaction of their own, no round trip per message.
+func TestEnqueueTwoQueuesNoBegin(t *testing.T) {
+	s, err := Open(t.Context(), pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := t.Context()
+	if _, err := s.pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		t.Skipf("pg_stat_statements: %v", err)
+	}
+	begins := func() (n int64) {
+		t.Helper()
+		err := s.pool.QueryRow(ctx, `SELECT COALESCE(SUM(calls), 0)::bigint FROM pg_stat_statements
+			WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND lower(query) LIKE 'begin%'`).Scan(&n)
+		if err != nil {
+			t.Skipf("pg_stat_statements: %v", err)
+		}
+		return n
+	}
+	now := time.Now().Truncate(time.Millisecond)
+	if err := s.PutPresence(ctx, &store.Presence{ConnID: "c1", Tenant: "loc", Replica: "r1", Since: now, SeenAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	msg := func(queue, id string) *store.OutboxMessage {
+		sum := sha256.Sum256([]byte(id))
+		return &store.OutboxMessage{Queue: queue, ID: id, BodyHash: sum[:], Payload: []byte(`{}`), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	}
+	present := &store.OutboxHold{Present: true, SeenSince: now, LeaseUntil: now.Add(time.Minute)}
+	before := begins()
+	for i := range 3 {
+		id := fmt.Sprint("e", i)
+		got, created, err := s.EnqueueOutboxHeld(ctx, []*store.OutboxMessage{msg("loc", id), msg("vendor", id)}, []*store.OutboxHold{present, present})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !created[0] || !created[1] || got[0].LeaseOwner != store.PresenceOwner("r1", "c1") || got[1].LeaseOwner != "" {
+			t.Fatalf("event %d: created %v, owners %q %q", i, created, got[0].LeaseOwner, got[1].LeaseOwner)
+		}
+	}
+	if _, _, err := s.EnqueueOutboxAll(ctx, []*store.OutboxMessage{msg("loc", "p0"), msg("vendor", "p0")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := begins() - before; n != 0 {
+		t.Errorf("%d transactions begun for 4 enqueues of two new messages, want none", n)
+	}
+}

@@ -27,20 +27,34 @@ const (
 )
 
 func scanOutbox(sc func(...any) error) (*store.OutboxMessage, error) {
-	var m store.OutboxMessage
-	var state string
-	var created, expires, attempts int64
-	var leaseUntil, sent, done *int64
-	if err := sc(&m.Seq, &m.Queue, &m.ID, &m.BodyHash, &m.Payload, &state, &created, &expires, &attempts,
-		&m.LeaseOwner, &leaseUntil, &sent, &done, &m.Answer); err != nil {
+	var r outboxRow
+	if err := sc(r.dest()...); err != nil {
 		return nil, err
 	}
-	m.State = store.OutboxState(state)
-	m.CreatedAt, m.ExpiresAt = fromMS(created), fromMS(expires)
-	m.Attempts = int(attempts)
-	m.LeaseUntil, m.SentAt, m.DoneAt = fromMSPtr(leaseUntil), fromMSPtr(sent), fromMSPtr(done)
+	return r.message(), nil
+}
+
+// outboxRow receives one row of outboxCols.
+type outboxRow struct {
+	m                          store.OutboxMessage
+	state                      string
+	created, expires, attempts int64
+	leaseUntil, sent, done     *int64
+}
+
+func (r *outboxRow) dest() []any {
+	return []any{&r.m.Seq, &r.m.Queue, &r.m.ID, &r.m.BodyHash, &r.m.Payload, &r.state, &r.created, &r.expires, &r.attempts,
+		&r.m.LeaseOwner, &r.leaseUntil, &r.sent, &r.done, &r.m.Answer}
+}
+
+func (r *outboxRow) message() *store.OutboxMessage {
+	m := r.m
+	m.State = store.OutboxState(r.state)
+	m.CreatedAt, m.ExpiresAt = fromMS(r.created), fromMS(r.expires)
+	m.Attempts = int(r.attempts)
+	m.LeaseUntil, m.SentAt, m.DoneAt = fromMSPtr(r.leaseUntil), fromMSPtr(r.sent), fromMSPtr(r.done)
 	m.BodyHash, m.Payload, m.Answer = blobOut(m.BodyHash), blobOut(m.Payload), blobOut(m.Answer)
-	return &m, nil
+	return &m
 }
 
 // EnqueueOutbox inserts m as queued, or returns the stored message of (Queue, ID). The insert is
@@ -113,10 +127,8 @@ func insertOutbox(ctx context.Context, q Querier, m *store.OutboxMessage, hold *
 		}
 		// Not taken (or it exists): the plain insert tells which.
 	}
-	return scanOutbox(q.QueryRow(ctx, `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at,
-			expires_at, attempts, lease_owner) VALUES ($1, $2, $3, $4, 'queued', $5, $6, 0, '')
-			ON CONFLICT (queue, id) DO NOTHING RETURNING `+outboxCols,
-		m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt)).Scan)
+	sql, args := insertPlainStmt(m)
+	return scanOutbox(q.QueryRow(ctx, sql, args...).Scan)
 }
 
 // insertOutboxPresent inserts m held by the delivery presence names for its queue, or queued
@@ -125,23 +137,37 @@ func insertOutbox(ctx context.Context, q Querier, m *store.OutboxMessage, hold *
 // read in the statement, so no replica reads presence for it, and the message is never stored
 // held by an owner the condition was not checked against.
 func insertOutboxPresent(ctx context.Context, q Querier, m *store.OutboxMessage, hold *store.OutboxHold) (*store.OutboxMessage, error) {
+	sql, args := insertPresentStmt(m, hold)
+	return scanOutbox(q.QueryRow(ctx, sql, args...).Scan)
+}
+
+// insertPresentStmt is insertOutboxPresent's statement.
+func insertPresentStmt(m *store.OutboxMessage, hold *store.OutboxHold) (string, []any) {
 	state := string(store.OutboxQueued)
 	if hold.Sent {
 		state = string(store.OutboxSent)
 	}
 	// h is computed once (MATERIALIZED: PostgreSQL would otherwise evaluate the subquery once
 	// per reference); the condition is heldOnlyBy's, for the owner presence names.
-	return scanOutbox(q.QueryRow(ctx, `WITH h AS MATERIALIZED (SELECT (SELECT p.owner FROM (SELECT replica || '/' || conn_id AS owner
+	return `WITH h AS MATERIALIZED (SELECT (SELECT p.owner FROM (SELECT replica || '/' || conn_id AS owner
 				FROM presence WHERE tenant = $1 AND seen_at >= $9 ORDER BY since DESC, conn_id DESC LIMIT 1) p
-			WHERE `+heldOnlyBy("p.owner", "$5")+`) AS owner)
+			WHERE ` + heldOnlyBy("p.owner", "$5") + `) AS owner)
 		INSERT INTO outbox (queue, id, body_hash, payload, state, created_at, expires_at, attempts, lease_owner, lease_until, sent_at)
 		SELECT $1, $2, $3, $4, CASE WHEN h.owner IS NULL THEN 'queued' ELSE $7 END, $5, $6,
 			CASE WHEN h.owner IS NULL THEN 0 ELSE 1 END, COALESCE(h.owner, ''),
 			CASE WHEN h.owner IS NULL THEN NULL ELSE CAST($8 AS BIGINT) END,
 			CASE WHEN h.owner IS NULL OR $7 = 'queued' THEN NULL ELSE CAST($5 AS BIGINT) END
 		FROM h WHERE true
-		ON CONFLICT (queue, id) DO NOTHING RETURNING `+outboxCols,
-		m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt), state, ms(hold.LeaseUntil), ms(hold.SeenSince)).Scan)
+		ON CONFLICT (queue, id) DO NOTHING RETURNING ` + outboxCols,
+		[]any{m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt), state, ms(hold.LeaseUntil), ms(hold.SeenSince)}
+}
+
+// insertPlainStmt is the statement that inserts m queued (insertOutbox without a hold).
+func insertPlainStmt(m *store.OutboxMessage) (string, []any) {
+	return `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at,
+			expires_at, attempts, lease_owner) VALUES ($1, $2, $3, $4, 'queued', $5, $6, 0, '')
+			ON CONFLICT (queue, id) DO NOTHING RETURNING ` + outboxCols,
+		[]any{m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt)}
 }
 
 // heldOnlyBy is the SQL condition "queue $1 has no open message unexpired at now but those owner
