@@ -116,6 +116,126 @@ func (s *Store) UseOnceAsClient(ctx context.Context, clientID string, version in
 	return s.useOnceChain(ctx, "use once (as client)", &clientGuard{id: clientID, version: version}, keys, at, expiresAt)
 }
 
+// chainReq is one UseOnceChain or UseOnceAsClient of a combined statement; n is what it
+// recorded, set before its caller is answered.
+type chainReq struct {
+	guard       *clientGuard
+	keys        []string
+	at, expires int64
+	n           int64
+}
+
+// sendChains records the chains of reqs in one statement (see combiner): a CTE of the requests
+// (one row each, from arrays, so one statement text serves any number of them), the requests whose
+// client is current, and one upsert per position in the chains, each inserting a request's key
+// at that position only when the upsert before it recorded the request's previous key. Each key's
+// race is decided by its unique index, as in UseOnce. A request naming a key that an earlier
+// request of the batch names too is sent alone after the statement, so it is decided as it would
+// be after the other one.
+func (s *Store) sendChains(ctx context.Context, reqs []*chainReq) []error {
+	errs := make([]error, len(reqs))
+	seen := make(map[string]bool)
+	var batch, later []int
+	levels := 0
+	for i, r := range reqs {
+		if slices.ContainsFunc(r.keys, func(k string) bool { return seen[k] }) {
+			later = append(later, i)
+			continue
+		}
+		for _, k := range r.keys {
+			seen[k] = true
+		}
+		batch = append(batch, i)
+		levels = max(levels, len(r.keys))
+	}
+	clients := make([]*string, len(batch))
+	versions := make([]int64, len(batch))
+	ats := make([]int64, len(batch))
+	exps := make([]int64, len(batch))
+	keys := make([][]*string, levels)
+	for l := range keys {
+		keys[l] = make([]*string, len(batch))
+	}
+	for j, i := range batch {
+		r := reqs[i]
+		if r.guard != nil {
+			clients[j], versions[j] = &r.guard.id, r.guard.version
+		}
+		ats[j], exps[j] = r.at, r.expires
+		for l := range r.keys {
+			keys[l][j] = &r.keys[l]
+		}
+	}
+	args := []any{clients, versions, ats, exps}
+	for _, k := range keys {
+		args = append(args, k)
+	}
+	var q strings.Builder
+	q.WriteString("WITH r AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]")
+	for l := range levels {
+		fmt.Fprintf(&q, ", $%d::text[]", l+5)
+	}
+	q.WriteString(") AS r(client, version, at, exp")
+	for l := range levels {
+		fmt.Fprintf(&q, ", k%d", l)
+	}
+	q.WriteString(`)), ok AS (SELECT * FROM r WHERE r.client IS NULL OR EXISTS (SELECT 1 FROM clients c
+		WHERE c.id = r.client AND c.version = r.version AND NOT c.disabled))`)
+	for l := range levels {
+		fmt.Fprintf(&q, ", u%d AS (INSERT INTO single_use (name, used_at, expires_at) SELECT ok.k%d, ok.at, ok.exp FROM ok", l, l)
+		if l > 0 {
+			fmt.Fprintf(&q, " JOIN u%d ON u%d.name = ok.k%d WHERE ok.k%d IS NOT NULL", l-1, l-1, l-1, l)
+		}
+		q.WriteString(` ON CONFLICT (name) DO UPDATE SET used_at = excluded.used_at, expires_at = excluded.expires_at
+			WHERE single_use.expires_at <= excluded.used_at RETURNING name)`)
+	}
+	q.WriteString(" SELECT r.k0, ok.k0 IS NOT NULL")
+	for l := range levels {
+		fmt.Fprintf(&q, ", u%d.name IS NOT NULL", l)
+	}
+	q.WriteString(" FROM r LEFT JOIN ok ON ok.k0 = r.k0")
+	for l := range levels {
+		fmt.Fprintf(&q, " LEFT JOIN u%d ON u%d.name = r.k%d", l, l, l)
+	}
+	got := make(map[string][]bool, len(batch))
+	err := s.queryEach(ctx, q.String(), args, func(rows Rows) error {
+		var k0 string
+		flags := make([]bool, levels+1)
+		dest := []any{&k0}
+		for i := range flags {
+			dest = append(dest, &flags[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		got[k0] = flags
+		return nil
+	})
+	for _, i := range batch {
+		r := reqs[i]
+		flags, found := got[r.keys[0]]
+		switch {
+		case err != nil:
+			errs[i] = err
+		case !found:
+			errs[i] = errors.New("combined single-use statement returned no row for a request")
+		case !flags[0]:
+			errs[i] = store.ErrClientChanged
+		default:
+			for _, rec := range flags[1 : 1+len(r.keys)] {
+				if !rec {
+					break
+				}
+				r.n++
+			}
+		}
+	}
+	for _, i := range later {
+		errs[i] = s.sendChains(ctx, reqs[i:i+1])[0]
+	}
+	return errs
+}
+
 // clientGuard is the client a chain of single-use records is conditional on.
 type clientGuard struct {
 	id      string
@@ -137,54 +257,15 @@ func (s *Store) useOnceChain(ctx context.Context, op string, guard *clientGuard,
 		}
 	}
 	var n int64
-	if s.dialect == PostgreSQL {
-		args := []any{ms(at), ms(expiresAt)}
-		for _, k := range keys {
-			args = append(args, k)
-		}
-		var q strings.Builder
-		q.WriteString("WITH ")
-		if guard != nil {
-			args = append(args, guard.id, guard.version)
-			fmt.Fprintf(&q, "c AS ("+clientCurrent+"), ", len(args)-1, len(args))
-		}
-		for i := range keys {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			fmt.Fprintf(&q, "k%d AS (INSERT INTO single_use (name, used_at, expires_at) SELECT $%d, $1, $2", i, i+3)
-			switch {
-			case i > 0:
-				fmt.Fprintf(&q, " FROM k%d", i-1)
-			case guard != nil:
-				q.WriteString(" FROM c")
-			}
-			q.WriteString(` ON CONFLICT (name) DO UPDATE SET used_at = excluded.used_at, expires_at = excluded.expires_at
-				WHERE single_use.expires_at <= excluded.used_at RETURNING 1)`)
-		}
-		q.WriteString(" SELECT ")
-		if guard != nil {
-			q.WriteString("(SELECT count(*) FROM c), ")
-		} else {
-			q.WriteString("1, ")
-		}
-		for i := range keys {
-			if i > 0 {
-				q.WriteString(" + ")
-			}
-			fmt.Fprintf(&q, "(SELECT count(*) FROM k%d)", i)
-		}
-		var current int64
-		w, err := s.writer()
-		if err == nil {
-			err = w.QueryRow(ctx, q.String(), args...).Scan(&current, &n)
-		}
-		if err == nil && current == 0 {
-			err = store.ErrClientChanged
-		}
-		if err != nil {
+	if s.chains != nil {
+		if _, err := s.writer(); err != nil {
 			return 0, s.fail(op, err)
 		}
+		r := &chainReq{guard: guard, keys: keys, at: ms(at), expires: ms(expiresAt)}
+		if err := s.chains.do(ctx, r); err != nil {
+			return 0, s.fail(op, err)
+		}
+		n = r.n
 	} else {
 		err := s.inTx(ctx, op, func(tx Tx) error {
 			n = 0

@@ -23,6 +23,7 @@ type Store struct {
 	// On a database server, concurrent single-use records and revocations are combined into one
 	// statement each (combine.go); nil on SQLite, whose group commit already shares transactions.
 	useOnces    *combiner[useOnceReq]
+	chains      *combiner[*chainReq]
 	revocations *combiner[store.Revocation]
 }
 
@@ -46,6 +47,7 @@ func New(cfg Config) *Store {
 	s := &Store{dialect: cfg.Dialect, w: cfg.Writer, r: cfg.Reader, classify: cfg.Classify, closeFn: cfg.Close}
 	if s.dialect == PostgreSQL {
 		s.useOnces = &combiner[useOnceReq]{max: maxCombined, send: s.sendUseOnces}
+		s.chains = &combiner[*chainReq]{max: maxCombined, send: s.sendChains}
 		s.revocations = &combiner[store.Revocation]{max: maxCombined, send: s.sendRevocations}
 	}
 	return s
