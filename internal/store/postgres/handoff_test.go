@@ -18,26 +18,9 @@ import (
 // hundreds; now it is a few index searches that stop at their first entry. Counted with
 // pg_stat_statements (skipped where the server does not load it); a count, never a time.
 func TestHandOffCostFlat(t *testing.T) {
-	s, err := Open(t.Context(), pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := openCounted(t, "")
 	ctx := t.Context()
-	if _, err := s.pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
-		t.Skipf("pg_stat_statements: %v", err)
-	}
-	hits := func() (calls, hits int64) {
-		t.Helper()
-		err := s.pool.QueryRow(ctx, `SELECT COALESCE(SUM(calls), 0)::bigint, COALESCE(SUM(shared_blks_hit), 0)::bigint
-			FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-			AND query LIKE 'WITH h AS MATERIALIZED%'`).Scan(&calls, &hits)
-		if err != nil {
-			t.Skipf("pg_stat_statements: %v", err)
-		}
-		return calls, hits
-	}
-	hits()
+	hits := func() (calls, hits int64) { return statements(t, s, "WITH h AS MATERIALIZED%") }
 
 	now := time.Now().Truncate(time.Millisecond)
 	// The table as a busy server has it: other queues' messages around (a vendor without a cloud
@@ -116,23 +99,12 @@ func TestHandOffCostFlat(t *testing.T) {
 // presence or not) is one batch, the implicit transaction of one round trip: no BEGIN and
 // COMMIT of a transaction of their own, no round trip per message.
 func TestEnqueueTwoQueuesNoBegin(t *testing.T) {
-	s, err := Open(t.Context(), pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := openCounted(t, "")
 	ctx := t.Context()
-	if _, err := s.pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
-		t.Skipf("pg_stat_statements: %v", err)
-	}
-	begins := func() (n int64) {
-		t.Helper()
-		err := s.pool.QueryRow(ctx, `SELECT COALESCE(SUM(calls), 0)::bigint FROM pg_stat_statements
-			WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND lower(query) LIKE 'begin%'`).Scan(&n)
-		if err != nil {
-			t.Skipf("pg_stat_statements: %v", err)
-		}
-		return n
+	begins := func() int64 {
+		n, _ := statements(t, s, "begin%")
+		m, _ := statements(t, s, "BEGIN%")
+		return n + m
 	}
 	now := time.Now().Truncate(time.Millisecond)
 	if err := s.PutPresence(ctx, &store.Presence{ConnID: "c1", Tenant: "loc", Replica: "r1", Since: now, SeenAt: now}); err != nil {
@@ -171,30 +143,9 @@ func TestEnqueueTwoQueuesNoBegin(t *testing.T) {
 // unique index, so this is a guard (it caught a batch of done marks planned as a join that read
 // the whole queue), not a reproduction.
 func TestPointUpdatesCostFlat(t *testing.T) {
-	dsn := pgtest.NewDatabase(t)
-	sep := "?"
-	if strings.Contains(dsn, "?") {
-		sep = "&"
-	}
-	s, err := Open(t.Context(), dsn+sep+"options=-c%20plan_cache_mode%3Dforce_generic_plan")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := openCounted(t, "options=-c%20plan_cache_mode%3Dforce_generic_plan")
 	ctx := t.Context()
-	if _, err := s.pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
-		t.Skipf("pg_stat_statements: %v", err)
-	}
-	hits := func(like string) (calls, hits int64) {
-		t.Helper()
-		err := s.pool.QueryRow(ctx, `SELECT COALESCE(SUM(calls), 0)::bigint, COALESCE(SUM(shared_blks_hit), 0)::bigint
-			FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-			AND query LIKE $1`, like).Scan(&calls, &hits)
-		if err != nil {
-			t.Skipf("pg_stat_statements: %v", err)
-		}
-		return calls, hits
-	}
+	hits := func(like string) (calls, hits int64) { return statements(t, s, like) }
 	now := time.Now().Truncate(time.Millisecond)
 	// The table as a busy server has it between vacuums: mostly finished messages waiting for
 	// their cleanup, and no statistics (never analyzed).
@@ -253,4 +204,41 @@ func TestPointUpdatesCostFlat(t *testing.T) {
 	if per > 60 {
 		t.Errorf("an update by id reads %.1f buffers with 500 open messages in its queue: it walks the queue", per)
 	}
+}
+
+// openCounted opens a store on a new database (dsn options appended to its URL) with
+// pg_stat_statements available there, or skips the test where the server does not load it.
+func openCounted(t *testing.T, options string) *Store {
+	t.Helper()
+	dsn := pgtest.NewDatabase(t)
+	if options != "" {
+		sep := "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+		dsn += sep + options
+	}
+	s, err := Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.pool.Exec(t.Context(), `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		t.Skipf("pg_stat_statements: %v", err)
+	}
+	statements(t, s, "%")
+	return s
+}
+
+// statements sums the calls and buffer hits pg_stat_statements counted in s's database for the
+// statements whose text is LIKE like.
+func statements(t *testing.T, s *Store, like string) (calls, hits int64) {
+	t.Helper()
+	err := s.pool.QueryRow(t.Context(), `SELECT COALESCE(SUM(calls), 0)::bigint, COALESCE(SUM(shared_blks_hit), 0)::bigint
+		FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+		AND query LIKE $1`, like).Scan(&calls, &hits)
+	if err != nil {
+		t.Skipf("pg_stat_statements: %v", err)
+	}
+	return calls, hits
 }
