@@ -163,9 +163,10 @@ func (a *eventsAPI) authorize(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// location returns the enabled location named by the path.
+// location returns the location named by the path: a snapshot at most locationCacheTTL old, or
+// fresher when a change (disable, enable, deletion) was announced.
 func (a *eventsAPI) location(ctx context.Context, id string) (*store.DoshiiLocation, error) {
-	l, err := a.m.svc.Store.GetDoshiiLocation(ctx, id)
+	l, err := a.m.verifier.locationByID(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errs.New(errs.NotFound, "not_found", "no such location")
 	}

@@ -68,6 +68,7 @@ type Verifier struct {
 
 	vendors   *ttlcache.Cache[string, *vendorEntry]            // by api name
 	locations *ttlcache.Cache[[32]byte, *store.DoshiiLocation] // by SHA-256 of the location token
+	byID      *ttlcache.Cache[string, *store.DoshiiLocation]   // by id (the platform events API)
 }
 
 func newVerifier(svc *app.Services, past, future time.Duration) *Verifier {
@@ -81,6 +82,7 @@ func newVerifier(svc *app.Services, past, future time.Duration) *Verifier {
 		window:    Window{Past: past, Future: future},
 		vendors:   ttlcache.New[string, *vendorEntry](svc.Clock, vendorCacheTTL, cacheMax),
 		locations: ttlcache.New[[32]byte, *store.DoshiiLocation](svc.Clock, locationCacheTTL, cacheMax),
+		byID:      ttlcache.New[string, *store.DoshiiLocation](svc.Clock, locationCacheTTL, cacheMax),
 	}
 }
 
@@ -453,15 +455,33 @@ func (v *Verifier) locationByToken(ctx context.Context, raw string) (*store.Dosh
 	return l, nil
 }
 
-// forgetLocation drops every cached token of location id (after a token rotation).
-func (v *Verifier) forgetLocation(id string) {
-	v.locations.DeleteFunc(func(_ [32]byte, l *store.DoshiiLocation) bool { return l.ID == id })
+// locationByID returns location id (cached for a few seconds, as by token): the platform events
+// API names a location on every call, and a publish then costs no location read. An unknown id
+// is not cached (a location created a moment ago must work); store.ErrNotFound is returned as is.
+func (v *Verifier) locationByID(ctx context.Context, id string) (*store.DoshiiLocation, error) {
+	if l, ok := v.byID.Get(id); ok {
+		return l, nil
+	}
+	l, err := v.st.GetDoshiiLocation(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	v.byID.Put(id, l)
+	return l, nil
 }
 
-// forgetAll empties both caches.
+// forgetLocation drops location id from the caches (after a token rotation, a disable or enable,
+// a deletion: Module.announce, here and on every replica).
+func (v *Verifier) forgetLocation(id string) {
+	v.locations.DeleteFunc(func(_ [32]byte, l *store.DoshiiLocation) bool { return l.ID == id })
+	v.byID.Delete(id)
+}
+
+// forgetAll empties the caches.
 func (v *Verifier) forgetAll() {
 	v.vendors.Clear()
 	v.locations.Clear()
+	v.byID.Clear()
 }
 
 // vendorKeyAD is the additional data a vendor key is sealed with: the sealed blob opens only in

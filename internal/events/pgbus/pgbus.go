@@ -176,7 +176,11 @@ func (b *Bus) announce(ctx context.Context, msg string) error {
 	}
 }
 
-// send sends queued groups, one transaction each, until none is left.
+// send sends queued groups, one transaction each, until none is left. A group's transaction
+// commits without waiting for the WAL flush (synchronous_commit off for it alone, set in the
+// statement): a notice is best effort and announces what was stored durably before it, and a
+// NOTIFY's commit both holds the server-wide notify lock until it returns and signals the
+// listeners only then, so a flush in it delays every notice of every replica behind it.
 func (b *Bus) send() {
 	for {
 		b.smu.Lock()
@@ -190,7 +194,8 @@ func (b *Bus) send() {
 		b.queue = b.queue[1:]
 		b.smu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
-		_, g.err = b.pool.Exec(ctx, `SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m`, Channel, g.msgs)
+		_, g.err = b.pool.Exec(ctx, `SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m,
+			(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit`, Channel, g.msgs)
 		cancel()
 		b.sends.Add(1)
 		close(g.done)

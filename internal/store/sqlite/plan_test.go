@@ -37,8 +37,9 @@ func TestHotPathsUseIndexes(t *testing.T) {
 			RETURNING seq`,
 		"EnqueueOutboxHeld": `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at, expires_at, attempts, lease_owner, lease_until, sent_at)
 			SELECT $1, $2, $3, $3, $3, $2, $2, 1, $3, $2, $2
-			WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE queue = $1 AND state IN ('queued', 'sent') AND expires_at > $2
-				AND (lease_owner <> $3 OR lease_until IS NULL OR lease_until <= $2))
+			WHERE (SELECT 1 FROM outbox WHERE queue = $1 AND state IN ('queued', 'sent') AND lease_owner < $3 AND expires_at > $2 ORDER BY lease_owner LIMIT 1) IS NULL
+			AND (SELECT 1 FROM outbox WHERE queue = $1 AND state IN ('queued', 'sent') AND lease_owner > $3 AND expires_at > $2 ORDER BY lease_owner LIMIT 1) IS NULL
+			AND (SELECT 1 FROM outbox WHERE queue = $1 AND state IN ('queued', 'sent') AND lease_owner = $3 AND lease_until <= $2 AND expires_at > $2 ORDER BY lease_until LIMIT 1) IS NULL
 			ON CONFLICT (queue, id) DO NOTHING RETURNING seq`,
 		"RenewOutbox":                "UPDATE outbox SET lease_until = $3 WHERE queue = $1 AND state IN ('queued', 'sent') AND lease_owner = $2 AND lease_until > $2 RETURNING id",
 		"CountOutbox":                "SELECT COUNT(*) FROM outbox WHERE queue = $1 AND state IN ('queued', 'sent')",

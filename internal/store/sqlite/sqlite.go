@@ -45,11 +45,12 @@ type Store struct {
 // replayed on the next open), but NORMAL may lose the last commits on power loss or an OS crash.
 // posgate's writes include revocations and single-use records whose loss would re-open a replay
 // window, so we pay the fsync per commit and choose FULL: an answered write survives kill -9 and
-// power loss alike.
+// power loss alike. The writer connection's VFS (walvfs.go) is SQLite's unix VFS with the log's
+// writes of a commit gathered into one; it writes them out before the COMMIT's fsync.
 const (
 	busyTimeoutMS = "10000"
 	writerParams  = "_txlock=immediate&_pragma=busy_timeout(" + busyTimeoutMS + ")&_pragma=foreign_keys(1)" +
-		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&vfs=" + walVFSName
 	readerParams = "_pragma=foreign_keys(1)&_query_only=1"
 )
 
@@ -69,6 +70,9 @@ func Open(ctx context.Context, path string, opts ...sqlstore.Option) (*Store, er
 		if err := prepareFile(path); err != nil {
 			return nil, err
 		}
+	}
+	if err := registerWALVFS(); err != nil {
+		return nil, err
 	}
 	writer, err := sql.Open("sqlite", path+"?"+writerParams)
 	if err != nil {

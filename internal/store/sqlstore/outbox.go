@@ -17,6 +17,14 @@ const outboxCols = `seq, queue, id, body_hash, payload, state, created_at, expir
 // partial indexes that cover the delivery path, so it must stay textually the same as theirs.
 const outboxOpen = `state IN ('queued', 'sent')`
 
+// openByID is open for the statements that name a message by (queue, id): the same rows as
+// outboxOpen (state is one of four, by the table's CHECK), written so that no partial index's
+// predicate follows from it. Such a statement can then read only the unique (queue, id) index,
+// one entry. With outboxOpen a generic plan on a table without fresh statistics read a queue's
+// open index with "queue = $1" alone and filtered on id: every open message of the queue, and
+// every index entry a done mark left behind, for each answer and each done mark.
+const openByID = `state NOT IN ('done', 'expired')`
+
 // maxSeq is above every seq: a claim with no message left out may take all its candidates.
 const maxSeq = `9223372036854775807`
 
@@ -27,20 +35,34 @@ const (
 )
 
 func scanOutbox(sc func(...any) error) (*store.OutboxMessage, error) {
-	var m store.OutboxMessage
-	var state string
-	var created, expires, attempts int64
-	var leaseUntil, sent, done *int64
-	if err := sc(&m.Seq, &m.Queue, &m.ID, &m.BodyHash, &m.Payload, &state, &created, &expires, &attempts,
-		&m.LeaseOwner, &leaseUntil, &sent, &done, &m.Answer); err != nil {
+	var r outboxRow
+	if err := sc(r.dest()...); err != nil {
 		return nil, err
 	}
-	m.State = store.OutboxState(state)
-	m.CreatedAt, m.ExpiresAt = fromMS(created), fromMS(expires)
-	m.Attempts = int(attempts)
-	m.LeaseUntil, m.SentAt, m.DoneAt = fromMSPtr(leaseUntil), fromMSPtr(sent), fromMSPtr(done)
+	return r.message(), nil
+}
+
+// outboxRow receives one row of outboxCols.
+type outboxRow struct {
+	m                          store.OutboxMessage
+	state                      string
+	created, expires, attempts int64
+	leaseUntil, sent, done     *int64
+}
+
+func (r *outboxRow) dest() []any {
+	return []any{&r.m.Seq, &r.m.Queue, &r.m.ID, &r.m.BodyHash, &r.m.Payload, &r.state, &r.created, &r.expires, &r.attempts,
+		&r.m.LeaseOwner, &r.leaseUntil, &r.sent, &r.done, &r.m.Answer}
+}
+
+func (r *outboxRow) message() *store.OutboxMessage {
+	m := r.m
+	m.State = store.OutboxState(r.state)
+	m.CreatedAt, m.ExpiresAt = fromMS(r.created), fromMS(r.expires)
+	m.Attempts = int(r.attempts)
+	m.LeaseUntil, m.SentAt, m.DoneAt = fromMSPtr(r.leaseUntil), fromMSPtr(r.sent), fromMSPtr(r.done)
 	m.BodyHash, m.Payload, m.Answer = blobOut(m.BodyHash), blobOut(m.Payload), blobOut(m.Answer)
-	return &m, nil
+	return &m
 }
 
 // EnqueueOutbox inserts m as queued, or returns the stored message of (Queue, ID). The insert is
@@ -105,8 +127,7 @@ func insertOutbox(ctx context.Context, q Querier, m *store.OutboxMessage, hold *
 		got, err := scanOutbox(q.QueryRow(ctx, `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at,
 				expires_at, attempts, lease_owner, lease_until, sent_at)
 			SELECT $1, $2, $3, $4, $7, $5, $6, 1, $8, $9, $10
-			WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE queue = $1 AND `+outboxOpen+` AND expires_at > $5
-				AND (lease_owner <> $8 OR lease_until IS NULL OR lease_until <= $5))
+			WHERE `+heldOnlyBy("$8", "$5")+`
 			ON CONFLICT (queue, id) DO NOTHING RETURNING `+outboxCols,
 			m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt), state, hold.Owner, ms(hold.LeaseUntil), sentAt).Scan)
 		if !errors.Is(err, ErrNoRows) {
@@ -114,10 +135,8 @@ func insertOutbox(ctx context.Context, q Querier, m *store.OutboxMessage, hold *
 		}
 		// Not taken (or it exists): the plain insert tells which.
 	}
-	return scanOutbox(q.QueryRow(ctx, `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at,
-			expires_at, attempts, lease_owner) VALUES ($1, $2, $3, $4, 'queued', $5, $6, 0, '')
-			ON CONFLICT (queue, id) DO NOTHING RETURNING `+outboxCols,
-		m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt)).Scan)
+	sql, args := insertPlainStmt(m)
+	return scanOutbox(q.QueryRow(ctx, sql, args...).Scan)
 }
 
 // insertOutboxPresent inserts m held by the delivery presence names for its queue, or queued
@@ -126,27 +145,60 @@ func insertOutbox(ctx context.Context, q Querier, m *store.OutboxMessage, hold *
 // read in the statement, so no replica reads presence for it, and the message is never stored
 // held by an owner the condition was not checked against.
 func insertOutboxPresent(ctx context.Context, q Querier, m *store.OutboxMessage, hold *store.OutboxHold) (*store.OutboxMessage, error) {
+	sql, args := insertPresentStmt(m, hold)
+	return scanOutbox(q.QueryRow(ctx, sql, args...).Scan)
+}
+
+// insertPresentStmt is insertOutboxPresent's statement.
+func insertPresentStmt(m *store.OutboxMessage, hold *store.OutboxHold) (string, []any) {
 	state := string(store.OutboxQueued)
 	if hold.Sent {
 		state = string(store.OutboxSent)
 	}
 	// h is computed once (MATERIALIZED: PostgreSQL would otherwise evaluate the subquery once
-	// per reference). The check takes the queue's first open message not held live by the
-	// owner in seq order, so both engines read it through the queue's open index and stop
-	// at the first; a NOT EXISTS let PostgreSQL's generic plan scan the open messages of
-	// every queue through the expiry index.
-	return scanOutbox(q.QueryRow(ctx, `WITH h AS MATERIALIZED (SELECT (SELECT p.owner FROM (SELECT replica || '/' || conn_id AS owner
+	// per reference); the condition is heldOnlyBy's, for the owner presence names.
+	return `WITH h AS MATERIALIZED (SELECT (SELECT p.owner FROM (SELECT replica || '/' || conn_id AS owner
 				FROM presence WHERE tenant = $1 AND seen_at >= $9 ORDER BY since DESC, conn_id DESC LIMIT 1) p
-			WHERE (SELECT seq FROM outbox WHERE queue = $1 AND `+outboxOpen+` AND expires_at > $5
-				AND (lease_owner <> p.owner OR lease_until IS NULL OR lease_until <= $5) ORDER BY seq LIMIT 1) IS NULL) AS owner)
+			WHERE ` + heldOnlyBy("p.owner", "$5") + `) AS owner)
 		INSERT INTO outbox (queue, id, body_hash, payload, state, created_at, expires_at, attempts, lease_owner, lease_until, sent_at)
 		SELECT $1, $2, $3, $4, CASE WHEN h.owner IS NULL THEN 'queued' ELSE $7 END, $5, $6,
 			CASE WHEN h.owner IS NULL THEN 0 ELSE 1 END, COALESCE(h.owner, ''),
 			CASE WHEN h.owner IS NULL THEN NULL ELSE CAST($8 AS BIGINT) END,
 			CASE WHEN h.owner IS NULL OR $7 = 'queued' THEN NULL ELSE CAST($5 AS BIGINT) END
 		FROM h WHERE true
-		ON CONFLICT (queue, id) DO NOTHING RETURNING `+outboxCols,
-		m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt), state, ms(hold.LeaseUntil), ms(hold.SeenSince)).Scan)
+		ON CONFLICT (queue, id) DO NOTHING RETURNING ` + outboxCols,
+		[]any{m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt), state, ms(hold.LeaseUntil), ms(hold.SeenSince)}
+}
+
+// insertPlainStmt is the statement that inserts m queued (insertOutbox without a hold).
+func insertPlainStmt(m *store.OutboxMessage) (string, []any) {
+	return `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at,
+			expires_at, attempts, lease_owner) VALUES ($1, $2, $3, $4, 'queued', $5, $6, 0, '')
+			ON CONFLICT (queue, id) DO NOTHING RETURNING ` + outboxCols,
+		[]any{m.Queue, m.ID, m.BodyHash, m.Payload, ms(m.CreatedAt), ms(m.ExpiresAt)}
+}
+
+// heldOnlyBy is the SQL condition "queue $1 has no open message unexpired at now but those owner
+// holds on a live lease" (owner and now are SQL expressions; owner is never empty). It is three
+// searches of outbox_open_lease, each stopping at its first entry: an open message of another
+// lease owner, below or above owner in (queue, lease_owner) order, and one of owner's whose lease
+// ended. (A message with an owner always has a lease end and one without has neither: every
+// statement that sets lease_owner sets lease_until with it, so "owner's, with no lease end" is
+// never there to find.) A single walk of the queue's open messages in seq order read what owner
+// holds live — events written and awaiting their done marks, requests awaiting their answers —
+// and on PostgreSQL the index entries each done mark leaves behind until a vacuum, so its cost
+// grew with the throughput and the time since the last vacuum. Each search is a scalar subquery
+// (PostgreSQL never turns one into a join over the queue) ordered as the index is, so a generic
+// plan, which cannot tell how many messages a queue has, still reads the index rather than
+// scanning the table for the first match. With a deterministic collation (the only kind posgate
+// creates) "<" and ">" together are "<>".
+func heldOnlyBy(owner, now string) string {
+	none := func(cond, order string) string {
+		return `(SELECT 1 FROM outbox WHERE queue = $1 AND ` + outboxOpen + ` AND ` + cond + ` AND expires_at > ` + now +
+			` ORDER BY ` + order + ` LIMIT 1) IS NULL`
+	}
+	return none(`lease_owner < `+owner, `lease_owner`) + ` AND ` + none(`lease_owner > `+owner, `lease_owner`) +
+		` AND ` + none(`lease_owner = `+owner+` AND lease_until <= `+now, `lease_until`)
 }
 
 // GetOutbox returns the message id of queue.
@@ -252,7 +304,7 @@ func (s *Store) MarkOutboxSent(ctx context.Context, queue, id, owner string, at 
 		return s.fail(op, errors.New("empty owner"))
 	}
 	n, err := s.exec(ctx, `UPDATE outbox SET state = 'sent', sent_at = $4
-		WHERE queue = $1 AND id = $2 AND lease_owner = $3 AND `+outboxOpen, queue, id, owner, ms(at))
+		WHERE queue = $1 AND id = $2 AND lease_owner = $3 AND `+openByID, queue, id, owner, ms(at))
 	if err != nil {
 		return s.fail(op, err)
 	}
@@ -267,7 +319,7 @@ func (s *Store) MarkOutboxSent(ctx context.Context, queue, id, owner string, at 
 func (s *Store) CompleteOutbox(ctx context.Context, queue, id string, answer []byte, at time.Time) error {
 	const op = "complete outbox message"
 	n, err := s.exec(ctx, `UPDATE outbox SET state = 'done', done_at = $3, answer = $4, lease_owner = '', lease_until = NULL
-		WHERE queue = $1 AND id = $2 AND `+outboxOpen, queue, id, ms(at), blob(answer))
+		WHERE queue = $1 AND id = $2 AND `+openByID, queue, id, ms(at), blob(answer))
 	if err != nil {
 		return s.fail(op, err)
 	}
@@ -278,10 +330,13 @@ func (s *Store) CompleteOutbox(ctx context.Context, queue, id string, answer []b
 }
 
 // idsIn is the SQL condition "column is one of the JSON array of strings in the argument
-// placeholder": one statement text whatever the number of ids, so it is prepared once.
+// placeholder": one statement text whatever the number of ids, so it is prepared once. On
+// PostgreSQL the array is built once (an InitPlan) and compared with = ANY, which an index on
+// (…, column) searches id by id; an IN (subquery) may be planned as a join that reads the whole
+// queue when the table has no statistics.
 func (s *Store) idsIn(column, placeholder string) string {
 	if s.dialect == PostgreSQL {
-		return column + ` IN (SELECT jsonb_array_elements_text(` + placeholder + `::jsonb))`
+		return column + ` = ANY (ARRAY(SELECT jsonb_array_elements_text(` + placeholder + `::jsonb)))`
 	}
 	return column + ` IN (SELECT value FROM json_each(` + placeholder + `))`
 }
@@ -323,7 +378,7 @@ func (s *Store) completeBatchStmt(op, queue string, ids []string, at time.Time) 
 		return nil, err
 	}
 	return &Stmt{SQL: `UPDATE outbox SET state = 'done', done_at = $3, answer = NULL, lease_owner = '', lease_until = NULL
-		WHERE queue = $1 AND ` + s.idsIn("id", "$2") + ` AND ` + outboxOpen, Args: []any{queue, list, ms(at)}}, nil
+		WHERE queue = $1 AND ` + s.idsIn("id", "$2") + ` AND ` + openByID, Args: []any{queue, list, ms(at)}}, nil
 }
 
 // AnswerOutbox completes a message that was delivered, returning the row, in one statement; a
@@ -335,7 +390,7 @@ func (s *Store) AnswerOutbox(ctx context.Context, queue, id string, answer []byt
 		return nil, s.fail(op, err)
 	}
 	m, err := scanOutbox(w.QueryRow(ctx, `UPDATE outbox SET state = 'done', done_at = $3, answer = $4, lease_owner = '', lease_until = NULL
-		WHERE queue = $1 AND id = $2 AND attempts > 0 AND `+outboxOpen+` RETURNING `+outboxCols,
+		WHERE queue = $1 AND id = $2 AND attempts > 0 AND `+openByID+` RETURNING `+outboxCols,
 		queue, id, ms(at), blob(answer)).Scan)
 	if !errors.Is(err, ErrNoRows) {
 		return m, s.fail(op, err)

@@ -1243,6 +1243,32 @@ func testOutboxEnqueueByPresence(t *testing.T, s store.Store) {
 	if !created[0] || !created[1] || got[0].LeaseOwner != d0.LeaseOwner || got[1].LeaseOwner != "" {
 		t.Errorf("two queues: created %v, owners %q %q", created, got[0].LeaseOwner, got[1].LeaseOwner)
 	}
+	// Two queues, the second an id stored with another body: a conflict, and the first is not
+	// stored either (nor taken by the delivery).
+	other = msgAt("y", "y0", 2*time.Minute)
+	other.BodyHash = hashOf("another body")
+	got, _, err = s.EnqueueOutboxHeld(ctx(t), []*store.OutboxMessage{msgAt("d", "d2", 2*time.Minute), other},
+		[]*store.OutboxHold{present(false), present(false)})
+	wantErr(t, err, store.ErrConflict)
+	if len(got) != 1 || got[0].ID != "y0" {
+		t.Errorf("conflict returned %+v, want the stored y0", got)
+	}
+	_, err = s.GetOutbox(ctx(t), "d", "d2")
+	wantErr(t, err, store.ErrNotFound)
+	// The same two again, both stored already with these bodies: returned as stored, not created.
+	got, created, err = s.EnqueueOutboxHeld(ctx(t), []*store.OutboxMessage{msgAt("d", "d1", 2*time.Minute), msgAt("y", "y0", 2*time.Minute)},
+		[]*store.OutboxHold{present(false), present(false)})
+	ok(t, err)
+	if created[0] || created[1] || got[0].LeaseOwner != d0.LeaseOwner || got[1].ID != "y0" {
+		t.Errorf("repeat of two: created %v, %+v %+v", created, got[0], got[1])
+	}
+	// One new and one stored: the new one is stored, taken as before.
+	got, created, err = s.EnqueueOutboxHeld(ctx(t), []*store.OutboxMessage{msgAt("d", "d3", 2*time.Minute), msgAt("y", "y0", 2*time.Minute)},
+		[]*store.OutboxHold{present(false), present(false)})
+	ok(t, err)
+	if !created[0] || created[1] || got[0].LeaseOwner != d0.LeaseOwner {
+		t.Errorf("one new of two: created %v, %+v", created, got[0])
+	}
 }
 
 // testOutboxSeqAfterCleanup: a message enqueued after the newest messages were finished and
