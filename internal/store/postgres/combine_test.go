@@ -79,24 +79,33 @@ func TestChainsShareStatements(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const workers, each = 8, 40
+	runShared(t, c, 8, 40, func(w, i int) error {
+		keys := []string{fmt.Sprintf("nk:%d:%d", w, i)}
+		if i%2 == 1 {
+			keys = []string{fmt.Sprintf("jti:%d:%d", w, i), keys[0]}
+		}
+		n, err := s.UseOnceAsClient(t.Context(), cl.ID, got.Version, keys, base, base.Add(time.Minute))
+		if err == nil && n != len(keys) {
+			err = fmt.Errorf("%d of %d keys recorded", n, len(keys))
+		}
+		return err
+	})
+}
+
+// runShared calls call(w, i) for i < each on each of workers goroutines w, fails the test on the
+// first error of a worker, and fails it when no statement counted by c carried two calls.
+func runShared(t *testing.T, c *countingDB, workers, each int, call func(w, i int) error) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, workers*each)
+	errs := make(chan error, workers)
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				keys := []string{fmt.Sprintf("nk:%d:%d", w, i)}
-				if i%2 == 1 {
-					keys = []string{fmt.Sprintf("jti:%d:%d", w, i), keys[0]}
-				}
-				n, err := s.UseOnceAsClient(t.Context(), cl.ID, got.Version, keys, base, base.Add(time.Minute))
-				if err == nil && n != len(keys) {
-					err = fmt.Errorf("%d of %d keys recorded", n, len(keys))
-				}
-				if err != nil {
-					errs <- err
+				if err := call(w, i); err != nil {
+					errs <- fmt.Errorf("worker %d, call %d: %w", w, i, err)
+					return
 				}
 			}
 		}()
@@ -106,7 +115,7 @@ func TestChainsShareStatements(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := c.n.Load(); n >= workers*each {
+	if n := c.n.Load(); n >= int64(workers*each) {
 		t.Fatalf("%d statements for %d concurrent calls: none shared", n, workers*each)
 	}
 }
@@ -202,52 +211,50 @@ func TestCombinedChainsDecideAsOneByOne(t *testing.T) {
 	}
 }
 
+// openRefreshes opens a store counting the rotations' statements, with user us_1.
+func openRefreshes(t *testing.T) (*Store, *countingDB, time.Time) {
+	t.Helper()
+	s, c := openCounting(t, "UPDATE refresh_tokens")
+	base := time.Now().Truncate(time.Millisecond)
+	if err := s.CreateUser(t.Context(), &store.User{ID: "us_1", Username: "u1", PasswordHash: "x", CreatedAt: base, UpdatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	return s, c, base
+}
+
+// addFamily stores family id of client cl_1 and user us_1 (scope "offline_access rentals"), with
+// its first token hashing to first.
+func addFamily(t *testing.T, s *Store, base time.Time, id, first string) {
+	t.Helper()
+	fam := &store.RefreshFamily{ID: id, ClientID: "cl_1", UserID: "us_1", Audience: "https://api.example",
+		Scope: "offline_access rentals", CreatedAt: base, AbsoluteExpiresAt: base.Add(time.Hour)}
+	if err := s.CreateRefreshFamily(t.Context(), fam, &store.RefreshToken{Hash: []byte(first), CreatedAt: base,
+		IdleExpiresAt: base.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRefreshesShareStatements: concurrent refresh rotations of different families go to the
 // server together, several in one statement and one commit, and each rotates its own chain.
 func TestRefreshesShareStatements(t *testing.T) {
-	s, c := openCounting(t, "UPDATE refresh_tokens")
+	s, c, base := openRefreshes(t)
 	ctx := t.Context()
-	base := time.Now().Truncate(time.Millisecond)
-	if err := s.CreateUser(ctx, &store.User{ID: "us_1", Username: "u1", PasswordHash: "x", CreatedAt: base, UpdatedAt: base}); err != nil {
-		t.Fatal(err)
-	}
-	const workers, each = 8, 30
-	var wg sync.WaitGroup
-	errs := make(chan error, workers*each)
+	const workers = 8
+	fams := make([]string, workers)
 	for w := range workers {
-		fam := &store.RefreshFamily{ID: fmt.Sprintf("sid_%d", w), ClientID: "cl_1", UserID: "us_1", Audience: "https://api.example",
-			Scope: "offline_access", CreatedAt: base, AbsoluteExpiresAt: base.Add(time.Hour)}
-		if err := s.CreateRefreshFamily(ctx, fam, &store.RefreshToken{Hash: []byte(fmt.Sprintf("%d:0", w)), CreatedAt: base,
-			IdleExpiresAt: base.Add(time.Hour)}); err != nil {
-			t.Fatal(err)
+		fams[w] = fmt.Sprintf("sid_%d", w)
+		addFamily(t, s, base, fams[w], fmt.Sprintf("%d:0", w))
+	}
+	runShared(t, c, workers, 30, func(w, i int) error {
+		at := base.Add(time.Duration(i+1) * time.Millisecond)
+		r, err := s.UseRefreshToken(ctx, &store.RefreshUse{Hash: []byte(fmt.Sprintf("%d:%d", w, i)), At: at, ClientID: "cl_1",
+			NotAudiences: []string{"jackpot"}, Scope: []string{"offline_access"},
+			NextHash: []byte(fmt.Sprintf("%d:%d", w, i+1)), NextIdleExpiresAt: at.Add(time.Hour)})
+		if err == nil && (!r.Rotated || !r.UserCurrent || r.Family.ID != fams[w] || r.Token.RotatedAt != nil) {
+			err = fmt.Errorf("not rotated: %+v", r)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				at := base.Add(time.Duration(i+1) * time.Millisecond)
-				r, err := s.UseRefreshToken(ctx, &store.RefreshUse{Hash: []byte(fmt.Sprintf("%d:%d", w, i)), At: at, ClientID: "cl_1",
-					NotAudiences: []string{"jackpot"}, Scope: []string{"offline_access"},
-					NextHash: []byte(fmt.Sprintf("%d:%d", w, i+1)), NextIdleExpiresAt: at.Add(time.Hour)})
-				switch {
-				case err != nil:
-					errs <- err
-					return
-				case !r.Rotated || !r.UserCurrent || r.Family.ID != fam.ID || r.Token.RotatedAt != nil:
-					errs <- fmt.Errorf("worker %d, use %d: %+v", w, i, r)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if n := c.n.Load(); n >= workers*each {
-		t.Fatalf("%d statements for %d concurrent rotations: none shared", n, workers*each)
-	}
+		return err
+	})
 }
 
 // TestCombinedRefreshesDecideAsOneByOne: refresh uses that reach the server in one statement are
@@ -255,18 +262,10 @@ func TestRefreshesShareStatements(t *testing.T) {
 // use changes nothing, a missing token is ErrNotFound, and of two uses of one token exactly one
 // rotates it while the other sees it unrotated or rotated by the first (as RefreshUseRace allows).
 func TestCombinedRefreshesDecideAsOneByOne(t *testing.T) {
-	s, db := openCounting(t, "UPDATE refresh_tokens")
+	s, db, base := openRefreshes(t)
 	ctx := t.Context()
-	base := time.Now().Truncate(time.Millisecond)
-	if err := s.CreateUser(ctx, &store.User{ID: "us_1", Username: "u1", PasswordHash: "x", CreatedAt: base, UpdatedAt: base}); err != nil {
-		t.Fatal(err)
-	}
 	for _, f := range []string{"held", "a", "b", "c", "d"} {
-		fam := &store.RefreshFamily{ID: "sid_" + f, ClientID: "cl_1", UserID: "us_1", Audience: "https://api.example",
-			Scope: "offline_access rentals", CreatedAt: base, AbsoluteExpiresAt: base.Add(time.Hour)}
-		if err := s.CreateRefreshFamily(ctx, fam, &store.RefreshToken{Hash: []byte(f), CreatedAt: base, IdleExpiresAt: base.Add(time.Hour)}); err != nil {
-			t.Fatal(err)
-		}
+		addFamily(t, s, base, "sid_"+f, f)
 	}
 	at := base.Add(time.Second)
 	use := func(hash, next string, edit func(*store.RefreshUse)) (*store.RefreshUsed, error) {
