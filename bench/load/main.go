@@ -92,7 +92,7 @@ func parseFlags() (*options, error) {
 	flag.BoolVar(&o.writes, "writes", false, "measure the write path: client_credentials, refresh rotation, jackpot jwt-bearer and a consume route (see writes.go)")
 	flag.BoolVar(&o.flood, "flood", false, "with -writes: also refresh rotation under a concurrent flood of wrong client secrets")
 	flag.IntVar(&o.consumeTokens, "consume-tokens", 12000, "with -writes: access tokens minted before each consume run (the run ends when they are spent)")
-	flag.StringVar(&o.flows, "flows", "refresh,jwt-bearer,consume", "with -writes: the write flows to drive beside client_credentials")
+	flag.StringVar(&o.flows, "flows", "refresh,jwt-bearer,consume", "with -writes: the write flows to drive beside client_credentials (also: route, consume's route without its writes)")
 	flag.StringVar(&o.profileFlow, "profile-flow", "refresh", "with -writes and -cpuprofile: the flow whose first run is profiled")
 	flag.IntVar(&o.floodRate, "flood-rate", 500, "with -flood: wrong secrets per second (spread over as many workers as -concurrency)")
 	flag.Parse()

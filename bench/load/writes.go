@@ -38,6 +38,8 @@ import (
 //     notificationKey each time, no jti: one single-use record per request);
 //   - consume: a gateway route with consume: true, each request presenting a fresh access token
 //     minted before the run (a single-use claim and a jti revocation per request);
+//   - route (-flows …,route): the same gateway route without consume, no store write: the
+//     token's verification and the proxied call alone, the most consume could reach;
 //   - refresh+flood (-flood): refresh again while -flood-rate wrong client secrets per second
 //     arrive, each from a different forwarded address, so every attempt costs its failed-attempt
 //     audit event and throttle counter writes; its ratio is against refresh alone in the same
@@ -71,6 +73,7 @@ type writeEnv struct {
 const (
 	benchChimpyAudience = "https://api.chimpy.bench.test"
 	consumePath         = "/bench/consume"
+	routePath           = "/bench/route"
 )
 
 func runWrites(ctx context.Context, o *options) error {
@@ -88,7 +91,10 @@ func runWrites(ctx context.Context, o *options) error {
 		c.Server.TrustedProxies = []string{"127.0.0.1/32"}
 		c.Upstreams = map[string]string{"up": up.URL}
 		c.Routes = append(c.Routes, config.Route{Path: consumePath, Methods: []string{"POST"},
-			Auth: []string{"posgate"}, Scopes: []string{"read"}, Upstream: "up", Consume: true})
+			Auth: []string{"posgate"}, Scopes: []string{"read"}, Upstream: "up", Consume: true},
+			// The same route without consume: what a consume call costs besides its writes.
+			config.Route{Path: routePath, Methods: []string{"POST"},
+				Auth: []string{"posgate"}, Scopes: []string{"read"}, Upstream: "up"})
 	})
 	if err != nil {
 		return err
@@ -101,7 +107,7 @@ func runWrites(ctx context.Context, o *options) error {
 	}
 
 	targets := []target{e.cc()}
-	for _, t := range []target{e.refresh(), e.jwtBearer(), e.consume()} {
+	for _, t := range []target{e.refresh(), e.jwtBearer(), e.consume(), e.route()} {
 		if slices.Contains(strings.Split(o.flows, ","), t.name) {
 			targets = append(targets, t)
 		}
@@ -131,7 +137,7 @@ func runWrites(ctx context.Context, o *options) error {
 		for range o.rounds {
 			var ccRate, refreshRate float64
 			for _, t := range targets {
-				if t.name == "consume" {
+				if t.name == "consume" || t.name == "route" {
 					if err := e.mint(ctx, o.consumeTokens); err != nil {
 						return err
 					}
@@ -698,12 +704,19 @@ func cmpErr(a, b error) error {
 	return b
 }
 
-func (e *writeEnv) consume() target {
-	return target{name: "consume",
+func (e *writeEnv) consume() target { return e.gatewayRoute("consume", consumePath) }
+
+// route is consume's route without consume: token verification and the proxied call, no store
+// write. It bounds what consume can reach, whatever its writes cost.
+func (e *writeEnv) route() target { return e.gatewayRoute("route", routePath) }
+
+// gatewayRoute posts to the gateway route at path, each request with a fresh access token.
+func (e *writeEnv) gatewayRoute(name, path string) target {
+	return target{name: name,
 		newRequest: func(int) (*http.Request, error) {
 			select {
 			case tok := <-e.tokens:
-				req, err := http.NewRequest("POST", e.base+consumePath, strings.NewReader("{}"))
+				req, err := http.NewRequest("POST", e.base+path, strings.NewReader("{}"))
 				if err != nil {
 					return nil, err
 				}
