@@ -19,12 +19,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/posgate/posgate/bench/internal/cpuprobe"
 	"github.com/posgate/posgate/internal/config"
 )
 
@@ -272,9 +272,9 @@ func runProbed(ctx context.Context, t target, c int, o *options) *result {
 				profileFile = f
 			}
 		}
-		start := processCPU()
+		start := cpuprobe.Process()
 		return func() time.Duration {
-			cpu := processCPU() - start
+			cpu := cpuprobe.Process() - start
 			if profile && profileFile != nil {
 				pprof.StopCPUProfile()
 				profileFile.Close()
@@ -314,8 +314,8 @@ const pgStatDelay = 1200 * time.Millisecond
 func startPGProbe(ctx context.Context, dsn string) *pgProbe {
 	p := &pgProbe{dsn: dsn, pids: postgresPIDs(ctx, dsn)}
 	time.Sleep(pgStatDelay)
-	p.commits0 = pgCommits(ctx, dsn)
-	p.cpu0 = pidsCPU(p.pids)
+	p.commits0 = cpuprobe.PGCommits(ctx, dsn)
+	p.cpu0 = cpuprobe.Pids(p.pids)
 	p.recv = startPerf(p.pids, "syscalls:sys_exit_recvfrom", "--filter", "ret > 0")
 	return p
 }
@@ -327,46 +327,11 @@ func (p *pgProbe) stop(ctx context.Context, r *result) {
 	// Backends the pool opened during the run count too, from their start.
 	now := postgresPIDs(ctx, p.dsn)
 	gone := slices.DeleteFunc(slices.Clone(p.pids), func(pid int) bool { return slices.Contains(now, pid) })
-	r.pgCPU = pidsCPU(now) + pidsCPU(gone) - p.cpu0
+	r.pgCPU = cpuprobe.Pids(now) + cpuprobe.Pids(gone) - p.cpu0
 	time.Sleep(pgStatDelay)
-	if c := pgCommits(ctx, p.dsn); c >= 0 && p.commits0 >= 0 {
+	if c := cpuprobe.PGCommits(ctx, p.dsn); c >= 0 && p.commits0 >= 0 {
 		r.commits = c - p.commits0
 	}
-}
-
-func pgCommits(ctx context.Context, dsn string) int64 {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return -1
-	}
-	defer conn.Close(ctx)
-	var n int64
-	// Our own probe transaction is counted too: one per reading, the same before and after.
-	if err := conn.QueryRow(ctx, `SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`).Scan(&n); err != nil {
-		return -1
-	}
-	return n
-}
-
-// pidsCPU sums user and system time of pids from /proc (clock ticks of 10 ms).
-func pidsCPU(pids []int) time.Duration {
-	var t time.Duration
-	for _, pid := range pids {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			continue
-		}
-		// Fields after the command name (which may contain spaces) start after the last ')'.
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		k, _ := strconv.ParseInt(f[12], 10, 64)
-		t += time.Duration(u+k) * 10 * time.Millisecond
-	}
-	return t
 }
 
 func mapR(rs []*result, f func(*result) float64) []float64 {
@@ -389,14 +354,6 @@ func medianF(v []float64) float64 {
 		return v[len(v)/2]
 	}
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
-}
-
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // startPerf counts the tracepoint events (perf stat -e arguments, each optionally followed by

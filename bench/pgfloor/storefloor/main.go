@@ -27,12 +27,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/posgate/posgate/bench/internal/cpuprobe"
 	"github.com/posgate/posgate/internal/store"
 	"github.com/posgate/posgate/internal/store/postgres"
 )
@@ -227,18 +227,18 @@ func measure(ctx context.Context, dsn string, f op, conc int, dur, warm time.Dur
 	}
 	time.Sleep(warm)
 	pids := serverPIDs(ctx, dsn)
-	x0 := commits(ctx, dsn)
-	srv0 := pidsCPU(pids)
+	x0 := cpuprobe.PGCommits(ctx, dsn)
+	srv0 := cpuprobe.Pids(pids)
 	stopRecv := countRecv(pids)
-	c0 := processCPU()
+	c0 := cpuprobe.Process()
 	t0 := time.Now()
 	measuring.Store(true)
 	time.Sleep(dur)
 	measuring.Store(false)
 	r := &result{elapsed: time.Since(t0), n: n.Load()}
-	r.cpu = processCPU() - c0
+	r.cpu = cpuprobe.Process() - c0
 	after := serverPIDs(ctx, dsn)
-	r.pgCPU = pidsCPU(after) - srv0 + pidsCPU(slices.DeleteFunc(slices.Clone(pids), func(p int) bool { return slices.Contains(after, p) }))
+	r.pgCPU = cpuprobe.Pids(after) - srv0 + cpuprobe.Pids(slices.DeleteFunc(slices.Clone(pids), func(p int) bool { return slices.Contains(after, p) }))
 	r.recvs = stopRecv()
 	stop.Store(true)
 	wg.Wait()
@@ -246,7 +246,7 @@ func measure(ctx context.Context, dsn string, f op, conc int, dur, warm time.Dur
 		fmt.Fprintln(os.Stderr, "storefloor: a worker stopped:", err)
 	}
 	time.Sleep(1200 * time.Millisecond) // statistics reach pg_stat_database within a second
-	r.xacts = commits(ctx, dsn) - x0 - 1
+	r.xacts = cpuprobe.PGCommits(ctx, dsn) - x0 - 1
 	var all []time.Duration
 	for _, l := range lat {
 		all = append(all, l...)
@@ -276,45 +276,6 @@ func serverPIDs(ctx context.Context, dsn string) []int {
 	}
 	slices.Sort(out)
 	return out
-}
-
-func commits(ctx context.Context, dsn string) int64 {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return 0
-	}
-	defer conn.Close(ctx)
-	var n int64
-	_ = conn.QueryRow(ctx, `SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`).Scan(&n)
-	return n
-}
-
-// pidsCPU sums user and system time of pids from /proc (clock ticks of 10 ms).
-func pidsCPU(pids []int) time.Duration {
-	var t time.Duration
-	for _, pid := range pids {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		k, _ := strconv.ParseInt(f[12], 10, 64)
-		t += time.Duration(u+k) * 10 * time.Millisecond
-	}
-	return t
-}
-
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // countRecv counts the recvfrom calls of pids that returned data (perf tracepoint), about one per
