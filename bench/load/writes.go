@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/posgate/posgate/bench/internal/cpuprobe"
 	"github.com/posgate/posgate/internal/config"
@@ -51,7 +50,7 @@ import (
 // posgate and the load generator) and fsync+fdatasync calls per request. The fsync count comes
 // from `perf stat` on the syscalls:sys_enter_fsync and sys_enter_fdatasync tracepoints (kernel
 // counters, no ptrace), attached to this process and, on PostgreSQL, to the server's WAL writer and
-// the backends connected to the benchmark's database (see postgresPIDs), for the warm-up and the
+// the backends connected to the benchmark's database (see cpuprobe.PGServerPIDs), for the warm-up and the
 // measured phase, divided by the requests of both; "-" when perf cannot count.
 
 type writeEnv struct {
@@ -312,7 +311,7 @@ type pgProbe struct {
 const pgStatDelay = 1200 * time.Millisecond
 
 func startPGProbe(ctx context.Context, dsn string) *pgProbe {
-	p := &pgProbe{dsn: dsn, pids: postgresPIDs(ctx, dsn)}
+	p := &pgProbe{dsn: dsn, pids: cpuprobe.PGServerPIDs(ctx, dsn)}
 	time.Sleep(pgStatDelay)
 	p.commits0 = cpuprobe.PGCommits(ctx, dsn)
 	p.cpu0 = cpuprobe.Pids(p.pids)
@@ -325,7 +324,7 @@ func (p *pgProbe) stop(ctx context.Context, r *result) {
 		r.trips = n[0]
 	}
 	// Backends the pool opened during the run count too, from their start.
-	now := postgresPIDs(ctx, p.dsn)
+	now := cpuprobe.PGServerPIDs(ctx, p.dsn)
 	gone := slices.DeleteFunc(slices.Clone(p.pids), func(pid int) bool { return slices.Contains(now, pid) })
 	r.pgCPU = cpuprobe.Pids(now) + cpuprobe.Pids(gone) - p.cpu0
 	time.Sleep(pgStatDelay)
@@ -413,32 +412,6 @@ func startPerf(pids []int, events ...string) func() []int64 {
 		}
 		return out
 	}
-}
-
-// postgresPIDs lists the server processes whose fsyncs are this benchmark's commits: the backends
-// connected to its database (a backend flushes the WAL for its own commit, and for the others
-// waiting when it does) and the WAL writer. Other databases' backends on a shared server are left
-// out; perf does not follow processes that start during a run (pgProbe adds their CPU).
-func postgresPIDs(ctx context.Context, dsn string) []int {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return nil
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT pid FROM pg_stat_activity
-		WHERE (datname = current_database() AND pid <> pg_backend_pid()) OR backend_type = 'walwriter'`)
-	if err != nil {
-		return nil
-	}
-	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		return nil
-	}
-	out := make([]int, len(pids))
-	for i, p := range pids {
-		out[i] = int(p)
-	}
-	return out
 }
 
 func basicAuth(id, sec string) string {

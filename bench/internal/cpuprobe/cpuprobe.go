@@ -5,6 +5,7 @@ package cpuprobe
 import (
 	"context"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -57,4 +58,30 @@ func PGCommits(ctx context.Context, dsn string) int64 {
 		return -1
 	}
 	return n
+}
+
+// PGServerPIDs lists the server processes that work for dsn's database: its backends (a backend
+// flushes the WAL for its own commit, and for the others waiting when it does) and the WAL
+// writer, sorted. Other databases' backends on a shared server are left out.
+func PGServerPIDs(ctx context.Context, dsn string) []int {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT pid FROM pg_stat_activity
+		WHERE (datname = current_database() AND pid <> pg_backend_pid()) OR backend_type = 'walwriter'`)
+	if err != nil {
+		return nil
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil
+	}
+	out := make([]int, len(pids))
+	for i, p := range pids {
+		out[i] = int(p)
+	}
+	slices.Sort(out)
+	return out
 }

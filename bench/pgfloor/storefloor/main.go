@@ -29,7 +29,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/posgate/posgate/bench/internal/cpuprobe"
@@ -226,7 +225,7 @@ func measure(ctx context.Context, dsn string, f op, conc int, dur, warm time.Dur
 		}()
 	}
 	time.Sleep(warm)
-	pids := serverPIDs(ctx, dsn)
+	pids := cpuprobe.PGServerPIDs(ctx, dsn)
 	x0 := cpuprobe.PGCommits(ctx, dsn)
 	srv0 := cpuprobe.Pids(pids)
 	stopRecv := countRecv(pids)
@@ -237,7 +236,7 @@ func measure(ctx context.Context, dsn string, f op, conc int, dur, warm time.Dur
 	measuring.Store(false)
 	r := &result{elapsed: time.Since(t0), n: n.Load()}
 	r.cpu = cpuprobe.Process() - c0
-	after := serverPIDs(ctx, dsn)
+	after := cpuprobe.PGServerPIDs(ctx, dsn)
 	r.pgCPU = cpuprobe.Pids(after) - srv0 + cpuprobe.Pids(slices.DeleteFunc(slices.Clone(pids), func(p int) bool { return slices.Contains(after, p) }))
 	r.recvs = stopRecv()
 	stop.Store(true)
@@ -256,26 +255,6 @@ func measure(ctx context.Context, dsn string, f op, conc int, dur, warm time.Dur
 		r.p50 = all[len(all)/2]
 	}
 	return r
-}
-
-func serverPIDs(ctx context.Context, dsn string) []int {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return nil
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT pid FROM pg_stat_activity
-		WHERE (datname = current_database() AND pid <> pg_backend_pid()) OR backend_type = 'walwriter'`)
-	if err != nil {
-		return nil
-	}
-	pids, _ := pgx.CollectRows(rows, pgx.RowTo[int32])
-	out := make([]int, len(pids))
-	for i, p := range pids {
-		out[i] = int(p)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // countRecv counts the recvfrom calls of pids that returned data (perf tracepoint), about one per
