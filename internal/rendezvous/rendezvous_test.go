@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/posgate/posgate/internal/events/pgbus"
 	"github.com/posgate/posgate/internal/rendezvous"
 	"github.com/posgate/posgate/internal/store/pgtest"
+	"github.com/posgate/posgate/internal/testutil/goroutines"
 )
 
 // answers is the durable record the callers wait on (the store, for this package): one answer per
@@ -432,14 +432,7 @@ func TestHoldReadsNothingAndMissesNoOutcome(t *testing.T) {
 // ticket's Wait arms the first recheck, so an answer whose notice is lost is still read.
 func TestHoldStartsNoWatcher(t *testing.T) {
 	p, a, clk := setup(t)
-	created := func() uint64 {
-		s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
-		metrics.Read(s)
-		return s[0].Value.Uint64()
-	}
-	const n = 50
-	before := created()
-	for i := range n {
+	goroutines.StartNone(t, "holds", 50, func(i int) {
 		key := fmt.Sprint("req_", i)
 		tk, err := p.Hold(key)
 		if err != nil {
@@ -449,11 +442,7 @@ func TestHoldStartsNoWatcher(t *testing.T) {
 		if v, err := tk.Wait(context.Background(), 10*time.Second); err != nil || v != "answer" {
 			t.Fatalf("got %q, %v", v, err)
 		}
-	}
-	// The runtime may start a few of its own meanwhile (the collector's workers).
-	if got := created() - before; got > n/5 {
-		t.Fatalf("%d holds started %d goroutines", n, got)
-	}
+	})
 
 	tk := holdOn(t, p, clk, "lost")
 	ch := make(chan result, 1)

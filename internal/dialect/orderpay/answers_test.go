@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"runtime/metrics"
 	"slices"
 	"sync"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/posgate/posgate/internal/hub"
 	"github.com/posgate/posgate/internal/rendezvous"
 	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/testutil/goroutines"
 	"golang.org/x/time/rate"
 )
 
@@ -114,20 +114,5 @@ func TestAnswersStoredOnHubWorkers(t *testing.T) {
 		<-ob.stored
 	}
 	answer(0) // starts a worker
-	const n = 50
-	before := goroutinesCreated()
-	for i := 1; i <= n; i++ {
-		answer(i)
-	}
-	// The runtime may start a few of its own meanwhile (the collector's workers).
-	if got := goroutinesCreated() - before; got > n/5 {
-		t.Fatalf("%d answers started %d goroutines", n, got)
-	}
-}
-
-// goroutinesCreated reads the runtime's count of goroutines created since the program started.
-func goroutinesCreated() uint64 {
-	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
-	metrics.Read(s)
-	return s[0].Value.Uint64()
+	goroutines.StartNone(t, "answers", 50, func(i int) { answer(i + 1) })
 }

@@ -3,24 +3,14 @@ package sqlite
 import (
 	"fmt"
 	"path/filepath"
-	"runtime/metrics"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/posgate/posgate/internal/store"
+	"github.com/posgate/posgate/internal/testutil/goroutines"
 )
-
-// goroutinesCreated reads the runtime's count of goroutines created since the program started.
-func goroutinesCreated() uint64 {
-	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return s[0].Value.Uint64()
-}
 
 // cpuTime is the process's user and system CPU time so far.
 func cpuTime() time.Duration {
@@ -69,7 +59,7 @@ func BenchmarkGroupWrite(b *testing.B) {
 				}
 				defer s.Close()
 				var n atomic.Int64
-				commits, gs, cpu := s.group.commits.Load(), goroutinesCreated(), cpuTime()
+				commits, gs, cpu := s.group.commits.Load(), goroutines.Created(), cpuTime()
 				b.ReportAllocs()
 				b.ResetTimer()
 				if par {
@@ -92,7 +82,7 @@ func BenchmarkGroupWrite(b *testing.B) {
 				b.StopTimer()
 				ops := float64(n.Load())
 				b.ReportMetric(float64(s.group.commits.Load()-commits)/ops, "commits/op")
-				b.ReportMetric(float64(goroutinesCreated()-gs)/ops, "goroutines/op")
+				b.ReportMetric(float64(goroutines.Created()-gs)/ops, "goroutines/op")
 				b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/ops, "cpu-µs/op")
 			})
 		}
