@@ -21,15 +21,17 @@ type combiner[R any] struct {
 }
 
 type combined[R any] struct {
+	ctx  context.Context // the caller's: a request whose caller has gone is not sent
 	req  R
 	err  error
 	done chan struct{}
 }
 
 // do sends r, with whatever else is waiting, and returns its outcome. When ctx ends first, do
-// returns its error and r may or may not be written (as with any statement already sent).
+// returns its error; r is not written if ctx ended while it was still queued, and may or may not
+// be written if its statement was already taken (as with any statement already sent).
 func (c *combiner[R]) do(ctx context.Context, r R) error {
-	p := &combined[R]{req: r, done: make(chan struct{})}
+	p := &combined[R]{ctx: ctx, req: r, done: make(chan struct{})}
 	c.mu.Lock()
 	c.queue = append(c.queue, p)
 	if c.running {
@@ -48,25 +50,38 @@ func (c *combiner[R]) do(ctx context.Context, r R) error {
 	}
 }
 
-// take removes the next statement's requests from the queue; c.mu is held.
+// take removes the next statement's requests from the queue; c.mu is held. A request whose
+// caller's context has ended is answered with its error and left out: its caller has been told
+// it failed, and a write it no longer waits for (a refresh rotation, a single use) would make
+// its retry look like a replay.
 func (c *combiner[R]) take() []*combined[R] {
-	n := min(len(c.queue), c.max)
-	batch := make([]*combined[R], n)
-	copy(batch, c.queue)
+	batch := make([]*combined[R], 0, min(len(c.queue), c.max))
+	n := 0
+	for ; n < len(c.queue) && len(batch) < c.max; n++ {
+		p := c.queue[n]
+		if err := p.ctx.Err(); err != nil {
+			p.err = err
+			close(p.done)
+			continue
+		}
+		batch = append(batch, p)
+	}
 	c.queue = append(c.queue[:0], c.queue[n:]...)
 	return batch
 }
 
 // run sends batch, answers its callers, and hands what queued meanwhile to a new sender.
 func (c *combiner[R]) run(batch []*combined[R]) {
-	reqs := make([]R, len(batch))
-	for i, p := range batch {
-		reqs[i] = p.req
-	}
-	errs := c.send(context.Background(), reqs) // bounded by the writer's statement timeout
-	for i, p := range batch {
-		p.err = errs[i]
-		close(p.done)
+	if len(batch) > 0 {
+		reqs := make([]R, len(batch))
+		for i, p := range batch {
+			reqs[i] = p.req
+		}
+		errs := c.send(context.Background(), reqs) // bounded by the writer's statement timeout
+		for i, p := range batch {
+			p.err = errs[i]
+			close(p.done)
+		}
 	}
 	c.mu.Lock()
 	if len(c.queue) == 0 {

@@ -68,3 +68,65 @@ func TestCombiner(t *testing.T) {
 		t.Fatalf("idle combiner still running (%v) or queued (%d)", c.running, len(c.queue))
 	}
 }
+
+// TestCombinerLeavesOutEndedCallers: a request whose caller's context ends while it waits for
+// the statement in flight is answered with that error and not sent: its caller was told it
+// failed, and a rotation or single use written behind its back would make a retry a replay.
+func TestCombinerLeavesOutEndedCallers(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var sent [][]int
+	c := &combiner[int]{max: 4, send: func(_ context.Context, reqs []int) []error {
+		mu.Lock()
+		first := len(sent) == 0
+		sent = append(sent, slices.Clone(reqs))
+		mu.Unlock()
+		if first {
+			<-release
+		}
+		return make([]error, len(reqs))
+	}}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = c.do(context.Background(), 0) }()
+	queued := func(n int) {
+		t.Helper()
+		for range 2000 {
+			c.mu.Lock()
+			got := len(c.queue)
+			c.mu.Unlock()
+			mu.Lock()
+			inFlight := len(sent) == 1
+			mu.Unlock()
+			if got == n && inFlight {
+				return
+			}
+			time.Sleep(time.Millisecond) // polling the combiner's state, not waiting for a timer
+		}
+		t.Fatal("combiner state never reached")
+	}
+	queued(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	results := make([]error, 3)
+	for i := 1; i <= 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rctx := context.Background()
+			if i == 1 {
+				rctx = ctx
+			}
+			results[i] = c.do(rctx, i)
+		}()
+	}
+	queued(2)
+	cancel()
+	close(release)
+	wg.Wait()
+	if !errors.Is(results[1], context.Canceled) || results[2] != nil {
+		t.Fatalf("results %v, want canceled for 1 and nil for 2", results[1:])
+	}
+	if !slices.EqualFunc(sent, [][]int{{0}, {2}}, slices.Equal) {
+		t.Fatalf("statements %v, want [[0] [2]]: the ended caller's request was sent", sent)
+	}
+}
