@@ -148,6 +148,10 @@ func (s *Store) sendChains(ctx context.Context, reqs []*chainReq) []error {
 		batch = append(batch, i)
 		levels = max(levels, len(r.keys))
 	}
+	// Every statement takes its first keys in the same order, so two of them (two replicas
+	// replaying the same assertions) wait for one another instead of deadlocking, which would
+	// fail every request of the statement chosen as the victim.
+	slices.SortFunc(batch, func(a, b int) int { return strings.Compare(reqs[a].keys[0], reqs[b].keys[0]) })
 	n := max(len(batch), minCombinedRows) // the rows past the batch are NULL, and skipped
 	clients := make([]*string, n)
 	versions := make([]int64, n)
