@@ -65,3 +65,56 @@ func TestEventsLocationCached(t *testing.T) {
 		}
 	}
 }
+
+// heldLocationRead reads a location by id, then, once armed, holds the copy it read until
+// release is closed (reached is closed when it has read).
+type heldLocationRead struct {
+	store.Store
+	armed            atomic.Bool
+	reached, release chan struct{}
+}
+
+func (h *heldLocationRead) GetDoshiiLocation(ctx context.Context, id string) (*store.DoshiiLocation, error) {
+	l, err := h.Store.GetDoshiiLocation(ctx, id)
+	if h.armed.CompareAndSwap(true, false) {
+		close(h.reached)
+		<-h.release
+	}
+	return l, err
+}
+
+// TestLocationReadRacingADisableIsNotCached: a read that began before a disable and ends after
+// its announcement returns what it read, but does not cache it: the next publish sees the
+// disable at once, not after the cache lifetime.
+func TestLocationReadRacingADisableIsNotCached(t *testing.T) {
+	e := newEnv(t)
+	l := e.onboard(e.createVendor("acme"), "Org", "Loc")
+	hs := &heldLocationRead{Store: e.st, reached: make(chan struct{}), release: make(chan struct{})}
+	e.mod.verifier.st = hs
+	v := e.mod.verifier
+	ctx := t.Context()
+	hs.armed.Store(true)
+	raced := make(chan *store.DoshiiLocation, 1)
+	go func() {
+		got, err := v.locationByID(ctx, l.id)
+		if err != nil {
+			t.Error(err)
+		}
+		raced <- got
+	}()
+	<-hs.reached // it has read the location enabled
+	if r := e.do("POST", "/admin/api/v1/doshii/locations/"+l.id+"/disable", nil); r.status != http.StatusOK {
+		t.Fatalf("disable: %d %s", r.status, r.raw)
+	}
+	close(hs.release)
+	if got := <-raced; got == nil || got.Disabled {
+		t.Fatalf("the raced read returned %+v, want the copy it read before the disable", got)
+	}
+	got, err := v.locationByID(ctx, l.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Disabled {
+		t.Fatal("the copy read before the disable was cached after its announcement")
+	}
+}

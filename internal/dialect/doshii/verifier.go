@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/posgate/posgate/internal/app"
@@ -69,6 +70,12 @@ type Verifier struct {
 	vendors   *ttlcache.Cache[string, *vendorEntry]            // by api name
 	locations *ttlcache.Cache[[32]byte, *store.DoshiiLocation] // by SHA-256 of the location token
 	byID      *ttlcache.Cache[string, *store.DoshiiLocation]   // by id (the platform events API)
+	// forgets counts the location forgets. A location read from the store is cached only if no
+	// forget came between the read's start and its Put (checked and put under forgetMu): a read
+	// that raced a disable would otherwise cache the copy from before it for a whole lifetime,
+	// after the change was announced.
+	forgetMu sync.Mutex
+	forgets  uint64
 }
 
 func newVerifier(svc *app.Services, past, future time.Duration) *Verifier {
@@ -444,6 +451,7 @@ func (v *Verifier) locationByToken(ctx context.Context, raw string) (*store.Dosh
 	if l, ok := v.locations.Get(h); ok {
 		return l, nil
 	}
+	gen := v.forgetGen()
 	l, err := v.st.GetDoshiiLocationByTokenHash(ctx, h[:])
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errUnknownToken
@@ -451,7 +459,7 @@ func (v *Verifier) locationByToken(ctx context.Context, raw string) (*store.Dosh
 	if err != nil {
 		return nil, storeError(err)
 	}
-	v.locations.Put(h, l)
+	v.putUnlessForgotten(gen, func() { v.locations.Put(h, l) })
 	return l, nil
 }
 
@@ -462,23 +470,46 @@ func (v *Verifier) locationByID(ctx context.Context, id string) (*store.DoshiiLo
 	if l, ok := v.byID.Get(id); ok {
 		return l, nil
 	}
+	gen := v.forgetGen()
 	l, err := v.st.GetDoshiiLocation(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	v.byID.Put(id, l)
+	v.putUnlessForgotten(gen, func() { v.byID.Put(id, l) })
 	return l, nil
+}
+
+// forgetGen is the count of location forgets so far, read before a store read.
+func (v *Verifier) forgetGen() uint64 {
+	v.forgetMu.Lock()
+	defer v.forgetMu.Unlock()
+	return v.forgets
+}
+
+// putUnlessForgotten runs put unless a location was forgotten since gen was read.
+func (v *Verifier) putUnlessForgotten(gen uint64, put func()) {
+	v.forgetMu.Lock()
+	defer v.forgetMu.Unlock()
+	if v.forgets == gen {
+		put()
+	}
 }
 
 // forgetLocation drops location id from the caches (after a token rotation, a disable or enable,
 // a deletion: Module.announce, here and on every replica).
 func (v *Verifier) forgetLocation(id string) {
+	v.forgetMu.Lock()
+	defer v.forgetMu.Unlock()
+	v.forgets++
 	v.locations.DeleteFunc(func(_ [32]byte, l *store.DoshiiLocation) bool { return l.ID == id })
 	v.byID.Delete(id)
 }
 
 // forgetAll empties the caches.
 func (v *Verifier) forgetAll() {
+	v.forgetMu.Lock()
+	defer v.forgetMu.Unlock()
+	v.forgets++
 	v.vendors.Clear()
 	v.locations.Clear()
 	v.byID.Clear()
