@@ -18,7 +18,13 @@ import (
 // else with the file: sync it (every COMMIT, synchronous=FULL), read it, ask its size, truncate,
 // close, or control it. The buffer is also written out before the writer publishes a new
 // wal-index header (xShmBarrier on the database file, see walIndexWriteHdr in wal.c), so no other
-// connection can learn of a frame that is not in the file, whatever the synchronous setting.
+// connection can learn of a frame that is not in the file.
+//
+// It is correct only with synchronous=FULL (writerParams; TestWALVFSNeedsFullSync keeps them
+// together): then every COMMIT's sync has written the buffer out, and checked the write, before
+// the header that names its frames is published, and the barrier finds nothing to write. Under a
+// weaker setting the barrier would be the first write-out, and xShmBarrier cannot report a failed
+// write: the header would name frames that are not in the file.
 //
 // Durability is unchanged: SQLite considers a transaction committed once its frames are written
 // and synced, and every sync writes the buffer out first and fails if that write fails (the
@@ -286,8 +292,9 @@ func dbClose(tls *libc.TLS, pFile uintptr) int32 {
 
 // dbShmBarrier writes out the buffered logs of the database before the barrier SQLite puts
 // between the two copies of a new wal-index header (readers take a header only when both copies
-// agree), so a header never names a frame that is not in the file. With synchronous=FULL the
-// COMMIT's sync has already written them; this keeps the VFS correct without it.
+// agree), so a header never names a frame that is not in the file. With synchronous=FULL, the
+// only setting this VFS is used with, the COMMIT's sync has already written them (and reported a
+// failed write); this is a second line, which cannot report one.
 func dbShmBarrier(tls *libc.TLS, pFile uintptr) {
 	if name, ok := dbFiles.Load(pFile); ok {
 		walFiles.Range(func(k, v any) bool {

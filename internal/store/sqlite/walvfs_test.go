@@ -114,3 +114,12 @@ func TestWALVFSWithoutSync(t *testing.T) {
 		}
 	}
 }
+
+// TestWALVFSNeedsFullSync: the writer opens through the buffering VFS only with
+// synchronous=FULL, under which every COMMIT's sync writes the buffer out and reports a failed
+// write before its frames are published (see walvfs.go).
+func TestWALVFSNeedsFullSync(t *testing.T) {
+	if strings.Contains(writerParams, "vfs="+walVFSName) && !strings.Contains(writerParams, "synchronous(FULL)") {
+		t.Fatalf("the writer uses %s without synchronous=FULL: %s", walVFSName, writerParams)
+	}
+}
