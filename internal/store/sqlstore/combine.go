@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"slices"
 	"sync"
 )
 
@@ -68,6 +69,26 @@ func (c *combiner[R]) take() []*combined[R] {
 	}
 	c.queue = append(c.queue[:0], c.queue[n:]...)
 	return batch
+}
+
+// splitRepeats splits the requests at order, taken in that order, into batch, those naming no key
+// an earlier one of batch names, which one statement decides together, and later, the rest,
+// which the sender sends alone after that statement, so each is decided as it would be after the
+// request it repeats a key of.
+func splitRepeats(order []int, keys func(i int) []string) (batch, later []int) {
+	seen := make(map[string]bool, 2*len(order))
+	for _, i := range order {
+		ks := keys(i)
+		if slices.ContainsFunc(ks, func(k string) bool { return seen[k] }) {
+			later = append(later, i)
+			continue
+		}
+		for _, k := range ks {
+			seen[k] = true
+		}
+		batch = append(batch, i)
+	}
+	return batch, later
 }
 
 // run sends batch, answers its callers, and hands what queued meanwhile to a new sender.

@@ -274,17 +274,9 @@ func (s *Store) sendRefreshes(ctx context.Context, reqs []*refreshReq) []error {
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return bytes.Compare(reqs[a].u.Hash, reqs[b].u.Hash) })
-	seen := make(map[string]bool, 2*len(reqs))
-	var batch, later []int
-	for _, i := range order {
-		u := reqs[i].u
-		if seen[string(u.Hash)] || seen[string(u.NextHash)] {
-			later = append(later, i)
-			continue
-		}
-		seen[string(u.Hash)], seen[string(u.NextHash)] = true, true
-		batch = append(batch, i)
-	}
+	batch, later := splitRepeats(order, func(i int) []string {
+		return []string{string(reqs[i].u.Hash), string(reqs[i].u.NextHash)}
+	})
 	n := max(len(batch), minCombinedRows) // the rows past the batch have no hash, and are skipped
 	hashes, nexts, sealed := make([][]byte, n), make([][]byte, n), make([][]byte, n)
 	ats, idles := make([]int64, n), make([]int64, n)

@@ -134,19 +134,14 @@ type chainReq struct {
 // be after the other one.
 func (s *Store) sendChains(ctx context.Context, reqs []*chainReq) []error {
 	errs := make([]error, len(reqs))
-	seen := make(map[string]bool)
-	var batch, later []int
+	order := make([]int, len(reqs))
+	for i := range order {
+		order[i] = i
+	}
+	batch, later := splitRepeats(order, func(i int) []string { return reqs[i].keys })
 	levels := 0
-	for i, r := range reqs {
-		if slices.ContainsFunc(r.keys, func(k string) bool { return seen[k] }) {
-			later = append(later, i)
-			continue
-		}
-		for _, k := range r.keys {
-			seen[k] = true
-		}
-		batch = append(batch, i)
-		levels = max(levels, len(r.keys))
+	for _, i := range batch {
+		levels = max(levels, len(reqs[i].keys))
 	}
 	// Every statement takes its first keys in the same order, so two of them (two replicas
 	// replaying the same assertions) wait for one another instead of deadlocking, which would
