@@ -1,6 +1,8 @@
 package sqlite
 
 import (
+	"errors"
+	"fmt"
 	"sync"
 	"unsafe"
 
@@ -107,44 +109,13 @@ func registerWALVFS() error {
 		walVFS.FzName = name
 		walVFS.FxOpen = cptr[xOpenFn](walOpen)
 		if rc := sqlite3.Xsqlite3_vfs_register(tls, uintptr(unsafe.Pointer(&walVFS)), 0); rc != sqlite3.SQLITE_OK {
-			walVFSErr = sqliteCodeError(rc)
+			walVFSErr = fmt.Errorf("sqlite: registering the writer's VFS failed: code %d", rc)
 		}
 	})
 	return walVFSErr
 }
 
-type sqliteCodeError int32
-
-func (e sqliteCodeError) Error() string {
-	return "sqlite: registering the writer's VFS failed: code " + itoa(int(e))
-}
-
-type constError string
-
-func (e constError) Error() string { return string(e) }
-
-const errNoUnixVFS = constError("sqlite: no default VFS to extend")
-
-func itoa(n int) string {
-	var b [20]byte
-	i := len(b)
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		if n /= 10; n == 0 {
-			break
-		}
-	}
-	if neg {
-		i--
-		b[i] = '-'
-	}
-	return string(b[i:])
-}
+var errNoUnixVFS = errors.New("sqlite: no default VFS to extend")
 
 // walOpen opens the file with the unix VFS, then gives log and database files the methods above.
 // Files whose methods are not the ones the tables were built from keep their own.
