@@ -69,3 +69,26 @@ func TestAnswerNoticeCarriesTheAnswer(t *testing.T) {
 		})
 	}
 }
+
+// The replica that stores an answer hands it to its own waiters directly; its notice is for the
+// other replicas only, not decoded again by this replica's own subscribers (once per request on
+// the round trip's hot path). Fails on the old code, which published to this replica too.
+func TestAnswerNoticeSkipsItsOwnReplica(t *testing.T) {
+	bus := events.NewLocal()
+	m := &Module{svc: &app.Services{Clock: clock.System{}, Log: slog.New(slog.DiscardHandler), Events: bus},
+		cfg: settings{pollInterval: time.Hour}, outbox: &readCountingOutbox{}}
+	m.waiters = newWaiters(m)
+	var heard atomic.Int64
+	bus.Subscribe(TopicAnswered, func([]byte) { heard.Add(1) })
+	answered := &store.OutboxMessage{Queue: tenant("op_1"), ID: "r1", State: store.OutboxDone,
+		Answer: []byte(`{"RequestID":"r1","ResultCode":0}`), ExpiresAt: time.Now().Add(time.Minute)}
+	tk := m.waiters.hold(answered.Queue, answered.ID)
+	m.waiters.announce(context.Background(), answered)
+	got, err := tk.Wait(context.Background(), 10*time.Second)
+	if err != nil || string(got.Answer) != string(answered.Answer) {
+		t.Fatalf("waiting call got %v, %v; want the answer", got, err)
+	}
+	if n := heard.Load(); n != 0 {
+		t.Fatalf("the answering replica's own subscribers heard %d notices, want 0", n)
+	}
+}

@@ -103,8 +103,9 @@ func (ws *waiters) announce(ctx context.Context, msg *store.OutboxMessage) {
 	// Called on the goroutine that stored the answer, one of the socket's answersInFlight: the
 	// reader has gone on, so waiting here for the notice (on PostgreSQL a NOTIFY transaction,
 	// shared with concurrent publishers) delays only this answer's slot. A notice lost with
-	// the process only delays the other replica's caller until its recheck.
-	if err := ws.m.svc.Events.Publish(context.WithoutCancel(ctx), TopicAnswered, p); err != nil {
+	// the process only delays the other replica's caller until its recheck. This replica's
+	// waiters have the answer already: the notice goes to the others only.
+	if err := events.PublishOthers(context.WithoutCancel(ctx), ws.m.svc.Events, TopicAnswered, p); err != nil {
 		ws.m.svc.Log.LogAttrs(ctx, slog.LevelWarn, "orderpay: announcing an answer failed", slog.String("error", err.Error()))
 	}
 }
