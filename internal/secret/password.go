@@ -109,12 +109,13 @@ var inFlight atomic.Int32
 // of posgate's CPU per hub round trip in the benchmark after one POS logged in (docs/BENCHMARKS.md
 // "gocpu"), and hundreds of MiB of resident memory. So after the last computation of a burst
 // that saw a collection, when the buffer was a large part of what that collection found live,
-// one more collection sets the goal from the heap without it. It costs a collection of a
-// small heap (about a millisecond) against the 50–100 ms of the computation; in a process whose
-// heap is large anyway (a hub with thousands of sockets), the buffer inflates the goal little
-// and nothing is done.
+// one more collection sets the goal from the heap without it. "A large part" is at least half:
+// the collection then marks at most as much as the buffer (the buffer itself is garbage by now),
+// a few milliseconds against the 50–100 ms of the computation, and about one for posgate's
+// usual heap of a few MiB. In a process whose heap is large anyway (a hub with thousands of
+// sockets) the buffer inflates the goal little and nothing is done.
 func collectAfterArgon(buffer uint64) {
-	if live := heapLive(); live != 0 && live <= 4*buffer {
+	if live := heapLive(); live != 0 && live <= 2*buffer {
 		runtime.GC()
 	}
 }
