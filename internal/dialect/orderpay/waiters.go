@@ -51,8 +51,14 @@ func noticeOf(msg *store.OutboxMessage) []byte {
 }
 
 // onNotice hands an answer carried by a notice to this replica's waiters, or makes them read
-// the store when the notice names the request only.
+// the store when the notice names the request only. With nobody waiting here the notice is not
+// even decoded (the replica that stored the answer hears its own notice, having resolved its
+// own waiters before publishing it): a call holds before its request is stored, so none can
+// start waiting for this answer after its notice.
 func (ws *waiters) onNotice(p []byte) {
+	if ws.rv.Idle() {
+		return
+	}
 	var n answeredNotice
 	if json.Unmarshal(p, &n) != nil || n.Queue == "" || n.ID == "" {
 		return
