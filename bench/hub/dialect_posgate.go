@@ -116,6 +116,9 @@ func (d *orderpayDialect) Stop() {
 		d.smu.Lock()
 		fmt.Printf("orderpay stages (warm-up included): to POS %s; back %s\n", summarise(d.to), summarise(d.back))
 		d.smu.Unlock()
+		if d.c != nil {
+			d.c.reportStages(context.Background())
+		}
 	}
 	if d.cancel != nil {
 		d.cancel()

@@ -205,6 +205,8 @@ func (m *Module) postRequest(w http.ResponseWriter, r *http.Request) {
 	all, _, err := m.hub.EnqueueFor(ctx, hub.AwaitAnswer, &store.OutboxMessage{
 		Queue: q, ID: id, BodyHash: hash, Payload: frame, CreatedAt: now, ExpiresAt: now.Add(m.cfg.requestTTL),
 	})
+	enqueued := m.svc.Clock.Now()
+	stageStoreRequest.Observe(enqueued.Sub(now).Seconds())
 	if len(all) == 1 {
 		stored = all[0]
 	}
@@ -223,6 +225,9 @@ func (m *Module) postRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msg, err := m.waiters.wait(ctx, ticket, stored, wait)
+	if ticket != nil {
+		stageAwaitAnswer.Observe(m.since(enqueued))
+	}
 	if err != nil {
 		m.writeAPIError(w, r, storeError(err)) // accepted already: a retry with the RequestID is safe
 		return

@@ -121,6 +121,7 @@ func (h *connHandler) HandleMessage(ctx context.Context, c *hub.Conn, msg []byte
 		messagesDropped.WithLabelValues("malformed").Inc()
 		return err
 	}
+	read := h.m.svc.Clock.Now()
 	body := bytes.Clone(msg)
 	h.mu.Lock()
 	before := h.storing[a.RequestID]
@@ -146,6 +147,7 @@ func (h *connHandler) HandleMessage(ctx context.Context, c *hub.Conn, msg []byte
 		if before != nil {
 			<-before // an earlier answer to the same request goes first
 		}
+		stageAnswerQueue.Observe(h.m.since(read))
 		if cerr := h.store(sctx, c, a.RequestID, body); cerr != nil {
 			c.Close(cerr.Code, cerr.Reason)
 		}
@@ -163,7 +165,9 @@ func (h *connHandler) allow(sent uint64) bool {
 // store stores one answer; a *hub.CloseError asks to close the connection.
 func (h *connHandler) store(ctx context.Context, c *hub.Conn, requestID string, body []byte) *hub.CloseError {
 	m := h.m
-	got, err := m.outbox.AnswerOutbox(ctx, h.queue, requestID, body, m.svc.Clock.Now().UTC())
+	start := m.svc.Clock.Now()
+	got, err := m.outbox.AnswerOutbox(ctx, h.queue, requestID, body, start.UTC())
+	stageStoreAnswer.Observe(m.since(start))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return h.stray(ctx, c, "unknown")

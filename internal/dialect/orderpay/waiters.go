@@ -106,6 +106,8 @@ func (ws *waiters) announce(ctx context.Context, msg *store.OutboxMessage) {
 		return
 	}
 	p := noticeOf(msg)
+	start := ws.m.svc.Clock.Now()
+	defer func() { stageAnnounceAnswer.Observe(ws.m.since(start)) }()
 	// Called on the goroutine that stored the answer, one of the socket's answersInFlight: the
 	// reader has gone on, so waiting here for the notice (on PostgreSQL a NOTIFY transaction,
 	// shared with concurrent publishers) delays only this answer's slot. A notice lost with
