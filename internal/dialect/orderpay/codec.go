@@ -51,23 +51,47 @@ var errMalformed = &hub.CloseError{Code: hub.CodePolicy, Reason: "malformed mess
 // parseAnswer reads a POS answer: one JSON object, no key repeated (case-insensitively), a
 // RequestID that is a non-empty string of at most 256 bytes. Field names are matched
 // case-insensitively as in the auth body. Other fields are the POS's and are kept as sent.
+//
+// After CheckObject no two keys are the same under jsonx.FoldKey, which folds at least as much
+// as encoding/json does when it matches a key to a field: so the key encoding/json decodes into
+// RequestID, when there is one, is the one key parseAnswerKeys would find, and reading it costs
+// no map of every field. A message in which encoding/json finds none (a key only FoldKey
+// matches, such as one spelt with U+0130, or no RequestID at all) is read key by key.
 func parseAnswer(msg []byte) (answer, error) {
-	var a answer
 	if err := jsonx.CheckObject(msg); err != nil {
-		return a, errMalformed
+		return answer{}, errMalformed
 	}
+	var f struct{ RequestID json.RawMessage }
+	if err := json.Unmarshal(msg, &f); err != nil {
+		return answer{}, errMalformed
+	}
+	if f.RequestID == nil {
+		return parseAnswerKeys(msg)
+	}
+	return answerWithID(f.RequestID)
+}
+
+// parseAnswerKeys is parseAnswer reading every key of msg, which CheckObject has accepted.
+func parseAnswerKeys(msg []byte) (answer, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(msg, &raw); err != nil {
-		return a, errMalformed
+		return answer{}, errMalformed
 	}
 	want := jsonx.FoldKey("RequestID")
+	var id json.RawMessage
 	for k, v := range raw {
-		if jsonx.FoldKey(k) != want {
-			continue
+		if jsonx.FoldKey(k) == want {
+			id = v
 		}
-		if len(v) == 0 || v[0] != '"' || json.Unmarshal(v, &a.RequestID) != nil {
-			return a, errMalformed
-		}
+	}
+	return answerWithID(id)
+}
+
+// answerWithID checks the RequestID value v as the message has it (nil when it has none).
+func answerWithID(v json.RawMessage) (answer, error) {
+	var a answer
+	if len(v) == 0 || v[0] != '"' || json.Unmarshal(v, &a.RequestID) != nil {
+		return a, errMalformed
 	}
 	if a.RequestID == "" || len(a.RequestID) > maxRequestID || !utf8.ValidString(a.RequestID) {
 		return a, errMalformed

@@ -93,6 +93,47 @@ func FuzzSendBody(f *testing.F) {
 	})
 }
 
+// parseAnswerReference is parseAnswer reading every key of the message, as it did before it
+// asked encoding/json for RequestID alone.
+func parseAnswerReference(data []byte) (answer, error) {
+	if jsonx.CheckObject(data) != nil {
+		return answer{}, errMalformed
+	}
+	return parseAnswerKeys(data)
+}
+
+// parseAnswer finds the RequestID that reading every key finds, whatever its spelling: in other
+// letter cases, through escapes, with the Kelvin sign or the long s that encoding/json folds, and
+// with U+0130, which only jsonx.FoldKey folds.
+func TestParseAnswerMatchesEveryKey(t *testing.T) {
+	for _, s := range []string{
+		`{"RequestID":"r-1","Payload":{"RequestID":"inner"}}`, `{"requestid":"r-2"}`, `{"REQUESTID":"r-3"}`,
+		`{"Request\u0049D":"r-4"}`, `{"reque\u017ftid":"r-5"}`, "{\"reque\u017ftid\":\"r-6\"}",
+		"{\"requestI\u212a\":\"r-7\"}", "{\"request\u0130d\":\"r-8\"}", "{\"request\u0130d\":5}",
+		`{"RequestID":null}`, `{"RequestID":5}`, `{"RequestID":""}`, `{"Payload":{}}`, `{"RequestID":"a","requestid":"b"}`,
+	} {
+		a, err := parseAnswer([]byte(s))
+		ref, rerr := parseAnswerReference([]byte(s))
+		if a != ref || (err == nil) != (rerr == nil) {
+			t.Errorf("%s: %q, %v; reading every key: %q, %v", s, a.RequestID, err, ref.RequestID, rerr)
+		}
+	}
+	if a, err := parseAnswer([]byte("{\"request\u0130d\":\"r-8\"}")); err != nil || a.RequestID != "r-8" {
+		t.Fatalf("U+0130: %q, %v", a.RequestID, err)
+	}
+}
+
+// BenchmarkParseAnswer reads the answer every simulated POS sends.
+func BenchmarkParseAnswer(b *testing.B) {
+	msg := []byte(`{"RequestID":"r-4471","ResultCode":0,"ErrorMessage":null,"MessageType":1,"Payload":{"OrderID":"12345","Status":"OK"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseAnswer(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // FuzzAnswer: parseAnswer (the codec of POS messages) never panics; it either closes with 1008
 // or returns a RequestID within limits that the message really carries.
 func FuzzAnswer(f *testing.F) {
@@ -106,6 +147,9 @@ func FuzzAnswer(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, err := parseAnswer(data)
+		if ref, rerr := parseAnswerReference(data); ref != a || (rerr == nil) != (err == nil) {
+			t.Fatalf("parseAnswer(%q) = %q, %v; reading every key: %q, %v", data, a.RequestID, err, ref.RequestID, rerr)
+		}
 		if err != nil {
 			ce, ok := err.(*hub.CloseError)
 			if !ok || ce.Code != hub.CodePolicy {
