@@ -1,6 +1,8 @@
 package orderpay
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -47,6 +49,57 @@ func FuzzAuthBody(f *testing.F) {
 
 // FuzzSendBody: parseSendBody never panics; what it accepts builds a frame that is a JSON object
 // with every request field, the caller's values and the protocol's limits.
+// frameOfReference is frameOf as json.Marshal writes it (as frameOf did before it wrote the
+// bytes by hand): the frame, and the hash stored with every request since.
+func frameOfReference(t testing.TB, o *store.OrderpayOutlet, req sendRequest, requestID string) (frame, hash []byte) {
+	var payload bytes.Buffer
+	if err := json.Compact(&payload, req.Payload); err != nil {
+		t.Fatal(err)
+	}
+	f := requestFrame{ProviderID: o.ProviderID, ProviderName: o.ProviderName, MessageType: *req.MessageType,
+		Payload: payload.Bytes(), RequestID: requestID}
+	if req.DeviceID != nil {
+		f.DeviceID = *req.DeviceID
+	}
+	if req.UserIdentifier != nil {
+		f.UserIdentifier = *req.UserIdentifier
+	}
+	frame, err := json.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked, _ := json.Marshal([]any{f.DeviceID, f.UserIdentifier, f.MessageType, json.RawMessage(f.Payload)})
+	h := sha256.Sum256(asked)
+	return frame, h[:]
+}
+
+// The frame and the request's hash are byte for byte what json.Marshal wrote: HTML characters
+// and U+2028 escaped, white space dropped, in every field.
+func TestFrameOfAsMarshal(t *testing.T) {
+	o := &store.OrderpayOutlet{ProviderID: -7, ProviderName: "Café <&> \u2028"}
+	for _, body := range []string{
+		`{"MessageType":1,"Payload":{"a":1}}`,
+		"{\"DeviceID\":\"d<&>\\\"\\u2028\u2029\",\"UserIdentifier\":\"ü\",\"MessageType\":-12,\"Payload\": [ 1 , \"<b>&amp;\u2028\" , {\"k\" : null} ] ,\"RequestID\":\"r<1>\"}",
+		`{"MessageType":9223372036854775807,"Payload":"\u003c\ud83d\ude00"}`,
+	} {
+		req, err := parseSendBody([]byte(body))
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		id := "generated"
+		if req.RequestID != nil {
+			id = *req.RequestID
+		}
+		frame, hash, err := frameOf(o, req, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rf, rh := frameOfReference(t, o, req, id); !bytes.Equal(frame, rf) || !bytes.Equal(hash, rh) {
+			t.Fatalf("frame %s, json.Marshal's %s (hashes equal: %v)", frame, rf, bytes.Equal(hash, rh))
+		}
+	}
+}
+
 func FuzzSendBody(f *testing.F) {
 	for _, s := range []string{
 		`{"MessageType":1,"Payload":{"a":1}}`,
@@ -79,6 +132,9 @@ func FuzzSendBody(f *testing.F) {
 				t.Fatalf("frame refusal of kind %v: %v", errs.KindOf(err), err)
 			}
 			return
+		}
+		if rf, rh := frameOfReference(t, o, req, id); !bytes.Equal(frame, rf) || !bytes.Equal(hash, rh) {
+			t.Fatalf("frame %s, json.Marshal's %s (hashes equal: %v)", frame, rf, bytes.Equal(hash, rh))
 		}
 		var back map[string]json.RawMessage
 		if json.Unmarshal(frame, &back) != nil || len(back) != 7 || len(hash) != 32 {
