@@ -51,8 +51,14 @@ func noticeOf(msg *store.OutboxMessage) []byte {
 }
 
 // onNotice hands an answer carried by a notice to this replica's waiters, or makes them read
-// the store when the notice names the request only.
+// the store when the notice names the request only. With nobody waiting here the notice is not
+// even decoded (the replica that stored the answer hears its own notice, having resolved its
+// own waiters before publishing it): a call holds before its request is stored, so none can
+// start waiting for this answer after its notice.
 func (ws *waiters) onNotice(p []byte) {
+	if ws.rv.Idle() {
+		return
+	}
 	var n answeredNotice
 	if json.Unmarshal(p, &n) != nil || n.Queue == "" || n.ID == "" {
 		return
@@ -100,6 +106,8 @@ func (ws *waiters) announce(ctx context.Context, msg *store.OutboxMessage) {
 		return
 	}
 	p := noticeOf(msg)
+	start := ws.m.svc.Clock.Now()
+	defer func() { stageAnnounceAnswer.Observe(ws.m.since(start)) }()
 	// Called on the goroutine that stored the answer, one of the socket's answersInFlight: the
 	// reader has gone on, so waiting here for the notice (on PostgreSQL a NOTIFY transaction,
 	// shared with concurrent publishers) delays only this answer's slot. A notice lost with
