@@ -41,6 +41,14 @@ import (
 // travels in the payload, so subscribing to a new topic never needs a new LISTEN.
 const Channel = "posgate_events"
 
+// The application_name of the bus's connections, so that pg_stat_activity (and an account of
+// PostgreSQL's CPU by backend) tells the listener and the sender of notices apart from each
+// other and from the store's connections.
+const (
+	ListenerName = "posgate-events"
+	SenderName   = "posgate-events-send"
+)
+
 // MaxPayload is the largest payload Publish accepts: PostgreSQL refuses notification payloads of
 // 8000 bytes or more, and the sender id and topic share that space.
 const MaxPayload = 7999 - idLen - 1 - maxTopic - 1
@@ -108,7 +116,8 @@ func New(ctx context.Context, dsn string, log *slog.Logger) (*Bus, error) {
 	}
 	pcfg.MaxConns = min(pcfg.MaxConns, 4) // publishes are single short statements
 	listen := pcfg.ConnConfig.Copy()
-	listen.RuntimeParams["application_name"] = "posgate-events"
+	listen.RuntimeParams["application_name"] = ListenerName
+	pcfg.ConnConfig.RuntimeParams["application_name"] = SenderName
 
 	var raw [idLen / 2]byte
 	if _, err := rand.Read(raw[:]); err != nil {

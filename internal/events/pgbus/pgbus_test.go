@@ -308,3 +308,30 @@ func TestPublishOthersSkipsThePublisher(t *testing.T) {
 		t.Fatal("an oversized payload was accepted")
 	}
 }
+
+// The listener and the sender of notices name themselves in pg_stat_activity, apart from each
+// other and from the store's connections (an account of PostgreSQL's CPU by role needs it).
+func TestConnectionsNameTheirRole(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a := newBus(t, dsn)
+	if err := a.Publish(t.Context(), "t", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	var listeners, senders int
+	err = admin.QueryRow(t.Context(), `SELECT
+		count(*) FILTER (WHERE application_name = $1 AND query LIKE 'LISTEN %'),
+		count(*) FILTER (WHERE application_name = $2 AND query LIKE '%pg_notify%')
+		FROM pg_stat_activity WHERE datname = current_database()`, ListenerName, SenderName).Scan(&listeners, &senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if listeners != 1 || senders != 1 {
+		t.Fatalf("pg_stat_activity: %d listener(s) named %q, %d sender(s) named %q; want 1 and 1",
+			listeners, ListenerName, senders, SenderName)
+	}
+}
