@@ -196,10 +196,11 @@ func TestPointUpdatesCostFlat(t *testing.T) {
 		}
 	}
 	c1, h1 := hits("UPDATE outbox SET state = $%")
-	if c1-c0 != 60 {
-		t.Skipf("pg_stat_statements counted %d calls of 60", c1-c0)
+	// A batch of done marks is one update per id on PostgreSQL (see completeBatchStmts).
+	if c1-c0 != 80 {
+		t.Skipf("pg_stat_statements counted %d calls of 80", c1-c0)
 	}
-	per := float64(h1-h0) / 60
+	per := float64(h1-h0) / 80
 	t.Logf("%.1f buffer hits per update, the queue holding 500-600 open messages", per)
 	if per > 60 {
 		t.Errorf("an update by id reads %.1f buffers with 500 open messages in its queue: it walks the queue", per)
