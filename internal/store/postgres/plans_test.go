@@ -3,6 +3,7 @@ package postgres
 import (
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -67,5 +68,67 @@ func TestDoneMarksPlannedOnSmallTable(t *testing.T) {
 	t.Logf("%.1f buffer hits per done mark, the queue holding 20 000 done messages", per)
 	if per > 20 {
 		t.Errorf("a done mark reads %.1f buffers with 20 000 done messages in its queue: it walks the queue", per)
+	}
+}
+
+// TestClaimableListCostFlat: the poll's list of claimable queues reads a few buffers per queue
+// whatever the queues hold: here a vendor queue no socket takes, holding 20 000 events, and a
+// socket's queue with 5 000 done since the last vacuum, under a generic plan made while the
+// table was a few rows. "SELECT DISTINCT queue" over the open
+// messages read and sorted all of them (≈ 800 buffers here) at each poll of each replica.
+// Fails on the DISTINCT statement.
+func TestClaimableListCostFlat(t *testing.T) {
+	s := openCounted(t, "pool_max_conns=1&options=-c%20plan_cache_mode%3Dforce_generic_plan")
+	ctx := t.Context()
+	now := time.Now().Truncate(time.Millisecond)
+	fill := func(queue string, from, to int) {
+		t.Helper()
+		if _, err := s.pool.Exec(ctx, `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at, expires_at, attempts, lease_owner)
+			SELECT $3, 'e' || i, '\x00', convert_to(repeat('x', 150), 'UTF8'), 'queued', $1, $2, 0, '' FROM generate_series($4::int, $5::int) AS i`,
+			now.UnixMilli(), now.Add(time.Hour).UnixMilli(), queue, from, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func() []string {
+		t.Helper()
+		qs, err := s.ListOutboxClaimable(ctx, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return qs
+	}
+	fill("vendor", 1, 3)
+	list()
+	fill("vendor", 4, 20000)
+	fill("a", 1, 2)
+	// A queue whose only open message is held on a live lease is not claimable.
+	if _, err := s.pool.Exec(ctx, `UPDATE outbox SET lease_owner = 'r/c', lease_until = $1, attempts = 1 WHERE queue = 'a'`,
+		now.Add(time.Minute).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	fill("b", 1, 1)
+	// A socket's queue as a run leaves it: 5 000 events handed to its delivery and done since the
+	// last vacuum (their entries still in the open indexes), one held awaiting its done mark.
+	fill("l", 1, 5000)
+	if _, err := s.pool.Exec(ctx, `UPDATE outbox SET lease_owner = 'r/c', lease_until = $1, attempts = 1 WHERE queue = 'l'`,
+		now.Add(time.Minute).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE outbox SET state = 'done', done_at = $1, lease_owner = '', lease_until = NULL
+		WHERE queue = 'l' AND id <> 'e5000'`, now.UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	// The first poll after the done marks reads the rows of the entries they left behind once,
+	// which marks those entries dead; the next polls pass over them.
+	list()
+	_, h0 := statements(t, s, "%FROM outbox%lease_until <= $1%")
+	qs := list()
+	_, h1 := statements(t, s, "%FROM outbox%lease_until <= $1%")
+	if slices.Sort(qs); fmt.Sprint(qs) != "[b vendor]" {
+		t.Fatalf("claimable %v, want [b vendor]", qs)
+	}
+	t.Logf("%d buffer hits for a list of 4 queues, one holding 20 000 messages", h1-h0)
+	if h1-h0 > 60 {
+		t.Errorf("listing claimable queues read %d buffers: it reads every open message", h1-h0)
 	}
 }
