@@ -358,3 +358,40 @@ func handOffOne(t *testing.T, s *Store, queue, id string, now time.Time, sent bo
 	}
 	return got[0]
 }
+
+// TestHandOffNeverReadsByExpiry: the hand-off insert's searches find the queue's messages
+// through outbox_open_lease even when the statistics make outbox_open_expiry look cheap. In a
+// bench run two connections' generic plans read every open, unexpired message by expiry and
+// sorted them, three times per insert (22 000 buffers, 66 ms each, caught with auto_explain):
+// the expiry index was one page and outbox_open_lease two levels when the plan was made, a
+// tie of estimates the planner broke that way. This is a guard, not a reproduction: the tie
+// could not be made to happen here on purpose, and the old statement passes it too.
+func TestHandOffNeverReadsByExpiry(t *testing.T) {
+	s := openCounted(t, "pool_max_conns=1&options=-c%20plan_cache_mode%3Dforce_generic_plan")
+	ctx := t.Context()
+	now := time.Now().Truncate(time.Millisecond)
+	if err := s.PutPresence(ctx, &store.Presence{ConnID: "c1", Tenant: "q", Replica: "r1", Since: now, SeenAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	// 2 000 events written to the socket and awaiting their done marks.
+	if _, err := s.pool.Exec(ctx, `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at, expires_at, attempts, lease_owner, lease_until)
+		SELECT 'q', 'w' || i, '\x00', '\x00', 'queued', $1, $2, 1, $3, $4 FROM generate_series(1, 2000) AS i`,
+		now.UnixMilli(), now.Add(time.Hour).UnixMilli(), store.PresenceOwner("r1", "c1"), now.Add(time.Minute).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE pg_class SET reltuples = CASE relname WHEN 'outbox_open_expiry' THEN 1 ELSE 100000 END,
+		relpages = CASE relname WHEN 'outbox_open_expiry' THEN 1 ELSE 1000 END
+		WHERE relname IN ('outbox_open_expiry', 'outbox_open_lease', 'outbox_open_queue')`); err != nil {
+		t.Skipf("setting the statistics: %v", err)
+	}
+	_, h0 := statements(t, s, "WITH h AS MATERIALIZED%")
+	for i := range 20 {
+		handOffOne(t, s, "q", fmt.Sprint("m", i), now, false)
+	}
+	_, h1 := statements(t, s, "WITH h AS MATERIALIZED%")
+	per := float64(h1-h0) / 20
+	t.Logf("%.1f buffer hits per hand-off, 2 000 messages held", per)
+	if per > 60 {
+		t.Errorf("a hand-off reads %.1f buffers with 2 000 messages held: it reads them by expiry", per)
+	}
+}
