@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -27,6 +28,13 @@ type orderpayDialect struct {
 	cancel context.CancelFunc
 	done   chan error
 	path   string
+	// With -args stages=1, each round trip is split where the simulated POS's handler is called:
+	// "to POS" (the caller's request until the POS has it: API, enqueue, notice, delivery) and
+	// "back" (the POS's answer until the caller has its 200: answer stored, notice, response).
+	stages   bool
+	seen     sync.Map // RequestID → time.Time the POS handler was called
+	smu      sync.Mutex
+	to, back []time.Duration
 }
 
 func (d *orderpayDialect) Start(ctx context.Context, o RoundTripOptions) error {
@@ -48,9 +56,13 @@ func (d *orderpayDialect) Start(ctx context.Context, o RoundTripOptions) error {
 		return err
 	}
 	d.path = "/v1/orderpay/outlets/bench-outlet/requests?wait=5"
+	d.stages = o.Args["stages"] == "1"
 	pos := &orderpay.Client{URL: d.c.url(1), Credentials: orderpay.Credentials{ProviderOutletID: "bench-outlet",
 		POSRemoteID: "bench-pos", AuthSecret: secret}, Concurrency: 16,
 		Handler: orderpay.HandlerFunc(func(_ context.Context, r *orderpay.Request) orderpay.Answer {
+			if d.stages {
+				d.seen.Store(r.RequestID, time.Now())
+			}
 			return orderpay.Answer{Payload: json.RawMessage(`{"OrderID":"12345","Status":"OK"}`)}
 		})}
 	rctx, cancel := context.WithCancel(context.Background())
@@ -77,10 +89,21 @@ func (d *orderpayDialect) Start(ctx context.Context, o RoundTripOptions) error {
 }
 
 func (d *orderpayDialect) Do(ctx context.Context, i int64) error {
-	body := `{"MessageType":1,"Payload":{"OrderID":"12345"},"RequestID":"r-` + strconv.FormatInt(i, 10) + `"}`
+	id := "r-" + strconv.FormatInt(i, 10)
+	body := `{"MessageType":1,"Payload":{"OrderID":"12345"},"RequestID":"` + id + `"}`
+	start := time.Now()
 	st, b, err := d.c.post(ctx, 0, d.path, d.tok, []byte(body))
 	if err != nil {
 		return err
+	}
+	if d.stages {
+		end := time.Now()
+		if v, ok := d.seen.LoadAndDelete(id); ok {
+			seen := v.(time.Time)
+			d.smu.Lock()
+			d.to, d.back = append(d.to, seen.Sub(start)), append(d.back, end.Sub(seen))
+			d.smu.Unlock()
+		}
 	}
 	if st != http.StatusOK || !strings.Contains(string(b), `"Status":"OK"`) {
 		return fmt.Errorf("%d %s", st, b)
@@ -89,6 +112,14 @@ func (d *orderpayDialect) Do(ctx context.Context, i int64) error {
 }
 
 func (d *orderpayDialect) Stop() {
+	if d.stages {
+		d.smu.Lock()
+		fmt.Printf("orderpay stages (warm-up included): to POS %s; back %s\n", summarise(d.to), summarise(d.back))
+		d.smu.Unlock()
+		if d.c != nil {
+			d.c.reportStages(context.Background())
+		}
+	}
 	if d.cancel != nil {
 		d.cancel()
 		<-d.done

@@ -99,3 +99,23 @@ func (b *Local) Close() error {
 	b.mu.Unlock()
 	return nil
 }
+
+// OthersPublisher is a Bus that can announce a notice to the other replicas only.
+type OthersPublisher interface {
+	PublishOthers(ctx context.Context, topic string, payload []byte) error
+}
+
+// PublishOthers announces payload on topic to the subscribers of every other replica, for a
+// publisher that has already done on its own replica what the notice asks (an answer handed to
+// its own waiters): Publish would hand the notice to this replica's subscribers too, which
+// decode it to do nothing, once per request on the hub's hot path. On the Local bus there is no
+// other replica and nothing is sent; a Bus that cannot leave its own replica out publishes.
+func PublishOthers(ctx context.Context, b Bus, topic string, payload []byte) error {
+	switch b := b.(type) {
+	case OthersPublisher:
+		return b.PublishOthers(ctx, topic, payload)
+	case *Local:
+		return nil
+	}
+	return b.Publish(ctx, topic, payload)
+}

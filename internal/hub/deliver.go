@@ -730,6 +730,11 @@ func (h *Hub) announce(ctx context.Context, queues []string, handed []handedNoti
 	}
 	p, _ := json.Marshal(n)
 	if len(p) <= events.MaxPayload {
+		if op, ok := h.o.Events.(events.OthersPublisher); ok && len(queues) == 0 && !h.holdsAny(handed) {
+			// Every message went to another replica's delivery: this replica's own subscriber
+			// would decode the notice to do nothing, once per request.
+			return op.PublishOthers(ctx, events.TopicOutbox, p)
+		}
 		return h.o.Events.Publish(ctx, events.TopicOutbox, p)
 	}
 	err := h.Notify(ctx, queues...)
@@ -738,6 +743,17 @@ func (h *Hub) announce(ctx context.Context, queues []string, handed []handedNoti
 		err = errors.Join(err, h.o.Events.Publish(ctx, events.TopicOutbox, p))
 	}
 	return err
+}
+
+// holdsAny reports whether a message of handed went to a delivery of this replica (presence
+// may still name one that has ended: handedOver gives its lease back).
+func (h *Hub) holdsAny(handed []handedNotice) bool {
+	for _, hn := range handed {
+		if strings.HasPrefix(hn.Owner, h.o.Replica+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -186,4 +187,37 @@ func TestLostHandOffFoundByRenewal(t *testing.T) {
 		}
 	}
 	t.Fatal("a hand-off whose notice was lost is never written")
+}
+
+// A notice that only hands messages to another replica's delivery goes to the other replicas
+// only: the enqueuing replica's own subscriber decoded it to do nothing, once per request.
+// Fails on the old code, which delivered every hand-off notice to the enqueuing replica too.
+func TestHandOffNoticeSkipsTheEnqueuingReplica(t *testing.T) {
+	stores, buses := openPostgresReplicas(t)
+	var held atomic.Int64
+	buses[0].Subscribe(events.TopicOutbox, func(p []byte) {
+		if bytes.Contains(p, []byte(`"held"`)) {
+			held.Add(1)
+		}
+	})
+	a := newServer(t, hub.Options{Outbox: stores[0], Presences: stores[0], Events: buses[0], Replica: "a", HandOff: true, PollInterval: time.Hour})
+	b := newServer(t, hub.Options{Outbox: stores[1], Presences: stores[1], Events: buses[1], Replica: "b", HandOff: true, PollInterval: time.Hour})
+	const q = "orderpay:h1"
+	ws, c := b.dialURL(b.url(q, true)+"&deliver=answer", nil)
+	clk := clock.System{}
+	enqueueFor(t, a.hub, hub.AwaitAnswer, newMessage(clk, q, "x0"))
+	if got := read(t, ws); got != "x0" {
+		t.Fatalf("b wrote %q, want x0", got)
+	}
+	for _, id := range []string{"x1", "x2"} {
+		if m := enqueueFor(t, a.hub, hub.AwaitAnswer, newMessage(clk, q, id)); m.LeaseOwner != store.PresenceOwner("b", c.ID()) {
+			t.Fatalf("%s stored as %+v, want it taken by b's delivery", id, m)
+		}
+	}
+	if got := readN(t, ws, 2); !equal(got, "x1", "x2") {
+		t.Fatalf("b wrote %v", got)
+	}
+	if n := held.Load(); n != 0 {
+		t.Fatalf("replica a's own subscriber heard %d hand-off notices, want 0", n)
+	}
 }

@@ -235,6 +235,14 @@ func (p *Point[T]) Waiting(key string) int {
 	return 0
 }
 
+// Idle reports whether nobody waits on any key in this process: a notice then concerns no
+// caller here and need not be read.
+func (p *Point[T]) Idle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.waits) == 0
+}
+
 // hold adds a caller to the wait of key, starting one (and its watcher) when there is none or the
 // current one has its outcome already: a newcomer reads the store instead of sharing a past one.
 // read says whether a new watcher reads the store at once.

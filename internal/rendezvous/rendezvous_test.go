@@ -185,6 +185,37 @@ func TestResolveWithNobodyWaitingIsNotRemembered(t *testing.T) {
 	answered(t, c, "declined")
 }
 
+// Idle tells a notice's reader whether anybody waits here at all: from the first Hold until the
+// last caller has its outcome or left.
+func TestIdle(t *testing.T) {
+	p, _, _ := setup(t)
+	if !p.Idle() {
+		t.Fatal("a new point is not idle")
+	}
+	t1, err := p.Hold("k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t2, err := p.Hold("k2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Idle() {
+		t.Fatal("idle with two callers holding")
+	}
+	p.Resolve("k1", "v")
+	if v, err := t1.Wait(context.Background(), time.Second); err != nil || v != "v" {
+		t.Fatalf("got %q, %v", v, err)
+	}
+	if p.Idle() {
+		t.Fatal("idle with one caller holding")
+	}
+	t2.Leave()
+	if !p.Idle() {
+		t.Fatal("not idle once every caller is done")
+	}
+}
+
 func TestOutcomeAlreadyStoredAnswersAtOnce(t *testing.T) {
 	p, a, _ := setup(t)
 	a.set("req_1", "answer")

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -84,8 +86,53 @@ func argonKey(ctx context.Context, pw, salt []byte, t, m uint32, p uint8, keyLen
 	if err := acquire(ctx); err != nil {
 		return nil, err
 	}
-	defer func() { <-slots }()
+	inFlight.Add(1)
+	cycles := gcCycles()
+	defer func() {
+		<-slots
+		if inFlight.Add(-1) == 0 && gcCycles() != cycles {
+			collectAfterArgon(uint64(m) * 1024)
+		}
+	}()
 	return argon2.IDKey(pw, salt, t, m, p, keyLen), nil
+}
+
+// inFlight counts the argon2id computations running.
+var inFlight atomic.Int32
+
+// collectAfterArgon keeps an argon2id buffer from setting the heap goal. The buffer (64 MiB) is
+// allocated at once, which usually starts a collection while it is in use, and the collector then counts it as
+// live and sets the next heap goal to (1 + GOGC/100) times a heap that includes it — 365 MiB at
+// posgate's gc_percent of 400 for a heap of a few MiB. The buffer is garbage a moment later, but
+// the heap grows to that goal before the next collection, and on its way every new span is
+// memory never touched before: a page fault and the kernel zeroing the page, about a quarter
+// of posgate's CPU per hub round trip in the benchmark after one POS logged in (docs/BENCHMARKS.md
+// "gocpu"), and hundreds of MiB of resident memory. So after the last computation of a burst
+// that saw a collection, when the buffer was a large part of what that collection found live,
+// one more collection sets the goal from the heap without it. "A large part" is at least half:
+// the collection then marks at most as much as the buffer (the buffer itself is garbage by now),
+// a few milliseconds against the 50–100 ms of the computation, and about one for posgate's
+// usual heap of a few MiB. In a process whose heap is large anyway (a hub with thousands of
+// sockets) the buffer inflates the goal little and nothing is done.
+func collectAfterArgon(buffer uint64) {
+	if live := heapLive(); live != 0 && live <= 2*buffer {
+		runtime.GC()
+	}
+}
+
+// gcCycles is the number of completed collections.
+func gcCycles() uint64 { return readGCMetric("/gc/cycles/total:gc-cycles") }
+
+// heapLive is the heap the last collection found live, 0 when unknown.
+func heapLive() uint64 { return readGCMetric("/gc/heap/live:bytes") }
+
+func readGCMetric(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // HashPassword returns the argon2id PHC string of pw with a fresh random salt:

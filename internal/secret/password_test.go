@@ -3,6 +3,9 @@ package secret
 import (
 	"context"
 	"errors"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"testing"
@@ -201,5 +204,22 @@ func TestCheckPasswordContextRunsWhenFree(t *testing.T) {
 	}
 	if err := DummyCheckContext(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An argon2id buffer counted live by a collection that ran during the hash must not leave the
+// heap goal at (1 + GOGC/100) times a heap that includes it: posgate's gc_percent of 400 made it
+// ~365 MiB, and the heap then grew through that much never-touched memory (a page fault per
+// page) before collecting again. Fails without collectAfterArgon: the goal stays above the buffer.
+func TestArgonBufferDoesNotSetHeapGoal(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	runtime.GC()
+	if _, err := HashPassword("correct horse"); err != nil {
+		t.Fatal(err)
+	}
+	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(s)
+	if goal := s[0].Value.Uint64(); goal >= argonMemoryKiB*1024 {
+		t.Fatalf("heap goal after a hash is %d MiB, at least the argon2id buffer's %d MiB", goal>>20, argonMemoryKiB>>10)
 	}
 }

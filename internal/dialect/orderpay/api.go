@@ -88,26 +88,55 @@ func printable(s string) bool {
 
 // frameOf builds the frame the POS receives and the hash that decides whether a second call
 // with the same RequestID asked the same thing (insignificant white space in Payload aside).
+// Both are written by hand, byte for byte what json.Marshal writes for requestFrame and for
+// [DeviceID, UserIdentifier, MessageType, Payload] (FuzzSendBody compares them): the hash must
+// not change, or a retry across an upgrade would conflict with its own request.
 func frameOf(o *store.OrderpayOutlet, req sendRequest, requestID string) (frame, hash []byte, err error) {
-	var payload bytes.Buffer
-	if err := json.Compact(&payload, req.Payload); err != nil {
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, req.Payload); err != nil {
 		return nil, nil, badInput("Payload is not valid JSON")
 	}
-	f := requestFrame{ProviderID: o.ProviderID, ProviderName: o.ProviderName, MessageType: *req.MessageType,
-		Payload: payload.Bytes(), RequestID: requestID}
+	// json.Marshal writes a json.RawMessage compacted and with <, >, &, U+2028 and U+2029
+	// escaped in its strings.
+	var payload bytes.Buffer
+	payload.Grow(compact.Len())
+	json.HTMLEscape(&payload, compact.Bytes())
+	var deviceID, userID string
 	if req.DeviceID != nil {
-		f.DeviceID = *req.DeviceID
+		deviceID = *req.DeviceID
 	}
 	if req.UserIdentifier != nil {
-		f.UserIdentifier = *req.UserIdentifier
+		userID = *req.UserIdentifier
 	}
-	frame, err = json.Marshal(f)
-	if err != nil {
-		return nil, nil, errs.Wrap(errs.Internal, "server_error", "internal error", err)
-	}
+	p := payload.Bytes()
+	frame = make([]byte, 0, 128+len(o.ProviderName)+len(deviceID)+len(userID)+len(p)+len(requestID))
+	frame = append(frame, `{"ProviderID":`...)
+	frame = strconv.AppendInt(frame, o.ProviderID, 10)
+	frame = append(frame, `,"ProviderName":`...)
+	frame = jsonx.AppendString(frame, o.ProviderName)
+	frame = append(frame, `,"DeviceID":`...)
+	frame = jsonx.AppendString(frame, deviceID)
+	frame = append(frame, `,"UserIdentifier":`...)
+	frame = jsonx.AppendString(frame, userID)
 	// What the caller asked, without the outlet's fields (which an admin may change between two
 	// retries of one request).
-	asked, _ := json.Marshal([]any{f.DeviceID, f.UserIdentifier, f.MessageType, json.RawMessage(f.Payload)})
+	asked := make([]byte, 0, 32+len(deviceID)+len(userID)+len(p))
+	asked = append(asked, '[')
+	asked = jsonx.AppendString(asked, deviceID)
+	asked = append(asked, ',')
+	asked = jsonx.AppendString(asked, userID)
+	asked = append(asked, ',')
+	asked = strconv.AppendInt(asked, *req.MessageType, 10)
+	asked = append(asked, ',')
+	asked = append(asked, p...)
+	asked = append(asked, ']')
+	frame = append(frame, `,"MessageType":`...)
+	frame = strconv.AppendInt(frame, *req.MessageType, 10)
+	frame = append(frame, `,"Payload":`...)
+	frame = append(frame, p...)
+	frame = append(frame, `,"RequestID":`...)
+	frame = jsonx.AppendString(frame, requestID)
+	frame = append(frame, '}')
 	h := sha256.Sum256(asked)
 	return frame, h[:], nil
 }
@@ -205,6 +234,8 @@ func (m *Module) postRequest(w http.ResponseWriter, r *http.Request) {
 	all, _, err := m.hub.EnqueueFor(ctx, hub.AwaitAnswer, &store.OutboxMessage{
 		Queue: q, ID: id, BodyHash: hash, Payload: frame, CreatedAt: now, ExpiresAt: now.Add(m.cfg.requestTTL),
 	})
+	enqueued := m.svc.Clock.Now()
+	stageStoreRequest.Observe(enqueued.Sub(now).Seconds())
 	if len(all) == 1 {
 		stored = all[0]
 	}
@@ -223,6 +254,9 @@ func (m *Module) postRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msg, err := m.waiters.wait(ctx, ticket, stored, wait)
+	if ticket != nil {
+		stageAwaitAnswer.Observe(m.since(enqueued))
+	}
 	if err != nil {
 		m.writeAPIError(w, r, storeError(err)) // accepted already: a retry with the RequestID is safe
 		return

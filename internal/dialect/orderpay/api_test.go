@@ -212,6 +212,13 @@ func TestPOSAnswers(t *testing.T) {
 		return strings.Contains(string(m), `posgate_orderpay_messages_dropped_total{reason="unknown"}`) &&
 			strings.Contains(string(m), `posgate_orderpay_messages_dropped_total{reason="duplicate"}`)
 	})
+	// The answered round trip was timed stage by stage.
+	_, _, m := do(t, inst, "GET", "/metrics", nil, "")
+	for _, stage := range []string{"store_request", "await_answer", "answer_queue", "store_answer", "announce_answer"} {
+		if !strings.Contains(string(m), `posgate_orderpay_stage_seconds_count{stage="`+stage+`"}`) {
+			t.Errorf("no stage %s in /metrics", stage)
+		}
+	}
 
 	for _, tc := range []struct {
 		name string

@@ -51,23 +51,47 @@ var errMalformed = &hub.CloseError{Code: hub.CodePolicy, Reason: "malformed mess
 // parseAnswer reads a POS answer: one JSON object, no key repeated (case-insensitively), a
 // RequestID that is a non-empty string of at most 256 bytes. Field names are matched
 // case-insensitively as in the auth body. Other fields are the POS's and are kept as sent.
+//
+// After CheckObject no two keys are the same under jsonx.FoldKey, which folds at least as much
+// as encoding/json does when it matches a key to a field: so the key encoding/json decodes into
+// RequestID, when there is one, is the one key parseAnswerKeys would find, and reading it costs
+// no map of every field. A message in which encoding/json finds none (a key only FoldKey
+// matches, such as one spelt with U+0130, or no RequestID at all) is read key by key.
 func parseAnswer(msg []byte) (answer, error) {
-	var a answer
 	if err := jsonx.CheckObject(msg); err != nil {
-		return a, errMalformed
+		return answer{}, errMalformed
 	}
+	var f struct{ RequestID json.RawMessage }
+	if err := json.Unmarshal(msg, &f); err != nil {
+		return answer{}, errMalformed
+	}
+	if f.RequestID == nil {
+		return parseAnswerKeys(msg)
+	}
+	return answerWithID(f.RequestID)
+}
+
+// parseAnswerKeys is parseAnswer reading every key of msg, which CheckObject has accepted.
+func parseAnswerKeys(msg []byte) (answer, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(msg, &raw); err != nil {
-		return a, errMalformed
+		return answer{}, errMalformed
 	}
 	want := jsonx.FoldKey("RequestID")
+	var id json.RawMessage
 	for k, v := range raw {
-		if jsonx.FoldKey(k) != want {
-			continue
+		if jsonx.FoldKey(k) == want {
+			id = v
 		}
-		if len(v) == 0 || v[0] != '"' || json.Unmarshal(v, &a.RequestID) != nil {
-			return a, errMalformed
-		}
+	}
+	return answerWithID(id)
+}
+
+// answerWithID checks the RequestID value v as the message has it (nil when it has none).
+func answerWithID(v json.RawMessage) (answer, error) {
+	var a answer
+	if len(v) == 0 || v[0] != '"' || json.Unmarshal(v, &a.RequestID) != nil {
+		return a, errMalformed
 	}
 	if a.RequestID == "" || len(a.RequestID) > maxRequestID || !utf8.ValidString(a.RequestID) {
 		return a, errMalformed
@@ -121,6 +145,7 @@ func (h *connHandler) HandleMessage(ctx context.Context, c *hub.Conn, msg []byte
 		messagesDropped.WithLabelValues("malformed").Inc()
 		return err
 	}
+	read := h.m.svc.Clock.Now()
 	body := bytes.Clone(msg)
 	h.mu.Lock()
 	before := h.storing[a.RequestID]
@@ -146,6 +171,7 @@ func (h *connHandler) HandleMessage(ctx context.Context, c *hub.Conn, msg []byte
 		if before != nil {
 			<-before // an earlier answer to the same request goes first
 		}
+		stageAnswerQueue.Observe(h.m.since(read))
 		if cerr := h.store(sctx, c, a.RequestID, body); cerr != nil {
 			c.Close(cerr.Code, cerr.Reason)
 		}
@@ -163,7 +189,9 @@ func (h *connHandler) allow(sent uint64) bool {
 // store stores one answer; a *hub.CloseError asks to close the connection.
 func (h *connHandler) store(ctx context.Context, c *hub.Conn, requestID string, body []byte) *hub.CloseError {
 	m := h.m
-	got, err := m.outbox.AnswerOutbox(ctx, h.queue, requestID, body, m.svc.Clock.Now().UTC())
+	start := m.svc.Clock.Now()
+	got, err := m.outbox.AnswerOutbox(ctx, h.queue, requestID, body, start.UTC())
+	stageStoreAnswer.Observe(m.since(start))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return h.stray(ctx, c, "unknown")

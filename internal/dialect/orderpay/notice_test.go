@@ -69,3 +69,63 @@ func TestAnswerNoticeCarriesTheAnswer(t *testing.T) {
 		})
 	}
 }
+
+// The replica that stores an answer hands it to its own waiters directly; its notice is for the
+// other replicas only, not decoded again by this replica's own subscribers (once per request on
+// the round trip's hot path). Fails on the old code, which published to this replica too.
+func TestAnswerNoticeSkipsItsOwnReplica(t *testing.T) {
+	bus := events.NewLocal()
+	m := &Module{svc: &app.Services{Clock: clock.System{}, Log: slog.New(slog.DiscardHandler), Events: bus},
+		cfg: settings{pollInterval: time.Hour}, outbox: &readCountingOutbox{}}
+	m.waiters = newWaiters(m)
+	var heard atomic.Int64
+	bus.Subscribe(TopicAnswered, func([]byte) { heard.Add(1) })
+	answered := &store.OutboxMessage{Queue: tenant("op_1"), ID: "r1", State: store.OutboxDone,
+		Answer: []byte(`{"RequestID":"r1","ResultCode":0}`), ExpiresAt: time.Now().Add(time.Minute)}
+	tk := m.waiters.hold(answered.Queue, answered.ID)
+	m.waiters.announce(context.Background(), answered)
+	got, err := tk.Wait(context.Background(), 10*time.Second)
+	if err != nil || string(got.Answer) != string(answered.Answer) {
+		t.Fatalf("waiting call got %v, %v; want the answer", got, err)
+	}
+	if n := heard.Load(); n != 0 {
+		t.Fatalf("the answering replica's own subscribers heard %d notices, want 0", n)
+	}
+}
+
+// BenchmarkAnswerNotice is the answer's trip through the bus as posgate does it per answered
+// request: encoded by the replica that stored it, decoded by the one whose caller waits (held)
+// and by the publisher itself, where nobody waits (echo).
+func BenchmarkAnswerNotice(b *testing.B) {
+	m := &Module{svc: &app.Services{Clock: clock.System{}, Log: slog.New(slog.DiscardHandler)},
+		cfg: settings{pollInterval: time.Hour}}
+	m.waiters = newWaiters(m)
+	msg := &store.OutboxMessage{Queue: tenant("op_6o6f4hpihik3l2p4"), ID: "r-4471", State: store.OutboxDone,
+		Answer:    []byte(`{"RequestID":"r-4471","ResultCode":0,"ErrorMessage":null,"MessageType":1,"Payload":{"OrderID":"12345","Status":"OK"}}`),
+		ExpiresAt: time.Now().Add(time.Minute)}
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = noticeOf(msg)
+		}
+	})
+	n := noticeOf(msg)
+	b.Run("decode held", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			b.StopTimer()
+			tk := m.waiters.hold(msg.Queue, msg.ID)
+			b.StartTimer()
+			m.waiters.onNotice(n)
+			b.StopTimer()
+			tk.Leave()
+			b.StartTimer()
+		}
+	})
+	b.Run("decode echo", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			m.waiters.onNotice(n)
+		}
+	})
+}

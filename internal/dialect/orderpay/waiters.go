@@ -51,8 +51,14 @@ func noticeOf(msg *store.OutboxMessage) []byte {
 }
 
 // onNotice hands an answer carried by a notice to this replica's waiters, or makes them read
-// the store when the notice names the request only.
+// the store when the notice names the request only. With nobody waiting here the notice is not
+// even decoded (the replica that stored the answer hears its own notice, having resolved its
+// own waiters before publishing it): a call holds before its request is stored, so none can
+// start waiting for this answer after its notice.
 func (ws *waiters) onNotice(p []byte) {
+	if ws.rv.Idle() {
+		return
+	}
 	var n answeredNotice
 	if json.Unmarshal(p, &n) != nil || n.Queue == "" || n.ID == "" {
 		return
@@ -100,11 +106,14 @@ func (ws *waiters) announce(ctx context.Context, msg *store.OutboxMessage) {
 		return
 	}
 	p := noticeOf(msg)
+	start := ws.m.svc.Clock.Now()
+	defer func() { stageAnnounceAnswer.Observe(ws.m.since(start)) }()
 	// Called on the goroutine that stored the answer, one of the socket's answersInFlight: the
 	// reader has gone on, so waiting here for the notice (on PostgreSQL a NOTIFY transaction,
 	// shared with concurrent publishers) delays only this answer's slot. A notice lost with
-	// the process only delays the other replica's caller until its recheck.
-	if err := ws.m.svc.Events.Publish(context.WithoutCancel(ctx), TopicAnswered, p); err != nil {
+	// the process only delays the other replica's caller until its recheck. This replica's
+	// waiters have the answer already: the notice goes to the others only.
+	if err := events.PublishOthers(context.WithoutCancel(ctx), ws.m.svc.Events, TopicAnswered, p); err != nil {
 		ws.m.svc.Log.LogAttrs(ctx, slog.LevelWarn, "orderpay: announcing an answer failed", slog.String("error", err.Error()))
 	}
 }

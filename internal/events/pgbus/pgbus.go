@@ -87,7 +87,10 @@ type group struct {
 	err  error
 }
 
-var _ events.Bus = (*Bus)(nil)
+var (
+	_ events.Bus             = (*Bus)(nil)
+	_ events.OthersPublisher = (*Bus)(nil)
+)
 
 // New connects to the database named by dsn, starts listening, and returns the bus. The first
 // connection must succeed; after that the listener reconnects with backoff whenever it drops.
@@ -131,6 +134,24 @@ func New(ctx context.Context, dsn string, log *slog.Logger) (*Bus, error) {
 // the other replicas with pg_notify (channel and payload are bound parameters, never SQL text).
 // The returned error concerns only the announcement.
 func (b *Bus) Publish(ctx context.Context, topic string, payload []byte) error {
+	if err := b.check(topic, payload); err != nil {
+		return err
+	}
+	b.local.Deliver(topic, payload)
+	return b.announce(ctx, b.id+" "+topic+" "+string(payload))
+}
+
+// PublishOthers is Publish without the delivery to this replica's subscribers: only the other
+// replicas hear it (events.PublishOthers).
+func (b *Bus) PublishOthers(ctx context.Context, topic string, payload []byte) error {
+	if err := b.check(topic, payload); err != nil {
+		return err
+	}
+	return b.announce(ctx, b.id+" "+topic+" "+string(payload))
+}
+
+// check refuses what Publish and PublishOthers cannot send.
+func (b *Bus) check(topic string, payload []byte) error {
 	if err := checkTopic(topic); err != nil {
 		return err
 	}
@@ -146,8 +167,7 @@ func (b *Bus) Publish(ctx context.Context, topic string, payload []byte) error {
 	if closed {
 		return errors.New("pgbus: bus is closed")
 	}
-	b.local.Deliver(topic, payload)
-	return b.announce(ctx, b.id+" "+topic+" "+string(payload))
+	return nil
 }
 
 // announce queues msg for the sender, starting it if it is idle, and waits until the group

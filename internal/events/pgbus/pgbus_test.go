@@ -283,3 +283,28 @@ func TestConcurrentPublishersShareATransaction(t *testing.T) {
 		t.Errorf("%d transactions for 21 notices from 4 publishers, want at most 18", n)
 	}
 }
+
+// PublishOthers reaches the other replicas' subscribers and not the publisher's own: the
+// publisher has done locally what the notice asks.
+func TestPublishOthersSkipsThePublisher(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a, b := newBus(t, dsn), newBus(t, dsn)
+	inA, _ := subscribe(a, "t")
+	inB, _ := subscribe(b, "t")
+	if err := events.PublishOthers(t.Context(), a, "t", []byte("others")); err != nil {
+		t.Fatal(err)
+	}
+	inB.wait(t, "others")
+	// A marker published after it: once the publisher hears the marker, its own NOTIFY of the
+	// first, committed before it, has come back too (in commit order) and was ignored.
+	if err := b.Publish(t.Context(), "t", []byte("marker")); err != nil {
+		t.Fatal(err)
+	}
+	inA.wait(t, "marker")
+	if got := inA.snapshot(); len(got) != 1 {
+		t.Fatalf("publisher's subscriber got %q, want only the marker", got)
+	}
+	if err := events.PublishOthers(t.Context(), a, "t", make([]byte, MaxPayload+1)); err == nil {
+		t.Fatal("an oversized payload was accepted")
+	}
+}
