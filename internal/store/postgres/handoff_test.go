@@ -235,12 +235,8 @@ func statements(t *testing.T, s *Store, like string) (calls, hits int64) {
 // of the queue for each batch (≈ 230 buffers per id here). One connection, so the plan made
 // while the table was small is the one used after. Fails on the single-statement batch.
 func TestDoneMarksPlannedOnSmallTable(t *testing.T) {
-	s := openCounted(t, "pool_max_conns=1&options=-c%20plan_cache_mode%3Dforce_generic_plan")
+	s, now := openOneGeneric(t)
 	ctx := t.Context()
-	now := time.Now().Truncate(time.Millisecond)
-	if err := s.PutPresence(ctx, &store.Presence{ConnID: "c1", Tenant: "q", Replica: "r1", Since: now, SeenAt: now}); err != nil {
-		t.Fatal(err)
-	}
 	n := 0
 	handOff := func(k int) []string {
 		t.Helper()
@@ -367,12 +363,8 @@ func handOffOne(t *testing.T, s *Store, queue, id string, now time.Time, sent bo
 // tie of estimates the planner broke that way. This is a guard, not a reproduction: the tie
 // could not be made to happen here on purpose, and the old statement passes it too.
 func TestHandOffNeverReadsByExpiry(t *testing.T) {
-	s := openCounted(t, "pool_max_conns=1&options=-c%20plan_cache_mode%3Dforce_generic_plan")
+	s, now := openOneGeneric(t)
 	ctx := t.Context()
-	now := time.Now().Truncate(time.Millisecond)
-	if err := s.PutPresence(ctx, &store.Presence{ConnID: "c1", Tenant: "q", Replica: "r1", Since: now, SeenAt: now}); err != nil {
-		t.Fatal(err)
-	}
 	// 2 000 events written to the socket and awaiting their done marks.
 	if _, err := s.pool.Exec(ctx, `INSERT INTO outbox (queue, id, body_hash, payload, state, created_at, expires_at, attempts, lease_owner, lease_until)
 		SELECT 'q', 'w' || i, '\x00', '\x00', 'queued', $1, $2, 1, $3, $4 FROM generate_series(1, 2000) AS i`,
@@ -394,4 +386,17 @@ func TestHandOffNeverReadsByExpiry(t *testing.T) {
 	if per > 60 {
 		t.Errorf("a hand-off reads %.1f buffers with 2 000 messages held: it reads them by expiry", per)
 	}
+}
+
+// openOneGeneric opens a counted store of one connection whose prepared statements take their
+// generic plan at once, so the plan made first is the one used after, with the delivery of
+// connection c1 on replica r1 present for queue "q" since now.
+func openOneGeneric(t *testing.T) (*Store, time.Time) {
+	t.Helper()
+	s := openCounted(t, "pool_max_conns=1&options=-c%20plan_cache_mode%3Dforce_generic_plan")
+	now := time.Now().Truncate(time.Millisecond)
+	if err := s.PutPresence(t.Context(), &store.Presence{ConnID: "c1", Tenant: "q", Replica: "r1", Since: now, SeenAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	return s, now
 }
