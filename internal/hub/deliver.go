@@ -162,9 +162,10 @@ func (d *deliverer) handedOver(m *store.OutboxMessage) {
 const claimBatch = 64
 
 type deliverer struct {
-	h      *Hub
-	mu     sync.Mutex
-	queues map[string]*queueState
+	h       *Hub
+	mu      sync.Mutex
+	queues  map[string]*queueState
+	depthAt time.Time // the last count for the depth gauge (poll's own: not under mu)
 }
 
 // queueState is the delivery of one queue on this replica, while it has connections.
@@ -499,14 +500,24 @@ func writeAll(conns []*Conn, frame []byte) *Conn {
 	return ok
 }
 
+// depthEvery bounds how often a replica counts the open messages for the outbox depth gauge.
+// The count reads every open message: a queue no socket takes (a doshii vendor without a cloud
+// socket) holds doshii.event_ttl × the event rate of them, 600 000 at 1 000 events/s, and a count
+// at every poll (5 s) of every replica was a burst of PostgreSQL work that grew with it.
+const depthEvery = time.Minute
+
 // poll runs the delivery of every local queue that has something to claim or hand over (a lost
-// wake-up only delays a message) and updates the outbox depth gauge. Which queues have claimable
-// messages is one read: an idle socket's queue costs no claim (on SQLite a write) per poll.
-// Expiry and cleanup are the server's housekeeping (the outbox module).
+// wake-up only delays a message) and, at most every depthEvery, updates the outbox depth gauge.
+// Which queues have claimable messages is one read: an idle socket's queue costs no claim (on
+// SQLite a write) per poll. Expiry and cleanup are the server's housekeeping (the outbox
+// module). Only the maintenance goroutine polls.
 func (d *deliverer) poll(ctx context.Context) {
 	ob := d.h.o.Outbox
-	if n, err := ob.CountOutbox(ctx, ""); err == nil {
-		metrics.OutboxDepth.Set(float64(n))
+	if now := d.h.o.Clock.Now(); d.depthAt.IsZero() || now.Sub(d.depthAt) >= depthEvery {
+		d.depthAt = now
+		if n, err := ob.CountOutbox(ctx, ""); err == nil {
+			metrics.OutboxDepth.Set(float64(n))
+		}
 	}
 	claimable, err := ob.ListOutboxClaimable(ctx, d.h.o.Clock.Now())
 	if err != nil {

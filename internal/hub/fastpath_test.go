@@ -276,18 +276,40 @@ func getMsg(t *testing.T, st hubStore, queue, id string) *store.OutboxMessage {
 	return m
 }
 
-// pollCountingStore counts the deliverer's polls: each begins with one CountOutbox of every
-// queue (the depth gauge).
+// pollCountingStore counts the deliverer's polls (each lists the claimable queues once) and its
+// counts of every queue's open messages (the depth gauge).
 type pollCountingStore struct {
 	*countingStore
-	polls atomic.Int32
+	polls, depths atomic.Int32
+}
+
+func (s *pollCountingStore) ListOutboxClaimable(ctx context.Context, now time.Time) ([]string, error) {
+	s.polls.Add(1)
+	return s.countingStore.ListOutboxClaimable(ctx, now)
 }
 
 func (s *pollCountingStore) CountOutbox(ctx context.Context, queue string) (int, error) {
 	if queue == "" {
-		s.polls.Add(1)
+		s.depths.Add(1)
 	}
 	return s.countingStore.CountOutbox(ctx, queue)
+}
+
+// The depth gauge is counted at the first poll and then at most once a minute, not at every
+// poll: the count reads every open message of every queue. Fails when every poll counts.
+func TestPollCountsDepthRarely(t *testing.T) {
+	st := &pollCountingStore{countingStore: &countingStore{hubStore: openSQLite(t)}}
+	_ = newServer(t, hub.Options{Outbox: st, PollInterval: 5 * time.Millisecond})
+	deadline := time.Now().Add(testTimeout)
+	for st.polls.Load() < 5 {
+		if time.Now().After(deadline) {
+			t.Fatal("the deliverer does not poll")
+		}
+		time.Sleep(time.Millisecond) // polling a counter, not waiting for a duration
+	}
+	if n := st.depths.Load(); n != 1 {
+		t.Fatalf("%d depth counts in %d polls, want 1", n, st.polls.Load())
+	}
 }
 
 // The poll claims only queues with something to claim: idle sockets cost no claim (on SQLite a

@@ -54,11 +54,11 @@ func (s *Store) EnqueueOutboxCompleting(ctx context.Context, msgs []*store.Outbo
 		if len(d.IDs) == 0 {
 			continue
 		}
-		st, err := s.completeBatchStmt(op, d.Queue, d.IDs, at)
+		sts, err := s.completeBatchStmts(op, d.Queue, d.IDs, at)
 		if err != nil {
 			return nil, nil, s.fail(op, err)
 		}
-		completions = append(completions, st)
+		completions = append(completions, sts...)
 	}
 	if len(msgs) == 1 && len(completions) == 0 {
 		stored, created, err := s.enqueueOne(ctx, msgs[0], hold(0))
