@@ -11,10 +11,10 @@ calls (/proc/<pid>/io) of every postgres process over the window, and classifies
 pg_stat_activity: the event bus's listener (application_name posgate-events) and notice
 sender (posgate-events-send; before it had a name, the backend whose last query was the
 pg_notify), the other client backends of the bench's database (the store's pools: the
-statements), and the auxiliary processes (walwriter, checkpointer, autovacuum, ...).
+statements; backends of other databases are counted apart), and the auxiliary processes (walwriter, checkpointer, autovacuum, ...).
 Per request means per answer stored (calls of the answer's UPDATE in pg_stat_statements,
 reset at the window's start), so a run that falls behind its pace is still counted right.
-posgate's own CPU in the same window is printed too. A listener's reads are its wake-ups
+posgate's own CPU in the same window is printed too (every posgate process on the machine). A listener's reads are its wake-ups
 (it reads its signalfd once per NOTIFY commit it is signalled for); network sends and
 receives are not in /proc/<pid>/io.
 """
@@ -39,16 +39,14 @@ def classify():
         pid, bt, app, db, q = l.split('|', 4)
         if bt != 'client backend':
             role = bt
-        elif app == 'psql':
-            role = 'psql (this script)'
+        elif not db.startswith('benchhub'):
+            role = 'other client (not the bench\'s database)'
         elif app == 'posgate-events-send' or 'pg_notify' in q:
             role = 'notify sender'
         elif app == 'posgate-events':
             role = 'listener'
-        elif db.startswith('benchhub') or db.startswith('posgate'):
-            role = 'statements (store pools)'
         else:
-            role = 'other client'
+            role = 'statements (store pools)'
         m[int(pid)] = role
     return m
 
@@ -101,7 +99,7 @@ def main():
     n = 0
     for l in st:
         if "UPDATE outbox SET state = 'done'" in l:
-            n = int(l.split('|')[0])
+            n = max(n, int(l.split("|")[0]))
     if n == 0:
         sys.exit('no answer stored in the window')
     acc = collections.defaultdict(lambda: [0, 0, 0, 0])
