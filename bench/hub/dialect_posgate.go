@@ -94,6 +94,7 @@ func (d *orderpayDialect) Do(ctx context.Context, i int64) error {
 	start := time.Now()
 	st, b, err := d.c.post(ctx, 0, d.path, d.tok, []byte(body))
 	if err != nil {
+		d.seen.Delete(id) // the POS may have seen it; the run fails anyway, the map stays small
 		return err
 	}
 	if d.stages {

@@ -89,8 +89,11 @@ func argonKey(ctx context.Context, pw, salt []byte, t, m uint32, p uint8, keyLen
 	inFlight.Add(1)
 	cycles := gcCycles()
 	defer func() {
+		// The count drops before the slot is freed, so a check waiting for the slot counts as
+		// in flight before it allocates its buffer.
+		last := inFlight.Add(-1) == 0
 		<-slots
-		if inFlight.Add(-1) == 0 && gcCycles() != cycles {
+		if last && gcCycles() != cycles {
 			collectAfterArgon(uint64(m) * 1024)
 		}
 	}()
@@ -114,11 +117,24 @@ var inFlight atomic.Int32
 // a few milliseconds against the 50–100 ms of the computation, and about one for posgate's
 // usual heap of a few MiB. In a process whose heap is large anyway (a hub with thousands of
 // sockets) the buffer inflates the goal little and nothing is done.
+//
+// The collection runs on its own goroutine, so the check's caller (a login, a POS auth) does not
+// wait for it; one runs at a time.
 func collectAfterArgon(buffer uint64) {
-	if live := heapLive(); live != 0 && live <= 2*buffer {
-		runtime.GC()
+	if live := heapLive(); live != 0 && live <= 2*buffer && collecting.CompareAndSwap(false, true) {
+		go func() {
+			defer collecting.Store(false)
+			runtime.GC()
+			collected.Add(1)
+		}()
 	}
 }
+
+// collecting is set while collectAfterArgon's collection runs; collected counts them (tests).
+var (
+	collecting atomic.Bool
+	collected  atomic.Uint64
+)
 
 // gcCycles is the number of completed collections.
 func gcCycles() uint64 { return readGCMetric("/gc/cycles/total:gc-cycles") }

@@ -227,7 +227,8 @@ func (m *Module) postRequest(w http.ResponseWriter, r *http.Request) {
 	if wait > 0 {
 		ticket = m.waiters.hold(q, id)
 	}
-	now := m.svc.Clock.Now().UTC()
+	started := m.svc.Clock.Now() // keeps the monotonic reading, for the stage's duration
+	now := started.UTC()
 	// The hub stores it and, when this replica holds the POS socket, writes it at once;
 	// otherwise it announces it to the replica that does.
 	var stored *store.OutboxMessage
@@ -235,7 +236,7 @@ func (m *Module) postRequest(w http.ResponseWriter, r *http.Request) {
 		Queue: q, ID: id, BodyHash: hash, Payload: frame, CreatedAt: now, ExpiresAt: now.Add(m.cfg.requestTTL),
 	})
 	enqueued := m.svc.Clock.Now()
-	stageStoreRequest.Observe(enqueued.Sub(now).Seconds())
+	stageStoreRequest.Observe(enqueued.Sub(started).Seconds())
 	if len(all) == 1 {
 		stored = all[0]
 	}

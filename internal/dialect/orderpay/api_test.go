@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -172,6 +173,8 @@ func TestPOSAnswers(t *testing.T) {
 	o := createOutlet(t, inst, "outlet-1")
 	s := newSender(t, inst)
 	p := dial(t, inst, o)
+	stages := []string{"store_request", "await_answer", "answer_queue", "store_answer", "announce_answer"}
+	before := stageCounts(t, inst)
 
 	// Stray answers: for an unknown id, and for a request queued for another outlet.
 	other := createOutlet(t, inst, "outlet-2")
@@ -212,11 +215,12 @@ func TestPOSAnswers(t *testing.T) {
 		return strings.Contains(string(m), `posgate_orderpay_messages_dropped_total{reason="unknown"}`) &&
 			strings.Contains(string(m), `posgate_orderpay_messages_dropped_total{reason="duplicate"}`)
 	})
-	// The answered round trip was timed stage by stage.
-	_, _, m := do(t, inst, "GET", "/metrics", nil, "")
-	for _, stage := range []string{"store_request", "await_answer", "answer_queue", "store_answer", "announce_answer"} {
-		if !strings.Contains(string(m), `posgate_orderpay_stage_seconds_count{stage="`+stage+`"}`) {
-			t.Errorf("no stage %s in /metrics", stage)
+	// The answered round trip was timed stage by stage (the series exist from the start: their
+	// counts must have grown).
+	after := stageCounts(t, inst)
+	for _, stage := range stages {
+		if n, ok := after[stage]; !ok || n <= before[stage] {
+			t.Errorf("stage %s observed %d times before the round trip and %d after (in /metrics: %v)", stage, before[stage], n, ok)
 		}
 	}
 
@@ -395,4 +399,24 @@ func TestShutdownEndsWaits(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("the waiting call was not answered within 20 s of the shutdown (began %v ago)", time.Since(start))
 	}
+}
+
+// stageCounts reads, from /metrics, how many durations each stage's histogram has observed.
+func stageCounts(t *testing.T, inst *servertest.Instance) map[string]uint64 {
+	t.Helper()
+	_, _, m := do(t, inst, "GET", "/metrics", nil, "")
+	out := map[string]uint64{}
+	for _, line := range strings.Split(string(m), "\n") {
+		rest, ok := strings.CutPrefix(line, `posgate_orderpay_stage_seconds_count{stage="`)
+		if !ok {
+			continue
+		}
+		stage, count, _ := strings.Cut(rest, `"} `)
+		n, err := strconv.ParseUint(count, 10, 64)
+		if err != nil {
+			t.Fatalf("stage count %q: %v", line, err)
+		}
+		out[stage] = n
+	}
+	return out
 }

@@ -52,9 +52,9 @@ func noticeOf(msg *store.OutboxMessage) []byte {
 
 // onNotice hands an answer carried by a notice to this replica's waiters, or makes them read
 // the store when the notice names the request only. With nobody waiting here the notice is not
-// even decoded (the replica that stored the answer hears its own notice, having resolved its
-// own waiters before publishing it): a call holds before its request is stored, so none can
-// start waiting for this answer after its notice.
+// even decoded: a call holds before its request is stored, so none can start waiting for this
+// answer after its notice. (The replica that stored the answer resolves its own waiters and
+// publishes to the others only; a bus without PublishOthers still echoes it here.)
 func (ws *waiters) onNotice(p []byte) {
 	if ws.rv.Idle() {
 		return
