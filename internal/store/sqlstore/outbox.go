@@ -221,7 +221,8 @@ func (s *Store) GetOutbox(ctx context.Context, queue, id string) (*store.OutboxM
 	return m, s.fail("get outbox message", err)
 }
 
-// ClaimOutbox leases the head of queue to owner in one statement. The CTE picks the lowest-Seq
+// ClaimOutbox leases the head of queue to owner in one statement (claimSQL: how it finds each
+// part through one index range). The CTE picks the lowest-Seq
 // open, unexpired messages whose lease is free; on PostgreSQL it locks them FOR UPDATE SKIP
 // LOCKED, so a concurrent claimer skips them instead of waiting, and a row another claimer
 // committed meanwhile is re-checked against the latest version and dropped. The update then takes
