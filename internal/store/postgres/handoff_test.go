@@ -467,4 +467,24 @@ func TestClaimCostFlat(t *testing.T) {
 	if h2-h1 > 400 {
 		t.Errorf("a claim of 10 from a backlog of 20 000 read %d buffers", h2-h1)
 	}
+	// A replica that died holding 2 000 leases, all ended: a claim of 5 locks 5 rows, not every
+	// ended lease it looked at (a row lock is a write to the row and a WAL record).
+	fill("dead", "x", 1, 2000, "sent", store.PresenceOwner("r0", "c0"))
+	if _, err := s.pool.Exec(ctx, `UPDATE outbox SET lease_until = $1 WHERE queue = 'dead'`, now.Add(-time.Minute).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	walRecords := func() (n int64) {
+		t.Helper()
+		if err := s.pool.QueryRow(ctx, `SELECT COALESCE(SUM(wal_records), 0)::bigint FROM pg_stat_statements
+			WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query LIKE $1`, like).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	w0 := walRecords()
+	claim("dead", 5, 5)
+	t.Logf("%d WAL records for a claim of 5 among 2 000 ended leases", walRecords()-w0)
+	if w := walRecords() - w0; w > 200 {
+		t.Errorf("a claim of 5 among 2 000 ended leases wrote %d WAL records: it locked the rows it only looked at", w)
+	}
 }

@@ -330,15 +330,22 @@ func claimSQL(lock, set string) string {
 	}
 	var b strings.Builder
 	b.WriteString(`WITH f AS (SELECT seq FROM outbox WHERE ` + open("") + ` AND lease_owner = ''
-			ORDER BY seq LIMIT $5` + lock + `)`)
+			ORDER BY seq LIMIT $5)`)
 	cand := `SELECT seq FROM f`
 	for i, r := range leaseRanges {
 		fmt.Fprintf(&b, `,
-		e%d AS (SELECT seq FROM outbox WHERE %s AND %s AND lease_until <= $3%s)`, i, open(""), r(""), lock)
+		e%d AS (SELECT seq FROM outbox WHERE %s AND %s AND lease_until <= $3)`, i, open(""), r(""))
 		cand += fmt.Sprintf(` UNION ALL SELECT seq FROM e%d`, i)
 	}
+	// The row lock (PostgreSQL's) is taken on the chosen $5 only: on the searches themselves it
+	// would lock every ended lease they return (a replica that died holding thousands), each
+	// lock a write.
+	c := cand + ` ORDER BY seq LIMIT $5`
+	if lock != "" {
+		c = `SELECT seq FROM outbox WHERE seq = ANY (ARRAY(` + cand + `)) ORDER BY seq LIMIT $5` + lock
+	}
 	b.WriteString(`,
-		c AS (` + cand + ` ORDER BY seq LIMIT $5)
+		c AS (` + c + `)
 		UPDATE outbox SET lease_owner = $2, lease_until = $4, attempts = attempts + 1` + set + `
 		WHERE seq IN (SELECT seq FROM c) AND ` + openByID + ` AND ` + unexpiredAt("$3") + ` AND (lease_until IS NULL OR lease_until <= $3)`)
 	for _, r := range []func(string) string{leaseRanges[0], leaseRanges[2]} {
