@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/posgate/posgate/internal/store"
@@ -221,8 +220,7 @@ func (s *Store) GetOutbox(ctx context.Context, queue, id string) (*store.OutboxM
 	return m, s.fail("get outbox message", err)
 }
 
-// ClaimOutbox leases the head of queue to owner in one statement (claimSQL: how it finds each
-// part through one index range). The CTE picks the lowest-Seq
+// ClaimOutbox leases the head of queue to owner in one statement. The CTE picks the lowest-Seq
 // open, unexpired messages whose lease is free; on PostgreSQL it locks them FOR UPDATE SKIP
 // LOCKED, so a concurrent claimer skips them instead of waiting, and a row another claimer
 // committed meanwhile is re-checked against the latest version and dropped. The update then takes
@@ -264,7 +262,18 @@ func (s *Store) claimOutbox(ctx context.Context, queue, owner string, now, lease
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
-	rows, err := w.Query(ctx, claimSQL(lock, set+s.asyncCommitFrom()), queue, owner, ms(now), ms(leaseUntil), int64(limit))
+	rows, err := w.Query(ctx, `WITH c AS (
+			SELECT seq FROM outbox WHERE queue = $1 AND `+outboxOpen+` AND expires_at > $3
+				AND (lease_until IS NULL OR lease_until <= $3)
+			ORDER BY seq LIMIT $5`+lock+`)
+		UPDATE outbox SET lease_owner = $2, lease_until = $4, attempts = attempts + 1`+set+s.asyncCommitFrom()+`
+		WHERE seq IN (SELECT seq FROM c) AND NOT EXISTS (
+			SELECT 1 FROM outbox o WHERE o.queue = $1 AND o.`+outboxOpen+` AND o.expires_at > $3
+				AND o.lease_owner <> $2 AND o.lease_until > $3)
+		AND seq < COALESCE((SELECT MIN(o.seq) FROM outbox o WHERE o.queue = $1 AND o.`+outboxOpen+` AND o.expires_at > $3
+				AND o.seq NOT IN (SELECT seq FROM c)
+				AND (o.lease_owner <> $2 OR o.lease_until IS NULL OR o.lease_until <= $3)), `+maxSeq+`)
+		RETURNING `+outboxCols, queue, owner, ms(now), ms(leaseUntil), int64(limit))
 	if err != nil {
 		return nil, s.fail(op, err)
 	}
@@ -283,87 +292,6 @@ func (s *Store) claimOutbox(ctx context.Context, queue, owner string, now, lease
 	// RETURNING has no defined order on either engine.
 	slices.SortFunc(out, func(a, b *store.OutboxMessage) int { return compareInt64(a.Seq, b.Seq) })
 	return out, nil
-}
-
-// leaseRanges are the conditions that split a queue's leased messages in outbox_open_lease
-// into searches of one range each, relative to the claiming owner $2: the owners before it, its
-// own, the owners after it. (lease_owner is never empty on a leased message: a message with an
-// owner has a lease end and one without has neither.) A search of "lease_owner <> $2" would read
-// every entry of the owner's own live leases, and of its done marks until a vacuum, at index
-// level: the owner's range is read only up to its lease ends <= now.
-// Each takes the table's alias prefix ("" or "o.").
-var leaseRanges = [...]func(o string) string{
-	func(o string) string { return o + `lease_owner > '' AND ` + o + `lease_owner < $2` },
-	func(o string) string { return o + `lease_owner = $2` },
-	func(o string) string { return o + `lease_owner > $2` },
-}
-
-// claimSQL is the claim's statement (ClaimOutbox explains the conditions): lock is the row lock
-// clause of the candidate searches ("" on SQLite), set what the update sets beyond the lease
-// (with the FROM item of an asynchronous commit). Parameters: $1 queue, $2 owner, $3 now, $4
-// lease end, $5 limit.
-//
-// Every search reads one range of an index and stops at the first entry, or at the limit, so a
-// claim's cost does not depend on what the queue holds leased live or left behind done:
-//   - candidates: the first $5 messages never leased (or released) through outbox_open_free,
-//     and the messages whose lease ended through outbox_open_lease, one range per leaseRanges
-//     entry, lease end <= now; the lowest $5 of them by seq;
-//   - "another owner holds a live lease": two searches of outbox_open_lease that stop at their
-//     first entry, the owners before and after $2 with a lease end > now;
-//   - "the lowest seq left out": the first message never leased that is not a candidate
-//     (outbox_open_free), and the lowest of each range's ended leases that are not ("seq + 0":
-//     MIN of the column itself is read in seq order through outbox_open_queue, past every
-//     message the queue holds).
-//
-// The walk of outbox_open_queue from the queue's lowest seq this replaces read the messages the
-// claiming delivery holds live (events awaiting their done marks) and the entries the done
-// marks leave at the front of the queue until a vacuum: 1 100-2 500 buffers a claim in doshii
-// bench runs, growing with the run. The expiry is a filter no index can serve (unexpiredAt) in
-// the searches. The row's conditions are repeated on the updated row, which PostgreSQL rechecks
-// against the latest version of a row a concurrent claimer committed meanwhile; there they are
-// written so that no index but the primary key's can serve that row's search (openByID,
-// unexpiredAt): with outboxOpen, a generic plan made on a small table read the queue's open
-// index from its start and joined it to the candidates (20 000 rows for a claim of 5).
-func claimSQL(lock, set string) string {
-	open := func(o string) string {
-		return o + `queue = $1 AND ` + o + outboxOpen + ` AND ` + o + unexpiredAt("$3")
-	}
-	var b strings.Builder
-	b.WriteString(`WITH f AS (SELECT seq FROM outbox WHERE ` + open("") + ` AND lease_owner = ''
-			ORDER BY seq LIMIT $5)`)
-	cand := `SELECT seq FROM f`
-	for i, r := range leaseRanges {
-		fmt.Fprintf(&b, `,
-		e%d AS (SELECT seq FROM outbox WHERE %s AND %s AND lease_until <= $3)`, i, open(""), r(""))
-		cand += fmt.Sprintf(` UNION ALL SELECT seq FROM e%d`, i)
-	}
-	// The row lock (PostgreSQL's) is taken on the chosen $5 only: on the searches themselves it
-	// would lock every ended lease they return (a replica that died holding thousands), each
-	// lock a write.
-	c := cand + ` ORDER BY seq LIMIT $5`
-	if lock != "" {
-		c = `SELECT seq FROM outbox WHERE seq = ANY (ARRAY(` + cand + `)) ORDER BY seq LIMIT $5` + lock
-	}
-	b.WriteString(`,
-		c AS (` + c + `)
-		UPDATE outbox SET lease_owner = $2, lease_until = $4, attempts = attempts + 1` + set + `
-		WHERE seq IN (SELECT seq FROM c) AND ` + openByID + ` AND ` + unexpiredAt("$3") + ` AND (lease_until IS NULL OR lease_until <= $3)`)
-	for _, r := range []func(string) string{leaseRanges[0], leaseRanges[2]} {
-		b.WriteString(`
-		AND (SELECT 1 FROM outbox o WHERE ` + open("o.") + ` AND ` + r("o.") + ` AND o.lease_until > $3
-			ORDER BY o.lease_owner, o.lease_until LIMIT 1) IS NULL`)
-	}
-	b.WriteString(`
-		AND seq < COALESCE((SELECT o.seq FROM outbox o WHERE ` + open("o.") + ` AND o.lease_owner = ''
-			AND o.seq NOT IN (SELECT seq FROM c) ORDER BY o.seq LIMIT 1), ` + maxSeq + `)`)
-	for _, r := range leaseRanges {
-		b.WriteString(`
-		AND seq < COALESCE((SELECT MIN(o.seq + 0) FROM outbox o WHERE ` + open("o.") + ` AND ` + r("o.") + `
-			AND o.lease_until <= $3 AND o.seq NOT IN (SELECT seq FROM c)), ` + maxSeq + `)`)
-	}
-	b.WriteString(`
-		RETURNING ` + outboxCols)
-	return b.String()
 }
 
 func compareInt64(a, b int64) int {
