@@ -240,7 +240,7 @@ func (m *Module) postRequest(w http.ResponseWriter, r *http.Request) {
 	if len(all) == 1 {
 		stored = all[0]
 	}
-	if err != nil || finished(m.svc.Clock.Now(), stored) {
+	if err != nil || finished(enqueued, stored) {
 		if ticket != nil {
 			ticket.Leave()
 		}
