@@ -6,6 +6,7 @@
 //	/tmp/benchhub idle  -server doshii -heartbeat 30s           # (b) the same with doshii heartbeats: heartbeat CPU per socket
 //	/tmp/benchhub roundtrip -dialect echo -rate 1000 -duration 10s   # (c) request → peer → answer, open loop
 //	/tmp/benchhub roundtrip -dialect orderpay -store postgres -rate 100 -duration 5s   # (c) through real posgate replicas
+//	/tmp/benchhub roundtrip -dialect doshii -store postgres -floor   # (c) and the PostgreSQL floor of its shape
 //
 // (a) drives, in the same process and over loopback TCP, a bare coder/websocket echo server (a
 // reader loop that writes each message back: the fastest a websocket round trip can be here) and
@@ -26,6 +27,10 @@
 // "orderpay" (integrator request → POS answer) and "doshii" (event publish → POS socket) start
 // `posgate serve` processes — two replicas on one PostgreSQL database with -store postgres, the
 // caller on the first and the POS on the second — and go through the public APIs and clients.
+// "pgrelay" (and -floor, which runs it in the same run as a posgate dialect) is the floor under
+// those on PostgreSQL: two relay processes doing only the hops the design requires (a durable
+// insert, a NOTIFY, the socket write, and for orderpay a durable update and a NOTIFY back).
+// -timeline prints p50/p99 per window, which tells a tail made of stalls from one of queueing.
 //
 // Everything talks to loopback only and is bounded in time and count.
 package main
@@ -64,6 +69,8 @@ func run(args []string) error {
 			return roleServer(args[2:])
 		case "client":
 			return roleClient(args[2:])
+		case "relay":
+			return roleRelay(args[2:])
 		}
 		return fmt.Errorf("unknown role %q", args[1])
 	}

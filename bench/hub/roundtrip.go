@@ -36,6 +36,7 @@ var dialects = map[string]func() Dialect{
 	"echo":     func() Dialect { return &echoDialect{} },
 	"orderpay": func() Dialect { return &orderpayDialect{} },
 	"doshii":   func() Dialect { return &doshiiDialect{} },
+	"pgrelay":  func() Dialect { return &pgrelayDialect{} },
 }
 
 func runRoundTrip(args []string) error {
@@ -47,6 +48,8 @@ func runRoundTrip(args []string) error {
 	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured time before")
 	inflight := fs.Int("max-inflight", 2000, "requests outstanding at most; beyond it the run fails (the target cannot keep the pace)")
 	baseline := fs.Bool("baseline", true, "also run the bare coder/websocket echo at the same rate, for the ratio")
+	floor := fs.Bool("floor", false, "with -store postgres, also run the pgrelay floor of the same shape (doshii: one way) in the same run, for a second ratio")
+	timeline := fs.Duration("timeline", 0, "also print p50/p99/max per window of this length (shows whether a tail is bursts or queueing)")
 	var kv string
 	fs.StringVar(&o.URL, "url", "", "an already running posgate on loopback (default: the dialect starts one)")
 	fs.StringVar(&o.Store, "store", "sqlite", "sqlite or postgres, for a posgate the dialect starts")
@@ -69,33 +72,47 @@ func runRoundTrip(args []string) error {
 		return fmt.Errorf("-dialect %q: one of %s", *name, strings.Join(dialectNames(), ", "))
 	}
 	ctx := context.Background()
-	runs := []struct {
+	type run struct {
 		label string
 		d     Dialect
-	}{{*name, mk()}}
-	if *baseline {
-		runs = append(runs, struct {
-			label string
-			d     Dialect
-		}{"bare echo", &bareDialect{}})
 	}
-	var sums []summary
+	runs := []run{{*name, mk()}}
+	if *floor {
+		if o.Store != "postgres" || *name == "pgrelay" {
+			return errors.New("-floor is for a posgate dialect with -store postgres")
+		}
+		runs = append(runs, run{"pg floor", &pgrelayDialect{oneway: *name == "doshii"}})
+	}
+	if *baseline {
+		runs = append(runs, run{"bare echo", &bareDialect{}})
+	}
+	sums := map[string]summary{}
 	for _, r := range runs {
 		if err := r.d.Start(ctx, o); err != nil {
 			return fmt.Errorf("%s: %w", r.label, err)
 		}
-		lat, err := paced(ctx, r.d, *rate, *warmup, *duration, *inflight)
+		samples, err := paced(ctx, r.d, *rate, *warmup, *duration, *inflight)
 		r.d.Stop()
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.label, err)
 		}
+		if *timeline > 0 {
+			printTimeline(r.label, samples, *timeline)
+		}
+		lat := make([]time.Duration, len(samples))
+		for i, x := range samples {
+			lat[i] = x.took
+		}
 		s := summarise(lat)
-		sums = append(sums, s)
+		sums[r.label] = s
 		fmt.Printf("%-10s at %d/s for %s: %s\n", r.label, *rate, *duration, s)
 	}
-	if len(sums) == 2 {
-		fmt.Printf("ratio %s / bare echo: p50 %.1f, p99 %.1f\n", *name,
-			float64(sums[0].p50)/float64(sums[1].p50), float64(sums[0].p99)/float64(sums[1].p99))
+	for _, base := range []string{"pg floor", "bare echo"} {
+		if b, ok := sums[base]; ok {
+			s := sums[*name]
+			fmt.Printf("ratio %s / %s: p50 %.1f, p99 %.1f\n", *name, base,
+				float64(s.p50)/float64(b.p50), float64(s.p99)/float64(b.p99))
+		}
 	}
 	return nil
 }
@@ -109,16 +126,20 @@ func dialectNames() []string {
 	return out
 }
 
+// sample is one measured request: when it was due, from the start of the measured part, and
+// how long it took.
+type sample struct{ at, took time.Duration }
+
 // paced issues requests at rate for warmup+duration and returns the latencies of the measured
 // part. Latency is measured from the request's scheduled time, so a stall shows as latency
 // instead of silently lowering the rate.
-func paced(ctx context.Context, d Dialect, rate int, warmup, duration time.Duration, maxInflight int) ([]time.Duration, error) {
+func paced(ctx context.Context, d Dialect, rate int, warmup, duration time.Duration, maxInflight int) ([]sample, error) {
 	interval := time.Second / time.Duration(rate)
 	start := time.Now()
 	measureFrom := start.Add(warmup)
 	end := measureFrom.Add(duration)
 	var mu sync.Mutex
-	lat := make([]time.Duration, 0, int(duration.Seconds()*float64(rate))+16)
+	lat := make([]sample, 0, int(duration.Seconds()*float64(rate))+16)
 	var inflight atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
@@ -151,7 +172,7 @@ func paced(ctx context.Context, d Dialect, rate int, warmup, duration time.Durat
 			}
 			if !at.Before(measureFrom) {
 				mu.Lock()
-				lat = append(lat, took)
+				lat = append(lat, sample{at: at.Sub(measureFrom), took: took})
 				mu.Unlock()
 			}
 		}(i, at)

@@ -32,6 +32,21 @@ func summarise(lat []time.Duration) summary {
 	return s
 }
 
+// printTimeline prints a summary per window of the measured part: a tail made of a few bad
+// windows is a stall (a checkpoint, a collection, a poll), one spread over all of them is queueing.
+func printTimeline(label string, samples []sample, window time.Duration) {
+	byWindow := map[int64][]time.Duration{}
+	var last int64
+	for _, x := range samples {
+		w := int64(x.at / window)
+		byWindow[w] = append(byWindow[w], x.took)
+		last = max(last, w)
+	}
+	for w := int64(0); w <= last; w++ {
+		fmt.Printf("  %-10s %6.1f s  %s\n", label, (time.Duration(w) * window).Seconds(), summarise(byWindow[w]))
+	}
+}
+
 func (s summary) String() string {
 	return fmt.Sprintf("n=%d p50=%s p99=%s max=%s", s.n, us(s.p50), us(s.p99), us(s.max))
 }
