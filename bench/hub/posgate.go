@@ -19,8 +19,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // cluster is one or two posgate processes (`posgate serve`) started for a round trip: on SQLite
@@ -156,17 +154,7 @@ func tail(b []byte, n int) string {
 	return string(b)
 }
 
-func (c *cluster) pgExec(ctx context.Context, sql string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, c.adminDSN)
-	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, sql)
-	return err
-}
+func (c *cluster) pgExec(ctx context.Context, sql string) error { return pgAdmin(ctx, c.adminDSN, sql) }
 
 func (c *cluster) waitReady(ctx context.Context, base string) error {
 	deadline := time.Now().Add(60 * time.Second)
