@@ -100,8 +100,21 @@ func (d *pgrelayDialect) Start(ctx context.Context, o RoundTripOptions) error {
 	}
 	d.ws.SetReadLimit(1 << 20)
 	go d.pos()
-	time.Sleep(200 * time.Millisecond) // relay 1 has registered the socket
-	return nil
+	// The dial returns once the upgrade is written; relay 1 registers the socket after that.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := d.client.Get(d.urls[1] + "/ready")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return errors.New("relay 1 did not register the POS socket within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond) // polls the relay's state
+	}
 }
 
 // pos answers every request with its id and a short answer (or, oneway, marks it received).
@@ -223,6 +236,14 @@ func roleRelay(args []string) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /req", r.request)
 	mux.HandleFunc("GET /ws", r.socket)
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		r.mu.Lock()
+		held := r.ws != nil
+		r.mu.Unlock()
+		if !held {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
 	fmt.Println("http://" + ln.Addr().String())
 	return (&http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}).Serve(ln)
 }
