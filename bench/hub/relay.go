@@ -205,8 +205,8 @@ type relay struct {
 	ws      *websocket.Conn
 
 	smu     sync.Mutex
-	queue   []string
-	sending bool
+	next    *notices // the group the next notice joins; nil when none is waiting
+	sending bool     // the sender goroutine is running
 }
 
 func roleRelay(args []string) error {
@@ -339,33 +339,48 @@ func (r *relay) listen(conn *pgx.Conn) {
 	}
 }
 
-// notify sends msg as pgbus does: one sender, everything queued meanwhile in one statement,
-// committed without waiting for the WAL flush.
+// notices is one NOTIFY transaction's messages; done is closed once it is sent, err set.
+type notices struct {
+	msgs []string
+	done chan struct{}
+	err  error
+}
+
+// notify sends msg as pgbus does, so the floor pays the same hand-offs as posgate: the notice
+// joins the group waiting for the one sender goroutine (started if idle), which sends each group
+// in one statement committed without waiting for the WAL flush; notify returns once msg's group
+// is sent.
 func (r *relay) notify(msg string) error {
 	r.smu.Lock()
-	r.queue = append(r.queue, msg)
-	if r.sending {
-		r.smu.Unlock()
-		return nil
+	if r.next == nil {
+		r.next = &notices{done: make(chan struct{})}
 	}
-	r.sending = true
+	g := r.next
+	g.msgs = append(g.msgs, msg)
+	if !r.sending {
+		r.sending = true
+		go r.send()
+	}
 	r.smu.Unlock()
+	<-g.done
+	return g.err
+}
+
+func (r *relay) send() {
 	for {
 		r.smu.Lock()
-		batch := r.queue
-		r.queue = nil
-		if len(batch) == 0 {
+		g := r.next
+		r.next = nil
+		if g == nil {
 			r.sending = false
 			r.smu.Unlock()
-			return nil
+			return
 		}
 		r.smu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := r.pool.Exec(ctx, `SELECT pg_notify('relay', m) FROM unnest($1::text[]) AS m,
-			(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit`, batch)
+		_, g.err = r.pool.Exec(ctx, `SELECT pg_notify('relay', m) FROM unnest($1::text[]) AS m,
+			(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit`, g.msgs)
 		cancel()
-		if err != nil {
-			return err
-		}
+		close(g.done)
 	}
 }
